@@ -1,0 +1,220 @@
+"""Building and running a Lockstep gRPC service process.
+
+Every service gets the same frame: standard health checking, server reflection, role
+checks, a bounded message size, no SO_REUSEPORT (so "port in use" is detected), a ready
+file for supervisors, and graceful shutdown on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lockstep.auth import AuthInterceptor, Role, TokenStore
+from lockstep.errors import ConfigError, LockstepError
+
+__all__ = [
+    "BoundServer",
+    "ServiceBinding",
+    "build_server",
+    "parse_address",
+    "run_service",
+]
+
+log = logging.getLogger("lockstep.server")
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to host: how to add it, its full name, and its role table."""
+
+    add: Callable[[grpc.Server], None]
+    full_name: str
+    methods: Mapping[str, frozenset[Role]]
+
+
+@dataclass
+class BoundServer:
+    """A started server, the address it really listens on, and clean-up hooks."""
+
+    server: grpc.Server
+    address: str
+    port: int
+    health: health.HealthServicer
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Mark NOT_SERVING, drain in-flight calls for `grace` seconds, run clean-up hooks."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        for hook in reversed(self.on_stop):
+            hook()
+        self.on_stop.clear()
+
+    def __enter__(self) -> BoundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace=0)
+
+
+def parse_address(address: str) -> str:
+    """Validate "host:port" (port may be 0) or "unix:/path"; return it unchanged."""
+    if address.startswith("unix:"):
+        if len(address) <= len("unix:"):
+            raise ConfigError(f"bad address {address!r}: unix socket path is empty")
+        return address
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"bad address {address!r}: expected HOST:PORT or unix:PATH")
+    return address
+
+
+def build_server(
+    address: str,
+    services: Sequence[ServiceBinding],
+    *,
+    auth: TokenStore | None,
+    max_workers: int = 16,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> BoundServer:
+    """Create, bind and start a server hosting `services` plus health and reflection.
+
+    `auth=None` disables role checks (explicit dev mode; the caller must say so loudly).
+    Raises ConfigError when the address cannot be bound.
+    """
+    parse_address(address)
+    methods: dict[str, frozenset[Role]] = {}
+    for svc in services:
+        methods.update(svc.methods)
+    interceptors = [AuthInterceptor(auth, methods)] if auth is not None else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+    for svc in services:
+        svc.add(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [svc.full_name for svc in services]
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME],
+        server,
+    )
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc} (port in use?)") from None
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address} (port in use or not permitted)")
+    server.start()
+    for name in ["", *names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    bound = address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
+    return BoundServer(server=server, address=bound, port=port, health=health_servicer)
+
+
+def _write_ready_file(path: Path, address: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) -> None:
+    """Flags every service process accepts; each also reads an environment variable."""
+    parser.add_argument(
+        "--address", default=os.environ.get("LOCKSTEP_LISTEN", default_address),
+        help="HOST:PORT (port 0 = any free port) or unix:PATH [env LOCKSTEP_LISTEN]",
+    )
+    parser.add_argument(
+        "--auth-file", type=Path, default=os.environ.get("LOCKSTEP_AUTH_FILE"),
+        help="JSON file of role -> token [env LOCKSTEP_AUTH_FILE]",
+    )
+    parser.add_argument(
+        "--insecure-no-auth", action="store_true",
+        default=os.environ.get("LOCKSTEP_INSECURE_NO_AUTH") == "1",
+        help="accept calls without credentials (development only) [env LOCKSTEP_INSECURE_NO_AUTH=1]",
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, default=None,
+        help="write {address, pid} as JSON here once serving (used by the supervisor)",
+    )
+
+
+def load_auth(args: argparse.Namespace, service: str) -> TokenStore | None:
+    """The token store named by the flags, or None in explicit dev mode."""
+    if args.insecure_no_auth:
+        log.warning("%s: AUTHENTICATION DISABLED (--insecure-no-auth): any caller may do anything",
+                    service)
+        return None
+    if args.auth_file is None:
+        raise ConfigError("no --auth-file / LOCKSTEP_AUTH_FILE given (or pass --insecure-no-auth)")
+    return TokenStore.load(Path(args.auth_file))
+
+
+def run_service(
+    name: str,
+    argv: Sequence[str] | None,
+    default_address: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    create: Callable[[argparse.Namespace, TokenStore | None], BoundServer],
+) -> int:
+    """Entry point shared by every service's ``__main__``: parse, bind, serve until SIGTERM.
+
+    Configuration errors end the process with one line on stderr and exit status 2.
+    """
+    logging.basicConfig(
+        level=os.environ.get("LOCKSTEP_LOG_LEVEL", "INFO").upper(),
+        format=f"%(asctime)s {name} %(levelname)s %(message)s",
+    )
+    parser = argparse.ArgumentParser(prog=f"lockstep-{name.replace('_', '-')}",
+                                     description=f"Lockstep {name} service")
+    add_common_arguments(parser, default_address)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        bound = create(args, load_auth(args, name))
+        if args.ready_file is not None:
+            try:
+                _write_ready_file(args.ready_file, bound.address)
+            except OSError as exc:
+                bound.stop(grace=0)
+                raise ConfigError(f"cannot write ready file {args.ready_file}: {exc}") from None
+    except LockstepError as exc:
+        print(f"lockstep-{name}: error: {exc}", file=sys.stderr)
+        return 2
+    log.info("serving on %s (pid %d)", bound.address, os.getpid())
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    bound.stop(grace=5.0)
+    log.info("stopped")
+    return 0
