@@ -1,0 +1,5 @@
+"""`python -m lockstep.cli`."""
+
+from lockstep.cli._app import main
+
+main()

@@ -1,0 +1,171 @@
+"""`lockstep up | status | down`: the local deployment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import psutil
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lockstep.cli._app import app
+from lockstep.cli._context import StateDirOption, fail, state_dir
+from lockstep.client import health_status
+from lockstep.errors import ConfigError, LockstepError
+from lockstep.server import parse_address
+from lockstep.supervisor import SupervisorConfig, SupervisorState, pid_alive, run_supervisor
+from lockstep.supervisor._supervisor import last_line
+
+console = Console()
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"state directory {directory} is not writable: {exc.strerror}") from None
+
+
+def _services_table(state: SupervisorState, live: bool) -> Table:
+    table = Table(title=f"Lockstep services (state: {state.state_dir})")
+    for col in ("service", "address", "pid", "status", "restarts"):
+        table.add_column(col)
+    for svc in state.services:
+        status = health_status(svc.address) if live and svc.address else svc.status
+        restarts = str(svc.restarts)
+        if svc.restarts:
+            restarts += f" (restarted; last exit {svc.last_exit})"
+        table.add_row(svc.name, svc.address, str(svc.pid or ""), status, restarts)
+    return table
+
+
+def _wait_started(directory: Path, proc: subprocess.Popen[bytes], timeout: float) -> SupervisorState:
+    deadline = time.monotonic() + timeout
+    with console.status("starting services..."):
+        while time.monotonic() < deadline:
+            state = SupervisorState.load(directory)
+            if state is not None and state.supervisor_pid == proc.pid:
+                if state.status == "running":
+                    return state
+                if state.status == "failed":
+                    proc.wait(30)
+                    state.path.unlink(missing_ok=True)
+                    raise ConfigError(state.error)
+            if proc.poll() is not None:
+                raise ConfigError("supervisor exited during start-up: "
+                                  + last_line(directory / "logs" / "supervisor.log"))
+            time.sleep(0.05)
+    proc.terminate()
+    raise ConfigError(f"services did not start within {timeout:.0f}s; see {directory / 'logs'}")
+
+
+@app.command()
+def up(
+    state_dir_opt: StateDirOption = None,
+    pools: Annotated[int, typer.Option(min=1, help="number of wasm_pool processes")] = 1,
+    unix: Annotated[bool, typer.Option(help="listen on unix sockets in the state dir")] = False,
+    address: Annotated[list[str] | None, typer.Option(
+        "--address", help="fixed address for a service, NAME=HOST:PORT (repeatable)")] = None,
+    dev_mode: Annotated[bool, typer.Option(
+        "--dev-mode", help="accept unsigned modules (development only)")] = False,
+    foreground: Annotated[bool, typer.Option(help="supervise in this terminal")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for SERVING")] = 120.0,
+) -> None:
+    """Start every service as its own process and supervise them."""
+    directory = state_dir(state_dir_opt)
+    try:
+        existing = SupervisorState.load(directory)
+        if existing is not None and existing.supervisor_alive():
+            raise ConfigError(f"Lockstep is already running (supervisor pid "
+                              f"{existing.supervisor_pid}, state {directory}); "
+                              "see `lockstep status` or stop it with `lockstep down`")
+        _check_writable(directory)
+        fixed: list[str] = []
+        for item in address or []:
+            name, sep, addr = item.partition("=")
+            if not sep:
+                raise ConfigError(f"bad --address {item!r}: expected NAME=HOST:PORT")
+            parse_address(addr)
+            fixed += ["--address", item]
+        args = ["--state-dir", str(directory), "--pools", str(pools), *fixed,
+                "--start-timeout", str(timeout)]
+        if unix:
+            args.append("--unix")
+        if dev_mode:
+            args.append("--dev-mode")
+        if foreground:
+            from lockstep.supervisor.__main__ import main as supervisor_main
+
+            raise typer.Exit(supervisor_main(args))
+        (directory / "logs").mkdir(exist_ok=True)
+        with open(directory / "logs" / "supervisor.log", "ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lockstep.supervisor", *args],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        state = _wait_started(directory, proc, timeout + 30)
+    except LockstepError as exc:
+        raise fail(exc) from None
+    console.print(_services_table(state, live=False))
+    console.print(f"supervisor pid {state.supervisor_pid}; stop with `lockstep down`")
+
+
+@app.command()
+def status(state_dir_opt: StateDirOption = None) -> None:
+    """Show each service's address, pid, health and restarts."""
+    directory = state_dir(state_dir_opt)
+    try:
+        state = SupervisorState.load(directory)
+    except LockstepError as exc:
+        raise fail(exc) from None
+    if state is None or not state.supervisor_alive():
+        console.print(f"Lockstep is not running (no live supervisor in {directory}).")
+        raise typer.Exit(3)
+    console.print(_services_table(state, live=True))
+
+
+@app.command()
+def down(
+    state_dir_opt: StateDirOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a clean stop")] = 30.0,
+) -> None:
+    """Stop every service cleanly (SIGTERM, then SIGKILL after the timeout)."""
+    directory = state_dir(state_dir_opt)
+    try:
+        state = SupervisorState.load(directory)
+    except LockstepError as exc:
+        raise fail(exc) from None
+    if state is None:
+        console.print(f"Lockstep is not running (nothing to stop in {directory}).")
+        return
+    pids = [state.supervisor_pid] + [s.pid for s in state.services]
+    procs = []
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+    if not procs:
+        state.path.unlink(missing_ok=True)
+        console.print("Lockstep was not running (stale state removed).")
+        return
+    # The supervisor stops its children in reverse start order; if it is gone, do it here.
+    target = procs[:1] if procs[0].pid == state.supervisor_pid else procs
+    for proc in target:
+        proc.terminate()
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        proc.kill()
+    state.path.unlink(missing_ok=True)
+    console.print(f"Lockstep stopped ({len(procs)} processes).")
