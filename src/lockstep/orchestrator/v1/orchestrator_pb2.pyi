@@ -26,10 +26,12 @@ AGENT_STATE_FAULTED: AgentState
 AGENT_STATE_TERMINATED: AgentState
 
 class RegisterModuleRequest(_message.Message):
-    __slots__ = ("wasm",)
+    __slots__ = ("wasm", "name")
     WASM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     wasm: bytes
-    def __init__(self, wasm: _Optional[bytes] = ...) -> None: ...
+    name: str
+    def __init__(self, wasm: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ModuleInfo(_message.Message):
     __slots__ = ("module_hash", "name", "version", "abi_version", "capabilities", "signer", "verdict", "size")

@@ -1,0 +1,38 @@
+"""`python -m lockstep_orchestrator`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lockstep.auth import TokenStore
+from lockstep.server import BoundServer, run_service
+from lockstep_orchestrator._service import OrchestratorConfig, create_server
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pools", default=os.environ.get("LOCKSTEP_POOL_ADDRESSES", ""),
+                        help="comma-separated wasm_pool addresses [env LOCKSTEP_POOL_ADDRESSES]")
+    parser.add_argument("--telemetry", default=os.environ.get("LOCKSTEP_TELEMETRY_ADDRESS"),
+                        help="telemetry address [env LOCKSTEP_TELEMETRY_ADDRESS]")
+    parser.add_argument("--inference", default=os.environ.get("LOCKSTEP_INFERENCE_ADDRESS"),
+                        help="inference address [env LOCKSTEP_INFERENCE_ADDRESS]")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("LOCKSTEP_DATA_DIR"),
+                        help="where registered modules are kept [env LOCKSTEP_DATA_DIR]")
+    parser.add_argument("--dev-mode", action="store_true",
+                        default=os.environ.get("LOCKSTEP_DEV_MODE") == "1",
+                        help="accept unsigned modules [env LOCKSTEP_DEV_MODE=1]")
+
+
+def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
+    config = OrchestratorConfig(
+        pools=tuple(p for p in args.pools.split(",") if p), telemetry=args.telemetry or None,
+        inference=args.inference or None, data_dir=args.data_dir, dev_mode=args.dev_mode,
+    )
+    return create_server(args.address, auth=auth, config=config)
+
+
+if __name__ == "__main__":
+    sys.exit(run_service("orchestrator", None, "127.0.0.1:7070", add_arguments, create))

@@ -1,0 +1,279 @@
+"""gRPC face of the orchestrator: validates requests, queues control actions, runs ticks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.errors import ConfigError, LockstepError, ModuleError, ServiceError
+from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep_orchestrator._inference import InferenceBridge
+from lockstep_orchestrator._journal import Journal, Sink
+from lockstep_orchestrator._pools import PoolSet
+from lockstep_orchestrator._registry import ModuleRegistry
+from lockstep_orchestrator._run import Run
+
+SERVICE_NAME = "lockstep.orchestrator.v1.OrchestratorService"
+S = opb.AgentState
+
+ROLES = {
+    "RegisterModule": ADMIN_ONLY, "ListModules": VIEWER, "StartRun": OPERATOR,
+    "SpawnAgents": OPERATOR, "PauseAgents": OPERATOR, "ResumeAgents": OPERATOR,
+    "TerminateAgents": OPERATOR, "SendMessages": OPERATOR, "ListAgents": VIEWER,
+    "GetAgent": VIEWER, "Step": OPERATOR, "RunUntil": OPERATOR, "GetStatus": VIEWER,
+    "GetDigests": VIEWER, "CreateCheckpoint": OPERATOR, "RestoreCheckpoint": OPERATOR,
+}
+MAX_TICKS_PER_CALL = 10_000_000
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Orchestrator settings.
+
+    pools: wasm_pool addresses in shard order (at least one).
+    telemetry: telemetry service address; None keeps the journal in memory only.
+    inference: inference service address; None answers agents' infer calls with errors.
+    data_dir: where registered modules are stored; None keeps them in memory.
+    dev_mode: accept unsigned modules (loudly).
+    """
+
+    pools: tuple[str, ...]
+    telemetry: str | None = None
+    inference: str | None = None
+    data_dir: Path | None = None
+    dev_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.pools:
+            raise ConfigError("at least one wasm_pool address is required (--pools)")
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception) -> Any:
+    if isinstance(exc, KeyError):
+        context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
+    if isinstance(exc, ConfigError | ModuleError | ValueError):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, ServiceError):
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):  # type: ignore[misc]
+    """Holds the one current run; a lock serialises ticks and control-plane changes."""
+
+    def __init__(self, config: OrchestratorConfig, service_token: str | None,
+                 journal_sink: Sink | None = None, inference_client: Any | None = None) -> None:
+        self.config = config
+        self.pools = PoolSet(config.pools, service_token)
+        self.modules = ModuleRegistry(
+            self.pools, config.data_dir / "modules" if config.data_dir else None, config.dev_mode)
+        self._sink = journal_sink
+        self._inference = InferenceBridge(inference_client)
+        self._lock = threading.RLock()
+        self.run = self._new_run(opb.RunConfig())
+
+    def close(self) -> None:
+        with self._lock:
+            self.run.journal.flush()
+        self.pools.close()
+
+    def _new_run(self, config: opb.RunConfig) -> Run:
+        return Run(config, self.pools, self.modules.wasm, Journal(self._sink), self._inference)
+
+    # ---- modules ----
+    def RegisterModule(self, request: opb.RegisterModuleRequest, context: Any) -> Any:  # noqa: N802
+        try:
+            with self._lock:
+                info = self.modules.register(request.wasm, request.name)
+                self.run.journal.record("module.register", self.run.tick + 1, {
+                    "module": info.module_hash, "name": info.name, "verdict": info.verdict})
+        except Exception as exc:
+            return _abort(context, exc)
+        return opb.RegisterModuleResponse(module=info)
+
+    def ListModules(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return opb.ListModulesResponse(modules=self.modules.list())
+
+    # ---- run control ----
+    def StartRun(self, request: opb.StartRunRequest, context: Any) -> Any:  # noqa: N802
+        try:
+            with self._lock:
+                self.run.journal.flush()
+                self.pools.reset()
+                self.run = self._new_run(request.config)
+                return self.run.status()
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def SpawnAgents(self, request: opb.SpawnAgentsRequest, context: Any) -> Any:  # noqa: N802
+        try:
+            with self._lock:
+                resolved = []
+                names = set()
+                for spawn in request.agents:
+                    module_hash = self.modules.resolve(spawn.module)
+                    self.run.validate_spawn(spawn, module_hash)
+                    if spawn.name in names:
+                        raise ConfigError(f"agent {spawn.name!r} appears twice in the request")
+                    names.add(spawn.name)
+                    resolved.append((spawn, module_hash))
+                tick = self.run.tick + 1
+                for item in resolved:
+                    self.run.enqueue("spawn", item)
+                return opb.ControlResponse(effective_tick=tick)
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def _lifecycle(self, kind: str, request: opb.AgentSelector, context: Any) -> Any:
+        try:
+            with self._lock:
+                for name in request.names:
+                    self.run.agent(name)
+                tick = self.run.tick + 1
+                seqs = []
+                for name in request.names:
+                    self.run.enqueue(kind, name)
+                    seqs.append(self.run.agent(name).seq)
+                return opb.ControlResponse(effective_tick=tick, sequences=seqs)
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def PauseAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._lifecycle("pause", request, context)
+
+    def ResumeAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._lifecycle("resume", request, context)
+
+    def TerminateAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._lifecycle("terminate", request, context)
+
+    def SendMessages(self, request: opb.SendMessagesRequest, context: Any) -> Any:  # noqa: N802
+        try:
+            with self._lock:
+                for msg in request.messages:
+                    if len(msg.payload) > 65536:
+                        raise ConfigError(f"message to {msg.to!r} exceeds 65536 bytes")
+                    if msg.to != "*" and not msg.to.startswith("#"):
+                        self.run.agent(msg.to)
+                tick = self.run.tick + 1
+                for msg in request.messages:
+                    self.run.enqueue("message", (msg.to, msg.payload))
+                return opb.ControlResponse(effective_tick=tick)
+        except Exception as exc:
+            return _abort(context, exc)
+
+    # ---- queries ----
+    def ListAgents(self, request: opb.ListAgentsRequest, context: Any) -> Any:  # noqa: N802
+        with self._lock:
+            wanted = set(request.states)
+            return opb.ListAgentsResponse(agents=[
+                a.info() for a in self.run.by_seq if not wanted or a.state in wanted])
+
+    def GetAgent(self, request: opb.GetAgentRequest, context: Any) -> Any:  # noqa: N802
+        try:
+            with self._lock:
+                return self.run.agent(request.name).info()
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def GetStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+        with self._lock:
+            return self.run.status()
+
+    def GetDigests(self, request: opb.GetDigestsRequest, context: Any) -> Any:  # noqa: N802
+        with self._lock:
+            first = max(1, request.from_tick or 1)
+            last = min(self.run.tick, request.to_tick or self.run.tick)
+            return opb.GetDigestsResponse(digests=[
+                cpb.TickDigest(tick=t, digest=self.run.digests[t - 1])
+                for t in range(first, last + 1)])
+
+    # ---- ticks ----
+    def _tick(self) -> opb.RunStatus:
+        with self._lock:
+            self.run.step_tick()
+            return self.run.status()
+
+    def Step(self, request: opb.StepRequest, context: Any) -> Any:  # noqa: N802
+        if not 1 <= request.ticks <= MAX_TICKS_PER_CALL:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"ticks must be in 1..{MAX_TICKS_PER_CALL}, got {request.ticks}")
+        try:
+            for _ in range(request.ticks):
+                status = self._tick()
+            with self._lock:
+                self.run.journal.flush()
+            return status
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def RunUntil(self, request: opb.RunUntilRequest, context: Any) -> Iterator[Any]:  # noqa: N802
+        if not request.until_tick and not request.until_idle:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "set until_tick and/or until_idle")
+        if request.until_idle and not request.until_tick and not request.max_ticks:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "until_idle needs max_ticks or until_tick as a safety bound")
+        every = max(1, request.progress_every)
+        done_ticks = 0
+        try:
+            while True:
+                with self._lock:
+                    reason = ""
+                    if request.until_tick and self.run.tick >= request.until_tick:
+                        reason = "tick"
+                    elif request.until_idle and self.run.idle():
+                        reason = "idle"
+                    elif request.max_ticks and done_ticks >= request.max_ticks:
+                        reason = "max_ticks"
+                    if reason:
+                        self.run.journal.flush()
+                        yield opb.RunProgress(status=self.run.status(), done=True, reason=reason)
+                        return
+                if not context.is_active():
+                    return
+                status = self._tick()
+                done_ticks += 1
+                if done_ticks % every == 0:
+                    yield opb.RunProgress(status=status)
+        except Exception as exc:
+            _abort(context, exc)
+
+    def CreateCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "checkpoints are not implemented yet")
+
+    def RestoreCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "checkpoints are not implemented yet")
+
+
+def create_server(address: str, *, auth: TokenStore | None,
+                  config: OrchestratorConfig | None = None) -> BoundServer:
+    """Start an orchestrator on `address` ("127.0.0.1:0", "unix:/path")."""
+    if config is None:
+        raise ConfigError("the orchestrator needs a config with at least one pool address")
+    token = auth.token(Role.SERVICE) if auth is not None else None
+    sink = None
+    if config.telemetry:
+        from lockstep_orchestrator._telemetry import telemetry_sink
+
+        sink = telemetry_sink(config.telemetry, token)
+    servicer = OrchestratorServicer(config, token, sink)
+    binding = ServiceBinding(
+        add=lambda server: opb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
+        full_name=SERVICE_NAME,
+        methods={f"/{SERVICE_NAME}/{m}": roles for m, roles in ROLES.items()},
+    )
+    bound = build_server(address, [binding], auth=auth)
+    bound.on_stop.append(servicer.close)
+    return bound
+
+
+__all__ = ["LockstepError", "OrchestratorConfig", "OrchestratorServicer", "create_server"]
