@@ -207,6 +207,7 @@ class Run:
                 self._absorb(agent, res, t, h, "step")
                 sends.append((agent, res))
         self._route(t, h, sends, host_message)
+        self.inference.flush()
         self.digest = h.digest()
         self.digests.append(self.digest)
         self.tick = t

@@ -71,13 +71,13 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):  # type: ignor
     """Holds the one current run; a lock serialises ticks and control-plane changes."""
 
     def __init__(self, config: OrchestratorConfig, service_token: str | None,
-                 journal_sink: Sink | None = None, inference_client: Any | None = None) -> None:
+                 journal_sink: Sink | None = None) -> None:
         self.config = config
         self.pools = PoolSet(config.pools, service_token)
         self.modules = ModuleRegistry(
             self.pools, config.data_dir / "modules" if config.data_dir else None, config.dev_mode)
         self._sink = journal_sink
-        self._inference = InferenceBridge(inference_client)
+        self._inference = InferenceBridge(config.inference, service_token)
         self._lock = threading.RLock()
         self.run = self._new_run(opb.RunConfig())
 
@@ -85,6 +85,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):  # type: ignor
         with self._lock:
             self.run.journal.flush()
         self.pools.close()
+        self._inference.close()
 
     def _new_run(self, config: opb.RunConfig) -> Run:
         return Run(config, self.pools, self.modules.wasm, Journal(self._sink), self._inference)

@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 # Command modules, imported for their side effect of registering commands on `app`.
-_COMMAND_MODULES = ("_services",)
+_COMMAND_MODULES = ("_services", "_run")
 
 
 def main() -> None:

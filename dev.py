@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Lockstep's one task entry point. Needs only Python 3.11+ and pip with registry access.
+
+    python3 dev.py demo     set up, then run the demo scenario on all services and verify its replay
+    python3 dev.py test     set up, then run the whole test suite
+    python3 dev.py setup    create .venv and install every package (idempotent)
+    python3 dev.py proto    regenerate the gRPC stubs from proto/
+    python3 dev.py lint     ruff + mypy + stale-stub check
+    python3 dev.py bench    run the benchmark suite (add --quick for the CI smoke run)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+SERVICES = ["orchestrator", "wasm_pool", "inference", "telemetry"]
+INSTALL_INPUTS = ["pyproject.toml", "constraints.txt",
+                  *(f"services/{s}/pyproject.toml" for s in SERVICES)]
+
+
+def run(*cmd: str | Path, **kw: object) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)  # type: ignore[call-overload]
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Lockstep needs Python 3.11+, this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in INSTALL_INPUTS
+                                     if (ROOT / p).exists())).hexdigest()
+    stamp = VENV / ".lockstep-installed"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
+    run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[dev]",
+        *editables)
+    stamp.write_text(digest)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return
+    task, rest = args[0], args[1:]
+    tasks = {"setup", "demo", "test", "proto", "lint", "bench"}
+    if task not in tasks:
+        sys.exit(f"unknown task {task!r}; one of: {', '.join(sorted(tasks))}")
+    setup()
+    if task == "demo":
+        run(BIN / "lockstep", "demo", *rest)
+    elif task == "test":
+        run(PY, "-m", "pytest", *rest)
+    elif task == "proto":
+        run(PY, "tools/protogen.py", *rest)
+    elif task == "lint":
+        run(PY, "tools/protogen.py", "--check")
+        run(BIN / "ruff", "check", ".")
+        run(BIN / "mypy", "src", "services", "tools")
+    elif task == "bench":
+        run(BIN / "lockstep", "bench", *rest)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
