@@ -169,3 +169,20 @@ def down(
         proc.kill()
     state.path.unlink(missing_ok=True)
     console.print(f"Lockstep stopped ({len(procs)} processes).")
+
+
+@app.command()
+def tokens(
+    path: Annotated[Path, typer.Argument(help="token file to create (e.g. deploy/tokens.json)")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Create a credentials file with a fresh token per role (for compose / Kubernetes)."""
+    from lockstep.auth import write_token_file
+
+    if path.exists() and not force:
+        raise fail(f"{path} exists; pass --force to replace it")
+    try:
+        write_token_file(path)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror}") from None
+    console.print(f"wrote {path} (roles: admin, operator, viewer, service; mode 0600)")
