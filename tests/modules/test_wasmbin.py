@@ -65,11 +65,26 @@ def compiles(data: bytes) -> bool:
 
 # --------------------------------------------------------------------------- LEB128
 
-KNOWN_U = [(0, "00"), (1, "01"), (127, "7f"), (128, "8001"), (624485, "e58e26"),
-           (2**32 - 1, "ffffffff0f")]
-KNOWN_S = [(0, "00"), (1, "01"), (-1, "7f"), (63, "3f"), (64, "c000"), (-64, "40"),
-           (-65, "bf7f"), (-123456, "c0bb78"), (2**31 - 1, "ffffffff07"),
-           (-(2**31), "8080808078")]
+KNOWN_U = [
+    (0, "00"),
+    (1, "01"),
+    (127, "7f"),
+    (128, "8001"),
+    (624485, "e58e26"),
+    (2**32 - 1, "ffffffff0f"),
+]
+KNOWN_S = [
+    (0, "00"),
+    (1, "01"),
+    (-1, "7f"),
+    (63, "3f"),
+    (64, "c000"),
+    (-64, "40"),
+    (-65, "bf7f"),
+    (-123456, "c0bb78"),
+    (2**31 - 1, "ffffffff07"),
+    (-(2**31), "8080808078"),
+]
 
 
 @pytest.mark.parametrize(("value", "hexed"), KNOWN_U)
@@ -94,10 +109,12 @@ def test_leb_round_trips_at_boundaries_and_random() -> None:
     u64 += [rng.randrange(2**64) for _ in range(500)]
     s32 += [rng.randrange(-(2**31), 2**31) for _ in range(500)]
     s64 += [rng.randrange(-(2**63), 2**63) for _ in range(500)]
-    cases = [(u32, wasmbin.encode_u32, wasmbin.decode_u32),
-             (u64, wasmbin.encode_u64, wasmbin.decode_u64),
-             (s32, wasmbin.encode_s32, wasmbin.decode_s32),
-             (s64, wasmbin.encode_s64, wasmbin.decode_s64)]
+    cases = [
+        (u32, wasmbin.encode_u32, wasmbin.decode_u32),
+        (u64, wasmbin.encode_u64, wasmbin.decode_u64),
+        (s32, wasmbin.encode_s32, wasmbin.decode_s32),
+        (s64, wasmbin.encode_s64, wasmbin.decode_s64),
+    ]
     for values, enc, dec in cases:
         for v in values:
             encoded = enc(v)
@@ -139,9 +156,14 @@ def test_leb_malformed_raises_module_error(
 
 @pytest.mark.parametrize(
     ("encoder", "value"),
-    [(wasmbin.encode_u32, -1), (wasmbin.encode_u32, 2**32), (wasmbin.encode_u64, 2**64),
-     (wasmbin.encode_s32, 2**31), (wasmbin.encode_s32, -(2**31) - 1),
-     (wasmbin.encode_s64, 2**63)],
+    [
+        (wasmbin.encode_u32, -1),
+        (wasmbin.encode_u32, 2**32),
+        (wasmbin.encode_u64, 2**64),
+        (wasmbin.encode_s32, 2**31),
+        (wasmbin.encode_s32, -(2**31) - 1),
+        (wasmbin.encode_s64, 2**63),
+    ],
 )
 def test_leb_encode_out_of_range(encoder: Callable[[int], bytes], value: int) -> None:
     with pytest.raises(ValueError, match="does not fit"):
@@ -154,9 +176,17 @@ def test_leb_encode_out_of_range(encoder: Callable[[int], bytes], value: int) ->
 def test_sections_in_order_and_framed(agent: bytes) -> None:
     secs = wasmbin.sections(agent)
     ids = [s.id for s in secs if s.id != SectionId.CUSTOM]
-    assert ids == [SectionId.TYPE, SectionId.IMPORT, SectionId.FUNCTION, SectionId.TABLE,
-                   SectionId.MEMORY, SectionId.GLOBAL, SectionId.EXPORT, SectionId.CODE,
-                   SectionId.DATA]
+    assert ids == [
+        SectionId.TYPE,
+        SectionId.IMPORT,
+        SectionId.FUNCTION,
+        SectionId.TABLE,
+        SectionId.MEMORY,
+        SectionId.GLOBAL,
+        SectionId.EXPORT,
+        SectionId.CODE,
+        SectionId.DATA,
+    ]
     assert secs[0].offset == 8
     for before, after in itertools.pairwise(secs):
         assert before.end == after.offset
@@ -183,10 +213,15 @@ def test_exports_with_signatures(agent: bytes) -> None:
     module = wasmbin.parse_module(agent)
     kinds = {e.name: e.kind for e in module.exports}
     assert kinds == {
-        "memory": ExternKind.MEMORY, "counter": ExternKind.GLOBAL, "tbl": ExternKind.TABLE,
-        "agent_alloc": ExternKind.FUNC, "agent_init": ExternKind.FUNC,
-        "agent_step": ExternKind.FUNC, "agent_receive": ExternKind.FUNC,
-        "agent_shutdown": ExternKind.FUNC, "multi": ExternKind.FUNC,
+        "memory": ExternKind.MEMORY,
+        "counter": ExternKind.GLOBAL,
+        "tbl": ExternKind.TABLE,
+        "agent_alloc": ExternKind.FUNC,
+        "agent_init": ExternKind.FUNC,
+        "agent_step": ExternKind.FUNC,
+        "agent_receive": ExternKind.FUNC,
+        "agent_shutdown": ExternKind.FUNC,
+        "multi": ExternKind.FUNC,
     }
     # function indices count the 5 imported functions first
     step = module.export("agent_step")
@@ -194,7 +229,8 @@ def test_exports_with_signatures(agent: bytes) -> None:
     assert module.export_type("agent_step") == FuncType(("i32",), ("i32",))
     assert module.export_type("agent_init") == FuncType((), ("i32",))
     assert module.export_type("multi") == FuncType(
-        ("i64", "f32", "f64", "funcref", "externref"), ("i32", "i64"))
+        ("i64", "f32", "f64", "funcref", "externref"), ("i32", "i64")
+    )
     assert module.export_type("memory") is None
     assert module.export_type("absent") is None
     assert len(module.function_types) == 11
@@ -222,8 +258,10 @@ def test_empty_module() -> None:
 
 
 def test_v128_and_typed_references() -> None:
-    data = wat("(module (type $t (func)) (func (export \"f\") (param v128 (ref null $t)) "
-               "(result (ref null func))  ref.null func))")
+    data = wat(
+        '(module (type $t (func)) (func (export "f") (param v128 (ref null $t)) '
+        "(result (ref null func))  ref.null func))"
+    )
     module = wasmbin.parse_module(data)
     assert module.export_type("f") == FuncType(("v128", "(ref null 0)"), ("funcref",))
 

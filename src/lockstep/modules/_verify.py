@@ -1,0 +1,264 @@
+"""Registration checks: signature, manifest, ABI shape, capabilities, policy."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from lockstep import wasmbin
+from lockstep.modules._errors import (
+    AbiError,
+    AbiVersionError,
+    BadSignatureError,
+    ForeignImportError,
+    ManifestError,
+    ModifiedModuleError,
+    ModuleTooLargeError,
+    PolicyDeniedError,
+    UndeclaredImportError,
+    UnsignedModuleError,
+    UntrustedKeyError,
+)
+from lockstep.modules._keys import TrustedKeys, load_trusted_keys
+from lockstep.modules._manifest import SIGNATURE_SECTION, Manifest, read_manifest
+from lockstep.modules._policy import Policy
+from lockstep.modules._signature import SIGNING_CONTEXT, SignatureBlock, read_signature
+from lockstep.wasmbin import ExternKind, FuncType
+
+__all__ = [
+    "ABI_EXPORTS",
+    "ABI_IMPORTS",
+    "ABI_MODULE",
+    "SUPPORTED_ABI_MAJOR",
+    "VERDICT_UNSIGNED_DEV_MODE",
+    "VERDICT_VERIFIED",
+    "Verdict",
+    "check_abi",
+    "check_capabilities",
+    "verify",
+]
+
+log = logging.getLogger("lockstep.modules")
+
+SUPPORTED_ABI_MAJOR = 1
+ABI_MODULE = "lockstep_v1"
+VERDICT_VERIFIED = "verified"
+VERDICT_UNSIGNED_DEV_MODE = "unsigned-dev-mode"
+
+_I32 = "i32"
+ABI_IMPORTS: Mapping[str, FuncType] = {
+    "infer": FuncType((_I32,) * 4, ("i64",)),
+    "log": FuncType((_I32,) * 3, (_I32,)),
+    "random": FuncType((_I32,) * 2, (_I32,)),
+    "send": FuncType((_I32,) * 4, (_I32,)),
+    "tick": FuncType((), ("i64",)),
+}
+"""``lockstep_v1`` functions and their signatures (DESIGN.md section 4, docs/abi.md)."""
+
+ABI_EXPORTS: Mapping[str, FuncType] = {
+    "agent_alloc": FuncType((_I32,), (_I32,)),
+    "agent_init": FuncType((), (_I32,)),
+    "agent_receive": FuncType((_I32,), (_I32,)),
+    "agent_shutdown": FuncType((), (_I32,)),
+    "agent_step": FuncType((_I32,), (_I32,)),
+}
+"""Required function exports (plus the ``memory`` export)."""
+
+_OPTIONAL_EXPORTS: Mapping[str, FuncType] = {"agent_receive_batch": FuncType((_I32,), (_I32,))}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An accepted module. Refusals are exceptions, so holding a Verdict means accepted.
+
+    Fields:
+      verdict: ``"verified"`` or ``"unsigned-dev-mode"`` (what goes into the journal).
+      module_hash: ``"sha256:<hex>"`` of the module without its signature section.
+      manifest: the module's manifest.
+      signer: key id of the signing key; ``""`` when unsigned (dev mode).
+      size: module size in bytes, signature included.
+      warnings: things an operator should see (dev mode acceptance).
+    """
+
+    verdict: str
+    module_hash: str
+    manifest: Manifest
+    signer: str
+    size: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for ``--json`` output and the journal)."""
+        return {
+            "verdict": self.verdict,
+            "module_hash": self.module_hash,
+            "manifest": self.manifest.to_dict(),
+            "signer": self.signer,
+            "size": self.size,
+            "warnings": list(self.warnings),
+        }
+
+
+def _qualified(imp: wasmbin.Import) -> str:
+    return f"{imp.module}.{imp.name}"
+
+
+def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:
+    """Refuse (:class:`ForeignImportError`, :class:`AbiError`) a module whose imports or
+    exports do not match ABI v1, naming the first offending import or export."""
+    for imp in module.imports:
+        if imp.module != ABI_MODULE:
+            raise ForeignImportError(
+                f"import {_qualified(imp)} ({imp.kind.label}) is outside {ABI_MODULE}; "
+                f"agents may only import {ABI_MODULE} functions"
+            )
+        expected = ABI_IMPORTS.get(imp.name)
+        if expected is None:
+            raise AbiError(
+                f"import {_qualified(imp)} is not an ABI v1 function "
+                f"(known: {', '.join(sorted(ABI_IMPORTS))})"
+            )
+        if imp.kind != ExternKind.FUNC:
+            raise AbiError(f"import {_qualified(imp)} must be a function, not a {imp.kind.label}")
+        got = module.import_type(imp)
+        if got != expected:
+            raise AbiError(f"import {_qualified(imp)} has signature {got}, ABI v1 says {expected}")
+    if not exports:
+        return
+    memory = module.export("memory")
+    if memory is None:
+        raise AbiError("missing export memory")
+    if memory.kind != ExternKind.MEMORY:
+        raise AbiError(f"export memory must be a memory, not a {memory.kind.label}")
+    for name, expected in (*ABI_EXPORTS.items(), *_OPTIONAL_EXPORTS.items()):
+        exp = module.export(name)
+        if exp is None:
+            if name in ABI_EXPORTS:
+                raise AbiError(f"missing export {name} {expected}")
+            continue
+        if exp.kind != ExternKind.FUNC:
+            raise AbiError(f"export {name} must be a function, not a {exp.kind.label}")
+        got = module.func_type(exp.index)
+        if got != expected:
+            raise AbiError(f"export {name} has signature {got}, ABI v1 says {expected}")
+
+
+def _covers(capabilities: tuple[str, ...], import_name: str) -> bool:
+    if import_name == "infer":
+        return any(c.startswith("infer:") for c in capabilities)
+    return import_name in capabilities
+
+
+def check_capabilities(module: wasmbin.WasmModule, manifest: Manifest) -> None:
+    """Refuse (:class:`UndeclaredImportError`) a module importing a ``lockstep_v1``
+    function that no capability of its manifest covers. Call :func:`check_abi` first."""
+    for imp in module.imports:
+        if imp.module == ABI_MODULE and not _covers(manifest.capabilities, imp.name):
+            needed = "infer:<model> or infer:*" if imp.name == "infer" else imp.name
+            raise UndeclaredImportError(
+                f"import {_qualified(imp)} is not covered by the manifest's capabilities "
+                f"{list(manifest.capabilities)}: add {needed}"
+            )
+
+
+def _check_policy(manifest: Manifest, policy: Policy) -> None:
+    for cap in manifest.capabilities:
+        if not policy.grants(cap):
+            raise PolicyDeniedError(
+                f"capability {cap!r} is not granted by the policy "
+                f"(allowed: {', '.join(sorted(policy.allowed_capabilities)) or 'none'})"
+            )
+    for name, value in manifest.limits.items():
+        bound = policy.max_limits.get(name)
+        if bound is not None and value > bound:
+            raise PolicyDeniedError(f"limit {name} = {value} is above the policy's maximum {bound}")
+
+
+def _check_signature(
+    stripped: bytes, block: SignatureBlock, trusted: Mapping[str, Ed25519PublicKey]
+) -> None:
+    key = trusted.get(block.key_id)
+    if key is None:
+        raise UntrustedKeyError(
+            f"untrusted key: signed by key {block.key_id}, which is not among the "
+            f"{len(trusted)} trusted key(s)"
+        )
+    digest = hashlib.sha256(stripped).digest()
+    if digest != block.digest:
+        raise ModifiedModuleError(
+            f"modified bytes: module hash sha256:{digest.hex()} differs from the signed "
+            f"hash sha256:{block.digest.hex()}"
+        )
+    try:
+        key.verify(block.signature, SIGNING_CONTEXT + digest)
+    except InvalidSignature:
+        raise BadSignatureError(
+            f"bad signature: Ed25519 signature does not verify with key {block.key_id}"
+        ) from None
+
+
+def verify(
+    wasm: bytes | bytearray | memoryview,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    policy: Policy | None = None,
+) -> Verdict:
+    """Decide whether ``wasm`` may be registered; fail closed.
+
+    ``trusted_keys`` defaults to the keys in ``policy.trusted_keys_dir`` (none if unset);
+    ``policy`` defaults to ``Policy()``. Checks, in this order, and raises the
+    :mod:`lockstep.modules` error of the first that fails: size, wasm framing, signature
+    (present unless dev mode, trusted key, unmodified bytes, valid Ed25519), manifest,
+    ABI major version, ABI imports/exports, imports covered by capabilities, capabilities
+    and limits granted by the policy.
+    """
+    policy = policy if policy is not None else Policy()
+    if len(wasm) > policy.max_module_size:
+        raise ModuleTooLargeError(
+            f"module is {len(wasm)} bytes, above the policy's maximum {policy.max_module_size}"
+        )
+    data = bytes(wasm)
+    module = wasmbin.parse_module(data)  # framing first: nothing below reads garbage
+    stripped = wasmbin.remove_custom_sections(data, SIGNATURE_SECTION)
+    module_hash = "sha256:" + hashlib.sha256(stripped).hexdigest()
+
+    block = read_signature(data)
+    if trusted_keys is None:
+        trusted_keys = (
+            load_trusted_keys(policy.trusted_keys_dir)
+            if policy.trusted_keys_dir is not None
+            else TrustedKeys()
+        )
+    if block is not None:
+        _check_signature(stripped, block, trusted_keys)
+    elif not policy.dev_mode:
+        raise UnsignedModuleError(
+            f"unsigned module: no {SIGNATURE_SECTION} section (sign it with "
+            "`lockstep module sign`, or enable dev mode to accept unsigned modules)"
+        )
+
+    manifest = read_manifest(data)
+    if manifest is None:
+        raise ManifestError("missing manifest: no lockstep.manifest section")
+    if manifest.abi_major != SUPPORTED_ABI_MAJOR:
+        raise AbiVersionError(
+            f"unsupported ABI version {manifest.abi_version}: this host runs ABI major "
+            f"{SUPPORTED_ABI_MAJOR}"
+        )
+    check_abi(module, exports=policy.check_exports)
+    check_capabilities(module, manifest)
+    _check_policy(manifest, policy)
+
+    if block is None:
+        message = (
+            f"DEV MODE: accepting UNSIGNED module {manifest.name}@{manifest.version} "
+            f"({module_hash}); its origin is not verified. Never use dev mode in production."
+        )
+        log.warning(message)
+        return Verdict(VERDICT_UNSIGNED_DEV_MODE, module_hash, manifest, "", len(data), (message,))
+    return Verdict(VERDICT_VERIFIED, module_hash, manifest, block.key_id, len(data))
