@@ -1,0 +1,858 @@
+"""The in-process pool: a deterministic wasmtime Engine, a module cache, one Store per agent.
+
+Every public method of `WasmPool` takes and returns the protobuf messages of
+``lockstep.wasm_pool.v1`` so the gRPC layer is a thin shell. Agent faults are results
+(``AgentStepResult.fault``); `PoolError` subclasses are raised only for requests that
+cannot be honoured at all, and such requests change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import struct
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from lockstep.common.v1 import common_pb2
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+
+from . import _abi, _native, _wasmbin
+from ._config import WASM_PAGE, WasmPoolConfig
+from ._errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    LimitReachedError,
+    ModuleRejectedError,
+    NotFoundError,
+)
+
+__all__ = ["ModuleInfo", "WasmPool", "make_engine", "state_hash"]
+
+FK = common_pb2
+_VALTYPE_BYTE = {"i32": 0x7F, "i64": 0x7E, "f32": 0x7D, "f64": 0x7C}
+_NUMERIC = frozenset(_VALTYPE_BYTE)
+
+# wasmtime-py keeps the exception raised by a host function in a process-global slot
+# until the call returns, so two threads must never run wasm at the same time.
+_WASM_LOCK = threading.RLock()
+
+try:
+    WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed from source
+    WASMTIME_VERSION = "unknown"
+
+
+def make_engine(config: WasmPoolConfig) -> wasmtime.Engine:
+    """A wasmtime Engine configured for determinism and for many small instances."""
+    cfg = wasmtime.Config()
+    cfg.consume_fuel = True
+    cfg.cranelift_nan_canonicalization = True
+    cfg.wasm_threads = False
+    cfg.shared_memory = False
+    cfg.wasm_relaxed_simd = False
+    cfg.wasm_simd = True
+    # Proposals whose state a snapshot could not capture, or that nothing needs, are off.
+    cfg.wasm_gc = False
+    cfg.wasm_function_references = False
+    cfg.wasm_exceptions = False
+    cfg.wasm_stack_switching = False
+    cfg.wasm_multi_memory = False
+    cfg.wasm_memory64 = False
+    cfg.wasm_custom_page_sizes = False
+    cfg.wasm_component_model = False
+    cfg.wasm_reference_types = True  # LLVM's call_indirect encoding needs it
+    cfg.wasm_bulk_memory = True
+    cfg.wasm_multi_value = True
+    cfg.wasm_tail_call = True
+    cfg.memory_reservation = config.memory_reservation
+    cfg.memory_guard_size = config.memory_guard_size
+    cfg.memory_reservation_for_growth = 0
+    cfg.max_wasm_stack = config.max_wasm_stack
+    return wasmtime.Engine(cfg)
+
+
+def state_hash(memory: bytes, globals_: Sequence[tuple[int, str, bytes]]) -> bytes:
+    """SHA-256 over memory and globals (layout in docs/pool.md, "Snapshot format")."""
+    h = hashlib.sha256()
+    h.update(struct.pack("<Q", len(memory)))
+    h.update(memory)
+    h.update(struct.pack("<I", len(globals_)))
+    for index, type_name, bits in globals_:
+        h.update(struct.pack("<IB", index, _VALTYPE_BYTE[type_name]))
+        h.update(bits)
+    return h.digest()
+
+
+@dataclass
+class ModuleInfo:
+    """A compiled, validated module."""
+
+    hash: str
+    module: wasmtime.Module
+    pre: wasmtime.InstancePre
+    imports: list[str]
+    exports: list[str]
+    has_receive_batch: bool
+    mutable_globals: list[tuple[int, str]]  # (global index, type name)
+
+    def response(self) -> pb.LoadModuleResponse:
+        return pb.LoadModuleResponse(module_hash=self.hash, imports=self.imports,
+                                     exports=self.exports,
+                                     has_receive_batch=self.has_receive_batch)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    fuel: int
+    pages: int
+    sends: int
+    message_bytes: int
+    logs: int
+
+    def proto(self) -> common_pb2.Limits:
+        return common_pb2.Limits(fuel_per_step=self.fuel, max_memory_pages=self.pages,
+                                 max_messages_per_step=self.sends,
+                                 max_message_bytes=self.message_bytes,
+                                 max_logs_per_step=self.logs)
+
+
+class _Fault(Exception):  # noqa: N818 - a result carried as an exception
+    """Raised inside one call sequence; turned into AgentStepResult.fault."""
+
+    def __init__(self, kind: common_pb2.FaultKind, detail: str, entry_point: str = "",
+                 code: int = 0) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.entry_point = entry_point
+        self.code = code
+
+
+class _HostFault(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a host function (through wasm) to fault the calling agent."""
+
+    def __init__(self, kind: common_pb2.FaultKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass
+class _Agent:
+    """One live agent: its Store, instance handles, ABI state, and per-sequence output."""
+
+    handle: int
+    name: str
+    name_bytes: bytes
+    spec: pb.AgentSpec
+    seed: int
+    module: ModuleInfo
+    limits: _Limits
+    store: wasmtime.Store
+    random: _abi.RandomStream
+    next_request_id: int = 1
+    idle: bool = False
+    memory: Any = None
+    f_alloc: Any = None
+    f_init: Any = None
+    f_step: Any = None
+    f_receive: Any = None
+    f_batch: Any = None
+    f_shutdown: Any = None
+    globals: list[tuple[int, str, Any]] = field(default_factory=list)
+    # Per call sequence (reset by WasmPool._begin).
+    tick: int = 0
+    sends: bytearray = field(default_factory=bytearray)
+    send_count: int = 0
+    logs: list[common_pb2.LogRecord] = field(default_factory=list)
+    infers: list[common_pb2.InferCall] = field(default_factory=list)
+    refused: int = 0
+
+    def close(self) -> None:
+        self.globals.clear()
+        self.memory = self.f_alloc = self.f_init = self.f_step = None
+        self.f_receive = self.f_batch = self.f_shutdown = None
+
+
+class WasmPool:
+    """Runs agent instances; thread-safe (one wasm call at a time per process).
+
+    Use as a context manager or call `close()`.
+    """
+
+    def __init__(self, config: WasmPoolConfig | None = None) -> None:
+        self.config = config or WasmPoolConfig()
+        self.engine = make_engine(self.config)
+        self._fast = self.config.fast_path and _native.AVAILABLE
+        self._modules: dict[str, ModuleInfo] = {}
+        self._rejected: dict[str, ModuleRejectedError] = {}
+        self._agents: dict[int, _Agent] = {}
+        self._names: dict[str, int] = {}
+        self._current: _Agent | None = None
+        self._linker = self._make_linker()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Drop every agent and module."""
+        with _WASM_LOCK:
+            for agent in self._agents.values():
+                agent.close()
+            self._agents.clear()
+            self._names.clear()
+            self._modules.clear()
+            self._rejected.clear()
+            self._closed = True
+
+    def __enter__(self) -> WasmPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def default_limits(self) -> common_pb2.Limits:
+        """The limits applied to zero fields of AgentSpec.limits."""
+        c = self.config
+        return _Limits(c.fuel_per_step, c.max_memory_pages, c.max_messages_per_step,
+                       c.max_message_bytes, c.max_logs_per_step).proto()
+
+    # ------------------------------------------------------------------ modules
+    def load_module(self, wasm: bytes) -> pb.LoadModuleResponse:
+        """Validate and compile a module (cached by hash). Raises ModuleRejectedError."""
+        if len(wasm) > self.config.max_module_bytes:
+            raise InvalidRequestError(f"module is {len(wasm)} bytes, above the pool limit of "
+                                 f"{self.config.max_module_bytes}")
+        digest = "sha256:" + hashlib.sha256(wasm).hexdigest()
+        with _WASM_LOCK:
+            if digest in self._modules:
+                return self._modules[digest].response()
+            if digest in self._rejected:
+                raise self._rejected[digest]
+            if len(self._modules) + len(self._rejected) >= self.config.max_modules:
+                raise LimitReachedError(f"pool already holds {self.config.max_modules} modules")
+            try:
+                info = self._compile(digest, bytes(wasm))
+            except ModuleRejectedError as exc:
+                self._rejected[digest] = exc
+                raise
+            self._modules[digest] = info
+            return info.response()
+
+    def module(self, digest: str) -> ModuleInfo:
+        """A loaded module; NotFoundError / ModuleRejectedError otherwise."""
+        info = self._modules.get(digest)
+        if info is not None:
+            return info
+        if digest in self._rejected:
+            raise self._rejected[digest]
+        raise NotFoundError(f"module {digest} is not loaded (call LoadModule first)")
+
+    def _compile(self, digest: str, wasm: bytes) -> ModuleInfo:
+        try:
+            wasmtime.Module.validate(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
+                                 f"invalid wasm module: {_first_line(str(exc))}") from None
+        try:
+            layout = _wasmbin.parse_layout(wasm)
+        except _wasmbin.WasmBinError as exc:
+            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
+                                 f"unsupported wasm module: {exc}") from None
+        for name in layout.export_names:
+            if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):
+                raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                     f"export {name!r} uses the reserved prefix "
+                                     f"{_wasmbin.RESERVED_EXPORT_PREFIX!r}")
+        mutable: list[tuple[int, str]] = []
+        for g in layout.globals:
+            if g.mutable and not g.imported:
+                if g.type_name not in _NUMERIC:
+                    raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                         f"mutable global {g.index} has type {g.type_name}; "
+                                         "ABI v1 snapshots support only i32/i64/f32/f64")
+                mutable.append((g.index, g.type_name))
+        rewritten = _wasmbin.export_mutable_globals(wasm, layout)
+        module = self._compile_cached(digest, rewritten)
+        imports, exports, has_batch = _check_abi(module)
+        try:
+            pre = self._linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(str(exc))) from None
+        return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable)
+
+    def _compile_cached(self, digest: str, wasm: bytes) -> wasmtime.Module:
+        cache_dir = self.config.module_cache_dir
+        path: Path | None = None
+        if cache_dir is not None:
+            # Keyed by the engine too: a serialized module is only valid for the same
+            # wasmtime version and settings.
+            key = hashlib.sha256(f"{WASMTIME_VERSION}|{self.config!r}|{digest}".encode())
+            path = cache_dir / f"{key.hexdigest()}.cwasm"
+            if path.is_file():
+                try:
+                    return wasmtime.Module.deserialize_file(self.engine, str(path))
+                except wasmtime.WasmtimeError:
+                    pass  # stale or corrupt: recompile and overwrite
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
+                                 f"cannot compile module: {_first_line(str(exc))}") from None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(bytes(module.serialize()))
+            tmp.replace(path)
+        return module
+
+    # ------------------------------------------------------------------ agents
+    def create_agents(self, request: pb.CreateAgentsRequest) -> pb.CreateAgentsResponse:
+        """Instantiate agents and run their agent_init, in request order."""
+        with _WASM_LOCK:
+            specs = list(request.agents)
+            plans = self._check_new_agents(specs, [None] * len(specs))
+            results = []
+            for spec, plan in zip(specs, plans, strict=True):
+                results.append(self._create_one(spec, request.seed, request.tick, plan))
+            return pb.CreateAgentsResponse(results=results)
+
+    def _check_new_agents(self, specs: Sequence[pb.AgentSpec],
+                          snaps: Sequence[pb.AgentSnapshot | None],
+                          ) -> list[ModuleInfo | ModuleRejectedError]:
+        """Validate a whole request before changing anything."""
+        if len(self._agents) + len(specs) > self.config.max_agents:
+            raise LimitReachedError(f"pool would hold more than {self.config.max_agents} agents")
+        handles: set[int] = set()
+        names: set[str] = set()
+        plans: list[ModuleInfo | ModuleRejectedError] = []
+        for i, spec in enumerate(specs):
+            where = f"agents[{i}] (handle {spec.handle})"
+            if spec.handle in self._agents or spec.handle in handles:
+                raise AlreadyExistsError(f"{where}: handle is already live")
+            if not _abi.is_valid_agent_name(spec.name.encode()):
+                raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
+                                     "(1-64 bytes of [A-Za-z0-9_.:/-])")
+            if spec.name in self._names or spec.name in names:
+                raise AlreadyExistsError(f"{where}: agent name {spec.name!r} is already live")
+            if len(spec.args) > self.config.max_args_bytes:
+                raise InvalidRequestError(f"{where}: args are {len(spec.args)} bytes, above the "
+                                     f"limit of {self.config.max_args_bytes}")
+            self._resolve_limits(spec.limits, where)
+            try:
+                plan: ModuleInfo | ModuleRejectedError = self.module(spec.module_hash)
+            except ModuleRejectedError as exc:
+                if snaps[i] is not None:
+                    raise InvalidRequestError(f"{where}: module {spec.module_hash} was rejected: "
+                                         f"{exc.detail}") from None
+                plan = exc
+            plans.append(plan)
+            handles.add(spec.handle)
+            names.add(spec.name)
+        return plans
+
+    def _resolve_limits(self, lim: common_pb2.Limits, where: str) -> _Limits:
+        c = self.config
+        pages = lim.max_memory_pages or c.max_memory_pages
+        if pages > c.max_memory_pages_cap:
+            raise InvalidRequestError(f"{where}: max_memory_pages {pages} is above the pool cap of "
+                                 f"{c.max_memory_pages_cap}")
+        return _Limits(lim.fuel_per_step or c.fuel_per_step, pages,
+                       lim.max_messages_per_step or c.max_messages_per_step,
+                       lim.max_message_bytes or c.max_message_bytes,
+                       lim.max_logs_per_step or c.max_logs_per_step)
+
+    def _new_agent(self, spec: pb.AgentSpec, seed: int, info: ModuleInfo) -> _Agent:
+        limits = self._resolve_limits(spec.limits, spec.name)
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=limits.pages * WASM_PAGE, instances=1, memories=1)
+        own_spec = pb.AgentSpec()
+        own_spec.CopyFrom(spec)
+        return _Agent(handle=spec.handle, name=spec.name, name_bytes=spec.name.encode(),
+                      spec=own_spec, seed=seed, module=info, limits=limits, store=store,
+                      random=_abi.RandomStream(seed, spec.name))
+
+    def _instantiate(self, agent: _Agent) -> None:
+        """Instantiate (running any start function) and bind the ABI exports; raises _Fault."""
+        try:
+            instance = agent.module.pre.instantiate(agent.store)
+        except _HostFault as exc:
+            raise _Fault(exc.kind, exc.detail, "instantiate") from None
+        except wasmtime.Trap as exc:
+            raise _trap_fault(exc, "instantiate", agent.limits.fuel) from None
+        except wasmtime.WasmtimeError as exc:
+            msg = _first_line(str(exc))
+            kind = FK.FAULT_KIND_MEMORY_LIMIT if "memory" in msg and "limit" in msg \
+                else FK.FAULT_KIND_TRAP
+            raise _Fault(kind, f"instantiation failed: {msg}", "instantiate") from None
+        exports = instance.exports(agent.store)
+        agent.memory = exports["memory"]
+        agent.f_alloc = exports["agent_alloc"]
+        agent.f_init = exports["agent_init"]
+        agent.f_step = exports["agent_step"]
+        agent.f_receive = exports["agent_receive"]
+        agent.f_shutdown = exports["agent_shutdown"]
+        agent.f_batch = exports["agent_receive_batch"] if agent.module.has_receive_batch \
+            else None
+        agent.globals = [(index, type_name, exports[_wasmbin.global_export_name(index)])
+                         for index, type_name in agent.module.mutable_globals]
+
+    def _create_one(self, spec: pb.AgentSpec, seed: int, tick: int,
+                    plan: ModuleInfo | ModuleRejectedError) -> pb.AgentStepResult:
+        if isinstance(plan, ModuleRejectedError):
+            return pb.AgentStepResult(handle=spec.handle, fault=plan.fault)
+        agent = self._new_agent(spec, seed, plan)
+        self._begin(agent, tick)
+        code = 0
+        fault: _Fault | None = None
+        try:
+            self._instantiate(agent)
+            code = self._entry(agent, agent.f_init, (), "agent_init")
+            if code == 1:  # idle means nothing for agent_init
+                code = 0
+        except _Fault as exc:
+            fault = exc
+        result = self._finish(agent, code, fault)
+        if fault is None:
+            self._agents[agent.handle] = agent
+            self._names[agent.name] = agent.handle
+        else:
+            agent.close()
+        return result
+
+    def step_batch(self, request: pb.StepBatchRequest) -> pb.StepBatchResponse:
+        """Deliver inboxes and step each agent once, in request order."""
+        with _WASM_LOCK:
+            plans: list[tuple[_Agent, list[bytes]]] = []
+            seen: set[int] = set()
+            for i, step in enumerate(request.steps):
+                agent = self._agents.get(step.handle)
+                if agent is None:
+                    raise NotFoundError(f"steps[{i}]: no live agent with handle {step.handle}")
+                if step.handle in seen:
+                    raise InvalidRequestError(f"steps[{i}]: handle {step.handle} appears twice")
+                seen.add(step.handle)
+                if len(step.inbox) > self.config.max_inbox_bytes:
+                    raise InvalidRequestError(
+                        f"steps[{i}]: inbox is {len(step.inbox)} bytes, above the limit of "
+                        f"{self.config.max_inbox_bytes}")
+                try:
+                    records = _abi.split_inbox(step.inbox, step.inbox_count)
+                except ValueError as exc:
+                    raise InvalidRequestError(f"steps[{i}] (handle {step.handle}): bad inbox: "
+                                         f"{exc}") from None
+                plans.append((agent, records))
+            results = []
+            for step, (agent, records) in zip(request.steps, plans, strict=True):
+                results.append(self._step_one(agent, request.tick, step.inbox, records))
+            return pb.StepBatchResponse(results=results)
+
+    def _step_one(self, agent: _Agent, tick: int, inbox: bytes,
+                  records: list[bytes]) -> pb.AgentStepResult:
+        self._begin(agent, tick)
+        code = 0
+        fault: _Fault | None = None
+        try:
+            if records:
+                if agent.f_batch is not None:
+                    self._entry_buffer(agent, agent.f_batch, inbox, "agent_receive_batch")
+                else:
+                    for record in records:
+                        self._entry_buffer(agent, agent.f_receive, record, "agent_receive")
+            context = _abi.build_context(agent.name_bytes, tick, len(records),
+                                         agent.spec.args)
+            code = self._entry_buffer(agent, agent.f_step, context, "agent_step")
+            agent.idle = code == 1
+        except _Fault as exc:
+            fault = exc
+        result = self._finish(agent, code, fault)
+        if fault is not None:
+            self._drop(agent.handle)
+        return result
+
+    def destroy_agents(self, request: pb.DestroyAgentsRequest) -> pb.DestroyAgentsResponse:
+        """Optionally call agent_shutdown, then drop the instances."""
+        with _WASM_LOCK:
+            handles = list(request.handles)
+            for i, handle in enumerate(handles):
+                if handle not in self._agents:
+                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
+                if handles.index(handle) != i:
+                    raise InvalidRequestError(f"handles[{i}]: handle {handle} appears twice")
+            results = []
+            for handle in handles:
+                agent = self._agents[handle]
+                if request.call_shutdown:
+                    self._begin(agent, request.tick)
+                    code = 0
+                    fault: _Fault | None = None
+                    try:
+                        code = self._entry(agent, agent.f_shutdown, (), "agent_shutdown")
+                    except _Fault as exc:
+                        fault = exc
+                    results.append(self._finish(agent, code, fault))
+                self._drop(handle)
+            return pb.DestroyAgentsResponse(results=results)
+
+    def reset(self) -> pb.ResetResponse:
+        """Drop every agent; modules stay cached."""
+        with _WASM_LOCK:
+            dropped = len(self._agents)
+            for handle in sorted(self._agents):
+                self._drop(handle)
+            return pb.ResetResponse(dropped=dropped)
+
+    def info(self) -> pb.GetPoolInfoResponse:
+        """Counts, versions and default limits."""
+        with _WASM_LOCK:
+            return pb.GetPoolInfoResponse(agents=len(self._agents),
+                                          modules=sorted(self._modules),
+                                          wasmtime_version=WASMTIME_VERSION,
+                                          default_limits=self.default_limits)
+
+    def handles(self) -> list[int]:
+        """Live agent handles, ascending."""
+        with _WASM_LOCK:
+            return sorted(self._agents)
+
+    def _drop(self, handle: int) -> None:
+        agent = self._agents.pop(handle)
+        del self._names[agent.name]
+        agent.close()
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self, handles: Sequence[int]) -> list[pb.AgentSnapshot]:
+        """Complete instance state of `handles` (empty = all, in handle order)."""
+        with _WASM_LOCK:
+            chosen = list(handles) or sorted(self._agents)
+            for i, handle in enumerate(chosen):
+                if handle not in self._agents:
+                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
+            return [self._snapshot_one(self._agents[h]) for h in chosen]
+
+    def _snapshot_one(self, agent: _Agent) -> pb.AgentSnapshot:
+        memory = bytes(agent.memory.read(agent.store, 0))
+        values = [(index, type_name,
+                   _native.global_get_bits(agent.store, glob, type_name, fast=self._fast))
+                  for index, type_name, glob in agent.globals]
+        return pb.AgentSnapshot(
+            spec=agent.spec, seed=agent.seed, memory=memory,
+            globals=[pb.GlobalValue(index=i, type=t, bits=b) for i, t, b in values],
+            random_position=agent.random.position, next_request_id=agent.next_request_id,
+            state_hash=state_hash(memory, values), idle=agent.idle)
+
+    def state_hash_of(self, handle: int) -> bytes:
+        """The state hash of one live agent (same as its snapshot's)."""
+        return self.snapshot([handle])[0].state_hash
+
+    def restore(self, snapshots: Iterable[pb.AgentSnapshot]) -> pb.RestoreResponse:
+        """Recreate agents from snapshots; all or nothing."""
+        snaps = list(snapshots)
+        with _WASM_LOCK:
+            specs = [s.spec for s in snaps]
+            plans = self._check_new_agents(specs, snaps)
+            created: list[int] = []
+            try:
+                for i, (snap, plan) in enumerate(zip(snaps, plans, strict=True)):
+                    assert isinstance(plan, ModuleInfo)
+                    agent = self._restore_one(i, snap, plan)
+                    self._agents[agent.handle] = agent
+                    self._names[agent.name] = agent.handle
+                    created.append(agent.handle)
+            except BaseException:
+                for handle in created:
+                    self._drop(handle)
+                raise
+            return pb.RestoreResponse(handles=created)
+
+    def _restore_one(self, i: int, snap: pb.AgentSnapshot, info: ModuleInfo) -> _Agent:
+        where = f"snapshot {i} (handle {snap.spec.handle})"
+        expected = [(g.index, g.type) for g in snap.globals]
+        if expected != info.mutable_globals:
+            raise InvalidRequestError(f"{where}: globals {expected} do not match the module's "
+                                 f"mutable globals {info.mutable_globals}")
+        values = [(g.index, g.type, bytes(g.bits)) for g in snap.globals]
+        for index, type_name, bits in values:
+            if len(bits) != (4 if type_name in ("i32", "f32") else 8):
+                raise InvalidRequestError(f"{where}: global {index} has {len(bits)} bytes of bits")
+        if state_hash(snap.memory, values) != snap.state_hash:
+            raise InvalidRequestError(f"{where}: state_hash does not match memory and globals "
+                                 "(corrupted snapshot)")
+        if len(snap.memory) % WASM_PAGE:
+            raise InvalidRequestError(f"{where}: memory is not a whole number of 64 KiB pages")
+        if snap.next_request_id < 1:
+            raise InvalidRequestError(f"{where}: next_request_id must be >= 1")
+        agent = self._new_agent(snap.spec, snap.seed, info)
+        if len(snap.memory) > agent.limits.pages * WASM_PAGE:
+            raise InvalidRequestError(f"{where}: memory of {len(snap.memory) // WASM_PAGE} pages "
+                                 f"is above the agent's limit of {agent.limits.pages}")
+        # A start function runs again here; whatever it does is overwritten below and its
+        # host calls are discarded with this throwaway sequence.
+        self._begin(agent, 0)
+        try:
+            self._instantiate(agent)
+        except _Fault as exc:
+            agent.close()
+            raise InvalidRequestError(f"{where}: cannot re-instantiate: {exc.detail}") from None
+        size = agent.memory.data_len(agent.store)
+        if size > len(snap.memory):
+            agent.close()
+            raise InvalidRequestError(f"{where}: memory of {len(snap.memory)} bytes is smaller "
+                                 f"than the module's initial {size}")
+        if size < len(snap.memory):
+            agent.memory.grow(agent.store, (len(snap.memory) - size) // WASM_PAGE)
+        if snap.memory:
+            agent.memory.write(agent.store, snap.memory, 0)
+        for (index, type_name, glob), (_, _, bits) in zip(agent.globals, values, strict=True):
+            _ = index
+            _native.global_set_bits(agent.store, glob, type_name, bits, fast=self._fast)
+        agent.random.position = snap.random_position
+        agent.next_request_id = snap.next_request_id
+        agent.idle = snap.idle
+        self._current = None
+        return agent
+
+    # ------------------------------------------------------------------ call sequences
+    def _begin(self, agent: _Agent, tick: int) -> None:
+        agent.tick = tick
+        agent.sends = bytearray()
+        agent.send_count = 0
+        agent.logs = []
+        agent.infers = []
+        agent.refused = 0
+        agent.store.set_fuel(agent.limits.fuel)
+        self._current = agent
+
+    def _finish(self, agent: _Agent, code: int, fault: _Fault | None) -> pb.AgentStepResult:
+        self._current = None
+        fuel_used = agent.limits.fuel - agent.store.get_fuel()
+        result = pb.AgentStepResult(handle=agent.handle, code=code, fuel_used=fuel_used,
+                                    logs=agent.logs, refused_calls=agent.refused)
+        if fault is None:
+            result.sends = bytes(agent.sends)
+            result.send_count = agent.send_count
+            result.infers.extend(agent.infers)
+        else:
+            result.code = fault.code
+            result.fault.CopyFrom(common_pb2.Fault(kind=fault.kind, detail=fault.detail,
+                                                   entry_point=fault.entry_point))
+        return result
+
+    def _entry(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
+        """Call an ABI entry point; a negative code is an ERROR_CODE fault."""
+        code = self._call(agent, func, args, entry)
+        if code < 0:
+            raise _Fault(FK.FAULT_KIND_ERROR_CODE, f"{entry} returned {code}", entry, code)
+        return code if code in (0, 1, 2) else 0
+
+    def _entry_buffer(self, agent: _Agent, func: Any, data: bytes, entry: str) -> int:
+        """agent_alloc a buffer, write `data` into it, and call `entry` with its address."""
+        ptr = self._call(agent, agent.f_alloc, (len(data),), "agent_alloc") & 0xFFFFFFFF
+        mem_len = agent.memory.data_len(agent.store)
+        if ptr + len(data) > mem_len:
+            raise _Fault(FK.FAULT_KIND_BAD_POINTER,
+                         f"agent_alloc({len(data)}) returned 0x{ptr:x}, which does not leave "
+                         f"{len(data)} bytes inside memory ({mem_len} bytes) for {entry}",
+                         "agent_alloc")
+        if data:
+            agent.memory.write(agent.store, data, ptr)
+        return self._entry(agent, func, (ptr,), entry)
+
+    def _call(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
+        try:
+            return int(func(agent.store, *args))
+        except _HostFault as exc:
+            raise _Fault(exc.kind, exc.detail, entry) from None
+        except wasmtime.Trap as exc:
+            raise _trap_fault(exc, entry, agent.limits.fuel) from None
+        except wasmtime.WasmtimeError as exc:
+            raise _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry) from None
+
+    # ------------------------------------------------------------------ host functions
+    def _make_linker(self) -> wasmtime.Linker:
+        linker = wasmtime.Linker(self.engine)
+        i32 = wasmtime.ValType.i32()
+        i64 = wasmtime.ValType.i64()
+        funcs: dict[str, tuple[Callable[..., int], list[wasmtime.ValType],
+                               list[wasmtime.ValType]]] = {
+            "send": (self._h_send, [i32] * 4, [i32]),
+            "log": (self._h_log, [i32] * 3, [i32]),
+            "tick": (self._h_tick, [], [i64]),
+            "random": (self._h_random, [i32] * 2, [i32]),
+            "infer": (self._h_infer, [i32] * 4, [i64]),
+        }
+        for name, (fn, params, results) in funcs.items():
+            linker.define_func(_abi.IMPORT_MODULE, name, wasmtime.FuncType(params, results),
+                               fn, access_caller=True)
+        return linker
+
+    def _agent(self) -> _Agent:
+        agent = self._current
+        if agent is None:  # pragma: no cover - host functions only run inside a sequence
+            raise _HostFault(FK.FAULT_KIND_TRAP, "host function called outside a step")
+        return agent
+
+    def _read(self, agent: _Agent, caller: Any, fn: str, what: str, ptr: int,
+              length: int) -> bytes:
+        ptr &= 0xFFFFFFFF
+        size = agent.memory.data_len(caller)
+        if ptr + length > size:
+            raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
+                             f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
+                             f"({size} bytes)")
+        if not length:
+            return b""
+        return bytes(agent.memory.read(caller, ptr, ptr + length))
+
+    def _refuse(self, agent: _Agent, code: int) -> int:
+        agent.refused += 1
+        return code
+
+    def _h_send(self, caller: Any, dptr: int, dlen: int, pptr: int, plen: int) -> int:
+        agent = self._agent()
+        if dlen < 0 or plen < 0:
+            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
+        if plen > agent.limits.message_bytes:
+            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
+        if dlen > 65:  # longest valid destination: "#" + 64-byte topic
+            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
+        dest = self._read(agent, caller, "send", "destination", dptr, dlen)
+        payload = self._read(agent, caller, "send", "payload", pptr, plen)
+        if agent.send_count >= agent.limits.sends:
+            return self._refuse(agent, _abi.LS_ERR_QUOTA)
+        if not _abi.check_destination(dest, payload):
+            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
+        agent.sends += _abi.pack_send(dest, payload)
+        agent.send_count += 1
+        return 0
+
+    def _h_log(self, caller: Any, level: int, ptr: int, length: int) -> int:
+        agent = self._agent()
+        if not 0 <= level <= 4 or length < 0:
+            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
+        if length > self.config.max_log_bytes:
+            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
+        text = self._read(agent, caller, "log", "text", ptr, length)
+        if len(agent.logs) >= agent.limits.logs:
+            return self._refuse(agent, _abi.LS_ERR_QUOTA)
+        agent.logs.append(common_pb2.LogRecord(level=level,
+                                               text=text.decode("utf-8", errors="replace")))
+        return 0
+
+    def _h_tick(self, caller: Any) -> int:
+        return self._agent().tick
+
+    def _h_random(self, caller: Any, ptr: int, length: int) -> int:
+        agent = self._agent()
+        if length < 0:
+            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
+        if length > self.config.max_random_bytes:
+            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
+        ptr &= 0xFFFFFFFF
+        size = agent.memory.data_len(caller)
+        if ptr + length > size:
+            raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
+                             f"random: buffer [0x{ptr:x}, +{length}) is outside memory "
+                             f"({size} bytes)")
+        if length:
+            agent.memory.write(caller, agent.random.take(length), ptr)
+        return 0
+
+    def _h_infer(self, caller: Any, mptr: int, mlen: int, iptr: int, ilen: int) -> int:
+        agent = self._agent()
+        if mlen < 0 or ilen < 0:
+            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
+        if ilen > self.config.max_infer_input_bytes:
+            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
+        if mlen > 128:
+            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
+        model = self._read(agent, caller, "infer", "model name", mptr, mlen)
+        data = self._read(agent, caller, "infer", "input", iptr, ilen)
+        if len(agent.infers) >= self.config.max_infers_per_step:
+            return self._refuse(agent, _abi.LS_ERR_QUOTA)
+        if not _abi.is_valid_model_name(model):
+            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
+        request_id = agent.next_request_id
+        agent.next_request_id += 1
+        agent.infers.append(common_pb2.InferCall(request_id=request_id, model=model.decode(),
+                                                 input=data))
+        return request_id
+
+
+# ---------------------------------------------------------------------- helpers
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _sig(ty: wasmtime.FuncType) -> _abi.Signature:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+def _fmt_sig(sig: _abi.Signature) -> str:
+    return f"({', '.join(sig[0])}) -> ({', '.join(sig[1])})"
+
+
+def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
+    """Check imports and exports against ABI v1; return (imports, function exports, batch?)."""
+    imports: list[str] = []
+    for imp in module.imports:
+        label = f"{imp.module}.{imp.name}"
+        if imp.module != _abi.IMPORT_MODULE:
+            extra = " (no WASI)" if imp.module.startswith("wasi") else ""
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                 f"import {label} is not allowed: ABI v1 links only "
+                                 f"{_abi.IMPORT_MODULE} functions{extra}")
+        want = _abi.IMPORTS.get(imp.name or "")
+        if want is None:
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                 f"import {label} is unknown: {_abi.IMPORT_MODULE} has "
+                                 f"{', '.join(_abi.IMPORTS)}")
+        if not isinstance(imp.type, wasmtime.FuncType) or _sig(imp.type) != want:
+            got = _fmt_sig(_sig(imp.type)) if isinstance(imp.type, wasmtime.FuncType) \
+                else type(imp.type).__name__
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                 f"import {label} has signature {got}, ABI v1 wants "
+                                 f"{_fmt_sig(want)}")
+        imports.append(label)
+    by_name = {e.name: e.type for e in module.exports}
+    memory = by_name.get("memory")
+    if memory is None:
+        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, "missing export memory")
+    if not isinstance(memory, wasmtime.MemoryType):
+        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, "export memory is not a memory")
+    wanted = {**_abi.REQUIRED_EXPORTS, **_abi.OPTIONAL_EXPORTS}
+    for name, sig in wanted.items():
+        ty = by_name.get(name)
+        if ty is None:
+            if name in _abi.REQUIRED_EXPORTS:
+                raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, f"missing export {name}")
+            continue
+        if not isinstance(ty, wasmtime.FuncType):
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                 f"export {name} is not a function")
+        if _sig(ty) != sig:
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                 f"export {name} has signature {_fmt_sig(_sig(ty))}, ABI v1 "
+                                 f"wants {_fmt_sig(sig)}")
+    exports = [e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)
+               and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)]
+    return imports, exports, "agent_receive_batch" in by_name
+
+
+def _trap_fault(exc: wasmtime.Trap, entry: str, fuel: int) -> _Fault:
+    code = exc.trap_code
+    message = str(exc.message).strip()
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
+                      f"fuel budget of {fuel} for this tick exhausted in {entry}", entry)
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
+                      entry)
+    name = code.name.lower() if code is not None else "trap"
+    return _Fault(FK.FAULT_KIND_TRAP, f"{name}: {message}", entry)

@@ -1,0 +1,59 @@
+"""Errors of the pool. Agent faults are *results* (a Fault in AgentStepResult), not errors.
+
+    LockstepError
+    ├── ModuleError            (lockstep.errors)
+    │   └── ModuleRejectedError     a module failed validation; `fault` says why
+    └── PoolError              a request the pool cannot honour
+        ├── InvalidRequestError     malformed or out-of-bounds input  -> INVALID_ARGUMENT
+        ├── NotFoundError           unknown agent handle / module     -> NOT_FOUND
+        ├── AlreadyExistsError      handle or name already live       -> ALREADY_EXISTS
+        └── LimitReachedError       pool capacity (agents, modules)   -> RESOURCE_EXHAUSTED
+"""
+
+from __future__ import annotations
+
+from lockstep.common.v1 import common_pb2
+from lockstep.errors import LockstepError, ModuleError
+
+__all__ = [
+    "AlreadyExistsError",
+    "InvalidRequestError",
+    "LimitReachedError",
+    "ModuleRejectedError",
+    "NotFoundError",
+    "PoolError",
+]
+
+
+class PoolError(LockstepError):
+    """A pool request that cannot be honoured; nothing was changed."""
+
+
+class InvalidRequestError(PoolError):
+    """Malformed or out-of-bounds input."""
+
+
+class NotFoundError(PoolError):
+    """An unknown agent handle or module hash."""
+
+
+class AlreadyExistsError(PoolError):
+    """A handle or agent name that is already live in this pool."""
+
+
+class LimitReachedError(PoolError):
+    """The pool is at capacity (agents or modules)."""
+
+
+class ModuleRejectedError(ModuleError):
+    """A module failed validation; ``fault`` carries the kind and the precise reason."""
+
+    def __init__(self, kind: common_pb2.FaultKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+    @property
+    def fault(self) -> common_pb2.Fault:
+        """The fault reported for agents that reference this module."""
+        return common_pb2.Fault(kind=self.kind, detail=self.detail, entry_point="load")

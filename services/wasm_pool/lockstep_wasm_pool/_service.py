@@ -1,0 +1,131 @@
+"""gRPC shell around `WasmPool`: role table, error -> status mapping, server factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from lockstep.auth import SERVICE, TokenStore
+from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
+
+from ._config import WasmPoolConfig
+from ._engine import WasmPool
+from ._errors import (
+    AlreadyExistsError,
+    InvalidRequestError,
+    LimitReachedError,
+    ModuleRejectedError,
+    NotFoundError,
+    PoolError,
+)
+
+__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server"]
+
+log = logging.getLogger("lockstep.wasm_pool")
+
+SERVICE_NAME = "lockstep.wasm_pool.v1.WasmPoolService"
+# Only the orchestrator's service identity (and admin) may drive a pool.
+METHODS = {f"/{SERVICE_NAME}/{m}": SERVICE for m in (
+    "LoadModule", "CreateAgents", "StepBatch", "DestroyAgents", "Snapshot", "Restore",
+    "Reset", "GetPoolInfo")}
+
+_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (ModuleRejectedError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (LimitReachedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PoolError, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+T = TypeVar("T")
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            context.abort(code, str(exc))
+    raise exc
+
+
+def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except (PoolError, ModuleRejectedError) as exc:
+        _abort(context, exc)
+
+
+class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
+    """Implements lockstep.wasm_pool.v1.WasmPoolService over one `WasmPool`."""
+
+    def __init__(self, pool: WasmPool) -> None:
+        self.pool = pool
+
+    def LoadModule(self, request: pb.LoadModuleRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> pb.LoadModuleResponse:
+        """Compile and check a module; INVALID_ARGUMENT names what is wrong with it."""
+        return _guard(context, lambda: self.pool.load_module(request.wasm))
+
+    def CreateAgents(self, request: pb.CreateAgentsRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> pb.CreateAgentsResponse:
+        """Instantiate agents and run agent_init."""
+        return _guard(context, lambda: self.pool.create_agents(request))
+
+    def StepBatch(self, request: pb.StepBatchRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> pb.StepBatchResponse:
+        """Step a batch of agents for one tick."""
+        return _guard(context, lambda: self.pool.step_batch(request))
+
+    def DestroyAgents(self, request: pb.DestroyAgentsRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> pb.DestroyAgentsResponse:
+        """Call agent_shutdown (optionally) and drop agents."""
+        return _guard(context, lambda: self.pool.destroy_agents(request))
+
+    def Snapshot(self, request: pb.SnapshotRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> Iterator[pb.AgentSnapshot]:
+        """Stream the complete state of the requested agents."""
+        snaps = _guard(context, lambda: self.pool.snapshot(list(request.handles)))
+        yield from snaps
+
+    def Restore(self, request_iterator: Iterator[pb.AgentSnapshot],  # noqa: N802
+                context: grpc.ServicerContext) -> pb.RestoreResponse:
+        """Recreate agents from a stream of snapshots (all or nothing)."""
+        return _guard(context, lambda: self.pool.restore(request_iterator))
+
+    def Reset(self, request: pb.ResetRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> pb.ResetResponse:
+        """Drop every agent."""
+        return self.pool.reset()
+
+    def GetPoolInfo(self, request: pb.GetPoolInfoRequest,  # noqa: N802
+                    context: grpc.ServicerContext) -> pb.GetPoolInfoResponse:
+        """Pool facts."""
+        return self.pool.info()
+
+
+def binding(servicer: WasmPoolServicer) -> ServiceBinding:
+    """The service and its role table, for `lockstep.server.build_server`."""
+    return ServiceBinding(
+        add=lambda server: pb_grpc.add_WasmPoolServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer, server),
+        full_name=SERVICE_NAME, methods=METHODS)
+
+
+def create_server(address: str, *, auth: TokenStore | None,
+                  config: WasmPoolConfig | None = None) -> BoundServer:
+    """Start a pool server on `address` ("127.0.0.1:0" picks a free port).
+
+    `auth=None` disables role checks (dev mode). The pool is closed when the server stops.
+    """
+    pool = WasmPool(config)
+    servicer = WasmPoolServicer(pool)
+    # Requests are serialised on the wasm lock anyway; a few workers keep health and
+    # reflection answering while a long batch runs.
+    bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4)
+    bound.on_stop.append(pool.close)
+    return bound

@@ -1,0 +1,301 @@
+"""A small wasm binary reader/writer: just enough to make every mutable global snapshottable.
+
+The pool snapshots an agent's linear memory and *every* mutable global, but wasmtime only
+lets the host reach exported globals. So at load time the module bytes are rewritten to
+also export each mutable global under a reserved name (``__lockstep_global_<index>``).
+This module parses the section layout, the import/global/export sections, and writes a
+new export section; everything else is copied byte for byte.
+
+Written inside the pool because no shared section helper (``lockstep.wasmbin``) existed
+when the pool was built; if one lands, the LEB128 and section iteration here can move.
+The input must already be valid (``wasmtime.Module.validate``): errors raised here are
+only for what the rewriter itself does not support.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "RESERVED_EXPORT_PREFIX",
+    "GlobalInfo",
+    "ModuleLayout",
+    "WasmBinError",
+    "export_mutable_globals",
+    "global_export_name",
+    "parse_layout",
+    "read_sleb",
+    "read_uleb",
+    "sections",
+    "write_uleb",
+]
+
+MAGIC = b"\x00asm\x01\x00\x00\x00"
+RESERVED_EXPORT_PREFIX = "__lockstep_"
+
+SEC_CUSTOM = 0
+SEC_IMPORT = 2
+SEC_GLOBAL = 6
+SEC_EXPORT = 7
+
+# Canonical order of known sections (the binary format requires it; custom sections float).
+_SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11,
+                 10: 12, 11: 13}
+
+VALTYPE_NAMES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128",
+                 0x70: "funcref", 0x6F: "externref"}
+
+
+class WasmBinError(ValueError):
+    """The bytes use a construct this reader does not handle (or are not wasm at all)."""
+
+
+def read_uleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
+    """Decode an unsigned LEB128 of at most `bits` bits at `pos`; return (value, next pos)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise WasmBinError("unexpected end of data in LEB128")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+        if shift >= bits + 7:
+            raise WasmBinError("LEB128 too long")
+    if result >> bits:
+        raise WasmBinError("LEB128 out of range")
+    return result, pos
+
+
+def read_sleb(buf: bytes, pos: int, bits: int = 64) -> tuple[int, int]:
+    """Decode a signed LEB128 of at most `bits` bits at `pos`; return (value, next pos)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise WasmBinError("unexpected end of data in LEB128")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+        if shift >= bits + 7:
+            raise WasmBinError("LEB128 too long")
+    if byte & 0x40:
+        result -= 1 << shift
+    return result, pos
+
+
+def write_uleb(value: int) -> bytes:
+    """Encode a non-negative integer as unsigned LEB128 (shortest form)."""
+    if value < 0:
+        raise ValueError("write_uleb needs a non-negative value")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section: its id and where its payload lies in the module bytes."""
+
+    id: int
+    start: int  # first byte of the section header (the id byte)
+    payload_start: int
+    end: int  # one past the last payload byte
+
+
+def sections(wasm: bytes) -> list[Section]:
+    """Split a module into its sections, in file order."""
+    if wasm[:8] != MAGIC:
+        raise WasmBinError("not a wasm 1.0 binary module (bad magic or version)")
+    out: list[Section] = []
+    pos = 8
+    while pos < len(wasm):
+        start = pos
+        sec_id = wasm[pos]
+        size, pos = read_uleb(wasm, pos + 1)
+        if pos + size > len(wasm):
+            raise WasmBinError(f"section {sec_id} runs past the end of the module")
+        out.append(Section(sec_id, start, pos, pos + size))
+        pos += size
+    return out
+
+
+def _read_name(buf: bytes, pos: int) -> tuple[str, int]:
+    length, pos = read_uleb(buf, pos)
+    raw = buf[pos:pos + length]
+    if len(raw) != length:
+        raise WasmBinError("name runs past the end of its section")
+    return raw.decode("utf-8", errors="replace"), pos + length
+
+
+def _skip_limits(buf: bytes, pos: int) -> int:
+    flags = buf[pos]
+    pos += 1
+    _, pos = read_uleb(buf, pos, 64)
+    if flags & 0x01:
+        _, pos = read_uleb(buf, pos, 64)
+    if flags & 0x08:  # custom page size (not enabled in the pool engine, parsed anyway)
+        _, pos = read_uleb(buf, pos)
+    return pos
+
+
+def _skip_valtype(buf: bytes, pos: int) -> int:
+    byte = buf[pos]
+    if byte in (0x63, 0x64):  # (ref null? ht): function-references, disabled in the pool
+        _, pos = read_sleb(buf, pos + 1, 33)
+        return pos
+    return pos + 1
+
+
+def _skip_const_expr(buf: bytes, pos: int) -> int:
+    """Skip a constant expression up to and including its `end` (0x0B)."""
+    while True:
+        op = buf[pos]
+        pos += 1
+        if op == 0x0B:
+            return pos
+        if op == 0x41:  # i32.const
+            _, pos = read_sleb(buf, pos, 32)
+        elif op == 0x42:  # i64.const
+            _, pos = read_sleb(buf, pos, 64)
+        elif op == 0x43:  # f32.const
+            pos += 4
+        elif op == 0x44:  # f64.const
+            pos += 8
+        elif op in (0x23, 0xD2):  # global.get, ref.func
+            _, pos = read_uleb(buf, pos)
+        elif op == 0xD0:  # ref.null heaptype
+            _, pos = read_sleb(buf, pos, 33)
+        elif op == 0xFD:  # v128.const
+            sub, pos = read_uleb(buf, pos)
+            if sub != 12:
+                raise WasmBinError(f"unsupported SIMD opcode {sub} in a constant expression")
+            pos += 16
+        elif op in (0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E):  # extended-const arithmetic
+            continue
+        else:
+            raise WasmBinError(f"unsupported opcode 0x{op:02x} in a constant expression")
+
+
+@dataclass(frozen=True)
+class GlobalInfo:
+    """One global of the module's global index space."""
+
+    index: int
+    valtype: int  # the wasm value-type byte (0x7F i32 ...)
+    mutable: bool
+    imported: bool
+
+    @property
+    def type_name(self) -> str:
+        """"i32", "i64", "f32", "f64", "v128", ... ."""
+        return VALTYPE_NAMES.get(self.valtype, f"0x{self.valtype:02x}")
+
+
+@dataclass(frozen=True)
+class ModuleLayout:
+    """What the pool needs to know about a module's structure."""
+
+    sections: tuple[Section, ...]
+    globals: tuple[GlobalInfo, ...]
+    export_names: tuple[str, ...]
+
+
+def parse_layout(wasm: bytes) -> ModuleLayout:
+    """Read the sections, every global (imported first) and every export name."""
+    secs = sections(wasm)
+    globals_: list[GlobalInfo] = []
+    exports: list[str] = []
+    try:
+        for sec in secs:
+            pos = sec.payload_start
+            if sec.id == SEC_IMPORT:
+                count, pos = read_uleb(wasm, pos)
+                for _ in range(count):
+                    _, pos = _read_name(wasm, pos)
+                    _, pos = _read_name(wasm, pos)
+                    kind = wasm[pos]
+                    pos += 1
+                    if kind in (0x00, 0x04):  # func typeidx / tag (attr, typeidx)
+                        if kind == 0x04:
+                            pos += 1
+                        _, pos = read_uleb(wasm, pos)
+                    elif kind == 0x01:  # table: reftype limits
+                        pos = _skip_limits(wasm, _skip_valtype(wasm, pos))
+                    elif kind == 0x02:
+                        pos = _skip_limits(wasm, pos)
+                    elif kind == 0x03:
+                        valtype = wasm[pos]
+                        pos = _skip_valtype(wasm, pos)
+                        mut = wasm[pos]
+                        pos += 1
+                        globals_.append(GlobalInfo(len(globals_), valtype, mut == 1, True))
+                    else:
+                        raise WasmBinError(f"unknown import kind {kind}")
+            elif sec.id == SEC_GLOBAL:
+                count, pos = read_uleb(wasm, pos)
+                for _ in range(count):
+                    valtype = wasm[pos]
+                    pos = _skip_valtype(wasm, pos)
+                    mut = wasm[pos]
+                    pos = _skip_const_expr(wasm, pos + 1)
+                    globals_.append(GlobalInfo(len(globals_), valtype, mut == 1, False))
+            elif sec.id == SEC_EXPORT:
+                count, pos = read_uleb(wasm, pos)
+                for _ in range(count):
+                    name, pos = _read_name(wasm, pos)
+                    pos += 1
+                    _, pos = read_uleb(wasm, pos)
+                    exports.append(name)
+    except IndexError:
+        raise WasmBinError("section contents run past their end") from None
+    return ModuleLayout(tuple(secs), tuple(globals_), tuple(exports))
+
+
+def global_export_name(index: int) -> str:
+    """The reserved export name under which the pool reaches global `index`."""
+    return f"{RESERVED_EXPORT_PREFIX}global_{index}"
+
+
+def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> bytes:
+    """Return `wasm` with each defined mutable global also exported under its reserved name.
+
+    The export section is rewritten (or created at its canonical position); every other
+    byte is kept. A module without mutable globals is returned unchanged.
+    """
+    layout = layout or parse_layout(wasm)
+    extra = [g.index for g in layout.globals if g.mutable and not g.imported]
+    if not extra:
+        return wasm
+    entries = bytearray()
+    old_count = 0
+    export_sec = next((s for s in layout.sections if s.id == SEC_EXPORT), None)
+    if export_sec is not None:
+        old_count, body_pos = read_uleb(wasm, export_sec.payload_start)
+        entries += wasm[body_pos:export_sec.end]
+    for index in extra:
+        name = global_export_name(index).encode()
+        entries += write_uleb(len(name)) + name + b"\x03" + write_uleb(index)
+    payload = write_uleb(old_count + len(extra)) + bytes(entries)
+    new_section = bytes([SEC_EXPORT]) + write_uleb(len(payload)) + payload
+    if export_sec is not None:
+        return wasm[:export_sec.start] + new_section + wasm[export_sec.end:]
+    # No export section yet: insert before the first known section that must follow it.
+    insert_at = len(wasm)
+    for sec in layout.sections:
+        if sec.id != SEC_CUSTOM and _SECTION_RANK.get(sec.id, 0) > _SECTION_RANK[SEC_EXPORT]:
+            insert_at = sec.start
+            break
+    return wasm[:insert_at] + new_section + wasm[insert_at:]
