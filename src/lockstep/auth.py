@@ -121,7 +121,7 @@ def _aborting_handler(handler: Any, code: grpc.StatusCode, detail: str) -> Any:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Rejects calls whose credential's role is not in the method's allowed set.
 
     ``methods`` maps full method names ("/pkg.Service/Method") to allowed roles; a method

@@ -103,7 +103,7 @@ def build_server(
     methods: dict[str, frozenset[Role]] = {}
     for svc in services:
         methods.update(svc.methods)
-    interceptors = [AuthInterceptor(auth, methods)] if auth is not None else []
+    interceptors: list[Any] = [AuthInterceptor(auth, methods)] if auth is not None else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=interceptors,
@@ -155,7 +155,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) 
     parser.add_argument(
         "--insecure-no-auth", action="store_true",
         default=os.environ.get("LOCKSTEP_INSECURE_NO_AUTH") == "1",
-        help="accept calls without credentials (development only) [env LOCKSTEP_INSECURE_NO_AUTH=1]",
+        help="accept calls without credentials (development only) "
+             "[env LOCKSTEP_INSECURE_NO_AUTH=1]",
     )
     parser.add_argument(
         "--ready-file", type=Path, default=None,

@@ -78,8 +78,7 @@ def test_compose_orchestrator_points_at_defined_healthy_services() -> None:
     services = COMPOSE["services"]
     orch = services["orchestrator"]
     env = orch["environment"]
-    targets = env["LOCKSTEP_POOL_ADDRESSES"].split(",") + [
-        env["LOCKSTEP_TELEMETRY_ADDRESS"], env["LOCKSTEP_INFERENCE_ADDRESS"]]
+    targets = [*env["LOCKSTEP_POOL_ADDRESSES"].split(","), env["LOCKSTEP_TELEMETRY_ADDRESS"], env["LOCKSTEP_INFERENCE_ADDRESS"]]
     for target in targets:
         host, port = target.split(":")
         assert host in services, target

@@ -8,13 +8,9 @@ service. When telemetry is down the orchestrator blocks once its bounded buffer 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-log = logging.getLogger("lockstep.orchestrator.journal")
 
 
 @dataclass(frozen=True)
@@ -31,7 +27,7 @@ Sink = Callable[[list[JournalRecord]], None]
 
 
 class Journal:
-    """Buffers records and ships them to `sink`, retrying until it succeeds."""
+    """Buffers records and ships them to `sink` when the buffer fills or on flush."""
 
     def __init__(self, sink: Sink | None, max_buffer: int = 4096) -> None:
         self._sink = sink
@@ -52,18 +48,9 @@ class Journal:
                 self.flush()
 
     def flush(self) -> None:
-        """Ship buffered records; blocks (with backoff) while the sink fails."""
+        """Ship buffered records. The sink blocks while telemetry is unavailable (the
+        telemetry client retries idempotently), so progress stops and nothing is lost."""
         if self._sink is None or not self._buffer:
             return
-        delay = 0.1
-        while True:
-            try:
-                self._sink(self._buffer)
-            except Exception as exc:  # the sink retries idempotently; keep the records
-                log.warning("journal sink failed (%s); retrying in %.1fs, %d records held",
-                            exc, delay, len(self._buffer))
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._buffer = []
-            return
+        self._sink(self._buffer)
+        self._buffer = []

@@ -96,7 +96,8 @@ class Agent:
     def info(self) -> opb.AgentInfo:
         return opb.AgentInfo(
             name=self.name, sequence=self.seq, module_hash=self.module_hash,
-            priority=self.priority, state=self.state, pool=self.pool, steps=self.steps,
+            priority=self.priority, state=self.state,  # type: ignore[arg-type]
+            pool=self.pool, steps=self.steps,
             messages_sent=self.sent, messages_received=self.received, fuel_used=self.fuel,
             restarts=self.restarts, last_fault=self.last_fault, spawn_tick=self.spawn_tick,
             inbox=len(self.inbox), topics=self.topics,
@@ -249,36 +250,34 @@ class Run:
             self._create(t, h, creates, new_agents, sends)
         destroys: dict[int, ppb.DestroyAgentsRequest] = {}
         terminated: list[Agent] = []
-        ext = 0
         for action in actions:
             if action.kind == "spawn":
                 continue
             if action.kind == "message":
                 to, payload = action.payload
-                ext += 1
                 h.update(b"EXT " + lp(to.encode()) + lp(payload))
                 self.journal.record("control.message", t, {"to": to, "payload": payload.hex()})
                 for target in self._targets(to, None):
                     host_message(target, KIND_EXTERNAL, b"", to.encode(), 0, payload, t - 1)
                 continue
-            agent = self.agents.get(action.payload)
-            if agent is None:
+            subject = self.agents.get(action.payload)
+            if subject is None:
                 continue  # validated at request time; cannot happen
-            h.update(action.kind.encode() + u64(agent.seq))
-            self.journal.record(f"control.{action.kind}", t, {"name": agent.name})
-            if action.kind == "pause" and agent.live():
-                agent.state = S.AGENT_STATE_PAUSED
-            elif action.kind == "resume" and agent.state == S.AGENT_STATE_PAUSED:
-                agent.state = S.AGENT_STATE_RUNNING
-            elif action.kind == "terminate" and agent.state != S.AGENT_STATE_TERMINATED:
-                has_instance = not (agent.state == S.AGENT_STATE_FAULTED)
-                agent.state = S.AGENT_STATE_TERMINATED
-                agent.restart_at = None
+            h.update(action.kind.encode() + u64(subject.seq))
+            self.journal.record(f"control.{action.kind}", t, {"name": subject.name})
+            if action.kind == "pause" and subject.live():
+                subject.state = S.AGENT_STATE_PAUSED
+            elif action.kind == "resume" and subject.state == S.AGENT_STATE_PAUSED:
+                subject.state = S.AGENT_STATE_RUNNING
+            elif action.kind == "terminate" and subject.state != S.AGENT_STATE_TERMINATED:
+                has_instance = subject.state != S.AGENT_STATE_FAULTED
+                subject.state = S.AGENT_STATE_TERMINATED
+                subject.restart_at = None
                 if has_instance:
-                    req = destroys.setdefault(agent.pool, ppb.DestroyAgentsRequest(
+                    req = destroys.setdefault(subject.pool, ppb.DestroyAgentsRequest(
                         tick=t, call_shutdown=True))
-                    req.handles.append(agent.seq)
-                    terminated.append(agent)
+                    req.handles.append(subject.seq)
+                    terminated.append(subject)
         if destroys:
             results = self.pools.destroy(destroys)
             by_handle = {r.handle: r for resp in results.values() for r in resp.results}

@@ -67,7 +67,7 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> Any:
     context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
-class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):  # type: ignore[misc]
+class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
     """Holds the one current run; a lock serialises ticks and control-plane changes."""
 
     def __init__(self, config: OrchestratorConfig, service_token: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from lockstep.cli._context import StateDirOption, fail, state_dir
 from lockstep.client import health_status
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.server import parse_address
-from lockstep.supervisor import SupervisorConfig, SupervisorState, pid_alive, run_supervisor
+from lockstep.supervisor import SupervisorState, pid_alive
 from lockstep.supervisor._supervisor import last_line
 
 console = Console()
@@ -48,7 +49,8 @@ def _services_table(state: SupervisorState, live: bool) -> Table:
     return table
 
 
-def _wait_started(directory: Path, proc: subprocess.Popen[bytes], timeout: float) -> SupervisorState:
+def _wait_started(directory: Path, proc: subprocess.Popen[bytes],
+                  timeout: float) -> SupervisorState:
     deadline = time.monotonic() + timeout
     with console.status("starting services..."):
         while time.monotonic() < deadline:
@@ -91,7 +93,7 @@ def up(
         _check_writable(directory)
         fixed: list[str] = []
         for item in address or []:
-            name, sep, addr = item.partition("=")
+            _name, sep, addr = item.partition("=")
             if not sep:
                 raise ConfigError(f"bad --address {item!r}: expected NAME=HOST:PORT")
             parse_address(addr)
@@ -152,10 +154,8 @@ def down(
     procs = []
     for pid in pids:
         if pid_alive(pid):
-            try:
+            with contextlib.suppress(psutil.Error):
                 procs.append(psutil.Process(pid))
-            except psutil.Error:
-                pass
     if not procs:
         state.path.unlink(missing_ok=True)
         console.print("Lockstep was not running (stale state removed).")
