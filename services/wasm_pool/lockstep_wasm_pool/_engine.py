@@ -100,6 +100,7 @@ class ModuleInfo:
     exports: list[str]
     has_receive_batch: bool
     mutable_globals: list[tuple[int, str]]  # (global index, type name)
+    grow_helper: int | None  # function index of the injected memory.grow helper
 
     def response(self) -> pb.LoadModuleResponse:
         return pb.LoadModuleResponse(module_hash=self.hash, imports=self.imports,
@@ -261,10 +262,11 @@ class WasmPool:
             raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
                                  f"invalid wasm module: {_first_line(str(exc))}") from None
         try:
-            layout = _wasmbin.parse_layout(wasm)
+            prepared = _wasmbin.prepare(wasm)
         except _wasmbin.WasmBinError as exc:
-            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                 f"unsupported wasm module: {exc}") from None
+            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
+                                      f"unsupported wasm module: {exc}") from None
+        layout = prepared.layout
         for name in layout.export_names:
             if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):
                 raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
@@ -278,14 +280,14 @@ class WasmPool:
                                          f"mutable global {g.index} has type {g.type_name}; "
                                          "ABI v1 snapshots support only i32/i64/f32/f64")
                 mutable.append((g.index, g.type_name))
-        rewritten = _wasmbin.export_mutable_globals(wasm, layout)
-        module = self._compile_cached(digest, rewritten)
+        module = self._compile_cached(digest, prepared.wasm)
         imports, exports, has_batch = _check_abi(module)
         try:
             pre = self._linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(str(exc))) from None
-        return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable)
+        return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable,
+                          prepared.grow_helper)
 
     def _compile_cached(self, digest: str, wasm: bytes) -> wasmtime.Module:
         cache_dir = self.config.module_cache_dir
@@ -385,7 +387,7 @@ class WasmPool:
         except _HostFault as exc:
             raise _Fault(exc.kind, exc.detail, "instantiate") from None
         except wasmtime.Trap as exc:
-            raise _trap_fault(exc, "instantiate", agent.limits.fuel) from None
+            raise _trap_fault(exc, "instantiate", agent) from None
         except wasmtime.WasmtimeError as exc:
             msg = _first_line(str(exc))
             kind = FK.FAULT_KIND_MEMORY_LIMIT if "memory" in msg and "limit" in msg \
@@ -670,7 +672,7 @@ class WasmPool:
         except _HostFault as exc:
             raise _Fault(exc.kind, exc.detail, entry) from None
         except wasmtime.Trap as exc:
-            raise _trap_fault(exc, entry, agent.limits.fuel) from None
+            raise _trap_fault(exc, entry, agent) from None
         except wasmtime.WasmtimeError as exc:
             raise _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry) from None
 
@@ -845,12 +847,21 @@ def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
     return imports, exports, "agent_receive_batch" in by_name
 
 
-def _trap_fault(exc: wasmtime.Trap, entry: str, fuel: int) -> _Fault:
+def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
     code = exc.trap_code
     message = str(exc.message).strip()
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {fuel} for this tick exhausted in {entry}", entry)
+                      f"fuel budget of {agent.limits.fuel} for this tick exhausted in {entry}",
+                      entry)
+    helper = agent.module.grow_helper
+    if code == wasmtime.TrapCode.UNREACHABLE and helper is not None:
+        frames = exc.frames
+        if frames and frames[0].func_index == helper:
+            pages = agent.memory.data_len(agent.store) // WASM_PAGE if agent.memory else 0
+            return _Fault(FK.FAULT_KIND_MEMORY_LIMIT,
+                          f"memory.grow failed in {entry}: memory is {pages} pages and the "
+                          f"agent's limit is {agent.limits.pages} pages", entry)
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
         return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
                       entry)

@@ -21,9 +21,11 @@ __all__ = [
     "GlobalInfo",
     "ModuleLayout",
     "WasmBinError",
+    "Prepared",
     "export_mutable_globals",
     "global_export_name",
     "parse_layout",
+    "prepare",
     "read_sleb",
     "read_uleb",
     "sections",
@@ -299,3 +301,235 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
             insert_at = sec.start
             break
     return wasm[:insert_at] + new_section + wasm[insert_at:]
+
+
+# --------------------------------------------------------------------------- code scanning
+SEC_TYPE = 1
+SEC_FUNCTION = 3
+SEC_CODE = 10
+
+# Opcodes without immediates (MVP control/parametric/numeric, sign-extension, ref.is_null).
+_NO_IMM = frozenset([0x00, 0x01, 0x05, 0x0B, 0x0F, 0x1A, 0x1B, 0xD1, *range(0x45, 0xC5)])
+_ONE_ULEB = frozenset([0x0C, 0x0D, 0x10, 0x12, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0xD2])
+_SIMD_MEMARG = frozenset([*range(0, 12), 92, 93])
+_SIMD_LANE = frozenset(range(21, 35))
+_SIMD_MEMARG_LANE = frozenset(range(84, 92))
+# Instructions that change table or segment state, which a snapshot (memory + globals)
+# cannot capture: table.set, table.init, elem.drop, table.copy, table.grow, table.fill,
+# data.drop.
+_STATEFUL_FC = {9: "data.drop", 12: "table.init", 13: "elem.drop", 14: "table.copy",
+                15: "table.grow", 17: "table.fill"}
+
+
+def _skip_memarg(buf: bytes, pos: int) -> int:
+    align, pos = read_uleb(buf, pos)
+    if align & 0x40:  # multi-memory: explicit memory index
+        _, pos = read_uleb(buf, pos)
+    _, pos = read_uleb(buf, pos, 64)
+    return pos
+
+
+def _scan_body(buf: bytes, pos: int, end: int) -> list[tuple[int, int]]:
+    """Spans [start, end) of every memory.grow in one function body's instructions.
+
+    Raises WasmBinError for instructions whose state a snapshot cannot capture.
+    """
+    grows: list[tuple[int, int]] = []
+    while pos < end:
+        start = pos
+        op = buf[pos]
+        pos += 1
+        if op in _NO_IMM:
+            continue
+        if op in _ONE_ULEB:
+            if op == 0x26:
+                raise WasmBinError("instruction table.set changes table state, which a "
+                                   "snapshot cannot capture")
+            _, pos = read_uleb(buf, pos)
+        elif op in (0x02, 0x03, 0x04):  # block type: empty, a value type, or a type index
+            if buf[pos] == 0x40 or buf[pos] in VALTYPE_NAMES:
+                pos += 1
+            else:
+                _, pos = read_sleb(buf, pos, 33)
+        elif op == 0x0E:  # br_table
+            count, pos = read_uleb(buf, pos)
+            for _ in range(count + 1):
+                _, pos = read_uleb(buf, pos)
+        elif op in (0x11, 0x13):  # call_indirect / return_call_indirect
+            _, pos = read_uleb(buf, pos)
+            _, pos = read_uleb(buf, pos)
+        elif op == 0x1C:  # typed select
+            count, pos = read_uleb(buf, pos)
+            for _ in range(count):
+                pos = _skip_valtype(buf, pos)
+        elif 0x28 <= op <= 0x3E:
+            pos = _skip_memarg(buf, pos)
+        elif op in (0x3F, 0x40):  # memory.size / memory.grow
+            _, pos = read_uleb(buf, pos)
+            if op == 0x40:
+                grows.append((start, pos))
+        elif op == 0x41:
+            _, pos = read_sleb(buf, pos, 32)
+        elif op == 0x42:
+            _, pos = read_sleb(buf, pos, 64)
+        elif op == 0x43:
+            pos += 4
+        elif op == 0x44:
+            pos += 8
+        elif op == 0xD0:
+            _, pos = read_sleb(buf, pos, 33)
+        elif op == 0xFC:
+            sub, pos = read_uleb(buf, pos)
+            if sub in _STATEFUL_FC:
+                raise WasmBinError(f"instruction {_STATEFUL_FC[sub]} changes table or segment "
+                                   "state, which a snapshot cannot capture")
+            if sub <= 7:
+                continue
+            if sub == 8:  # memory.init dataidx memidx
+                _, pos = read_uleb(buf, pos)
+                _, pos = read_uleb(buf, pos)
+            elif sub == 10:  # memory.copy
+                _, pos = read_uleb(buf, pos)
+                _, pos = read_uleb(buf, pos)
+            elif sub in (11, 16):  # memory.fill memidx / table.size tableidx
+                _, pos = read_uleb(buf, pos)
+            else:
+                raise WasmBinError(f"unsupported instruction 0xfc {sub}")
+        elif op == 0xFD:
+            sub, pos = read_uleb(buf, pos)
+            if sub in _SIMD_MEMARG:
+                pos = _skip_memarg(buf, pos)
+            elif sub in (12, 13):  # v128.const, i8x16.shuffle
+                pos += 16
+            elif sub in _SIMD_LANE:
+                pos += 1
+            elif sub in _SIMD_MEMARG_LANE:
+                pos = _skip_memarg(buf, pos) + 1
+            elif sub > 0xFF:
+                raise WasmBinError(f"unsupported SIMD instruction 0xfd {sub}")
+        else:
+            raise WasmBinError(f"unsupported opcode 0x{op:02x}")
+        if pos > end:
+            raise WasmBinError("instruction runs past the end of its function body")
+    return grows
+
+
+# A helper appended to instrumented modules: memory.grow, and trap if it failed, so that
+# the host can report MEMORY_LIMIT instead of letting the agent see -1.
+#   (func (param i32) (result i32) (local i32)
+#     local.get 0  memory.grow 0  local.tee 1  i32.const -1  i32.eq
+#     if  unreachable  end  local.get 1)
+_GROW_HELPER_BODY = bytes([0x01, 0x01, 0x7F,
+                           0x20, 0x00, 0x40, 0x00, 0x22, 0x01, 0x41, 0x7F, 0x46,
+                           0x04, 0x40, 0x00, 0x0B, 0x20, 0x01, 0x0B])
+_GROW_HELPER_TYPE = bytes([0x60, 0x01, 0x7F, 0x01, 0x7F])
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Module bytes rewritten for the pool, plus what the rewrite added."""
+
+    wasm: bytes
+    layout: ModuleLayout
+    #: Function index of the memory.grow helper; None when the module never grows memory.
+    grow_helper: int | None
+
+
+def _vec_append(payload: bytes, extra_items: int, extra: bytes) -> bytes:
+    count, pos = read_uleb(payload, 0)
+    return write_uleb(count + extra_items) + payload[pos:] + extra
+
+
+def _section(sec_id: int, payload: bytes) -> bytes:
+    return bytes([sec_id]) + write_uleb(len(payload)) + payload
+
+
+def prepare(wasm: bytes) -> Prepared:
+    """Rewrite a (validated) module for the pool.
+
+    * every defined mutable global is also exported under `global_export_name`;
+    * every ``memory.grow`` becomes a call to an appended helper that traps when the
+      growth fails, so a memory-limit hit is a fault the host can name;
+    * instructions that change table or data/elem segment state are rejected
+      (WasmBinError), because a snapshot of memory and globals would not capture them.
+    """
+    layout = parse_layout(wasm)
+    by_id = {s.id: s for s in layout.sections if s.id != SEC_CUSTOM}
+    n_imported_funcs = 0
+    imp = by_id.get(SEC_IMPORT)
+    if imp is not None:
+        count, pos = read_uleb(wasm, imp.payload_start)
+        for _ in range(count):
+            _, pos = _read_name(wasm, pos)
+            _, pos = _read_name(wasm, pos)
+            kind = wasm[pos]
+            pos += 1
+            if kind == 0x00:
+                n_imported_funcs += 1
+                _, pos = read_uleb(wasm, pos)
+            elif kind == 0x04:
+                _, pos = read_uleb(wasm, pos + 1)
+            elif kind == 0x01:
+                pos = _skip_limits(wasm, _skip_valtype(wasm, pos))
+            elif kind == 0x02:
+                pos = _skip_limits(wasm, pos)
+            else:
+                pos = _skip_valtype(wasm, pos) + 1
+    # Scan every body (also to reject stateful table/segment instructions).
+    code = by_id.get(SEC_CODE)
+    bodies: list[tuple[int, int, int, list[tuple[int, int]]]] = []  # (start, instr, end, grows)
+    if code is not None:
+        try:
+            count, pos = read_uleb(wasm, code.payload_start)
+            for _ in range(count):
+                size, body_start = read_uleb(wasm, pos)
+                body_end = body_start + size
+                n_locals, p = read_uleb(wasm, body_start)
+                for _ in range(n_locals):
+                    _, p = read_uleb(wasm, p)
+                    p = _skip_valtype(wasm, p)
+                bodies.append((pos, p, body_end, _scan_body(wasm, p, body_end)))
+                pos = body_end
+        except IndexError:
+            raise WasmBinError("function body runs past its end") from None
+    grow_helper: int | None = None
+    replaced: dict[int, bytes] = {}
+    if any(b[3] for b in bodies):
+        types = by_id.get(SEC_TYPE)
+        funcs = by_id.get(SEC_FUNCTION)
+        if types is None or funcs is None or code is None:  # pragma: no cover - bodies imply
+            raise WasmBinError("module has code but no type/function section")
+        n_types, _ = read_uleb(wasm, types.payload_start)
+        n_defined, _ = read_uleb(wasm, funcs.payload_start)
+        grow_helper = n_imported_funcs + n_defined
+        call = b"\x10" + write_uleb(grow_helper)
+        new_bodies = bytearray()
+        for _head, instr, end, grows in bodies:
+            _, body_start = read_uleb(wasm, _head)
+            if not grows:
+                new_bodies += wasm[_head:end]
+                continue
+            body = bytearray(wasm[body_start:instr])
+            last = instr
+            for g_start, g_end in grows:
+                body += wasm[last:g_start] + call
+                last = g_end
+            body += wasm[last:end]
+            new_bodies += write_uleb(len(body)) + body
+        new_bodies += write_uleb(len(_GROW_HELPER_BODY)) + _GROW_HELPER_BODY
+        replaced[SEC_TYPE] = _section(SEC_TYPE, _vec_append(
+            wasm[types.payload_start:types.end], 1, _GROW_HELPER_TYPE))
+        replaced[SEC_FUNCTION] = _section(SEC_FUNCTION, _vec_append(
+            wasm[funcs.payload_start:funcs.end], 1, write_uleb(n_types)))
+        replaced[SEC_CODE] = _section(SEC_CODE, write_uleb(len(bodies) + 1)
+                                      + bytes(new_bodies))
+    out = bytearray(wasm[:8])
+    for sec in layout.sections:
+        if sec.id != SEC_CUSTOM and sec.id in replaced:
+            out += replaced[sec.id]
+        else:
+            out += wasm[sec.start:sec.end]
+    rewritten = bytes(out)
+    if replaced:
+        layout = parse_layout(rewritten)
+    return Prepared(export_mutable_globals(rewritten, layout), layout, grow_helper)
