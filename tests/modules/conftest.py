@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import wasmtime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lsmod_helpers import agent_wasm
 
 from lockstep.modules import Manifest, embed_manifest, keygen, load_private_key, sign
+
+EXPORTS = """
+  (memory (export "memory") 1)
+  (func (export "agent_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "agent_init") (result i32) i32.const 0)
+  (func (export "agent_step") (param i32) (result i32) i32.const 0)
+  (func (export "agent_receive") (param i32) (result i32) i32.const 0)
+  (func (export "agent_shutdown") (result i32) i32.const 0)
+"""
+
+IMPORTS = {
+    "send": '(import "lockstep_v1" "send" (func (param i32 i32 i32 i32) (result i32)))',
+    "log": '(import "lockstep_v1" "log" (func (param i32 i32 i32) (result i32)))',
+    "tick": '(import "lockstep_v1" "tick" (func (result i64)))',
+    "random": '(import "lockstep_v1" "random" (func (param i32 i32) (result i32)))',
+    "infer": '(import "lockstep_v1" "infer" (func (param i32 i32 i32 i32) (result i64)))',
+}
+
+
+def agent_wasm(*imports: str, extra: str = "", exports: str = EXPORTS) -> bytes:
+    """An ABI v1 agent importing the named lockstep_v1 functions (or raw import lines)."""
+    lines = [IMPORTS.get(i, i) for i in imports]
+    return bytes(wasmtime.wat2wasm(f"(module {' '.join(lines)} {exports} {extra})"))
+
+
+@pytest.fixture
+def make_agent() -> Callable[..., bytes]:
+    """`agent_wasm` for tests (fixtures, so test files import nothing from here)."""
+    return agent_wasm
+
+
+@pytest.fixture
+def abi_exports() -> str:
+    """The WAT of the required ABI v1 exports."""
+    return EXPORTS
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ import wasmtime
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lsmod_helpers import EXPORTS, agent_wasm
 
 from lockstep import wasmbin
 from lockstep.errors import ConfigError, ModuleError
@@ -390,13 +390,15 @@ def test_unsupported_abi_major(plain_wasm: bytes, key_pair: KeyPair) -> None:
     assert verify(sign(with_manifest(plain_wasm, abi_version="1.7"), key_pair[1]), keys)
 
 
-def test_import_not_covered_by_capabilities(key_pair: KeyPair) -> None:
+def test_import_not_covered_by_capabilities(
+    key_pair: KeyPair, make_agent: Callable[..., bytes]
+) -> None:
     keys = TrustedKeys.of(key_pair[1])
-    wasm = agent_wasm("send", "log", "random")
+    wasm = make_agent("send", "log", "random")
     signed = sign(with_manifest(wasm, capabilities=("send", "log")), key_pair[1])
     with pytest.raises(UndeclaredImportError, match=r"import lockstep_v1\.random is not covered"):
         verify(signed, keys)
-    infer = agent_wasm("infer")
+    infer = make_agent("infer")
     signed = sign(with_manifest(infer, capabilities=("send",)), key_pair[1])
     with pytest.raises(UndeclaredImportError, match=r"add infer:<model> or infer:\*"):
         verify(signed, keys)
@@ -404,11 +406,11 @@ def test_import_not_covered_by_capabilities(key_pair: KeyPair) -> None:
     signed = sign(with_manifest(infer, capabilities=("infer:gpt2",)), key_pair[1])
     assert verify(signed, keys, granted).manifest.capabilities == ("infer:gpt2",)
     # declaring more than the imports need is fine
-    signed = sign(with_manifest(agent_wasm(), capabilities=("send", "log")), key_pair[1])
+    signed = sign(with_manifest(make_agent(), capabilities=("send", "log")), key_pair[1])
     assert verify(signed, keys).verdict == "verified"
 
 
-def test_foreign_import_is_named(key_pair: KeyPair) -> None:
+def test_foreign_import_is_named(key_pair: KeyPair, make_agent: Callable[..., bytes]) -> None:
     wasi = (
         '(import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))'
     )
@@ -416,7 +418,7 @@ def test_foreign_import_is_named(key_pair: KeyPair) -> None:
         (wasi, "wasi_snapshot_preview1.clock_time_get (func)"),
         ('(import "env" "mem" (memory 1))', "env.mem (memory)"),
     ]:
-        signed = sign(with_manifest(agent_wasm("send", line)), key_pair[1])
+        signed = sign(with_manifest(make_agent("send", line)), key_pair[1])
         with pytest.raises(
             ForeignImportError, match=re.escape(f"import {named} is outside lockstep_v1")
         ):
@@ -447,10 +449,15 @@ def test_foreign_import_is_named(key_pair: KeyPair) -> None:
     ],
 )
 def test_abi_shape(
-    key_pair: KeyPair, imports: list[str], exports: str | None, words: str | None
+    key_pair: KeyPair,
+    imports: list[str],
+    exports: str | None,
+    words: str | None,
+    make_agent: Callable[..., bytes],
+    abi_exports: str,
 ) -> None:
 
-    wasm = agent_wasm(*imports, exports=EXPORTS if exports is None else exports)
+    wasm = make_agent(*imports, exports=abi_exports if exports is None else exports)
     signed = sign(with_manifest(wasm), key_pair[1])
     if words is None:
         verify(signed, TrustedKeys.of(key_pair[1]))
@@ -459,27 +466,29 @@ def test_abi_shape(
         verify(signed, TrustedKeys.of(key_pair[1]))
 
 
-def test_wrong_export_signatures(key_pair: KeyPair) -> None:
+def test_wrong_export_signatures(
+    key_pair: KeyPair, make_agent: Callable[..., bytes], abi_exports: str
+) -> None:
 
     keys = TrustedKeys.of(key_pair[1])
-    bad_step = EXPORTS.replace(
+    bad_step = abi_exports.replace(
         '(func (export "agent_step") (param i32) (result i32) i32.const 0)',
         '(func (export "agent_step") (param i64) (result i32) i32.const 0)',
     )
     with pytest.raises(AbiError, match=r"export agent_step has signature \(i64\) -> \(i32\)"):
-        verify(sign(with_manifest(agent_wasm(exports=bad_step)), key_pair[1]), keys)
+        verify(sign(with_manifest(make_agent(exports=bad_step)), key_pair[1]), keys)
     batch = '(func (export "agent_receive_batch") (result i32) i32.const 0)'
     with pytest.raises(AbiError, match="export agent_receive_batch has signature"):
-        verify(sign(with_manifest(agent_wasm(extra=batch)), key_pair[1]), keys)
+        verify(sign(with_manifest(make_agent(extra=batch)), key_pair[1]), keys)
     good_batch = '(func (export "agent_receive_batch") (param i32) (result i32) i32.const 0)'
-    assert verify(sign(with_manifest(agent_wasm(extra=good_batch)), key_pair[1]), keys)
-    mem_func = EXPORTS.replace(
+    assert verify(sign(with_manifest(make_agent(extra=good_batch)), key_pair[1]), keys)
+    mem_func = abi_exports.replace(
         '(memory (export "memory") 1)', '(memory 1) (func (export "memory"))'
     )
     with pytest.raises(AbiError, match="export memory must be a memory"):
-        verify(sign(with_manifest(agent_wasm(exports=mem_func)), key_pair[1]), keys)
+        verify(sign(with_manifest(make_agent(exports=mem_func)), key_pair[1]), keys)
     # a library module (no exports check) passes with the policy switch off
-    lib = sign(with_manifest(agent_wasm(exports="")), key_pair[1])
+    lib = sign(with_manifest(make_agent(exports="")), key_pair[1])
     assert verify(lib, keys, Policy(check_exports=False))
 
 
@@ -567,9 +576,11 @@ def test_embed_manifest_replaces_and_drops_signature(signed_wasm: bytes) -> None
 # --------------------------------------------------------------------------- policy
 
 
-def test_policy_not_granting_a_capability(key_pair: KeyPair) -> None:
+def test_policy_not_granting_a_capability(
+    key_pair: KeyPair, make_agent: Callable[..., bytes]
+) -> None:
     keys = TrustedKeys.of(key_pair[1])
-    wasm = agent_wasm("infer", "send")
+    wasm = make_agent("infer", "send")
     gpt2 = sign(with_manifest(wasm, capabilities=("infer:gpt2", "send")), key_pair[1])
     star = sign(with_manifest(wasm, capabilities=("infer:*", "send")), key_pair[1])
     with pytest.raises(PolicyDeniedError, match="capability 'infer:gpt2' is not granted"):
