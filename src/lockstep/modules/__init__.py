@@ -65,6 +65,7 @@ from lockstep.modules._verify import (
     check_abi,
     check_capabilities,
     verify,
+    verify_signature,
 )
 
 __all__ = [
@@ -114,4 +115,5 @@ __all__ = [
     "sign",
     "strip_signature",
     "verify",
+    "verify_signature",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "check_abi",
     "check_capabilities",
     "verify",
+    "verify_signature",
 ]
 
 log = logging.getLogger("lockstep.modules")
@@ -201,6 +202,21 @@ def _check_signature(
         raise BadSignatureError(
             f"bad signature: Ed25519 signature does not verify with key {block.key_id}"
         ) from None
+
+
+def verify_signature(
+    wasm: bytes | bytearray | memoryview, trusted_keys: Mapping[str, Ed25519PublicKey]
+) -> SignatureBlock:
+    """Check only the signature (present, trusted key, unmodified, valid) and return it.
+
+    For tools that show a module's state; registration must use :func:`verify`.
+    """
+    data = bytes(wasm)
+    block = read_signature(data)
+    if block is None:
+        raise UnsignedModuleError(f"unsigned module: no {SIGNATURE_SECTION} section")
+    _check_signature(wasmbin.remove_custom_sections(data, SIGNATURE_SECTION), block, trusted_keys)
+    return block
 
 
 def verify(
