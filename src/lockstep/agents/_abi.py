@@ -1,0 +1,119 @@
+"""Static check of a built module against agent ABI v1 (docs/abi.md), in pure Python.
+
+The pool checks the same at registration; checking at build time turns a late
+"module rejected" into an error that points at the source, with a hint about the
+usual cause (a libc call, Math.random, a WASI import).
+"""
+
+from __future__ import annotations
+
+from lockstep import wasmbin
+
+__all__ = [
+    "ABI_EXPORTS",
+    "ABI_IMPORTS",
+    "IMPORT_MODULE",
+    "OPTIONAL_EXPORTS",
+    "REQUIRED_EXPORTS",
+    "abi_problems",
+]
+
+IMPORT_MODULE = "lockstep_v1"
+
+_I32 = "i32"
+_I64 = "i64"
+
+#: Every function a module may import from ``lockstep_v1``, with its signature.
+ABI_IMPORTS: dict[str, wasmbin.FuncType] = {
+    "send": wasmbin.FuncType((_I32,) * 4, (_I32,)),
+    "log": wasmbin.FuncType((_I32,) * 3, (_I32,)),
+    "tick": wasmbin.FuncType((), (_I64,)),
+    "random": wasmbin.FuncType((_I32,) * 2, (_I32,)),
+    "infer": wasmbin.FuncType((_I32,) * 4, (_I64,)),
+}
+
+#: Function exports every agent must have, with their signatures (plus ``memory``).
+REQUIRED_EXPORTS: dict[str, wasmbin.FuncType] = {
+    "agent_alloc": wasmbin.FuncType((_I32,), (_I32,)),
+    "agent_init": wasmbin.FuncType((), (_I32,)),
+    "agent_step": wasmbin.FuncType((_I32,), (_I32,)),
+    "agent_receive": wasmbin.FuncType((_I32,), (_I32,)),
+    "agent_shutdown": wasmbin.FuncType((), (_I32,)),
+}
+
+#: Function exports an agent may have.
+OPTIONAL_EXPORTS: dict[str, wasmbin.FuncType] = {
+    "agent_receive_batch": wasmbin.FuncType((_I32,), (_I32,)),
+}
+
+#: Every ABI export name: ``memory`` and the functions above.
+ABI_EXPORTS: frozenset[str] = frozenset({"memory", *REQUIRED_EXPORTS, *OPTIONAL_EXPORTS})
+
+# Why a foreign import usually appears, keyed by (module, name); "" matches any name.
+_HINTS: dict[tuple[str, str], str] = {
+    ("env", "abort"): "the AssemblyScript abort hook; build with `lockstep agent build` "
+                      "(sdk/assemblyscript/asconfig.json routes it to the SDK)",
+    ("env", "seed"): "Math.random in AssemblyScript; use randomU64()/randomBelow()",
+    ("env", "Date.now"): "Date in AssemblyScript; use tick() for time",
+    ("env", "trace"): "trace() in AssemblyScript; use log()",
+    ("env", "console.log"): "console.log in AssemblyScript; use log()",
+}
+_LIBC = {"memcpy", "memmove", "memset", "memcmp", "malloc", "free", "calloc", "realloc",
+         "strlen", "printf", "puts", "abort", "exit", "time", "rand"}
+
+
+def _hint(module: str, name: str) -> str:
+    if module.startswith("wasi"):
+        return "WASI is not available to agents (no clock, entropy or files)"
+    hint = _HINTS.get((module, name))
+    if hint is not None:
+        return hint
+    if module == "env" and name in _LIBC:
+        return f"{name} is a libc function; agents have no libc (see sdk/c/lockstep.h)"
+    return f"only {IMPORT_MODULE} functions are linked"
+
+
+def abi_problems(wasm: bytes) -> list[str]:
+    """Every way ``wasm`` breaks ABI v1, one line each (empty: it conforms).
+
+    Checks imports (only ``lockstep_v1`` functions, by name and signature) and exports
+    (``memory`` and the required functions with their signatures, the optional batch
+    export's signature). Extra exports are allowed here; the pool accepts them.
+    """
+    try:
+        module = wasmbin.parse_module(wasm)
+    except wasmbin.MalformedModuleError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for imp in module.imports:
+        label = f"{imp.module}.{imp.name}"
+        if imp.module != IMPORT_MODULE:
+            problems.append(f"import {label} is not allowed ({_hint(imp.module, imp.name)})")
+            continue
+        want = ABI_IMPORTS.get(imp.name)
+        if want is None:
+            problems.append(f"import {label} is unknown ({IMPORT_MODULE} has "
+                            f"{', '.join(ABI_IMPORTS)})")
+            continue
+        got = module.import_type(imp)
+        if got != want:
+            problems.append(f"import {label} has signature {got or imp.kind.label}, "
+                            f"ABI v1 wants {want}")
+    memory = module.export("memory")
+    if memory is None:
+        problems.append("missing export memory")
+    elif memory.kind != wasmbin.ExternKind.MEMORY:
+        problems.append("export memory is not a memory")
+    for name, want in {**REQUIRED_EXPORTS, **OPTIONAL_EXPORTS}.items():
+        exp = module.export(name)
+        if exp is None:
+            if name in REQUIRED_EXPORTS:
+                problems.append(f"missing export {name}")
+            continue
+        if exp.kind != wasmbin.ExternKind.FUNC:
+            problems.append(f"export {name} is not a function")
+            continue
+        got = module.func_type(exp.index)
+        if got != want:
+            problems.append(f"export {name} has signature {got}, ABI v1 wants {want}")
+    return problems
