@@ -107,6 +107,12 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
         self._stops: set[threading.Event] = set()
         metrics.head_sequence.set(store.head()[0])
 
+    @property
+    def followers(self) -> int:
+        """Open FollowRecords streams."""
+        with self._followers_lock:
+            return self._followers
+
     def close(self) -> None:
         """End every follow stream and close the store."""
         with self._followers_lock:
