@@ -162,7 +162,7 @@ def test_trap_in_start_function(pool: WasmPool) -> None:
 def test_faulted_agent_logs_are_kept_and_handle_reusable(pool: WasmPool) -> None:
     bad = agent_wat(step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) "
                          "unreachable")
-    fault, results = run_with_good(pool, bad)
+    _fault, results = run_with_good(pool, bad)
     assert [log.text for log in results[1].logs] == ["hello"]  # type: ignore[attr-defined]
     # The orchestrator restarts by re-creating the same handle.
     again = create(pool, (2, "bad", GOOD))

@@ -111,7 +111,7 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
 def binding(servicer: WasmPoolServicer) -> ServiceBinding:
     """The service and its role table, for `lockstep.server.build_server`."""
     return ServiceBinding(
-        add=lambda server: pb_grpc.add_WasmPoolServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        add=lambda server: pb_grpc.add_WasmPoolServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
             servicer, server),
         full_name=SERVICE_NAME, methods=METHODS)
 

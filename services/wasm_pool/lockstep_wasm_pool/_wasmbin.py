@@ -20,8 +20,8 @@ __all__ = [
     "RESERVED_EXPORT_PREFIX",
     "GlobalInfo",
     "ModuleLayout",
-    "WasmBinError",
     "Prepared",
+    "WasmBinError",
     "export_mutable_globals",
     "global_export_name",
     "parse_layout",
@@ -385,10 +385,7 @@ def _scan_body(buf: bytes, pos: int, end: int) -> list[tuple[int, int]]:
                                    "state, which a snapshot cannot capture")
             if sub <= 7:
                 continue
-            if sub == 8:  # memory.init dataidx memidx
-                _, pos = read_uleb(buf, pos)
-                _, pos = read_uleb(buf, pos)
-            elif sub == 10:  # memory.copy
+            if sub == 8 or sub == 10:  # memory.init dataidx memidx
                 _, pos = read_uleb(buf, pos)
                 _, pos = read_uleb(buf, pos)
             elif sub in (11, 16):  # memory.fill memidx / table.size tableidx
