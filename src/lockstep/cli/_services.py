@@ -55,14 +55,17 @@ def _wait_started(directory: Path, proc: subprocess.Popen[bytes],
     with console.status("starting services..."):
         while time.monotonic() < deadline:
             state = SupervisorState.load(directory)
-            if state is not None and state.supervisor_pid == proc.pid:
-                if state.status == "running":
-                    return state
-                if state.status == "failed":
-                    proc.wait(30)
+            mine = state is not None and state.supervisor_pid == proc.pid
+            if mine and state is not None and state.status == "running":
+                return state
+            if proc.poll() is not None or (mine and state is not None
+                                           and state.status == "failed"):
+                proc.wait(60)
+                if mine and state is not None:
+                    state = SupervisorState.load(directory) or state
                     state.path.unlink(missing_ok=True)
-                    raise ConfigError(state.error)
-            if proc.poll() is not None:
+                    if state.error:
+                        raise ConfigError(state.error)
                 raise ConfigError("supervisor exited during start-up: "
                                   + last_line(directory / "logs" / "supervisor.log"))
             time.sleep(0.05)

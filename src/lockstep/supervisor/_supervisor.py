@@ -194,9 +194,8 @@ class Supervisor:
             except (ServiceError, OSError) as exc:
                 child.state.status = "failed"
                 child.state.error = str(exc)
-                self.state.status = "failed"
                 self.state.error = str(exc)
-                self.stop_all()
+                self.stop_all(final_status="failed")
                 raise
             finally:
                 self.state.save()
@@ -235,13 +234,17 @@ class Supervisor:
             if changed:
                 self.state.save()
 
-    def stop_all(self) -> None:
+    def stop_all(self, final_status: str = "stopped") -> None:
+        """Stop children in reverse start order; the state file ends with `final_status`."""
         self.state.status = "stopping"
         self.state.save()
         for child in reversed(self.children):
             child.terminate()
-            child.state.status = "stopped"
+            if child.state.status != "failed":
+                child.state.status = "stopped"
             child.state.pid = 0
+        self.state.status = final_status
+        self.state.save()
 
 
 def run_supervisor(config: SupervisorConfig) -> int:
