@@ -88,12 +88,12 @@ def up(
     """Start every service as its own process and supervise them."""
     directory = state_dir(state_dir_opt)
     try:
+        _check_writable(directory)
         existing = SupervisorState.load(directory)
         if existing is not None and existing.supervisor_alive():
             raise ConfigError(f"Lockstep is already running (supervisor pid "
                               f"{existing.supervisor_pid}, state {directory}); "
                               "see `lockstep status` or stop it with `lockstep down`")
-        _check_writable(directory)
         fixed: list[str] = []
         for item in address or []:
             _name, sep, addr = item.partition("=")
