@@ -69,7 +69,7 @@ def prepare(
     except LockstepError as exc:
         raise fail(exc) from None
     for m in done:
-        console.print(f"{m.name:8} {m.kind:10} {m.version}  {m.path}  (from {m.source})")
+        typer.echo(f"{m.name:8} {m.kind:10} {m.version}  {m.path}  (from {m.source})")
 
 
 @models_app.command("list")
@@ -100,8 +100,8 @@ def load(name: str, state_dir_opt: StateDirOption = None, address: AddressOption
         info = stub.LoadModel(pb.LoadModelRequest(name=name))
     except grpc.RpcError as exc:
         raise _rpc_fail(exc) from None
-    console.print(f"loaded {info.name} {info.version} on {info.provider} "
-                  f"({info.charged_bytes} bytes charged)")
+    typer.echo(f"loaded {info.name} {info.version} on {info.provider} "
+               f"({info.charged_bytes} bytes charged)")
 
 
 @models_app.command("unload")
@@ -113,8 +113,8 @@ def unload(name: str, state_dir_opt: StateDirOption = None, address: AddressOpti
         resp = stub.UnloadModel(pb.UnloadModelRequest(name=name))
     except grpc.RpcError as exc:
         raise _rpc_fail(exc) from None
-    console.print(f"unloaded {name} ({resp.released_bytes} bytes released)" if resp.was_loaded
-                  else f"{name} was not loaded")
+    typer.echo(f"unloaded {name} ({resp.released_bytes} bytes released)" if resp.was_loaded
+               else f"{name} was not loaded")
 
 
 @models_app.command("generate")
@@ -156,6 +156,5 @@ def generate(
         typer.echo(json.dumps(MessageToDict(resp), indent=2, sort_keys=True))
     elif not stream:
         typer.echo(prompt + resp.text)
-    console.print(f"[dim]{resp.log.finish_reason}, {len(resp.tokens)} tokens, "
-                  f"{resp.log.run_info.provider}, {resp.log.model_version[:23]}[/dim]",
-                  highlight=False)
+    typer.echo(f"({resp.log.finish_reason}, {len(resp.tokens)} tokens, "
+               f"{resp.log.run_info.provider}, {resp.log.model_version[:23]})", err=True)
