@@ -49,7 +49,7 @@ def agent_wat(*, step: str = "(i32.const 0)", receive: str = "(i32.const 0)",
   {batch_fn}
   {extra}
 )"""
-    return wasmtime.wat2wasm(text)
+    return bytes(wasmtime.wat2wasm(text))
 
 
 # A well-behaved agent: counts receives, sends "ok" to "peer" every step.
