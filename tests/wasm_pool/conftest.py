@@ -20,6 +20,11 @@ IMPORTS = """
 """
 
 
+def wat(text: str) -> bytes:
+    """WAT text to module bytes."""
+    return bytes(wasmtime.wat2wasm(text))
+
+
 def agent_wat(*, step: str = "(i32.const 0)", receive: str = "(i32.const 0)",
               init: str = "(i32.const 0)", shutdown: str = "(i32.const 0)",
               alloc: str = "(i32.const 4096)", batch: str | None = None, extra: str = "",

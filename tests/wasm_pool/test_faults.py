@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from lockstep_wasm_pool._abi import unpack_sends
 from tests.wasm_pool.conftest import GOOD, agent_wat, batch, create, record, step
@@ -15,7 +16,7 @@ SEND_THEN = "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 16) (i32.c
 
 
 def run_with_good(pool: WasmPool, bad: bytes, *, inbox: tuple[bytes, int] | None = None,
-                  ) -> tuple[cpb.Fault, list[object]]:
+                  ) -> tuple[cpb.Fault, list[pb.AgentStepResult]]:
     """Create good(1), bad(2), good(3); step all at tick 1; check the good ones ran."""
     created = create(pool, (1, "g1", GOOD), (2, "bad", bad), (3, "g3", GOOD))
     assert [r.HasField("fault") for r in created.results] == [False, False, False]
@@ -61,7 +62,7 @@ def test_fuel_exhausted(pool: WasmPool) -> None:
     assert fault.kind == cpb.FAULT_KIND_FUEL_EXHAUSTED
     assert fault.entry_point == "agent_step"
     assert "10000000" in fault.detail
-    assert results[1].fuel_used == 10_000_000  # type: ignore[attr-defined]
+    assert results[1].fuel_used == 10_000_000
 
 
 def test_stack_overflow(pool: WasmPool) -> None:
@@ -127,7 +128,7 @@ def test_negative_step_code(pool: WasmPool) -> None:
     assert fault.kind == cpb.FAULT_KIND_ERROR_CODE
     assert fault.entry_point == "agent_step"
     assert fault.detail == "agent_step returned -7"
-    assert results[1].code == -7  # type: ignore[attr-defined]
+    assert results[1].code == -7
 
 
 def test_negative_receive_code_faults_before_step(pool: WasmPool) -> None:
@@ -163,7 +164,7 @@ def test_faulted_agent_logs_are_kept_and_handle_reusable(pool: WasmPool) -> None
     bad = agent_wat(step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) "
                          "unreachable")
     _fault, results = run_with_good(pool, bad)
-    assert [log.text for log in results[1].logs] == ["hello"]  # type: ignore[attr-defined]
+    assert [log.text for log in results[1].logs] == ["hello"]
     # The orchestrator restarts by re-creating the same handle.
     again = create(pool, (2, "bad", GOOD))
     assert not again.results[0].HasField("fault")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import wasmtime
 
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
@@ -16,7 +15,7 @@ from lockstep_wasm_pool import (
     WasmPool,
     WasmPoolConfig,
 )
-from tests.wasm_pool.conftest import GOOD, IMPORTS, agent_wat, spec
+from tests.wasm_pool.conftest import GOOD, IMPORTS, agent_wat, spec, wat
 
 pytestmark = pytest.mark.unit
 
@@ -66,7 +65,7 @@ def test_bad_imports(pool: WasmPool, imports: str, needle: str) -> None:
       (func (export "agent_shutdown") (result i32) (i32.const 0)))"""
     if "(memory 1)" in imports:
         text = text.replace('(memory (export "memory") 1)', "")
-    exc = rejected(pool, wasmtime.wat2wasm(text))
+    exc = rejected(pool, wat(text))
     assert exc.kind == cpb.FAULT_KIND_ABI_VIOLATION
     assert needle in exc.detail
 
@@ -84,13 +83,13 @@ def test_bad_imports(pool: WasmPool, imports: str, needle: str) -> None:
 def test_bad_exports(pool: WasmPool, drop: str, replace: str, needle: str) -> None:
     text = _good_text().replace(drop, replace)
     assert text != _good_text()
-    exc = rejected(pool, wasmtime.wat2wasm(text))
+    exc = rejected(pool, wat(text))
     assert exc.kind == cpb.FAULT_KIND_ABI_VIOLATION
     assert needle in exc.detail
 
 
 def test_bad_batch_signature(pool: WasmPool) -> None:
-    exc = rejected(pool, wasmtime.wat2wasm(_good_text().replace(
+    exc = rejected(pool, wat(_good_text().replace(
         "(global $count", '(func (export "agent_receive_batch") (result i32) (i32.const 0)) '
         "(global $count")))
     assert "export agent_receive_batch has signature () -> (i32)" in exc.detail
@@ -108,7 +107,7 @@ def test_reserved_export_and_stateful_instructions(pool: WasmPool) -> None:
 
 
 def test_rejected_module_faults_agents_at_create(pool: WasmPool) -> None:
-    bad = wasmtime.wat2wasm('(module (import "wasi_snapshot_preview1" "random_get" '
+    bad = wat('(module (import "wasi_snapshot_preview1" "random_get" '
                             "(func (param i32 i32) (result i32))))")
     exc = rejected(pool, bad)
     # Loading it again gives the same answer from the cache.

@@ -43,11 +43,13 @@ def stub(address: str, store: TokenStore | None, role: Role | None = Role.SERVIC
 
 def test_roles(server: str, auth: Auth) -> None:
     store = auth[1]
-    for role in (Role.SERVICE, Role.ADMIN):
-        assert stub(server, store, role).GetPoolInfo(pb.GetPoolInfoRequest()).wasmtime_version
-    for role, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
-                       (Role.VIEWER, grpc.StatusCode.PERMISSION_DENIED),
-                       (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED)):
+    for allowed in (Role.SERVICE, Role.ADMIN):
+        assert stub(server, store, allowed).GetPoolInfo(pb.GetPoolInfoRequest()).wasmtime_version
+    cases: list[tuple[Role | None, grpc.StatusCode]] = [
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        (Role.VIEWER, grpc.StatusCode.PERMISSION_DENIED),
+        (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED)]
+    for role, code in cases:
         s = stub(server, store, role)
         with pytest.raises(grpc.RpcError) as info:
             s.GetPoolInfo(pb.GetPoolInfoRequest())

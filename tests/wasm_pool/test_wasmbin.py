@@ -16,6 +16,7 @@ from lockstep_wasm_pool._wasmbin import (
     sections,
     write_uleb,
 )
+from tests.wasm_pool.conftest import wat
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +41,7 @@ def test_leb_known_encodings_and_errors() -> None:
 
 
 def test_sections_and_bad_magic() -> None:
-    wasm = wasmtime.wat2wasm('(module (memory 1) (func (export "f")))')
+    wasm = wat('(module (memory 1) (func (export "f")))')
     assert [s.id for s in sections(wasm)] == [1, 3, 5, 7, 10]
     with pytest.raises(WasmBinError, match="magic"):
         sections(b"\x00asm\x02\x00\x00\x00")
@@ -59,7 +60,7 @@ def exported_globals(wasm: bytes) -> dict[str, int]:
 
 
 def test_export_mutable_globals_without_export_section() -> None:
-    wasm = wasmtime.wat2wasm("(module (global (mut i32) (i32.const 5)) (global i32 "
+    wasm = wat("(module (global (mut i32) (i32.const 5)) (global i32 "
                              "(i32.const 6)) (global (mut i64) (i64.const 7)) (func) "
                              "(data \"x\"))")
     out = export_mutable_globals(wasm)
@@ -73,13 +74,13 @@ def test_export_mutable_globals_without_export_section() -> None:
 
 
 def test_existing_exports_are_kept_and_custom_sections_preserved() -> None:
-    wasm = wasmtime.wat2wasm('(module (global $g (export "g") (mut f32) (f32.const 1.5)) '
+    wasm = wat('(module (global $g (export "g") (mut f32) (f32.const 1.5)) '
                              '(func (export "f")))') + b"\x00\x05\x04name"
     out = export_mutable_globals(wasm)
     assert parse_layout(out).export_names == ("g", "f", "__lockstep_global_0")
     assert out.endswith(b"\x00\x05\x04name")
     assert exported_globals(out)["__lockstep_global_0"] == 1.5
-    plain = wasmtime.wat2wasm("(module (func))")
+    plain = wat("(module (func))")
     assert export_mutable_globals(plain) == plain
 
 
@@ -89,7 +90,7 @@ def test_prepare_instruments_memory_grow() -> None:
         (block (result i32) (br_table 0 0 (memory.grow (local.get 0)) (i32.const 0))))
       (func (export "simd") (result i32)
         (i32x4.extract_lane 1 (v128.const i32x4 1 2 3 4))))"""
-    wasm = wasmtime.wat2wasm(text)
+    wasm = wat(text)
     prepared = prepare(wasm)
     assert prepared.grow_helper == 3  # 1 import + 2 defined
     engine = wasmtime.Engine()
@@ -107,6 +108,6 @@ def test_prepare_instruments_memory_grow() -> None:
 
 
 def test_prepare_leaves_growless_module_code_alone() -> None:
-    wasm = wasmtime.wat2wasm("(module (memory 1) (func (drop (memory.size))))")
+    wasm = wat("(module (memory 1) (func (drop (memory.size))))")
     prepared = prepare(wasm)
     assert prepared.grow_helper is None and prepared.wasm == wasm
