@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lockstep.cli._module  # noqa: F401 - registers `module` on the root app
+from lockstep.cli import _app
 from lockstep.cli._app import app
 from lockstep.modules import (
     Policy,
@@ -123,7 +125,10 @@ def test_re_signing_is_stable_and_keeps_the_manifest(
     keys: tuple[str, Path, Path], wasm_file: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     _, key, _ = keys
+    wasm_file.chmod(0o640)
     assert run(*sign_args(wasm_file, key), env=env)[0] == 0
+    if sys.platform != "win32":
+        assert stat.S_IMODE(wasm_file.stat().st_mode) == 0o640  # mode kept on rewrite
     first = wasm_file.read_bytes()
     out2 = tmp_path / "again.wasm"
     code, _, err = run("sign", wasm_file, "--key", key, "-o", out2, env=env)
@@ -393,13 +398,15 @@ def test_verify_in_a_real_process(
     data = bytearray(wasm_file.read_bytes())
     data[-1] ^= 0xFF  # inside the signature bytes
     wasm_file.write_bytes(bytes(data))
-    # The lead wires `module` into `python -m lockstep.cli`; until then import it here.
-    launcher = "import lockstep.cli._module; from lockstep.cli._app import app; app()"
+    # The real entry point once `_module` is wired into it; until then import it here.
+    if "_module" in _app._COMMAND_MODULES:
+        command = [sys.executable, "-m", "lockstep.cli"]
+    else:
+        launcher = "import lockstep.cli._module; from lockstep.cli._app import app; app()"
+        command = [sys.executable, "-c", launcher]
     proc = subprocess.run(
         [
-            sys.executable,
-            "-c",
-            launcher,
+            *command,
             "module",
             "verify",
             str(wasm_file),

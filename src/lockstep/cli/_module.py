@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import tomllib
 from pathlib import Path
@@ -130,10 +131,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     # Write next to the target and rename, so a crash never leaves a half-written module.
     directory = path.parent if str(path.parent) else Path(".")
     try:
+        # mkstemp creates 0600; keep the mode of the file being replaced (0644 if new).
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
