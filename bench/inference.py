@@ -68,7 +68,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             return []
         config = InferenceConfig(model_repository=repo, provider="cpu")
         tok = Tokenizer.from_file(str(repo / "minilm" / "tokenizer.json"))
-        tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a vocabulary token
+        tok.enable_padding(pad_id=0, pad_token="[PAD]")
         tok.enable_truncation(128)
         enc = tok.encode_batch(SENTENCES)
         feeds = {

@@ -196,7 +196,7 @@ def test_measured_charge_is_at_least_the_file_size(model_repo: Path) -> None:
 
 
 def gen(engine: InferenceEngine, seed: int, prompt: str = "ab", model: str = "tiny_lm",
-        **kw: float) -> pb.GenerateResponse:
+        **kw: int) -> pb.GenerateResponse:
     params = pb.SamplingParams(max_tokens=24, temperature=1.0, seed=seed, **kw)
     return engine.generate(model, prompt, params)
 

@@ -30,7 +30,7 @@ def tiny_request(x: np.ndarray = X, name: str = "tiny_add", dt: str = "FP32") ->
 def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as err:
         call()
-    return err.value.code(), err.value.details()
+    return err.value.code(), err.value.details() or ""
 
 
 def test_infer_reports_provider_version_and_settings(server: Server) -> None:

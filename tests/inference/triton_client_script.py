@@ -1,3 +1,4 @@
+# mypy: ignore-errors
 """Run by test_kserve.py inside a separate venv holding tritonclient[grpc] (protobuf 6).
 
 Usage: python triton_client_script.py ADDRESS ADMIN_TOKEN OPERATOR_TOKEN VIEWER_TOKEN
