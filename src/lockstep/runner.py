@@ -9,13 +9,26 @@ from pathlib import Path
 
 import grpc
 
+from lockstep import wasmbin
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import LockstepError, ModuleError, ServiceError
+from lockstep.modules import (
+    Manifest,
+    embed_manifest,
+    load_private_key,
+    read_manifest,
+    read_signature,
+    sign,
+)
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.scenario import AgentGroup, Scenario
 
-__all__ = ["RunSummary", "module_bytes", "run_scenario"]
+__all__ = ["RunSummary", "module_bytes", "prepare_module", "run_scenario"]
+
+# Capability each lockstep_v1 import needs (docs/modules.md).
+_IMPORT_CAPABILITY = {"send": "send", "log": "log", "random": "random", "tick": "tick",
+                      "infer": "infer:*"}
 
 Progress = Callable[[int, int], None]  # (tick, target tick)
 
@@ -47,6 +60,19 @@ def module_bytes(path: Path, build_dir: Path | None = None) -> bytes:
     return build_agent(path, out).read_bytes()
 
 
+def prepare_module(wasm: bytes, name: str, signing_key: Path | None) -> bytes:
+    """Give a module without a manifest one (named `name`, capabilities from its imports),
+    and sign an unsigned module with `signing_key` (the local deployment's key) if given."""
+    if read_manifest(wasm) is None:
+        caps = sorted({_IMPORT_CAPABILITY[imp.name] for imp in wasmbin.parse_imports(wasm)
+                       if imp.module == "lockstep_v1" and imp.name in _IMPORT_CAPABILITY})
+        wasm = embed_manifest(wasm, Manifest(name=name, version="0.0.0",
+                                             capabilities=tuple(caps)))
+    if signing_key is not None and read_signature(wasm) is None:
+        wasm = sign(wasm, load_private_key(signing_key))
+    return wasm
+
+
 def _call(what: str, fn: Callable[..., object], *args: object) -> object:
     try:
         return fn(*args)
@@ -66,8 +92,12 @@ def _spawns(groups: tuple[AgentGroup, ...], modules: dict[str, str]) -> opb.Spaw
 
 
 def run_scenario(scenario: Scenario, channel: grpc.Channel, *,
-                 progress: Progress | None = None, build_dir: Path | None = None) -> RunSummary:
-    """Start a fresh run for `scenario`, execute it, and return its summary."""
+                 progress: Progress | None = None, build_dir: Path | None = None,
+                 signing_key: Path | None = None) -> RunSummary:
+    """Start a fresh run for `scenario`, execute it, and return its summary.
+
+    Modules get a manifest if they lack one, and are signed with `signing_key` if unsigned.
+    """
     stub = opb_grpc.OrchestratorServiceStub(channel)
     started = time.perf_counter()
     config = opb.RunConfig(
@@ -75,7 +105,8 @@ def run_scenario(scenario: Scenario, channel: grpc.Channel, *,
         inference_latency=scenario.inference_latency, label=scenario.label,
         default_limits=cpb.Limits(**scenario.limits),
     )
-    wasm = {name: module_bytes(path, build_dir) for name, path in sorted(scenario.modules.items())}
+    wasm = {name: prepare_module(module_bytes(path, build_dir), name, signing_key)
+            for name, path in sorted(scenario.modules.items())}
     _call("start run", stub.StartRun, opb.StartRunRequest(config=config))
     modules: dict[str, str] = {}
     for name, data in wasm.items():

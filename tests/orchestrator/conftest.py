@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.runner import prepare_module
 from lockstep_orchestrator import OrchestratorConfig, create_server
 from tests.conftest import ServiceProcess, start_service
 
@@ -21,7 +23,7 @@ def probe_wasm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     from lockstep.agents import build_agent
 
     out = tmp_path_factory.mktemp("agents") / "probe.wasm"
-    return build_agent(AGENTS / "probe.c", out).read_bytes()
+    return prepare_module(build_agent(AGENTS / "probe.c", out).read_bytes(), "probe", None)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +35,7 @@ def pools(auth: tuple[Path, TokenStore]) -> Iterator[list[ServiceProcess]]:
         svc.stop()
 
 
-OrchestratorFactory = Callable[[int], opb_grpc.OrchestratorServiceStub]
+OrchestratorFactory = Callable[..., opb_grpc.OrchestratorServiceStub]
 
 
 @pytest.fixture
@@ -43,8 +45,9 @@ def orchestrator(pools: list[ServiceProcess], auth: tuple[Path, TokenStore]
     servers = []
     channels = []
 
-    def factory(n: int) -> opb_grpc.OrchestratorServiceStub:
-        config = OrchestratorConfig(pools=tuple(p.address for p in pools[:n]), dev_mode=True)
+    def factory(n: int, **overrides: Any) -> opb_grpc.OrchestratorServiceStub:
+        settings: dict[str, Any] = {"dev_mode": True, **overrides}
+        config = OrchestratorConfig(pools=tuple(p.address for p in pools[:n]), **settings)
         bound = create_server("127.0.0.1:0", auth=auth[1], config=config)
         servers.append(bound)
         channel = AuthedChannel(bound.address, auth[1].token(Role.ADMIN))

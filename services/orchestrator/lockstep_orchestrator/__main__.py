@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference address [env LOCKSTEP_INFERENCE_ADDRESS]")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("LOCKSTEP_DATA_DIR"),
                         help="where registered modules are kept [env LOCKSTEP_DATA_DIR]")
+    parser.add_argument("--trusted-keys", type=Path,
+                        default=os.environ.get("LOCKSTEP_TRUSTED_KEYS"),
+                        help="directory of *.pub keys trusted to sign modules "
+                             "[env LOCKSTEP_TRUSTED_KEYS]")
+    parser.add_argument("--capability", action="append", default=None,
+                        help="capability granted to modules (repeatable; default: send, log, "
+                             "random, tick, infer:*)")
     parser.add_argument("--dev-mode", action="store_true",
                         default=os.environ.get("LOCKSTEP_DEV_MODE") == "1",
                         help="accept unsigned modules [env LOCKSTEP_DEV_MODE=1]")
@@ -29,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
     config = OrchestratorConfig(
         pools=tuple(p for p in args.pools.split(",") if p), telemetry=args.telemetry or None,
-        inference=args.inference or None, data_dir=args.data_dir, dev_mode=args.dev_mode,
+        inference=args.inference or None, data_dir=args.data_dir,
+        trusted_keys=args.trusted_keys, dev_mode=args.dev_mode,
+        **({"capabilities": frozenset(args.capability)} if args.capability else {}),
     )
     return create_server(args.address, auth=auth, config=config)
 

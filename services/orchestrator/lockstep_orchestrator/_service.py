@@ -13,6 +13,7 @@ import grpc
 from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ConfigError, LockstepError, ModuleError, ServiceError
+from lockstep.modules import Policy
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server
@@ -33,6 +34,8 @@ ROLES = {
     "GetDigests": VIEWER, "CreateCheckpoint": OPERATOR, "RestoreCheckpoint": OPERATOR,
 }
 MAX_TICKS_PER_CALL = 10_000_000
+# Inference is a core feature, so the default policy grants it along with the rest.
+DEFAULT_GRANTED = frozenset({"send", "log", "random", "tick", "infer:*"})
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,17 @@ class OrchestratorConfig:
     telemetry: telemetry service address; None keeps the journal in memory only.
     inference: inference service address; None answers agents' infer calls with errors.
     data_dir: where registered modules are stored; None keeps them in memory.
-    dev_mode: accept unsigned modules (loudly).
+    trusted_keys: directory of *.pub keys trusted to sign modules; None trusts none.
+    capabilities: capabilities the operator grants to modules.
+    dev_mode: accept unsigned modules (loudly); every other check still applies.
     """
 
     pools: tuple[str, ...]
     telemetry: str | None = None
     inference: str | None = None
     data_dir: Path | None = None
+    trusted_keys: Path | None = None
+    capabilities: frozenset[str] = DEFAULT_GRANTED
     dev_mode: bool = False
 
     def __post_init__(self) -> None:
@@ -74,8 +81,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                  journal_sink: Sink | None = None) -> None:
         self.config = config
         self.pools = PoolSet(config.pools, service_token)
+        policy = Policy(allowed_capabilities=config.capabilities,
+                        trusted_keys_dir=config.trusted_keys, dev_mode=config.dev_mode)
         self.modules = ModuleRegistry(
-            self.pools, config.data_dir / "modules" if config.data_dir else None, config.dev_mode)
+            self.pools, config.data_dir / "modules" if config.data_dir else None, policy)
         self._sink = journal_sink
         self._inference = InferenceBridge(config.inference, service_token)
         self._lock = threading.RLock()

@@ -21,6 +21,7 @@ from lockstep.cli._context import StateDirOption, connect, fail, state_dir
 from lockstep.errors import DeterminismError, LockstepError
 from lockstep.runner import RunSummary, run_scenario
 from lockstep.scenario import Scenario, load_scenario
+from lockstep.supervisor._supervisor import local_signing_key
 
 console = Console()
 DEMO_SCENARIO = Path(__file__).resolve().parents[3] / "examples" / "scenarios" / "market.toml"
@@ -33,7 +34,7 @@ def local_deployment(pools: int) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="lockstep-") as tmp:
         directory = Path(tmp)
-        up(state_dir_opt=directory, pools=pools, unix=False, address=None, dev_mode=True,
+        up(state_dir_opt=directory, pools=pools, unix=False, address=None, dev_mode=False,
            foreground=False, timeout=120.0)
         try:
             yield directory
@@ -52,7 +53,8 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
         return run_scenario(
             scenario, channel,
             progress=lambda tick, total: bar.update(task, completed=tick, total=total),
-            build_dir=(directory or state_dir(None)) / "build",
+            build_dir=state_dir(directory) / "build",
+            signing_key=local_signing_key(state_dir(directory)),
         )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from lockstep.auth import write_token_file
 from lockstep.client import wait_serving
 from lockstep.errors import ConfigError, ServiceError
+from lockstep.modules import keygen
 from lockstep.supervisor._state import ServiceState, SupervisorState
 
 log = logging.getLogger("lockstep.supervisor")
@@ -84,7 +85,8 @@ def service_plan(config: SupervisorConfig) -> list[ServiceSpec]:
     def orchestrator_args(addr: dict[str, str]) -> list[str]:
         pools = ",".join(addr[f"pool-{i}"] for i in range(config.pools))
         args = ["--pools", pools, "--telemetry", addr["telemetry"],
-                "--inference", addr["inference"], "--data-dir", str(data / "orchestrator")]
+                "--inference", addr["inference"], "--data-dir", str(data / "orchestrator"),
+                "--trusted-keys", str(config.state_dir / "keys" / "trusted")]
         return [*args, "--dev-mode"] if config.dev_mode else args
 
     specs.append(ServiceSpec("orchestrator", "lockstep_orchestrator", orchestrator_args))
@@ -155,6 +157,20 @@ class _Child:
             self.proc.wait()
 
 
+def make_signing_key(keys_dir: Path) -> Path:
+    """A new key pair: private key in keys_dir/signing, public key in keys_dir/trusted."""
+    kid = keygen(keys_dir / "signing")
+    (keys_dir / "trusted").mkdir(parents=True, exist_ok=True)
+    (keys_dir / "signing" / f"{kid}.pub").replace(keys_dir / "trusted" / f"{kid}.pub")
+    return keys_dir / "signing" / f"{kid}.key"
+
+
+def local_signing_key(state_dir: Path) -> Path | None:
+    """The deployment's private signing key, if one was made."""
+    keys = sorted((state_dir / "keys" / "signing").glob("*.key"))
+    return keys[0] if keys else None
+
+
 def last_line(path: Path) -> str:
     """The last non-empty line of a log file (the child's one-line error)."""
     try:
@@ -175,6 +191,10 @@ class Supervisor:
         self.tokens = config.state_dir / "tokens.json"
         if not self.tokens.exists():
             write_token_file(self.tokens)
+        # The deployment's own module-signing key: `lockstep run` signs with it, and the
+        # orchestrator trusts it (plus any *.pub an admin adds to keys/).
+        if local_signing_key(config.state_dir) is None:
+            make_signing_key(config.state_dir / "keys")
         self.state = SupervisorState(state_dir=str(config.state_dir), supervisor_pid=os.getpid())
         self.children: list[_Child] = []
         for spec in service_plan(config):
