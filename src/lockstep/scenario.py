@@ -17,7 +17,7 @@ __all__ = ["Action", "AgentGroup", "Scenario", "load_scenario"]
 
 _RUN_KEYS = {"label", "seed", "ticks", "until_idle", "max_steps_per_tick", "inference_latency",
              "pools"}
-_AGENT_KEYS = {"module", "name", "count", "priority", "args", "args_hex", "topics", "restart",
+_AGENT_KEYS = {"module", "name", "count", "start", "priority", "args", "args_hex", "topics", "restart",
                "limits"}
 _LIMIT_KEYS = {"fuel_per_step", "max_memory_pages", "max_messages_per_step",
                "max_message_bytes", "max_logs_per_step"}
@@ -27,11 +27,13 @@ _ACTION_KEYS = {"tick", "pause", "resume", "terminate", "send", "spawn"}
 
 @dataclass(frozen=True)
 class AgentGroup:
-    """`count` agents of one module; `name` and `args` may use {i} (0-based) and {n}."""
+    """`count` agents of one module; `name` and `args` may use {i} (start, start+1, ...)
+    and {n} (the count)."""
 
     module: str
     name: str
     count: int = 1
+    start: int = 0
     priority: int = 0
     args: bytes = b""
     topics: tuple[str, ...] = ()
@@ -41,7 +43,7 @@ class AgentGroup:
     def expand(self) -> list[tuple[str, bytes]]:
         """(name, args) for each agent of the group."""
         out = []
-        for i in range(self.count):
+        for i in range(self.start, self.start + self.count):
             name = self.name.replace("{i}", str(i)).replace("{n}", str(self.count))
             args = self.args.replace(b"{i}", str(i).encode()).replace(
                 b"{n}", str(self.count).encode())
@@ -136,6 +138,7 @@ def _group(where: str, raw: Any, modules: dict[str, Path]) -> AgentGroup:
         raise ConfigError(f"{where}.topics: expected a list of strings")
     return AgentGroup(
         module=module, name=name, count=count,
+        start=_int(f"{where}.start", raw.get("start", 0), 0, 10_000_000),
         priority=_int(f"{where}.priority", raw.get("priority", 0), -2**31, 2**31 - 1),
         args=args, topics=tuple(topics),
         restart=_int_table(f"{where}.restart", raw.get("restart", {}), _RESTART_KEYS),

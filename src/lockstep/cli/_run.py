@@ -70,8 +70,8 @@ def print_summary(summary: RunSummary) -> None:
     rate = summary.counters["messages"] / summary.seconds if summary.seconds else 0.0
     table.add_row("wall time", f"{summary.seconds:.2f} s ({summary.tick / summary.seconds:.0f} "
                   f"ticks/s, {rate:,.0f} msgs/s)" if summary.seconds else "-")
-    table.add_row("final digest", summary.digest)
     console.print(table)
+    console.print(f"final digest (tick {summary.tick}): {summary.digest}", soft_wrap=True)
 
 
 @app.command("run")
