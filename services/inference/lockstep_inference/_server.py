@@ -61,10 +61,10 @@ def create_server(address: str, *, auth: TokenStore | None,
     own = InferenceServicer(engine)
     kserve = KServeServicer(engine)
     bound = build_server(address, [
-        ServiceBinding(lambda s: pb_grpc.add_InferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        ServiceBinding(lambda s: pb_grpc.add_InferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
                            own, s),
                        SERVICE_NAME, ROLE_TABLE),
-        ServiceBinding(lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        ServiceBinding(lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
                            kserve, s),
                        KSERVE_SERVICE_NAME, KSERVE_ROLE_TABLE),
     ], auth=auth)

@@ -121,6 +121,10 @@ class OrtSession:
                     f"model {label!r}: CUDA required but not available: {self.fallback_reason}")
             log.warning("model %s: falling back to CPU: %s", label, self.fallback_reason)
         self._session: ort.InferenceSession | None = session
+        # Kept so a CUDA session that fails at run time can be rebuilt on CPU (DESIGN §7).
+        self._model_bytes = model_bytes
+        self._config = config
+        self._swap_lock = threading.Lock()
         self.inputs = [_spec(a) for a in session.get_inputs()]
         self.outputs = [_spec(a) for a in session.get_outputs()]
 
@@ -143,9 +147,30 @@ class OrtSession:
                     isinstance(exc, (ValueError, TypeError)):
                 raise InvalidInputError(f"model {self.label!r} rejected the inputs: "
                                         f"{_short(exc)}") from None
+            if self.provider == CUDA and self.requested_provider == "cuda":
+                self._fall_back_to_cpu(exc)
+                return self.run(feeds, output_names)
             raise InferenceError(f"model {self.label!r}: onnxruntime failed: "
                                  f"{_short(exc)}") from None
         return [np.asarray(o) for o in outs]
+
+    def _fall_back_to_cpu(self, exc: Exception) -> None:
+        """A failed GPU run: rebuild the session on CPU, recorded, and carry on."""
+        with self._swap_lock:
+            if self.provider != CUDA:
+                return  # another thread already swapped
+            log.warning("model %s: CUDA run failed, falling back to CPU: %s", self.label,
+                        _short(exc))
+            try:
+                cpu = ort.InferenceSession(self._model_bytes,
+                                           sess_options=session_options(self._config),
+                                           providers=[CPU])
+            except Exception as exc2:
+                raise InferenceError(f"model {self.label!r}: CUDA run failed and the CPU "
+                                     f"fallback could not be built: {_short(exc2)}") from None
+            self._session = cpu
+            self.provider = CPU
+            self.fallback_reason = f"CUDA run failed: {_short(exc)}"
 
     def close(self) -> None:
         """Release the native session."""
