@@ -290,7 +290,8 @@ static inline int ls_batch_next(ls_batch *b, int32_t *record_ptr) {
  * (the convention of the examples; args are opaque bytes to the host).
  * ------------------------------------------------------------------------------- */
 
-static inline int ls__is_arg_sep(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ','; }
+/* 1 for the bytes that separate argument tokens. */
+static inline int ls_arg_is_sep(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ','; }
 
 /* Finds key in args; 1 and *value set if present (the last one wins), else 0. */
 static inline int ls_arg(ls_bytes args, const char *key, ls_bytes *value) {
@@ -298,9 +299,9 @@ static inline int ls_arg(ls_bytes args, const char *key, ls_bytes *value) {
     int found = 0;
     uint32_t i = 0;
     while (i < args.len) {
-        while (i < args.len && ls__is_arg_sep(args.ptr[i])) i++;
+        while (i < args.len && ls_arg_is_sep(args.ptr[i])) i++;
         uint32_t start = i;
-        while (i < args.len && !ls__is_arg_sep(args.ptr[i])) i++;
+        while (i < args.len && !ls_arg_is_sep(args.ptr[i])) i++;
         ls_bytes tok = {args.ptr + start, i - start};
         if (tok.len > k.len && tok.ptr[k.len] == '=') {
             ls_bytes name = {tok.ptr, k.len};
