@@ -1,0 +1,253 @@
+"""wasm_pool benchmarks: host overhead per agent step and per delivered message.
+
+Each metric is a ratio to a bare wasmtime call of the same wasm function (a raw
+``wasmtime_func_call_unchecked`` from Python, the cheapest call Python can make) measured
+in the same run, so numbers compare across machines. ``python bench/pool.py [--quick]``.
+Never run from the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable
+
+import wasmtime
+
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep_wasm_pool import WasmPool, WasmPoolConfig, make_engine
+
+AGENT = """
+(module
+  (import "lockstep_v1" "send" (func $send (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $n (mut i32) (i32.const 0))
+  (data (i32.const 0) "peer")
+  (func (export "agent_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "agent_init") (result i32) (i32.const 0))
+  (func (export "agent_step") (param i32) (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.load (local.get 0)))) (i32.const 0))
+  (func (export "agent_receive") (param i32) (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.load (local.get 0)))) (i32.const 0))
+  (func (export "agent_shutdown") (result i32) (i32.const 0))
+  %s)
+"""
+BATCH = """(func (export "agent_receive_batch") (param i32) (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.load (local.get 0)))) (i32.const 0))"""
+SENDER = AGENT.replace('(func (export "agent_step") (param i32) (result i32)',
+                       '(func (export "agent_step") (param i32) (result i32) '
+                       '(drop (call $send (i32.const 0) (i32.const 4) (i32.const 8) '
+                       '(i32.const 16)))')
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _metric(name: str, unit: str, samples: list[float], baseline: str,
+            base_samples: list[float], spec_target: str, goal: str) -> dict[str, object]:
+    median = statistics.median(samples)
+    base = statistics.median(base_samples)
+    return {"name": name, "unit": unit, "median": round(median, 4),
+            "p10": round(_pct(samples, 0.1), 4), "p90": round(_pct(samples, 0.9), 4),
+            "baseline": baseline, "baseline_median": round(base, 4),
+            "ratio": round(median / base, 3) if base else None,
+            "spec_target": spec_target, "goal": goal}
+
+
+def _record(payload: bytes) -> bytes:
+    head = struct.pack("<IBBHqqIHH", 32 + 3 + 1 + len(payload), 0, 0, 3, 0, 0, len(payload),
+                       1, 0)
+    return head + b"src" + b"a" + payload
+
+
+def _inbox(n: int) -> bytes:
+    body = b"".join(_record(b"%04d" % i) for i in range(n))
+    return struct.pack("<II", 8 + len(body), n) + body
+
+
+class _Bare:
+    """The same module on plain wasmtime: one store per agent, raw unchecked calls."""
+
+    def __init__(self, config: WasmPoolConfig, wasm: bytes, n: int) -> None:
+        from wasmtime import _ffi as ffi
+
+        self.ffi = ffi
+        self.engine = make_engine(config)
+        module = wasmtime.Module(self.engine, wasm)
+        linker = wasmtime.Linker(self.engine)
+        i32 = wasmtime.ValType.i32()
+        linker.define_func("lockstep_v1", "send", wasmtime.FuncType([i32] * 4, [i32]),
+                           lambda *a: 0)
+        self.stores = []
+        self.funcs: dict[str, list[wasmtime.Func]] = {}
+        for _ in range(n):
+            store = wasmtime.Store(self.engine)
+            store.set_fuel(1 << 40)
+            inst = linker.instantiate(store, module)
+            exports = inst.exports(store)
+            self.stores.append(store)
+            for name in ("agent_step", "agent_receive", "agent_receive_batch"):
+                if name in [e.name for e in module.exports]:
+                    self.funcs.setdefault(name, []).append(exports[name])  # type: ignore
+
+    def calls(self, name: str) -> list[Callable[[int], int]]:
+        ffi = self.ffi
+        out = []
+        for store, func in zip(self.stores, self.funcs[name], strict=True):
+            ctx = store._context()
+            ref = ctypes.byref(func._func)
+            buf = (ffi.wasmtime_val_raw_t * 1)()
+            trap = ctypes.POINTER(ffi.wasm_trap_t)()
+            from wasmtime import _bindings
+
+            call = _bindings._wasmtime_func_call_unchecked
+            tref = ctypes.byref(trap)
+
+            def one(arg: int, ctx=ctx, ref=ref, buf=buf, call=call, tref=tref) -> int:  # noqa: ANN001
+                buf[0].i32 = arg
+                call(ctx, ref, buf, 1, tref)
+                return int(buf[0].i32)
+            out.append(one)
+        return out
+
+
+def _time_ticks(fn: Callable[[], None], ticks: int, per: int) -> list[float]:
+    """Microseconds per unit of work, one sample per tick."""
+    fn()  # warm up
+    samples = []
+    gc.disable()
+    try:
+        for _ in range(ticks):
+            t0 = time.perf_counter_ns()
+            fn()
+            samples.append((time.perf_counter_ns() - t0) / 1000 / per)
+    finally:
+        gc.enable()
+    return samples
+
+
+def _pool_with(config: WasmPoolConfig, wasm: bytes, n: int) -> WasmPool:
+    pool = WasmPool(config)
+    digest = pool.load_module(wasm).module_hash
+    pool.create_agents(pb.CreateAgentsRequest(seed=1, agents=[
+        pb.AgentSpec(handle=i + 1, name=f"agent-{i}", module_hash=digest) for i in range(n)]))
+    return pool
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    """Run every pool benchmark; return one metrics dict per measurement."""
+    n = 50 if quick else 100
+    ticks = 30 if quick else 200
+    msgs = 20
+    config = WasmPoolConfig()
+    plain = wasmtime.wat2wasm(AGENT % "")
+    batched = wasmtime.wat2wasm(AGENT % BATCH)
+    sender = wasmtime.wat2wasm(SENDER % "")
+    metrics: list[dict[str, object]] = []
+    baseline = "bare wasmtime_func_call_unchecked of the same export, same engine settings"
+
+    bare = _Bare(config, bytes(plain), n)
+    step_calls = bare.calls("agent_step")
+    recv_calls = bare.calls("agent_receive")
+
+    def bare_step() -> None:
+        for call in step_calls:
+            call(4096)
+
+    def bare_receive() -> None:
+        for call in recv_calls:
+            for _ in range(msgs):
+                call(4096)
+
+    base_step = _time_ticks(bare_step, ticks, n)
+    base_recv = _time_ticks(bare_receive, ticks, n * msgs)
+
+    for fast in (True, False):
+        label = "" if fast else ".public_api"
+        cfg = WasmPoolConfig(fast_path=fast)
+        with _pool_with(cfg, bytes(plain), n) as pool:
+            empty = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1)
+                                                       for i in range(n)])
+            step_samples = _time_ticks(lambda: pool.step_batch(empty), ticks, n)  # noqa: B023
+            metrics.append(_metric(f"pool.step_per_agent{label}", "us", step_samples,
+                                   baseline, base_step, "< 5000 us", "< 3 us overhead"))
+            overhead = [s - statistics.median(base_step) for s in step_samples]
+            metrics.append(_metric(f"pool.host_overhead_per_step{label}", "us", overhead,
+                                   baseline, base_step, "< 5000 us", "< 3 us"))
+            inbox = _inbox(msgs)
+            full = pb.StepBatchRequest(tick=2, steps=[
+                pb.AgentStep(handle=i + 1, inbox=inbox, inbox_count=msgs) for i in range(n)])
+            msg_samples = _time_ticks(lambda: pool.step_batch(full), ticks, n * msgs)  # noqa: B023
+            # Per delivered message: the tick's time minus the empty tick's, per message.
+            step_med = statistics.median(step_samples)
+            per_msg = [s - step_med / msgs for s in msg_samples]
+            metrics.append(_metric(f"pool.message_delivered{label}", "us", per_msg, baseline,
+                                   base_recv, "-", "< 3 us overhead"))
+        with _pool_with(cfg, bytes(batched), n) as pool:
+            full = pb.StepBatchRequest(tick=2, steps=[
+                pb.AgentStep(handle=i + 1, inbox=_inbox(msgs), inbox_count=msgs)
+                for i in range(n)])
+            batch_samples = _time_ticks(lambda: pool.step_batch(full), ticks, n * msgs)  # noqa: B023
+            metrics.append(_metric(f"pool.message_delivered_batch{label}", "us", batch_samples,
+                                   baseline, base_recv, "-", "< 3 us overhead"))
+        with _pool_with(cfg, bytes(sender), n) as pool:
+            req = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1)
+                                                     for i in range(n)])
+            send_samples = _time_ticks(lambda: pool.step_batch(req), ticks, n)  # noqa: B023
+            metrics.append(_metric(f"pool.step_with_one_send{label}", "us", send_samples,
+                                   baseline, base_step, "-", "-"))
+    if not quick:
+        metrics.append(_many_agents(config, bytes(plain)))
+    return metrics
+
+
+def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> dict[str, object]:
+    """Create `count` agents in one pool (design goal: 10,000 per process)."""
+    with WasmPool(config) as pool:
+        digest = pool.load_module(wasm).module_hash
+        samples = []
+        for chunk in range(count // 1000):
+            t0 = time.perf_counter_ns()
+            pool.create_agents(pb.CreateAgentsRequest(seed=1, agents=[
+                pb.AgentSpec(handle=chunk * 1000 + i + 1, name=f"a{chunk * 1000 + i}",
+                             module_hash=digest) for i in range(1000)]))
+            samples.append((time.perf_counter_ns() - t0) / 1000 / 1000)
+        assert pool.info().agents == count
+        req = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1)
+                                                 for i in range(count)])
+        t0 = time.perf_counter_ns()
+        pool.step_batch(req)
+        step_us = (time.perf_counter_ns() - t0) / 1000 / count
+    return {"name": f"pool.create_per_agent_{count}_agents", "unit": "us",
+            "median": round(statistics.median(samples), 2), "p10": round(_pct(samples, .1), 2),
+            "p90": round(_pct(samples, .9), 2), "baseline": f"one step of all {count} agents",
+            "baseline_median": round(step_us, 2), "ratio": None, "spec_target": "-",
+            "goal": "10,000 agents per pool process"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer agents and ticks")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    metrics = run(args.quick)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(f"{'metric':44} {'median':>9} {'p10':>9} {'p90':>9} {'base':>8} {'ratio':>7}  goal")
+    for m in metrics:
+        print(f"{m['name']!s:44} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
+              f"{m['baseline_median']!s:>8} {m['ratio']!s:>7}  {m['goal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
