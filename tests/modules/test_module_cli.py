@@ -363,9 +363,9 @@ def test_default_directories(wasm_file: Path, env: dict[str, str], tmp_path: Pat
     code, out, err = run("keygen", "--trust", env=env)
     assert code == 0, err
     kid = out.split()[2]
-    assert (home / "keys" / f"{kid}.key").exists()
-    assert (home / "trusted-keys" / f"{kid}.pub").exists()
-    key = home / "keys" / f"{kid}.key"
+    assert (home / "keys" / "signing" / f"{kid}.key").exists()
+    assert (home / "keys" / "trusted" / f"{kid}.pub").exists()
+    key = home / "keys" / "signing" / f"{kid}.key"
     assert (
         run(
             "sign",
@@ -381,13 +381,13 @@ def test_default_directories(wasm_file: Path, env: dict[str, str], tmp_path: Pat
         )[0]
         == 0
     )
-    code, out, _ = run("verify", wasm_file, env=env)  # <state dir>/trusted-keys
+    code, out, _ = run("verify", wasm_file, env=env)  # <state dir>/keys/trusted
     assert code == 0 and out.startswith("verified d@1")
     other = tmp_path / "other-trust"
     other.mkdir()
     code, _, err = run("verify", wasm_file, env={**env, "LOCKSTEP_TRUSTED_KEYS": str(other)})
     assert code == 1 and "untrusted key" in err
-    assert verify(wasm_file.read_bytes(), policy=Policy(trusted_keys_dir=home / "trusted-keys"))
+    assert verify(wasm_file.read_bytes(), policy=Policy(trusted_keys_dir=home / "keys" / "trusted"))
 
 
 def test_verify_in_a_real_process(

@@ -62,14 +62,16 @@ TRUSTED_KEYS_ENV = "LOCKSTEP_TRUSTED_KEYS"
 
 
 def default_keys_dir(state_dir_opt: Path | None = None) -> Path:
-    """Where `keygen` writes by default: ``<state dir>/keys``."""
-    return state_dir(state_dir_opt) / "keys"
+    """Where `keygen` writes by default: ``<state dir>/keys/signing``, where the local
+    deployment (`lockstep up`) keeps its own signing key."""
+    return state_dir(state_dir_opt) / "keys" / "signing"
 
 
 def default_trusted_keys_dir(state_dir_opt: Path | None = None) -> Path:
-    """$LOCKSTEP_TRUSTED_KEYS, else ``<state dir>/trusted-keys``."""
+    """$LOCKSTEP_TRUSTED_KEYS, else ``<state dir>/keys/trusted``: the directory the local
+    deployment's orchestrator trusts (it re-reads it on every registration)."""
     env = os.environ.get(TRUSTED_KEYS_ENV)
-    return Path(env) if env else state_dir(state_dir_opt) / "trusted-keys"
+    return Path(env) if env else state_dir(state_dir_opt) / "keys" / "trusted"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -81,7 +83,7 @@ TrustedKeysOption = Annotated[
     typer.Option(
         "--trusted-keys",
         help=f"directory of trusted *.pub keys (default: ${TRUSTED_KEYS_ENV}, "
-        "else <state dir>/trusted-keys)",
+        "else <state dir>/keys/trusted)",
     ),
 ]
 OutputOption = Annotated[
@@ -248,7 +250,7 @@ def _prepare(
 def keygen_cmd(
     directory: Annotated[
         Path | None,
-        typer.Argument(help="directory for the key pair (default: <state dir>/keys)"),
+        typer.Argument(help="directory for the key pair (default: <state dir>/keys/signing)"),
     ] = None,
     trust: Annotated[
         bool,
