@@ -30,8 +30,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -125,7 +126,9 @@ class TelemetryClient:
     ) -> None:
         if max_batch_records < 1 or max_batch_bytes < 1:
             raise ValueError("max_batch_records and max_batch_bytes must be >= 1")
-        self._stub = pb_grpc.TelemetryServiceStub(channel)  # type: ignore[no-untyped-call]
+        # The generated stub module is untyped; `Any` keeps strict mode quiet in every setup.
+        stub_class: Any = pb_grpc.TelemetryServiceStub
+        self._stub = stub_class(channel)
         self.client_id = client_id if client_id is not None else secrets.token_hex(8)
         self._max_records = max_batch_records
         self._max_bytes = max_batch_bytes
@@ -245,7 +248,7 @@ class TelemetryClient:
             raise _refused("QueryRecords", exc) from None
 
     def follow(self, from_sequence: int = 0, run_id: str = "",
-               kinds: Sequence[str] = ()) -> Iterator[pb.StoredRecord]:
+               kinds: Sequence[str] = ()) -> Generator[pb.StoredRecord, None, None]:
         """Records from `from_sequence` on (0 = only new ones), forever; close the
         generator (or break out of the loop) to cancel the stream."""
         call = self._stub.FollowRecords(pb.FollowRecordsRequest(

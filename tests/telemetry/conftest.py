@@ -21,13 +21,14 @@ from lockstep_telemetry import TelemetryConfig, TelemetryServer, start_telemetry
 class Telemetry:
     """One telemetry server on a temp database, with channels for every role."""
 
-    def __init__(self, db_path: Path, tokens: TokenStore, **config: Any) -> None:
+    def __init__(self, db_path: Path, tokens: TokenStore, address: str = "127.0.0.1:0",
+                 **config: Any) -> None:
         self.db_path = db_path
         self.tokens = tokens
         self.config = TelemetryConfig(db_path=db_path, **config)
         self._channels: list[grpc.Channel] = []
         self.server: TelemetryServer | None = None
-        self.start()
+        self.start(address)
 
     @property
     def address(self) -> str:

@@ -98,7 +98,7 @@ def test_retried_batch_id_is_stored_once(telemetry: Telemetry) -> None:
         with pytest.raises(grpc.RpcError) as err:
             append(stub, run_id, recs, batch_id="w-1")
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
-        assert "'w-1' was already used" in err.value.details()
+        assert "'w-1' was already used" in str(err.value.details())
     assert stub.GetHead(pb.GetHeadRequest(), timeout=10).head.sequence == 5
 
 
@@ -108,7 +108,7 @@ def test_expected_next_sequence(telemetry: Telemetry) -> None:
     with pytest.raises(grpc.RpcError) as err:
         append(stub, "r", records(2), expected_next_sequence=1)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "next sequence is 3" in err.value.details()
+    assert "next sequence is 3" in str(err.value.details())
     assert append(stub, "r", records(1), expected_next_sequence=3).first_sequence == 3
     # A retry of a stored batch is recognised by its id before the precondition.
     append(stub, "r", records(1), batch_id="b", expected_next_sequence=4)
@@ -120,7 +120,7 @@ def test_expected_next_sequence(telemetry: Telemetry) -> None:
     ("r" * 129, records(1), "", "INVALID_ARGUMENT", "run_id"),
     ("run\n1", records(1), "", "INVALID_ARGUMENT", "printable ASCII"),
     ("r", [], "", "INVALID_ARGUMENT", "at least one record"),
-    ("r", records(2) + [pb.Record(tick=0, kind="Agent.Log")], "", "INVALID_ARGUMENT",
+    ("r", [*records(2), pb.Record(tick=0, kind="Agent.Log")], "", "INVALID_ARGUMENT",
      "record 2: kind 'Agent.Log' must match"),
     ("r", [pb.Record(tick=0, kind="")], "", "INVALID_ARGUMENT", "kind '' must match"),
     ("r", [pb.Record(tick=-1, kind="agent.log")], "", "INVALID_ARGUMENT",
@@ -142,7 +142,7 @@ def test_bad_appends_are_refused_with_precise_status(
     with pytest.raises(grpc.RpcError) as err:
         append(stub, run_id, recs, batch_id=batch_id)
     assert err.value.code().name == code
-    assert detail in err.value.details()
+    assert detail in str(err.value.details())
     # Nothing of a refused batch is stored, and the service keeps working.
     assert stub.GetHead(pb.GetHeadRequest(), timeout=10).head.sequence == 0
     assert append(stub, "r", records(1)).first_sequence == 1
@@ -159,7 +159,7 @@ def test_bad_queries(telemetry: Telemetry, request_: pb.QueryRecordsRequest, det
     with pytest.raises(grpc.RpcError) as err:
         list(telemetry.stub(Role.VIEWER).QueryRecords(request_, timeout=10))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert detail in err.value.details()
+    assert detail in str(err.value.details())
 
 
 def test_bad_verify_requests(telemetry: Telemetry) -> None:

@@ -32,7 +32,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # The *_created series (wall-clock creation stamps) only add noise to a scrape.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self.records = Counter(
             "lockstep_telemetry_records_appended", "Records appended by this process, by kind",
