@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -162,7 +164,8 @@ def test_lru_eviction_under_budget(tmp_path: Path) -> None:
 
 def test_models_in_flight_are_never_evicted(tmp_path: Path) -> None:
     repo, size = _cache_repo(tmp_path)
-    engine = InferenceEngine(cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size))
+    engine = InferenceEngine(cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size,
+                                        cache_busy_wait_s=0))
     with engine.use("m1"), engine.use("m2"):
         with pytest.raises(CacheFullError, match="in flight"):
             engine.load("m3")
@@ -272,3 +275,25 @@ def test_generation_bad_input(model_repo: Path) -> None:
     with pytest.raises(InvalidInputError, match="temperature"):
         engine.generate("tiny_lm", "", pb.SamplingParams(temperature=-1))
     engine.close()
+
+
+def test_load_waits_for_busy_models_instead_of_failing(tmp_path: Path) -> None:
+    repo, size = _cache_repo(tmp_path)
+    engine = InferenceEngine(cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size,
+                                        cache_busy_wait_s=60))
+    errors: list[BaseException] = []
+    with engine.use("m1"), engine.use("m2"):
+        loader = threading.Thread(target=lambda: _catch(errors, lambda: engine.infer(
+            "m3", add_input(), [])))
+        loader.start()
+    loader.join(60)
+    assert not loader.is_alive() and errors == []
+    assert len(engine.cache.evictions) == 1
+    engine.close()
+
+
+def _catch(errors: list[BaseException], fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except BaseException as exc:
+        errors.append(exc)

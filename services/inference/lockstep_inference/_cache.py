@@ -8,6 +8,7 @@ never the wall clock, so eviction order is a total order.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,11 +51,16 @@ Loader = Callable[[str], tuple[ModelFiles, OrtSession, Any, int]]
 class ModelCache:
     """Loaded models by name; thread-safe."""
 
-    def __init__(self, budget: int, loader: Loader, size_hint: Callable[[str], int]) -> None:
+    def __init__(self, budget: int, loader: Loader, size_hint: Callable[[str], int],
+                 busy_wait_s: float = 0.0) -> None:
         self.budget = budget
         self._loader = loader
         self._size_hint = size_hint
+        # How long a load waits for busy models to finish before RESOURCE_EXHAUSTED: a
+        # request must not fail just because another client's request is running.
+        self._busy_wait_s = busy_wait_s
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._load_lock = threading.Lock()
         self._entries: dict[str, CacheEntry] = {}
         self._clock = 0
@@ -114,11 +120,18 @@ class ModelCache:
                                              "in flight; reload it when they are done")
                     del self._entries[name]
                     current.session.close()
-                try:
-                    self._make_room(charged, name)
-                except CacheFullError:
-                    session.close()
-                    raise
+                deadline: float | None = None
+                while True:
+                    try:
+                        self._make_room(charged, name)
+                        break
+                    except CacheFullError:
+                        # Wait (bounded) for busy models to become idle, then retry.
+                        now = time.monotonic()
+                        deadline = now + self._busy_wait_s if deadline is None else deadline
+                        if now >= deadline or not self._idle.wait(deadline - now):
+                            session.close()
+                            raise
                 entry = CacheEntry(files=files, session=session, adapter=adapter,
                                    charged=charged, last_use=self._tick())
                 self._entries[name] = entry
@@ -181,6 +194,8 @@ class ModelCache:
         finally:
             with self._lock:
                 entry.in_flight -= 1
+                if entry.in_flight == 0:
+                    self._idle.notify_all()
 
     def close(self) -> None:
         """Close every session."""

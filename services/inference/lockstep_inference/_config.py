@@ -50,6 +50,8 @@ class InferenceConfig:
     max_generate_tokens: most tokens one generation may ask for.
     default_generate_tokens: tokens generated when a request gives no max_tokens.
     autoload: load a model from the repository on first use.
+    cache_busy_wait_s: how long a load waits for models with requests in flight to finish
+        when the budget is full of them, before RESOURCE_EXHAUSTED (0 = fail at once).
     """
 
     model_repository: Path = field(default_factory=default_repository)
@@ -65,6 +67,7 @@ class InferenceConfig:
     max_generate_tokens: int = 256
     default_generate_tokens: int = 32
     autoload: bool = True
+    cache_busy_wait_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -81,6 +84,8 @@ class InferenceConfig:
                      "default_generate_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cache_busy_wait_s < 0:
+            raise ConfigError(f"cache_busy_wait_s must be >= 0, got {self.cache_busy_wait_s}")
         if self.device_id < 0:
             raise ConfigError(f"device_id must be >= 0, got {self.device_id}")
         if self.default_generate_tokens > self.max_generate_tokens:

@@ -57,7 +57,8 @@ class InferenceEngine:
     def __init__(self, config: InferenceConfig) -> None:
         self.config = config
         self.repository = ModelRepository(config.model_repository)
-        self.cache = ModelCache(config.cache_budget_bytes, self._load, self.repository.file_size)
+        self.cache = ModelCache(config.cache_budget_bytes, self._load, self.repository.file_size,
+                                busy_wait_s=config.cache_busy_wait_s)
 
     # -- loading ---------------------------------------------------------------------------
 
