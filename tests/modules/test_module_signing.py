@@ -532,6 +532,10 @@ def test_missing_or_invalid_manifest(plain_wasm: bytes, key_pair: KeyPair) -> No
         (b'{"name":"a","name":"b","version":"1","abi_version":"1.0"}', "duplicate key 'name'"),
         (b"[" * 100000 + b"]" * 100000, "invalid manifest"),
         (b" " * 70000, "more than 65536"),
+        (b'{"limits":{"fuel_per_tick":' + b"9" * 5000 + b"}}", "bad JSON"),
+        (json.dumps({**good, "capabilities": ["send"] * 5000}).encode(), "duplicate capability"),
+        (json.dumps({**good, "limits": {"fuel_per_tick": 2**63}}).encode(), "positive integer"),
+        (json.dumps({**good, "limits": {"fuel_per_tick": 1.5}}).encode(), "positive integer"),
     ]
     for raw, words in cases:
         with pytest.raises(ManifestError, match=words):

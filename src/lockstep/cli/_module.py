@@ -173,7 +173,7 @@ def _load_manifest_file(path: Path) -> dict[str, Any]:
             path.suffix.lower() != ".toml" and text.lstrip().startswith("{")
         )
         data: object = json.loads(text) if is_json else tomllib.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # incl. UnicodeDecodeError
         raise ConfigError(f"manifest file {path} is not valid JSON/TOML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"manifest file {path} must hold a table/object of manifest fields")

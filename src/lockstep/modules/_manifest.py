@@ -114,10 +114,14 @@ class Manifest:
             )
         if isinstance(self.capabilities, str) or not isinstance(self.capabilities, list | tuple):
             raise ManifestError("invalid manifest: capabilities must be a list of strings")
-        caps = [check_capability(c) for c in self.capabilities]
-        duplicates = sorted({c for c in caps if caps.count(c) > 1})
-        if duplicates:
-            raise ManifestError(f"invalid manifest: duplicate capability {duplicates[0]!r}")
+        caps: list[str] = []
+        seen: set[str] = set()
+        for cap in self.capabilities:
+            checked = check_capability(cap)
+            if checked in seen:
+                raise ManifestError(f"invalid manifest: duplicate capability {checked!r}")
+            seen.add(checked)
+            caps.append(checked)
         if not isinstance(self.limits, Mapping):
             raise ManifestError("invalid manifest: limits must be a table of name = integer")
         limits: dict[str, int] = {}
@@ -190,7 +194,7 @@ class Manifest:
             raise ManifestError("invalid manifest: not valid UTF-8") from None
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
             raise ManifestError(f"invalid manifest: bad JSON: {exc}") from None
         except RecursionError:
             raise ManifestError("invalid manifest: JSON nested too deeply") from None
