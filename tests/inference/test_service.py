@@ -183,3 +183,20 @@ def test_charlm_greedy_golden(server: Server) -> None:
         expected += vocab[token]
         context = [*context[1:], token]
     assert resp.text == expected == "shellon"
+
+
+def test_concurrent_callers_get_identical_results(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stub = server.stub()
+    gen_req = pb.GenerateRequest(model="tiny_lm", prompt="ab", params=pb.SamplingParams(
+        max_tokens=16, temperature=1.0, seed=77))
+    want_gen, want_inf = stub.Generate(gen_req), stub.Infer(tiny_request())
+
+    def work(i: int) -> bool:
+        if i % 2:
+            return bool(stub.Generate(gen_req) == want_gen)
+        return bool(stub.Infer(tiny_request()) == want_inf)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(work, range(48)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -72,6 +73,8 @@ class InferenceEngine:
             raise
         size = len(files.model_bytes)
         charged = size if self.config.memory_charge == "file" else max(size, session.rss_delta)
+        # The cache keeps the version, not the bytes (the session has its own copy).
+        files = dataclasses.replace(files, model_bytes=b"")
         log.info("loaded model %s %s on %s (charged %d bytes)", name, files.version,
                  session.provider, charged)
         return files, session, adapter, charged
