@@ -305,6 +305,11 @@ class InferenceEngine:
                     key=req.key, error=str(exc), error_code=exc.code.name,
                     model_version=entry.version if entry else "",
                 ))
+            except Exception as exc:  # one broken request must not fail the whole tick
+                log.exception("agent request %r on model %r failed", req.key, req.model)
+                results.append(pb.AgentInferResult(
+                    key=req.key, error=f"internal error: {type(exc).__name__}: {exc}",
+                    error_code="INTERNAL"))
         return results
 
     def _agent_one(self, req: pb.AgentInferRequest) -> pb.AgentInferResult:
