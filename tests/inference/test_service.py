@@ -200,3 +200,16 @@ def test_concurrent_callers_get_identical_results(server: Server) -> None:
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(pool.map(work, range(48)))
+
+
+@needs_real_models
+def test_charlm_sampled_golden_across_runs(server: Server) -> None:
+    """Recorded once; a change means the model, the converter or the sampler changed."""
+    req = pb.GenerateRequest(model="charlm", prompt="pi", params=pb.SamplingParams(
+        max_tokens=20, temperature=1.0, seed=7))
+    resp = server.stub().Generate(req)
+    assert (resp.text, list(resp.tokens)) == ("mrito", [13, 18, 9, 20, 15, 0])
+    assert resp.log.model_version == CHARLM_VERSION
+
+
+CHARLM_VERSION = "sha256:1c9e975b8853c7ef572b5e0cc6d0a2b57c3237c6e6c7f73525b1e3957eb569c4"
