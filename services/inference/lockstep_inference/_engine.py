@@ -358,8 +358,8 @@ class InferenceEngine:
                 shape[free[0]] = n // fixed
             tensor = TensorIn(spec.name, spec.datatype, tuple(shape), req.input)
             (out,) = entry.session.run(self.feeds(entry, [tensor]), [outs[0].name])
+            kserve_of_numpy(out.dtype)  # string/object outputs have no byte convention
             data = np.ascontiguousarray(out, dtype=out.dtype.newbyteorder("<")).tobytes()
-            kserve_of_numpy(out.dtype)
             return pb.AgentInferResult(key=req.key, output=data,
                                        provider=entry.session.provider,
                                        model_version=entry.version)
