@@ -17,6 +17,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import wasmtime
 
@@ -100,7 +101,7 @@ class _Bare:
 
     def calls(self, name: str) -> list[Callable[[int], int]]:
         ffi = self.ffi
-        out = []
+        out: list[Callable[[int], int]] = []
         for store, func in zip(self.stores, self.funcs[name], strict=True):
             ctx = store._context()
             ref = ctypes.byref(func._func)
@@ -111,7 +112,8 @@ class _Bare:
             call = _bindings._wasmtime_func_call_unchecked
             tref = ctypes.byref(trap)
 
-            def one(arg: int, ctx=ctx, ref=ref, buf=buf, call=call, tref=tref) -> int:  # noqa: ANN001
+            def one(arg: int, ctx: Any = ctx, ref: Any = ref, buf: Any = buf, call: Any = call,
+                    tref: Any = tref) -> int:
                 buf[0].i32 = arg
                 call(ctx, ref, buf, 1, tref)
                 return int(buf[0].i32)
@@ -119,7 +121,7 @@ class _Bare:
         return out
 
 
-def _time_ticks(fn: Callable[[], None], ticks: int, per: int) -> list[float]:
+def _time_ticks(fn: Callable[[], object], ticks: int, per: int) -> list[float]:
     """Microseconds per unit of work, one sample per tick."""
     fn()  # warm up
     samples = []

@@ -83,9 +83,10 @@ def spec(handle: int, name: str, module_hash: str, **kw: object) -> pb.AgentSpec
     return pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def pool() -> Iterator[WasmPool]:
-    with WasmPool(WasmPoolConfig()) as p:
+@pytest.fixture(params=[True, False], ids=["fast", "public"])
+def pool(request: pytest.FixtureRequest) -> Iterator[WasmPool]:
+    """A pool on the raw fast path and one on wasmtime-py's public API only."""
+    with WasmPool(WasmPoolConfig(fast_path=request.param)) as p:
         yield p
 
 

@@ -159,8 +159,9 @@ class _Agent:
     random: _abi.RandomStream
     next_request_id: int = 1
     idle: bool = False
-    memory: Any = None
-    f_alloc: Any = None
+    memory: Any = None  # wasmtime.Memory
+    mem: Any = None  # _native.Memory accessor
+    f_alloc: Any = None  # entry points: callables (i32 args) -> i32, see _native.make_call
     f_init: Any = None
     f_step: Any = None
     f_receive: Any = None
@@ -177,7 +178,7 @@ class _Agent:
 
     def close(self) -> None:
         self.globals.clear()
-        self.memory = self.f_alloc = self.f_init = self.f_step = None
+        self.memory = self.mem = self.f_alloc = self.f_init = self.f_step = None
         self.f_receive = self.f_batch = self.f_shutdown = None
 
 
@@ -196,6 +197,8 @@ class WasmPool:
         self._agents: dict[int, _Agent] = {}
         self._names: dict[str, int] = {}
         self._current: _Agent | None = None
+        self._host = _native.HostState()
+        self._keep: list[object] = []  # raw callbacks must outlive the linker
         self._linker = self._make_linker()
         self._closed = False
 
@@ -387,20 +390,32 @@ class WasmPool:
         except _HostFault as exc:
             raise _Fault(exc.kind, exc.detail, "instantiate") from None
         except wasmtime.Trap as exc:
+            pending = self._host.take()  # a raw host function's fault in a start function
+            if isinstance(pending, _HostFault):
+                raise _Fault(pending.kind, pending.detail, "instantiate") from None
             raise _trap_fault(exc, "instantiate", agent) from None
         except wasmtime.WasmtimeError as exc:
-            msg = _first_line(str(exc))
-            kind = FK.FAULT_KIND_MEMORY_LIMIT if "memory" in msg and "limit" in msg \
-                else FK.FAULT_KIND_TRAP
-            raise _Fault(kind, f"instantiation failed: {msg}", "instantiate") from None
+            # A trap in a start function arrives here as an error, not a Trap.
+            pending = self._host.take()
+            if isinstance(pending, _HostFault):
+                raise _Fault(pending.kind, pending.detail, "instantiate") from None
+            raise _instantiate_fault(str(exc), agent) from None
         exports = instance.exports(agent.store)
+        fast = self._fast
+
+        def entry(name: str, nargs: int) -> Callable[..., int]:
+            func = exports[name]
+            assert isinstance(func, wasmtime.Func)
+            return _native.make_call(agent.store, func, nargs, self._host, fast=fast)
+
         agent.memory = exports["memory"]
-        agent.f_alloc = exports["agent_alloc"]
-        agent.f_init = exports["agent_init"]
-        agent.f_step = exports["agent_step"]
-        agent.f_receive = exports["agent_receive"]
-        agent.f_shutdown = exports["agent_shutdown"]
-        agent.f_batch = exports["agent_receive_batch"] if agent.module.has_receive_batch \
+        agent.mem = _native.make_memory(agent.store, agent.memory, fast=fast)
+        agent.f_alloc = entry("agent_alloc", 1)
+        agent.f_init = entry("agent_init", 0)
+        agent.f_step = entry("agent_step", 1)
+        agent.f_receive = entry("agent_receive", 1)
+        agent.f_shutdown = entry("agent_shutdown", 0)
+        agent.f_batch = entry("agent_receive_batch", 1) if agent.module.has_receive_batch \
             else None
         agent.globals = [(index, type_name, exports[_wasmbin.global_export_name(index)])
                          for index, type_name in agent.module.mutable_globals]
@@ -539,7 +554,7 @@ class WasmPool:
             return [self._snapshot_one(self._agents[h]) for h in chosen]
 
     def _snapshot_one(self, agent: _Agent) -> pb.AgentSnapshot:
-        memory = bytes(agent.memory.read(agent.store, 0))
+        memory = agent.mem.read(0, agent.mem.size())
         values = [(index, type_name,
                    _native.global_get_bits(agent.store, glob, type_name, fast=self._fast))
                   for index, type_name, glob in agent.globals]
@@ -602,15 +617,14 @@ class WasmPool:
         except _Fault as exc:
             agent.close()
             raise InvalidRequestError(f"{where}: cannot re-instantiate: {exc.detail}") from None
-        size = agent.memory.data_len(agent.store)
+        size = agent.mem.size()
         if size > len(snap.memory):
             agent.close()
             raise InvalidRequestError(f"{where}: memory of {len(snap.memory)} bytes is smaller "
                                  f"than the module's initial {size}")
         if size < len(snap.memory):
             agent.memory.grow(agent.store, (len(snap.memory) - size) // WASM_PAGE)
-        if snap.memory:
-            agent.memory.write(agent.store, snap.memory, 0)
+        agent.mem.write(0, snap.memory)
         for (index, type_name, glob), (_, _, bits) in zip(agent.globals, values, strict=True):
             _ = index
             _native.global_set_bits(agent.store, glob, type_name, bits, fast=self._fast)
@@ -656,42 +670,41 @@ class WasmPool:
     def _entry_buffer(self, agent: _Agent, func: Any, data: bytes, entry: str) -> int:
         """agent_alloc a buffer, write `data` into it, and call `entry` with its address."""
         ptr = self._call(agent, agent.f_alloc, (len(data),), "agent_alloc") & 0xFFFFFFFF
-        mem_len = agent.memory.data_len(agent.store)
+        mem_len = agent.mem.size()
         if ptr + len(data) > mem_len:
             raise _Fault(FK.FAULT_KIND_BAD_POINTER,
                          f"agent_alloc({len(data)}) returned 0x{ptr:x}, which does not leave "
                          f"{len(data)} bytes inside memory ({mem_len} bytes) for {entry}",
                          "agent_alloc")
-        if data:
-            agent.memory.write(agent.store, data, ptr)
+        agent.mem.write(ptr, data)
         return self._entry(agent, func, (ptr,), entry)
 
     def _call(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
         try:
-            return int(func(agent.store, *args))
+            return int(func(*args))
         except _HostFault as exc:
             raise _Fault(exc.kind, exc.detail, entry) from None
         except wasmtime.Trap as exc:
             raise _trap_fault(exc, entry, agent) from None
         except wasmtime.WasmtimeError as exc:
+            self._host.take()
             raise _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry) from None
 
     # ------------------------------------------------------------------ host functions
     def _make_linker(self) -> wasmtime.Linker:
         linker = wasmtime.Linker(self.engine)
-        i32 = wasmtime.ValType.i32()
-        i64 = wasmtime.ValType.i64()
-        funcs: dict[str, tuple[Callable[..., int], list[wasmtime.ValType],
-                               list[wasmtime.ValType]]] = {
-            "send": (self._h_send, [i32] * 4, [i32]),
-            "log": (self._h_log, [i32] * 3, [i32]),
-            "tick": (self._h_tick, [], [i64]),
-            "random": (self._h_random, [i32] * 2, [i32]),
-            "infer": (self._h_infer, [i32] * 4, [i64]),
+        funcs: dict[str, tuple[Callable[..., int], int, str]] = {
+            "send": (self._h_send, 4, "i32"),
+            "log": (self._h_log, 3, "i32"),
+            "tick": (self._h_tick, 0, "i64"),
+            "random": (self._h_random, 2, "i32"),
+            "infer": (self._h_infer, 4, "i64"),
         }
-        for name, (fn, params, results) in funcs.items():
-            linker.define_func(_abi.IMPORT_MODULE, name, wasmtime.FuncType(params, results),
-                               fn, access_caller=True)
+        for name, (fn, params, result) in funcs.items():
+            want = _abi.IMPORTS[name]
+            assert want == (("i32",) * params, (result,))
+            _native.define_host(linker, _abi.IMPORT_MODULE, name, params, result, fn,
+                                self._host, self._keep, fast=self._fast)
         return linker
 
     def _agent(self) -> _Agent:
@@ -700,23 +713,32 @@ class WasmPool:
             raise _HostFault(FK.FAULT_KIND_TRAP, "host function called outside a step")
         return agent
 
-    def _read(self, agent: _Agent, caller: Any, fn: str, what: str, ptr: int,
-              length: int) -> bytes:
+    def _mem(self, agent: _Agent) -> _native.Memory:
+        """The agent's memory; inside a start function, reached through the caller."""
+        if agent.mem is not None:
+            return agent.mem  # type: ignore[no-any-return]
+        mem = _native.caller_memory(agent.store, self._host)
+        if mem is None:  # pragma: no cover - validated modules export their memory
+            raise _HostFault(FK.FAULT_KIND_ABI_VIOLATION, "no memory export reachable")
+        return mem
+
+    def _read(self, agent: _Agent, fn: str, what: str, ptr: int, length: int) -> bytes:
         ptr &= 0xFFFFFFFF
-        size = agent.memory.data_len(caller)
+        mem = self._mem(agent)
+        size = mem.size()
         if ptr + length > size:
             raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
                              f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
                              f"({size} bytes)")
         if not length:
             return b""
-        return bytes(agent.memory.read(caller, ptr, ptr + length))
+        return mem.read(ptr, length)
 
     def _refuse(self, agent: _Agent, code: int) -> int:
         agent.refused += 1
         return code
 
-    def _h_send(self, caller: Any, dptr: int, dlen: int, pptr: int, plen: int) -> int:
+    def _h_send(self, dptr: int, dlen: int, pptr: int, plen: int) -> int:
         agent = self._agent()
         if dlen < 0 or plen < 0:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
@@ -724,8 +746,8 @@ class WasmPool:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
         if dlen > 65:  # longest valid destination: "#" + 64-byte topic
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        dest = self._read(agent, caller, "send", "destination", dptr, dlen)
-        payload = self._read(agent, caller, "send", "payload", pptr, plen)
+        dest = self._read(agent, "send", "destination", dptr, dlen)
+        payload = self._read(agent, "send", "payload", pptr, plen)
         if agent.send_count >= agent.limits.sends:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         if not _abi.check_destination(dest, payload):
@@ -734,39 +756,40 @@ class WasmPool:
         agent.send_count += 1
         return 0
 
-    def _h_log(self, caller: Any, level: int, ptr: int, length: int) -> int:
+    def _h_log(self, level: int, ptr: int, length: int) -> int:
         agent = self._agent()
         if not 0 <= level <= 4 or length < 0:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
         if length > self.config.max_log_bytes:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
-        text = self._read(agent, caller, "log", "text", ptr, length)
+        text = self._read(agent, "log", "text", ptr, length)
         if len(agent.logs) >= agent.limits.logs:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         agent.logs.append(common_pb2.LogRecord(level=level,
                                                text=text.decode("utf-8", errors="replace")))
         return 0
 
-    def _h_tick(self, caller: Any) -> int:
+    def _h_tick(self) -> int:
         return self._agent().tick
 
-    def _h_random(self, caller: Any, ptr: int, length: int) -> int:
+    def _h_random(self, ptr: int, length: int) -> int:
         agent = self._agent()
         if length < 0:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
         if length > self.config.max_random_bytes:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
         ptr &= 0xFFFFFFFF
-        size = agent.memory.data_len(caller)
+        mem = self._mem(agent)
+        size = mem.size()
         if ptr + length > size:
             raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
                              f"random: buffer [0x{ptr:x}, +{length}) is outside memory "
                              f"({size} bytes)")
         if length:
-            agent.memory.write(caller, agent.random.take(length), ptr)
+            mem.write(ptr, agent.random.take(length))
         return 0
 
-    def _h_infer(self, caller: Any, mptr: int, mlen: int, iptr: int, ilen: int) -> int:
+    def _h_infer(self, mptr: int, mlen: int, iptr: int, ilen: int) -> int:
         agent = self._agent()
         if mlen < 0 or ilen < 0:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
@@ -774,8 +797,8 @@ class WasmPool:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
         if mlen > 128:
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        model = self._read(agent, caller, "infer", "model name", mptr, mlen)
-        data = self._read(agent, caller, "infer", "input", iptr, ilen)
+        model = self._read(agent, "infer", "model name", mptr, mlen)
+        data = self._read(agent, "infer", "input", iptr, ilen)
         if len(agent.infers) >= self.config.max_infers_per_step:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         if not _abi.is_valid_model_name(model):
@@ -847,6 +870,23 @@ def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
     return imports, exports, "agent_receive_batch" in by_name
 
 
+def _instantiate_fault(text: str, agent: _Agent) -> _Fault:
+    """Classify an instantiation error by its message (no trap code is available)."""
+    cause = text.split("Caused by:", 1)[-1].strip()
+    msg = _first_line(cause)
+    if "memory" in msg and "limit" in msg:
+        return _Fault(FK.FAULT_KIND_MEMORY_LIMIT, f"instantiation failed: {msg}",
+                      "instantiate")
+    if "fuel" in msg:
+        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
+                      f"fuel budget of {agent.limits.fuel} for this tick exhausted in the "
+                      "start function", "instantiate")
+    if "stack" in msg and ("overflow" in msg or "exhausted" in msg):
+        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, "wasm call stack overflowed in the start "
+                      "function", "instantiate")
+    return _Fault(FK.FAULT_KIND_TRAP, f"instantiation failed: {msg}", "instantiate")
+
+
 def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
     code = exc.trap_code
     message = str(exc.message).strip()
@@ -858,7 +898,7 @@ def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
     if code == wasmtime.TrapCode.UNREACHABLE and helper is not None:
         frames = exc.frames
         if frames and frames[0].func_index == helper:
-            pages = agent.memory.data_len(agent.store) // WASM_PAGE if agent.memory else 0
+            pages = agent.mem.size() // WASM_PAGE if agent.mem else 0
             return _Fault(FK.FAULT_KIND_MEMORY_LIMIT,
                           f"memory.grow failed in {entry}: memory is {pages} pages and the "
                           f"agent's limit is {agent.limits.pages} pages", entry)
@@ -866,4 +906,10 @@ def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
         return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
                       entry)
     name = code.name.lower() if code is not None else "trap"
-    return _Fault(FK.FAULT_KIND_TRAP, f"{name}: {message}", entry)
+    # wasmtime's text is "error while executing at wasm backtrace: <frames> Caused by:
+    # <reason>"; keep the reason first and the frames compact on one line.
+    cause = _first_line(message.split("Caused by:", 1)[-1])
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip()[:1].isdigit() and ":" in line]
+    where = f" [wasm backtrace: {'; '.join(lines)}]" if lines else ""
+    return _Fault(FK.FAULT_KIND_TRAP, f"{name}: {cause}{where}", entry)

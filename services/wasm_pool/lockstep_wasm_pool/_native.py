@@ -1,37 +1,82 @@
 """The one place that touches wasmtime-py internals (pinned: wasmtime==50.0.1).
 
-Everything here has a public-API fallback, chosen once at import time by `AVAILABLE`,
-which is False when the internals are not shaped as expected (another wasmtime-py
-version). Tests cover both paths (tests/wasm_pool/test_native.py).
+wasmtime-py's public API costs 6-18 us per ``Func.__call__`` (it rebuilds the function
+type and converts every value) and ~6.5 us per host-function call; its ``Memory.write``
+builds a new ctypes array type per call. The pool makes several of each per agent step,
+so this adapter offers the same operations on the raw C API that wasmtime-py already
+loads (``wasmtime_func_call_unchecked``, ``wasmtime_linker_define_func_unchecked``,
+``wasmtime_memory_data``):
+
+* `Calls` - call i32-returning exports with i32 arguments;
+* `Memory` - bounds-known reads and writes of linear memory;
+* `define_host` - host functions as raw ctypes callbacks;
+* `global_get_bits` / `global_set_bits` - exact bits of numeric globals.
+
+Every piece has a public-API twin; `AVAILABLE` (checked once at import) is False when
+the internals are not shaped as expected, and the engine then uses the public API only.
+Both paths are tested against each other (tests/wasm_pool/test_native.py).
+
+Host-function exceptions: a raw callback stores the exception in `HostState.pending` and
+returns a trap; the call site re-raises it. (The public path uses wasmtime-py's own
+process-global slot the same way, which is why the engine runs one call at a time.)
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 
-__all__ = ["AVAILABLE", "global_get_bits", "global_set_bits"]
+__all__ = [
+    "AVAILABLE",
+    "HostState",
+    "Memory",
+    "caller_memory",
+    "define_host",
+    "global_get_bits",
+    "global_set_bits",
+    "make_call",
+    "make_memory",
+]
 
 _KINDS = {"i32": 0, "i64": 1, "f32": 2, "f64": 3}
 _WIDTH = {"i32": 4, "i64": 8, "f32": 4, "f64": 8}
 
 
+def _internals() -> tuple[Any, Any]:
+    from wasmtime import _bindings, _ffi
+
+    return _ffi, _bindings
+
+
 def _probe() -> bool:
     try:
-        ffi = _ffi()
-        needed = ["wasmtime_global_get", "wasmtime_global_set", "wasmtime_val_t",
-                  "wasmtime_func_call_unchecked", "wasmtime_memory_data",
-                  "wasmtime_memory_data_size"]
-        if not all(hasattr(ffi, n) for n in needed):
+        ffi, bindings = _internals()
+        needed = ["_wasmtime_func_call_unchecked", "_wasmtime_linker_define_func_unchecked",
+                  "_wasmtime_memory_data", "_wasmtime_memory_data_size", "_wasmtime_trap_new",
+                  "_wasmtime_global_get", "_wasmtime_global_set", "wasmtime_val_raw",
+                  "_wasmtime_caller_export_get",
+                  "wasmtime_func_unchecked_callback_t"]
+        if not all(hasattr(bindings, n) for n in needed) or \
+                not hasattr(ffi, "WASMTIME_EXTERN_MEMORY"):
             return False
-        union_fields = dict(ffi.wasmtime_valunion._fields_)
-        return union_fields.get("i32") is ctypes.c_int32 \
-            and union_fields.get("i64") is ctypes.c_int64 \
-            and hasattr(wasmtime.Global, "__annotations__") \
-            and "_global" in wasmtime.Global.__annotations__
+        raw_fields = dict((f[0], f[1]) for f in ffi.wasmtime_val_raw._fields_)
+        val_fields = dict((f[0], f[1]) for f in ffi.wasmtime_valunion._fields_)
+        if raw_fields.get("i32") is not ctypes.c_int32 or \
+                raw_fields.get("i64") is not ctypes.c_int64 or \
+                val_fields.get("i32") is not ctypes.c_int32 or \
+                val_fields.get("i64") is not ctypes.c_int64:
+            return False
+        # The attributes the adapter reads from public objects.
+        return "_func" in wasmtime.Func.__annotations__ \
+            and "_global" in wasmtime.Global.__annotations__ \
+            and "_memory" in wasmtime.Memory.__annotations__ \
+            and hasattr(wasmtime.Store, "_context") \
+            and hasattr(wasmtime.Trap, "_from_ptr") \
+            and hasattr(wasmtime.WasmtimeError, "_from_ptr")
     except Exception:  # any surprise in the internals means: use the public API
         return False
 
@@ -39,23 +84,230 @@ def _probe() -> bool:
 AVAILABLE = _probe()
 
 
-def _ffi() -> Any:
-    from wasmtime import _ffi as ffi
+class HostState:
+    """Where a raw host callback leaves its exception for the call site to re-raise."""
 
-    return ffi
+    __slots__ = ("caller", "pending")
+
+    def __init__(self) -> None:
+        self.pending: BaseException | None = None
+        # The calling instance (a raw wasmtime_caller_t* or a wasmtime.Caller) during a
+        # host call; only used to reach memory from a start function, before the
+        # instance's exports are known.
+        self.caller: Any = None
+
+    def take(self) -> BaseException | None:
+        exc, self.pending = self.pending, None
+        return exc
 
 
-def _ctx(store: Any) -> Any:
-    return store._context()
+# ----------------------------------------------------------------------------- calls
+def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: HostState,
+              *, fast: bool) -> Callable[..., int]:
+    """A callable ``f(*i32 args) -> i32 result`` for an export of type (i32*) -> i32.
+
+    Raises what ``Func.__call__`` raises (wasmtime.Trap / WasmtimeError), or the
+    exception a host function left in `state`.
+    """
+    if not (fast and AVAILABLE):
+        def public(*args: int) -> int:
+            return int(func(store, *args))
+        return public
+    ffi, bindings = _internals()
+    ctx = store._context()
+    ref = ctypes.byref(func._func)
+    buf = (ffi.wasmtime_val_raw * max(1, nargs))()
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    trap_ref = ctypes.byref(trap)
+    raw_call = bindings._wasmtime_func_call_unchecked
+    error_from_ptr = wasmtime.WasmtimeError._from_ptr
+
+    if nargs == 0:
+        def call0() -> int:
+            err = raw_call(ctx, ref, buf, 1, trap_ref)
+            if err or trap:
+                return _slow_finish(err, trap, state, trap_ref, error_from_ptr)
+            return int(buf[0].i32)
+        return call0
+
+    def call1(arg: int) -> int:
+        buf[0].i32 = arg
+        err = raw_call(ctx, ref, buf, 1, trap_ref)
+        if err or trap:
+            return _slow_finish(err, trap, state, trap_ref, error_from_ptr)
+        return int(buf[0].i32)
+
+    if nargs == 1:
+        return call1
+    raise ValueError("make_call supports 0 or 1 arguments")  # pragma: no cover
 
 
+def _slow_finish(err: Any, trap: Any, state: HostState, trap_ref: Any,
+                 error_from_ptr: Any) -> int:
+    """Turn a failed raw call into the exception the public API would raise."""
+    ffi, _ = _internals()
+    if trap:
+        # Hand the trap to a wasmtime.Trap (which deletes it) and reset the out-pointer.
+        owned = ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t))  # copies the address
+        trap_obj = wasmtime.Trap._from_ptr(owned)
+        _reset_pointer(trap)
+        pending = state.take()
+        if pending is not None:
+            raise pending
+        raise trap_obj
+    pending = state.take()
+    if pending is not None:
+        raise pending
+    raise error_from_ptr(err)
+
+
+def _reset_pointer(ptr: Any) -> None:
+    ctypes.cast(ctypes.addressof(ptr), ctypes.POINTER(ctypes.c_void_p))[0] = None
+
+
+# ----------------------------------------------------------------------------- memory
+class Memory:
+    """Reads/writes of one agent's linear memory (public-API version)."""
+
+    __slots__ = ("memory", "store")
+
+    def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
+        self.store = store
+        self.memory = memory
+
+    def size(self) -> int:
+        """Current size in bytes."""
+        return int(self.memory.data_len(self.store))
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """`length` bytes at `ptr`; the caller has bounds-checked."""
+        return bytes(self.memory.read(self.store, ptr, ptr + length))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        """Write `data` at `ptr`; the caller has bounds-checked."""
+        if data:
+            self.memory.write(self.store, data, ptr)
+
+
+class _RawMemory(Memory):
+    __slots__ = ("_ctx", "_data", "_ref", "_size")
+
+    def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
+        super().__init__(store, memory)
+        _, bindings = _internals()
+        self._ctx = store._context()
+        self._ref = ctypes.byref(memory._memory)
+        self._data = bindings._wasmtime_memory_data
+        self._size = bindings._wasmtime_memory_data_size
+
+    def size(self) -> int:
+        return int(self._size(self._ctx, self._ref))
+
+    def read(self, ptr: int, length: int) -> bytes:
+        # The base may move when memory grows, so it is fetched on every access.
+        base = ctypes.addressof(self._data(self._ctx, self._ref).contents)
+        return ctypes.string_at(base + ptr, length)
+
+    def write(self, ptr: int, data: bytes) -> None:
+        if data:
+            base = ctypes.addressof(self._data(self._ctx, self._ref).contents)
+            ctypes.memmove(base + ptr, data, len(data))
+
+
+def make_memory(store: wasmtime.Store, memory: wasmtime.Memory, *, fast: bool) -> Memory:
+    """A `Memory` accessor, raw when possible."""
+    if fast and AVAILABLE:
+        return _RawMemory(store, memory)
+    return Memory(store, memory)
+
+
+def caller_memory(store: wasmtime.Store, state: HostState, name: str = "memory",
+                  ) -> Memory | None:
+    """The calling instance's exported memory, from inside a host call (else None)."""
+    caller = state.caller
+    if caller is None:
+        return None
+    if isinstance(caller, wasmtime.Caller):
+        memory = caller.get(name)
+    else:
+        ffi, bindings = _internals()
+        item = ffi.wasmtime_extern_t()
+        raw = name.encode()
+        if not bindings._wasmtime_caller_export_get(caller, raw, len(raw), ctypes.byref(item)):
+            return None
+        memory = wasmtime.Memory._from_raw(item.of.memory) \
+            if item.kind == ffi.WASMTIME_EXTERN_MEMORY.value else None
+    if not isinstance(memory, wasmtime.Memory):
+        return None
+    return Memory(store, memory)
+
+
+# ----------------------------------------------------------------------------- host funcs
+def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
+                result: str, fn: Callable[..., int], state: HostState, keep: list[object],
+                *, fast: bool) -> None:
+    """Define host function `module.name`: `params` i32 parameters, one `result` value.
+
+    `fn` takes the i32 arguments (signed ints) and returns the result; an exception it
+    raises becomes a trap and is re-raised at the call site. `keep` receives objects that
+    must live as long as the linker.
+    """
+    i32 = wasmtime.ValType.i32()
+    res = wasmtime.ValType.i64() if result == "i64" else i32
+    ty = wasmtime.FuncType([i32] * params, [res])
+    keep.append(ty)
+    if not (fast and AVAILABLE):
+        def public(caller: wasmtime.Caller, *args: int) -> int:
+            state.caller = caller
+            try:
+                return fn(*args)
+            finally:
+                state.caller = None
+        linker.define_func(module, name, ty, public, access_caller=True)
+        return
+    ffi, bindings = _internals()
+    trap_new = bindings._wasmtime_trap_new
+    message = b"lockstep host function fault"
+    is64 = result == "i64"
+
+    def callback(_env: Any, caller: Any, args: Any, _n: int) -> int:
+        state.caller = caller
+        try:
+            vals = [args[i].i32 for i in range(params)]
+            out = fn(*vals)
+            if is64:
+                args[0].i64 = out
+            else:
+                args[0].i32 = out
+            return 0
+        except BaseException as exc:
+            state.pending = exc
+            trap = trap_new(message, len(message))
+            return ctypes.cast(trap, ctypes.c_void_p).value or 0
+        finally:
+            state.caller = None
+
+    cb = ffi.wasmtime_func_unchecked_callback_t(callback)
+    keep.append(cb)
+    mod_b = module.encode()
+    name_b = name.encode()
+    null_finalizer = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+    err = bindings._wasmtime_linker_define_func_unchecked(
+        linker.ptr(), mod_b, len(mod_b), name_b, len(name_b), ty.ptr(), cb, None,
+        null_finalizer)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+# ----------------------------------------------------------------------------- globals
 def global_get_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str,
                     *, fast: bool = True) -> bytes:
     """The raw little-endian bits of a numeric global (exact, NaN payloads included)."""
     if fast and AVAILABLE:
-        ffi = _ffi()
+        ffi, bindings = _internals()
         raw = ffi.wasmtime_val_t()
-        ffi.wasmtime_global_get(_ctx(store), ctypes.byref(glob._global), ctypes.byref(raw))
+        bindings._wasmtime_global_get(store._context(), ctypes.byref(glob._global),
+                                      ctypes.byref(raw))
         if raw.kind != _KINDS[type_name]:
             raise TypeError(f"global is not {type_name}")
         if _WIDTH[type_name] == 4:
@@ -72,22 +324,23 @@ def global_set_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str
     if len(bits) != _WIDTH[type_name]:
         raise ValueError(f"{type_name} global needs {_WIDTH[type_name]} bytes, got {len(bits)}")
     if fast and AVAILABLE:
-        ffi = _ffi()
+        ffi, bindings = _internals()
         raw = ffi.wasmtime_val_t()
         raw.kind = _KINDS[type_name]
         if len(bits) == 4:
             raw.of.i32 = struct.unpack("<i", bits)[0]
         else:
             raw.of.i64 = struct.unpack("<q", bits)[0]
-        err = ffi.wasmtime_global_set(_ctx(store), ctypes.byref(glob._global),
-                                      ctypes.byref(raw))
+        err = bindings._wasmtime_global_set(store._context(), ctypes.byref(glob._global),
+                                            ctypes.byref(raw))
         if err:
             raise wasmtime.WasmtimeError._from_ptr(err)
         return
     fmt = {"i32": "<i", "i64": "<q", "f32": "<f", "f64": "<d"}[type_name]
     value = struct.unpack(fmt, bits)[0]
-    if type_name in ("f32", "f64"):
-        glob.set_value(store, wasmtime.Val.f32(value) if type_name == "f32"
-                       else wasmtime.Val.f64(value))
+    if type_name == "f32":
+        glob.set_value(store, wasmtime.Val.f32(value))
+    elif type_name == "f64":
+        glob.set_value(store, wasmtime.Val.f64(value))
     else:
         glob.set_value(store, value)
