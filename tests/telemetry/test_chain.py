@@ -77,3 +77,25 @@ def test_unicode_and_empty_fields(tmp_path: Path) -> None:
         assert store.verify().ok
         head = store.head()[1]
     assert reference_verify(db) == head
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
+
+
+@pytest.mark.unit
+def test_docs_recipe_and_golden_vector_are_accurate(tmp_path: Path) -> None:
+    """The verification code and the golden bytes printed in docs/telemetry.md work."""
+    import re
+
+    text = DOC.read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    namespace: dict[str, object] = {}
+    exec(code, namespace)
+    db = tmp_path / "t.db"
+    with Store(db) as store:
+        store.append("run-1", records(20))
+        head = store.head()[1]
+    assert namespace["verify"](str(db)) == head  # type: ignore[operator]
+    golden = "".join(re.findall(r"```\n(01 01.*?)```", text, re.S)[0].split())
+    assert golden == encode_record(1, "run-1", 7, "tick.digest", "application/octet-stream",
+                                   b"\x00\x01").hex()
