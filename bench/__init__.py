@@ -1,0 +1,144 @@
+"""Lockstep benchmark suite (DESIGN.md section 9): `lockstep bench` or `python -m bench.suite`.
+
+Every module here exposes ``run(quick: bool) -> list[dict]``; each dict is one metric with
+the keys of :data:`METRIC_KEYS`. A metric is always measured against a baseline taken in
+the same run on the same machine, so `ratio` (median / baseline_median) compares across
+machines while the absolute numbers do not.
+
+This package also holds the few helpers the bench modules share: metric dicts,
+percentiles, service processes started the way the supervisor starts them, and RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile", "rss_bytes", "set_reporter",
+           "start_service"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+METRIC_KEYS = ("name", "unit", "median", "p10", "p90", "baseline", "baseline_median", "ratio",
+               "spec_target", "goal")
+
+_SERVING = re.compile(r"serving on (\S+) \(pid")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile by nearest rank (q in [0, 1])."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def metric(name: str, unit: str, samples: list[float], baseline: str,
+           base_samples: list[float], spec_target: str, goal: str,
+           **extra: object) -> dict[str, object]:
+    """One metric dict: median and p10/p90 of `samples`, ratio to the baseline's median."""
+    median = statistics.median(samples)
+    base = statistics.median(base_samples) if base_samples else 0.0
+    out: dict[str, object] = {
+        "name": name, "unit": unit, "median": round(median, 4),
+        "p10": round(percentile(samples, 0.1), 4), "p90": round(percentile(samples, 0.9), 4),
+        "baseline": baseline, "baseline_median": round(base, 4) if base_samples else None,
+        "ratio": round(median / base, 3) if base else None,
+        "spec_target": spec_target, "goal": goal}
+    out.update(extra)
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process `pid` (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class ServiceProc:
+    """A service started as its own process (`python -m module`) on port 0."""
+
+    proc: subprocess.Popen[str]
+    address: str = ""
+    output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> ServiceProc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_service(module: str, *args: str, timeout: float = 60.0,
+                  env: dict[str, str] | None = None) -> ServiceProc:
+    """Start `python -m module --address 127.0.0.1:0 --insecure-no-auth ARGS` and wait
+    until it serves. Benchmarks run without auth: token checks are a per-call constant
+    the services pay either way, and no credentials need to exist on disk."""
+    from lockstep.client import wait_serving
+
+    cmd = [sys.executable, "-m", module, "--address", "127.0.0.1:0", "--insecure-no-auth",
+           *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    svc = ServiceProc(proc)
+    found = threading.Event()
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if len(svc.output) < 200:
+                svc.output.append(line)
+            match = _SERVING.search(line)
+            if match and not found.is_set():
+                svc.address = match.group(1)
+                found.set()
+        found.set()
+
+    svc.reader = threading.Thread(target=drain, daemon=True)
+    svc.reader.start()
+    if not found.wait(timeout) or not svc.address:
+        svc.stop()
+        raise RuntimeError(f"{module} did not start:\n{''.join(svc.output)}")
+    wait_serving(svc.address, timeout=timeout)
+    return svc
+
+
+_reporter: list[object] = []
+
+
+def set_reporter(fn: object) -> None:
+    """Route :func:`note` to `fn(text)` (the suite's progress display); None restores stderr."""
+    _reporter[:] = [] if fn is None else [fn]
+
+
+def note(text: str) -> None:
+    """Progress of a long benchmark step ("spawning 10,000 agents...")."""
+    if _reporter:
+        _reporter[0](text)  # type: ignore[operator]
+    else:
+        print(f"  .. {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,345 @@
+"""Orchestrator benchmarks: tick overhead, messages routed across processes, and scale.
+
+    python -m bench.orchestrator [--quick]      # prints the metrics as JSON
+
+Set-up: wasm_pool services as separate processes (`python -m lockstep_wasm_pool`, exactly
+as `lockstep up` starts them) and an orchestrator server in this process, driven over
+real gRPC (`Step`, `ListAgents`). Agents are `bench/agents/flood.c`: each sends k 8-byte
+messages per tick to its k ring successors and never idles, and its own work is a few
+hundred wasm instructions per message, so a tick's time is nearly all orchestration.
+
+Baseline, measured in the same run: a raw gRPC round trip (bytes in, the same bytes back,
+no protobuf parsing) to an echo server in another process, with the payload of the tick's
+StepBatchRequest. The ratio says how many raw round trips one tick costs.
+
+Scale (not in --quick): 10,000 wealth agents (examples/agents/wealth) in one pool
+process, and up to 100,000 over four pools, with RSS per agent, ticks/s and messages/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python bench/orchestrator.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import REPO_ROOT, ServiceProc, metric, note, rss_bytes, start_service
+
+FLOOD = REPO_ROOT / "bench" / "agents" / "flood.c"
+WEALTH = REPO_ROOT / "examples" / "agents" / "wealth" / "wealth.c"
+WEALTH_HEAVY = REPO_ROOT / "examples" / "agents" / "wealth_heavy" / "wealth_heavy.c"
+MAX_STEP_TICKS = 1000  # the orchestrator's MAX_TICKS_PER_CALL is at least this
+
+_wasm_cache: dict[Path, bytes] = {}
+
+
+def agent_wasm(source: Path) -> bytes:
+    """Build an agent from C (cached per process) and give it a manifest."""
+    if source not in _wasm_cache:
+        import tempfile
+
+        from lockstep.agents import build_agent
+        from lockstep.runner import prepare_module
+
+        with tempfile.TemporaryDirectory() as tmp:
+            built = build_agent(source, Path(tmp) / (source.stem + ".wasm")).read_bytes()
+        _wasm_cache[source] = prepare_module(built, source.stem, None)
+    return _wasm_cache[source]
+
+
+class Cluster:
+    """`n_pools` pool processes plus an in-process orchestrator, no auth."""
+
+    def __init__(self, n_pools: int, pool_args: tuple[str, ...] = ()) -> None:
+        from lockstep.client import AuthedChannel
+        from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+        from lockstep_orchestrator import OrchestratorConfig, create_server
+
+        self.pools: list[ServiceProc] = []
+        try:
+            for _ in range(n_pools):
+                self.pools.append(start_service("lockstep_wasm_pool", *pool_args))
+            config = OrchestratorConfig(pools=tuple(p.address for p in self.pools),
+                                        dev_mode=True)
+            self.server = create_server("127.0.0.1:0", auth=None, config=config)
+        except BaseException:
+            for p in self.pools:
+                p.stop()
+            raise
+        self.channel = AuthedChannel(self.server.address, None)
+        self.stub = opb_grpc.OrchestratorServiceStub(self.channel)
+
+    def start(self, source: Path, name: str, prefix: str, n: int, args: str,
+              seed: int = 1) -> None:
+        """A fresh run with `n` agents <prefix>0.. of one module, spawned in one call."""
+        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+
+        self.stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, label=name)))
+        digest = self.stub.RegisterModule(opb.RegisterModuleRequest(
+            wasm=agent_wasm(source), name=name)).module.module_hash
+        # Spawn in chunks so no single request nears the gRPC message size limit.
+        for lo in range(0, n, 20_000):
+            req = opb.SpawnAgentsRequest(agents=[
+                opb.AgentSpawn(name=f"{prefix}{i}", module=digest,
+                               args=f"n={n} prefix={prefix} {args}".encode())
+                for i in range(lo, min(n, lo + 20_000))])
+            self.stub.SpawnAgents(req, timeout=600)
+        self.step(1)  # spawns take effect (and agents initialise) at the next tick
+
+    def step(self, ticks: int) -> Any:
+        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+
+        status = None
+        while ticks > 0:
+            chunk = min(ticks, MAX_STEP_TICKS)
+            status = self.stub.Step(opb.StepRequest(ticks=chunk), timeout=3600)
+            ticks -= chunk
+        return status
+
+    def agents(self) -> list[Any]:
+        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+
+        return list(self.stub.ListAgents(opb.ListAgentsRequest(), timeout=600).agents)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(0)
+        for p in self.pools:
+            p.stop()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- raw gRPC round trip baseline ------------------------------------------------------
+
+_ECHO = r"""
+import sys, grpc
+from concurrent import futures
+def echo(req, ctx): return req
+handler = grpc.method_handlers_generic_handler("bench.Echo", {
+    "Echo": grpc.unary_unary_rpc_method_handler(echo)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler],
+    options=[("grpc.max_receive_message_length", 1 << 30),
+             ("grpc.max_send_message_length", 1 << 30)])
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""
+
+
+@contextmanager
+def echo_server() -> Iterator[Any]:
+    """A bytes-in/bytes-out gRPC server in its own process; yields a callable(bytes)."""
+    import grpc
+
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+            ("grpc.max_receive_message_length", 1 << 30),
+            ("grpc.max_send_message_length", 1 << 30)])
+        grpc.channel_ready_future(channel).result(timeout=30)
+        call = channel.unary_unary("/bench.Echo/Echo")
+        try:
+            yield call
+        finally:
+            channel.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def tick_payload(n: int, k: int) -> bytes:
+    """The serialized StepBatchRequest of a flood tick: n agents, k 8-byte messages each."""
+    from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+    from lockstep_orchestrator._wire import KIND_AGENT, batch_buffer, message_record
+
+    req = ppb.StepBatchRequest(tick=2)
+    for i in range(n):
+        recs = [message_record(KIND_AGENT, b"f%d" % ((i - j) % n), b"f%d" % i, 1, 0, bytes(8))
+                for j in range(1, k + 1)]
+        req.steps.add(handle=i + 1, inbox=batch_buffer(recs), inbox_count=k)
+    return req.SerializeToString()
+
+
+def raw_round_trips(call: Any, payload: bytes, samples: int) -> list[float]:
+    """Seconds per raw gRPC round trip of `payload` (echoed back)."""
+    for _ in range(3):
+        call(payload)
+    out = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        call(payload)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# ---- measurements ----------------------------------------------------------------------
+
+def time_ticks(cluster: Cluster, samples: int, per_sample: int) -> tuple[list[float], list[float]]:
+    """(seconds per tick, messages delivered per second), one value per sample of
+    `per_sample` ticks run by one Step call."""
+    status = cluster.step(per_sample)  # warm-up
+    secs, rates = [], []
+    for _ in range(samples):
+        delivered = status.counters.messages
+        t0 = time.perf_counter()
+        status = cluster.step(per_sample)
+        dt = time.perf_counter() - t0
+        secs.append(dt / per_sample)
+        rates.append((status.counters.messages - delivered) / dt)
+    return secs, rates
+
+
+def _tick_overhead(quick: bool, echo: Any) -> list[dict[str, object]]:
+    n, k = 50, 1
+    samples = 15 if quick else 40
+    per = 10 if quick else 25
+    note(f"tick overhead: {n} flood agents, k={k}, 1 pool process")
+    with Cluster(1) as cluster:
+        cluster.start(FLOOD, "flood", "f", n, f"k={k}")
+        secs, _ = time_ticks(cluster, samples, per)
+    raw = raw_round_trips(echo, tick_payload(n, k), samples * 5)
+    ms = [s * 1000 for s in secs]
+    base = [r * 1000 for r in raw]
+    return [
+        metric("orchestrator.tick_50_agents", "ms", ms,
+               "raw gRPC round trip, same request bytes echoed", base, "< 10 ms", "< 1 ms",
+               note="whole tick (agents' own work ~0: flood k=1)"),
+        metric("orchestrator.tick_overhead_50_agents", "ms",
+               [m - statistics.median(base) for m in ms],
+               "raw gRPC round trip, same request bytes echoed", base, "< 10 ms", "< 1 ms",
+               note="tick minus one raw round trip of the same payload"),
+    ]
+
+
+def _messages(quick: bool, echo: Any) -> list[dict[str, object]]:
+    cases = [(50, 20, 1)] if quick else [(50, 20, 1), (200, 100, 1), (1000, 20, 2)]
+    out = []
+    for n, k, pools in cases:
+        note(f"messages/s: {n} flood agents x {k} msgs/tick, {pools} pool process(es)")
+        samples = 8 if quick else 15
+        per = 5 if quick else 10
+        with Cluster(pools) as cluster:
+            cluster.start(FLOOD, "flood", "f", n, f"k={k}")
+            secs, rates = time_ticks(cluster, samples, per)
+        # Baseline: the same tick's bytes through one raw round trip per pool (sequential,
+        # the optimistic bound for a Python client on this machine).
+        payload = tick_payload(n // pools, k)
+        raw = raw_round_trips(echo, payload, samples * 3)
+        base_rates = [n * k / (r * pools) for r in raw]
+        name = "orchestrator.messages_per_s" + ("" if (n, k) == (50, 20) else f".{n}x{k}")
+        out.append(metric(name, "msg/s", rates,
+                          "raw gRPC round trips carrying the tick's inbox bytes", base_rates,
+                          ">= 10k/s", ">= 1M/s", agents=n, msgs_per_tick=n * k, pools=pools,
+                          tick_ms=round(statistics.median(secs) * 1000, 3)))
+    return out
+
+
+def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
+    """n wealth agents (wealth=10 each, so most step every tick) over `pools` pools."""
+    with Cluster(pools) as cluster:
+        rss0 = [rss_bytes(p.pid) for p in cluster.pools]
+        note(f"scale: spawning {n:,} wealth agents over {pools} pool(s)")
+        t0 = time.perf_counter()
+        cluster.start(WEALTH, "wealth", "w", n, "wealth=10")
+        spawn_s = time.perf_counter() - t0
+        rss1 = [rss_bytes(p.pid) for p in cluster.pools]
+        note(f"scale: {n:,} agents up in {spawn_s:.1f} s; running {ticks} ticks")
+        per_tick, rates = [], []
+        status = cluster.step(1)
+        for _ in range(ticks):
+            m0 = status.counters.messages
+            t1 = time.perf_counter()
+            status = cluster.step(1)
+            dt = time.perf_counter() - t1
+            per_tick.append(dt)
+            rates.append((status.counters.messages - m0) / dt)
+        rss2 = [rss_bytes(p.pid) for p in cluster.pools]
+    return {"agents": n, "pools": pools, "spawn_s": spawn_s,
+            "rss_per_agent": (sum(rss2) - sum(rss0)) / n,
+            "rss_per_agent_after_spawn": (sum(rss1) - sum(rss0)) / n,
+            "ticks_per_s": [1 / s for s in per_tick], "msgs_per_s": rates,
+            "pool_rss_bytes": rss2}
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _scale(echo: Any) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    base = "raw gRPC round trip of a 50-agent tick (ticks/s)"
+    raw = raw_round_trips(echo, tick_payload(50, 1), 50)
+    base_rate = [1 / r for r in raw]
+    small = scale_run(10_000, 1, 10)
+    per_agent = float(small["rss_per_agent"])  # type: ignore[arg-type]
+    out.append(metric("scale.rss_per_agent.10k", "KiB", [per_agent / 1024], "-", [], "-",
+                      "10,000 agents per pool process", agents=10_000,
+                      spawn_s=round(float(small["spawn_s"]), 2)))  # type: ignore[arg-type]
+    for key, unit, samples in (("ticks_per_s", "tick/s", small["ticks_per_s"]),
+                               ("messages_per_s", "msg/s", small["msgs_per_s"])):
+        out.append(metric(f"scale.{key}.10k_1_pool", unit, samples,  # type: ignore[arg-type]
+                          base if key == "ticks_per_s" else "-",
+                          base_rate if key == "ticks_per_s" else [], "-", "-", agents=10_000,
+                          pools=1))
+    # 100k: four pools; shrink until the measured RSS per agent fits in 60% of free memory.
+    target = 100_000
+    budget = 0.6 * _mem_available()
+    while target > 10_000 and target * per_agent > budget:
+        target -= 10_000
+    big = scale_run(target, 4, 5)
+    label = f"{target // 1000}k_4_pools"
+    reason = "" if target == 100_000 else (
+        f"100k would need ~{100_000 * per_agent / 2**30:.1f} GiB RSS; "
+        f"{budget / 2**30:.1f} GiB usable")
+    for key, unit, samples in (("ticks_per_s", "tick/s", big["ticks_per_s"]),
+                               ("messages_per_s", "msg/s", big["msgs_per_s"])):
+        out.append(metric(f"scale.{key}.{label}", unit, samples,  # type: ignore[arg-type]
+                          base if key == "ticks_per_s" else "-",
+                          base_rate if key == "ticks_per_s" else [], "-", "-", agents=target,
+                          pools=4, spawn_s=round(float(big["spawn_s"]), 2),  # type: ignore[arg-type]
+                          rss_per_agent_kib=round(float(big["rss_per_agent"]) / 1024, 1),  # type: ignore[arg-type]
+                          **({"limited": reason} if reason else {})))
+    return out
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    """Every orchestrator metric; scale runs only without `quick`."""
+    with echo_server() as echo:
+        metrics = _tick_overhead(quick, echo)
+        metrics += _messages(quick, echo)
+        if not quick:
+            metrics += _scale(echo)
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
