@@ -36,6 +36,11 @@ def filled(telemetry: Telemetry) -> Telemetry:
     return telemetry
 
 
+def test_verify_empty(telemetry: Telemetry) -> None:
+    result = invoke(telemetry, "verify")
+    assert result.exit_code == 0 and "chain OK: the journal is empty" in result.output
+
+
 def test_verify_ok_and_broken(filled: Telemetry) -> None:
     result = invoke(filled, "verify")
     assert result.exit_code == 0, result.output

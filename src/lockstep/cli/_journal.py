@@ -136,6 +136,9 @@ def verify(
             res = client.verify(from_seq, to_seq, anchor)
     except LockstepError as exc:
         raise fail(exc) from None
+    if res.ok and res.to_sequence == 0:
+        console.print("[green]chain OK[/]: the journal is empty")
+        return
     if res.ok:
         console.print(f"[green]chain OK[/]: records {res.from_sequence}..{res.to_sequence} "
                       f"({res.records_checked} checked), head hash {res.hash.hex()}",
