@@ -156,6 +156,7 @@ class _Agent:
     module: ModuleInfo
     limits: _Limits
     store: wasmtime.Store
+    fuel: _native.Fuel
     random: _abi.RandomStream
     next_request_id: int = 1
     idle: bool = False
@@ -323,10 +324,10 @@ class WasmPool:
         with _WASM_LOCK:
             specs = list(request.agents)
             plans = self._check_new_agents(specs, [None] * len(specs))
-            results = []
+            response = pb.CreateAgentsResponse()
             for spec, plan in zip(specs, plans, strict=True):
-                results.append(self._create_one(spec, request.seed, request.tick, plan))
-            return pb.CreateAgentsResponse(results=results)
+                self._create_one(spec, request.seed, request.tick, plan, response.results.add())
+            return response
 
     def _check_new_agents(self, specs: Sequence[pb.AgentSpec],
                           snaps: Sequence[pb.AgentSnapshot | None],
@@ -377,10 +378,12 @@ class WasmPool:
         limits = self._resolve_limits(spec.limits, spec.name)
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=limits.pages * WASM_PAGE, instances=1, memories=1)
+        fuel = _native.make_fuel(store, fast=self._fast)
         own_spec = pb.AgentSpec()
         own_spec.CopyFrom(spec)
         return _Agent(handle=spec.handle, name=spec.name, name_bytes=spec.name.encode(),
                       spec=own_spec, seed=seed, module=info, limits=limits, store=store,
+                      fuel=fuel,
                       random=_abi.RandomStream(seed, spec.name))
 
     def _instantiate(self, agent: _Agent) -> None:
@@ -421,9 +424,11 @@ class WasmPool:
                          for index, type_name in agent.module.mutable_globals]
 
     def _create_one(self, spec: pb.AgentSpec, seed: int, tick: int,
-                    plan: ModuleInfo | ModuleRejectedError) -> pb.AgentStepResult:
+                    plan: ModuleInfo | ModuleRejectedError, result: pb.AgentStepResult) -> None:
         if isinstance(plan, ModuleRejectedError):
-            return pb.AgentStepResult(handle=spec.handle, fault=plan.fault)
+            result.handle = spec.handle
+            result.fault.CopyFrom(plan.fault)
+            return
         agent = self._new_agent(spec, seed, plan)
         self._begin(agent, tick)
         code = 0
@@ -435,13 +440,12 @@ class WasmPool:
                 code = 0
         except _Fault as exc:
             fault = exc
-        result = self._finish(agent, code, fault)
+        self._finish(agent, code, fault, result)
         if fault is None:
             self._agents[agent.handle] = agent
             self._names[agent.name] = agent.handle
         else:
             agent.close()
-        return result
 
     def step_batch(self, request: pb.StepBatchRequest) -> pb.StepBatchResponse:
         """Deliver inboxes and step each agent once, in request order."""
@@ -465,13 +469,14 @@ class WasmPool:
                     raise InvalidRequestError(f"steps[{i}] (handle {step.handle}): bad inbox: "
                                          f"{exc}") from None
                 plans.append((agent, records))
-            results = []
+            response = pb.StepBatchResponse()
+            add = response.results.add
             for step, (agent, records) in zip(request.steps, plans, strict=True):
-                results.append(self._step_one(agent, request.tick, step.inbox, records))
-            return pb.StepBatchResponse(results=results)
+                self._step_one(agent, request.tick, step.inbox, records, add())
+            return response
 
-    def _step_one(self, agent: _Agent, tick: int, inbox: bytes,
-                  records: list[bytes]) -> pb.AgentStepResult:
+    def _step_one(self, agent: _Agent, tick: int, inbox: bytes, records: list[bytes],
+                  result: pb.AgentStepResult) -> None:
         self._begin(agent, tick)
         code = 0
         fault: _Fault | None = None
@@ -488,10 +493,9 @@ class WasmPool:
             agent.idle = code == 1
         except _Fault as exc:
             fault = exc
-        result = self._finish(agent, code, fault)
+        self._finish(agent, code, fault, result)
         if fault is not None:
             self._drop(agent.handle)
-        return result
 
     def destroy_agents(self, request: pb.DestroyAgentsRequest) -> pb.DestroyAgentsResponse:
         """Optionally call agent_shutdown, then drop the instances."""
@@ -502,7 +506,7 @@ class WasmPool:
                     raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
                 if handles.index(handle) != i:
                     raise InvalidRequestError(f"handles[{i}]: handle {handle} appears twice")
-            results = []
+            response = pb.DestroyAgentsResponse()
             for handle in handles:
                 agent = self._agents[handle]
                 if request.call_shutdown:
@@ -513,9 +517,9 @@ class WasmPool:
                         code = self._entry(agent, agent.f_shutdown, (), "agent_shutdown")
                     except _Fault as exc:
                         fault = exc
-                    results.append(self._finish(agent, code, fault))
+                    self._finish(agent, code, fault, response.results.add())
                 self._drop(handle)
-            return pb.DestroyAgentsResponse(results=results)
+            return response
 
     def reset(self) -> pb.ResetResponse:
         """Drop every agent; modules stay cached."""
@@ -642,23 +646,32 @@ class WasmPool:
         agent.logs = []
         agent.infers = []
         agent.refused = 0
-        agent.store.set_fuel(agent.limits.fuel)
+        agent.fuel.set(agent.limits.fuel)
         self._current = agent
 
-    def _finish(self, agent: _Agent, code: int, fault: _Fault | None) -> pb.AgentStepResult:
+    def _finish(self, agent: _Agent, code: int, fault: _Fault | None,
+                result: pb.AgentStepResult) -> None:
+        """Fill `result` with what the call sequence did (protobuf fields set only if used)."""
         self._current = None
-        fuel_used = agent.limits.fuel - agent.store.get_fuel()
-        result = pb.AgentStepResult(handle=agent.handle, code=code, fuel_used=fuel_used,
-                                    logs=agent.logs, refused_calls=agent.refused)
+        result.handle = agent.handle
+        result.fuel_used = agent.limits.fuel - agent.fuel.remaining()
+        if agent.logs:
+            result.logs.extend(agent.logs)
+        if agent.refused:
+            result.refused_calls = agent.refused
         if fault is None:
-            result.sends = bytes(agent.sends)
-            result.send_count = agent.send_count
-            result.infers.extend(agent.infers)
+            result.code = code
+            if agent.send_count:
+                result.sends = bytes(agent.sends)
+                result.send_count = agent.send_count
+            if agent.infers:
+                result.infers.extend(agent.infers)
         else:
             result.code = fault.code
-            result.fault.CopyFrom(common_pb2.Fault(kind=fault.kind, detail=fault.detail,
-                                                   entry_point=fault.entry_point))
-        return result
+            f = result.fault
+            f.kind = fault.kind
+            f.detail = fault.detail
+            f.entry_point = fault.entry_point
 
     def _entry(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
         """Call an ABI entry point; a negative code is an ERROR_CODE fault."""

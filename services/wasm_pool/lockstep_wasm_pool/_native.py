@@ -34,11 +34,13 @@ __all__ = [
     "AVAILABLE",
     "HostState",
     "Memory",
+    "Fuel",
     "caller_memory",
     "define_host",
     "global_get_bits",
     "global_set_bits",
     "make_call",
+    "make_fuel",
     "make_memory",
 ]
 
@@ -84,6 +86,15 @@ def _probe() -> bool:
 AVAILABLE = _probe()
 
 
+def _raw(name: str, restype: Any) -> Any:
+    """A second, argtypes-free handle on a C function: ctypes then passes pointer-like
+    arguments as they are, skipping per-call conversion checks (the hot path)."""
+    ffi, _ = _internals()
+    fn = ffi.dll._FuncPtr((name, ffi.dll))
+    fn.restype = restype
+    return fn
+
+
 class HostState:
     """Where a raw host callback leaves its exception for the call site to re-raise."""
 
@@ -113,29 +124,32 @@ def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: Hos
         def public(*args: int) -> int:
             return int(func(store, *args))
         return public
-    ffi, bindings = _internals()
+    ffi, _ = _internals()
     ctx = store._context()
     ref = ctypes.byref(func._func)
     buf = (ffi.wasmtime_val_raw * max(1, nargs))()
+    slot = ctypes.c_int32.from_buffer(buf)  # the i32 view of args_and_results[0]
     trap = ctypes.POINTER(ffi.wasm_trap_t)()
     trap_ref = ctypes.byref(trap)
-    raw_call = bindings._wasmtime_func_call_unchecked
-    error_from_ptr = wasmtime.WasmtimeError._from_ptr
+    size = ctypes.c_size_t(1)
+    raw_call = _raw("wasmtime_func_call_unchecked", ctypes.c_void_p)
+    error_from_ptr = _error_from_address
 
     if nargs == 0:
         def call0() -> int:
-            err = raw_call(ctx, ref, buf, 1, trap_ref)
+            err = raw_call(ctx, ref, buf, size, trap_ref)
             if err or trap:
                 return _slow_finish(err, trap, state, trap_ref, error_from_ptr)
-            return int(buf[0].i32)
+            return slot.value
+
         return call0
 
     def call1(arg: int) -> int:
-        buf[0].i32 = arg
-        err = raw_call(ctx, ref, buf, 1, trap_ref)
+        slot.value = arg
+        err = raw_call(ctx, ref, buf, size, trap_ref)
         if err or trap:
             return _slow_finish(err, trap, state, trap_ref, error_from_ptr)
-        return int(buf[0].i32)
+        return slot.value
 
     if nargs == 1:
         return call1
@@ -161,8 +175,60 @@ def _slow_finish(err: Any, trap: Any, state: HostState, trap_ref: Any,
     raise error_from_ptr(err)
 
 
+def _error_from_address(address: int) -> wasmtime.WasmtimeError:
+    ffi, _ = _internals()
+    return wasmtime.WasmtimeError._from_ptr(ctypes.cast(address,
+                                                        ctypes.POINTER(ffi.wasmtime_error_t)))
+
+
 def _reset_pointer(ptr: Any) -> None:
     ctypes.cast(ctypes.addressof(ptr), ctypes.POINTER(ctypes.c_void_p))[0] = None
+
+
+# ----------------------------------------------------------------------------- fuel
+class Fuel:
+    """A store's fuel (public-API version)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: wasmtime.Store) -> None:
+        self.store = store
+
+    def set(self, amount: int) -> None:
+        """Set the fuel left to `amount`."""
+        self.store.set_fuel(amount)
+
+    def remaining(self) -> int:
+        """Fuel left."""
+        return int(self.store.get_fuel())
+
+
+class _RawFuel(Fuel):
+    __slots__ = ("_ctx", "_get", "_out", "_out_ref", "_set")
+
+    def __init__(self, store: wasmtime.Store) -> None:
+        super().__init__(store)
+        self._ctx = store._context()
+        self._set = _raw("wasmtime_context_set_fuel", ctypes.c_void_p)
+        self._get = _raw("wasmtime_context_get_fuel", ctypes.c_void_p)
+        self._out = ctypes.c_uint64(0)
+        self._out_ref = ctypes.byref(self._out)
+
+    def set(self, amount: int) -> None:
+        err = self._set(self._ctx, ctypes.c_uint64(amount))
+        if err:
+            raise _error_from_address(err)
+
+    def remaining(self) -> int:
+        err = self._get(self._ctx, self._out_ref)
+        if err:
+            raise _error_from_address(err)
+        return self._out.value
+
+
+def make_fuel(store: wasmtime.Store, *, fast: bool) -> Fuel:
+    """A `Fuel` accessor, raw when possible."""
+    return _RawFuel(store) if fast and AVAILABLE else Fuel(store)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -194,24 +260,21 @@ class _RawMemory(Memory):
 
     def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
         super().__init__(store, memory)
-        _, bindings = _internals()
         self._ctx = store._context()
         self._ref = ctypes.byref(memory._memory)
-        self._data = bindings._wasmtime_memory_data
-        self._size = bindings._wasmtime_memory_data_size
+        self._data = _raw("wasmtime_memory_data", ctypes.c_void_p)
+        self._size = _raw("wasmtime_memory_data_size", ctypes.c_size_t)
 
     def size(self) -> int:
         return int(self._size(self._ctx, self._ref))
 
     def read(self, ptr: int, length: int) -> bytes:
         # The base may move when memory grows, so it is fetched on every access.
-        base = ctypes.addressof(self._data(self._ctx, self._ref).contents)
-        return ctypes.string_at(base + ptr, length)
+        return ctypes.string_at(self._data(self._ctx, self._ref) + ptr, length)
 
     def write(self, ptr: int, data: bytes) -> None:
         if data:
-            base = ctypes.addressof(self._data(self._ctx, self._ref).contents)
-            ctypes.memmove(base + ptr, data, len(data))
+            ctypes.memmove(self._data(self._ctx, self._ref) + ptr, data, len(data))
 
 
 def make_memory(store: wasmtime.Store, memory: wasmtime.Memory, *, fast: bool) -> Memory:
