@@ -122,3 +122,17 @@ def test_tampered_database_refuses_verify_on_start(filled: Telemetry) -> None:
     assert filled.stub().AppendRecords(pb.AppendRecordsRequest(
         run_id="r", records=records(1)), timeout=10).first_sequence == 21
     assert verify(filled).first_bad_sequence == 5
+
+
+def test_query_over_an_altered_row_is_data_loss(filled: Telemetry) -> None:
+    import grpc
+
+    tamper(filled.db_path, "UPDATE records SET tick = 'seven' WHERE seq = 7")
+    stub = filled.stub(Role.VIEWER)
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.QueryRecords(pb.QueryRecordsRequest(), timeout=10))
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "stored record 7" in str(err.value.details())
+    # Records before it are still readable.
+    ok = list(stub.QueryRecords(pb.QueryRecordsRequest(to_sequence=6), timeout=10))
+    assert sum(len(b.records) for b in ok) == 6

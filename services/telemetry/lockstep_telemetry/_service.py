@@ -22,6 +22,7 @@ from lockstep_telemetry._config import TelemetryConfig
 from lockstep_telemetry._metrics import Metrics
 from lockstep_telemetry._store import (
     BatchConflictError,
+    CorruptRecordError,
     InvalidRecordError,
     LimitExceededError,
     SequenceMismatchError,
@@ -55,6 +56,7 @@ _STATUS_OF: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
     (BatchConflictError, grpc.StatusCode.ALREADY_EXISTS),
     (SequenceMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
     (StoreClosedError, grpc.StatusCode.UNAVAILABLE),
+    (CorruptRecordError, grpc.StatusCode.DATA_LOSS),
 )
 
 
@@ -162,9 +164,14 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
         batch: list[pb.StoredRecord] = []
         size = 0
         for row in rows:
-            batch.append(pb.StoredRecord(
-                sequence=row.seq, run_id=row.run_id, tick=row.tick, kind=row.kind,
-                content_type=row.content_type, payload=row.payload, hash=row.hash))
+            try:
+                batch.append(pb.StoredRecord(
+                    sequence=row.seq, run_id=row.run_id, tick=row.tick, kind=row.kind,
+                    content_type=row.content_type, payload=row.payload, hash=row.hash))
+            except (TypeError, ValueError):
+                raise CorruptRecordError(
+                    f"stored record {row.seq} has a field of the wrong type (it was altered "
+                    "outside the service); run VerifyChain") from None
             size += len(row.payload) + 128
             if len(batch) >= max_records or size >= max_bytes:
                 yield pb.RecordBatch(records=batch)

@@ -44,6 +44,7 @@ from lockstep_telemetry._chain import (
 __all__ = [
     "AppendOutcome",
     "BatchConflictError",
+    "CorruptRecordError",
     "InvalidRecordError",
     "LimitExceededError",
     "RecordLike",
@@ -95,6 +96,10 @@ class BatchConflictError(StoreError):
 
 class SequenceMismatchError(StoreError):
     """expected_next_sequence does not hold (FAILED_PRECONDITION)."""
+
+
+class CorruptRecordError(StoreError):
+    """A stored row cannot be read back as a record: it was altered (DATA_LOSS)."""
 
 
 class StoreClosedError(StoreError):
