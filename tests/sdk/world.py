@@ -111,7 +111,7 @@ class World:
     # ------------------------------------------------------------------ setup
     def load(self, wasm: bytes) -> str:
         """Load a module into the pool; returns its hash."""
-        return self.pool.load_module(wasm).module_hash
+        return str(self.pool.load_module(wasm).module_hash)
 
     def spawn(self, name: str, module_hash: str, args: bytes = b"") -> Event:
         """Create an agent (runs agent_init) at the current tick."""
