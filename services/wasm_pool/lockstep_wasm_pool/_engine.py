@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import wasmtime
 
@@ -735,14 +735,18 @@ class WasmPool:
             raise _HostFault(FK.FAULT_KIND_ABI_VIOLATION, "no memory export reachable")
         return mem
 
+    @staticmethod
+    def _out_of_bounds(fn: str, what: str, ptr: int, length: int, size: int) -> NoReturn:
+        raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
+                         f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
+                         f"({size} bytes)")
+
     def _read(self, agent: _Agent, fn: str, what: str, ptr: int, length: int) -> bytes:
         ptr &= 0xFFFFFFFF
         mem = self._mem(agent)
         size = mem.size()
         if ptr + length > size:
-            raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
-                             f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
-                             f"({size} bytes)")
+            self._out_of_bounds(fn, what, ptr, length, size)
         if not length:
             return b""
         return mem.read(ptr, length)
@@ -752,15 +756,24 @@ class WasmPool:
         return code
 
     def _h_send(self, dptr: int, dlen: int, pptr: int, plen: int) -> int:
-        agent = self._agent()
+        # The hottest host function, so it reads memory directly rather than via _read.
+        agent = self._current or self._agent()
         if dlen < 0 or plen < 0:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
         if plen > agent.limits.message_bytes:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
         if dlen > 65:  # longest valid destination: "#" + 64-byte topic
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        dest = self._read(agent, "send", "destination", dptr, dlen)
-        payload = self._read(agent, "send", "payload", pptr, plen)
+        mem = agent.mem or self._mem(agent)
+        size = mem.size()
+        dptr &= 0xFFFFFFFF
+        pptr &= 0xFFFFFFFF
+        if dptr + dlen > size:
+            self._out_of_bounds("send", "destination", dptr, dlen, size)
+        if pptr + plen > size:
+            self._out_of_bounds("send", "payload", pptr, plen, size)
+        dest = mem.read(dptr, dlen)
+        payload = mem.read(pptr, plen) if plen else b""
         if agent.send_count >= agent.limits.sends:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         if not _abi.check_destination(dest, payload):
@@ -795,9 +808,7 @@ class WasmPool:
         mem = self._mem(agent)
         size = mem.size()
         if ptr + length > size:
-            raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
-                             f"random: buffer [0x{ptr:x}, +{length}) is outside memory "
-                             f"({size} bytes)")
+            self._out_of_bounds("random", "buffer", ptr, length, size)
         if length:
             mem.write(ptr, agent.random.take(length))
         return 0

@@ -32,9 +32,9 @@ import wasmtime
 
 __all__ = [
     "AVAILABLE",
+    "Fuel",
     "HostState",
     "Memory",
-    "Fuel",
     "caller_memory",
     "define_host",
     "global_get_bits",
@@ -72,6 +72,8 @@ def _probe() -> bool:
                 val_fields.get("i32") is not ctypes.c_int32 or \
                 val_fields.get("i64") is not ctypes.c_int64:
             return False
+        if ctypes.sizeof(ffi.wasmtime_val_raw) != 16:
+            return False
         # The attributes the adapter reads from public objects.
         return "_func" in wasmtime.Func.__annotations__ \
             and "_global" in wasmtime.Global.__annotations__ \
@@ -84,6 +86,7 @@ def _probe() -> bool:
 
 
 AVAILABLE = _probe()
+_VAL_RAW_SIZE = 16
 
 
 def _raw(name: str, restype: Any) -> Any:
@@ -294,6 +297,8 @@ def caller_memory(store: wasmtime.Store, state: HostState, name: str = "memory",
         memory = caller.get(name)
     else:
         ffi, bindings = _internals()
+        if isinstance(caller, int):  # raw callbacks receive the address
+            caller = ctypes.cast(caller, ctypes.POINTER(ffi.wasmtime_caller_t))
         item = ffi.wasmtime_extern_t()
         raw = name.encode()
         if not bindings._wasmtime_caller_export_get(caller, raw, len(raw), ctypes.byref(item)):
@@ -328,38 +333,69 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
                 state.caller = None
         linker.define_func(module, name, ty, public, access_caller=True)
         return
-    ffi, bindings = _internals()
+    _, bindings = _internals()
     trap_new = bindings._wasmtime_trap_new
     message = b"lockstep host function fault"
-    is64 = result == "i64"
+    # args_and_results is an array of 16-byte wasmtime_val_raw_t; viewing it as int32
+    # (or int64) lets ctypes hand out plain ints instead of building a union per access.
+    stride = _VAL_RAW_SIZE // 4
+    if result == "i64":
+        cb_type = _CB64
+        stride //= 2
+    else:
+        cb_type = _CB32
+
+    def fault(exc: BaseException) -> int:
+        state.pending = exc
+        trap = trap_new(message, len(message))
+        return ctypes.cast(trap, ctypes.c_void_p).value or 0
+
+    a, b, c, d = 0, stride, 2 * stride, 3 * stride
+    wide = result == "i64"
 
     def callback(_env: Any, caller: Any, args: Any, _n: int) -> int:
         state.caller = caller
         try:
-            vals = [args[i].i32 for i in range(params)]
-            out = fn(*vals)
-            if is64:
-                args[0].i64 = out
+            if params == 4:
+                out = fn(*_i32s(wide, args[a], args[b], args[c], args[d]))
+            elif params == 3:
+                out = fn(*_i32s(wide, args[a], args[b], args[c]))
+            elif params == 2:
+                out = fn(*_i32s(wide, args[a], args[b]))
+            elif params == 1:
+                out = fn(*_i32s(wide, args[a]))
             else:
-                args[0].i32 = out
+                out = fn()
+            args[0] = out
             return 0
         except BaseException as exc:
-            state.pending = exc
-            trap = trap_new(message, len(message))
-            return ctypes.cast(trap, ctypes.c_void_p).value or 0
+            return fault(exc)
         finally:
             state.caller = None
 
-    cb = ffi.wasmtime_func_unchecked_callback_t(callback)
+    cb = cb_type(callback)
     keep.append(cb)
     mod_b = module.encode()
     name_b = name.encode()
     null_finalizer = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
-    err = bindings._wasmtime_linker_define_func_unchecked(
-        linker.ptr(), mod_b, len(mod_b), name_b, len(name_b), ty.ptr(), cb, None,
-        null_finalizer)
+    define = _raw("wasmtime_linker_define_func_unchecked", ctypes.c_void_p)
+    err = define(linker.ptr(), mod_b, ctypes.c_size_t(len(mod_b)), name_b,
+                 ctypes.c_size_t(len(name_b)), ty.ptr(), cb, None, null_finalizer)
     if err:
-        raise wasmtime.WasmtimeError._from_ptr(err)
+        raise _error_from_address(err)
+
+
+def _i32s(wide: bool, *vals: int) -> tuple[int, ...]:
+    """Arguments read through an int64 view carry garbage above bit 31: keep the i32."""
+    if not wide:
+        return vals
+    return tuple(((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for v in vals)
+
+
+_CB32 = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
+                         ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t)
+_CB64 = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
+                         ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t)
 
 
 # ----------------------------------------------------------------------------- globals
