@@ -302,3 +302,22 @@ def pure_chacha20(key: bytes, length: int) -> bytes:
         out += struct.pack("<16I", *((x + y) & 0xFFFFFFFF for x, y in zip(s, init, strict=True)))
         counter += 1
     return out[:length]
+
+
+def test_random_stream_end_is_a_refusal(pool: WasmPool) -> None:
+    from lockstep_wasm_pool._abi import RANDOM_STREAM_BYTES
+    create(pool, (1, "a", calls_agent("(call $random (i32.const 3000) (i32.const 8))")))
+    (snap,) = pool.snapshot([1])
+    pool.reset()
+    snap.random_position = RANDOM_STREAM_BYTES - 4
+    pool.restore([snap])
+    (result,) = step(pool, 1, 1)
+    assert results_of(pool, 1, 1) == [-1] and result.refused_calls == 1
+
+
+def test_memory_page_limit_above_cap_is_invalid(pool: WasmPool) -> None:
+    from lockstep_wasm_pool import InvalidRequestError
+    digest = pool.load_module(agent_wat()).module_hash
+    with pytest.raises(InvalidRequestError, match="above the pool cap of 512"):
+        pool.create_agents(pb.CreateAgentsRequest(agents=[
+            spec(1, "a", digest, limits=cpb.Limits(max_memory_pages=513))]))

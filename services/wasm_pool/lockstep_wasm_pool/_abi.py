@@ -16,6 +16,7 @@ __all__ = [
     "LS_ERR_QUOTA",
     "LS_ERR_TOO_LARGE",
     "REQUIRED_EXPORTS",
+    "RANDOM_STREAM_BYTES",
     "RandomStream",
     "build_context",
     "chacha20_keystream",
@@ -35,6 +36,9 @@ LS_ERR_QUOTA = -1
 LS_ERR_TOO_LARGE = -2
 LS_ERR_BAD_NAME = -3
 LS_ERR_BAD_ARG = -4
+
+#: ChaCha20 with a 32-bit block counter yields 2^32 blocks of 64 bytes per key.
+RANDOM_STREAM_BYTES = 64 << 32
 
 # (params, results) as wasm value-type names.
 Signature = tuple[tuple[str, ...], tuple[str, ...]]

@@ -53,8 +53,9 @@ class WasmPoolConfig:
     max_module_bytes: int = 32 * MIB
     #: Largest inbox of one agent in one StepBatch, bytes.
     max_inbox_bytes: int = 16 * MIB
-    #: Upper bound on any agent's max_memory_pages (65536 = the whole 4 GiB wasm32 space).
-    max_memory_pages_cap: int = 65_536
+    #: Upper bound on any agent's max_memory_pages. A snapshot travels as one gRPC message
+    #: (64 MiB at most), so the default keeps a whole memory (32 MiB) well inside it.
+    max_memory_pages_cap: int = 512
     #: Most modules (accepted or rejected) remembered; LoadModule beyond it is refused.
     max_modules: int = 1024
     #: Most live agents in this pool.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from ._errors import (
 __all__ = ["ModuleInfo", "WasmPool", "make_engine", "state_hash"]
 
 FK = common_pb2
+log = logging.getLogger("lockstep.wasm_pool")
 _VALTYPE_BYTE = {"i32": 0x7F, "i64": 0x7E, "f32": 0x7D, "f64": 0x7C}
 _NUMERIC = frozenset(_VALTYPE_BYTE)
 
@@ -702,6 +704,13 @@ class WasmPool:
         except wasmtime.WasmtimeError as exc:
             self._host.take()
             raise _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry) from None
+        except Exception as exc:
+            # A bug in a host function must not take the batch or the pool down: the agent
+            # faults (its state is suspect) and the error is logged for the operator.
+            log.error("host error in %s of agent %s: %r", entry, agent.name, exc,
+                      exc_info=exc)
+            raise _Fault(FK.FAULT_KIND_TRAP, f"internal host error in {entry}: "
+                         f"{type(exc).__name__}", entry) from None
 
     # ------------------------------------------------------------------ host functions
     def _make_linker(self) -> wasmtime.Linker:
@@ -804,6 +813,8 @@ class WasmPool:
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
         if length > self.config.max_random_bytes:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
+        if agent.random.position + length > _abi.RANDOM_STREAM_BYTES:
+            return self._refuse(agent, _abi.LS_ERR_QUOTA)  # 256 GiB: the stream is spent
         ptr &= 0xFFFFFFFF
         mem = self._mem(agent)
         size = mem.size()
