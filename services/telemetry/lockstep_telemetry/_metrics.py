@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
-from wsgiref.simple_server import WSGIServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    generate_latest,
 )
 
 from lockstep.errors import ConfigError
@@ -50,7 +52,8 @@ class Metrics:
             registry=self.registry)
         self.followers = Gauge(
             "lockstep_telemetry_followers", "Open FollowRecords streams", registry=self.registry)
-        self._http: WSGIServer | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.address = ""
 
     def count_records(self, kinds: Iterable[tuple[str, int]]) -> None:
@@ -61,10 +64,32 @@ class Metrics:
         """Start the HTTP endpoint on HOST:PORT; return the bound HOST:PORT."""
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/", "/metrics"):
+                    self.send_error(404, "only /metrics is served here")
+                    return
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # scrapes every few seconds would drown the service log
+
         try:
-            server, _thread = start_http_server(int(port), addr=host, registry=self.registry)
+            server = ThreadingHTTPServer((host, int(port)), Handler)
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {address}: {exc.strerror}") from None
+        server.daemon_threads = True
+        # A short poll interval keeps shutdown() quick (it waits for the next poll).
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                        name="metrics-http", daemon=True)
+        self._thread.start()
         self._http = server
         bound_host = host if ":" not in host else f"[{host}]"
         self.address = f"{bound_host}:{server.server_address[1]}"
@@ -72,7 +97,11 @@ class Metrics:
         return self.address
 
     def close(self) -> None:
+        """Stop the HTTP endpoint."""
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
