@@ -281,7 +281,7 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
         if ticks >= 100:
             out.append(metric(f"peers.{kind}.gini_after_{ticks}.{n}", "gini",
                               [ours["gini"]], base, [mesa["gini"]], "-",
-                              "agrees with Mesa (~0.63 at 1k, 10k)", agents=n))
+                              "~ Mesa (0.63 at 1k+)", agents=n))
     return out
 
 
@@ -329,7 +329,7 @@ def _autogen_metrics(quick: bool) -> list[dict[str, object]]:
     return [
         metric("peers.autogen.messages_per_s", "msg/s", rates,
                "raw gRPC round trips/s (64 B, sequential)", [1 / r for r in raw], "-",
-               "Lockstep orchestrator.messages_per_s is the comparison",
+               "-",
                messages=n, processes=3),
         metric("peers.autogen.rpc_round_trip", "ms", rtts,
                "raw gRPC round trip (64 B)", [r * 1000 for r in raw], "-", "-"),
