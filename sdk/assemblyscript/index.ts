@@ -94,8 +94,9 @@ export function agent_alloc(size: i32): i32 {
 }
 
 // ---------------------------------------------------------------------------------
-// abort: the runtime's failure hook (asserts, bounds checks, out of memory). It logs
-// "abort: <message> at <file>:<line>:<column>" at error level and traps, which faults
+// abort: the runtime's failure hook (asserts, bounds checks, out of memory) and the
+// agent's own abort(message). It logs "abort: <message>" (plus " at
+// <file>:<line>:<column>" when the runtime says where) at error level and traps, which faults
 // the agent. It formats into a static buffer, never the heap, which may be the thing
 // that failed.
 // ---------------------------------------------------------------------------------
@@ -135,12 +136,14 @@ export function lsAbort(
   let at: usize = 0;
   at = abortPut(at, "abort: ");
   at = abortPut(at, message);
-  at = abortPut(at, " at ");
-  at = abortPut(at, fileName);
-  at = abortPut(at, ":");
-  at = abortPutU32(at, line);
-  at = abortPut(at, ":");
-  at = abortPutU32(at, column);
+  if (fileName !== null) { // the runtime's own checks say where; a plain abort() does not
+    at = abortPut(at, " at ");
+    at = abortPut(at, fileName);
+    at = abortPut(at, ":");
+    at = abortPutU32(at, line);
+    at = abortPut(at, ":");
+    at = abortPutU32(at, column);
+  }
   if (at > ABORT_BUF_SIZE) at = ABORT_BUF_SIZE;
   lockstep_log(LOG_ERROR, abortBuf, <i32>at);
   unreachable();

@@ -307,3 +307,53 @@ def test_oracle_without_model_is_done(built: Built) -> None:
         world.step()
         assert world.logs() == [(0, "o", 4, "missing model=NAME argument")]
         assert world.live() == []
+
+
+# --------------------------------------------------------------------------- faults
+def test_assemblyscript_abort_logs_where_and_faults_the_agent(tmp_path: Path) -> None:
+    src = tmp_path / "aborts.ts"
+    src.write_text(
+        'import { Context, OK, IDLE, receiveBatch } from "@lockstep/sdk";\n'
+        'export { agent_alloc } from "@lockstep/sdk";\n'
+        "export function agent_init(): i32 { return OK; }\n"
+        "export function agent_step(p: i32): i32 {\n"
+        "  const c = Context.read(p);\n"
+        '  if (c.tick == 2) abort("tick " + c.tick.toString() + " is too late");\n'
+        "  const a = new Array<i64>(1);\n"
+        "  return <i32>a[<i32>c.tick];  // out of range at tick 1\n"
+        "}\n"
+        "export function agent_receive(p: i32): i32 { return OK; }\n"
+        "export function agent_receive_batch(p: i32): i32 { return receiveBatch(p, agent_receive); }\n"
+        "export function agent_shutdown(): i32 { return OK; }\n")
+    wasm = build_agent(src, tmp_path / "aborts.wasm").read_bytes()
+    with World() as world:
+        h = world.load(wasm)
+        world.spawn("a", h, b"")
+        world.step()
+        world.step()
+        world.spawn("b", h, b"")
+        world.run(10)
+        assert world.logs() == [
+            (1, "a", 4, "abort: Index out of range at ~lib/array.ts:114:42"),
+            (2, "b", 4, "abort: tick 2 is too late"),
+        ]
+        assert [(t, a) for t, a, _ in world.faults()] == [(1, "a"), (2, "b")]
+        assert all(f.startswith("FAULT_KIND_TRAP: unreachable") for _, _, f in world.faults())
+
+
+def test_c_agent_returning_an_error_code_faults(tmp_path: Path) -> None:
+    src = tmp_path / "neg.c"
+    src.write_text('#define LOCKSTEP_DEFAULT_ALLOC\n#define LOCKSTEP_DEFAULT_INIT\n'
+                   '#define LOCKSTEP_DEFAULT_SHUTDOWN\n#include "lockstep.h"\n'
+                   "int32_t agent_receive(int32_t p) { return -7; }\n"
+                   "int32_t agent_step(int32_t p) { return LS_IDLE; }\n")
+    wasm = build_agent(src, tmp_path / "neg.wasm").read_bytes()
+    with World() as world:
+        world.spawn("a", world.load(wasm), b"")
+        world.step()
+        world.send_external("a", b"x")
+        world.step()
+        # The header's agent_receive_batch passes the negative code on, as the host
+        # would see it from agent_receive.
+        assert world.faults() == [(1, "a", "FAULT_KIND_ERROR_CODE: agent_receive_batch "
+                                           "returned -7")]
