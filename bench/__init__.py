@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile", "rss_bytes", "set_reporter",
-           "start_service"]
+__all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile",
+           "rss_bytes", "set_reporter", "start_service"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

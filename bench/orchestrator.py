@@ -155,7 +155,8 @@ def echo_server() -> Iterator[Any]:
             ("grpc.max_receive_message_length", 1 << 30),
             ("grpc.max_send_message_length", 1 << 30)])
         grpc.channel_ready_future(channel).result(timeout=30)
-        call = channel.unary_unary("/bench.Echo/Echo")
+        call = channel.unary_unary("/bench.Echo/Echo", request_serializer=None,
+                                   response_deserializer=None)
         try:
             yield call
         finally:

@@ -62,7 +62,7 @@ def gini(wealth: list[int]) -> float:
 # ---- child side: Mesa ------------------------------------------------------------------
 
 def _mesa_child(n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
-    import mesa
+    import mesa  # type: ignore[import-not-found]
 
     class MoneyAgent(mesa.Agent):  # type: ignore[misc]
         def __init__(self, model: Any, index: int) -> None:
@@ -137,7 +137,7 @@ class Count:
 def _autogen_child(role: str, address: str, n: int) -> None:
     import asyncio
 
-    from autogen_core import (
+    from autogen_core import (  # type: ignore[import-not-found]
         AgentId,
         MessageContext,
         RoutedAgent,
@@ -146,7 +146,10 @@ def _autogen_child(role: str, address: str, n: int) -> None:
         message_handler,
         try_get_known_serializers_for_type,
     )
-    from autogen_ext.runtimes.grpc import GrpcWorkerAgentRuntime, GrpcWorkerAgentRuntimeHost
+    from autogen_ext.runtimes.grpc import (  # type: ignore[import-not-found]
+        GrpcWorkerAgentRuntime,
+        GrpcWorkerAgentRuntimeHost,
+    )
 
     # autogen resolves handler annotations (strings here, PEP 563) in module globals.
     globals()["MessageContext"] = MessageContext
@@ -156,11 +159,11 @@ def _autogen_child(role: str, address: str, n: int) -> None:
             super().__init__("counts messages")
             self.count = 0
 
-        @message_handler  # type: ignore[misc]
+        @message_handler  # type: ignore[untyped-decorator]
         async def on_msg(self, message: Msg, ctx: MessageContext) -> None:
             self.count += 1
 
-        @message_handler  # type: ignore[misc]
+        @message_handler  # type: ignore[untyped-decorator]
         async def on_query(self, message: Query, ctx: MessageContext) -> Count:
             return Count(self.count)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import platform
@@ -106,7 +107,7 @@ def run_suite(quick: bool, only: list[str], progress: Any = None) -> dict[str, A
             continue
         try:
             rows = mod.run(quick)
-        except Exception as exc:  # noqa: BLE001 -- one module's failure must not hide the rest
+        except Exception as exc:  # one module's failure must not hide the rest
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             metrics.append(_error_row(module, detail))
         else:
@@ -159,7 +160,7 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
         if m.get("limited"):
             notes.append(f"{m['name']}: {m['limited']}")
     console = Console(width=width or 140, record=True, force_terminal=False,
-                      file=open(os.devnull, "w"))  # noqa: SIM115 -- record only
+                      file=io.StringIO())  # recorded, exported below
     console.print(table)
     baselines = sorted({str(m["baseline"]) for m in doc["metrics"]
                         if m.get("baseline") not in (None, "-")})

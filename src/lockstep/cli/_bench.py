@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,7 +16,7 @@ from lockstep.cli._app import app
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def _import_suite():  # type: ignore[no-untyped-def]
+def _import_suite() -> tuple[Any, Any]:
     if not (REPO_ROOT / "bench" / "suite.py").is_file():
         print(f"error: lockstep bench needs a source checkout (no bench/suite.py under "
               f"{REPO_ROOT})", file=sys.stderr)
