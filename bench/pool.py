@@ -95,7 +95,7 @@ class _Bare:
             inst = linker.instantiate(store, module)
             exports = inst.exports(store)
             self.stores.append(store)
-            for name in ("agent_step", "agent_receive", "agent_receive_batch"):
+            for name in ("agent_alloc", "agent_step", "agent_receive", "agent_receive_batch"):
                 if name in [e.name for e in module.exports]:
                     self.funcs.setdefault(name, []).append(exports[name])  # type: ignore
 
@@ -159,6 +159,13 @@ def run(quick: bool) -> list[dict[str, object]]:
     bare = _Bare(config, bytes(plain), n)
     step_calls = bare.calls("agent_step")
     recv_calls = bare.calls("agent_receive")
+    alloc_calls = bare.calls("agent_alloc")
+
+    def bare_abi_step() -> None:
+        # What the ABI itself asks of a step: agent_alloc for the context, then agent_step.
+        for alloc, call in zip(alloc_calls, step_calls, strict=True):
+            alloc(40)
+            call(4096)
 
     def bare_step() -> None:
         for call in step_calls:
@@ -171,6 +178,7 @@ def run(quick: bool) -> list[dict[str, object]]:
 
     base_step = _time_ticks(bare_step, ticks, n)
     base_recv = _time_ticks(bare_receive, ticks, n * msgs)
+    base_abi = _time_ticks(bare_abi_step, ticks, n)
 
     for fast in (True, False):
         label = "" if fast else ".public_api"
@@ -184,6 +192,10 @@ def run(quick: bool) -> list[dict[str, object]]:
             overhead = [s - statistics.median(base_step) for s in step_samples]
             metrics.append(_metric(f"pool.host_overhead_per_step{label}", "us", overhead,
                                    baseline, base_step, "< 5000 us", "< 3 us"))
+            beyond = [s - statistics.median(base_abi) for s in step_samples]
+            metrics.append(_metric(f"pool.host_overhead_beyond_abi_calls{label}", "us", beyond,
+                                   "bare agent_alloc + agent_step calls", base_abi,
+                                   "< 5000 us", "< 3 us"))
             inbox = _inbox(msgs)
             full = pb.StepBatchRequest(tick=2, steps=[
                 pb.AgentStep(handle=i + 1, inbox=inbox, inbox_count=msgs) for i in range(n)])

@@ -171,6 +171,10 @@ class _Agent:
     f_batch: Any = None
     f_shutdown: Any = None
     globals: list[tuple[int, str, Any]] = field(default_factory=list)
+    # The constant part of every context buffer (see _abi.build_context).
+    ctx_tail: bytes = b""
+    ctx_total: int = 0
+    ctx_args_len: int = 0
     # Per call sequence (reset by WasmPool._begin).
     tick: int = 0
     sends: bytearray = field(default_factory=bytearray)
@@ -383,7 +387,10 @@ class WasmPool:
         fuel = _native.make_fuel(store, fast=self._fast)
         own_spec = pb.AgentSpec()
         own_spec.CopyFrom(spec)
-        return _Agent(handle=spec.handle, name=spec.name, name_bytes=spec.name.encode(),
+        name_bytes = spec.name.encode()
+        args = bytes(spec.args)
+        return _Agent(ctx_tail=name_bytes + args, ctx_total=24 + len(name_bytes) + len(args),
+                      ctx_args_len=len(args),handle=spec.handle, name=spec.name, name_bytes=spec.name.encode(),
                       spec=own_spec, seed=seed, module=info, limits=limits, store=store,
                       fuel=fuel,
                       random=_abi.RandomStream(seed, spec.name))
@@ -489,8 +496,9 @@ class WasmPool:
                 else:
                     for record in records:
                         self._entry_buffer(agent, agent.f_receive, record, "agent_receive")
-            context = _abi.build_context(agent.name_bytes, tick, len(records),
-                                         agent.spec.args)
+            context = _abi.CONTEXT_HEADER.pack(agent.ctx_total, _abi.ABI_VERSION,
+                                               len(agent.name_bytes), tick, len(records),
+                                               agent.ctx_args_len) + agent.ctx_tail
             code = self._entry_buffer(agent, agent.f_step, context, "agent_step")
             agent.idle = code == 1
         except _Fault as exc:
@@ -692,7 +700,10 @@ class WasmPool:
                          f"{len(data)} bytes inside memory ({mem_len} bytes) for {entry}",
                          "agent_alloc")
         agent.mem.write(ptr, data)
-        return self._entry(agent, func, (ptr,), entry)
+        code = self._call(agent, func, (ptr,), entry)
+        if code < 0:
+            raise _Fault(FK.FAULT_KIND_ERROR_CODE, f"{entry} returned {code}", entry, code)
+        return code if code in (0, 1, 2) else 0
 
     def _call(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
         try:

@@ -24,6 +24,7 @@ process-global slot the same way, which is why the engine runs one call at a tim
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,7 @@ AVAILABLE = _probe()
 _VAL_RAW_SIZE = 16
 
 
+@functools.cache
 def _raw(name: str, restype: Any) -> Any:
     """A second, argtypes-free handle on a C function: ctypes then passes pointer-like
     arguments as they are, skipping per-call conversion checks (the hot path)."""
@@ -207,7 +209,7 @@ class Fuel:
 
 
 class _RawFuel(Fuel):
-    __slots__ = ("_ctx", "_get", "_out", "_out_ref", "_set")
+    __slots__ = ("_amount", "_ctx", "_get", "_out", "_out_ref", "_set")
 
     def __init__(self, store: wasmtime.Store) -> None:
         super().__init__(store)
@@ -216,9 +218,12 @@ class _RawFuel(Fuel):
         self._get = _raw("wasmtime_context_get_fuel", ctypes.c_void_p)
         self._out = ctypes.c_uint64(0)
         self._out_ref = ctypes.byref(self._out)
+        self._amount = ctypes.c_uint64(0)
 
     def set(self, amount: int) -> None:
-        err = self._set(self._ctx, ctypes.c_uint64(amount))
+        if self._amount.value != amount:  # the budget rarely changes: reuse the c_uint64
+            self._amount = ctypes.c_uint64(amount)
+        err = self._set(self._ctx, self._amount)
         if err:
             raise _error_from_address(err)
 
