@@ -390,7 +390,8 @@ class WasmPool:
         name_bytes = spec.name.encode()
         args = bytes(spec.args)
         return _Agent(ctx_tail=name_bytes + args, ctx_total=24 + len(name_bytes) + len(args),
-                      ctx_args_len=len(args),handle=spec.handle, name=spec.name, name_bytes=spec.name.encode(),
+                      ctx_args_len=len(args), handle=spec.handle, name=spec.name,
+                      name_bytes=name_bytes,
                       spec=own_spec, seed=seed, module=info, limits=limits, store=store,
                       fuel=fuel,
                       random=_abi.RandomStream(seed, spec.name))
