@@ -276,6 +276,8 @@ class WasmPool:
         except _wasmbin.WasmBinError as exc:
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
                                       f"unsupported wasm module: {exc}") from None
+        except _wasmbin.MalformedModuleError as exc:
+            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE, str(exc)) from None
         layout = prepared.layout
         for name in layout.export_names:
             if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):

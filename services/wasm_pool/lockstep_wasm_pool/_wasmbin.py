@@ -6,19 +6,24 @@ also export each mutable global under a reserved name (``__lockstep_global_<inde
 This module parses the section layout, the import/global/export sections, and writes a
 new export section; everything else is copied byte for byte.
 
-Written inside the pool because no shared section helper (``lockstep.wasmbin``) existed
-when the pool was built; if one lands, the LEB128 and section iteration here can move.
-The input must already be valid (``wasmtime.Module.validate``): errors raised here are
-only for what the rewriter itself does not support.
+LEB128 and section framing come from the shared ``lockstep.wasmbin``; this module adds
+what only the pool needs (globals, export rewriting, code scanning). The input must
+already be valid (``wasmtime.Module.validate``): errors raised here are only for what the
+rewriter itself does not support (WasmBinError) or for bytes that are not a module
+(``lockstep.wasmbin.MalformedModuleError``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lockstep import wasmbin
+from lockstep.wasmbin import MalformedModuleError, Section
+
 __all__ = [
     "RESERVED_EXPORT_PREFIX",
     "GlobalInfo",
+    "MalformedModuleError",
     "ModuleLayout",
     "Prepared",
     "WasmBinError",
@@ -32,7 +37,6 @@ __all__ = [
     "write_uleb",
 ]
 
-MAGIC = b"\x00asm\x01\x00\x00\x00"
 RESERVED_EXPORT_PREFIX = "__lockstep_"
 
 SEC_CUSTOM = 0
@@ -49,89 +53,32 @@ VALTYPE_NAMES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128
 
 
 class WasmBinError(ValueError):
-    """The bytes use a construct this reader does not handle (or are not wasm at all)."""
+    """The module uses a construct the pool does not accept or this reader does not handle."""
 
 
 def read_uleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
-    """Decode an unsigned LEB128 of at most `bits` bits at `pos`; return (value, next pos)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WasmBinError("unexpected end of data in LEB128")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-        if shift >= bits + 7:
-            raise WasmBinError("LEB128 too long")
-    if result >> bits:
-        raise WasmBinError("LEB128 out of range")
-    return result, pos
+    """Decode an unsigned LEB128 (u32 or u64) at `pos`; return (value, next pos)."""
+    return wasmbin.decode_u64(buf, pos) if bits > 32 else wasmbin.decode_u32(buf, pos)
 
 
 def read_sleb(buf: bytes, pos: int, bits: int = 64) -> tuple[int, int]:
-    """Decode a signed LEB128 of at most `bits` bits at `pos`; return (value, next pos)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WasmBinError("unexpected end of data in LEB128")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-        if shift >= bits + 7:
-            raise WasmBinError("LEB128 too long")
-    if byte & 0x40:
-        result -= 1 << shift
-    return result, pos
+    """Decode a signed LEB128 (s32, s33 or s64) at `pos`; return (value, next pos)."""
+    if bits == 32:
+        return wasmbin.decode_s32(buf, pos)
+    if bits == 33:
+        reader = wasmbin.Reader(buf, pos)
+        return reader.s33(), reader.pos
+    return wasmbin.decode_s64(buf, pos)
 
 
 def write_uleb(value: int) -> bytes:
-    """Encode a non-negative integer as unsigned LEB128 (shortest form)."""
-    if value < 0:
-        raise ValueError("write_uleb needs a non-negative value")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-@dataclass(frozen=True)
-class Section:
-    """One section: its id and where its payload lies in the module bytes."""
-
-    id: int
-    start: int  # first byte of the section header (the id byte)
-    payload_start: int
-    end: int  # one past the last payload byte
+    """Encode a u32 as unsigned LEB128 (shortest form)."""
+    return wasmbin.encode_u32(value)
 
 
 def sections(wasm: bytes) -> list[Section]:
-    """Split a module into its sections, in file order."""
-    if wasm[:8] != MAGIC:
-        raise WasmBinError("not a wasm 1.0 binary module (bad magic or version)")
-    out: list[Section] = []
-    pos = 8
-    while pos < len(wasm):
-        start = pos
-        sec_id = wasm[pos]
-        size, pos = read_uleb(wasm, pos + 1)
-        if pos + size > len(wasm):
-            raise WasmBinError(f"section {sec_id} runs past the end of the module")
-        out.append(Section(sec_id, start, pos, pos + size))
-        pos += size
-    return out
+    """Split a module into its sections, in file order (framing and order checked)."""
+    return wasmbin.sections(wasm)
 
 
 def _read_name(buf: bytes, pos: int) -> tuple[str, int]:
@@ -222,7 +169,7 @@ def parse_layout(wasm: bytes) -> ModuleLayout:
     exports: list[str] = []
     try:
         for sec in secs:
-            pos = sec.payload_start
+            pos = sec.payload_offset
             if sec.id == SEC_IMPORT:
                 count, pos = read_uleb(wasm, pos)
                 for _ in range(count):
@@ -285,7 +232,7 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
     old_count = 0
     export_sec = next((s for s in layout.sections if s.id == SEC_EXPORT), None)
     if export_sec is not None:
-        old_count, body_pos = read_uleb(wasm, export_sec.payload_start)
+        old_count, body_pos = read_uleb(wasm, export_sec.payload_offset)
         entries += wasm[body_pos:export_sec.end]
     for index in extra:
         name = global_export_name(index).encode()
@@ -293,12 +240,12 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
     payload = write_uleb(old_count + len(extra)) + bytes(entries)
     new_section = bytes([SEC_EXPORT]) + write_uleb(len(payload)) + payload
     if export_sec is not None:
-        return wasm[:export_sec.start] + new_section + wasm[export_sec.end:]
+        return wasm[:export_sec.offset] + new_section + wasm[export_sec.end:]
     # No export section yet: insert before the first known section that must follow it.
     insert_at = len(wasm)
     for sec in layout.sections:
         if sec.id != SEC_CUSTOM and _SECTION_RANK.get(sec.id, 0) > _SECTION_RANK[SEC_EXPORT]:
-            insert_at = sec.start
+            insert_at = sec.offset
             break
     return wasm[:insert_at] + new_section + wasm[insert_at:]
 
@@ -455,7 +402,7 @@ def prepare(wasm: bytes) -> Prepared:
     n_imported_funcs = 0
     imp = by_id.get(SEC_IMPORT)
     if imp is not None:
-        count, pos = read_uleb(wasm, imp.payload_start)
+        count, pos = read_uleb(wasm, imp.payload_offset)
         for _ in range(count):
             _, pos = _read_name(wasm, pos)
             _, pos = _read_name(wasm, pos)
@@ -477,7 +424,7 @@ def prepare(wasm: bytes) -> Prepared:
     bodies: list[tuple[int, int, int, list[tuple[int, int]]]] = []  # (start, instr, end, grows)
     if code is not None:
         try:
-            count, pos = read_uleb(wasm, code.payload_start)
+            count, pos = read_uleb(wasm, code.payload_offset)
             for _ in range(count):
                 size, body_start = read_uleb(wasm, pos)
                 body_end = body_start + size
@@ -496,8 +443,8 @@ def prepare(wasm: bytes) -> Prepared:
         funcs = by_id.get(SEC_FUNCTION)
         if types is None or funcs is None or code is None:  # pragma: no cover - bodies imply
             raise WasmBinError("module has code but no type/function section")
-        n_types, _ = read_uleb(wasm, types.payload_start)
-        n_defined, _ = read_uleb(wasm, funcs.payload_start)
+        n_types, _ = read_uleb(wasm, types.payload_offset)
+        n_defined, _ = read_uleb(wasm, funcs.payload_offset)
         grow_helper = n_imported_funcs + n_defined
         call = b"\x10" + write_uleb(grow_helper)
         new_bodies = bytearray()
@@ -515,9 +462,9 @@ def prepare(wasm: bytes) -> Prepared:
             new_bodies += write_uleb(len(body)) + body
         new_bodies += write_uleb(len(_GROW_HELPER_BODY)) + _GROW_HELPER_BODY
         replaced[SEC_TYPE] = _section(SEC_TYPE, _vec_append(
-            wasm[types.payload_start:types.end], 1, _GROW_HELPER_TYPE))
+            wasm[types.payload_offset:types.end], 1, _GROW_HELPER_TYPE))
         replaced[SEC_FUNCTION] = _section(SEC_FUNCTION, _vec_append(
-            wasm[funcs.payload_start:funcs.end], 1, write_uleb(n_types)))
+            wasm[funcs.payload_offset:funcs.end], 1, write_uleb(n_types)))
         replaced[SEC_CODE] = _section(SEC_CODE, write_uleb(len(bodies) + 1)
                                       + bytes(new_bodies))
     out = bytearray(wasm[:8])
@@ -525,7 +472,7 @@ def prepare(wasm: bytes) -> Prepared:
         if sec.id != SEC_CUSTOM and sec.id in replaced:
             out += replaced[sec.id]
         else:
-            out += wasm[sec.start:sec.end]
+            out += wasm[sec.offset:sec.end]
     rewritten = bytes(out)
     if replaced:
         layout = parse_layout(rewritten)
