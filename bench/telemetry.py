@@ -18,6 +18,7 @@ ratio is metric / baseline (the fraction of raw SQLite speed kept). Metrics:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lockstep.auth import Role, write_token_file
@@ -63,8 +65,16 @@ def _records() -> list[pb.Record]:
             for i in range(BATCH)]
 
 
-def _raw_sqlite(path: Path, batches: int, samples: int) -> list[float]:
-    """Baseline: same schema and pragmas, plain executemany, no hashing."""
+def _rate(append: Callable[[], object], batches: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        append()
+    return batches * BATCH / (time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _raw_sqlite(path: Path) -> Iterator[Callable[[], object]]:
+    """Baseline: same schema and pragmas, plain executemany, no hashing, no validation."""
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
@@ -72,49 +82,25 @@ def _raw_sqlite(path: Path, batches: int, samples: int) -> list[float]:
                 "tick INTEGER NOT NULL, kind TEXT NOT NULL, content_type TEXT NOT NULL, "
                 "payload BLOB NOT NULL, hash BLOB NOT NULL)")
     con.execute("CREATE INDEX records_by_run ON records(run_id)")
-    fake_hash = bytes(32)
-    seq = 0
-    out = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            rows = []
-            for rec in _records():
-                seq += 1
-                rows.append((seq, "bench", rec.tick, rec.kind, rec.content_type,
-                             rec.payload, fake_hash))
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            con.execute("COMMIT")
-        out.append(batches * BATCH / (time.perf_counter() - t0))
-    con.close()
-    return out
+    # Rows built once, outside the timing; SQLite assigns seq (rowid): pure insert cost.
+    rows = [("bench", rec.tick, rec.kind, rec.content_type, rec.payload, bytes(32))
+            for rec in _records()]
+
+    def append() -> None:
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany("INSERT INTO records(run_id, tick, kind, content_type, payload, "
+                        "hash) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+
+    try:
+        yield append
+    finally:
+        con.close()
 
 
-def _store(path: Path, batches: int, samples: int) -> list[float]:
-    out = []
-    with Store(path) as store:
-        recs = _records()
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            for _ in range(batches):
-                store.append("bench", recs)
-            out.append(batches * BATCH / (time.perf_counter() - t0))
-    return out
-
-
-def _verify(path: Path, samples: int) -> list[float]:
-    out = []
-    with Store(path) as store:
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            res = store.verify()
-            assert res.ok, res.reason
-            out.append(res.checked / (time.perf_counter() - t0))
-    return out
-
-
-def _service(tmp: Path, batches: int, samples: int) -> list[float]:
+@contextlib.contextmanager
+def _service(tmp: Path) -> Iterator[Callable[[], object]]:
+    """The service as its own process, appended to over gRPC with a service token."""
     tokens = write_token_file(tmp / "tokens.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lockstep_telemetry", "--address", "127.0.0.1:0",
@@ -139,17 +125,11 @@ def _service(tmp: Path, batches: int, samples: int) -> list[float]:
         if not found.wait(60) or not address:
             raise RuntimeError("telemetry service did not start")
         wait_serving(address[0])
-        out = []
         with AuthedChannel(address[0], tokens.token(Role.SERVICE)) as channel:
             client = TelemetryClient(channel, max_batch_records=BATCH)
             recs = _records()
             client.append("bench", recs)  # warm up the channel and the server
-            for _ in range(samples):
-                t0 = time.perf_counter()
-                for _ in range(batches):
-                    client.append("bench", recs)
-                out.append(batches * BATCH / (time.perf_counter() - t0))
-        return out
+            yield lambda: client.append("bench", recs)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -157,21 +137,38 @@ def _service(tmp: Path, batches: int, samples: int) -> list[float]:
 
 
 def run(quick: bool) -> list[dict[str, object]]:
-    """Measure every metric; returns the metric dicts."""
+    """Measure every metric; returns the metric dicts.
+
+    Samples of the baseline and of each metric are interleaved, so a noisy neighbour on
+    the machine (or a slow fsync) hits them alike.
+    """
     batches, samples = (5, 5) if quick else (20, 9)
-    with tempfile.TemporaryDirectory(prefix="lockstep-bench-telemetry-") as name:
-        tmp = Path(name)
-        base = _raw_sqlite(tmp / "raw.db", batches, samples)
-        service = _service(tmp, batches, samples)
-        store = _store(tmp / "store.db", batches, samples)
-        verify = _verify(tmp / "store.db", max(3, samples // 2))
-        base_label = "raw SQLite executemany, same schema/WAL/synchronous=FULL, no hashing"
-        return [
-            _metric("telemetry.append_records_per_s", service, base_label, base),
-            _metric("telemetry.store_append_records_per_s", store, base_label, base),
-            _metric("telemetry.verify_records_per_s", verify, base_label, base,
-                    goal="-"),
-        ]
+    base: list[float] = []
+    service: list[float] = []
+    store_rates: list[float] = []
+    verify: list[float] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="lockstep-bench-telemetry-")))
+        raw = stack.enter_context(_raw_sqlite(tmp / "raw.db"))
+        remote = stack.enter_context(_service(tmp))
+        store = stack.enter_context(Store(tmp / "store.db"))
+        recs = _records()
+        for _ in range(samples):
+            base.append(_rate(raw, batches))
+            service.append(_rate(remote, batches))
+            store_rates.append(_rate(lambda: store.append("bench", recs), batches))
+        for _ in range(max(3, samples // 2)):
+            t0 = time.perf_counter()
+            res = store.verify()
+            assert res.ok, res.reason
+            verify.append(res.checked / (time.perf_counter() - t0))
+    base_label = "raw SQLite executemany, same schema/WAL/synchronous=FULL, no hashing"
+    return [
+        _metric("telemetry.append_records_per_s", service, base_label, base),
+        _metric("telemetry.store_append_records_per_s", store_rates, base_label, base),
+        _metric("telemetry.verify_records_per_s", verify, base_label, base, goal="-"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

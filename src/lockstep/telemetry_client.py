@@ -172,23 +172,26 @@ class TelemetryClient:
         if chunk:
             yield chunk
 
-    def _batch_id(self, run_id: str, request_bytes: bytes) -> str:
-        if self._pending is not None and self._pending[1:] == (run_id, request_bytes):
-            return self._pending[0]
+    def _batch_id(self, body: pb.AppendRecordsRequest) -> str:
+        # Only after a transient failure can this batch be a re-send of the pending one;
+        # serialise for the comparison only then (it costs as much as sending).
+        if self._pending is not None:
+            pending_id, run_id, content = self._pending
+            if run_id == body.run_id and content == body.SerializeToString(deterministic=True):
+                return pending_id
         self._counter += 1
         return f"{self.client_id}-{self._counter}"
 
     def _append_batch(self, run_id: str, chunk: list[pb.Record], stored: int) -> ChainHead:
         body = pb.AppendRecordsRequest(run_id=run_id, records=chunk)
-        body_bytes = body.SerializeToString(deterministic=True)
-        batch_id = self._batch_id(run_id, body_bytes)
-        body.batch_id = batch_id
+        batch_id = self._batch_id(body)
+        request = pb.AppendRecordsRequest(run_id=run_id, records=chunk, batch_id=batch_id)
         delay = self._backoff_initial
         started = time.monotonic()
         while True:
             try:
                 resp: pb.AppendRecordsResponse = self._stub.AppendRecords(
-                    body, timeout=self._timeout, wait_for_ready=True)
+                    request, timeout=self._timeout, wait_for_ready=True)
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code not in _RETRIABLE:
@@ -196,7 +199,9 @@ class TelemetryClient:
                     raise TelemetryRefusedError(
                         f"telemetry refused batch {batch_id} ({len(chunk)} records of run "
                         f"{run_id!r}): {code.name}: {exc.details()}", code) from None
-                self._pending = (batch_id, run_id, body_bytes)
+                if self._pending is None or self._pending[0] != batch_id:
+                    # Remember the content (without the id) to recognise a later re-send.
+                    self._pending = (batch_id, run_id, body.SerializeToString(deterministic=True))
                 waited = time.monotonic() - started
                 if self._give_up_after is not None and waited >= self._give_up_after:
                     raise TelemetryUnavailableError(

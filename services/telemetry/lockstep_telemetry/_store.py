@@ -393,9 +393,10 @@ class Store:
                 raise LimitExceededError(f"record {i}: payload of {size} bytes exceeds the limit "
                                     f"of {max_payload} bytes")
             total += size
-            tick = int(tick)
-            min_tick = min(min_tick, tick)
-            max_tick = max(max_tick, tick)
+            if tick < min_tick:
+                min_tick = tick
+            if tick > max_tick:
+                max_tick = tick
             kind_counts[kind] = kind_counts.get(kind, 0) + 1
             seq += 1
             body = pack_tick(tick) + run_part + middle + pack_len(size) + payload
