@@ -22,9 +22,9 @@ class Built:
         key = (name, optimize)
         if key not in self._paths:
             src = self.sources[name]
-            sub = self.out_dir / ("release" if optimize else "debug")
-            self._paths[key] = build_agent(src, sub / example_output_name(src),
-                                           optimize=optimize)
+            out = self.out_dir / ("release" if optimize else "debug") / example_output_name(src)
+            # Named like `lockstep agent build --all` names them (pingpong, pingpong-as...).
+            self._paths[key] = build_agent(src, out, optimize=optimize, name=out.stem)
         return self._paths[key]
 
     def wasm(self, name: str, *, optimize: bool = True) -> bytes:

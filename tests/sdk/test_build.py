@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import lockstep.cli._agent  # noqa: F401 - registers `lockstep agent` on the root app
 from lockstep.agents import (
+    DEFAULT_VERSION,
     AbiCheckError,
     AgentBuildError,
     CompileError,
@@ -21,6 +22,14 @@ from lockstep.agents import (
     examples_dir,
 )
 from lockstep.cli._app import app
+from lockstep.modules import (
+    VERDICT_UNSIGNED_DEV_MODE,
+    Manifest,
+    Policy,
+    read_manifest,
+    verify,
+)
+from lockstep.wasmbin import remove_custom_sections
 from tests.sdk.conftest import Built
 
 pytestmark = pytest.mark.integration
@@ -87,16 +96,74 @@ def test_builds_are_reproducible_from_any_directory(built: Built, name: str,
     copy = tmp_path / "elsewhere" / name
     copy.parent.mkdir()
     shutil.copyfile(built.sources[name], copy)
-    again = build_agent(copy, tmp_path / "out" / "x.wasm")
+    again = build_agent(copy, tmp_path / "out" / "x.wasm", name=built.path(name).stem)
     assert again.read_bytes() == built.wasm(name)
 
 
 def test_default_output_is_next_to_the_source(tmp_path: Path, built: Built) -> None:
     src = tmp_path / "agent.c"
     shutil.copyfile(built.sources["pingpong.c"], src)
-    assert build_agent(src) == tmp_path / "agent.wasm"
+    assert build_agent(src, name="pingpong") == tmp_path / "agent.wasm"
     assert (tmp_path / "agent.wasm").read_bytes() == built.wasm("pingpong.c")
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+# --------------------------------------------------------------------------- manifest
+CAPABILITIES = {
+    "gossip.c": ("log", "random", "send", "tick"),
+    "market.c": ("log", "send"),
+    "oracle.c": ("infer:*", "log", "send"),
+    "pingpong.c": ("log", "send"),
+    "pingpong.ts": ("log", "send"),
+    "trader.c": ("log", "random", "send"),
+    "wealth.c": ("log", "random", "send"),
+    "wealth_heavy.c": ("log", "random", "send"),
+}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_examples_carry_a_least_privilege_manifest_and_register_in_dev_mode(
+        built: Built, name: str) -> None:
+    wasm = built.wasm(name)
+    manifest = read_manifest(wasm)
+    assert manifest is not None
+    assert manifest.name == built.path(name).stem
+    assert (manifest.version, manifest.abi_version) == (DEFAULT_VERSION, "1.0")
+    assert manifest.capabilities == CAPABILITIES[name]
+    # The orchestrator's registration check, with its default grants, in dev mode.
+    policy = Policy(allowed_capabilities=frozenset({"send", "log", "random", "tick",
+                                                    "infer:*"}), dev_mode=True)
+    verdict = verify(wasm, policy=policy)
+    assert verdict.verdict == VERDICT_UNSIGNED_DEV_MODE
+    assert verdict.manifest == manifest
+
+
+def test_manifest_name_version_or_whole_manifest_can_be_given(built: Built,
+                                                              tmp_path: Path) -> None:
+    src = built.sources["pingpong.c"]
+    wasm = build_agent(src, tmp_path / "a.wasm", name="pp", version="2.0.1").read_bytes()
+    got = read_manifest(wasm)
+    assert got is not None and (got.name, got.version) == ("pp", "2.0.1")
+    mine = Manifest(name="custom", version="9", capabilities=("log", "send", "tick"),
+                    limits={"memory_pages": 16})
+    wasm = build_agent(src, tmp_path / "b.wasm", manifest=mine).read_bytes()
+    assert read_manifest(wasm) == mine
+    # Only the manifest section differs.
+    assert remove_custom_sections(wasm, "lockstep.manifest") == \
+        remove_custom_sections(built.wasm("pingpong.c"), "lockstep.manifest")
+
+
+def test_odd_file_names_are_made_valid_manifest_names(built: Built, tmp_path: Path) -> None:
+    src = tmp_path / "my agent (v2).c"
+    shutil.copyfile(built.sources["pingpong.c"], src)
+    manifest = read_manifest(build_agent(src, tmp_path / "x.wasm").read_bytes())
+    assert manifest is not None and manifest.name == "my_agent__v2_"
+
+
+def test_bad_manifest_version_is_a_build_error(built: Built, tmp_path: Path) -> None:
+    with pytest.raises(AgentBuildError, match="version 'not ok' must be"):
+        build_agent(built.sources["pingpong.c"], tmp_path / "x.wasm", version="not ok")
+    assert not (tmp_path / "x.wasm").exists()
 
 
 # --------------------------------------------------------------------------- failures
@@ -250,3 +317,14 @@ def test_cli_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
     assert "missing export agent_step" in result.output
     result = CliRunner().invoke(app, ["agent", "build"])
     assert result.exit_code == 2 and "give either SRC or --all" in result.output
+
+
+def test_cli_build_names_the_manifest(tmp_path: Path, built: Built) -> None:
+    out = tmp_path / "pp.wasm"
+    result = CliRunner().invoke(app, ["agent", "build", str(built.sources["pingpong.ts"]),
+                                      "-o", str(out), "--name", "ping.as", "--version", "1.2.3"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out.read_bytes())
+    assert manifest is not None and (manifest.name, manifest.version) == ("ping.as", "1.2.3")
+    result = CliRunner().invoke(app, ["agent", "build", "--all", "--name", "x"])
+    assert result.exit_code == 2 and "--name names one module" in result.output

@@ -21,9 +21,11 @@ from lockstep.agents._abi import (
 )
 from lockstep.agents._build import (
     C_STACK_SIZE,
+    DEFAULT_VERSION,
     SOURCE_SUFFIXES,
     build_agent,
     c_command,
+    default_manifest,
     example_output_name,
     example_sources,
     examples_dir,
@@ -40,6 +42,7 @@ __all__ = [
     "ABI_EXPORTS",
     "ABI_IMPORTS",
     "C_STACK_SIZE",
+    "DEFAULT_VERSION",
     "IMPORT_MODULE",
     "OPTIONAL_EXPORTS",
     "REQUIRED_EXPORTS",
@@ -52,6 +55,7 @@ __all__ = [
     "build_agent",
     "build_examples",
     "c_command",
+    "default_manifest",
     "example_output_name",
     "example_sources",
     "examples_dir",
@@ -62,7 +66,11 @@ __all__ = [
 def build_examples(out_dir: Path, *, optimize: bool = True) -> list[Path]:
     """Build every example agent into ``out_dir`` (see :func:`example_output_name`).
 
+    Each module's manifest is named after its file (``pingpong``, ``pingpong-as``...).
     Returns the module paths in :func:`example_sources` order; the first failure raises.
     """
-    return [build_agent(src, out_dir / example_output_name(src), optimize=optimize)
-            for src in example_sources()]
+    paths = []
+    for src in example_sources():
+        out = out_dir / example_output_name(src)
+        paths.append(build_agent(src, out, optimize=optimize, name=out.stem))
+    return paths

@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from lockstep.agents._abi import abi_problems
+from lockstep import wasmbin
+from lockstep.agents._abi import IMPORT_MODULE, abi_problems
 from lockstep.agents._errors import (
     AbiCheckError,
     AgentBuildError,
     CompileError,
     ToolchainMissingError,
 )
+from lockstep.errors import ModuleError
+from lockstep.modules import Manifest, embed_manifest
 
 __all__ = [
     "C_STACK_SIZE",
+    "DEFAULT_VERSION",
     "SOURCE_SUFFIXES",
     "build_agent",
     "c_command",
+    "default_manifest",
     "example_output_name",
     "example_sources",
     "examples_dir",
@@ -41,6 +47,9 @@ SOURCE_SUFFIXES = (".c", ".ts")
 #: Shadow stack of C agents. Small on purpose: the stack is part of linear memory and so
 #: of every snapshot; zig's default of 1 MiB would make each agent 17 pages at least.
 C_STACK_SIZE = 64 * 1024
+
+#: Manifest version of a build that names none.
+DEFAULT_VERSION = "0.1.0"
 
 #: Longest a single compiler run may take.
 _TIMEOUT_S = 300.0
@@ -173,7 +182,28 @@ def _build_ts(source: Path, output: Path, optimize: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ API
-def build_agent(source: Path, output: Path | None = None, *, optimize: bool = True) -> Path:
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.:/-]")
+
+
+def default_manifest(wasm: bytes, name: str, version: str = DEFAULT_VERSION) -> Manifest:
+    """The manifest a build embeds unless given one (DESIGN.md section 5).
+
+    Capabilities are exactly the ``lockstep_v1`` functions the module imports (least
+    privilege); importing ``infer`` asks for ``infer:*``, since the models an agent asks
+    for are only known at run time. Name characters outside ``[A-Za-z0-9_.:/-]`` become
+    ``_``.
+    """
+    caps: list[str] = []
+    for imp in wasmbin.parse_imports(wasm):
+        if imp.module == IMPORT_MODULE:
+            caps.append("infer:*" if imp.name == "infer" else imp.name)
+    clean = _NAME_BAD.sub("_", name)[:64] or "agent"
+    return Manifest(name=clean, version=version, capabilities=tuple(sorted(set(caps))))
+
+
+def build_agent(source: Path, output: Path | None = None, *, optimize: bool = True,
+                name: str | None = None, version: str | None = None,
+                manifest: Manifest | None = None) -> Path:
     """Build an agent source into a wasm module and return the module's path.
 
     ``source`` is a C file (built with zig cc against sdk/c/lockstep.h) or an
@@ -182,9 +212,14 @@ def build_agent(source: Path, output: Path | None = None, *, optimize: bool = Tr
     and only after the module passed the ABI v1 check. ``optimize=False`` builds
     without optimisation (and, for AssemblyScript, with debug names).
 
-    Raises :class:`AgentBuildError` for an unknown suffix or a missing source,
-    :class:`ToolchainMissingError`, :class:`CompileError` (with the compiler's
-    diagnostics) or :class:`AbiCheckError` (naming every violation).
+    The module carries a manifest section (unsigned: sign it with `lockstep module
+    sign`, or register it in dev mode): ``manifest`` if given, else
+    :func:`default_manifest` with ``name`` (default: the source's stem) and ``version``
+    (default :data:`DEFAULT_VERSION`).
+
+    Raises :class:`AgentBuildError` for an unknown suffix, a missing source or a bad
+    manifest name/version, :class:`ToolchainMissingError`, :class:`CompileError` (with
+    the compiler's diagnostics) or :class:`AbiCheckError` (naming every violation).
     """
     source = Path(source)
     if source.suffix not in SOURCE_SUFFIXES:
@@ -208,6 +243,12 @@ def build_agent(source: Path, output: Path | None = None, *, optimize: bool = Tr
     problems = abi_problems(wasm)
     if problems:
         raise AbiCheckError(source, problems)
+    try:
+        if manifest is None:
+            manifest = default_manifest(wasm, name or source.stem, version or DEFAULT_VERSION)
+        wasm = embed_manifest(wasm, manifest)
+    except ModuleError as exc:
+        raise AgentBuildError(f"{source}: {exc}") from None
     partial = output.with_name(f"{output.name}.{os.getpid()}.tmp")
     partial.write_bytes(wasm)
     partial.replace(output)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lockstep.agents import (
+    DEFAULT_VERSION,
     AgentBuildError,
     build_agent,
     example_output_name,
@@ -48,21 +49,32 @@ def build(
         "--all", help="build every example under examples/agents")] = False,
     debug: Annotated[bool, typer.Option(
         "--debug", help="build without optimisation")] = False,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="manifest name (default: the source file's stem)")] = None,
+    version: Annotated[str | None, typer.Option(
+        "--version", help=f"manifest version (default: {DEFAULT_VERSION})")] = None,
     state_dir_opt: StateDirOption = None,
 ) -> None:
-    """Build an agent module and print its path, size and sha256."""
+    """Build an agent module (with an unsigned manifest) and print its path, size and sha256.
+
+    Sign the result with `lockstep module sign`, or register it in dev mode.
+    """
     if all_examples == (source is not None):
         raise fail("give either SRC or --all")
+    if all_examples and name is not None:
+        raise fail("--name names one module; with --all each is named after its file")
     try:
         if source is not None:
-            typer.echo(_describe(build_agent(source, output, optimize=not debug)))
+            typer.echo(_describe(build_agent(source, output, optimize=not debug, name=name,
+                                             version=version)))
             return
         sources = example_sources()
         if not sources:
             raise fail(f"no example sources under {examples_dir()}")
         out_dir = output if output is not None else default_build_dir(state_dir_opt)
         for src in sources:
-            path = build_agent(src, out_dir / example_output_name(src), optimize=not debug)
+            out = out_dir / example_output_name(src)
+            path = build_agent(src, out, optimize=not debug, name=out.stem, version=version)
             typer.echo(_describe(path))
     except AgentBuildError as exc:
         raise fail(exc) from None
