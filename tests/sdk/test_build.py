@@ -35,7 +35,7 @@ from tests.sdk.conftest import Built
 pytestmark = pytest.mark.integration
 
 EXAMPLES = ["gossip.c", "market.c", "oracle.c", "pingpong.c", "pingpong.ts", "trader.c",
-            "wealth.c", "wealth_heavy.c"]
+            "wealth.c", "wealth.ts", "wealth_heavy.c"]
 
 I32, I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 ABI_EXPORTS: dict[str, tuple[list[wasmtime.ValType], list[wasmtime.ValType]] | None] = {
@@ -117,6 +117,7 @@ CAPABILITIES = {
     "pingpong.ts": ("log", "send"),
     "trader.c": ("log", "random", "send"),
     "wealth.c": ("log", "random", "send"),
+    "wealth.ts": ("log", "random", "send"),
     "wealth_heavy.c": ("log", "random", "send"),
 }
 
@@ -305,7 +306,8 @@ def test_cli_build_all_writes_every_example(tmp_path: Path, built: Built) -> Non
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["gossip.wasm", "market.wasm", "oracle.wasm", "pingpong-as.wasm",
-                     "pingpong.wasm", "trader.wasm", "wealth.wasm", "wealth_heavy.wasm"]
+                     "pingpong.wasm", "trader.wasm", "wealth-as.wasm", "wealth.wasm",
+                     "wealth_heavy.wasm"]
     assert (tmp_path / "pingpong-as.wasm").read_bytes() == built.wasm("pingpong.ts")
     assert len(result.output.splitlines()) == len(names)
 

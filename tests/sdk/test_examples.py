@@ -174,6 +174,23 @@ def test_wealth_moves_one_unit_per_tick_to_a_random_other_agent(built: Built) ->
         assert len({d for _, _, d, _ in sends}) == n  # every agent got money at some point
 
 
+def test_wealth_c_and_assemblyscript_draw_and_send_identically(built: Built) -> None:
+    # Exercises the two SDKs' random_below on the same host stream, and their logs.
+    def run(name: str) -> World:
+        world = World(seed=9)
+        h = world.load(built.wasm(name))
+        for i in range(15):
+            world.spawn(f"w{i}", h, b"n=15 wealth=3 log_every=7 work=50")
+        for _ in range(40):
+            world.step()
+        return world
+
+    with run("wealth.c") as c, run("wealth.ts") as ts:
+        assert len(c.sends()) > 300 and c.faults() == []
+        assert any(t.startswith("wealth=") for _, _, _, t in c.logs())
+        assert behaviour(ts) == behaviour(c)
+
+
 def test_wealth_is_deterministic_per_seed(built: Built) -> None:
     wasm = built.wasm("wealth.c")
     with wealth_run(wasm, 8, 15, seed=1) as a, wealth_run(wasm, 8, 15, seed=1) as b, \
