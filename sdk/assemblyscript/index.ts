@@ -368,13 +368,16 @@ export function randomU64(): u64 {
 
 /**
  * A uniform number in [0, n) by rejection sampling on randomU64: draws x until
- * x >= (2^64 - n) mod n, returns x mod n (same algorithm as the C SDK).
+ * x >= (2^64 - n) mod n, returns x mod n, or 0 if the host refuses (same algorithm as
+ * the C SDK).
  */
 export function randomBelow(n: u64): u64 {
   if (n <= 1) return 0;
   const threshold = (0 - n) % n;
+  const buf = memory.data(8);
   while (true) {
-    const x = randomU64();
+    if (lockstep_random(buf, 8) != 0) return 0; // refused: do not spin
+    const x = load<u64>(buf);
     if (x >= threshold) return x % n;
   }
   return 0;

@@ -291,6 +291,7 @@ static inline int ls_batch_next(ls_batch *b, int32_t *record_ptr) {
  * ------------------------------------------------------------------------------- */
 
 /* 1 for the bytes that separate argument tokens. */
+/* 1 for the bytes that separate argument tokens. */
 static inline int ls_arg_is_sep(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ','; }
 
 /* Finds key in args; 1 and *value set if present (the last one wins), else 0. */
@@ -411,13 +412,15 @@ static inline uint64_t ls_random_u64(void) {
 }
 
 /* A uniform number in [0, n) by rejection sampling on ls_random_u64 (n > 0):
- * draws x until x >= (2^64 - n) mod n, returns x mod n. Other SDKs do the same, so the
- * same stream gives the same numbers in every language. */
+ * draws x until x >= (2^64 - n) mod n, returns x mod n (0 if the host refuses). Other
+ * SDKs do the same, so the same stream gives the same numbers in every language. */
 static inline uint64_t ls_random_below(uint64_t n) {
     if (n <= 1) return 0;
     uint64_t threshold = ((uint64_t)0 - n) % n;
     for (;;) {
-        uint64_t x = ls_random_u64();
+        uint8_t b[8];
+        if (lockstep_random(b, 8) != 0) return 0; /* refused: do not spin */
+        uint64_t x = ls_load_u64(b);
         if (x >= threshold) return x % n;
     }
 }

@@ -91,8 +91,8 @@ def example_output_name(source: Path) -> str:
 
 def _run(cmd: list[str], cwd: Path | None, source: Path, tool: str) -> None:
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                              timeout=_TIMEOUT_S, check=False)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=_TIMEOUT_S, check=False)
     except FileNotFoundError as exc:
         raise ToolchainMissingError(f"{tool}: cannot run {cmd[0]}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
