@@ -4,13 +4,17 @@
  * Single header, no libc: it only needs the compiler's freestanding <stdint.h> and
  * <stddef.h>. Build an agent with
  *
- *     lockstep agent build my_agent.c            (or, by hand:)
- *     python -m ziglang cc --target=wasm32-freestanding -O2 -nostdlib \
+ *     lockstep agent build my_agent.c            (or, by hand, without the manifest:)
+ *     python -m ziglang cc --target=wasm32-freestanding -O2 -g0 -nostdlib -ffreestanding \
  *         -Wl,--no-entry -Wl,-z,stack-size=65536 -I sdk/c my_agent.c -o my_agent.wasm
  *
+ * (the command also embeds a manifest and checks the result against the ABI).
  * What an agent file looks like:
  *
  *     #define LOCKSTEP_DEFAULT_ALLOC        // opt into the SDK's scratch agent_alloc
+ *     #define LOCKSTEP_DEFAULT_INIT         // ... and trivial init/receive/shutdown
+ *     #define LOCKSTEP_DEFAULT_RECEIVE
+ *     #define LOCKSTEP_DEFAULT_SHUTDOWN
  *     #include "lockstep.h"
  *
  *     int32_t agent_step(int32_t ctx_ptr) {

@@ -330,3 +330,14 @@ def test_cli_build_names_the_manifest(tmp_path: Path, built: Built) -> None:
     assert manifest is not None and (manifest.name, manifest.version) == ("ping.as", "1.2.3")
     result = CliRunner().invoke(app, ["agent", "build", "--all", "--name", "x"])
     assert result.exit_code == 2 and "--name names one module" in result.output
+
+
+def test_the_docs_examples_build(tmp_path: Path) -> None:
+    # docs/sdk.md's C and AssemblyScript agents, exactly as printed there.
+    text = (examples_dir().parents[1] / "docs" / "sdk.md").read_text()
+    for lang, suffix in (("c", ".c"), ("ts", ".ts")):
+        start = text.index(f"```{lang}\n") + len(lang) + 4
+        src = write(tmp_path, f"doc{suffix}", text[start:text.index("```", start)])
+        wasm = build_agent(src, tmp_path / f"doc{suffix}.wasm").read_bytes()
+        module = wasmtime.Module(wasmtime.Engine(), wasm)
+        assert sorted(e.name for e in module.exports) == sorted(ABI_EXPORTS), lang
