@@ -38,7 +38,8 @@ from bench import REPO_ROOT, ServiceProc, metric, note, rss_bytes, start_service
 FLOOD = REPO_ROOT / "bench" / "agents" / "flood.c"
 WEALTH = REPO_ROOT / "examples" / "agents" / "wealth" / "wealth.c"
 WEALTH_HEAVY = REPO_ROOT / "examples" / "agents" / "wealth_heavy" / "wealth_heavy.c"
-MAX_STEP_TICKS = 1000  # the orchestrator's MAX_TICKS_PER_CALL is at least this
+MAX_STEP_TICKS = 1000
+SPAWN_PER_TICK = 5_000  # scale runs: see Cluster.start  # the orchestrator's MAX_TICKS_PER_CALL is at least this
 
 _wasm_cache: dict[Path, bytes] = {}
 
@@ -80,21 +81,23 @@ class Cluster:
         self.stub = opb_grpc.OrchestratorServiceStub(self.channel)
 
     def start(self, source: Path, name: str, prefix: str, n: int, args: str,
-              seed: int = 1) -> None:
-        """A fresh run with `n` agents <prefix>0.. of one module, spawned in one call."""
+              seed: int = 1, per_tick: int | None = None) -> None:
+        """A fresh run with `n` agents <prefix>0.. of one module, all spawned at tick 1,
+        or `per_tick` agents per tick when given (large runs: the orchestrator checks each
+        spawn against every pending one, so one tick's spawns cost O(n^2))."""
         from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 
         self.stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, label=name)))
         digest = self.stub.RegisterModule(opb.RegisterModuleRequest(
             wasm=agent_wasm(source), name=name)).module.module_hash
-        # Spawn in chunks so no single request nears the gRPC message size limit.
-        for lo in range(0, n, 20_000):
+        chunk = per_tick or n
+        for lo in range(0, n, chunk):
             req = opb.SpawnAgentsRequest(agents=[
                 opb.AgentSpawn(name=f"{prefix}{i}", module=digest,
                                args=f"n={n} prefix={prefix} {args}".encode())
-                for i in range(lo, min(n, lo + 20_000))])
-            self.stub.SpawnAgents(req, timeout=600)
-        self.step(1)  # spawns take effect (and agents initialise) at the next tick
+                for i in range(lo, min(n, lo + chunk))])
+            self.stub.SpawnAgents(req, timeout=3600)
+            self.step(1)  # spawns take effect (agents initialise and step) at the next tick
 
     def step(self, ticks: int) -> Any:
         from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
@@ -259,7 +262,7 @@ def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
         rss0 = [rss_bytes(p.pid) for p in cluster.pools]
         note(f"scale: spawning {n:,} wealth agents over {pools} pool(s)")
         t0 = time.perf_counter()
-        cluster.start(WEALTH, "wealth", "w", n, "wealth=10")
+        cluster.start(WEALTH, "wealth", "w", n, "wealth=10", per_tick=SPAWN_PER_TICK)
         spawn_s = time.perf_counter() - t0
         rss1 = [rss_bytes(p.pid) for p in cluster.pools]
         note(f"scale: {n:,} agents up in {spawn_s:.1f} s; running {ticks} ticks")
