@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,20 @@ def _good_text() -> str:
   (func (export "agent_step") (param $ctx i32) (result i32) (i32.const 0))
   (func (export "agent_receive") (param $msg i32) (result i32) (i32.const 0))
   (func (export "agent_shutdown") (result i32) (i32.const 0)))"""
+
+
+def test_serialized_module_cache(tmp_path: Path) -> None:
+    from tests.wasm_pool.conftest import create, step
+    cache = tmp_path / "modules"
+    with WasmPool(WasmPoolConfig(module_cache_dir=cache)) as first:
+        digest = first.load_module(GOOD).module_hash
+    files = sorted(cache.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".cwasm"
+    with WasmPool(WasmPoolConfig(module_cache_dir=cache)) as second:
+        assert second.load_module(GOOD).module_hash == digest  # from the cache
+        create(second, (1, "a", GOOD))
+        assert not step(second, 1, 1)[0].HasField("fault")
+    files[0].write_bytes(b"garbage")  # a corrupt entry is recompiled and replaced
+    with WasmPool(WasmPoolConfig(module_cache_dir=cache)) as third:
+        assert third.load_module(GOOD).module_hash == digest
+    assert files[0].read_bytes() != b"garbage"
