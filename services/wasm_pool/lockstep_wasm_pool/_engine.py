@@ -184,9 +184,12 @@ class _Agent:
     refused: int = 0
 
     def close(self) -> None:
+        """Release the Store now (its linear memory) rather than at garbage collection."""
         self.globals.clear()
         self.memory = self.mem = self.f_alloc = self.f_init = self.f_step = None
         self.f_receive = self.f_batch = self.f_shutdown = None
+        self.fuel = _native.Fuel(self.store)  # drop the raw accessor before the store
+        self.store.close()
 
 
 class WasmPool:
