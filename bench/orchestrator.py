@@ -38,8 +38,8 @@ from bench import REPO_ROOT, ServiceProc, metric, note, rss_bytes, start_service
 FLOOD = REPO_ROOT / "bench" / "agents" / "flood.c"
 WEALTH = REPO_ROOT / "examples" / "agents" / "wealth" / "wealth.c"
 WEALTH_HEAVY = REPO_ROOT / "examples" / "agents" / "wealth_heavy" / "wealth_heavy.c"
-MAX_STEP_TICKS = 1000
-SPAWN_PER_TICK = 5_000  # scale runs: see Cluster.start  # the orchestrator's MAX_TICKS_PER_CALL is at least this
+MAX_STEP_TICKS = 1000  # the orchestrator's MAX_TICKS_PER_CALL is at least this
+SPAWN_PER_TICK = 5_000  # scale runs: see Cluster.start
 
 _wasm_cache: dict[Path, bytes] = {}
 
@@ -290,11 +290,8 @@ def _mem_available() -> int:
     return 0
 
 
-def _scale(echo: Any) -> list[dict[str, object]]:
+def _scale() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    base = "raw gRPC round trip of a 50-agent tick (ticks/s)"
-    raw = raw_round_trips(echo, tick_payload(50, 1), 50)
-    base_rate = [1 / r for r in raw]
     small = scale_run(10_000, 1, 10)
     per_agent = float(small["rss_per_agent"])  # type: ignore[arg-type]
     out.append(metric("scale.rss_per_agent.10k", "KiB", [per_agent / 1024], "-", [], "-",
@@ -303,9 +300,7 @@ def _scale(echo: Any) -> list[dict[str, object]]:
     for key, unit, samples in (("ticks_per_s", "tick/s", small["ticks_per_s"]),
                                ("messages_per_s", "msg/s", small["msgs_per_s"])):
         out.append(metric(f"scale.{key}.10k_1_pool", unit, samples,  # type: ignore[arg-type]
-                          base if key == "ticks_per_s" else "-",
-                          base_rate if key == "ticks_per_s" else [], "-", "-", agents=10_000,
-                          pools=1))
+                          "-", [], "-", "-", agents=10_000, pools=1))
     # 100k: four pools; shrink until the measured RSS per agent fits in 60% of free memory.
     target = 100_000
     budget = 0.6 * _mem_available()
@@ -319,8 +314,7 @@ def _scale(echo: Any) -> list[dict[str, object]]:
     for key, unit, samples in (("ticks_per_s", "tick/s", big["ticks_per_s"]),
                                ("messages_per_s", "msg/s", big["msgs_per_s"])):
         out.append(metric(f"scale.{key}.{label}", unit, samples,  # type: ignore[arg-type]
-                          base if key == "ticks_per_s" else "-",
-                          base_rate if key == "ticks_per_s" else [], "-", "-", agents=target,
+                          "-", [], "-", "-", agents=target,
                           pools=4, spawn_s=round(float(big["spawn_s"]), 2),  # type: ignore[arg-type]
                           rss_per_agent_kib=round(float(big["rss_per_agent"]) / 1024, 1),  # type: ignore[arg-type]
                           **({"limited": reason} if reason else {})))
@@ -333,7 +327,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         metrics = _tick_overhead(quick, echo)
         metrics += _messages(quick, echo)
         if not quick:
-            metrics += _scale(echo)
+            metrics += _scale()
     return metrics
 
 
@@ -378,11 +372,12 @@ def profile(n: int, k: int, ticks: int, top: int = 25) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", metavar="N,K", help="profile ticks of N agents x K msgs")
+    parser.add_argument("--profile", metavar="N,K[,TICKS]",
+                        help="profile TICKS (default 100) ticks of N agents x K msgs")
     args = parser.parse_args()
     if args.profile:
-        n, k = (int(x) for x in args.profile.split(","))
-        print(profile(n, k, 100))
+        n, k, *rest = (int(x) for x in args.profile.split(","))
+        print(profile(n, k, rest[0] if rest else 100))
         return
     print(json.dumps(run(args.quick), indent=2))
 

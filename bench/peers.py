@@ -61,7 +61,7 @@ def gini(wealth: list[int]) -> float:
 
 # ---- child side: Mesa ------------------------------------------------------------------
 
-def _mesa_child(n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
+def _mesa_child(n: int, ticks: int, work: int, seed: int, deferred: int) -> dict[str, Any]:
     import mesa  # type: ignore[import-not-found]
 
     class MoneyAgent(mesa.Agent):  # type: ignore[misc]
@@ -73,7 +73,7 @@ def _mesa_child(n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
 
         def busywork(self) -> None:
             # The same xorshift64* rounds as wealth.c's busywork (64-bit wrap by mask).
-            x = ((self.model.ticks << 32) ^ (self.wealth + 0x9E3779B97F4A7C15) ^ self.acc) & MASK
+            x = ((self.model.steps << 32) ^ (self.wealth + 0x9E3779B97F4A7C15) ^ self.acc) & MASK
             for _ in range(work):
                 x ^= x >> 12
                 x ^= (x << 25) & MASK
@@ -89,7 +89,10 @@ def _mesa_child(n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
             other = self.random.randrange(n - 1)
             if other >= self.index:
                 other += 1
-            self.model.roster[other].wealth += 1
+            if deferred:
+                self.model.incoming[other] += 1
+            else:
+                self.model.roster[other].wealth += 1
             self.wealth -= 1
 
     class MoneyModel(mesa.Model):  # type: ignore[misc]
@@ -99,9 +102,14 @@ def _mesa_child(n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
             except TypeError:  # Mesa < 3.2
                 super().__init__(seed=seed)
             self.roster = [MoneyAgent(self, i) for i in range(n)]
+            self.incoming = [0] * n
 
         def step(self) -> None:
             self.agents.shuffle_do("step")
+            if deferred:  # units given this step arrive at the next one, as in Lockstep
+                for agent, units in zip(self.roster, self.incoming, strict=True):
+                    agent.wealth += units
+                self.incoming = [0] * n
 
     model = MoneyModel()
     secs = []
@@ -232,9 +240,17 @@ def _skipped(name: str, why: str) -> dict[str, object]:
             "goal": "-", "skipped": why}
 
 
-def _mesa(py: Path, n: int, ticks: int, work: int, seed: int) -> dict[str, Any]:
+def _error(name: str, exc: Exception) -> dict[str, object]:
+    row = _skipped(name, "")
+    del row["skipped"]
+    row["error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _mesa(py: Path, n: int, ticks: int, work: int, seed: int,
+          deferred: bool = False) -> dict[str, Any]:
     out = subprocess.run([str(py), str(HERE), "--mesa", str(n), str(ticks), str(work),
-                          str(seed)], capture_output=True, text=True, check=False)
+                          str(seed), str(int(deferred))], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"mesa child failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
@@ -274,8 +290,12 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
         n = abs(n)
         kind = "wealth_heavy" if work else "wealth"
         note(f"peers: {kind} {n:,} agents x {ticks} ticks, Mesa then Lockstep")
-        mesa = _mesa(py, n, ticks, work, seed=42)
-        ours = _lockstep_wealth(n, ticks, bool(work), seed=42)
+        try:
+            mesa = _mesa(py, n, ticks, work, seed=42)
+            ours = _lockstep_wealth(n, ticks, bool(work), seed=42)
+        except Exception as exc:  # one case failing must not hide the others
+            out.append(_error(f"peers.{kind}.{n}", exc))
+            continue
         base = f"Mesa {mesa['version']} (Python), same model"
         ours_rate = [1 / s for s in ours["tick_s"]]
         mesa_rate = [1 / s for s in mesa["tick_s"]]
@@ -285,6 +305,13 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
             out.append(metric(f"peers.{kind}.gini_after_{ticks}.{n}", "gini",
                               [ours["gini"]], base, [mesa["gini"]], "-",
                               "~ Mesa (0.63 at 1k+)", agents=n))
+            # The same model with Mesa's transfers applied at the end of each step (money
+            # arrives next step, as Lockstep's messages do): separates the update rule
+            # from the implementation.
+            later = _mesa(py, n, ticks, work, seed=42, deferred=True)
+            out.append(metric(f"peers.{kind}.gini_vs_deferred_mesa.{n}", "gini",
+                              [ours["gini"]], base + ", transfers arrive next step",
+                              [later["gini"]], "-", "ratio ~ 1", agents=n))
     return out
 
 
@@ -341,14 +368,19 @@ def _autogen_metrics(quick: bool) -> list[dict[str, object]]:
 
 def run(quick: bool) -> list[dict[str, object]]:
     """Mesa and AutoGen comparisons (each skipped with a reason if its venv is missing)."""
-    return _wealth_metrics(quick) + _autogen_metrics(quick)
+    try:
+        autogen = _autogen_metrics(quick)
+    except Exception as exc:  # keep the Mesa rows when AutoGen fails
+        autogen = [_error("peers.autogen", exc)]
+    return _wealth_metrics(quick) + autogen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--setup", action="store_true", help="create the peer venvs")
-    parser.add_argument("--mesa", nargs=4, type=int, metavar=("N", "TICKS", "WORK", "SEED"))
+    parser.add_argument("--mesa", nargs=5, type=int,
+                        metavar=("N", "TICKS", "WORK", "SEED", "DEFERRED"))
     parser.add_argument("--autogen", nargs=3, metavar=("ROLE", "ADDRESS", "N"))
     args = parser.parse_args()
     if args.mesa:

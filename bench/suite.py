@@ -145,7 +145,7 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
     for col, just in (("metric", "left"), ("unit", "left"), ("median", "right"),
                       ("p10..p90", "right"), ("baseline", "right"), ("ratio", "right"),
                       ("spec", "left"), ("goal", "left")):
-        table.add_column(col, justify=just, no_wrap=col in ("metric", "goal"))  # type: ignore[arg-type]
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     notes = []
     for m in doc["metrics"]:
         if m.get("error") or m.get("skipped"):
@@ -159,7 +159,7 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
                       str(m["goal"]))
         if m.get("limited"):
             notes.append(f"{m['name']}: {m['limited']}")
-    console = Console(width=width or 140, record=True, force_terminal=False,
+    console = Console(width=width or 200, record=True, force_terminal=False,
                       file=io.StringIO())  # recorded, exported below
     console.print(table)
     baselines = sorted({str(m["baseline"]) for m in doc["metrics"]
