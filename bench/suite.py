@@ -146,7 +146,8 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
                       ("p10..p90", "right"), ("baseline", "right"), ("ratio", "right"),
                       ("spec", "left"), ("goal", "left")):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    notes = []
+    notes: list[str] = []
+    details: list[str] = []
     for m in doc["metrics"]:
         if m.get("error") or m.get("skipped"):
             table.add_row(m["name"], "-", "-", "-", "-", "-", "-",
@@ -157,6 +158,9 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
         table.add_row(m["name"], str(m["unit"]), _fmt(m["median"]), spread,
                       _fmt(m["baseline_median"]), _fmt(m["ratio"]), str(m["spec_target"]),
                       str(m["goal"]))
+        extra = {k: v for k, v in m.items() if k not in METRIC_KEYS and k != "limited"}
+        if extra:
+            details.append(f"{m['name']}: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
         if m.get("limited"):
             notes.append(f"{m['name']}: {m['limited']}")
     console = Console(width=width or 200, record=True, force_terminal=False,
@@ -172,6 +176,10 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
     console.print("ratio = median / baseline median, both measured in this run. Baselines:")
     for b in baselines:
         console.print(f"  - {b}")
+    if details:
+        console.print("details:")
+        for d in details:
+            console.print(f"  {d}")
     for n in notes:
         console.print(f"note: {n}")
     console.print("seconds per module: " + ", ".join(
@@ -226,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="module (orchestrator) or metric prefix; repeatable")
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="print the table of a saved run and exit (runs nothing)")
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     try:
         return main_cli(args.quick, args.only, args.json)
     except ValueError as exc:

@@ -51,14 +51,18 @@ def test_render_and_write(tmp_path: Path) -> None:
            "module_seconds": {"orchestrator": 1.0},
            "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "python": "3.11"},
            "metrics": [metric("orchestrator.tick_50_agents", "ms", [2.0], "raw rtt", [0.5],
-                              "< 10 ms", "< 1 ms"),
+                              "< 10 ms", "< 1 ms", pools=3),
                        {"name": "telemetry", "error": "boom"},
                        {"name": "peers.mesa", "skipped": "no venv"}]}
     text = render(doc)
     assert "orchestrator.tick_50_agents" in text and "4.00" in text
     assert "telemetry: boom" in text and "peers.mesa: no venv" in text
+    assert "orchestrator.tick_50_agents: pools=3" in text
     path = write_json(doc, tmp_path / "out" / "r.json")
     assert json.loads(path.read_text())["metrics"][0]["ratio"] == 4.0
+    again = subprocess.run([sys.executable, "-m", "bench.suite", "--render", str(path)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    assert again.stdout == text + "\n"
 
 
 @pytest.mark.unit
