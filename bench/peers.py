@@ -250,7 +250,8 @@ def _error(name: str, exc: Exception) -> dict[str, object]:
 def _mesa(py: Path, n: int, ticks: int, work: int, seed: int,
           deferred: bool = False) -> dict[str, Any]:
     out = subprocess.run([str(py), str(HERE), "--mesa", str(n), str(ticks), str(work),
-                          str(seed), str(int(deferred))], capture_output=True, text=True, check=False)
+                          str(seed), str(int(deferred))],
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"mesa child failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
