@@ -11,7 +11,7 @@ from lockstep.server import BoundServer, run_service
 from lockstep_wasm_pool._config import WasmPoolConfig
 from lockstep_wasm_pool._service import create_server
 
-DEFAULT_ADDRESS = "127.0.0.1:50061"
+DEFAULT_ADDRESS = "127.0.0.1:7071"  # the port the Dockerfile and compose use
 
 
 def _create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
