@@ -14,7 +14,8 @@ from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
 from ._config import WasmPoolConfig
-from ._engine import WasmPool
+from . import _native
+from ._engine import WASMTIME_VERSION, WasmPool
 from ._errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -123,6 +124,10 @@ def create_server(address: str, *, auth: TokenStore | None,
     `auth=None` disables role checks (dev mode). The pool is closed when the server stops.
     """
     pool = WasmPool(config)
+    if pool.config.fast_path and not _native.AVAILABLE:
+        log.warning("wasmtime-py internals are not as expected (wasmtime %s): using the "
+                    "slower public API; pin wasmtime==50.0.1 for the fast path",
+                    WASMTIME_VERSION)
     servicer = WasmPoolServicer(pool)
     # Requests are serialised on the wasm lock anyway; a few workers keep health and
     # reflection answering while a long batch runs.
