@@ -13,8 +13,8 @@ from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
-from ._config import WasmPoolConfig
 from . import _native
+from ._config import WasmPoolConfig
 from ._engine import WASMTIME_VERSION, WasmPool
 from ._errors import (
     AlreadyExistsError,
