@@ -11,6 +11,7 @@ percentiles, service processes started the way the supervisor starts them, and R
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import statistics
@@ -61,6 +62,16 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+_started: list[ServiceProc] = []
+
+
+@atexit.register
+def _stop_all() -> None:
+    # An interrupted benchmark must not leave pool processes behind.
+    for svc in _started:
+        svc.stop()
+
+
 @dataclass
 class ServiceProc:
     """A service started as its own process (`python -m module`) on port 0."""
@@ -106,6 +117,7 @@ def start_service(module: str, *args: str, timeout: float = 60.0,
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     svc = ServiceProc(proc)
+    _started.append(svc)
     found = threading.Event()
 
     def drain() -> None:

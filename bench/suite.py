@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -204,6 +205,8 @@ def main_cli(quick: bool, only: list[str], json_path: Path | None) -> int:
 
     err = Console(stderr=True)
     select(only)  # fail on unknown names before starting anything
+    # SIGTERM unwinds like Ctrl-C, so the pool processes started so far are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     with err.status("starting...") as status:
         current = [""]
