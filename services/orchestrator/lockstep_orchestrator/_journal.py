@@ -8,9 +8,15 @@ service. When telemetry is down the orchestrator blocks once its bounded buffer 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from lockstep.errors import ServiceError
+
+log = logging.getLogger("lockstep.orchestrator.journal")
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,8 @@ class JournalRecord:
     payload: bytes
 
 
-Sink = Callable[[list[JournalRecord]], None]
+# A sink ships records; with a timeout it raises ServiceError instead of blocking longer.
+Sink = Callable[[list[JournalRecord], float | None], None]
 
 
 class Journal:
@@ -52,5 +59,24 @@ class Journal:
         telemetry client retries idempotently), so progress stops and nothing is lost."""
         if self._sink is None or not self._buffer:
             return
-        self._sink(self._buffer)
+        self._sink(self._buffer, None)
+        self._buffer = []
+
+    def close(self, spill_dir: Path, timeout: float = 10.0) -> None:
+        """Final flush at shutdown: wait `timeout` seconds at most for telemetry, then write
+        what is still unsent to a JSON-lines file in `spill_dir` (never drop it)."""
+        if self._sink is None or not self._buffer:
+            return
+        try:
+            self._sink(self._buffer, timeout)
+        except ServiceError as exc:
+            spill_dir.mkdir(parents=True, exist_ok=True)
+            path = spill_dir / f"journal-{self.run_id}-unsent.jsonl"
+            with path.open("a") as fh:
+                for rec in self._buffer:
+                    fh.write(json.dumps({"run_id": rec.run_id, "tick": rec.tick,
+                                         "kind": rec.kind, "payload": rec.payload.decode()},
+                                        sort_keys=True) + "\n")
+            log.error("telemetry unreachable at shutdown (%s): %d journal records written to %s",
+                      exc, len(self._buffer), path)
         self._buffer = []

@@ -62,6 +62,10 @@ class ModuleRegistry:
             return self._names[ref]
         raise KeyError(f"no registered module {ref!r}")
 
+    def known(self) -> set[str]:
+        """Hashes of every registered module."""
+        return set(self._modules)
+
     def wasm(self, module_hash: str) -> bytes:
         return self._modules[module_hash][1]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,30 @@ class Agent:
         )
 
 
+class TickHasher:
+    """Feeds the tick digest, and a per-agent hash of what concerns each agent (journalled
+    so that a replay can name the first agent whose tick differs)."""
+
+    def __init__(self, previous: bytes, tick: int) -> None:
+        self._h = hashlib.sha256(previous)
+        self._h.update(b"LSTK" + i64(tick))
+        self._agents: dict[int, Any] = {}
+
+    def update(self, data: bytes, seq: int | None = None) -> None:
+        self._h.update(data)
+        if seq is not None:
+            if seq not in self._agents:
+                self._agents[seq] = hashlib.sha256()
+            self._agents[seq].update(data)
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+    def agent_digests(self) -> bytes:
+        """u32 seq + first 8 bytes of SHA-256, for each agent touched, in seq order."""
+        return b"".join(u32(seq) + self._agents[seq].digest()[:8] for seq in sorted(self._agents))
+
+
 @dataclass
 class _Action:
     kind: str  # spawn | pause | resume | terminate | message
@@ -115,7 +140,7 @@ class Run:
 
     def __init__(self, config: opb.RunConfig, pools: PoolSet,
                  module_bytes: Callable[[str], bytes], journal: Journal,
-                 inference: InferenceBridge) -> None:
+                 inference: InferenceBridge, run_id: str = "") -> None:
         self.config = config
         self.pools = pools
         self.module_bytes = module_bytes
@@ -125,16 +150,19 @@ class Run:
         self.tick = 0
         self.digest = ZERO_DIGEST
         self.digests: list[bytes] = []
+        self.last_agent_digests = b""
         self.agents: dict[str, Agent] = {}
         self.by_seq: list[Agent] = []
         self.pending: list[_Action] = []
         self.counters = opb.RunCounters()
-        self.run_id = hashlib.sha256(config.SerializeToString(deterministic=True)).hexdigest()[:16]
+        # The run id names the run in the journal; it never enters a digest or an agent.
+        self.run_id = run_id or secrets.token_hex(8)
         self._infer_due: dict[int, list[tuple[Agent, cpb.InferCall, Any]]] = {}
         journal.record("run.start", 0, {
             "run_id": self.run_id, "seed": config.seed,
             "max_steps_per_tick": config.max_steps_per_tick, "inference_latency": self.latency,
             "label": config.label, "pools": len(pools),
+            "config": config.SerializeToString(deterministic=True).hex(),
         })
 
     # ---- control plane: queued now, applied at the next tick boundary ----------------
@@ -166,8 +194,7 @@ class Run:
     def step_tick(self) -> None:
         """Execute tick `self.tick + 1` completely."""
         t = self.tick + 1
-        h = hashlib.sha256(self.digest)
-        h.update(b"LSTK" + i64(t))
+        h = TickHasher(self.digest, t)
         sends: list[tuple[Agent, ppb.AgentStepResult]] = []
         host_seq = [0]
 
@@ -192,7 +219,7 @@ class Run:
                 agent.inbox.sort(key=lambda item: item[0])
                 records = [rec for _k, rec in agent.inbox]
                 inbox = batch_buffer(records) if records else b""
-                h.update(u64(agent.seq) + lp(inbox))
+                h.update(u64(agent.seq) + lp(inbox), agent.seq)
                 agent.received += len(records)
                 self.counters.messages += len(records)
                 agent.inbox = []
@@ -210,9 +237,11 @@ class Run:
         self._route(t, h, sends, host_message)
         self.inference.flush()
         self.digest = h.digest()
+        self.last_agent_digests = h.agent_digests()
         self.digests.append(self.digest)
         self.tick = t
-        self.journal.record("tick.digest", t, {"digest": self.digest.hex()})
+        self.journal.record("tick.digest", t, {"digest": self.digest.hex(),
+                                               "agents": h.agent_digests().hex()})
 
     def _apply_actions(self, t: int, h: Any, sends: list[tuple[Agent, ppb.AgentStepResult]],
                        host_message: Callable[..., None]) -> None:
@@ -234,7 +263,7 @@ class Run:
             new_agents.append(agent)
             h.update(b"SPWN" + u64(seq) + lp(agent.name_b) + lp(module_hash.encode())
                      + i64(agent.priority) + lp(agent.limits.SerializeToString(deterministic=True))
-                     + lp(agent.args) + lp(",".join(agent.topics).encode()))
+                     + lp(agent.args) + lp(",".join(agent.topics).encode()), seq)
             self.journal.record("control.spawn", t, {
                 "seq": seq, "name": agent.name, "module": module_hash,
                 "priority": agent.priority, "args": agent.args.hex(), "topics": agent.topics,
@@ -263,7 +292,7 @@ class Run:
             subject = self.agents.get(action.payload)
             if subject is None:
                 continue  # validated at request time; cannot happen
-            h.update(action.kind.encode() + u64(subject.seq))
+            h.update(action.kind.encode() + u64(subject.seq), subject.seq)
             self.journal.record(f"control.{action.kind}", t, {"name": subject.name})
             if action.kind == "pause" and subject.live():
                 subject.state = S.AGENT_STATE_PAUSED
@@ -284,7 +313,7 @@ class Run:
             for agent in terminated:
                 res = by_handle.get(agent.seq)
                 if res is not None:
-                    h.update(b"SHUT")
+                    h.update(b"SHUT", agent.seq)
                     self._absorb(agent, res, t, h, "shutdown")
                     sends.append((agent, res))
                     agent.state = S.AGENT_STATE_TERMINATED
@@ -303,7 +332,7 @@ class Run:
         by_handle = {r.handle: r for resp in results.values() for r in resp.results}
         for agent in agents:
             res = by_handle[agent.seq]
-            h.update(b"INIT")
+            h.update(b"INIT", agent.seq)
             agent.state = S.AGENT_STATE_RUNNING
             self._absorb(agent, res, t, h, "init")
             sends.append((agent, res))
@@ -318,7 +347,7 @@ class Run:
             agent.restart_at = None
             agent.restarts += 1
             self.counters.restarts += 1
-            h.update(b"RSTR" + u64(agent.seq))
+            h.update(b"RSTR" + u64(agent.seq), agent.seq)
             self.journal.record("agent.restart", t, {"name": agent.name, "n": agent.restarts})
             self._add_create(creates, agent)
         self._create(t, h, creates, due, sends)
@@ -342,15 +371,17 @@ class Run:
         """Fold one pool result into the agent's state and the digest."""
         agent.fuel += res.fuel_used
         self.counters.fuel_used += res.fuel_used
-        h.update(phase.encode() + u64(agent.seq) + i64(res.code) + u64(res.fuel_used)
-                 + u32(res.send_count) + lp(res.sends) + u32(res.refused_calls))
+        seq = agent.seq
+        h.update(phase.encode() + u64(seq) + i64(res.code) + u64(res.fuel_used)
+                 + u32(res.send_count) + lp(res.sends) + u32(res.refused_calls), seq)
         for rec in res.logs:
-            h.update(b"LOG " + i64(rec.level) + lp(rec.text.encode()))
+            h.update(b"LOG " + i64(rec.level) + lp(rec.text.encode()), seq)
         for call in res.infers:
-            h.update(b"INFR" + i64(call.request_id) + lp(call.model.encode()) + lp(call.input))
+            h.update(b"INFR" + i64(call.request_id) + lp(call.model.encode()) + lp(call.input),
+                     seq)
         if res.fault.kind:
             h.update(b"FALT" + u32(res.fault.kind) + lp(res.fault.detail.encode())
-                     + lp(res.fault.entry_point.encode()))
+                     + lp(res.fault.entry_point.encode()), seq)
             self._fault(agent, res.fault, t)
             return
         if phase == "shutdown":
@@ -428,16 +459,19 @@ class Run:
                         target.inbox.append(((t, sender.seq, n), record))
                 if reason:
                     self.counters.undeliverable += 1
-                    h.update(b"UNDL" + u64(sender.seq) + u32(n) + lp(reason.encode()))
+                    h.update(b"UNDL" + u64(sender.seq) + u32(n) + lp(reason.encode()), sender.seq)
                     if sender.live():
                         host_message(sender, KIND_UNDELIVERABLE, b"", dest_b, 0,
                                      reason.encode(), t)
 
     # ---- inference ----------------------------------------------------------------------
 
+    def _infer_key(self, agent: Agent, call: cpb.InferCall) -> str:
+        # The key seeds sampling when the input gives no seed: it must be the same on replay.
+        return f"{self.config.seed}/{agent.seq}/{call.request_id}"
+
     def _submit_inference(self, agent: Agent, call: cpb.InferCall, t: int) -> None:
-        key = f"{self.run_id}/{agent.seq}/{call.request_id}"
-        fut = self.inference.submit(key, call.model, call.input)
+        fut = self.inference.submit(self._infer_key(agent, call), call.model, call.input)
         self._infer_due.setdefault(t + self.latency, []).append((agent, call, fut))
 
     def _deliver_inference(self, t: int, h: Any, host_message: Callable[..., None]) -> None:
@@ -448,9 +482,11 @@ class Run:
             self.counters.inferences += 1
             kind = KIND_INFER_RESULT if result.error == "" else KIND_INFER_ERROR
             payload = result.output if result.error == "" else result.error.encode()
-            h.update(b"IRES" + u64(agent.seq) + i64(call.request_id) + u32(kind) + lp(payload))
+            h.update(b"IRES" + u64(agent.seq) + i64(call.request_id) + u32(kind) + lp(payload),
+                     agent.seq)
             self.journal.record("infer.result", t, {
                 "agent": agent.name, "request_id": call.request_id, "model": call.model,
+                "key": self._infer_key(agent, call),
                 "input_sha256": hashlib.sha256(call.input).hexdigest(),
                 "output": payload.hex(), "error": result.error, "provider": result.provider,
                 "model_version": result.model_version,

@@ -11,16 +11,32 @@ from typing import Any
 import grpc
 
 from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
+from lockstep.client import AuthedChannel
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import ConfigError, LockstepError, ModuleError, ServiceError
-from lockstep.modules import Policy
+from lockstep.errors import (
+    ConfigError,
+    DeterminismError,
+    LockstepError,
+    ModuleError,
+    ServiceError,
+)
+from lockstep.modules import KeyFileError, Policy, load_trusted_keys
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.telemetry_client import TelemetryClient
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Journal, Sink
 from lockstep_orchestrator._pools import PoolSet
 from lockstep_orchestrator._registry import ModuleRegistry
+from lockstep_orchestrator._replay import (
+    NOT_COMPARED,
+    JournalInference,
+    ParsedJournal,
+    agent_hashes,
+    first_difference,
+    parse_journal,
+)
 from lockstep_orchestrator._run import Run
 
 SERVICE_NAME = "lockstep.orchestrator.v1.OrchestratorService"
@@ -32,6 +48,7 @@ ROLES = {
     "TerminateAgents": OPERATOR, "SendMessages": OPERATOR, "ListAgents": VIEWER,
     "GetAgent": VIEWER, "Step": OPERATOR, "RunUntil": OPERATOR, "GetStatus": VIEWER,
     "GetDigests": VIEWER, "CreateCheckpoint": OPERATOR, "RestoreCheckpoint": OPERATOR,
+    "Replay": OPERATOR,
 }
 MAX_TICKS_PER_CALL = 10_000_000
 # Inference is a core feature, so the default policy grants it along with the rest.
@@ -64,7 +81,13 @@ class OrchestratorConfig:
             raise ConfigError("at least one wasm_pool address is required (--pools)")
 
 
+class PreconditionError(LockstepError):
+    """The request is valid but the orchestrator is not in a state to serve it."""
+
+
 def _abort(context: grpc.ServicerContext, exc: Exception) -> Any:
+    if isinstance(exc, KeyFileError | DeterminismError | PreconditionError):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, KeyError):
         context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
     if isinstance(exc, ConfigError | ModuleError | ValueError):
@@ -80,6 +103,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
     def __init__(self, config: OrchestratorConfig, service_token: str | None,
                  journal_sink: Sink | None = None) -> None:
         self.config = config
+        if config.trusted_keys is not None:
+            load_trusted_keys(config.trusted_keys)  # fail at start-up, not at registration
+        self._telemetry = (TelemetryClient(AuthedChannel(config.telemetry, service_token))
+                           if config.telemetry else None)
         self.pools = PoolSet(config.pools, service_token)
         policy = Policy(allowed_capabilities=config.capabilities,
                         trusted_keys_dir=config.trusted_keys, dev_mode=config.dev_mode)
@@ -92,7 +119,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
 
     def close(self) -> None:
         with self._lock:
-            self.run.journal.flush()
+            self.run.journal.close(self.config.data_dir or Path.cwd())
         self.pools.close()
         self._inference.close()
 
@@ -256,6 +283,75 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                     yield opb.RunProgress(status=status)
         except Exception as exc:
             _abort(context, exc)
+
+    def _journal_entries(self, request: opb.ReplayRequest) -> list[tuple[int, str, bytes]]:
+        if request.entries:
+            return [(e.tick, e.kind, e.payload) for e in request.entries]
+        if not request.run_id:
+            raise ConfigError("give a run_id or the journal entries")
+        if self._telemetry is None:
+            raise ConfigError("no telemetry service configured: pass the journal entries")
+        entries = [(r.tick, r.kind, r.payload) for r in self._telemetry.query(request.run_id)]
+        if not entries:
+            raise KeyError(f"no journal records for run {request.run_id!r}")
+        return entries
+
+    def Replay(self, request: opb.ReplayRequest, context: Any) -> Iterator[Any]:  # noqa: N802
+        every = request.progress_every or 100
+        try:
+            parsed = parse_journal(self._journal_entries(request))
+            with self._lock:
+                missing = sorted({p[1] for acts in parsed.actions.values() for k, p in acts
+                                  if k == "spawn" and p[1] not in self.modules.known()})
+                if missing:
+                    raise PreconditionError(
+                        f"register these modules before replaying: {', '.join(missing)}")
+                self.run.journal.flush()
+                self.pools.reset()
+                bridge = (self._inference if request.verify_inference
+                          else JournalInference(parsed.inference))
+                self.run = Run(parsed.config, self.pools, self.modules.wasm, Journal(self._sink),
+                               bridge)
+            total = parsed.last_tick
+            cursor = 0
+            for t in range(1, total + 1):
+                with self._lock:
+                    run = self.run
+                    for kind, payload in parsed.actions.get(t, []):
+                        run.enqueue(kind, payload)
+                    run.step_tick()
+                    records = run.journal.records
+                    events = [(r.kind, r.payload) for r in records[cursor:]
+                              if r.tick == t and r.kind not in NOT_COMPARED]
+                    cursor = len(records)
+                    expected, agents = parsed.digests.get(t, (b"", b""))
+                    if run.digest != expected or events != parsed.events.get(t, []):
+                        run.journal.flush()
+                        yield self._divergence(parsed, t, agents, events)
+                        return
+                if t % every == 0:
+                    yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
+                                             replay_run_id=self.run.run_id)
+            with self._lock:
+                self.run.journal.flush()
+                yield opb.ReplayProgress(tick=total, total_ticks=total, done=True, ok=True,
+                                         replay_run_id=self.run.run_id,
+                                         detail=f"{total} tick digests identical")
+        except Exception as exc:
+            _abort(context, exc)
+
+    def _divergence(self, parsed: ParsedJournal, t: int, agents: bytes,
+                    events: list[tuple[str, bytes]]) -> opb.ReplayProgress:
+        run = self.run
+        original = agent_hashes(agents)
+        replayed = agent_hashes(run.last_agent_digests)
+        seqs = sorted(set(original) | set(replayed))
+        first = next((s for s in seqs if original.get(s) != replayed.get(s)), None)
+        name = run.by_seq[first - 1].name if first is not None and first <= len(run.by_seq) else ""
+        return opb.ReplayProgress(
+            tick=t, total_ticks=parsed.last_tick, done=True, ok=False, divergent_tick=t,
+            divergent_agent=name, replay_run_id=run.run_id,
+            detail=first_difference(parsed.events.get(t, []), events))
 
     def CreateCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "checkpoints are not implemented yet")

@@ -8,10 +8,14 @@ from lockstep_orchestrator._journal import JournalRecord, Sink
 
 
 def telemetry_sink(address: str, token: str | None) -> Sink:
-    """A journal sink appending to telemetry; blocks while the service is unavailable."""
-    client = TelemetryClient(AuthedChannel(address, token))
+    """A journal sink appending to telemetry. Without a timeout it blocks while the service
+    is unavailable; with one it raises TelemetryUnavailableError (a ServiceError) after it."""
+    channel = AuthedChannel(address, token)
+    blocking = TelemetryClient(channel)
 
-    def sink(records: list[JournalRecord]) -> None:
+    def sink(records: list[JournalRecord], timeout: float | None) -> None:
+        client = blocking if timeout is None else TelemetryClient(
+            channel, client_id=blocking.client_id + "-final", give_up_after=timeout)
         # A run's records are contiguous in the buffer; send each run's slice in order.
         start = 0
         while start < len(records):

@@ -319,3 +319,45 @@ class RestoreCheckpointRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class JournalEntry(_message.Message):
+    __slots__ = ("tick", "kind", "payload")
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    tick: int
+    kind: str
+    payload: bytes
+    def __init__(self, tick: _Optional[int] = ..., kind: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class ReplayRequest(_message.Message):
+    __slots__ = ("run_id", "entries", "verify_inference", "progress_every")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_INFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_EVERY_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
+    verify_inference: bool
+    progress_every: int
+    def __init__(self, run_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., verify_inference: _Optional[bool] = ..., progress_every: _Optional[int] = ...) -> None: ...
+
+class ReplayProgress(_message.Message):
+    __slots__ = ("tick", "total_ticks", "done", "ok", "divergent_tick", "divergent_agent", "detail", "replay_run_id")
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TICKS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENT_TICK_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENT_AGENT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    tick: int
+    total_ticks: int
+    done: bool
+    ok: bool
+    divergent_tick: int
+    divergent_agent: str
+    detail: str
+    replay_run_id: str
+    def __init__(self, tick: _Optional[int] = ..., total_ticks: _Optional[int] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., divergent_tick: _Optional[int] = ..., divergent_agent: _Optional[str] = ..., detail: _Optional[str] = ..., replay_run_id: _Optional[str] = ...) -> None: ...

@@ -116,6 +116,11 @@ class OrchestratorServiceStub:
                 request_serializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RestoreCheckpointRequest.SerializeToString,
                 response_deserializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunStatus.FromString,
                 _registered_method=True)
+        self.Replay = channel.unary_stream(
+                '/lockstep.orchestrator.v1.OrchestratorService/Replay',
+                request_serializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayRequest.SerializeToString,
+                response_deserializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayProgress.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -235,6 +240,13 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Replay(self, request, context):
+        """Re-executes a journalled run as a new run and compares digests tick by tick (operator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +329,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.RestoreCheckpoint,
                     request_deserializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RestoreCheckpointRequest.FromString,
                     response_serializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunStatus.SerializeToString,
+            ),
+            'Replay': grpc.unary_stream_rpc_method_handler(
+                    servicer.Replay,
+                    request_deserializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayRequest.FromString,
+                    response_serializer=lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -753,6 +770,33 @@ class OrchestratorService:
             '/lockstep.orchestrator.v1.OrchestratorService/RestoreCheckpoint',
             lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RestoreCheckpointRequest.SerializeToString,
             lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.RunStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockstep.orchestrator.v1.OrchestratorService/Replay',
+            lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayRequest.SerializeToString,
+            lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ReplayProgress.FromString,
             options,
             channel_credentials,
             insecure,
