@@ -1,8 +1,9 @@
 """wasm_pool benchmarks: host overhead per agent step and per delivered message.
 
 Each metric is a ratio to a bare wasmtime call of the same wasm function (a raw
-``wasmtime_func_call_unchecked`` from Python, the cheapest call Python can make) measured
-in the same run, so numbers compare across machines. ``python bench/pool.py [--quick]``.
+``wasmtime_func_call_unchecked`` through an argtypes-free ctypes handle, the cheapest call
+Python can make) measured in the same run, so numbers compare across machines.
+``python bench/pool.py [--quick]``.
 Never run from the test suite.
 """
 
@@ -100,23 +101,26 @@ class _Bare:
                     self.funcs.setdefault(name, []).append(exports[name])  # type: ignore
 
     def calls(self, name: str) -> list[Callable[[int], int]]:
+        """The fastest call Python can make: an argtypes-free handle on
+        wasmtime_func_call_unchecked and an int32 view of the argument slot."""
         ffi = self.ffi
+        raw = ffi.dll._FuncPtr(("wasmtime_func_call_unchecked", ffi.dll))
+        raw.restype = ctypes.c_void_p
+        size = ctypes.c_size_t(1)
         out: list[Callable[[int], int]] = []
         for store, func in zip(self.stores, self.funcs[name], strict=True):
             ctx = store._context()
             ref = ctypes.byref(func._func)
-            buf = (ffi.wasmtime_val_raw_t * 1)()
+            buf = (ffi.wasmtime_val_raw * 1)()
+            slot = ctypes.c_int32.from_buffer(buf)
             trap = ctypes.POINTER(ffi.wasm_trap_t)()
-            from wasmtime import _bindings
-
-            call = _bindings._wasmtime_func_call_unchecked
             tref = ctypes.byref(trap)
 
-            def one(arg: int, ctx: Any = ctx, ref: Any = ref, buf: Any = buf, call: Any = call,
+            def one(arg: int, ctx: Any = ctx, ref: Any = ref, buf: Any = buf, slot: Any = slot,
                     tref: Any = tref) -> int:
-                buf[0].i32 = arg
-                call(ctx, ref, buf, 1, tref)
-                return int(buf[0].i32)
+                slot.value = arg
+                raw(ctx, ref, buf, size, tref)
+                return int(slot.value)
             out.append(one)
         return out
 

@@ -465,29 +465,36 @@ class WasmPool:
     def step_batch(self, request: pb.StepBatchRequest) -> pb.StepBatchResponse:
         """Deliver inboxes and step each agent once, in request order."""
         with _WASM_LOCK:
-            plans: list[tuple[_Agent, list[bytes]]] = []
+            plans: list[tuple[_Agent, bytes, list[bytes]]] = []
             seen: set[int] = set()
+            agents = self._agents
+            no_records: list[bytes] = []
             for i, step in enumerate(request.steps):
-                agent = self._agents.get(step.handle)
+                handle = step.handle
+                agent = agents.get(handle)
                 if agent is None:
-                    raise NotFoundError(f"steps[{i}]: no live agent with handle {step.handle}")
-                if step.handle in seen:
-                    raise InvalidRequestError(f"steps[{i}]: handle {step.handle} appears twice")
-                seen.add(step.handle)
-                if len(step.inbox) > self.config.max_inbox_bytes:
-                    raise InvalidRequestError(
-                        f"steps[{i}]: inbox is {len(step.inbox)} bytes, above the limit of "
-                        f"{self.config.max_inbox_bytes}")
-                try:
-                    records = _abi.split_inbox(step.inbox, step.inbox_count)
-                except ValueError as exc:
-                    raise InvalidRequestError(f"steps[{i}] (handle {step.handle}): bad inbox: "
-                                         f"{exc}") from None
-                plans.append((agent, records))
+                    raise NotFoundError(f"steps[{i}]: no live agent with handle {handle}")
+                if handle in seen:
+                    raise InvalidRequestError(f"steps[{i}]: handle {handle} appears twice")
+                seen.add(handle)
+                inbox = step.inbox
+                records = no_records
+                if inbox or step.inbox_count:
+                    if len(inbox) > self.config.max_inbox_bytes:
+                        raise InvalidRequestError(
+                            f"steps[{i}]: inbox is {len(inbox)} bytes, above the limit of "
+                            f"{self.config.max_inbox_bytes}")
+                    try:
+                        records = _abi.split_inbox(inbox, step.inbox_count)
+                    except ValueError as exc:
+                        raise InvalidRequestError(f"steps[{i}] (handle {handle}): bad inbox: "
+                                                  f"{exc}") from None
+                plans.append((agent, inbox, records))
             response = pb.StepBatchResponse()
             add = response.results.add
-            for step, (agent, records) in zip(request.steps, plans, strict=True):
-                self._step_one(agent, request.tick, step.inbox, records, add())
+            tick = request.tick
+            for agent, inbox, records in plans:
+                self._step_one(agent, tick, inbox, records, add())
             return response
 
     def _step_one(self, agent: _Agent, tick: int, inbox: bytes, records: list[bytes],
@@ -657,10 +664,14 @@ class WasmPool:
     # ------------------------------------------------------------------ call sequences
     def _begin(self, agent: _Agent, tick: int) -> None:
         agent.tick = tick
-        agent.sends = bytearray()
-        agent.send_count = 0
-        agent.logs = []
-        agent.infers = []
+        # Fresh collectors only where the last sequence used them (the hot path is empty).
+        if agent.send_count or agent.sends:
+            agent.sends = bytearray()
+            agent.send_count = 0
+        if agent.logs:
+            agent.logs = []
+        if agent.infers:
+            agent.infers = []
         agent.refused = 0
         agent.fuel.set(agent.limits.fuel)
         self._current = agent
@@ -697,37 +708,48 @@ class WasmPool:
         return code if code in (0, 1, 2) else 0
 
     def _entry_buffer(self, agent: _Agent, func: Any, data: bytes, entry: str) -> int:
-        """agent_alloc a buffer, write `data` into it, and call `entry` with its address."""
-        ptr = self._call(agent, agent.f_alloc, (len(data),), "agent_alloc") & 0xFFFFFFFF
-        mem_len = agent.mem.size()
-        if ptr + len(data) > mem_len:
+        """agent_alloc a buffer, write `data` into it, and call `entry` with its address.
+
+        The per-step hot path: exceptions are mapped only when they happen.
+        """
+        n = len(data)
+        try:
+            ptr = agent.f_alloc(n) & 0xFFFFFFFF
+        except Exception as exc:
+            raise self._call_fault(exc, agent, "agent_alloc") from None
+        size = agent.mem.put(ptr, data)
+        if ptr + n > size:
             raise _Fault(FK.FAULT_KIND_BAD_POINTER,
-                         f"agent_alloc({len(data)}) returned 0x{ptr:x}, which does not leave "
-                         f"{len(data)} bytes inside memory ({mem_len} bytes) for {entry}",
-                         "agent_alloc")
-        agent.mem.write(ptr, data)
-        code = self._call(agent, func, (ptr,), entry)
+                         f"agent_alloc({n}) returned 0x{ptr:x}, which does not leave "
+                         f"{n} bytes inside memory ({size} bytes) for {entry}", "agent_alloc")
+        try:
+            code: int = func(ptr)
+        except Exception as exc:
+            raise self._call_fault(exc, agent, entry) from None
         if code < 0:
             raise _Fault(FK.FAULT_KIND_ERROR_CODE, f"{entry} returned {code}", entry, code)
-        return code if code in (0, 1, 2) else 0
+        return code if code <= 2 else 0
 
     def _call(self, agent: _Agent, func: Any, args: tuple[int, ...], entry: str) -> int:
         try:
             return int(func(*args))
-        except _HostFault as exc:
-            raise _Fault(exc.kind, exc.detail, entry) from None
-        except wasmtime.Trap as exc:
-            raise _trap_fault(exc, entry, agent) from None
-        except wasmtime.WasmtimeError as exc:
-            self._host.take()
-            raise _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry) from None
         except Exception as exc:
-            # A bug in a host function must not take the batch or the pool down: the agent
-            # faults (its state is suspect) and the error is logged for the operator.
-            log.error("host error in %s of agent %s: %r", entry, agent.name, exc,
-                      exc_info=exc)
-            raise _Fault(FK.FAULT_KIND_TRAP, f"internal host error in {entry}: "
-                         f"{type(exc).__name__}", entry) from None
+            raise self._call_fault(exc, agent, entry) from None
+
+    def _call_fault(self, exc: Exception, agent: _Agent, entry: str) -> _Fault:
+        """The fault for an exception out of a call into the agent."""
+        if isinstance(exc, _HostFault):
+            return _Fault(exc.kind, exc.detail, entry)
+        if isinstance(exc, wasmtime.Trap):
+            return _trap_fault(exc, entry, agent)
+        if isinstance(exc, wasmtime.WasmtimeError):
+            self._host.take()
+            return _Fault(FK.FAULT_KIND_TRAP, _first_line(str(exc)), entry)
+        # A bug in a host function must not take the batch or the pool down: the agent
+        # faults (its state is suspect) and the error is logged for the operator.
+        log.error("host error in %s of agent %s: %r", entry, agent.name, exc, exc_info=exc)
+        return _Fault(FK.FAULT_KIND_TRAP, f"internal host error in {entry}: "
+                      f"{type(exc).__name__}", entry)
 
     # ------------------------------------------------------------------ host functions
     def _make_linker(self) -> wasmtime.Linker:

@@ -262,6 +262,13 @@ class Memory:
         if data:
             self.memory.write(self.store, data, ptr)
 
+    def put(self, ptr: int, data: bytes) -> int:
+        """Write `data` at `ptr` if it fits; return the memory size either way."""
+        size = self.size()
+        if ptr + len(data) <= size:
+            self.write(ptr, data)
+        return size
+
 
 class _RawMemory(Memory):
     __slots__ = ("_ctx", "_data", "_ref", "_size")
@@ -283,6 +290,14 @@ class _RawMemory(Memory):
     def write(self, ptr: int, data: bytes) -> None:
         if data:
             ctypes.memmove(self._data(self._ctx, self._ref) + ptr, data, len(data))
+
+    def put(self, ptr: int, data: bytes) -> int:
+        ctx, ref = self._ctx, self._ref
+        size: int = self._size(ctx, ref)
+        n = len(data)
+        if n and ptr + n <= size:
+            ctypes.memmove(self._data(ctx, ref) + ptr, data, n)
+        return size
 
 
 def make_memory(store: wasmtime.Store, memory: wasmtime.Memory, *, fast: bool) -> Memory:
