@@ -826,7 +826,10 @@ class WasmPool:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         if not _abi.check_destination(dest, payload):
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        agent.sends += _abi.pack_send(dest, payload)
+        sends = agent.sends
+        sends += _abi.SEND_HEADER.pack(plen, dlen)
+        sends += dest
+        sends += payload
         agent.send_count += 1
         return 0
 

@@ -370,29 +370,7 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
         trap = trap_new(message, len(message))
         return ctypes.cast(trap, ctypes.c_void_p).value or 0
 
-    a, b, c, d = 0, stride, 2 * stride, 3 * stride
-    wide = result == "i64"
-
-    def callback(_env: Any, caller: Any, args: Any, _n: int) -> int:
-        state.caller = caller
-        try:
-            if params == 4:
-                out = fn(*_i32s(wide, args[a], args[b], args[c], args[d]))
-            elif params == 3:
-                out = fn(*_i32s(wide, args[a], args[b], args[c]))
-            elif params == 2:
-                out = fn(*_i32s(wide, args[a], args[b]))
-            elif params == 1:
-                out = fn(*_i32s(wide, args[a]))
-            else:
-                out = fn()
-            args[0] = out
-            return 0
-        except BaseException as exc:
-            return fault(exc)
-        finally:
-            state.caller = None
-
+    callback = _callback(params, result == "i64", stride, fn, state, fault)
     cb = cb_type(callback)
     keep.append(cb)
     mod_b = module.encode()
@@ -405,11 +383,82 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
         raise _error_from_address(err)
 
 
-def _i32s(wide: bool, *vals: int) -> tuple[int, ...]:
-    """Arguments read through an int64 view carry garbage above bit 31: keep the i32."""
-    if not wide:
-        return vals
-    return tuple(((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for v in vals)
+def _sx(v: int) -> int:
+    """The i32 in the low half of a 64-bit slot (the high half is not defined)."""
+    return ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], state: HostState,
+              fault: Callable[[BaseException], int]) -> Callable[..., int]:
+    """A raw callback specialised by arity (host calls are hot; no generic unpacking)."""
+    a, b, c, d = 0, stride, 2 * stride, 3 * stride
+    if params == 4 and not wide:
+        def cb4(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            state.caller = caller
+            try:
+                args[0] = fn(args[a], args[b], args[c], args[d])
+                return 0
+            except BaseException as exc:
+                return fault(exc)
+            finally:
+                state.caller = None
+        return cb4
+    if params == 4:
+        def cb4w(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            state.caller = caller
+            try:
+                args[0] = fn(_sx(args[a]), _sx(args[b]), _sx(args[c]), _sx(args[d]))
+                return 0
+            except BaseException as exc:
+                return fault(exc)
+            finally:
+                state.caller = None
+        return cb4w
+    if params == 3 and not wide:
+        def cb3(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            state.caller = caller
+            try:
+                args[0] = fn(args[a], args[b], args[c])
+                return 0
+            except BaseException as exc:
+                return fault(exc)
+            finally:
+                state.caller = None
+        return cb3
+    if params == 2 and not wide:
+        def cb2(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            state.caller = caller
+            try:
+                args[0] = fn(args[a], args[b])
+                return 0
+            except BaseException as exc:
+                return fault(exc)
+            finally:
+                state.caller = None
+        return cb2
+    if params == 0:
+        def cb0(_env: Any, caller: Any, args: Any, _n: int) -> int:
+            state.caller = caller
+            try:
+                args[0] = fn()
+                return 0
+            except BaseException as exc:
+                return fault(exc)
+            finally:
+                state.caller = None
+        return cb0
+
+    def cbn(_env: Any, caller: Any, args: Any, _n: int) -> int:
+        state.caller = caller
+        try:
+            vals = [args[i * stride] for i in range(params)]
+            args[0] = fn(*(_sx(v) for v in vals) if wide else vals)
+            return 0
+        except BaseException as exc:
+            return fault(exc)
+        finally:
+            state.caller = None
+    return cbn
 
 
 _CB32 = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
