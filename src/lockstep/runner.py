@@ -24,7 +24,8 @@ from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.scenario import AgentGroup, Scenario
 
-__all__ = ["RunSummary", "module_bytes", "prepare_module", "run_scenario"]
+__all__ = ["ReplayResult", "RunSummary", "module_bytes", "prepare_module", "replay_run",
+           "run_scenario"]
 
 # Capability each lockstep_v1 import needs (docs/modules.md).
 _IMPORT_CAPABILITY = {"send": "send", "log": "log", "random": "random", "tick": "tick",
@@ -47,8 +48,39 @@ class RunSummary:
     seconds: float
 
 
-def module_bytes(path: Path, build_dir: Path | None = None) -> bytes:
-    """The wasm bytes of a scenario module: read a .wasm, or build a source file."""
+@dataclass(frozen=True)
+class ReplayResult:
+    """The outcome of a replay."""
+
+    ok: bool
+    ticks: int
+    divergent_tick: int
+    divergent_agent: str
+    detail: str
+    replay_run_id: str
+
+
+def replay_run(channel: grpc.Channel, run_id: str = "", *,
+               entries: list[opb.JournalEntry] | None = None, verify_inference: bool = False,
+               progress: Progress | None = None) -> ReplayResult:
+    """Re-execute a journalled run (from telemetry by id, or from `entries`) and compare."""
+    stub = opb_grpc.OrchestratorServiceStub(channel)
+    req = opb.ReplayRequest(run_id=run_id, entries=entries or [],
+                            verify_inference=verify_inference, progress_every=10)
+    last = opb.ReplayProgress()
+    try:
+        for last in stub.Replay(req):
+            if progress is not None:
+                progress(last.tick, last.total_ticks)
+    except grpc.RpcError as exc:
+        raise ServiceError(f"replay: {exc.code().name}: {exc.details()}") from None
+    return ReplayResult(last.ok, last.tick, last.divergent_tick, last.divergent_agent,
+                        last.detail, last.replay_run_id)
+
+
+def module_bytes(path: Path, name: str, build_dir: Path | None = None) -> bytes:
+    """The wasm bytes of scenario module `name`: read a .wasm, or build a source file (its
+    manifest then carries `name`)."""
     if path.suffix == ".wasm":
         try:
             return path.read_bytes()
@@ -56,8 +88,8 @@ def module_bytes(path: Path, build_dir: Path | None = None) -> bytes:
             raise ModuleError(f"cannot read module {path}: {exc.strerror}") from None
     from lockstep.agents import build_agent
 
-    out = None if build_dir is None else build_dir / (path.stem + ".wasm")
-    return build_agent(path, out).read_bytes()
+    out = None if build_dir is None else build_dir / f"{name}.wasm"
+    return build_agent(path, out, name=name).read_bytes()
 
 
 def prepare_module(wasm: bytes, name: str, signing_key: Path | None) -> bytes:
@@ -105,7 +137,7 @@ def run_scenario(scenario: Scenario, channel: grpc.Channel, *,
         inference_latency=scenario.inference_latency, label=scenario.label,
         default_limits=cpb.Limits(**scenario.limits),
     )
-    wasm = {name: prepare_module(module_bytes(path, build_dir), name, signing_key)
+    wasm = {name: prepare_module(module_bytes(path, name, build_dir), name, signing_key)
             for name, path in sorted(scenario.modules.items())}
     _call("start run", stub.StartRun, opb.StartRunRequest(config=config))
     modules: dict[str, str] = {}

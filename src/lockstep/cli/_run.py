@@ -18,8 +18,9 @@ from rich.table import Table
 from lockstep.auth import Role
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail, state_dir
-from lockstep.errors import DeterminismError, LockstepError
-from lockstep.runner import RunSummary, run_scenario
+from lockstep.errors import ConfigError, DeterminismError, LockstepError
+from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.runner import ReplayResult, RunSummary, replay_run, run_scenario
 from lockstep.scenario import Scenario, load_scenario
 from lockstep.supervisor._supervisor import local_signing_key
 
@@ -44,11 +45,7 @@ def local_deployment(pools: int) -> Iterator[Path]:
 
 def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSummary:
     channel = connect("orchestrator", Role.ADMIN, directory)
-    with channel, Progress(
-        TextColumn(f"[bold]{scenario.label}[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("ticks"), TimeElapsedColumn(), console=console, disable=quiet,
-        transient=True,
-    ) as bar:
+    with channel, _bar(scenario.label, quiet) as bar:
         task = bar.add_task("run", total=scenario.ticks)
         return run_scenario(
             scenario, channel,
@@ -56,6 +53,27 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
             build_dir=state_dir(directory) / "build",
             signing_key=local_signing_key(state_dir(directory)),
         )
+
+
+def _bar(label: str, quiet: bool) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("ticks"), TimeElapsedColumn(), console=console, disable=quiet,
+                    transient=True)
+
+
+def replay_and_report(directory: Path | None, run_id: str, entries: list[object] | None,
+                      verify_inference: bool, quiet: bool = False) -> ReplayResult:
+    channel = connect("orchestrator", Role.OPERATOR, directory)
+    with channel, _bar(f"replay {run_id or 'journal'}", quiet) as bar:
+        task = bar.add_task("replay", total=None)
+        result = replay_run(channel, run_id, entries=entries,  # type: ignore[arg-type]
+                            verify_inference=verify_inference,
+                            progress=lambda t, total: bar.update(task, completed=t, total=total))
+    if not result.ok:
+        where = f" (agent {result.divergent_agent})" if result.divergent_agent else ""
+        raise DeterminismError(f"replay diverged at tick {result.divergent_tick}{where}: "
+                               f"{result.detail}")
+    return result
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -100,32 +118,55 @@ def run_cmd(
 
 
 @app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="run to replay (see `lockstep journal runs`)")] = "",
+    journal: Annotated[Path | None, typer.Option(
+        help="replay this JSON-lines journal file instead of the telemetry copy")] = None,
+    verify_inference: Annotated[bool, typer.Option(
+        help="recompute inference results instead of taking them from the journal")] = False,
+    state_dir_opt: StateDirOption = None,
+) -> None:
+    """Re-execute a journalled run on the running services and compare every tick digest;
+    exits 1 naming the first divergent tick, agent and event."""
+    try:
+        entries = None
+        if journal is not None:
+            entries = [opb.JournalEntry(tick=r["tick"], kind=r["kind"],
+                                        payload=r["payload"].encode())
+                       for r in map(json.loads, journal.read_text().splitlines()) if r]
+        elif not run_id:
+            raise ConfigError("give a RUN_ID or --journal FILE")
+        result = replay_and_report(state_dir_opt, run_id, entries,  # type: ignore[arg-type]
+                                   verify_inference)
+    except DeterminismError as exc:
+        raise fail(exc, code=1) from None
+    except (LockstepError, OSError, ValueError, KeyError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]replay verified[/]: {result.detail} (replay run "
+                  f"{result.replay_run_id})")
+
+
+@app.command()
 def demo(
     scenario_path: Annotated[Path, typer.Option("--scenario", help="scenario to run")] = (
         DEMO_SCENARIO),
     pools: Annotated[int | None, typer.Option(help="pool processes (default: scenario)")] = None,
 ) -> None:
     """The main job: start every service as its own process, run the demo scenario, print
-    the summary, run it again and check that the digest chains agree, then stop."""
+    its summary, replay it from the journal and check every tick digest, then stop."""
     try:
         scenario = load_scenario(scenario_path)
         n = pools or scenario.pools
         console.print(f"starting Lockstep with {n} pool process(es)...")
         with local_deployment(n) as directory:
-            from lockstep.cli._services import status
-
-            status(state_dir_opt=directory)
             first = execute(scenario, directory, quiet=False)
             print_summary(first)
-            console.print("replaying the run and comparing digests tick by tick...")
-            second = execute(scenario, directory, quiet=False)
-            for tick, (a, b) in enumerate(zip(first.digests, second.digests, strict=False), 1):
-                if a != b:
-                    raise DeterminismError(f"replay diverged at tick {tick}: {a} != {b}")
-            if len(first.digests) != len(second.digests):
-                raise DeterminismError("replay ran a different number of ticks")
-        console.print(f"[green]replay verified[/]: {len(first.digests)} tick digests identical; "
-                      f"final digest {first.digest}")
+            console.print(f"replaying run {first.run_id} from its journal in the telemetry "
+                          "service, comparing every tick digest...")
+            result = replay_and_report(directory, first.run_id, None, verify_inference=False)
+        console.print(f"[green]replay verified[/]: {result.ticks} tick digests identical "
+                      f"(replay run {result.replay_run_id}); final digest {first.digest}",
+                      soft_wrap=True)
     except LockstepError as exc:
         raise fail(exc) from None
 
