@@ -80,6 +80,10 @@ def test_memory_accessor(fast: bool) -> None:
     assert mem.size() == 65536
     mem.write(65530, b"abcdef")
     assert mem.read(65530, 6) == b"abcdef"
+    assert mem.read_pair(65530, 3, 65533, 3) == (65536, b"abc", b"def")
+    assert mem.read_pair(65534, 3, 0, 0) == (65536, None, b"")
+    assert mem.read_pair(0, 1, 65536, 1) == (65536, b"\x00", None)
+    assert mem.put(65535, b"xy") == 65536 and mem.read(65535, 1) == b"f"
     inst.exports(store)["grow"](store)  # type: ignore[operator]
     assert mem.size() == 131072  # base pointer re-read after growth
     assert mem.read(65530, 6) == b"abcdef"

@@ -813,15 +813,13 @@ class WasmPool:
         if dlen > 65:  # longest valid destination: "#" + 64-byte topic
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
         mem = agent.mem or self._mem(agent)
-        size = mem.size()
         dptr &= 0xFFFFFFFF
         pptr &= 0xFFFFFFFF
-        if dptr + dlen > size:
+        size, dest, payload = mem.read_pair(dptr, dlen, pptr, plen)
+        if dest is None:
             self._out_of_bounds("send", "destination", dptr, dlen, size)
-        if pptr + plen > size:
+        if payload is None:
             self._out_of_bounds("send", "payload", pptr, plen, size)
-        dest = mem.read(dptr, dlen)
-        payload = mem.read(pptr, plen) if plen else b""
         if agent.send_count >= agent.limits.sends:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
         if not _abi.check_destination(dest, payload):

@@ -262,6 +262,14 @@ class Memory:
         if data:
             self.memory.write(self.store, data, ptr)
 
+    def read_pair(self, p1: int, n1: int, p2: int, n2: int,
+                  ) -> tuple[int, bytes | None, bytes | None]:
+        """(size, bytes at p1, bytes at p2); a span outside memory reads as None."""
+        size = self.size()
+        a = self.read(p1, n1) if p1 + n1 <= size else None
+        b = (self.read(p2, n2) if n2 else b"") if p2 + n2 <= size else None
+        return size, a, b
+
     def put(self, ptr: int, data: bytes) -> int:
         """Write `data` at `ptr` if it fits; return the memory size either way."""
         size = self.size()
@@ -290,6 +298,16 @@ class _RawMemory(Memory):
     def write(self, ptr: int, data: bytes) -> None:
         if data:
             ctypes.memmove(self._data(self._ctx, self._ref) + ptr, data, len(data))
+
+    def read_pair(self, p1: int, n1: int, p2: int, n2: int,
+                  ) -> tuple[int, bytes | None, bytes | None]:
+        ctx, ref = self._ctx, self._ref
+        size: int = self._size(ctx, ref)
+        base: int = self._data(ctx, ref)
+        string_at = ctypes.string_at
+        a = string_at(base + p1, n1) if p1 + n1 <= size else None
+        b = (string_at(base + p2, n2) if n2 else b"") if p2 + n2 <= size else None
+        return size, a, b
 
     def put(self, ptr: int, data: bytes) -> int:
         ctx, ref = self._ctx, self._ref
