@@ -18,10 +18,15 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import wasmtime
 
+if __package__ in (None, ""):  # `python bench/pool.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import metric, percentile
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig, make_engine
 
@@ -46,22 +51,6 @@ SENDER = AGENT.replace('(func (export "agent_step") (param i32) (result i32)',
                        '(func (export "agent_step") (param i32) (result i32) '
                        '(drop (call $send (i32.const 0) (i32.const 4) (i32.const 8) '
                        '(i32.const 16)))')
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _metric(name: str, unit: str, samples: list[float], baseline: str,
-            base_samples: list[float], spec_target: str, goal: str) -> dict[str, object]:
-    median = statistics.median(samples)
-    base = statistics.median(base_samples)
-    return {"name": name, "unit": unit, "median": round(median, 4),
-            "p10": round(_pct(samples, 0.1), 4), "p90": round(_pct(samples, 0.9), 4),
-            "baseline": baseline, "baseline_median": round(base, 4),
-            "ratio": round(median / base, 3) if base else None,
-            "spec_target": spec_target, "goal": goal}
 
 
 def _record(payload: bytes) -> bytes:
@@ -191,13 +180,13 @@ def run(quick: bool) -> list[dict[str, object]]:
             empty = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1)
                                                        for i in range(n)])
             step_samples = _time_ticks(lambda: pool.step_batch(empty), ticks, n)  # noqa: B023
-            metrics.append(_metric(f"pool.step_per_agent{label}", "us", step_samples,
+            metrics.append(metric(f"pool.step_per_agent{label}", "us", step_samples,
                                    baseline, base_step, "< 5000 us", "< 3 us overhead"))
             overhead = [s - statistics.median(base_step) for s in step_samples]
-            metrics.append(_metric(f"pool.host_overhead_per_step{label}", "us", overhead,
+            metrics.append(metric(f"pool.host_overhead_per_step{label}", "us", overhead,
                                    baseline, base_step, "< 5000 us", "< 3 us"))
             beyond = [s - statistics.median(base_abi) for s in step_samples]
-            metrics.append(_metric(f"pool.host_overhead_beyond_abi_calls{label}", "us", beyond,
+            metrics.append(metric(f"pool.host_overhead_beyond_abi_calls{label}", "us", beyond,
                                    "bare agent_alloc + agent_step calls", base_abi,
                                    "< 5000 us", "< 3 us"))
             inbox = _inbox(msgs)
@@ -207,20 +196,20 @@ def run(quick: bool) -> list[dict[str, object]]:
             # Per delivered message: the tick's time minus the empty tick's, per message.
             step_med = statistics.median(step_samples)
             per_msg = [s - step_med / msgs for s in msg_samples]
-            metrics.append(_metric(f"pool.message_delivered{label}", "us", per_msg, baseline,
+            metrics.append(metric(f"pool.message_delivered{label}", "us", per_msg, baseline,
                                    base_recv, "-", "< 3 us overhead"))
         with _pool_with(cfg, bytes(batched), n) as pool:
             full = pb.StepBatchRequest(tick=2, steps=[
                 pb.AgentStep(handle=i + 1, inbox=_inbox(msgs), inbox_count=msgs)
                 for i in range(n)])
             batch_samples = _time_ticks(lambda: pool.step_batch(full), ticks, n * msgs)  # noqa: B023
-            metrics.append(_metric(f"pool.message_delivered_batch{label}", "us", batch_samples,
+            metrics.append(metric(f"pool.message_delivered_batch{label}", "us", batch_samples,
                                    baseline, base_recv, "-", "< 3 us overhead"))
         with _pool_with(cfg, bytes(sender), n) as pool:
             req = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1)
                                                      for i in range(n)])
             send_samples = _time_ticks(lambda: pool.step_batch(req), ticks, n)  # noqa: B023
-            metrics.append(_metric(f"pool.step_with_one_send{label}", "us", send_samples,
+            metrics.append(metric(f"pool.step_with_one_send{label}", "us", send_samples,
                                    baseline, base_step, "-", "-"))
     if not quick:
         metrics.append(_many_agents(config, bytes(plain)))
@@ -245,8 +234,9 @@ def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> di
         pool.step_batch(req)
         step_us = (time.perf_counter_ns() - t0) / 1000 / count
     return {"name": f"pool.create_per_agent_{count}_agents", "unit": "us",
-            "median": round(statistics.median(samples), 2), "p10": round(_pct(samples, .1), 2),
-            "p90": round(_pct(samples, .9), 2), "baseline": f"one step of all {count} agents",
+            "median": round(statistics.median(samples), 2),
+            "p10": round(percentile(samples, .1), 2), "p90": round(percentile(samples, .9), 2),
+            "baseline": f"one step of all {count} agents",
             "baseline_median": round(step_us, 2), "ratio": None, "spec_target": "-",
             "goal": "10,000 agents per pool process"}
 
