@@ -310,7 +310,10 @@ class WasmPool:
         if cache_dir is not None:
             # Keyed by the engine too: a serialized module is only valid for the same
             # wasmtime version and settings.
-            key = hashlib.sha256(f"{WASMTIME_VERSION}|{self.config!r}|{digest}".encode())
+            c = self.config
+            engine_key = (f"{WASMTIME_VERSION}|{c.memory_reservation}|{c.memory_guard_size}|"
+                          f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}")
+            key = hashlib.sha256(f"{engine_key}|{digest}".encode())
             path = cache_dir / f"{key.hexdigest()}.cwasm"
             if path.is_file():
                 try:

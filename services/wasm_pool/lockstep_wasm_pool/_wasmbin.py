@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 RESERVED_EXPORT_PREFIX = "__lockstep_"
+#: Bumped whenever `prepare` rewrites modules differently (it keys compiled-module caches).
+REWRITE_VERSION = 1
 
 SEC_CUSTOM = 0
 SEC_IMPORT = 2
