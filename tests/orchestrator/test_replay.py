@@ -124,7 +124,7 @@ def test_unsent_journal_records_are_spilled_at_shutdown(
     from lockstep_orchestrator import OrchestratorConfig, create_server
 
     config = OrchestratorConfig(pools=(pools[0].address,), telemetry=telemetry.address,
-                                data_dir=tmp_path / "data", dev_mode=True)
+                                data_dir=tmp_path / "data", dev_mode=True, shutdown_flush_s=0.5)
     bound = create_server("127.0.0.1:0", auth=auth[1], config=config)
     with AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as ch:
         stub = opb_grpc.OrchestratorServiceStub(ch)

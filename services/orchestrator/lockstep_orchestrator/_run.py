@@ -40,6 +40,12 @@ from lockstep_orchestrator._wire import (
 log = logging.getLogger("lockstep.orchestrator")
 
 S = opb.AgentState
+# Plain ints: protobuf enum attribute lookups are slow on the routing hot path.
+RUNNING = int(S.AGENT_STATE_RUNNING)
+IDLE = int(S.AGENT_STATE_IDLE)
+PAUSED = int(S.AGENT_STATE_PAUSED)
+FAULTED = int(S.AGENT_STATE_FAULTED)
+TERMINATED = int(S.AGENT_STATE_TERMINATED)
 ZERO_DIGEST = bytes(32)
 MAX_INBOX = 65536  # messages waiting for one agent; more are reported undeliverable
 
@@ -74,7 +80,7 @@ class Agent:
     topics: list[str]
     pool: int
     spawn_tick: int
-    state: int = S.AGENT_STATE_RUNNING
+    state: int = RUNNING
     inbox: list[tuple[tuple[int, int, int], bytes]] = field(default_factory=list)
     ready_since: int | None = None
     restart_at: int | None = None
@@ -91,8 +97,8 @@ class Agent:
 
     def live(self) -> bool:
         """Has an instance in a pool (or will have one after a pending restart)."""
-        return self.state not in (S.AGENT_STATE_TERMINATED,) and not (
-            self.state == S.AGENT_STATE_FAULTED and self.restart_at is None)
+        state = self.state
+        return state != TERMINATED and (state != FAULTED or self.restart_at is not None)
 
     def info(self) -> opb.AgentInfo:
         return opb.AgentInfo(
@@ -154,6 +160,7 @@ class Run:
         self.agents: dict[str, Agent] = {}
         self.by_seq: list[Agent] = []
         self.pending: list[_Action] = []
+        self._pending_names: set[str] = set()
         self.counters = opb.RunCounters()
         # The run id names the run in the journal; it never enters a digest or an agent.
         self.run_id = run_id or secrets.token_hex(8)
@@ -168,14 +175,15 @@ class Run:
     # ---- control plane: queued now, applied at the next tick boundary ----------------
 
     def enqueue(self, kind: str, payload: Any) -> int:
+        if kind == "spawn":
+            self._pending_names.add(payload[0].name)
         self.pending.append(_Action(kind, payload))
         return self.tick + 1
 
     def validate_spawn(self, spawn: opb.AgentSpawn, module_hash: str) -> None:
         if not valid_name(spawn.name):
             raise ConfigError(f"bad agent name {spawn.name!r}: use [A-Za-z0-9_.:/-], 1..64 bytes")
-        if spawn.name in self.agents or any(
-                a.kind == "spawn" and a.payload[0].name == spawn.name for a in self.pending):
+        if spawn.name in self.agents or spawn.name in self._pending_names:
             raise ConfigError(f"agent {spawn.name!r} already exists in this run")
         for topic in spawn.topics:
             if not valid_name(topic):
@@ -246,6 +254,7 @@ class Run:
     def _apply_actions(self, t: int, h: Any, sends: list[tuple[Agent, ppb.AgentStepResult]],
                        host_message: Callable[..., None]) -> None:
         actions, self.pending = self.pending, []
+        self._pending_names = set()
         spawns = sorted((a.payload for a in actions if a.kind == "spawn"),
                         key=lambda p: p[0].name)
         creates: dict[int, ppb.CreateAgentsRequest] = {}
@@ -295,12 +304,12 @@ class Run:
             h.update(action.kind.encode() + u64(subject.seq), subject.seq)
             self.journal.record(f"control.{action.kind}", t, {"name": subject.name})
             if action.kind == "pause" and subject.live():
-                subject.state = S.AGENT_STATE_PAUSED
-            elif action.kind == "resume" and subject.state == S.AGENT_STATE_PAUSED:
-                subject.state = S.AGENT_STATE_RUNNING
-            elif action.kind == "terminate" and subject.state != S.AGENT_STATE_TERMINATED:
-                has_instance = subject.state != S.AGENT_STATE_FAULTED
-                subject.state = S.AGENT_STATE_TERMINATED
+                subject.state = PAUSED
+            elif action.kind == "resume" and subject.state == PAUSED:
+                subject.state = RUNNING
+            elif action.kind == "terminate" and subject.state != TERMINATED:
+                has_instance = subject.state != FAULTED
+                subject.state = TERMINATED
                 subject.restart_at = None
                 if has_instance:
                     req = destroys.setdefault(subject.pool, ppb.DestroyAgentsRequest(
@@ -316,7 +325,7 @@ class Run:
                     h.update(b"SHUT", agent.seq)
                     self._absorb(agent, res, t, h, "shutdown")
                     sends.append((agent, res))
-                    agent.state = S.AGENT_STATE_TERMINATED
+                    agent.state = TERMINATED
 
     def _add_create(self, creates: dict[int, ppb.CreateAgentsRequest], agent: Agent) -> None:
         self.pools.ensure_module(agent.pool, agent.module_hash,
@@ -333,7 +342,7 @@ class Run:
         for agent in agents:
             res = by_handle[agent.seq]
             h.update(b"INIT", agent.seq)
-            agent.state = S.AGENT_STATE_RUNNING
+            agent.state = RUNNING
             self._absorb(agent, res, t, h, "init")
             sends.append((agent, res))
 
@@ -354,8 +363,8 @@ class Run:
 
     def _select(self, t: int) -> list[Agent]:
         ready = [a for a in self.by_seq
-                 if a.state == S.AGENT_STATE_RUNNING
-                 or (a.state == S.AGENT_STATE_IDLE and a.inbox)]
+                 if a.state == RUNNING
+                 or (a.state == IDLE and a.inbox)]
         # Agents deferred by max_steps_per_tick keep their place (FIFO) within a priority.
         ready.sort(key=lambda a: (-a.priority, a.ready_since if a.ready_since is not None else t,
                                   a.seq))
@@ -387,20 +396,20 @@ class Run:
         if phase == "shutdown":
             return
         if res.code == 2:
-            agent.state = S.AGENT_STATE_TERMINATED
+            agent.state = TERMINATED
             self.journal.record("agent.done", t, {"name": agent.name})
             self.pools.destroy({agent.pool: ppb.DestroyAgentsRequest(
                 tick=t, handles=[agent.seq], call_shutdown=False)})
-        elif res.code == 1 and agent.state == S.AGENT_STATE_RUNNING:
-            agent.state = S.AGENT_STATE_IDLE
-        elif res.code != 1 and agent.state == S.AGENT_STATE_IDLE:
-            agent.state = S.AGENT_STATE_RUNNING
-        if agent.state in (S.AGENT_STATE_RUNNING, S.AGENT_STATE_IDLE):
+        elif res.code == 1 and agent.state == RUNNING:
+            agent.state = IDLE
+        elif res.code != 1 and agent.state == IDLE:
+            agent.state = RUNNING
+        if agent.state in (RUNNING, IDLE):
             for call in res.infers:
                 self._submit_inference(agent, call, t)
 
     def _fault(self, agent: Agent, fault: cpb.Fault, t: int) -> None:
-        agent.state = S.AGENT_STATE_FAULTED
+        agent.state = FAULTED
         agent.last_fault = fault
         self.counters.faults += 1
         policy = agent.restart
@@ -502,9 +511,9 @@ class Run:
         if self.pending or self._infer_due:
             return False
         for a in self.by_seq:
-            if a.state == S.AGENT_STATE_RUNNING or a.restart_at is not None:
+            if a.state == RUNNING or a.restart_at is not None:
                 return False
-            if a.state == S.AGENT_STATE_IDLE and a.inbox:
+            if a.state == IDLE and a.inbox:
                 return False
         return True
 

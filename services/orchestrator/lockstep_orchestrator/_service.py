@@ -66,6 +66,8 @@ class OrchestratorConfig:
     trusted_keys: directory of *.pub keys trusted to sign modules; None trusts none.
     capabilities: capabilities the operator grants to modules.
     dev_mode: accept unsigned modules (loudly); every other check still applies.
+    shutdown_flush_s: at shutdown, how long to wait for telemetry before writing unsent
+        journal records to a file in data_dir.
     """
 
     pools: tuple[str, ...]
@@ -75,6 +77,7 @@ class OrchestratorConfig:
     trusted_keys: Path | None = None
     capabilities: frozenset[str] = DEFAULT_GRANTED
     dev_mode: bool = False
+    shutdown_flush_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -119,7 +122,8 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
 
     def close(self) -> None:
         with self._lock:
-            self.run.journal.close(self.config.data_dir or Path.cwd())
+            self.run.journal.close(self.config.data_dir or Path.cwd(),
+                                   self.config.shutdown_flush_s)
         self.pools.close()
         self._inference.close()
 

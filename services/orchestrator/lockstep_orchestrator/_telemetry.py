@@ -15,7 +15,8 @@ def telemetry_sink(address: str, token: str | None) -> Sink:
 
     def sink(records: list[JournalRecord], timeout: float | None) -> None:
         client = blocking if timeout is None else TelemetryClient(
-            channel, client_id=blocking.client_id + "-final", give_up_after=timeout)
+            channel, client_id=blocking.client_id + "-final", give_up_after=timeout,
+            call_timeout=timeout)
         # A run's records are contiguous in the buffer; send each run's slice in order.
         start = 0
         while start < len(records):
