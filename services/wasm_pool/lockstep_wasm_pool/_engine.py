@@ -242,7 +242,7 @@ class WasmPool:
         """Validate and compile a module (cached by hash). Raises ModuleRejectedError."""
         if len(wasm) > self.config.max_module_bytes:
             raise InvalidRequestError(f"module is {len(wasm)} bytes, above the pool limit of "
-                                 f"{self.config.max_module_bytes}")
+                                      f"{self.config.max_module_bytes}")
         digest = "sha256:" + hashlib.sha256(wasm).hexdigest()
         with _WASM_LOCK:
             if digest in self._modules:
@@ -273,7 +273,7 @@ class WasmPool:
             wasmtime.Module.validate(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                 f"invalid wasm module: {_first_line(str(exc))}") from None
+                                      f"invalid wasm module: {_first_line(str(exc))}") from None
         try:
             prepared = _wasmbin.prepare(wasm)
         except _wasmbin.WasmBinError as exc:
@@ -285,15 +285,15 @@ class WasmPool:
         for name in layout.export_names:
             if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):
                 raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                     f"export {name!r} uses the reserved prefix "
-                                     f"{_wasmbin.RESERVED_EXPORT_PREFIX!r}")
+                                          f"export {name!r} uses the reserved prefix "
+                                          f"{_wasmbin.RESERVED_EXPORT_PREFIX!r}")
         mutable: list[tuple[int, str]] = []
         for g in layout.globals:
             if g.mutable and not g.imported:
                 if g.type_name not in _NUMERIC:
                     raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                         f"mutable global {g.index} has type {g.type_name}; "
-                                         "ABI v1 snapshots support only i32/i64/f32/f64")
+                                              f"mutable global {g.index} has type {g.type_name}; "
+                                              "ABI v1 snapshots support only i32/i64/f32/f64")
                 mutable.append((g.index, g.type_name))
         module = self._compile_cached(digest, prepared.wasm)
         imports, exports, has_batch = _check_abi(module)
@@ -324,7 +324,7 @@ class WasmPool:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                 f"cannot compile module: {_first_line(str(exc))}") from None
+                                      f"cannot compile module: {_first_line(str(exc))}") from None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -358,19 +358,19 @@ class WasmPool:
                 raise AlreadyExistsError(f"{where}: handle is already live")
             if not _abi.is_valid_agent_name(spec.name.encode()):
                 raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
-                                     "(1-64 bytes of [A-Za-z0-9_.:/-])")
+                                          "(1-64 bytes of [A-Za-z0-9_.:/-])")
             if spec.name in self._names or spec.name in names:
                 raise AlreadyExistsError(f"{where}: agent name {spec.name!r} is already live")
             if len(spec.args) > self.config.max_args_bytes:
                 raise InvalidRequestError(f"{where}: args are {len(spec.args)} bytes, above the "
-                                     f"limit of {self.config.max_args_bytes}")
+                                          f"limit of {self.config.max_args_bytes}")
             self._resolve_limits(spec.limits, where)
             try:
                 plan: ModuleInfo | ModuleRejectedError = self.module(spec.module_hash)
             except ModuleRejectedError as exc:
                 if snaps[i] is not None:
                     raise InvalidRequestError(f"{where}: module {spec.module_hash} was rejected: "
-                                         f"{exc.detail}") from None
+                                              f"{exc.detail}") from None
                 plan = exc
             plans.append(plan)
             handles.add(spec.handle)
@@ -382,7 +382,7 @@ class WasmPool:
         pages = lim.max_memory_pages or c.max_memory_pages
         if pages > c.max_memory_pages_cap:
             raise InvalidRequestError(f"{where}: max_memory_pages {pages} is above the pool cap of "
-                                 f"{c.max_memory_pages_cap}")
+                                      f"{c.max_memory_pages_cap}")
         return _Limits(lim.fuel_per_step or c.fuel_per_step, pages,
                        lim.max_messages_per_step or c.max_messages_per_step,
                        lim.max_message_bytes or c.max_message_bytes,
@@ -623,14 +623,14 @@ class WasmPool:
         expected = [(g.index, g.type) for g in snap.globals]
         if expected != info.mutable_globals:
             raise InvalidRequestError(f"{where}: globals {expected} do not match the module's "
-                                 f"mutable globals {info.mutable_globals}")
+                                      f"mutable globals {info.mutable_globals}")
         values = [(g.index, g.type, bytes(g.bits)) for g in snap.globals]
         for index, type_name, bits in values:
             if len(bits) != (4 if type_name in ("i32", "f32") else 8):
                 raise InvalidRequestError(f"{where}: global {index} has {len(bits)} bytes of bits")
         if state_hash(snap.memory, values) != snap.state_hash:
             raise InvalidRequestError(f"{where}: state_hash does not match memory and globals "
-                                 "(corrupted snapshot)")
+                                      "(corrupted snapshot)")
         if len(snap.memory) % WASM_PAGE:
             raise InvalidRequestError(f"{where}: memory is not a whole number of 64 KiB pages")
         if snap.next_request_id < 1:
@@ -638,7 +638,7 @@ class WasmPool:
         agent = self._new_agent(snap.spec, snap.seed, info)
         if len(snap.memory) > agent.limits.pages * WASM_PAGE:
             raise InvalidRequestError(f"{where}: memory of {len(snap.memory) // WASM_PAGE} pages "
-                                 f"is above the agent's limit of {agent.limits.pages}")
+                                      f"is above the agent's limit of {agent.limits.pages}")
         # A start function runs again here; whatever it does is overwritten below and its
         # host calls are discarded with this throwaway sequence.
         self._begin(agent, 0)
@@ -651,7 +651,7 @@ class WasmPool:
         if size > len(snap.memory):
             agent.close()
             raise InvalidRequestError(f"{where}: memory of {len(snap.memory)} bytes is smaller "
-                                 f"than the module's initial {size}")
+                                      f"than the module's initial {size}")
         if size < len(snap.memory):
             agent.memory.grow(agent.store, (len(snap.memory) - size) // WASM_PAGE)
         agent.mem.write(0, snap.memory)
@@ -909,19 +909,19 @@ def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
         if imp.module != _abi.IMPORT_MODULE:
             extra = " (no WASI)" if imp.module.startswith("wasi") else ""
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                 f"import {label} is not allowed: ABI v1 links only "
-                                 f"{_abi.IMPORT_MODULE} functions{extra}")
+                                      f"import {label} is not allowed: ABI v1 links only "
+                                      f"{_abi.IMPORT_MODULE} functions{extra}")
         want = _abi.IMPORTS.get(imp.name or "")
         if want is None:
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                 f"import {label} is unknown: {_abi.IMPORT_MODULE} has "
-                                 f"{', '.join(_abi.IMPORTS)}")
+                                      f"import {label} is unknown: {_abi.IMPORT_MODULE} has "
+                                      f"{', '.join(_abi.IMPORTS)}")
         if not isinstance(imp.type, wasmtime.FuncType) or _sig(imp.type) != want:
             got = _fmt_sig(_sig(imp.type)) if isinstance(imp.type, wasmtime.FuncType) \
                 else type(imp.type).__name__
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                 f"import {label} has signature {got}, ABI v1 wants "
-                                 f"{_fmt_sig(want)}")
+                                      f"import {label} has signature {got}, ABI v1 wants "
+                                      f"{_fmt_sig(want)}")
         imports.append(label)
     by_name = {e.name: e.type for e in module.exports}
     memory = by_name.get("memory")
@@ -938,11 +938,11 @@ def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
             continue
         if not isinstance(ty, wasmtime.FuncType):
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                 f"export {name} is not a function")
+                                      f"export {name} is not a function")
         if _sig(ty) != sig:
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                 f"export {name} has signature {_fmt_sig(_sig(ty))}, ABI v1 "
-                                 f"wants {_fmt_sig(sig)}")
+                                      f"export {name} has signature {_fmt_sig(_sig(ty))}, ABI v1 "
+                                      f"wants {_fmt_sig(sig)}")
     exports = [e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)
                and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)]
     return imports, exports, "agent_receive_batch" in by_name
