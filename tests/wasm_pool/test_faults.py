@@ -177,3 +177,19 @@ def test_small_stack_config_still_isolates() -> None:
                               "(call $rec (i32.add (local.get 0) (i32.const 1))))")
         fault, _ = run_with_good(small, bad)
         assert fault.kind == cpb.FAULT_KIND_STACK_OVERFLOW
+
+
+def test_fuel_exhausted_in_start_function(pool: WasmPool) -> None:
+    bad = agent_wat(extra="(func $start (loop $l (br $l))) (start $start)")
+    created = create(pool, (1, "g1", GOOD), (2, "bad", bad))
+    assert created.results[1].fault.kind == cpb.FAULT_KIND_FUEL_EXHAUSTED
+    assert created.results[1].fault.entry_point == "instantiate"
+    assert created.results[1].fuel_used == 10_000_000
+    assert pool.handles() == [1]
+
+
+def test_start_function_sends_belong_to_init(pool: WasmPool) -> None:
+    wasm = agent_wat(extra="(func $start (drop (call $send (i32.const 0) (i32.const 4) "
+                           "(i32.const 16) (i32.const 5)))) (start $start)")
+    created = create(pool, (1, "a", wasm))
+    assert unpack_sends(created.results[0].sends) == [(b"peer", b"hello")]
