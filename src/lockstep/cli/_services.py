@@ -36,6 +36,19 @@ def _check_writable(directory: Path) -> None:
         raise ConfigError(f"state directory {directory} is not writable: {exc.strerror}") from None
 
 
+def _prepare_models(repository: Path) -> None:
+    """Put the real models shipped by installed packages into the model repository once."""
+    if repository.is_dir() and any(repository.iterdir()):
+        return
+    try:
+        from lockstep_inference import prepare_models
+
+        prepare_models(repository, None)
+    except (ImportError, LockstepError) as exc:
+        console.print(f"[yellow]note[/]: models not prepared ({exc}); "
+                      "see `lockstep models prepare`")
+
+
 def _services_table(state: SupervisorState, live: bool) -> Table:
     table = Table(title=f"Lockstep services (state: {state.state_dir})")
     for col in ("service", "address", "pid", "status", "restarts"):
@@ -107,6 +120,7 @@ def up(
             args.append("--unix")
         if dev_mode:
             args.append("--dev-mode")
+        _prepare_models(directory / "data" / "models")
         if foreground:
             from lockstep.supervisor.__main__ import main as supervisor_main
 
