@@ -17,8 +17,8 @@ __all__ = ["Action", "AgentGroup", "Scenario", "load_scenario"]
 
 _RUN_KEYS = {"label", "seed", "ticks", "until_idle", "max_steps_per_tick", "inference_latency",
              "pools"}
-_AGENT_KEYS = {"module", "name", "count", "start", "priority", "args", "args_hex", "topics", "restart",
-               "limits"}
+_AGENT_KEYS = {"module", "name", "count", "start", "priority", "args", "args_hex", "topics",
+               "restart", "limits"}
 _LIMIT_KEYS = {"fuel_per_step", "max_memory_pages", "max_messages_per_step",
                "max_message_bytes", "max_logs_per_step"}
 _RESTART_KEYS = {"max_restarts", "backoff_ticks", "backoff_multiplier", "max_backoff_ticks"}

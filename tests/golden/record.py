@@ -40,9 +40,9 @@ def main() -> None:
         telemetry = start_service("lockstep_telemetry", tokens, "--db", str(Path(tmp) / "t.db"))
         config = OrchestratorConfig(pools=tuple(p.address for p in pools),
                                     telemetry=telemetry.address, dev_mode=True)
-        with create_server("127.0.0.1:0", auth=store, config=config) as bound:
-            with AuthedChannel(bound.address, store.token(Role.ADMIN)) as ch:
-                _d, status, _i = faulty_run(opb_grpc.OrchestratorServiceStub(ch), wasm)
+        with create_server("127.0.0.1:0", auth=store, config=config) as bound, \
+                AuthedChannel(bound.address, store.token(Role.ADMIN)) as ch:
+            _d, status, _i = faulty_run(opb_grpc.OrchestratorServiceStub(ch), wasm)
         with AuthedChannel(telemetry.address, store.token(Role.VIEWER)) as ch:
             lines = [json.dumps({"tick": r.tick, "kind": r.kind,
                                  "payload": r.payload.decode()}, sort_keys=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lockstep.auth import TokenStore
 from lockstep.server import BoundServer, run_service
-from lockstep_orchestrator._service import OrchestratorConfig, create_server
+from lockstep_orchestrator._service import DEFAULT_GRANTED, OrchestratorConfig, create_server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
         pools=tuple(p for p in args.pools.split(",") if p), telemetry=args.telemetry or None,
         inference=args.inference or None, data_dir=args.data_dir,
         trusted_keys=args.trusted_keys, dev_mode=args.dev_mode,
-        **({"capabilities": frozenset(args.capability)} if args.capability else {}),
+        capabilities=frozenset(args.capability) if args.capability else DEFAULT_GRANTED,
     )
     return create_server(args.address, auth=auth, config=config)
 

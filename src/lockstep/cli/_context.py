@@ -17,7 +17,8 @@ from lockstep.supervisor import SupervisorState, default_state_dir
 
 StateDirOption = Annotated[
     Path | None,
-    typer.Option("--state-dir", help="supervisor state directory (env LOCKSTEP_HOME, default ~/.lockstep)"),
+    typer.Option("--state-dir",
+                 help="supervisor state directory (env LOCKSTEP_HOME, default ~/.lockstep)"),
 ]
 
 
