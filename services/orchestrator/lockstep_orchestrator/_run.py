@@ -27,9 +27,10 @@ from lockstep_orchestrator._wire import (
     KIND_INFER_ERROR,
     KIND_INFER_RESULT,
     KIND_UNDELIVERABLE,
+    RECORD_HEADER,
+    SEND_HEADER,
     batch_buffer,
     i64,
-    iter_sends,
     lp,
     message_record,
     u32,
@@ -90,10 +91,10 @@ class Agent:
     fuel: int = 0
     restarts: int = 0
     last_fault: cpb.Fault | None = None
+    name_b: bytes = field(init=False, default=b"")
 
-    @property
-    def name_b(self) -> bytes:
-        return self.name.encode()
+    def __post_init__(self) -> None:
+        self.name_b = self.name.encode()
 
     def live(self) -> bool:
         """Has an instance in a pool (or will have one after a pending restart)."""
@@ -439,39 +440,64 @@ class Run:
                host_message: Callable[..., None]) -> None:
         """Deliver the tick's sends at t+1 in (sender spawn sequence, send sequence) order."""
         sends.sort(key=lambda item: item[0].seq)
+        # Hot path: a send to a live agent by name. Anything else (broadcast, topics,
+        # subscriptions, unknown names, full inboxes) takes the general path below.
+        live = {a.name_b: a for a in self.by_seq if a.live()}
+        header = RECORD_HEADER.pack
         for sender, res in sends:
-            if res.fault.kind or not res.send_count:
+            count = res.send_count
+            if res.fault.kind or not count:
                 continue
-            n = 0
-            for dest_b, payload in iter_sends(res.sends, res.send_count):
-                n += 1
-                sender.sent += 1
-                dest = dest_b.decode("utf-8", "replace")
-                if dest in ("$subscribe", "$unsubscribe"):
-                    topic = payload.decode("utf-8", "replace")
-                    if valid_name(topic):
-                        topics = set(sender.topics)
-                        (topics.add if dest == "$subscribe" else topics.discard)(topic)
-                        sender.topics = sorted(topics)
-                    continue
-                record = message_record(KIND_AGENT, sender.name_b, dest_b, t, 0, payload)
-                targets = self._targets(dest, sender)
-                reason = ""
-                if not targets and not dest.startswith(("*", "#")):
-                    known = self.agents.get(dest)
-                    reason = "unknown agent" if known is None else (
-                        "agent " + S.Name(known.state).removeprefix("AGENT_STATE_").lower())
-                for target in targets:
-                    if len(target.inbox) >= MAX_INBOX:
-                        reason = f"inbox of {target.name} full"
-                    else:
-                        target.inbox.append(((t, sender.seq, n), record))
-                if reason:
-                    self.counters.undeliverable += 1
-                    h.update(b"UNDL" + u64(sender.seq) + u32(n) + lp(reason.encode()), sender.seq)
-                    if sender.live():
-                        host_message(sender, KIND_UNDELIVERABLE, b"", dest_b, 0,
-                                     reason.encode(), t)
+            sender.sent += count
+            name_b, sseq = sender.name_b, sender.seq
+            base = RECORD_HEADER.size + len(name_b)
+            packed = res.sends
+            off = 0
+            for n in range(1, count + 1):
+                plen, dlen = SEND_HEADER.unpack_from(packed, off)
+                off += SEND_HEADER.size
+                dest_b = packed[off:off + dlen]
+                off += dlen
+                payload = packed[off:off + plen]
+                off += plen
+                target = live.get(dest_b)
+                if target is not None and len(target.inbox) < MAX_INBOX:
+                    target.inbox.append(((t, sseq, n), b"".join((
+                        header(base + dlen + plen, KIND_AGENT, 0, len(name_b), t, 0, plen,
+                               dlen, 0), name_b, dest_b, payload))))
+                else:
+                    self._route_general(t, h, sender, n, dest_b, payload, host_message)
+            if off != len(packed):
+                raise ValueError(f"packed sends of {sender.name}: {len(packed) - off} "
+                                 "trailing bytes")
+
+    def _route_general(self, t: int, h: Any, sender: Agent, n: int, dest_b: bytes,
+                       payload: bytes, host_message: Callable[..., None]) -> None:
+        dest = dest_b.decode("utf-8", "replace")
+        if dest in ("$subscribe", "$unsubscribe"):
+            topic = payload.decode("utf-8", "replace")
+            if valid_name(topic):
+                topics = set(sender.topics)
+                (topics.add if dest == "$subscribe" else topics.discard)(topic)
+                sender.topics = sorted(topics)
+            return
+        record = message_record(KIND_AGENT, sender.name_b, dest_b, t, 0, payload)
+        targets = self._targets(dest, sender)
+        reason = ""
+        if not targets and not dest.startswith(("*", "#")):
+            known = self.agents.get(dest)
+            reason = "unknown agent" if known is None else (
+                "agent " + S.Name(known.state).removeprefix("AGENT_STATE_").lower())
+        for target in targets:
+            if len(target.inbox) >= MAX_INBOX:
+                reason = f"inbox of {target.name} full"
+            else:
+                target.inbox.append(((t, sender.seq, n), record))
+        if reason:
+            self.counters.undeliverable += 1
+            h.update(b"UNDL" + u64(sender.seq) + u32(n) + lp(reason.encode()), sender.seq)
+            if sender.live():
+                host_message(sender, KIND_UNDELIVERABLE, b"", dest_b, 0, reason.encode(), t)
 
     # ---- inference ----------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterator
 
 # Message kinds (docs/abi.md).
 KIND_AGENT = 0
@@ -14,17 +13,17 @@ KIND_INFER_RESULT = 2
 KIND_INFER_ERROR = 3
 KIND_UNDELIVERABLE = 4
 
-_RECORD = struct.Struct("<IBBHqqIHH")  # 32-byte message record header
+RECORD_HEADER = struct.Struct("<IBBHqqIHH")  # 32-byte message record header
+SEND_HEADER = struct.Struct("<IH")  # pool wire format: payload length, destination length
 _BATCH = struct.Struct("<II")
-_SEND = struct.Struct("<IH")
 NAME_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}\Z")
 
 
 def message_record(kind: int, sender: bytes, dest: bytes, tick: int, corr: int,
                    payload: bytes) -> bytes:
     """One ABI v1 message record."""
-    total = _RECORD.size + len(sender) + len(dest) + len(payload)
-    header = _RECORD.pack(total, kind, 0, len(sender), tick, corr, len(payload), len(dest), 0)
+    total = RECORD_HEADER.size + len(sender) + len(dest) + len(payload)
+    header = RECORD_HEADER.pack(total, kind, 0, len(sender), tick, corr, len(payload), len(dest), 0)
     return b"".join((header, sender, dest, payload))
 
 
@@ -32,21 +31,6 @@ def batch_buffer(records: list[bytes]) -> bytes:
     """The ABI v1 batch buffer for `agent_receive_batch` (also the pool inbox format)."""
     body = b"".join(records)
     return _BATCH.pack(_BATCH.size + len(body), len(records)) + body
-
-
-def iter_sends(packed: bytes, count: int) -> Iterator[tuple[bytes, bytes]]:
-    """(destination, payload) pairs from a pool's packed sends."""
-    view = memoryview(packed)
-    off = 0
-    for _ in range(count):
-        plen, dlen = _SEND.unpack_from(view, off)
-        off += _SEND.size
-        dest = bytes(view[off:off + dlen])
-        off += dlen
-        yield dest, bytes(view[off:off + plen])
-        off += plen
-    if off != len(packed):
-        raise ValueError(f"packed sends: {len(packed) - off} trailing bytes")
 
 
 def valid_name(name: str) -> bool:
