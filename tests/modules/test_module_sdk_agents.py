@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lockstep import wasmbin
 from lockstep.agents import ToolchainMissingError, build_agent, example_sources
 from lockstep.modules import (
+    MANIFEST_SECTION,
     Manifest,
     ModifiedModuleError,
     Policy,
@@ -40,8 +41,10 @@ def test_example_agent_signs_and_verifies(source: Path, tmp_path: Path) -> None:
     verdict = verify(signed, TrustedKeys.of(key), policy)
     assert verdict.verdict == "verified"
     assert verdict.module_hash == module_hash(strip_signature(signed))
-    # the toolchain's own custom sections survive untouched, and wasmtime still compiles it
-    assert strip_signature(signed).startswith(built)
+    # the toolchain's own custom sections survive untouched (the build's manifest is
+    # replaced), and wasmtime still compiles it
+    assert strip_signature(signed).startswith(
+        wasmbin.remove_custom_sections(built, MANIFEST_SECTION))
     wasmtime.Module(wasmtime.Engine(), signed)
     tampered = bytearray(signed)
     code = next(s for s in wasmbin.sections(signed) if s.id == wasmbin.SectionId.CODE)
