@@ -12,14 +12,12 @@ percentiles, service processes started the way the supervisor starts them, and R
 from __future__ import annotations
 
 import atexit
-import os
-import re
 import statistics
-import subprocess
 import sys
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from lockstep.spawn import ServiceProcess
+from lockstep.spawn import start_service as _start
 
 __all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile",
            "rss_bytes", "set_reporter", "start_service"]
@@ -28,9 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 METRIC_KEYS = ("name", "unit", "median", "p10", "p90", "baseline", "baseline_median", "ratio",
                "spec_target", "goal")
-
-_SERVING = re.compile(r"serving on (\S+) \(pid")
-
 
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile by nearest rank (q in [0, 1])."""
@@ -62,7 +57,7 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-_started: list[ServiceProc] = []
+_started: list[ServiceProcess] = []
 
 
 @atexit.register
@@ -72,71 +67,16 @@ def _stop_all() -> None:
         svc.stop()
 
 
-@dataclass
-class ServiceProc:
-    """A service started as its own process (`python -m module`) on port 0."""
-
-    proc: subprocess.Popen[str]
-    address: str = ""
-    output: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.reader is not None:
-            self.reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> ServiceProc:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+ServiceProc = ServiceProcess
 
 
 def start_service(module: str, *args: str, timeout: float = 60.0,
-                  env: dict[str, str] | None = None) -> ServiceProc:
-    """Start `python -m module --address 127.0.0.1:0 --insecure-no-auth ARGS` and wait
-    until it serves. Benchmarks run without auth: token checks are a per-call constant
-    the services pay either way, and no credentials need to exist on disk."""
-    from lockstep.client import wait_serving
-
-    cmd = [sys.executable, "-m", module, "--address", "127.0.0.1:0", "--insecure-no-auth",
-           *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-    svc = ServiceProc(proc)
+                  env: dict[str, str] | None = None) -> ServiceProcess:
+    """Start `python -m module` on port 0 without auth and wait until it serves.
+    Benchmarks run without auth: token checks are a per-call constant the services pay
+    either way, and no credentials need to exist on disk."""
+    svc = _start(module, None, *args, timeout=timeout, env=env)
     _started.append(svc)
-    found = threading.Event()
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if len(svc.output) < 200:
-                svc.output.append(line)
-            match = _SERVING.search(line)
-            if match and not found.is_set():
-                svc.address = match.group(1)
-                found.set()
-        found.set()
-
-    svc.reader = threading.Thread(target=drain, daemon=True)
-    svc.reader.start()
-    if not found.wait(timeout) or not svc.address:
-        svc.stop()
-        raise RuntimeError(f"{module} did not start:\n{''.join(svc.output)}")
-    wait_serving(svc.address, timeout=timeout)
     return svc
 
 
