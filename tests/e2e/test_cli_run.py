@@ -88,3 +88,42 @@ def test_demo_runs_and_verifies_its_replay() -> None:
     result = lockstep("demo", "--scenario", str(SCENARIOS / "pingpong.toml"), "--pools", "1")
     assert result.returncode == 0, result.stderr
     assert "replay verified" in result.stdout and "final digest" in result.stdout
+
+
+def test_faults_scenario_is_reproducible(deployment: str) -> None:
+    path = Path(__file__).parent / "scenarios" / "faults.toml"
+    runs = []
+    for _ in range(2):
+        result = lockstep("run", "--state-dir", deployment, str(path), "--json")
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout))
+    first, second = runs
+    assert first["counters"]["faults"] == 1 and first["counters"]["restarts"] == 1
+    assert first["counters"]["undeliverable"] >= 30
+    assert first["digests"] == second["digests"]
+
+
+def test_lifecycle_and_run_control_commands(deployment: str) -> None:
+    run_json(deployment, "pingpong.toml")  # registers the pingpong module
+
+    def ok(*args: str) -> str:
+        result = lockstep(*args, "--state-dir", deployment)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "takes effect at tick" in ok("agent", "spawn", "left", "--module", "pingpong",
+                                        "--args", "peer=right rounds=4 start=1")
+    ok("agent", "spawn", "right", "--module", "pingpong", "--args", "peer=left rounds=4")
+    assert "digest" in ok("step", "2")
+    listing = ok("agent", "list")
+    assert "left" in listing and "right" in listing
+    assert "pausing right" in ok("agent", "pause", "right")
+    ok("step", "3")
+    assert "paused" in ok("agent", "inspect", "right")
+    ok("agent", "resume", "right")
+    ok("agent", "send", "right", "hello")
+    out = ok("until", "--idle", "--max-ticks", "100")
+    assert "stopped: idle" in out
+    assert "terminated" in ok("agent", "inspect", "left")
+    bad = lockstep("agent", "pause", "nobody", "--state-dir", deployment)
+    assert bad.returncode == 2 and "NOT_FOUND" in bad.stderr

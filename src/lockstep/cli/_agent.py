@@ -22,8 +22,8 @@ from lockstep.cli._context import StateDirOption, fail, state_dir
 __all__ = ["agent_app", "build"]
 
 agent_app = typer.Typer(
-    help="Agent modules: build C (.c) or AssemblyScript (.ts) sources against the agent SDK "
-         "(docs/sdk.md).",
+    help="Agents: build modules from C (.c) or AssemblyScript (.ts) sources (docs/sdk.md); "
+         "spawn, pause, resume, terminate, message, list and inspect agents of the current run.",
     no_args_is_help=True,
 )
 
