@@ -122,7 +122,13 @@ def test_lifecycle_and_run_control_commands(deployment: str) -> None:
     assert "paused" in ok("agent", "inspect", "right")
     ok("agent", "resume", "right")
     ok("agent", "send", "right", "hello")
+    saved = ok("checkpoint", "--label", "before-the-end")
+    checkpoint_id = saved.split()[1]
     out = ok("until", "--idle", "--max-ticks", "100")
+    final = out.split("digest ")[-1].strip()
+    assert "restored" in ok("restore", checkpoint_id)
+    again = ok("until", "--idle", "--max-ticks", "100")
+    assert again.split("digest ")[-1].strip() == final
     assert "stopped: idle" in out
     assert "terminated" in ok("agent", "inspect", "left")
     bad = lockstep("agent", "pause", "nobody", "--state-dir", deployment)

@@ -84,6 +84,21 @@ class PoolSet:
                    for i, req in sorted(requests.items())}
         return self._gather("DestroyAgents", futures)
 
+    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
+        """Complete instance state of `handles` in one pool."""
+        try:
+            return list(self._stubs[pool].Snapshot(pb.SnapshotRequest(handles=handles),
+                                                   timeout=RPC_TIMEOUT_S))
+        except grpc.RpcError as exc:
+            raise _pool_error(self.addresses[pool], "Snapshot", exc) from None
+
+    def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None:
+        """Recreate agents in one pool from snapshots."""
+        try:
+            self._stubs[pool].Restore(iter(snapshots), timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise _pool_error(self.addresses[pool], "Restore", exc) from None
+
     def reset(self) -> None:
         for i, stub in enumerate(self._stubs):
             try:

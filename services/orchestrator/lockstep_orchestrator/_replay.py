@@ -20,7 +20,8 @@ from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._inference import InferenceBridge, InferResult
 
 # Journal kinds that describe the run rather than its behaviour; not compared.
-NOT_COMPARED = {"tick.digest", "run.start", "module.register"}
+NOT_COMPARED = {"tick.digest", "run.start", "module.register", "run.checkpoint",
+                "run.restore"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ConfigError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
-from lockstep_orchestrator._inference import InferenceBridge
+from lockstep_orchestrator._inference import InferenceBridge, InferResult
 from lockstep_orchestrator._journal import Journal
 from lockstep_orchestrator._pools import PoolSet
 from lockstep_orchestrator._wire import (
@@ -529,6 +529,19 @@ class Run:
             if agent.live():
                 host_message(agent, kind, call.model.encode(), agent.name_b, call.request_id,
                              payload, t - 1)
+
+    # ---- checkpoints --------------------------------------------------------------------
+
+    def infer_due(self) -> dict[int, list[tuple[Agent, cpb.InferCall, InferResult]]]:
+        """Inference results still to be delivered, waiting for any still in flight."""
+        self.inference.flush()
+        return {tick: [(agent, call, self.inference.result(handle))
+                       for agent, call, handle in items]
+                for tick, items in self._infer_due.items()}
+
+    def restore_infer_due(self, tick: int,
+                          items: list[tuple[Agent, cpb.InferCall, InferResult]]) -> None:
+        self._infer_due[tick] = list(items)
 
     # ---- queries ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.telemetry_client import TelemetryClient
+from lockstep_orchestrator._checkpoint import capture, load, restore_into, save
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Journal, Sink
 from lockstep_orchestrator._pools import PoolSet
@@ -357,11 +358,51 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             divergent_agent=name, replay_run_id=run.run_id,
             detail=first_difference(parsed.events.get(t, []), events))
 
-    def CreateCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "checkpoints are not implemented yet")
+    def _checkpoint_dir(self) -> Path:
+        if self.config.data_dir is None:
+            raise PreconditionError("checkpoints need a data directory (--data-dir)")
+        return self.config.data_dir / "checkpoints"
 
-    def RestoreCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "checkpoints are not implemented yet")
+    def CreateCheckpoint(self, request: opb.CreateCheckpointRequest,  # noqa: N802
+                         context: Any) -> Any:
+        try:
+            with self._lock:
+                directory = self._checkpoint_dir()
+                run = self.run
+                run.journal.flush()
+                state, snapshots = capture(run, request.label)
+                checkpoint_id = f"{run.run_id}-t{run.tick}"
+                size = save(directory, checkpoint_id, state, snapshots)
+                run.journal.record("run.checkpoint", run.tick, {
+                    "id": checkpoint_id, "label": request.label, "agents": len(snapshots)})
+                return opb.CheckpointInfo(id=checkpoint_id, tick=run.tick, digest=run.digest,
+                                          size=size)
+        except Exception as exc:
+            return _abort(context, exc)
+
+    def RestoreCheckpoint(self, request: opb.RestoreCheckpointRequest,  # noqa: N802
+                          context: Any) -> Any:
+        try:
+            with self._lock:
+                state, snapshots = load(self._checkpoint_dir(), request.id)
+                missing = sorted({a["module_hash"] for a in state["agents"]}
+                                 - self.modules.known())
+                if missing:
+                    raise PreconditionError(
+                        f"register these modules before restoring: {', '.join(missing)}")
+                self.run.journal.flush()
+                self.pools.reset()
+                config = opb.RunConfig.FromString(bytes.fromhex(state["config"]))
+                run = Run(config, self.pools, self.modules.wasm, Journal(self._sink),
+                          self._inference)
+                restore_into(run, state, snapshots)
+                run.journal.record("run.restore", run.tick, {
+                    "checkpoint": request.id, "from_run": state["run_id"],
+                    "digest": run.digest.hex()})
+                self.run = run
+                return run.status()
+        except Exception as exc:
+            return _abort(context, exc)
 
 
 def create_server(address: str, *, auth: TokenStore | None,

@@ -179,3 +179,24 @@ def until(
         raise fail(exc) from None
     console.print(f"stopped: {last.reason}")
     _print_status(last.status)
+
+
+@app.command()
+def checkpoint(label: Annotated[str, typer.Option(help="a note kept with it")] = "",
+               state_dir_opt: StateDirOption = None) -> None:
+    """Checkpoint the current run at its tick boundary (orchestrator state + every agent's
+    memory and globals); restore it later with `lockstep restore ID`."""
+    info = _call(state_dir_opt, Role.OPERATOR, "CreateCheckpoint",
+                 opb.CreateCheckpointRequest(label=label))
+    console.print(f"checkpoint {info.id} at tick {info.tick} ({info.size:,} bytes)")  # type: ignore[attr-defined]
+
+
+@app.command()
+def restore(checkpoint_id: Annotated[str, typer.Argument(metavar="ID", help="checkpoint id")],
+            state_dir_opt: StateDirOption = None) -> None:
+    """Replace the current run with a checkpoint; continuing gives the same digests as the
+    original run (into any number of pools)."""
+    status = _call(state_dir_opt, Role.OPERATOR, "RestoreCheckpoint",
+                   opb.RestoreCheckpointRequest(id=checkpoint_id))
+    console.print(f"restored {checkpoint_id}")
+    _print_status(status)  # type: ignore[arg-type]
