@@ -14,7 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lockstep.client import wait_serving
+import grpc
+
+from lockstep.auth import Role, TokenStore
+from lockstep.client import AuthedChannel, wait_serving
 
 __all__ = ["ServiceProcess", "start_service"]
 
@@ -34,6 +37,10 @@ class ServiceProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def channel(self, store: TokenStore, role: Role = Role.ADMIN) -> grpc.Channel:
+        """A channel to this service carrying `role`'s token from `store`."""
+        return AuthedChannel(self.address, store.token(role))
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after 15 s; returns the exit status."""
