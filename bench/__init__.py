@@ -11,16 +11,20 @@ percentiles, service processes started the way the supervisor starts them, and R
 
 from __future__ import annotations
 
+import argparse
 import atexit
+import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lockstep.spawn import ServiceProcess
 from lockstep.spawn import start_service as _start
 
 __all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile",
-           "rss_bytes", "set_reporter", "start_service"]
+           "rss_bytes", "set_reporter", "standalone", "start_service"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +98,22 @@ def note(text: str) -> None:
         _reporter[0](text)  # type: ignore[operator]
     else:
         print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+def standalone(run: Callable[[bool], list[dict[str, Any]]], description: str | None,
+               argv: list[str] | None = None) -> int:
+    """`python bench/<module>.py [--quick] [--json]`: one module's metrics on their own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    metrics = run(args.quick)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    width = max(len(str(m["name"])) for m in metrics)
+    print(f"{'metric':{width}} {'median':>9} {'p10':>9} {'p90':>9} {'base':>9} {'ratio':>7}  goal")
+    for m in metrics:
+        print(f"{m['name']!s:{width}} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
+              f"{m['baseline_median']!s:>9} {m['ratio']!s:>7}  {m['goal']}")
+    return 0

@@ -11,14 +11,17 @@ and the CPU provider; calls are interleaved so drift hits both equally.
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # `python bench/inference.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import metric, standalone
 
 SENTENCES = [
     "The cat sits on the mat.",
@@ -30,12 +33,6 @@ SENTENCES = [
     "She plays the violin in a small string quartet.",
     "Hash chains make the audit log tamper-evident.",
 ]
-
-
-def _percentiles(samples: list[float]) -> tuple[float, float, float]:
-    s = sorted(samples)
-    q = statistics.quantiles(s, n=10, method="inclusive")
-    return statistics.median(s), q[0], q[-1]
 
 
 def _time(fn: Callable[[], Any]) -> float:
@@ -116,16 +113,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
         ("inference.agent_batch8_round_trip", agent_ms, direct1_ms,
          "direct session.run x8 (one sentence each, tokenised beforehand)"),
     ]:
-        med, p10, p90 = _percentiles(ours)
-        bmed = statistics.median(base)
-        metrics.append({
-            "name": name, "unit": "ms", "median": round(med, 3), "p10": round(p10, 3),
-            "p90": round(p90, 3), "baseline": base_name, "baseline_median": round(bmed, 3),
-            "ratio": round(med / bmed, 3), "spec_target": "-", "goal": "<= 1.2x",
-            "provider": provider,
-        })
+        metrics.append(metric(name, "ms", ours, base_name, base, "-", "<= 1.2x",
+                              provider=provider))
     return metrics
 
 
 if __name__ == "__main__":
-    print(json.dumps(run("--quick" in sys.argv[1:]), indent=2))
+    sys.exit(standalone(run, __doc__))

@@ -9,10 +9,8 @@ Never run from the test suite.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
-import json
 import statistics
 import struct
 import sys
@@ -26,7 +24,7 @@ import wasmtime
 if __package__ in (None, ""):  # `python bench/pool.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import metric, percentile
+from bench import metric, percentile, standalone
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig, make_engine
 
@@ -242,19 +240,7 @@ def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer agents and ticks")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    metrics = run(args.quick)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-        return 0
-    print(f"{'metric':44} {'median':>9} {'p10':>9} {'p90':>9} {'base':>8} {'ratio':>7}  goal")
-    for m in metrics:
-        print(f"{m['name']!s:44} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
-              f"{m['baseline_median']!s:>8} {m['ratio']!s:>7}  {m['goal']}")
-    return 0
+    return standalone(run, __doc__, argv)
 
 
 if __name__ == "__main__":

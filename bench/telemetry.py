@@ -17,23 +17,20 @@ ratio is metric / baseline (the fraction of raw SQLite speed kept). Metrics:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import os
-import re
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+if __package__ in (None, ""):  # `python bench/telemetry.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import metric, standalone
 from lockstep.auth import Role, write_token_file
-from lockstep.client import AuthedChannel, wait_serving
+from lockstep.spawn import start_service
 from lockstep.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_telemetry import Store
@@ -43,20 +40,12 @@ PAYLOAD = bytes(range(100))
 GOAL = ">= 100k records/s"
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _metric(name: str, samples: list[float], baseline: str, base_samples: list[float],
             goal: str = GOAL) -> dict[str, object]:
-    median = statistics.median(samples)
-    base = statistics.median(base_samples)
-    return {"name": name, "unit": "records/s", "median": round(median),
-            "p10": round(_pct(samples, 0.1)), "p90": round(_pct(samples, 0.9)),
-            "baseline": baseline, "baseline_median": round(base),
-            "ratio": round(median / base, 3) if base else None,
-            "spec_target": "-", "goal": goal}
+    m = metric(name, "records/s", samples, baseline, base_samples, "-", goal)
+    for key in ("median", "p10", "p90", "baseline_median"):
+        m[key] = round(m[key])  # type: ignore[call-overload]
+    return m
 
 
 def _records() -> list[pb.Record]:
@@ -102,38 +91,13 @@ def _raw_sqlite(path: Path) -> Iterator[Callable[[], object]]:
 def _service(tmp: Path) -> Iterator[Callable[[], object]]:
     """The service as its own process, appended to over gRPC with a service token."""
     tokens = write_token_file(tmp / "tokens.json")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lockstep_telemetry", "--address", "127.0.0.1:0",
-         "--auth-file", str(tmp / "tokens.json"), "--db", str(tmp / "service.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    found = threading.Event()
-    address: list[str] = []
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = re.search(r"serving on (\S+) \(pid", line)
-            if match:
-                address.append(match.group(1))
-                found.set()
-        found.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        if not found.wait(60) or not address:
-            raise RuntimeError("telemetry service did not start")
-        wait_serving(address[0])
-        with AuthedChannel(address[0], tokens.token(Role.SERVICE)) as channel:
-            client = TelemetryClient(channel, max_batch_records=BATCH)
-            recs = _records()
-            client.append("bench", recs)  # warm up the channel and the server
-            yield lambda: client.append("bench", recs)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        reader.join(10)
+    with start_service("lockstep_telemetry", tmp / "tokens.json",
+                       "--db", str(tmp / "service.db")) as svc, \
+            svc.channel(tokens, Role.SERVICE) as channel:
+        client = TelemetryClient(channel, max_batch_records=BATCH)
+        recs = _records()
+        client.append("bench", recs)  # warm up the channel and the server
+        yield lambda: client.append("bench", recs)
 
 
 def run(quick: bool) -> list[dict[str, object]]:
@@ -172,19 +136,7 @@ def run(quick: bool) -> list[dict[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer batches and samples")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    metrics = run(args.quick)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-        return 0
-    print(f"{'metric':40} {'median':>9} {'p10':>9} {'p90':>9} {'base':>9} {'ratio':>7}  goal")
-    for m in metrics:
-        print(f"{m['name']!s:40} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
-              f"{m['baseline_median']!s:>9} {m['ratio']!s:>7}  {m['goal']}")
-    return 0
+    return standalone(run, __doc__, argv)
 
 
 if __name__ == "__main__":
