@@ -209,12 +209,11 @@ class Run:
 
         def host_message(target: Agent, kind: int, sender: bytes, dest: bytes, corr: int,
                          payload: bytes, send_tick: int) -> None:
-            # Host-made messages sort before agents' (sender sequence 0); a full inbox
-            # drops them, which the digest records through the caller's own entry.
+            # Host-made messages sort before agents' (sender sequence 0). They are bounded
+            # by what agents and operators do, so MAX_INBOX does not apply: never dropped.
             host_seq[0] += 1
-            if len(target.inbox) < MAX_INBOX:
-                target.inbox.append(((send_tick, 0, host_seq[0]),
-                                     message_record(kind, sender, dest, send_tick, corr, payload)))
+            target.inbox.append(((send_tick, 0, host_seq[0]),
+                                 message_record(kind, sender, dest, send_tick, corr, payload)))
 
         self._apply_actions(t, h, sends, host_message)
         self._deliver_inference(t, h, host_message)
@@ -250,7 +249,7 @@ class Run:
         self.digests.append(self.digest)
         self.tick = t
         self.journal.record("tick.digest", t, {"digest": self.digest.hex(),
-                                               "agents": h.agent_digests().hex()})
+                                               "agents": self.last_agent_digests.hex()})
 
     def _apply_actions(self, t: int, h: Any, sends: list[tuple[Agent, ppb.AgentStepResult]],
                        host_message: Callable[..., None]) -> None:
