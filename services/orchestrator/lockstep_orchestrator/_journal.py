@@ -1,8 +1,8 @@
 """The run journal: control actions with their tick, inference results, the digest chain.
 
 Records are kept in memory for the current run and shipped in batches to the telemetry
-service. When telemetry is down the orchestrator blocks once its bounded buffer is full
-(progress stops, nothing is lost).
+service at tick boundaries. When telemetry is down the orchestrator blocks once its
+bounded buffer is full (progress stops, nothing is lost).
 """
 
 from __future__ import annotations
@@ -51,8 +51,17 @@ class Journal:
         self.records.append(rec)
         if self._sink is not None:
             self._buffer.append(rec)
-            if len(self._buffer) >= self._max_buffer:
-                self.flush()
+
+    def tick_done(self) -> None:
+        """Called after each tick: ship the buffer once it is full. Records are shipped
+        only at tick boundaries, so a tick that fails can be discarded and redone."""
+        if len(self._buffer) >= self._max_buffer:
+            self.flush()
+
+    def discard_from(self, tick: int) -> None:
+        """Forget the records of ticks >= `tick` (a failed tick, before it is redone)."""
+        self.records = [r for r in self.records if r.tick < tick]
+        self._buffer = [r for r in self._buffer if r.tick < tick]
 
     def flush(self) -> None:
         """Ship buffered records. The sink blocks while telemetry is unavailable (the

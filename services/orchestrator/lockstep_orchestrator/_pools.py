@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from lockstep.client import AuthedChannel
+from lockstep.client import AuthedChannel, wait_serving
 from lockstep.errors import ServiceError
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -98,6 +98,15 @@ class PoolSet:
             self._stubs[pool].Restore(iter(snapshots), timeout=RPC_TIMEOUT_S)
         except grpc.RpcError as exc:
             raise _pool_error(self.addresses[pool], "Restore", exc) from None
+
+    def forget_modules(self) -> None:
+        """A pool may have restarted and lost its compiled modules: load them again."""
+        self._loaded = [set() for _ in self.addresses]
+
+    def wait_all_serving(self, timeout: float) -> None:
+        """Block until every pool answers its health check (after a restart)."""
+        for address in self.addresses:
+            wait_serving(address, timeout=timeout)
 
     def reset(self) -> None:
         for i, stub in enumerate(self._stubs):

@@ -21,7 +21,7 @@ from lockstep_orchestrator._inference import InferenceBridge, InferResult
 
 # Journal kinds that describe the run rather than its behaviour; not compared.
 NOT_COMPARED = {"tick.digest", "run.start", "module.register", "run.checkpoint",
-                "run.restore"}
+                "run.restore", "run.recover"}
 
 
 @dataclass

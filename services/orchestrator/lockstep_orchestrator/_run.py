@@ -250,6 +250,7 @@ class Run:
         self.tick = t
         self.journal.record("tick.digest", t, {"digest": self.digest.hex(),
                                                "agents": self.last_agent_digests.hex()})
+        self.journal.tick_done()
 
     def _apply_actions(self, t: int, h: Any, sends: list[tuple[Agent, ppb.AgentStepResult]],
                        host_message: Callable[..., None]) -> None:
@@ -537,6 +538,14 @@ class Run:
         return {tick: [(agent, call, self.inference.result(handle))
                        for agent, call, handle in items]
                 for tick, items in self._infer_due.items()}
+
+    def take_infer_due(self, other: Run, from_tick: int) -> None:
+        """Adopt `other`'s in-flight inference requests due at `from_tick` or later (same
+        agents by spawn sequence): used when a run is rebuilt after a pool failure."""
+        for tick, items in other._infer_due.items():
+            if tick >= from_tick:
+                self._infer_due[tick] = [(self.by_seq[a.seq - 1], call, handle)
+                                         for a, call, handle in items]
 
     def restore_infer_due(self, tick: int,
                           items: list[tuple[Agent, cpb.InferCall, InferResult]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from lockstep_orchestrator._replay import (
 )
 from lockstep_orchestrator._run import Run
 
+log = logging.getLogger("lockstep.orchestrator")
+
 SERVICE_NAME = "lockstep.orchestrator.v1.OrchestratorService"
 S = opb.AgentState
 
@@ -69,6 +72,8 @@ class OrchestratorConfig:
     dev_mode: accept unsigned modules (loudly); every other check still applies.
     shutdown_flush_s: at shutdown, how long to wait for telemetry before writing unsent
         journal records to a file in data_dir.
+    pool_recovery_s: when a pool fails mid-tick, how long to wait for it to serve again
+        (the supervisor restarts it) before rebuilding the run by replay; 0 = fail the tick.
     """
 
     pools: tuple[str, ...]
@@ -79,6 +84,7 @@ class OrchestratorConfig:
     capabilities: frozenset[str] = DEFAULT_GRANTED
     dev_mode: bool = False
     shutdown_flush_s: float = 10.0
+    pool_recovery_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -242,8 +248,43 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
     # ---- ticks ----
     def _tick(self) -> opb.RunStatus:
         with self._lock:
-            self.run.step_tick()
+            pending = list(self.run.pending)
+            try:
+                self.run.step_tick()
+            except ServiceError as exc:
+                if not self.config.pool_recovery_s:
+                    raise
+                log.warning("tick %d failed (%s): recovering", self.run.tick + 1, exc)
+                self._recover(pending)
+                self.run.step_tick()
             return self.run.status()
+
+    def _recover(self, pending: list[Any]) -> None:
+        """Rebuild the run after a pool failure: wait for the pools, replay the completed
+        ticks from the journal into fresh instances (checking every digest), re-queue the
+        failed tick's actions. The failed tick then runs again, so the digest chain is the
+        one a fault-free run gives."""
+        old = self.run
+        failed = old.tick + 1
+        self.pools.wait_all_serving(self.config.pool_recovery_s)
+        self.pools.forget_modules()
+        self.pools.reset()
+        old.journal.discard_from(failed)
+        parsed = parse_journal([(r.tick, r.kind, r.payload) for r in old.journal.records])
+        run = Run(parsed.config, self.pools, self.modules.wasm, Journal(None),
+                  JournalInference(parsed.inference), run_id=old.run_id)
+        for t in range(1, failed):
+            for kind, payload in parsed.actions.get(t, []):
+                run.enqueue(kind, payload)
+            run.step_tick()
+            if run.digest != old.digests[t - 1]:
+                raise DeterminismError(f"recovery replay diverged at tick {t}")
+        run.take_infer_due(old, failed)
+        run.journal, run.inference = old.journal, self._inference
+        for action in pending:
+            run.enqueue(action.kind, action.payload)
+        run.journal.record("run.recover", failed, {"replayed_ticks": failed - 1})
+        self.run = run
 
     def Step(self, request: opb.StepRequest, context: Any) -> Any:  # noqa: N802
         if not 1 <= request.ticks <= MAX_TICKS_PER_CALL:
