@@ -129,3 +129,17 @@ def test_unwritable_state_dir(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "is not writable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unix_sockets(tmp_path: Path) -> None:
+    state = tmp_path / "s"  # short: unix socket paths are limited to ~100 bytes
+    up = lockstep("up", "--state-dir", str(state), "--unix")
+    try:
+        assert up.returncode == 0, up.stderr
+        loaded = SupervisorState.load(state)
+        assert loaded is not None
+        assert all(s.address.startswith("unix:") for s in loaded.services)
+        status = lockstep("status", "--state-dir", str(state))
+        assert status.stdout.count("SERVING") == 4
+    finally:
+        assert lockstep("down", "--state-dir", str(state)).returncode == 0

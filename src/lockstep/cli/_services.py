@@ -52,7 +52,7 @@ def _prepare_models(repository: Path) -> None:
 def _services_table(state: SupervisorState, live: bool) -> Table:
     table = Table(title=f"Lockstep services (state: {state.state_dir})")
     for col in ("service", "address", "pid", "status", "restarts"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for svc in state.services:
         status = health_status(svc.address) if live and svc.address else svc.status
         restarts = str(svc.restarts)
