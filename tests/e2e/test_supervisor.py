@@ -64,6 +64,7 @@ def test_up_status_restart_down(state_dir: Path) -> None:
 
     status = lockstep("status", "--state-dir", sd)
     assert status.returncode == 0 and status.stdout.count("SERVING") == 4
+    assert "current run" in status.stdout and "tick 0" in status.stdout
 
     again = lockstep("up", "--state-dir", sd)
     assert again.returncode == 2

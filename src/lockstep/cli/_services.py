@@ -151,6 +151,28 @@ def status(state_dir_opt: StateDirOption = None) -> None:
         console.print(f"Lockstep is not running (no live supervisor in {directory}).")
         raise typer.Exit(3)
     console.print(_services_table(state, live=True))
+    _print_run(directory)
+
+
+def _print_run(directory: Path) -> None:
+    """One line about the orchestrator's current run, if it answers."""
+    import grpc
+
+    from lockstep.auth import Role
+    from lockstep.cli._context import connect
+    from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+    from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+
+    try:
+        with connect("orchestrator", Role.VIEWER, directory) as channel:
+            st = opb_grpc.OrchestratorServiceStub(channel).GetStatus(
+                opb.GetStatusRequest(), timeout=5)
+    except (grpc.RpcError, LockstepError):
+        console.print("current run: orchestrator not answering")
+        return
+    agents = ", ".join(f"{n} {k}" for k, n in sorted(st.agents_by_state.items())) or "none"
+    console.print(f"current run {st.run_id}: tick {st.tick}, agents {agents}, "
+                  f"digest {st.digest.hex()[:16]}...", soft_wrap=True)
 
 
 @app.command()
