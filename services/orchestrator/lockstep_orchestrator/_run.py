@@ -565,10 +565,11 @@ class Run:
         return True
 
     def status(self) -> opb.RunStatus:
-        by_state: dict[str, int] = {}
+        counts: dict[int, int] = {}
         for a in self.by_seq:
-            name = S.Name(a.state).removeprefix("AGENT_STATE_").lower()
-            by_state[name] = by_state.get(name, 0) + 1
+            counts[a.state] = counts.get(a.state, 0) + 1
+        by_state = {S.Name(state).removeprefix("AGENT_STATE_").lower(): n
+                    for state, n in sorted(counts.items())}
         return opb.RunStatus(
             run_id=self.run_id, tick=self.tick, digest=self.digest, agents_by_state=by_state,
             counters=self.counters, config=self.config, pools=self.pools.addresses,

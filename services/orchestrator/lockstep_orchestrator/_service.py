@@ -246,7 +246,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 for t in range(first, last + 1)])
 
     # ---- ticks ----
-    def _tick(self) -> opb.RunStatus:
+    def _tick(self) -> None:
         with self._lock:
             pending = list(self.run.pending)
             try:
@@ -257,7 +257,6 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 log.warning("tick %d failed (%s): recovering", self.run.tick + 1, exc)
                 self._recover(pending)
                 self.run.step_tick()
-            return self.run.status()
 
     def _recover(self, pending: list[Any]) -> None:
         """Rebuild the run after a pool failure: wait for the pools, replay the completed
@@ -292,10 +291,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                           f"ticks must be in 1..{MAX_TICKS_PER_CALL}, got {request.ticks}")
         try:
             for _ in range(request.ticks):
-                status = self._tick()
+                self._tick()
             with self._lock:
                 self.run.journal.flush()
-            return status
+                return self.run.status()
         except Exception as exc:
             return _abort(context, exc)
 
@@ -323,9 +322,11 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                         return
                 if not context.is_active():
                     return
-                status = self._tick()
+                self._tick()
                 done_ticks += 1
                 if done_ticks % every == 0:
+                    with self._lock:
+                        status = self.run.status()
                     yield opb.RunProgress(status=status)
         except Exception as exc:
             _abort(context, exc)
