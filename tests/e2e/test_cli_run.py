@@ -174,3 +174,12 @@ def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None
         assert final_digest(kill=True) == final_digest(kill=False)
     finally:
         lockstep("down", "--state-dir", state)
+
+
+def test_same_digests_on_one_two_and_three_pool_processes(deployment: str) -> None:
+    two = run_json(deployment, "gossip.toml")  # the module deployment runs 2 pools
+    for pools in ("1", "3"):
+        result = lockstep("run", "--local", "--pools", pools, str(SCENARIOS / "gossip.toml"),
+                          "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["digests"] == two["digests"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -29,18 +30,24 @@ DEMO_SCENARIO = Path(__file__).resolve().parents[3] / "examples" / "scenarios" /
 
 
 @contextlib.contextmanager
-def local_deployment(pools: int) -> Iterator[Path]:
-    """A private `lockstep up` in a temporary state directory, stopped on exit."""
+def local_deployment(pools: int, quiet: bool = False) -> Iterator[Path]:
+    """A private `lockstep up` in a temporary state directory, stopped on exit. With
+    `quiet`, what up and down print goes to stderr (stdout may be carrying JSON)."""
     from lockstep.cli._services import down, up
+
+    def chatter() -> contextlib.AbstractContextManager[object]:
+        return contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext()
 
     with tempfile.TemporaryDirectory(prefix="lockstep-") as tmp:
         directory = Path(tmp)
-        up(state_dir_opt=directory, pools=pools, unix=False, address=None, dev_mode=False,
-           foreground=False, timeout=120.0)
+        with chatter():
+            up(state_dir_opt=directory, pools=pools, unix=False, address=None,
+               dev_mode=False, foreground=False, timeout=120.0)
         try:
             yield directory
         finally:
-            down(state_dir_opt=directory, timeout=30.0)
+            with chatter():
+                down(state_dir_opt=directory, timeout=30.0)
 
 
 def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSummary:
@@ -105,7 +112,7 @@ def run_cmd(
     try:
         scenario = load_scenario(scenario_path)
         if local:
-            with local_deployment(pools or scenario.pools) as directory:
+            with local_deployment(pools or scenario.pools, quiet=as_json) as directory:
                 summary = execute(scenario, directory, as_json)
         else:
             summary = execute(scenario, state_dir_opt, as_json)
