@@ -11,7 +11,7 @@ import grpc
 
 from lockstep import wasmbin
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import LockstepError, ModuleError, ServiceError
+from lockstep.errors import ModuleError, ServiceError
 from lockstep.modules import (
     Manifest,
     embed_manifest,
@@ -187,5 +187,3 @@ def run_scenario(scenario: Scenario, channel: grpc.Channel, *,
         seconds=time.perf_counter() - started,
     )
 
-
-__all__ += ["LockstepError"]

@@ -469,4 +469,4 @@ def create_server(address: str, *, auth: TokenStore | None,
     return bound
 
 
-__all__ = ["LockstepError", "OrchestratorConfig", "OrchestratorServicer", "create_server"]
+__all__ = ["OrchestratorConfig", "OrchestratorServicer", "create_server"]
