@@ -8,6 +8,8 @@ usual cause (a libc call, Math.random, a WASI import).
 from __future__ import annotations
 
 from lockstep import wasmbin
+from lockstep.modules._verify import ABI_EXPORTS as _REQUIRED
+from lockstep.modules._verify import ABI_IMPORTS, ABI_MODULE, OPTIONAL_EXPORTS
 
 __all__ = [
     "ABI_EXPORTS",
@@ -18,33 +20,9 @@ __all__ = [
     "abi_problems",
 ]
 
-IMPORT_MODULE = "lockstep_v1"
-
-_I32 = "i32"
-_I64 = "i64"
-
-#: Every function a module may import from ``lockstep_v1``, with its signature.
-ABI_IMPORTS: dict[str, wasmbin.FuncType] = {
-    "send": wasmbin.FuncType((_I32,) * 4, (_I32,)),
-    "log": wasmbin.FuncType((_I32,) * 3, (_I32,)),
-    "tick": wasmbin.FuncType((), (_I64,)),
-    "random": wasmbin.FuncType((_I32,) * 2, (_I32,)),
-    "infer": wasmbin.FuncType((_I32,) * 4, (_I64,)),
-}
-
-#: Function exports every agent must have, with their signatures (plus ``memory``).
-REQUIRED_EXPORTS: dict[str, wasmbin.FuncType] = {
-    "agent_alloc": wasmbin.FuncType((_I32,), (_I32,)),
-    "agent_init": wasmbin.FuncType((), (_I32,)),
-    "agent_step": wasmbin.FuncType((_I32,), (_I32,)),
-    "agent_receive": wasmbin.FuncType((_I32,), (_I32,)),
-    "agent_shutdown": wasmbin.FuncType((), (_I32,)),
-}
-
-#: Function exports an agent may have.
-OPTIONAL_EXPORTS: dict[str, wasmbin.FuncType] = {
-    "agent_receive_batch": wasmbin.FuncType((_I32,), (_I32,)),
-}
+# One source for the ABI tables: lockstep.modules, which registration uses too.
+IMPORT_MODULE = ABI_MODULE
+REQUIRED_EXPORTS = _REQUIRED
 
 #: Every ABI export name: ``memory`` and the functions above.
 ABI_EXPORTS: frozenset[str] = frozenset({"memory", *REQUIRED_EXPORTS, *OPTIONAL_EXPORTS})

@@ -35,6 +35,7 @@ __all__ = [
     "ABI_EXPORTS",
     "ABI_IMPORTS",
     "ABI_MODULE",
+    "OPTIONAL_EXPORTS",
     "SUPPORTED_ABI_MAJOR",
     "VERDICT_UNSIGNED_DEV_MODE",
     "VERDICT_VERIFIED",
@@ -53,25 +54,26 @@ VERDICT_VERIFIED = "verified"
 VERDICT_UNSIGNED_DEV_MODE = "unsigned-dev-mode"
 
 _I32 = "i32"
-ABI_IMPORTS: Mapping[str, FuncType] = {
-    "infer": FuncType((_I32,) * 4, ("i64",)),
-    "log": FuncType((_I32,) * 3, (_I32,)),
-    "random": FuncType((_I32,) * 2, (_I32,)),
+ABI_IMPORTS: Mapping[str, FuncType] = {  # in DESIGN.md's order
     "send": FuncType((_I32,) * 4, (_I32,)),
+    "log": FuncType((_I32,) * 3, (_I32,)),
     "tick": FuncType((), ("i64",)),
+    "random": FuncType((_I32,) * 2, (_I32,)),
+    "infer": FuncType((_I32,) * 4, ("i64",)),
 }
 """``lockstep_v1`` functions and their signatures (DESIGN.md section 4, docs/abi.md)."""
 
-ABI_EXPORTS: Mapping[str, FuncType] = {
+ABI_EXPORTS: Mapping[str, FuncType] = {  # in DESIGN.md's order
     "agent_alloc": FuncType((_I32,), (_I32,)),
     "agent_init": FuncType((), (_I32,)),
+    "agent_step": FuncType((_I32,), (_I32,)),
     "agent_receive": FuncType((_I32,), (_I32,)),
     "agent_shutdown": FuncType((), (_I32,)),
-    "agent_step": FuncType((_I32,), (_I32,)),
 }
 """Required function exports (plus the ``memory`` export)."""
 
-_OPTIONAL_EXPORTS: Mapping[str, FuncType] = {"agent_receive_batch": FuncType((_I32,), (_I32,))}
+OPTIONAL_EXPORTS: Mapping[str, FuncType] = {"agent_receive_batch": FuncType((_I32,), (_I32,))}
+"""Function exports a module may have."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:
         raise AbiError("missing export memory")
     if memory.kind != ExternKind.MEMORY:
         raise AbiError(f"export memory must be a memory, not a {memory.kind.label}")
-    for name, expected in (*ABI_EXPORTS.items(), *_OPTIONAL_EXPORTS.items()):
+    for name, expected in (*ABI_EXPORTS.items(), *OPTIONAL_EXPORTS.items()):
         exp = module.export(name)
         if exp is None:
             if name in ABI_EXPORTS:
