@@ -90,8 +90,12 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None
                 raise ServiceError(f"{address}: health check failed: {exc.details()}") from None
             if resp.status == health_pb2.HealthCheckResponse.SERVING:
                 return
-            # Not serving yet: block on the Watch stream until the status changes.
-            for update in stub.Watch(health_pb2.HealthCheckRequest(service=service),
-                                     timeout=max(0.1, deadline - time.monotonic())):
-                if update.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
+            # Not serving yet: block on the Watch stream until the status changes; when
+            # the stream ends (deadline, server gone) the loop above decides what next.
+            try:
+                for update in stub.Watch(health_pb2.HealthCheckRequest(service=service),
+                                         timeout=max(0.1, deadline - time.monotonic())):
+                    if update.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+            except grpc.RpcError:
+                continue
