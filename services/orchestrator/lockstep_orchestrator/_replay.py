@@ -18,6 +18,7 @@ from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import DeterminismError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._inference import InferenceBridge, InferResult
+from lockstep_orchestrator._run import Run
 
 # Journal kinds that describe the run rather than its behaviour; not compared.
 NOT_COMPARED = {"tick.digest", "run.start", "module.register", "run.checkpoint",
@@ -92,6 +93,13 @@ class JournalInference(InferenceBridge):
 
     def submit(self, key: str, model: str, data: bytes) -> Any:
         return self._results.get(key, InferResult(b"", f"replay: no journalled result for {key}"))
+
+
+def reexecute_tick(run: Run, parsed: ParsedJournal, tick: int) -> None:
+    """Enqueue the journal's control actions of `tick`, then execute that tick."""
+    for kind, payload in parsed.actions.get(tick, []):
+        run.enqueue(kind, payload)
+    run.step_tick()
 
 
 def agent_hashes(blob: bytes) -> dict[int, bytes]:

@@ -38,6 +38,7 @@ from lockstep_orchestrator._replay import (
     agent_hashes,
     first_difference,
     parse_journal,
+    reexecute_tick,
 )
 from lockstep_orchestrator._run import Run
 
@@ -273,9 +274,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         run = Run(parsed.config, self.pools, self.modules.wasm, Journal(None),
                   JournalInference(parsed.inference), run_id=old.run_id)
         for t in range(1, failed):
-            for kind, payload in parsed.actions.get(t, []):
-                run.enqueue(kind, payload)
-            run.step_tick()
+            reexecute_tick(run, parsed, t)
             if run.digest != old.digests[t - 1]:
                 raise DeterminismError(f"recovery replay diverged at tick {t}")
         run.take_infer_due(old, failed)
@@ -364,9 +363,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             for t in range(1, total + 1):
                 with self._lock:
                     run = self.run
-                    for kind, payload in parsed.actions.get(t, []):
-                        run.enqueue(kind, payload)
-                    run.step_tick()
+                    reexecute_tick(run, parsed, t)
                     records = run.journal.records
                     events = [(r.kind, r.payload) for r in records[cursor:]
                               if r.tick == t and r.kind not in NOT_COMPARED]
