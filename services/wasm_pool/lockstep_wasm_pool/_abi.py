@@ -8,6 +8,9 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
+from lockstep.modules import ABI_EXPORTS, ABI_IMPORTS
+from lockstep.modules import OPTIONAL_EXPORTS as _OPTIONAL
+
 __all__ = [
     "ABI_VERSION",
     "IMPORT_MODULE",
@@ -43,22 +46,12 @@ RANDOM_STREAM_BYTES = 64 << 32
 # (params, results) as wasm value-type names.
 Signature = tuple[tuple[str, ...], tuple[str, ...]]
 
-IMPORTS: dict[str, Signature] = {
-    "send": (("i32", "i32", "i32", "i32"), ("i32",)),
-    "log": (("i32", "i32", "i32"), ("i32",)),
-    "tick": ((), ("i64",)),
-    "random": (("i32", "i32"), ("i32",)),
-    "infer": (("i32", "i32", "i32", "i32"), ("i64",)),
-}
-
+# The signature tables come from lockstep.modules, which registration checks against.
+IMPORTS: dict[str, Signature] = {n: (t.params, t.results) for n, t in ABI_IMPORTS.items()}
 REQUIRED_EXPORTS: dict[str, Signature] = {
-    "agent_alloc": (("i32",), ("i32",)),
-    "agent_init": ((), ("i32",)),
-    "agent_step": (("i32",), ("i32",)),
-    "agent_receive": (("i32",), ("i32",)),
-    "agent_shutdown": ((), ("i32",)),
-}
-OPTIONAL_EXPORTS: dict[str, Signature] = {"agent_receive_batch": (("i32",), ("i32",))}
+    n: (t.params, t.results) for n, t in ABI_EXPORTS.items()}
+OPTIONAL_EXPORTS: dict[str, Signature] = {
+    n: (t.params, t.results) for n, t in _OPTIONAL.items()}
 
 _NAME_RE = re.compile(rb"[A-Za-z0-9_.:/-]{1,64}")
 # Model names may be content hashes ("sha256:<64 hex>"), so they get more room.

@@ -58,6 +58,7 @@ from lockstep.modules._signature import (
 from lockstep.modules._verify import (
     ABI_EXPORTS,
     ABI_IMPORTS,
+    OPTIONAL_EXPORTS,
     SUPPORTED_ABI_MAJOR,
     VERDICT_UNSIGNED_DEV_MODE,
     VERDICT_VERIFIED,
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_MAX_MODULE_SIZE",
     "LIMIT_NAMES",
     "MANIFEST_SECTION",
+    "OPTIONAL_EXPORTS",
     "SIGNATURE_SECTION",
     "SUPPORTED_ABI_MAJOR",
     "VERDICT_UNSIGNED_DEV_MODE",
