@@ -40,20 +40,24 @@ class AgentSpec(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., name: _Optional[str] = ..., module_hash: _Optional[str] = ..., limits: _Optional[_Union[_common_pb2.Limits, _Mapping]] = ..., args: _Optional[bytes] = ...) -> None: ...
 
 class CreateAgentsRequest(_message.Message):
-    __slots__ = ("tick", "seed", "agents")
+    __slots__ = ("tick", "seed", "agents", "batch")
     TICK_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     tick: int
     seed: int
     agents: _containers.RepeatedCompositeFieldContainer[AgentSpec]
-    def __init__(self, tick: _Optional[int] = ..., seed: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[AgentSpec, _Mapping]]] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, tick: _Optional[int] = ..., seed: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[AgentSpec, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class CreateAgentsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "batch")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[AgentStepResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class AgentStep(_message.Message):
     __slots__ = ("handle", "inbox", "inbox_count")
@@ -66,12 +70,14 @@ class AgentStep(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., inbox: _Optional[bytes] = ..., inbox_count: _Optional[int] = ...) -> None: ...
 
 class StepBatchRequest(_message.Message):
-    __slots__ = ("tick", "steps")
+    __slots__ = ("tick", "steps", "batch")
     TICK_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     tick: int
     steps: _containers.RepeatedCompositeFieldContainer[AgentStep]
-    def __init__(self, tick: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[AgentStep, _Mapping]]] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, tick: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[AgentStep, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class AgentStepResult(_message.Message):
     __slots__ = ("handle", "code", "fault", "fuel_used", "sends", "send_count", "logs", "infers", "refused_calls")
@@ -96,26 +102,32 @@ class AgentStepResult(_message.Message):
     def __init__(self, handle: _Optional[int] = ..., code: _Optional[int] = ..., fault: _Optional[_Union[_common_pb2.Fault, _Mapping]] = ..., fuel_used: _Optional[int] = ..., sends: _Optional[bytes] = ..., send_count: _Optional[int] = ..., logs: _Optional[_Iterable[_Union[_common_pb2.LogRecord, _Mapping]]] = ..., infers: _Optional[_Iterable[_Union[_common_pb2.InferCall, _Mapping]]] = ..., refused_calls: _Optional[int] = ...) -> None: ...
 
 class StepBatchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "batch")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[AgentStepResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class DestroyAgentsRequest(_message.Message):
-    __slots__ = ("tick", "handles", "call_shutdown")
+    __slots__ = ("tick", "handles", "call_shutdown", "batch")
     TICK_FIELD_NUMBER: _ClassVar[int]
     HANDLES_FIELD_NUMBER: _ClassVar[int]
     CALL_SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     tick: int
     handles: _containers.RepeatedScalarFieldContainer[int]
     call_shutdown: bool
-    def __init__(self, tick: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., call_shutdown: _Optional[bool] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, tick: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., call_shutdown: _Optional[bool] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class DestroyAgentsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "batch")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[AgentStepResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ...) -> None: ...
+    batch: bytes
+    def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("handles",)
