@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from lockstep import wasmbin
+from lockstep import abi
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ModuleError, ServiceError
 from lockstep.modules import (
@@ -27,9 +27,6 @@ from lockstep.scenario import AgentGroup, Scenario
 __all__ = ["ReplayResult", "RunSummary", "module_bytes", "prepare_module", "replay_run",
            "run_scenario"]
 
-# Capability each lockstep_v1 import needs (docs/modules.md).
-_IMPORT_CAPABILITY = {"send": "send", "log": "log", "random": "random", "tick": "tick",
-                      "infer": "infer:*"}
 
 Progress = Callable[[int, int], None]  # (tick, target tick)
 
@@ -96,10 +93,8 @@ def prepare_module(wasm: bytes, name: str, signing_key: Path | None) -> bytes:
     """Give a module without a manifest one (named `name`, capabilities from its imports),
     and sign an unsigned module with `signing_key` (the local deployment's key) if given."""
     if read_manifest(wasm) is None:
-        caps = sorted({_IMPORT_CAPABILITY[imp.name] for imp in wasmbin.parse_imports(wasm)
-                       if imp.module == "lockstep_v1" and imp.name in _IMPORT_CAPABILITY})
         wasm = embed_manifest(wasm, Manifest(name=name, version="0.0.0",
-                                             capabilities=tuple(caps)))
+                                             capabilities=abi.capabilities_for(wasm)))
     if signing_key is not None and read_signature(wasm) is None:
         wasm = sign(wasm, load_private_key(signing_key))
     return wasm

@@ -7,9 +7,11 @@ usual cause (a libc call, Math.random, a WASI import).
 
 from __future__ import annotations
 
-from lockstep import wasmbin
-from lockstep.modules._verify import ABI_EXPORTS as _REQUIRED
-from lockstep.modules._verify import ABI_IMPORTS, ABI_MODULE, OPTIONAL_EXPORTS
+from lockstep import abi, wasmbin
+from lockstep.abi import EXPORTS as _REQUIRED
+from lockstep.abi import IMPORT_MODULE as ABI_MODULE
+from lockstep.abi import IMPORTS as ABI_IMPORTS
+from lockstep.abi import OPTIONAL_EXPORTS
 
 __all__ = [
     "ABI_EXPORTS",
@@ -20,7 +22,7 @@ __all__ = [
     "abi_problems",
 ]
 
-# One source for the ABI tables: lockstep.modules, which registration uses too.
+# One source for the ABI tables and the conformance check: lockstep.abi.
 IMPORT_MODULE = ABI_MODULE
 REQUIRED_EXPORTS = _REQUIRED
 
@@ -62,36 +64,21 @@ def abi_problems(wasm: bytes) -> list[str]:
         module = wasmbin.parse_module(wasm)
     except wasmbin.MalformedModuleError as exc:
         return [str(exc)]
-    problems: list[str] = []
-    for imp in module.imports:
-        label = f"{imp.module}.{imp.name}"
-        if imp.module != IMPORT_MODULE:
-            problems.append(f"import {label} is not allowed ({_hint(imp.module, imp.name)})")
-            continue
-        want = ABI_IMPORTS.get(imp.name)
-        if want is None:
-            problems.append(f"import {label} is unknown ({IMPORT_MODULE} has "
-                            f"{', '.join(ABI_IMPORTS)})")
-            continue
-        got = module.import_type(imp)
-        if got != want:
-            problems.append(f"import {label} has signature {got or imp.kind.label}, "
-                            f"ABI v1 wants {want}")
-    memory = module.export("memory")
-    if memory is None:
-        problems.append("missing export memory")
-    elif memory.kind != wasmbin.ExternKind.MEMORY:
-        problems.append("export memory is not a memory")
-    for name, want in {**REQUIRED_EXPORTS, **OPTIONAL_EXPORTS}.items():
-        exp = module.export(name)
-        if exp is None:
-            if name in REQUIRED_EXPORTS:
-                problems.append(f"missing export {name}")
-            continue
-        if exp.kind != wasmbin.ExternKind.FUNC:
-            problems.append(f"export {name} is not a function")
-            continue
-        got = module.func_type(exp.index)
-        if got != want:
-            problems.append(f"export {name} has signature {got}, ABI v1 wants {want}")
-    return problems
+    return [_describe(p) for p in abi.problems(module)]
+
+
+def _describe(p: abi.Problem) -> str:
+    if p.code == "foreign-import":
+        module, _, name = p.name.partition(".")
+        return f"import {p.name} is not allowed ({_hint(module, name)})"
+    return {
+        "unknown-import": f"import {p.name} is unknown ({IMPORT_MODULE} has "
+                          f"{', '.join(ABI_IMPORTS)})",
+        "import-kind": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+        "import-signature": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+        "missing-memory": "missing export memory",
+        "memory-kind": "export memory is not a memory",
+        "missing-export": f"missing export {p.name}",
+        "export-kind": f"export {p.name} is not a function",
+        "export-signature": f"export {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+    }[p.code]

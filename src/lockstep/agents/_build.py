@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lockstep import wasmbin
-from lockstep.agents._abi import IMPORT_MODULE, abi_problems
+from lockstep import abi
+from lockstep.agents._abi import abi_problems
 from lockstep.agents._errors import (
     AbiCheckError,
     AgentBuildError,
@@ -186,19 +186,15 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_.:/-]")
 
 
 def default_manifest(wasm: bytes, name: str, version: str = DEFAULT_VERSION) -> Manifest:
-    """The manifest a build embeds unless given one (DESIGN.md section 5).
+    """The manifest a build embeds unless given one (docs/modules.md).
 
     Capabilities are exactly the ``lockstep_v1`` functions the module imports (least
     privilege); importing ``infer`` asks for ``infer:*``, since the models an agent asks
     for are only known at run time. Name characters outside ``[A-Za-z0-9_.:/-]`` become
     ``_``.
     """
-    caps: list[str] = []
-    for imp in wasmbin.parse_imports(wasm):
-        if imp.module == IMPORT_MODULE:
-            caps.append("infer:*" if imp.name == "infer" else imp.name)
     clean = _NAME_BAD.sub("_", name)[:64] or "agent"
-    return Manifest(name=clean, version=version, capabilities=tuple(sorted(set(caps))))
+    return Manifest(name=clean, version=version, capabilities=abi.capabilities_for(wasm))
 
 
 def build_agent(source: Path, output: Path | None = None, *, optimize: bool = True,

@@ -11,12 +11,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from lockstep import wasmbin
+from lockstep import abi, wasmbin
 from lockstep.modules._errors import (
-    AbiError,
     AbiVersionError,
     BadSignatureError,
-    ForeignImportError,
     ManifestError,
     ModifiedModuleError,
     ModuleTooLargeError,
@@ -29,7 +27,7 @@ from lockstep.modules._keys import TrustedKeys, load_trusted_keys
 from lockstep.modules._manifest import SIGNATURE_SECTION, Manifest, read_manifest
 from lockstep.modules._policy import Policy
 from lockstep.modules._signature import SIGNING_CONTEXT, SignatureBlock, read_signature
-from lockstep.wasmbin import ExternKind, FuncType
+from lockstep.wasmbin import FuncType
 
 __all__ = [
     "ABI_EXPORTS",
@@ -49,31 +47,15 @@ __all__ = [
 log = logging.getLogger("lockstep.modules")
 
 SUPPORTED_ABI_MAJOR = 1
-ABI_MODULE = "lockstep_v1"
+ABI_MODULE = abi.IMPORT_MODULE
 VERDICT_VERIFIED = "verified"
 VERDICT_UNSIGNED_DEV_MODE = "unsigned-dev-mode"
 
-_I32 = "i32"
-ABI_IMPORTS: Mapping[str, FuncType] = {  # in DESIGN.md's order
-    "send": FuncType((_I32,) * 4, (_I32,)),
-    "log": FuncType((_I32,) * 3, (_I32,)),
-    "tick": FuncType((), ("i64",)),
-    "random": FuncType((_I32,) * 2, (_I32,)),
-    "infer": FuncType((_I32,) * 4, ("i64",)),
-}
-"""``lockstep_v1`` functions and their signatures (DESIGN.md section 4, docs/abi.md)."""
-
-ABI_EXPORTS: Mapping[str, FuncType] = {  # in DESIGN.md's order
-    "agent_alloc": FuncType((_I32,), (_I32,)),
-    "agent_init": FuncType((), (_I32,)),
-    "agent_step": FuncType((_I32,), (_I32,)),
-    "agent_receive": FuncType((_I32,), (_I32,)),
-    "agent_shutdown": FuncType((), (_I32,)),
-}
-"""Required function exports (plus the ``memory`` export)."""
-
-OPTIONAL_EXPORTS: Mapping[str, FuncType] = {"agent_receive_batch": FuncType((_I32,), (_I32,))}
-"""Function exports a module may have."""
+# The ABI's names, signatures and conformance check live once, in lockstep.abi.
+ABI_IMPORTS: Mapping[str, FuncType] = abi.IMPORTS
+ABI_EXPORTS: Mapping[str, FuncType] = abi.EXPORTS
+OPTIONAL_EXPORTS: Mapping[str, FuncType] = abi.OPTIONAL_EXPORTS
+check_abi = abi.check_abi
 
 
 @dataclass(frozen=True)
@@ -112,57 +94,11 @@ def _qualified(imp: wasmbin.Import) -> str:
     return f"{imp.module}.{imp.name}"
 
 
-def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:
-    """Refuse (:class:`ForeignImportError`, :class:`AbiError`) a module whose imports or
-    exports do not match ABI v1, naming the first offending import or export."""
-    for imp in module.imports:
-        if imp.module != ABI_MODULE:
-            raise ForeignImportError(
-                f"import {_qualified(imp)} ({imp.kind.label}) is outside {ABI_MODULE}; "
-                f"agents may only import {ABI_MODULE} functions"
-            )
-        expected = ABI_IMPORTS.get(imp.name)
-        if expected is None:
-            raise AbiError(
-                f"import {_qualified(imp)} is not an ABI v1 function "
-                f"(known: {', '.join(sorted(ABI_IMPORTS))})"
-            )
-        if imp.kind != ExternKind.FUNC:
-            raise AbiError(f"import {_qualified(imp)} must be a function, not a {imp.kind.label}")
-        got = module.import_type(imp)
-        if got != expected:
-            raise AbiError(f"import {_qualified(imp)} has signature {got}, ABI v1 says {expected}")
-    if not exports:
-        return
-    memory = module.export("memory")
-    if memory is None:
-        raise AbiError("missing export memory")
-    if memory.kind != ExternKind.MEMORY:
-        raise AbiError(f"export memory must be a memory, not a {memory.kind.label}")
-    for name, expected in (*ABI_EXPORTS.items(), *OPTIONAL_EXPORTS.items()):
-        exp = module.export(name)
-        if exp is None:
-            if name in ABI_EXPORTS:
-                raise AbiError(f"missing export {name} {expected}")
-            continue
-        if exp.kind != ExternKind.FUNC:
-            raise AbiError(f"export {name} must be a function, not a {exp.kind.label}")
-        got = module.func_type(exp.index)
-        if got != expected:
-            raise AbiError(f"export {name} has signature {got}, ABI v1 says {expected}")
-
-
-def _covers(capabilities: tuple[str, ...], import_name: str) -> bool:
-    if import_name == "infer":
-        return any(c.startswith("infer:") for c in capabilities)
-    return import_name in capabilities
-
-
 def check_capabilities(module: wasmbin.WasmModule, manifest: Manifest) -> None:
     """Refuse (:class:`UndeclaredImportError`) a module importing a ``lockstep_v1``
     function that no capability of its manifest covers. Call :func:`check_abi` first."""
     for imp in module.imports:
-        if imp.module == ABI_MODULE and not _covers(manifest.capabilities, imp.name):
+        if imp.module == ABI_MODULE and not abi.covers(manifest.capabilities, imp.name):
             needed = "infer:<model> or infer:*" if imp.name == "infer" else imp.name
             raise UndeclaredImportError(
                 f"import {_qualified(imp)} is not covered by the manifest's capabilities "
