@@ -1,4 +1,4 @@
-"""Lockstep benchmark suite (DESIGN.md section 9): `lockstep bench` or `python -m bench.suite`.
+"""Lockstep benchmark suite (ADR-006): `lockstep bench` or `python -m bench.suite`.
 
 Every module here exposes ``run(quick: bool) -> list[dict]``; each dict is one metric with
 the keys of :data:`METRIC_KEYS`. A metric is always measured against a baseline taken in

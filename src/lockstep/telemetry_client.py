@@ -5,8 +5,8 @@ package. Appends are idempotent: every batch carries a batch id made of this cli
 and a counter, and a batch whose response was lost is re-sent with the same id, so the
 service answers it from the first attempt instead of storing it twice.
 
-Delivery semantics (DESIGN.md section 7, "telemetry being down blocks progress, never
-loses records"):
+Delivery semantics (docs/adr/011-fault-injection-and-stress-testing.md: telemetry being
+down blocks progress, never loses records):
 
 - :meth:`TelemetryClient.append` returns only once every record is stored durably. While
   the service is unreachable or answers a transient error it retries with capped

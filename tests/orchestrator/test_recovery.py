@@ -1,5 +1,5 @@
 """A pool process that dies mid-run is rebuilt by replay; the digests equal a fault-free
-run's (DESIGN.md section 7)."""
+run's (docs/adr/011-fault-injection-and-stress-testing.md)."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ class OrtSession:
                     f"model {label!r}: CUDA required but not available: {self.fallback_reason}")
             log.warning("model %s: falling back to CPU: %s", label, self.fallback_reason)
         self._session: ort.InferenceSession | None = session
-        # Kept (CUDA sessions only) so a failed GPU run can be rebuilt on CPU (DESIGN §7).
+        # Kept (CUDA sessions only) so a failed GPU run can be rebuilt on CPU (ADR-009).
         self._model_bytes = model_bytes if self.provider == CUDA else b""
         self._config = config
         self._swap_lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""`lockstep bench`: the benchmark suite of DESIGN.md section 9 (bench/ in the checkout)."""
+"""`lockstep bench`: the benchmark suite of ADR-006 (bench/ in the checkout)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Module manifests, Ed25519 signing and the registration policy (DESIGN.md section 5).
+"""Module manifests, Ed25519 signing and the registration policy (docs/modules.md, ADR-005).
 
 Typical use::
 

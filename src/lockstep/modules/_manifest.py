@@ -34,7 +34,7 @@ MAX_MANIFEST_SIZE = 64 * 1024
 """Largest manifest section accepted, in bytes."""
 
 ABI_VERSION = "1.0"
-"""The agent ABI version this host implements (DESIGN.md section 4)."""
+"""The agent ABI version this host implements (docs/abi.md)."""
 
 CAPABILITIES = ("log", "random", "send", "tick")
 """Capabilities without an argument; ``infer:<model>`` and ``infer:*`` come on top."""
