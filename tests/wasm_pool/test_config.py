@@ -27,6 +27,11 @@ def test_config_from_flags_and_environment() -> None:
     assert cfg.max_memory_pages == 32 and cfg.fast_path is False
     assert str(cfg.module_cache_dir) == "/tmp/x"
     assert WasmPoolConfig.from_sources(None, {}) == WasmPoolConfig()
+    assert WasmPoolConfig.from_sources(None, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == \
+        "python"
+    flagged = parser.parse_args(["--engine", "native"])
+    assert WasmPoolConfig.from_sources(flagged, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == \
+        "native"
     with WasmPool(cfg) as pool:
         assert pool.info().default_limits.fuel_per_step == 5000
 
@@ -37,6 +42,7 @@ def test_config_from_flags_and_environment() -> None:
     ({"LOCKSTEP_POOL_MAX_LOG_BYTES": "-1"}, "max_log_bytes must be >= 0"),
     ({"LOCKSTEP_POOL_MAX_MEMORY_PAGES": "600"}, "max_memory_pages must be <="),
     ({"LOCKSTEP_POOL_FAST_PATH": "yes"}, "bad value 'yes' for fast_path"),
+    ({"LOCKSTEP_POOL_ENGINE": "fast"}, "engine must be one of auto, native, python"),
 ])
 def test_bad_config_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

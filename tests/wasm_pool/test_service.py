@@ -129,3 +129,30 @@ def test_bad_config_fails_at_start(auth: Auth) -> None:
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "bad value 'lots' for max_memory_pages" in proc.stderr
+
+
+def test_packed_wire_over_grpc(server: str, auth: Auth) -> None:
+    from lockstep import batch as wire
+
+    s = stub(server, auth[1])
+    digest = s.LoadModule(pb.LoadModuleRequest(wasm=GOOD)).module_hash
+    out = s.CreateAgents(pb.CreateAgentsRequest(batch=wire.pack_create(
+        0, 3, [wire.AgentSpec(1, "a", digest), wire.AgentSpec(2, "b", digest)]))).batch
+    assert list(wire.parse_results(out).rows["handle"]) == [1, 2]
+    step = wire.pack_step(1, [1, 2], [record(b"hi"), b""], [1, 0])
+    res = wire.parse_results(s.StepBatch(pb.StepBatchRequest(batch=step)).batch)
+    assert [res.fault(i) for i in range(2)] == [None, None]
+    for bad in (step[:30], b"LSSQ\x02\x00" + step[6:], step + b"x"):
+        with pytest.raises(grpc.RpcError) as info:
+            s.StepBatch(pb.StepBatchRequest(batch=bad))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at byte" in (info.value.details() or "")
+    with pytest.raises(grpc.RpcError) as info:
+        s.CreateAgents(pb.CreateAgentsRequest(batch=b"LSCQ"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        s.DestroyAgents(pb.DestroyAgentsRequest(batch=b"LSDQ\x01\x00\x04\x00"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert s.GetPoolInfo(pb.GetPoolInfoRequest()).agents == 2  # still up, unchanged
+    out = s.DestroyAgents(pb.DestroyAgentsRequest(batch=wire.pack_destroy(2, [1, 2], True)))
+    assert len(wire.parse_results(out.batch)) == 2

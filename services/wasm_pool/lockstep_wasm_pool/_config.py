@@ -15,6 +15,7 @@ __all__ = ["WasmPoolConfig"]
 
 _ENV_PREFIX = "LOCKSTEP_POOL_"
 MIB = 1024 * 1024
+ENGINES = ("auto", "native", "python")
 WASM_PAGE = 65536
 
 
@@ -72,6 +73,10 @@ class WasmPoolConfig:
     module_cache_dir: Path | None = None
     #: Use the raw-call fast path on wasmtime-py internals when they are as expected.
     fast_path: bool = True
+    #: Stepping engine: ``native`` (the C core, services/wasm_pool/native/; start-up fails
+    #: when it cannot load), ``python`` (the reference engine), or ``auto`` (native when it
+    #: loads, otherwise python with a WARNING). See docs/pool.md.
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,6 +93,8 @@ class WasmPoolConfig:
             raise ConfigError("max_memory_pages_cap must be <= 65536 (wasm32)")
         if self.max_memory_pages > self.max_memory_pages_cap:
             raise ConfigError("max_memory_pages must be <= max_memory_pages_cap")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +105,9 @@ class WasmPoolConfig:
             if f.type in ("bool", bool):
                 parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
                                     choices=["0", "1"], help=f"[env {env}]")
+            elif f.name == "engine":
+                parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
+                                    choices=list(ENGINES), help=f"default {f.default} [env {env}]")
             else:
                 parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
                                     help=f"default {f.default} [env {env}]")
@@ -127,6 +137,8 @@ def _parse(f: dataclasses.Field[object], raw: str) -> object:
             if raw not in ("0", "1", "true", "false"):
                 raise ValueError(raw)
             return raw in ("1", "true")
+        if kind in ("str", "<class 'str'>"):
+            return raw
         return int(raw.replace("_", ""), 0)
     except ValueError:
         raise ConfigError(f"bad value {raw!r} for {f.name}") from None

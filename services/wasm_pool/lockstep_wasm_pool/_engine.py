@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import wasmtime
 
+from lockstep import batch as wire
 from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
@@ -547,6 +548,64 @@ class WasmPool:
                 self._drop(handle)
             return response
 
+    # ------------------------------------------------------------------ packed wire
+    # docs/wire.md: the same call sequences as the protobuf methods above, one packed
+    # buffer each way. A buffer that breaks the layout raises lockstep.batch.BatchError
+    # (INVALID_ARGUMENT) before anything runs.
+    def create_packed(self, buf: bytes) -> bytes:
+        """CreateAgents with a packed request (magic LSCQ); answers packed results."""
+        req = wire.parse_create(bytes(buf))
+        specs = []
+        for i in range(len(req.rows)):
+            row = req.rows[i]
+            name, module_hash, args = req.strings(i)
+            specs.append(pb.AgentSpec(
+                handle=int(row["handle"]), name=name, module_hash=module_hash, args=args,
+                limits=common_pb2.Limits(
+                    fuel_per_step=int(row["fuel"]), max_memory_pages=int(row["pages"]),
+                    max_messages_per_step=int(row["sends"]),
+                    max_message_bytes=int(row["message_bytes"]),
+                    max_logs_per_step=int(row["logs"]))))
+        response = self.create_agents(pb.CreateAgentsRequest(tick=req.tick, seed=req.seed,
+                                                             agents=specs))
+        return wire.pack_results([result_of(r) for r in response.results])
+
+    def step_packed(self, buf: bytes) -> bytes:
+        """StepBatch with a packed request (magic LSSQ); answers packed results."""
+        with _WASM_LOCK:
+            req = wire.parse_step(bytes(buf), self.config.max_inbox_bytes)
+            rows = req.rows
+            plans: list[tuple[_Agent, bytes, list[bytes]]] = []
+            agents = self._agents
+            head = _abi.BATCH_HEADER
+            for i in range(len(rows)):
+                handle = int(rows[i]["handle"])
+                agent = agents.get(handle)
+                if agent is None:
+                    raise NotFoundError(f"steps[{i}]: no live agent with handle {handle}")
+                count = int(rows[i]["count"])
+                if count:
+                    body = req.inbox(i)
+                    inbox = head.pack(8 + len(body), count) + body
+                    plans.append((agent, inbox, _abi.split_inbox(inbox, count)))
+                else:
+                    plans.append((agent, b"", []))
+            out: list[wire.Result] = []
+            tick = req.tick
+            for agent, inbox, recs in plans:
+                result = pb.AgentStepResult()
+                self._step_one(agent, tick, inbox, recs, result)
+                out.append(result_of(result))
+            return wire.pack_results(out)
+
+    def destroy_packed(self, buf: bytes) -> bytes:
+        """DestroyAgents with a packed request (magic LSDQ); answers packed results."""
+        req = wire.parse_destroy(bytes(buf))
+        response = self.destroy_agents(pb.DestroyAgentsRequest(
+            tick=req.tick, handles=[int(h) for h in req.handles],
+            call_shutdown=req.call_shutdown))
+        return wire.pack_results([result_of(r) for r in response.results])
+
     def reset(self) -> pb.ResetResponse:
         """Drop every agent; modules stay cached."""
         with _WASM_LOCK:
@@ -889,6 +948,19 @@ class WasmPool:
 
 
 # ---------------------------------------------------------------------- helpers
+def result_of(r: pb.AgentStepResult) -> wire.Result:
+    """A protobuf result as the packed codec's `Result` (the same facts, docs/wire.md)."""
+    fault = wire.Fault(r.fault.kind, r.fault.detail, r.fault.entry_point) \
+        if r.HasField("fault") else None
+    return wire.Result(
+        handle=r.handle, code=r.code, fuel=r.fuel_used, sends=bytes(r.sends),
+        send_count=r.send_count, refused=r.refused_calls,
+        logs=[wire.LogLine(x.level, x.text.encode()) for x in r.logs],
+        infers=[wire.InferCall(c.request_id, c.model.encode(), bytes(c.input))
+                for c in r.infers],
+        fault=fault)
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 

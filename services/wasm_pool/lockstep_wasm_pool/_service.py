@@ -9,6 +9,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from lockstep.auth import SERVICE, TokenStore
+from lockstep.batch import BatchError
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -59,6 +60,8 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         return fn()
     except (PoolError, ModuleRejectedError) as exc:
         _abort(context, exc)
+    except BatchError as exc:  # a packed buffer off docs/wire.md: the message names the byte
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
 class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
@@ -75,16 +78,25 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     def CreateAgents(self, request: pb.CreateAgentsRequest,  # noqa: N802
                      context: grpc.ServicerContext) -> pb.CreateAgentsResponse:
         """Instantiate agents and run agent_init."""
+        if request.batch:
+            return _guard(context, lambda: pb.CreateAgentsResponse(
+                batch=self.pool.create_packed(request.batch)))
         return _guard(context, lambda: self.pool.create_agents(request))
 
     def StepBatch(self, request: pb.StepBatchRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> pb.StepBatchResponse:
         """Step a batch of agents for one tick."""
+        if request.batch:
+            return _guard(context, lambda: pb.StepBatchResponse(
+                batch=self.pool.step_packed(request.batch)))
         return _guard(context, lambda: self.pool.step_batch(request))
 
     def DestroyAgents(self, request: pb.DestroyAgentsRequest,  # noqa: N802
                       context: grpc.ServicerContext) -> pb.DestroyAgentsResponse:
         """Call agent_shutdown (optionally) and drop agents."""
+        if request.batch:
+            return _guard(context, lambda: pb.DestroyAgentsResponse(
+                batch=self.pool.destroy_packed(request.batch)))
         return _guard(context, lambda: self.pool.destroy_agents(request))
 
     def Snapshot(self, request: pb.SnapshotRequest,  # noqa: N802
