@@ -186,6 +186,7 @@ def run_service(
 
     Configuration errors end the process with one line on stderr and exit status 2.
     """
+    os.umask(0o077)  # databases, checkpoints and logs a service writes are private
     logging.basicConfig(
         level=os.environ.get("LOCKSTEP_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s {name} %(levelname)s %(message)s",

@@ -65,6 +65,12 @@ def test_up_status_restart_down(state_dir: Path) -> None:
     status = lockstep("status", "--state-dir", sd)
     assert status.returncode == 0 and status.stdout.count("SERVING") == 4
     assert "current run" in status.stdout and "tick 0" in status.stdout
+    # Credentials, the journal, checkpoints and logs are private to the user.
+    assert state_dir.stat().st_mode & 0o777 == 0o700
+    for path in state_dir.rglob("*"):
+        if path.is_symlink() or path.is_socket():
+            continue
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
 
     again = lockstep("up", "--state-dir", sd)
     assert again.returncode == 2

@@ -27,8 +27,12 @@ console = Console()
 
 
 def _check_writable(directory: Path) -> None:
+    # The state dir holds credentials, the journal, checkpoints (agents' memory) and logs:
+    # everything `lockstep up` and its services create is private to the user.
+    os.umask(0o077)
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
         probe = directory / ".write-probe"
         probe.write_text("ok")
         probe.unlink()

@@ -186,6 +186,9 @@ class Supervisor:
     def __init__(self, config: SupervisorConfig) -> None:
         self.config = config
         self.stop_event = threading.Event()
+        os.umask(0o077)  # inherited by every service: state files are private (0600/0700)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.state_dir.chmod(0o700)
         for sub in ("logs", "run", "data", "sockets"):
             (config.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.tokens = config.state_dir / "tokens.json"
