@@ -175,6 +175,23 @@ def load_auth(args: argparse.Namespace, service: str) -> TokenStore | None:
     return TokenStore.load(Path(args.auth_file))
 
 
+def _watch_supervisor(stop: threading.Event) -> None:
+    """Under `lockstep up`, stop when the supervisor that started this process is gone (its
+    death must not leave services running that no CLI command knows about)."""
+    raw = os.environ.get("LOCKSTEP_SUPERVISOR_PID", "")
+    if not raw.isdigit():
+        return
+    supervisor = int(raw)
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            if os.getppid() != supervisor:
+                log.warning("supervisor (pid %d) is gone: shutting down", supervisor)
+                stop.set()
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
 def run_service(
     name: str,
     argv: Sequence[str] | None,
@@ -216,6 +233,7 @@ def run_service(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _watch_supervisor(stop)
     stop.wait()
     bound.stop(grace=5.0)
     log.info("stopped")

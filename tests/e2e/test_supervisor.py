@@ -150,3 +150,20 @@ def test_unix_sockets(tmp_path: Path) -> None:
         assert status.stdout.count("SERVING") == 4
     finally:
         assert lockstep("down", "--state-dir", str(state)).returncode == 0
+
+
+def test_services_stop_when_the_supervisor_dies(state_dir: Path) -> None:
+    sd = str(state_dir)
+    assert lockstep("up", "--state-dir", sd).returncode == 0
+    state = SupervisorState.load(state_dir)
+    assert state is not None
+    os.kill(state.supervisor_pid, signal.SIGKILL)
+    status = lockstep("status", "--state-dir", sd)
+    assert status.returncode == 3
+    assert "not running" in status.stdout or "supervisor" in status.stdout
+    wait_until(lambda: not any(pid_alive(s.pid) for s in state.services))
+    gone = lockstep("status", "--state-dir", sd)
+    assert gone.returncode == 3 and "not running" in gone.stdout
+    again = lockstep("up", "--state-dir", sd)
+    assert again.returncode == 0, again.stderr
+    assert lockstep("status", "--state-dir", sd).stdout.count("SERVING") == 4

@@ -111,6 +111,8 @@ def up(
             raise ConfigError(f"Lockstep is already running (supervisor pid "
                               f"{existing.supervisor_pid}, state {directory}); "
                               "see `lockstep status` or stop it with `lockstep down`")
+        if existing is not None:
+            _wait_orphans(existing)
         fixed: list[str] = []
         for item in address or []:
             _name, sep, addr = item.partition("=")
@@ -143,6 +145,21 @@ def up(
     console.print(f"supervisor pid {state.supervisor_pid}; stop with `lockstep down`")
 
 
+def _wait_orphans(state: SupervisorState, timeout: float = 15.0) -> None:
+    """Services of a dead supervisor stop by themselves (they watch their parent); wait for
+    them so that a new deployment never runs beside the old one, then kill stragglers."""
+    procs = []
+    for svc in state.services:
+        if pid_alive(svc.pid):
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(svc.pid))
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 @app.command()
 def status(state_dir_opt: StateDirOption = None) -> None:
     """Show each service's address, pid, health and restarts."""
@@ -152,7 +169,15 @@ def status(state_dir_opt: StateDirOption = None) -> None:
     except LockstepError as exc:
         raise fail(exc) from None
     if state is None or not state.supervisor_alive():
-        console.print(f"Lockstep is not running (no live supervisor in {directory}).")
+        orphans = [s for s in (state.services if state else []) if pid_alive(s.pid)]
+        if state is not None and orphans:
+            # Never disown services that still serve: say what is left and how to clear it.
+            console.print(f"Lockstep's supervisor (pid {state.supervisor_pid}) is gone; its "
+                          f"services stop by themselves ({len(orphans)} still alive: "
+                          f"{', '.join(f'{s.name} pid {s.pid}' for s in orphans)}). "
+                          "`lockstep down` stops them now.", soft_wrap=True)
+        else:
+            console.print(f"Lockstep is not running (no live supervisor in {directory}).")
         raise typer.Exit(3)
     console.print(_services_table(state, live=True))
     _print_run(directory)

@@ -120,7 +120,9 @@ class _Child:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # The service stops by itself if this supervisor dies (server.run_service).
+                env={**os.environ, "PYTHONUNBUFFERED": "1",
+                     "LOCKSTEP_SUPERVISOR_PID": str(os.getpid())},
             )
         finally:
             logf.close()
