@@ -122,6 +122,9 @@ def test_port_in_use_fails_cleanly(state_dir: Path) -> None:
     (["up", "--address", "orchestrator"], "expected NAME=HOST:PORT"),
     (["up", "--address", "orchestrator=nowhere"], "bad address"),
     (["up", "--pools", "0"], "Invalid value for '--pools'"),
+    (["until", "--tick", "-5"], "Invalid value for '--tick'"),
+    (["until", "--idle", "--max-ticks", "0"], "Invalid value for '--max-ticks'"),
+    (["step", "0"], "Invalid value for 'ticks'"),
 ])
 def test_bad_flags_fail_with_one_line(state_dir: Path, args: list[str], message: str) -> None:
     result = lockstep(*args, "--state-dir", str(state_dir))

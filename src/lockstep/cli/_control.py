@@ -56,8 +56,8 @@ def spawn(
     args: Annotated[str, typer.Option(help="spawn arguments (UTF-8)")] = "",
     priority: Annotated[int, typer.Option(help="higher steps first")] = 0,
     topic: Annotated[list[str] | None, typer.Option(help="subscribe to a topic")] = None,
-    max_restarts: Annotated[int, typer.Option(help="restarts after faults")] = 0,
-    backoff_ticks: Annotated[int, typer.Option(help="ticks before a restart")] = 1,
+    max_restarts: Annotated[int, typer.Option(min=0, help="restarts after faults")] = 0,
+    backoff_ticks: Annotated[int, typer.Option(min=0, help="ticks before a restart")] = 1,
     state_dir_opt: StateDirOption = None,
 ) -> None:
     """Spawn an agent at the next tick."""
@@ -156,9 +156,9 @@ def step(ticks: Annotated[int, typer.Argument(min=1, help="ticks to execute")] =
 
 @app.command()
 def until(
-    tick: Annotated[int, typer.Option(help="stop after this tick (0 = no tick bound)")] = 0,
+    tick: Annotated[int, typer.Option(min=0, help="stop after this tick (0 = no tick bound)")] = 0,
     idle: Annotated[bool, typer.Option(help="stop when nothing can change")] = False,
-    max_ticks: Annotated[int, typer.Option(help="safety bound for --idle")] = 100_000,
+    max_ticks: Annotated[int, typer.Option(min=1, help="safety bound for --idle")] = 100_000,
     state_dir_opt: StateDirOption = None,
 ) -> None:
     """Run the current run until a tick and/or until it is idle, with a progress bar."""
