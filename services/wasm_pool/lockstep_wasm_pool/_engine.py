@@ -1022,6 +1022,11 @@ def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
 
 def _instantiate_fault(text: str, agent: _Agent) -> _Fault:
     """Classify an instantiation error by its message (no trap code is available)."""
+    return instantiate_fault(text, agent.limits.fuel)
+
+
+def instantiate_fault(text: str, fuel: int) -> _Fault:
+    """`_instantiate_fault` for an agent whose fuel budget is `fuel`."""
     cause = text.split("Caused by:", 1)[-1].strip()
     msg = _first_line(cause)
     if "memory" in msg and "limit" in msg:
@@ -1029,7 +1034,7 @@ def _instantiate_fault(text: str, agent: _Agent) -> _Fault:
                       "instantiate")
     if "fuel" in msg:
         return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {agent.limits.fuel} for this tick exhausted in the "
+                      f"fuel budget of {fuel} for this tick exhausted in the "
                       "start function", "instantiate")
     if "stack" in msg and ("overflow" in msg or "exhausted" in msg):
         return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, "wasm call stack overflowed in the start "
@@ -1056,10 +1061,15 @@ def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
         return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
                       entry)
     name = code.name.lower() if code is not None else "trap"
+    return _Fault(FK.FAULT_KIND_TRAP, trap_detail(name, message), entry)
+
+
+def trap_detail(name: str, message: str) -> str:
+    """The TRAP fault detail for a trap named `name` with wasmtime's (stripped) message."""
     # wasmtime's text is "error while executing at wasm backtrace: <frames> Caused by:
     # <reason>"; keep the reason first and the frames compact on one line.
     cause = _first_line(message.split("Caused by:", 1)[-1])
     lines = [line.strip() for line in message.splitlines()
              if line.strip()[:1].isdigit() and ":" in line]
     where = f" [wasm backtrace: {'; '.join(lines)}]" if lines else ""
-    return _Fault(FK.FAULT_KIND_TRAP, f"{name}: {cause}{where}", entry)
+    return f"{name}: {cause}{where}"
