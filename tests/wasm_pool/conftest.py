@@ -83,10 +83,33 @@ def spec(handle: int, name: str, module_hash: str, **kw: object) -> pb.AgentSpec
     return pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=[True, False], ids=["fast", "public"])
+def native_available() -> bool:
+    from lockstep_wasm_pool._core import CoreUnavailable, load
+
+    try:
+        load()
+    except CoreUnavailable:
+        return False
+    return True
+
+
+NATIVE = native_available()
+needs_native = pytest.mark.skipif(not NATIVE, reason="native core not built")
+
+
+@pytest.fixture(params=["fast", "public", "native"])
 def pool(request: pytest.FixtureRequest) -> Iterator[WasmPool]:
-    """A pool on the raw fast path and one on wasmtime-py's public API only."""
-    with WasmPool(WasmPoolConfig(fast_path=request.param)) as p:
+    """The Python engine on the raw fast path, on wasmtime-py's public API only, and the
+    native core (skipped where it is not built)."""
+    if request.param == "native":
+        if not NATIVE:
+            pytest.skip("native core not built")
+        from lockstep_wasm_pool._native_engine import NativePool
+
+        with NativePool(WasmPoolConfig()) as p:
+            yield p
+        return
+    with WasmPool(WasmPoolConfig(fast_path=request.param == "fast", engine="python")) as p:
         yield p
 
 

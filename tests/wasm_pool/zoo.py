@@ -4,6 +4,7 @@ native core against the Python reference engine, byte for byte."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ CREATE_FAULTING: list[tuple[str, bytes]] = [
     ("inittrap", agent_wat(init="(call $rec (i32.const 0))", extra=STACK)),
     ("initdone", agent_wat(init="(i32.const 2)")),
     ("initidle", agent_wat(init="(i32.const 1)")),
+    ("rejected", agent_wat(imports='(import "wasi_snapshot_preview1" "fd_write" '
+                                   '(func (param i32 i32 i32 i32) (result i32)))')),
 ]
 ALL = LIVING + FAULTING + CREATE_FAULTING
 
@@ -151,7 +154,16 @@ class Scenario:
 
 
 def load_all(load: Callable[[bytes], str], agents: list[tuple[str, bytes]]) -> dict[str, str]:
-    return {name: load(wasm) for name, wasm in agents}
+    """Load every module; a rejected one is still named by its hash (its agents fault)."""
+    from lockstep_wasm_pool import ModuleRejectedError
+
+    out = {}
+    for name, wasm in agents:
+        try:
+            out[name] = load(wasm)
+        except ModuleRejectedError:
+            out[name] = "sha256:" + hashlib.sha256(wasm).hexdigest()
+    return out
 
 
 def play(scn: Scenario, load: Callable[[bytes], str], ticks: int = 4) -> list[bytes]:

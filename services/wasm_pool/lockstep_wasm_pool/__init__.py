@@ -15,7 +15,7 @@ from lockstep_wasm_pool._errors import (
     NotFoundError,
     PoolError,
 )
-from lockstep_wasm_pool._service import SERVICE_NAME, WasmPoolServicer, create_server
+from lockstep_wasm_pool._service import SERVICE_NAME, WasmPoolServicer, create_server, open_pool
 
 __all__ = [
     "SERVICE_NAME",
@@ -31,5 +31,6 @@ __all__ = [
     "WasmPoolServicer",
     "create_server",
     "make_engine",
+    "open_pool",
     "state_hash",
 ]

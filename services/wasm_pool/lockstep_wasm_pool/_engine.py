@@ -559,13 +559,16 @@ class WasmPool:
         for i in range(len(req.rows)):
             row = req.rows[i]
             name, module_hash, args = req.strings(i)
-            specs.append(pb.AgentSpec(
-                handle=int(row["handle"]), name=name, module_hash=module_hash, args=args,
-                limits=common_pb2.Limits(
-                    fuel_per_step=int(row["fuel"]), max_memory_pages=int(row["pages"]),
-                    max_messages_per_step=int(row["sends"]),
-                    max_message_bytes=int(row["message_bytes"]),
-                    max_logs_per_step=int(row["logs"]))))
+            spec = pb.AgentSpec(handle=int(row["handle"]), name=name,
+                                module_hash=module_hash, args=args)
+            limits = (int(row["fuel"]), int(row["pages"]), int(row["sends"]),
+                      int(row["message_bytes"]), int(row["logs"]))
+            if any(limits):  # all zero: no limits message, as the native core snapshots it
+                spec.limits.CopyFrom(common_pb2.Limits(
+                    fuel_per_step=limits[0], max_memory_pages=limits[1],
+                    max_messages_per_step=limits[2], max_message_bytes=limits[3],
+                    max_logs_per_step=limits[4]))
+            specs.append(spec)
         response = self.create_agents(pb.CreateAgentsRequest(tick=req.tick, seed=req.seed,
                                                              agents=specs))
         return wire.pack_results([result_of(r) for r in response.results])

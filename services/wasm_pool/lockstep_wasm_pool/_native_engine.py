@@ -420,11 +420,13 @@ class NativePool(WasmPool):
                   for g, (index, t) in enumerate(module.mutable_globals)]
         spec = pb.AgentSpec(handle=handle, name=strings[:info.name_len].decode(),
                             module_hash=self._module_hashes[info.module],
-                            args=strings[info.name_len:],
-                            limits=common_pb2.Limits(
-                                fuel_per_step=info.raw_fuel, max_memory_pages=info.raw_pages,
-                                max_messages_per_step=info.raw_sends,
-                                max_message_bytes=info.raw_mb, max_logs_per_step=info.raw_logs))
+                            args=strings[info.name_len:])
+        raw_limits = (info.raw_fuel, info.raw_pages, info.raw_sends, info.raw_mb, info.raw_logs)
+        if any(raw_limits):  # as the Python engine keeps the spec: no limits = unset
+            spec.limits.CopyFrom(common_pb2.Limits(
+                fuel_per_step=info.raw_fuel, max_memory_pages=info.raw_pages,
+                max_messages_per_step=info.raw_sends, max_message_bytes=info.raw_mb,
+                max_logs_per_step=info.raw_logs))
         return pb.AgentSnapshot(
             spec=spec, seed=info.seed, memory=memory,
             globals=[pb.GlobalValue(index=i, type=t, bits=b) for i, t, b in values],

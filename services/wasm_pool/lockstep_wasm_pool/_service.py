@@ -10,6 +10,7 @@ import grpc
 
 from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
+from lockstep.errors import ConfigError
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -26,7 +27,8 @@ from ._errors import (
     PoolError,
 )
 
-__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server"]
+__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server",
+           "open_pool"]
 
 log = logging.getLogger("lockstep.wasm_pool")
 
@@ -129,13 +131,39 @@ def binding(servicer: WasmPoolServicer) -> ServiceBinding:
         full_name=SERVICE_NAME, methods=METHODS)
 
 
+def open_pool(config: WasmPoolConfig | None = None) -> WasmPool:
+    """The pool engine `config.engine` asks for (docs/pool.md, "Native core").
+
+    ``native``: the C core or a ConfigError; ``python``: the reference engine; ``auto``:
+    native when it loads, else the Python engine with a WARNING saying why.
+    """
+    config = config or WasmPoolConfig()
+    if config.engine == "python":
+        log.info("pool engine: python (forced by engine=python)")
+        return WasmPool(config)
+    from ._core import CoreUnavailable
+    from ._native_engine import NativePool
+
+    try:
+        pool = NativePool(config)
+    except CoreUnavailable as exc:
+        if config.engine == "native":
+            raise ConfigError(f"engine=native but the native core is unavailable: {exc}") \
+                from None
+        log.warning("pool engine: NATIVE CORE UNAVAILABLE, falling back to the slower Python "
+                    "engine (same results): %s", exc)
+        return WasmPool(config)
+    log.info("pool engine: native (C core on wasmtime %s)", WASMTIME_VERSION)
+    return pool
+
+
 def create_server(address: str, *, auth: TokenStore | None,
                   config: WasmPoolConfig | None = None) -> BoundServer:
     """Start a pool server on `address` ("127.0.0.1:0" picks a free port).
 
     `auth=None` disables role checks (dev mode). The pool is closed when the server stops.
     """
-    pool = WasmPool(config)
+    pool = open_pool(config)
     if pool.config.fast_path and not _native.AVAILABLE:
         log.warning("wasmtime-py internals are not as expected (wasmtime %s): using the "
                     "slower public API; pin wasmtime==50.0.1 for the fast path",
