@@ -62,11 +62,14 @@ class WasmPoolConfig:
     #: Most live agents in this pool.
     max_agents: int = 100_000
     # --- wasmtime engine ---
-    #: Virtual address space reserved per linear memory. Small so ~10,000 instances fit in
-    #: one process; memories larger than this are moved on growth (rare, and costs a copy).
-    memory_reservation: int = 16 * MIB
-    #: Guard region after each linear memory.
-    memory_guard_size: int = WASM_PAGE
+    #: Virtual address space reserved per linear memory. 0 (with no guard and no CoW image)
+    #: costs no memory mapping per instance, so 100,000 agents fit in one process
+    #: (vm.max_map_count); a memory is moved on growth (costs a copy). docs/pool.md.
+    memory_reservation: int = 0
+    #: Guard region after each linear memory (0: explicit bounds checks).
+    memory_guard_size: int = 0
+    #: Copy-on-write images for linear memory initialisation (a mapping per instance).
+    memory_init_cow: bool = False
     #: Most native stack a wasm call may use; deeper recursion is a STACK_OVERFLOW fault.
     max_wasm_stack: int = 512 * 1024
     #: Directory for serialized compiled modules (None = compile on every process start).

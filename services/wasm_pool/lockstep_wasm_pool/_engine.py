@@ -76,6 +76,7 @@ def make_engine(config: WasmPoolConfig) -> wasmtime.Engine:
     cfg.memory_reservation = config.memory_reservation
     cfg.memory_guard_size = config.memory_guard_size
     cfg.memory_reservation_for_growth = 0
+    cfg.memory_init_cow = config.memory_init_cow
     cfg.max_wasm_stack = config.max_wasm_stack
     return wasmtime.Engine(cfg)
 
@@ -313,7 +314,8 @@ class WasmPool:
             # wasmtime version and settings.
             c = self.config
             engine_key = (f"{WASMTIME_VERSION}|{c.memory_reservation}|{c.memory_guard_size}|"
-                          f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}")
+                          f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}|"
+                          f"cow={int(c.memory_init_cow)}")
             key = hashlib.sha256(f"{engine_key}|{digest}".encode())
             path = cache_dir / f"{key.hexdigest()}.cwasm"
             if path.is_file():
