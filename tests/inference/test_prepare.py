@@ -29,7 +29,7 @@ def test_charlm_onnx_matches_pokepy_forward_pass(model_repo: Path) -> None:
 
 @needs_real_models
 def test_prepare_is_deterministic(tmp_path: Path, model_repo: Path) -> None:
-    models = prepare_models(tmp_path)
+    models = prepare_models(tmp_path, ["charlm", "minilm"])
     assert [m.name for m in models] == ["charlm", "minilm"]
     for m in models:
         assert (tmp_path / m.name / "model.onnx").read_bytes() == \

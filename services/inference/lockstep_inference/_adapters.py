@@ -6,6 +6,7 @@
   normalisation, as sentence-transformers' all-MiniLM-L6-v2 does.
 - "char_lm": a character model mapping a fixed-size context of token ids to next-token
   logits; generation and sampling happen in the service (_engine.py).
+- "llm": a decoder with a KV cache, a tokenizer.json and a chat template (_llm.py).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class CharLMAdapter:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-Adapter = EmbeddingAdapter | CharLMAdapter | None
+Adapter = EmbeddingAdapter | CharLMAdapter | None  # or LLMAdapter (kind "llm", _llm.py)
 
 
 def adapter_for(files: ModelFiles) -> Any:
@@ -128,4 +129,8 @@ def adapter_for(files: ModelFiles) -> Any:
         return EmbeddingAdapter(files)
     if files.kind == "char_lm":
         return CharLMAdapter(files)
+    if files.kind == "llm":
+        from lockstep_inference._llm import LLMAdapter
+
+        return LLMAdapter(files)
     return None

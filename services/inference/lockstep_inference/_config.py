@@ -49,6 +49,8 @@ class InferenceConfig:
     max_batch_requests: most requests in one AgentInferBatch call.
     max_generate_tokens: most tokens one generation may ask for.
     default_generate_tokens: tokens generated when a request gives no max_tokens.
+    max_llm_batch: most llm generations decoded together; a tick with more is decoded in
+        consecutive batches of this size, in request order.
     autoload: load a model from the repository on first use.
     cache_busy_wait_s: how long a load waits for models with requests in flight to finish
         when the budget is full of them, before RESOURCE_EXHAUSTED (0 = fail at once).
@@ -66,6 +68,7 @@ class InferenceConfig:
     max_batch_requests: int = 1024
     max_generate_tokens: int = 256
     default_generate_tokens: int = 32
+    max_llm_batch: int = 32
     autoload: bool = True
     cache_busy_wait_s: float = 10.0
 
@@ -81,7 +84,7 @@ class InferenceConfig:
                               f"got {self.memory_charge!r}")
         for name in ("cache_budget_bytes", "intra_op_threads", "inter_op_threads",
                      "max_tensor_bytes", "max_batch_requests", "max_generate_tokens",
-                     "default_generate_tokens"):
+                     "max_llm_batch", "default_generate_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cache_busy_wait_s < 0:

@@ -25,6 +25,9 @@ from lockstep_inference._errors import (
     TensorTooLargeError,
     VersionMismatchError,
 )
+from lockstep_inference._llm import LLMAdapter, LLMRequest, LLMResult, LLMStep, parse_stop
+from lockstep_inference._llm import decode_batch as llm_decode_batch
+from lockstep_inference._llm import iter_single as llm_iter_single
 from lockstep_inference._repository import ModelFiles, ModelRepository, check_name
 from lockstep_inference._sampling import (
     Sampling,
@@ -40,6 +43,12 @@ __all__ = ["InferenceEngine", "TensorIn"]
 log = logging.getLogger("lockstep.inference")
 
 _AGENT_JSON_KEYS = frozenset({"prompt", "max_tokens", "temperature", "top_k", "top_p", "seed"})
+_AGENT_LLM_KEYS = _AGENT_JSON_KEYS | {"messages", "stop"}
+#: Sampling defaults of agent llm requests (a 135M model needs a truncated distribution).
+LLM_AGENT_DEFAULTS = {"max_tokens": 48, "temperature": 0.7, "top_k": 50, "top_p": 0.9}
+#: Tolerance on the sampled token's logit when `verify` reruns an llm generation that was
+#: decoded in a batch of another size (bits are only promised for the same batch).
+LLM_VERIFY_LOGIT_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -190,6 +199,68 @@ class InferenceEngine:
         return Sampling(max_tokens=max_tokens, temperature=p.temperature, top_k=p.top_k,
                         top_p=p.top_p, seed=p.seed)
 
+    # -- llm -------------------------------------------------------------------------------
+
+    def llm_request(self, lm: LLMAdapter, prompt: str, params: pb.SamplingParams | None,
+                    messages: list[tuple[str, str]] | None = None, chat: bool = False,
+                    ) -> LLMRequest:
+        """A validated llm request: raw prompt, or chat messages rendered by the template."""
+        sampling = self.sampling(params)
+        stop = tuple(params.stop) if params is not None else ()
+        msgs = list(messages or [])
+        if msgs and prompt:
+            raise InvalidInputError("give either a prompt or chat messages, not both")
+        if chat and not msgs:
+            msgs = [("user", prompt)]
+        text = lm.render(msgs) if msgs else prompt
+        req = LLMRequest(prompt=text, prompt_ids=lm.encode(text), sampling=sampling, stop=stop,
+                         messages=tuple(msgs))
+        lm.check(req)
+        return req
+
+    def _llm_log(self, model: str, entry: CacheEntry, req: LLMRequest, res: LLMResult,
+                 ) -> pb.GenerationLog:
+        s = req.sampling
+        return pb.GenerationLog(
+            model=model, model_version=entry.version, prompt=req.prompt,
+            params=pb.SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature,
+                                     top_k=s.top_k, top_p=s.top_p, seed=s.seed,
+                                     stop=list(req.stop)),
+            steps=[_pb_step(st) for st in res.steps], finish_reason=res.finish_reason,
+            run_info=self.run_info(entry),
+            messages=[pb.ChatMessage(role=r, content=c) for r, c in req.messages],
+            prompt_tokens=len(req.prompt_ids), batch_size=res.batch_size)
+
+    def llm_batch(self, model: str, items: list[tuple[str, pb.SamplingParams,
+                                                      list[tuple[str, str]]]],
+                  ) -> list[pb.GenerateResponse | InferenceError]:
+        """Generations on one llm model, decoded in batches of max_llm_batch (request
+        order); a request that fails validation gets its error and leaves the batch."""
+        with self.use(model) as entry:
+            lm = self._llm(entry)
+            out: list[pb.GenerateResponse | InferenceError] = []
+            reqs: list[tuple[int, LLMRequest]] = []
+            for prompt, params, msgs in items:
+                try:
+                    reqs.append((len(out), self.llm_request(lm, prompt, params, msgs)))
+                    out.append(InferenceError("pending"))
+                except InferenceError as exc:
+                    out.append(exc)
+            size = self.config.max_llm_batch
+            for start in range(0, len(reqs), size):
+                chunk = reqs[start:start + size]
+                results = llm_decode_batch(entry.session, lm, [r for _, r in chunk])
+                for (i, req), res in zip(chunk, results, strict=True):
+                    out[i] = _response(self._llm_log(model, entry, req, res), replayed=False)
+            return out
+
+    @staticmethod
+    def _llm(entry: CacheEntry) -> LLMAdapter:
+        if not isinstance(entry.adapter, LLMAdapter):
+            raise InvalidInputError(f"model {entry.name!r} is of kind {entry.files.kind!r}, "
+                                    "not 'llm'")
+        return entry.adapter
+
     @staticmethod
     def _char_lm(entry: CacheEntry) -> CharLMAdapter:
         if not isinstance(entry.adapter, CharLMAdapter):
@@ -198,10 +269,24 @@ class InferenceEngine:
         return entry.adapter
 
     def generate_iter(self, model: str, prompt: str, params: pb.SamplingParams | None,
+                      messages: list[tuple[str, str]] | None = None, chat: bool = False,
                       ) -> Iterator[pb.GenerationStep | pb.GenerateResponse]:
         """Yield each step as it is sampled, then the full response."""
         sampling = self.sampling(params)
         with self.use(model) as entry:
+            if isinstance(entry.adapter, LLMAdapter):
+                req = self.llm_request(entry.adapter, prompt, params, messages, chat)
+                for item in llm_iter_single(entry.session, entry.adapter, req):
+                    if isinstance(item, LLMStep):
+                        yield _pb_step(item)
+                    else:
+                        yield _response(self._llm_log(model, entry, req, item), replayed=False)
+                return
+            if messages:
+                raise InvalidInputError(f"model {model!r} is of kind {entry.files.kind!r}: "
+                                        "chat messages need an 'llm' model")
+            if params is not None and params.stop:
+                raise InvalidInputError("stop sequences need an 'llm' model")
             lm = self._char_lm(entry)
             context = lm.encode(prompt)
             steps: list[pb.GenerationStep] = []
@@ -231,10 +316,11 @@ class InferenceEngine:
             yield _response(log_msg, replayed=False)
 
     def generate(self, model: str, prompt: str, params: pb.SamplingParams | None,
+                 messages: list[tuple[str, str]] | None = None, chat: bool = False,
                  ) -> pb.GenerateResponse:
         """Generate and return the full response."""
         last: Any = None
-        for item in self.generate_iter(model, prompt, params):
+        for item in self.generate_iter(model, prompt, params, messages, chat):
             last = item
         assert isinstance(last, pb.GenerateResponse)
         return last
@@ -265,6 +351,9 @@ class InferenceEngine:
             if entry.version != log_msg.model_version:
                 raise VersionMismatchError(f"model {log_msg.model!r} is {entry.version}, the "
                                            f"log was made with {log_msg.model_version}")
+            if isinstance(entry.adapter, LLMAdapter):
+                self._verify_llm(entry, log_msg, sampling)
+                return
             lm = self._char_lm(entry)
             context = lm.encode(log_msg.prompt)
             for i, step in enumerate(log_msg.steps):
@@ -281,6 +370,34 @@ class InferenceEngine:
                                               f"{step.token}")
                 context.append(token)
 
+    def _verify_llm(self, entry: CacheEntry, log_msg: pb.GenerationLog,
+                    sampling: Sampling) -> None:
+        """Rerun alone: every token must match; logits hashes too when the log's batch was
+        of one, else the sampled token's logit within LLM_VERIFY_LOGIT_TOL."""
+        lm = self._llm(entry)
+        req = LLMRequest(prompt=log_msg.prompt, prompt_ids=lm.encode(log_msg.prompt),
+                         sampling=sampling, stop=tuple(log_msg.params.stop))
+        (res,) = llm_decode_batch(entry.session, lm, [req])
+        exact = log_msg.batch_size <= 1 and entry.session.provider == log_msg.run_info.provider
+        for i, step in enumerate(log_msg.steps):
+            if i >= len(res.steps):
+                raise ReplayMismatchError(f"step {i}: the rerun stopped after {len(res.steps)} "
+                                          "steps")
+            got = res.steps[i]
+            if exact and got.logits_sha256 != step.logits_sha256:
+                raise ReplayMismatchError(
+                    f"step {i}: logits hash {got.logits_sha256.hex()[:16]}... differs from the "
+                    f"logged {bytes(step.logits_sha256).hex()[:16]}...")
+            if not exact and abs(got.logit - step.logit) > LLM_VERIFY_LOGIT_TOL:
+                raise ReplayMismatchError(f"step {i}: logit {got.logit} of the sampled token "
+                                          f"differs from the logged {step.logit}")
+            if got.token != step.token:
+                raise ReplayMismatchError(f"step {i}: sampled token {got.token}, the log has "
+                                          f"{step.token}")
+        if len(res.steps) != len(log_msg.steps):
+            raise ReplayMismatchError(f"the rerun has {len(res.steps)} steps, the log "
+                                      f"{len(log_msg.steps)}")
+
     # -- agents ----------------------------------------------------------------------------
 
     def agent_batch(self, requests: list[pb.AgentInferRequest]) -> list[pb.AgentInferResult]:
@@ -295,8 +412,12 @@ class InferenceEngine:
             if req.key in seen:
                 raise InvalidInputError(f"duplicate request key {req.key!r}")
             seen.add(req.key)
+        llm_results = self._agent_llm(requests)
         results = []
-        for req in requests:
+        for i, req in enumerate(requests):
+            if i in llm_results:
+                results.append(llm_results[i])
+                continue
             try:
                 results.append(self._agent_one(req))
             except InferenceError as exc:
@@ -311,6 +432,55 @@ class InferenceEngine:
                     key=req.key, error=f"internal error: {type(exc).__name__}: {exc}",
                     error_code="INTERNAL"))
         return results
+
+    def _agent_llm(self, requests: list[pb.AgentInferRequest]) -> dict[int, pb.AgentInferResult]:
+        """The tick's requests on llm models: one batch per model (in order of first use),
+        request order within it. Other requests are left to _agent_one."""
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            try:
+                check_name(req.model)
+                if self.repository.read_spec_kind(req.model) == "llm":
+                    groups.setdefault(req.model, []).append(i)
+            except InferenceError:
+                continue  # _agent_one reports it
+        out: dict[int, pb.AgentInferResult] = {}
+        for model, indices in groups.items():
+            items: list[tuple[str, pb.SamplingParams, list[tuple[str, str]]]] = []
+            parsed: list[int] = []
+            for i in indices:
+                try:
+                    items.append(_agent_llm_input(requests[i], self.config.max_generate_tokens))
+                    parsed.append(i)
+                except InferenceError as exc:
+                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
+                                                 error_code=exc.code.name)
+            if not items:
+                continue
+            try:
+                answers = self.llm_batch(model, items)
+            except InferenceError as exc:
+                for i in parsed:
+                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
+                                                 error_code=exc.code.name)
+                continue
+            except Exception as exc:  # one broken batch must not fail the whole tick
+                log.exception("llm batch on model %r failed", model)
+                for i in parsed:
+                    out[i] = pb.AgentInferResult(
+                        key=requests[i].key, error=f"internal error: {type(exc).__name__}: "
+                                                   f"{exc}", error_code="INTERNAL")
+                continue
+            for i, ans in zip(parsed, answers, strict=True):
+                if isinstance(ans, InferenceError):
+                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(ans),
+                                                 error_code=ans.code.name)
+                else:
+                    out[i] = pb.AgentInferResult(
+                        key=requests[i].key, output=ans.text.encode("utf-8"),
+                        generation=ans.log, provider=ans.log.run_info.provider,
+                        model_version=ans.log.model_version)
+        return out
 
     def _agent_one(self, req: pb.AgentInferRequest) -> pb.AgentInferResult:
         if len(req.input) > self.config.max_tensor_bytes:
@@ -373,6 +543,58 @@ def _response(log_msg: pb.GenerationLog, *, replayed: bool) -> pb.GenerateRespon
     return pb.GenerateResponse(
         text="".join(s.text for s in log_msg.steps),
         tokens=[s.token for s in log_msg.steps], log=log_msg, replayed=replayed)
+
+
+def _pb_step(st: LLMStep) -> pb.GenerationStep:
+    return pb.GenerationStep(index=st.index, token=st.token, text=st.text, draw=st.draw,
+                             logits_sha256=st.logits_sha256, logit=st.logit,
+                             logprob=st.logprob, cumulative_logprob=st.cumulative_logprob)
+
+
+def _agent_llm_input(req: pb.AgentInferRequest, max_tokens: int,
+                     ) -> tuple[str, pb.SamplingParams, list[tuple[str, str]]]:
+    """Agent llm input: plain text = one user message; or a JSON object with "messages"
+    (a list of {"role", "content"}) or "prompt" (raw, no template), the sampling keys and
+    "stop". Defaults: LLM_AGENT_DEFAULTS, seed from the key."""
+    text = _utf8(req.input)
+    if not text.lstrip().startswith("{"):
+        fields: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+    else:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"input looks like JSON but does not parse: {exc}") from None
+        if not isinstance(raw, dict):
+            raise InvalidInputError("JSON input must be an object")
+        unknown = sorted(set(raw) - _AGENT_LLM_KEYS)
+        if unknown:
+            raise InvalidInputError(f"unknown JSON keys {unknown} (allowed: "
+                                    f"{sorted(_AGENT_LLM_KEYS)})")
+        fields = raw
+    messages: list[tuple[str, str]] = []
+    raw_msgs = fields.get("messages", [])
+    if not isinstance(raw_msgs, list):
+        raise InvalidInputError("'messages' must be a list of {\"role\", \"content\"}")
+    for m in raw_msgs:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or \
+                not isinstance(m.get("content"), str) or set(m) - {"role", "content"}:
+            raise InvalidInputError("each message must be {\"role\": str, \"content\": str}")
+        messages.append((m["role"], m["content"]))
+    prompt = fields.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise InvalidInputError("'prompt' must be a string")
+    if not prompt and not messages:
+        raise InvalidInputError("give 'messages' or 'prompt'")
+    merged = {**LLM_AGENT_DEFAULTS, **{k: v for k, v in fields.items()
+                                       if k in LLM_AGENT_DEFAULTS or k == "seed"}}
+    probe = pb.AgentInferRequest(key=req.key, model=req.model,
+                                 input=json.dumps(merged).encode())
+    _, params = _agent_generation(probe, int(LLM_AGENT_DEFAULTS["max_tokens"]))
+    if params.max_tokens > max_tokens:
+        raise InvalidInputError(f"max_tokens {params.max_tokens} is above the limit of "
+                                f"{max_tokens}")
+    params.stop.extend(parse_stop(fields.get("stop")))
+    return prompt, params, messages
 
 
 def _utf8(data: bytes) -> str:

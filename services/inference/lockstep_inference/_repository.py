@@ -76,6 +76,17 @@ class ModelRepository:
         """Size of the model file in bytes."""
         return (self.directory(name) / MODEL_FILE).stat().st_size
 
+    def read_spec_kind(self, name: str) -> str:
+        """The kind a model's lockstep.json declares, without reading the model file."""
+        spec_path = self.directory(name) / SPEC_FILE
+        if not spec_path.is_file():
+            return "tensor"
+        try:
+            raw = json.loads(spec_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"model {name!r}: bad {SPEC_FILE}: {exc}") from None
+        return str(raw.get("kind", "tensor")) if isinstance(raw, dict) else "tensor"
+
     def read(self, name: str) -> ModelFiles:
         """Read the model bytes and its adapter settings."""
         directory = self.directory(name)

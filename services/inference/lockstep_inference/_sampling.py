@@ -21,7 +21,8 @@ import numpy as np
 
 from lockstep_inference._errors import InferenceError, InvalidInputError
 
-__all__ = ["DRAW_DOMAIN", "Sampling", "draw", "logits_sha256", "sample", "seed_from_key"]
+__all__ = ["DRAW_DOMAIN", "Sampling", "draw", "logits_sha256", "sample", "sample_vocab",
+           "seed_from_key"]
 
 DRAW_DOMAIN = b"lockstep.sampling.v1"
 SEED_DOMAIN = b"lockstep.agent-seed.v1"
@@ -101,3 +102,42 @@ def sample(logits: np.ndarray, params: Sampling, u: float) -> int:
         if target < acc:
             return token
     return order[-1]
+
+
+def sample_vocab(logits: np.ndarray, params: Sampling, u: float) -> int:
+    """`sample` for large vocabularies, vectorised with numpy (LLM kind).
+
+    Same rule as `sample`: candidates sorted by (logit descending, token id ascending);
+    temperature 0 = argmax (lowest id on ties); weights exp((l - l_max) / T) in float64 over
+    the top_k best (0 = all), the smallest prefix whose normalised running sum reaches top_p,
+    then the first candidate whose running sum of weights exceeds u * sum. The running sums
+    are sequential (np.cumsum), the totals math.fsum; exp is numpy's, so a weight can differ
+    from `sample`'s math.exp in the last bit. Candidates whose weight underflows to 0 are
+    never picked.
+    """
+    v = np.asarray(logits, dtype=np.float32).reshape(-1)
+    if v.size == 0:
+        raise InferenceError("model produced empty logits")
+    if not np.isfinite(v).all():
+        raise InferenceError("model produced non-finite logits")
+    if params.temperature == 0.0:
+        return int(np.argmax(v))
+    n = v.size
+    if params.top_k and params.top_k < n:
+        cand = np.argpartition(-v, params.top_k - 1)[:params.top_k]
+        order = cand[np.lexsort((cand, -v[cand]))]
+    else:
+        order = np.argsort(-v, kind="stable")
+    vals = v[order].astype(np.float64)
+    weights = np.exp((vals - vals[0]) / params.temperature)
+    if 0.0 < params.top_p < 1.0:
+        total = math.fsum(weights.tolist())
+        acc = np.cumsum(weights / total)
+        keep = int(np.searchsorted(acc, params.top_p, side="left")) + 1
+        order, weights = order[:keep], weights[:keep]
+    target = u * math.fsum(weights.tolist())
+    acc = np.cumsum(weights)
+    idx = int(np.searchsorted(acc, target, side="right"))
+    if idx >= len(order):
+        idx = int(np.flatnonzero(weights > 0)[-1])
+    return int(order[idx])

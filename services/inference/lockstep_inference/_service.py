@@ -112,13 +112,17 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     def Generate(self, request: pb.GenerateRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> pb.GenerateResponse:
         params = request.params if request.HasField("params") else None
-        return self.engine.generate(request.model, request.prompt, params)
+        return self.engine.generate(request.model, request.prompt, params,
+                                    [(m.role, m.content) for m in request.messages],
+                                    request.chat)
 
     @grpc_errors_stream
     def GenerateStream(self, request: pb.GenerateRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> Iterator[pb.GenerateEvent]:
         params = request.params if request.HasField("params") else None
-        for item in self.engine.generate_iter(request.model, request.prompt, params):
+        for item in self.engine.generate_iter(request.model, request.prompt, params,
+                                              [(m.role, m.content) for m in request.messages],
+                                              request.chat):
             if isinstance(item, pb.GenerationStep):
                 yield pb.GenerateEvent(step=item)
             else:

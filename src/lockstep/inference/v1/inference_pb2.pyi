@@ -167,45 +167,65 @@ class InferResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., run_info: _Optional[_Union[RunInfo, _Mapping]] = ...) -> None: ...
 
 class SamplingParams(_message.Message):
-    __slots__ = ("max_tokens", "temperature", "top_k", "top_p", "seed")
+    __slots__ = ("max_tokens", "temperature", "top_k", "top_p", "seed", "stop")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     temperature: float
     top_k: int
     top_p: float
     seed: int
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "params")
+    __slots__ = ("model", "prompt", "params", "messages", "chat")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    CHAT_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     params: SamplingParams
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    chat: bool
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., chat: _Optional[bool] = ...) -> None: ...
 
 class GenerationStep(_message.Message):
-    __slots__ = ("index", "token", "text", "draw", "logits_sha256")
+    __slots__ = ("index", "token", "text", "draw", "logits_sha256", "logit", "logprob", "cumulative_logprob")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     DRAW_FIELD_NUMBER: _ClassVar[int]
     LOGITS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_FIELD_NUMBER: _ClassVar[int]
+    LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    CUMULATIVE_LOGPROB_FIELD_NUMBER: _ClassVar[int]
     index: int
     token: int
     text: str
     draw: float
     logits_sha256: bytes
-    def __init__(self, index: _Optional[int] = ..., token: _Optional[int] = ..., text: _Optional[str] = ..., draw: _Optional[float] = ..., logits_sha256: _Optional[bytes] = ...) -> None: ...
+    logit: float
+    logprob: float
+    cumulative_logprob: float
+    def __init__(self, index: _Optional[int] = ..., token: _Optional[int] = ..., text: _Optional[str] = ..., draw: _Optional[float] = ..., logits_sha256: _Optional[bytes] = ..., logit: _Optional[float] = ..., logprob: _Optional[float] = ..., cumulative_logprob: _Optional[float] = ...) -> None: ...
 
 class GenerationLog(_message.Message):
-    __slots__ = ("model", "model_version", "prompt", "params", "steps", "finish_reason", "run_info")
+    __slots__ = ("model", "model_version", "prompt", "params", "steps", "finish_reason", "run_info", "messages", "prompt_tokens", "batch_size")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +233,9 @@ class GenerationLog(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     RUN_INFO_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     model: str
     model_version: str
     prompt: str
@@ -220,7 +243,10 @@ class GenerationLog(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[GenerationStep]
     finish_reason: str
     run_info: RunInfo
-    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[GenerationStep, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., run_info: _Optional[_Union[RunInfo, _Mapping]] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    prompt_tokens: int
+    batch_size: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., prompt: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[GenerationStep, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., run_info: _Optional[_Union[RunInfo, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_tokens: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text", "tokens", "log", "replayed")
