@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import lockstep.cli._models  # noqa: F401 - registers `models` on the app
 from lockstep.auth import Role
 from lockstep.cli._app import app
-from tests.inference.conftest import Server, needs_real_models
+from tests.inference.conftest import Server, needs_llm, needs_real_models
 
 pytestmark = pytest.mark.e2e
 
@@ -49,3 +49,12 @@ def test_prepare(tmp_path: Path) -> None:
     assert code == 0, out
     assert (tmp_path / "charlm" / "model.onnx").is_file()
     assert not (tmp_path / "minilm").exists()
+
+
+@needs_llm
+def test_generate_smollm2(server: Server) -> None:
+    code, out = run("models", "generate", "smollm2", "What is the capital of France?",
+                    "--seed", "1", "--max-tokens", "12", "--temperature", "0",
+                    *opts(server, Role.OPERATOR))
+    assert code == 0, out
+    assert out.splitlines()[0] == "The capital of France is Paris."

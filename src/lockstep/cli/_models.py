@@ -127,6 +127,11 @@ def generate(
     top_k: Annotated[int, typer.Option(help="0 = off")] = 0,
     top_p: Annotated[float, typer.Option(help="1 = off")] = 1.0,
     seed: Annotated[int, typer.Option(help="draw stream seed")] = 0,
+    stop: Annotated[list[str] | None, typer.Option(
+        "--stop", help="llm models: stop sequence; repeatable")] = None,
+    chat: Annotated[bool, typer.Option(
+        "--chat/--raw", help="llm models: the prompt is a user message of a chat (default) "
+                             "or raw text to continue")] = True,
     stream: Annotated[bool, typer.Option(help="print tokens as they come")] = False,
     log_json: Annotated[bool, typer.Option("--json", help="print the full log as JSON")] = False,
     state_dir_opt: StateDirOption = None, address: AddressOption = None,
@@ -134,8 +139,9 @@ def generate(
 ) -> None:
     """Generate text with the service's seeded sampler (operator)."""
     stub = _stub(Role.OPERATOR, state_dir_opt, address, token)
-    req = pb.GenerateRequest(model=model, prompt=prompt, params=pb.SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    req = pb.GenerateRequest(model=model, prompt=prompt, chat=chat, params=pb.SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+        stop=stop or []))
     try:
         if stream:
             resp = None
@@ -156,6 +162,6 @@ def generate(
 
         typer.echo(json.dumps(MessageToDict(resp), indent=2, sort_keys=True))
     elif not stream:
-        typer.echo(prompt + resp.text)
+        typer.echo(resp.text if resp.log.messages else prompt + resp.text)
     typer.echo(f"({resp.log.finish_reason}, {len(resp.tokens)} tokens, "
                f"{resp.log.run_info.provider}, {resp.log.model_version[:23]})", err=True)
