@@ -441,6 +441,89 @@ static inline int64_t ls_infer_str(const char *model, const char *prompt) {
 }
 
 /* ---------------------------------------------------------------------------------
+ * Chat requests for llm models (e.g. "smollm2"; docs/inference.md "Agent calls")
+ *
+ *     LS_BUF(req, 2048);
+ *     ls_chat_begin(&req);
+ *     ls_chat_add(&req, "system", ls_bytes_of("You are Ada, the baker."));
+ *     ls_chat_add(&req, "user", heard);
+ *     ls_chat_end(&req, 32, 700);            // max_tokens 32, temperature 0.700
+ *     int64_t id = ls_chat("smollm2", &req); // the reply: kind LS_KIND_INFER_RESULT
+ *
+ * The request is the JSON object {"messages": [{"role", "content"}...], "max_tokens",
+ * "temperature"}; the reply payload is the generated UTF-8 text. A request whose buffer
+ * overflowed is refused (LS_ERR_TOO_LARGE) rather than sent truncated.
+ * ------------------------------------------------------------------------------- */
+
+/* Appends s as a JSON string literal (quotes, backslashes and control bytes escaped). */
+static inline ls_buf *ls_buf_json_str(ls_buf *b, ls_bytes s) {
+    static const char hex[] = "0123456789abcdef";
+    ls_buf_str(b, "\"");
+    for (uint32_t i = 0; i < s.len; i++) {
+        uint8_t c = s.ptr[i];
+        if (c == '"' || c == '\\') {
+            uint8_t e[2] = {'\\', c};
+            ls_bytes v = {e, 2};
+            ls_buf_bytes(b, v);
+        } else if (c == '\n') {
+            ls_buf_str(b, "\\n");
+        } else if (c < 0x20) {
+            uint8_t e[6] = {'\\', 'u', '0', '0', (uint8_t)hex[c >> 4], (uint8_t)hex[c & 15]};
+            ls_bytes v = {e, 6};
+            ls_buf_bytes(b, v);
+        } else {
+            ls_bytes v = {&s.ptr[i], 1};
+            ls_buf_bytes(b, v);
+        }
+    }
+    return ls_buf_str(b, "\"");
+}
+
+/* Starts a chat request in b (clears it). */
+static inline ls_buf *ls_chat_begin(ls_buf *b) {
+    b->len = 0;
+    b->overflow = 0;
+    return ls_buf_str(b, "{\"messages\":[");
+}
+
+/* Adds one message; role is "system", "user" or "assistant". */
+static inline ls_buf *ls_chat_add(ls_buf *b, const char *role, ls_bytes content) {
+    if (b->len > 0 && b->data[b->len - 1] == '}') ls_buf_str(b, ",");
+    ls_buf_str(ls_buf_str(ls_buf_str(b, "{\"role\":\""), role), "\",\"content\":");
+    return ls_buf_str(ls_buf_json_str(b, content), "}");
+}
+
+/* Closes the request: max_tokens (0 = the service's default) and the temperature in
+ * thousandths (700 = 0.7; 0 = greedy; a negative value = the service's default). */
+static inline ls_buf *ls_chat_end(ls_buf *b, uint32_t max_tokens, int32_t temperature_milli) {
+    ls_buf_str(b, "]");
+    if (max_tokens) ls_buf_u64(ls_buf_str(b, ",\"max_tokens\":"), max_tokens);
+    if (temperature_milli >= 0) {
+        uint32_t t = (uint32_t)temperature_milli;
+        ls_buf_u64(ls_buf_str(b, ",\"temperature\":"), t / 1000);
+        uint8_t frac[4] = {'.', (uint8_t)('0' + t / 100 % 10), (uint8_t)('0' + t / 10 % 10),
+                           (uint8_t)('0' + t % 10)};
+        ls_bytes v = {frac, 4};
+        ls_buf_bytes(b, v);
+    }
+    return ls_buf_str(b, "}");
+}
+
+/* Sends a finished chat request to model: > 0 request id, < 0 refused. */
+static inline int64_t ls_chat(const char *model, const ls_buf *request) {
+    if (request->overflow) return LS_ERR_TOO_LARGE;
+    return ls_infer(model, request->data, request->len);
+}
+
+/* The reply text of an inference result message: 1 and *text set for kind
+ * LS_KIND_INFER_RESULT, 0 otherwise (an LS_KIND_INFER_ERROR payload is the reason). */
+static inline int ls_chat_reply(const ls_message *m, ls_bytes *text) {
+    if (m->kind != LS_KIND_INFER_RESULT) return 0;
+    *text = m->payload;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------
  * Default exports
  * ------------------------------------------------------------------------------- */
 
