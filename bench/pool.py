@@ -211,7 +211,143 @@ def run(quick: bool) -> list[dict[str, object]]:
                                    baseline, base_step, "-", "-"))
     if not quick:
         metrics.append(_many_agents(config, bytes(plain)))
+    metrics.extend(run_native(quick, bytes(plain), bytes(batched), base_step, base_recv))
     return metrics
+
+
+# ---------------------------------------------------------------------- native core
+def _native(config: WasmPoolConfig | None = None) -> WasmPool:
+    from lockstep_wasm_pool._native_engine import NativePool
+
+    return NativePool(config or WasmPoolConfig())
+
+
+def _packed_pool(wasm: bytes, n: int, args: bytes = b"", name: str = "agent-") -> WasmPool:
+    from lockstep import batch as wire
+
+    pool = _native()
+    digest = pool.load_module(wasm).module_hash
+    pool.create_packed(wire.pack_create(0, 1, [wire.AgentSpec(i + 1, f"{name}{i}", digest, args)
+                                               for i in range(n)]))
+    return pool
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_native(quick: bool, plain: bytes, batched: bytes, base_step: list[float],
+               base_recv: list[float]) -> list[dict[str, object]]:
+    """The native stepping core (packed wire, one C call per batch)."""
+    from lockstep import batch as wire
+
+    try:
+        from lockstep_wasm_pool._core import CoreUnavailable, load
+        load()
+    except CoreUnavailable as exc:
+        return [{"name": "pool.native", "unit": "-", "median": None, "p10": None, "p90": None,
+                 "baseline": f"native core unavailable: {exc}", "baseline_median": None,
+                 "ratio": None, "spec_target": "-", "goal": "-"}]
+    out: list[dict[str, object]] = []
+    n = 1000
+    ticks = 30 if quick else 200
+    msgs = 20
+    baseline = "bare wasmtime_func_call_unchecked of agent_step from Python (one call)"
+    handles = list(range(1, n + 1))
+    empty = wire.pack_step(1, handles, [b""] * n, [0] * n)
+    body = _inbox(msgs)[8:]
+    full = wire.pack_step(2, handles, [body] * n, [msgs] * n)
+    with _packed_pool(plain, n) as pool:
+        step = _time_ticks(lambda: pool.step_packed(empty), ticks, n)  # noqa: B023
+        out.append(metric("pool.native.step_per_agent", "us", step, baseline, base_step,
+                          "-", "<= 0.3 us host overhead",
+                          note="whole step (alloc + context + agent_step + result row), an "
+                               "upper bound of the host overhead"))
+        recv = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)  # noqa: B023
+        med = statistics.median(step)
+        out.append(metric("pool.native.message_delivered", "us",
+                          [s - med / msgs for s in recv], baseline, base_recv, "-",
+                          "<= 0.1 us", note="per-record agent_alloc + agent_receive"))
+    with _packed_pool(batched, n) as pool:
+        pool.step_packed(empty)
+        step_b = statistics.median(_time_ticks(lambda: pool.step_packed(empty), ticks, n))  # noqa: B023
+        recv_b = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)  # noqa: B023
+        out.append(metric("pool.native.message_delivered_batch", "us",
+                          [s - step_b / msgs for s in recv_b], baseline, base_recv, "-",
+                          "<= 0.1 us", note="agent_receive_batch, per message"))
+    out.append(_native_wealth(10_000, 5 if quick else 20))
+    out.append(_native_create(10_000 if quick else 100_000, plain))
+    return out
+
+
+def _native_wealth(n: int, ticks: int) -> dict[str, object]:
+    """Wealth agents (examples/agents/wealth) in one native pool; pool side per agent."""
+    from lockstep import batch as wire
+    from lockstep.agents import build_agent
+
+    root = Path(__file__).resolve().parent.parent
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wasm = build_agent(root / "examples/agents/wealth/wealth.c",
+                           Path(tmp) / "wealth.wasm").read_bytes()
+    names = [f"w{i}".encode() for i in range(n)]
+    index = {name: i for i, name in enumerate(names)}
+    samples: list[float] = []
+    with _packed_pool(wasm, n, f"n={n} wealth=10".encode(), name="w") as pool:
+        inboxes: list[list[bytes]] = [[] for _ in range(n)]
+        handles = list(range(1, n + 1))
+        idle = [False] * n
+        for tick in range(1, ticks + 1):
+            live = [i for i in range(n) if not idle[i] or inboxes[i]]
+            buf = wire.pack_step(tick, [handles[i] for i in live],
+                                 [b"".join(inboxes[i]) for i in live],
+                                 [len(inboxes[i]) for i in live])
+            t0 = time.perf_counter_ns()
+            res = wire.parse_results(pool.step_packed(buf))
+            samples.append((time.perf_counter_ns() - t0) / 1000 / max(1, len(live)))
+            inboxes = [[] for _ in range(n)]
+            codes = res.rows["code"]
+            for k, i in enumerate(live):
+                idle[i] = bool(codes[k] == 1)
+                for dest, payload in wire.sends_of(res.sends(k)):
+                    j = index.get(dest)
+                    if j is not None:
+                        head = struct.pack("<IBBHqqIHH", 32 + len(names[i]) + len(dest)
+                                           + len(payload), 0, 0, len(names[i]), tick, 0,
+                                           len(payload), len(dest), 0)
+                        inboxes[j].append(head + names[i] + dest + payload)
+    return metric(f"pool.native.wealth_step_per_agent_{n}", "us", samples,
+                  "-", [], "-", "<= 1 us per stepped agent, pool side",
+                  note="step_packed call per stepped agent: parse, deliver, step, results")
+
+
+def _native_create(count: int, wasm: bytes) -> dict[str, object]:
+    """`count` small agents created in one native pool: time and RSS per agent."""
+    from lockstep import batch as wire
+
+    gc.collect()
+    with _native(WasmPoolConfig(max_agents=max(count, 100_000))) as pool:
+        digest = pool.load_module(wasm).module_hash
+        buf = wire.pack_create(0, 1, [wire.AgentSpec(i + 1, f"a{i}", digest)
+                                      for i in range(count)])
+        maps0 = sum(1 for _ in open("/proc/self/maps"))
+        rss0 = _rss_kib()
+        t0 = time.perf_counter_ns()
+        pool.create_packed(buf)
+        total_s = (time.perf_counter_ns() - t0) / 1e9
+        rss = (_rss_kib() - rss0) / count
+        maps = (sum(1 for _ in open("/proc/self/maps")) - maps0) / count
+        assert pool.info().agents == count
+    return {"name": f"pool.native.create_{count}_agents", "unit": "s",
+            "median": round(total_s, 3), "p10": None, "p90": None,
+            "baseline": "-", "baseline_median": None, "ratio": None, "spec_target": "-",
+            "goal": "100,000 in <= 3 s, RSS <= 16 KiB/agent",
+            "rss_kib_per_agent": round(rss, 2), "maps_per_agent": round(maps, 3),
+            "us_per_agent": round(total_s * 1e6 / count, 2)}
 
 
 def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> dict[str, object]:
