@@ -261,20 +261,20 @@ def run_native(quick: bool, plain: bytes, batched: bytes, base_step: list[float]
     body = _inbox(msgs)[8:]
     full = wire.pack_step(2, handles, [body] * n, [msgs] * n)
     with _packed_pool(plain, n) as pool:
-        step = _time_ticks(lambda: pool.step_packed(empty), ticks, n)  # noqa: B023
+        step = _time_ticks(lambda: pool.step_packed(empty), ticks, n)
         out.append(metric("pool.native.step_per_agent", "us", step, baseline, base_step,
                           "-", "<= 0.3 us host overhead",
                           note="whole step (alloc + context + agent_step + result row), an "
                                "upper bound of the host overhead"))
-        recv = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)  # noqa: B023
+        recv = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)
         med = statistics.median(step)
         out.append(metric("pool.native.message_delivered", "us",
                           [s - med / msgs for s in recv], baseline, base_recv, "-",
                           "<= 0.1 us", note="per-record agent_alloc + agent_receive"))
     with _packed_pool(batched, n) as pool:
         pool.step_packed(empty)
-        step_b = statistics.median(_time_ticks(lambda: pool.step_packed(empty), ticks, n))  # noqa: B023
-        recv_b = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)  # noqa: B023
+        step_b = statistics.median(_time_ticks(lambda: pool.step_packed(empty), ticks, n))
+        recv_b = _time_ticks(lambda: pool.step_packed(full), ticks, n * msgs)
         out.append(metric("pool.native.message_delivered_batch", "us",
                           [s - step_b / msgs for s in recv_b], baseline, base_recv, "-",
                           "<= 0.1 us", note="agent_receive_batch, per message"))
@@ -334,13 +334,13 @@ def _native_create(count: int, wasm: bytes) -> dict[str, object]:
         digest = pool.load_module(wasm).module_hash
         buf = wire.pack_create(0, 1, [wire.AgentSpec(i + 1, f"a{i}", digest)
                                       for i in range(count)])
-        maps0 = sum(1 for _ in open("/proc/self/maps"))
+        maps0 = len(Path("/proc/self/maps").read_text().splitlines())
         rss0 = _rss_kib()
         t0 = time.perf_counter_ns()
         pool.create_packed(buf)
         total_s = (time.perf_counter_ns() - t0) / 1e9
         rss = (_rss_kib() - rss0) / count
-        maps = (sum(1 for _ in open("/proc/self/maps")) - maps0) / count
+        maps = (len(Path("/proc/self/maps").read_text().splitlines()) - maps0) / count
         assert pool.info().agents == count
     return {"name": f"pool.native.create_{count}_agents", "unit": "s",
             "median": round(total_s, 3), "p10": None, "p90": None,
