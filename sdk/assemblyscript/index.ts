@@ -398,3 +398,60 @@ export function infer(model: string, prompt: string): i64 {
   const b = String.UTF8.encode(prompt);
   return lockstep_infer(changetype<usize>(m), m.byteLength, changetype<usize>(b), b.byteLength);
 }
+
+// ---------------------------------------------------------------------------------
+// Chat requests for llm models (e.g. "smollm2"; docs/inference.md "Agent calls")
+// ---------------------------------------------------------------------------------
+
+const HEX = "0123456789abcdef";
+
+/** s as a JSON string literal (quotes, backslashes and control characters escaped). */
+export function jsonString(s: string): string {
+  let out = "\"";
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x22) out += "\\\"";
+    else if (c == 0x5c) out += "\\\\";
+    else if (c == 0x0a) out += "\\n";
+    else if (c < 0x20) out += "\\u00" + HEX.charAt(c >> 4) + HEX.charAt(c & 15);
+    else out += String.fromCharCode(c);
+  }
+  return out + "\"";
+}
+
+/** A chat request: {"messages": [{"role", "content"}...], "max_tokens", "temperature"}.
+ *  maxTokens 0 = the service's default; temperatureMilli in thousandths (700 = 0.7),
+ *  -1 = the service's default, 0 = greedy. */
+export class ChatRequest {
+  private messages: string[] = [];
+  maxTokens: u32 = 0;
+  temperatureMilli: i32 = -1;
+
+  /** Adds a message; role is "system", "user" or "assistant". */
+  add(role: string, content: string): ChatRequest {
+    this.messages.push("{\"role\":" + jsonString(role) + ",\"content\":" + jsonString(content) + "}");
+    return this;
+  }
+
+  toJSON(): string {
+    let out = "{\"messages\":[" + this.messages.join(",") + "]";
+    if (this.maxTokens) out += ",\"max_tokens\":" + this.maxTokens.toString();
+    if (this.temperatureMilli >= 0) {
+      const t = <u32>this.temperatureMilli;
+      const frac = (t % 1000).toString();
+      out += ",\"temperature\":" + (t / 1000).toString() + "." + "000".slice(frac.length) + frac;
+    }
+    return out + "}";
+  }
+}
+
+/** Sends a chat request to an llm model: > 0 request id (the reply's correlation), < 0 refused. */
+export function chat(model: string, request: ChatRequest): i64 {
+  return infer(model, request.toJSON());
+}
+
+/** The reply text of an inference result message (kind KIND_INFER_RESULT), else null. */
+export function chatReply(m: Message): string | null {
+  if (m.kind != KIND_INFER_RESULT) return null;
+  return m.text();
+}
