@@ -1,19 +1,25 @@
 """Scenario files: a TOML description of a run (modules, agents, seed, ticks, actions).
 
 See docs/scenarios.md for the format. Parsing is strict: unknown keys and bad values are
-errors that name the offending field.
+errors that name the offending field. A scenario can also be given as a Python dict of the
+same shape (`scenario_from_dict`), and any value can be overridden by a dotted path
+(`--set agents.0.count=1000` on the command line, `overrides=` here): overrides are applied
+to the raw tables before validation, so an overridden value is checked like a written one.
 """
 
 from __future__ import annotations
 
+import copy
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lockstep.errors import ConfigError
 
-__all__ = ["Action", "AgentGroup", "Scenario", "load_scenario"]
+__all__ = ["Action", "AgentGroup", "Scenario", "apply_overrides", "load_scenario",
+           "parse_override", "parse_value", "scenario_from_dict"]
 
 _RUN_KEYS = {"label", "seed", "ticks", "until_idle", "max_steps_per_tick", "inference_latency",
              "pools"}
@@ -79,6 +85,28 @@ class Scenario:
     modules: dict[str, Path]
     agents: tuple[AgentGroup, ...]
     actions: tuple[Action, ...]
+    # The raw tables it was parsed from (for overrides); not part of equality.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The overrides applied, as (path, value) in the order given.
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def with_overrides(self, overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
+                       *,
+                       seed: int | None = None, ticks: int | None = None) -> Scenario:
+        """A copy with `overrides` ({"agents.0.count": 10, ...}), `seed` and `ticks`
+        applied to the tables this scenario was parsed from, validated again."""
+        if not self.raw:
+            raise ConfigError(f"{self.path}: this scenario was not parsed from tables; "
+                              "overrides need load_scenario or scenario_from_dict")
+        items = (list(overrides.items()) if isinstance(overrides, Mapping)
+                 else list(overrides or []))
+        if seed is not None:
+            items.append(("run.seed", seed))
+        if ticks is not None:
+            items.append(("run.ticks", ticks))
+        raw = apply_overrides(self.raw, items, where=str(self.path))
+        out = _parse(raw, self.path)
+        return replace(out, overrides=self.overrides + tuple(items))
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -146,8 +174,63 @@ def _group(where: str, raw: Any, modules: dict[str, Path]) -> AgentGroup:
     )
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Parse and validate a scenario file; errors name the file and field."""
+def parse_value(text: str) -> Any:
+    """An override value: a TOML value (`10`, `true`, `"a b"`, `[1, 2]`, `{x = 1}`), or else
+    the text itself as a string (`n=10 wealth=2`)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`PATH=VALUE` (as given to `--set`) -> (path, parsed value)."""
+    path, sep, value = item.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise ConfigError(f"bad override {item!r}: expected PATH=VALUE, e.g. agents.0.count=10")
+    return path, parse_value(value)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | Mapping[str, Any],
+                    where: str = "scenario") -> dict[str, Any]:
+    """A deep copy of the scenario tables `raw` with each (dotted path, value) set.
+
+    Path segments name table keys (created when missing: validation then says whether the
+    key is allowed) or, on arrays, indices from 0 (`agents.0.count`, `actions.1.tick`)."""
+    out: dict[str, Any] = copy.deepcopy(dict(raw))
+    items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
+    for path, value in items:
+        parts = path.split(".")
+        if not all(parts):
+            raise ConfigError(f"{where}: bad override path {path!r}")
+        node: Any = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[:depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"{where}: override {path}: {here} is not an index of "
+                                      f"an array of {len(node)}")
+                key: Any = int(part)
+            elif isinstance(node, dict):
+                key = part
+                if not last and key not in node:
+                    node[key] = {}
+            else:
+                raise ConfigError(f"{where}: override {path}: {'.'.join(parts[:depth])} is a "
+                                  "value, not a table or array")
+            if last:
+                node[key] = copy.deepcopy(value)
+            else:
+                node = node[key]
+    return out
+
+
+def load_scenario(path: Path, overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
+                  ) -> Scenario:
+    """Parse and validate a scenario file, with optional overrides (dotted path -> value,
+    see `apply_overrides`); errors name the file and field."""
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -156,6 +239,21 @@ def load_scenario(path: Path) -> Scenario:
         raise ConfigError(f"scenario {path} is unreadable: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"scenario {path} is not valid TOML: {exc}") from None
+    scenario = _parse(raw, path)
+    if overrides:
+        scenario = scenario.with_overrides(overrides)
+    return scenario
+
+
+def scenario_from_dict(tables: Mapping[str, Any], base_dir: Path | str = ".",
+                       name: str = "scenario") -> Scenario:
+    """A scenario defined in Python: `tables` has the shape of a scenario file
+    ({"run": {...}, "modules": {...}, "agents": [...], "actions": [...]}); module paths are
+    relative to `base_dir`; `name` is the default label and names it in errors."""
+    return _parse(copy.deepcopy(dict(tables)), Path(base_dir) / f"{name}.toml")
+
+
+def _parse(raw: dict[str, Any], path: Path) -> Scenario:
     where = str(path)
     _check_keys(where, raw, {"run", "limits", "modules", "agents", "actions"})
     run = raw.get("run", {})
@@ -203,5 +301,5 @@ def load_scenario(path: Path) -> Scenario:
         pools=_int(f"{where} [run].pools", run.get("pools", 1), 1, 64),
         limits=_int_table(f"{where} [limits]", raw.get("limits", {}), _LIMIT_KEYS),
         modules=modules, agents=agents,
-        actions=tuple(sorted(actions, key=lambda a: a.tick)),
+        actions=tuple(sorted(actions, key=lambda a: a.tick)), raw=raw,
     )
