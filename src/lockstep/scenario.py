@@ -18,8 +18,8 @@ from typing import Any
 
 from lockstep.errors import ConfigError
 
-__all__ = ["Action", "AgentGroup", "Scenario", "apply_overrides", "load_scenario",
-           "parse_override", "parse_value", "scenario_from_dict"]
+__all__ = ["Action", "AgentGroup", "Scenario", "apply_overrides", "cli_overrides",
+           "load_scenario", "parse_override", "parse_value", "scenario_from_dict"]
 
 _RUN_KEYS = {"label", "seed", "ticks", "until_idle", "max_steps_per_tick", "inference_latency",
              "pools"}
@@ -190,6 +190,17 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not path:
         raise ConfigError(f"bad override {item!r}: expected PATH=VALUE, e.g. agents.0.count=10")
     return path, parse_value(value)
+
+
+def cli_overrides(items: list[str] | None, seed: int | None = None,
+                  ticks: int | None = None) -> list[tuple[str, Any]]:
+    """The overrides of `lockstep run --set PATH=VALUE ... --seed S --ticks T`."""
+    out = [parse_override(item) for item in items or []]
+    if seed is not None:
+        out.append(("run.seed", seed))
+    if ticks is not None:
+        out.append(("run.ticks", ticks))
+    return out
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | Mapping[str, Any],

@@ -85,7 +85,9 @@ class Collector:
         if not self._model:
             return pd.DataFrame(columns=["digest"], index=pd.Index([], name="tick"))
         frame = pd.DataFrame(self._model).drop_duplicates("tick", keep="last")
-        return frame.set_index("tick").fillna(0)
+        states = [c for c in frame.columns if c.startswith("agents_")]
+        frame[states] = frame[states].fillna(0).astype("int64")
+        return frame.set_index("tick")
 
     def agent_vars(self) -> pd.DataFrame:
         """One row per (tick, agent) sampled (MultiIndex)."""

@@ -97,10 +97,10 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = Non
     state, `obs_<key>_mean` for each key in `observe` (mean over agents at the last observed
     tick), and determinism columns.
 
-    Every combination runs `repeats` times (on whichever deployment is free, so usually on
-    different ones when `parallel` > 1): `reproduced` is True when every repeat gave the
-    same digest chain, False when not (`digests_seen` says how many distinct final
-    digests), and None with `repeats=1`."""
+    Every combination runs `repeats` times (repeat r of combination i on deployment
+    (i + r) mod `parallel`, so on different deployments when `parallel` > 1):
+    `reproduced` is True when every repeat gave the same digest chain, False when not
+    (`digests_seen` says how many distinct final digests), and None with `repeats=1`."""
     base = _as_scenario(scenario)
     grid = dict(grid or {})
     if parallel < 1 or repeats < 1:
@@ -116,23 +116,25 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = Non
     # Validate every variant before starting anything.
     variants: dict[int, Scenario] = {
         c.index: base.with_overrides(dict(c.params), seed=c.seed) for c in cells}
-    tasks: queue.Queue[tuple[_Cell, int]] = queue.Queue()
+    total = len(cells) * repeats
+    n_workers = min(parallel, total)
+    # Repeat r of combination i goes to deployment (i + r) mod N: with N > 1 the repeats of
+    # one combination run on different deployments.
+    tasks: list[queue.Queue[tuple[_Cell, int]]] = [queue.Queue() for _ in range(n_workers)]
     for rep in range(repeats):
         for c in cells:
-            tasks.put((c, rep))
-    total = len(cells) * repeats
+            tasks[(c.index + rep) % n_workers].put((c, rep))
     results: dict[tuple[int, int], dict[str, Any]] = {}
     errors: list[BaseException] = []
     lock = threading.Lock()
     done = [0]
-    n_workers = min(parallel, total)
 
     def worker(wid: int) -> None:
         try:
             with Deployment.local(pools or base.pools) as dep:
                 while not errors:
                     try:
-                        cell, rep = tasks.get_nowait()
+                        cell, rep = tasks[wid].get_nowait()
                     except queue.Empty:
                         return
                     run = dep.run(variants[cell.index])

@@ -22,7 +22,7 @@ from lockstep.cli._context import StateDirOption, connect, fail, state_dir
 from lockstep.errors import ConfigError, DeterminismError, LockstepError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.runner import ReplayResult, RunSummary, replay_run, run_scenario
-from lockstep.scenario import Scenario, load_scenario
+from lockstep.scenario import Scenario, cli_overrides, load_scenario
 from lockstep.supervisor._supervisor import local_signing_key
 
 console = Console()
@@ -107,10 +107,15 @@ def run_cmd(
         "--local", help="start a private deployment for this run and stop it afterwards")] = False,
     pools: Annotated[int | None, typer.Option(help="pools for --local (default: scenario)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    seed: Annotated[int | None, typer.Option(min=0, help="override [run].seed")] = None,
+    ticks: Annotated[int | None, typer.Option(min=1, help="override [run].ticks")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override any scenario value, PATH=VALUE (repeatable), e.g. "
+                      "agents.0.count=1000 (VALUE is TOML, else a string)")] = None,
 ) -> None:
     """Run a scenario on the running services (or on a private deployment with --local)."""
     try:
-        scenario = load_scenario(scenario_path)
+        scenario = load_scenario(scenario_path, cli_overrides(set_, seed, ticks))
         if local:
             with local_deployment(pools or scenario.pools, quiet=as_json) as directory:
                 summary = execute(scenario, directory, as_json)
