@@ -33,7 +33,7 @@ from bench import METRIC_KEYS, REPO_ROOT, set_reporter
 
 __all__ = ["MODULES", "machine", "render", "run_suite", "select", "write_json"]
 
-MODULES = ("pool", "orchestrator", "inference", "telemetry", "peers")
+MODULES = ("pool", "orchestrator", "inference", "llm", "telemetry", "peers")
 DEFAULT_DIR = REPO_ROOT / "bench-results"
 
 

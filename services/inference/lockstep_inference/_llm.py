@@ -165,9 +165,12 @@ class LLMAdapter:
 
 
 def _log_softmax_at(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """log softmax(logits[r])[tokens[r]] per row, float64 (float32 exp, float64 sums)."""
+    """log softmax(logits[r])[tokens[r]] per row (float32 exp and pairwise sums, float64
+    result; about 1e-7 from a float64 computation)."""
     top = logits.max(axis=1, keepdims=True)
-    sums = np.exp(logits - top).sum(axis=1, dtype=np.float64)
+    e = np.subtract(logits, top)
+    np.exp(e, out=e)
+    sums = e.sum(axis=1).astype(np.float64)
     picked = logits[np.arange(len(tokens)), tokens].astype(np.float64)
     out: np.ndarray = picked - top[:, 0].astype(np.float64) - np.log(sums)
     return out
