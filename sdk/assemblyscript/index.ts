@@ -347,6 +347,60 @@ export function log(level: i32, text: string): i32 {
   return lockstep_log(level, changetype<usize>(b), b.byteLength);
 }
 
+// Observations (docs/abi.md, "Observations"): named numeric values reported per step, one
+// log line at the reserved level LOG_OBSERVE with "key=value" tokens separated by spaces
+// (integers in decimal, f64 as "x" + the 16 hex digits of its IEEE-754 bits: exact). A
+// pool that does not accept level 5 yet refuses the line with ERR_BAD_ARG.
+export const LOG_OBSERVE: i32 = 5;
+
+function hex64(v: u64): string {
+  let out = "";
+  for (let i = 15; i >= 0; i--) {
+    const d = <i32>((v >> (<u64>i * 4)) & 15);
+    out += String.fromCharCode(d < 10 ? 48 + d : 87 + d);
+  }
+  return out;
+}
+
+/** Builds one observation line of several values: new Observation().f64("w", w).emit(). */
+export class Observation {
+  text: string = "";
+
+  private key(key: string): void {
+    if (this.text.length > 0) this.text += " ";
+    this.text += key + "=";
+  }
+
+  /** Adds key=<f64> (exact bits). */
+  f64(key: string, value: f64): Observation {
+    this.key(key);
+    this.text += "x" + hex64(reinterpret<u64>(value));
+    return this;
+  }
+
+  /** Adds key=<integer>. */
+  i64(key: string, value: i64): Observation {
+    this.key(key);
+    this.text += value.toString();
+    return this;
+  }
+
+  /** Reports the line; 0 recorded, < 0 refused. */
+  emit(): i32 {
+    return log(LOG_OBSERVE, this.text);
+  }
+}
+
+/** Reports one named value (f64, exact): observe("wealth", <f64>wealth). */
+export function observe(key: string, value: f64): i32 {
+  return new Observation().f64(key, value).emit();
+}
+
+/** Reports one named integer value. */
+export function observeInt(key: string, value: i64): i32 {
+  return new Observation().i64(key, value).emit();
+}
+
 /** The current logical tick. */
 export function tick(): i64 {
   return lockstep_tick();

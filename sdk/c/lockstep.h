@@ -402,6 +402,63 @@ static inline int32_t ls_log(int32_t level, ls_bytes text) { return lockstep_log
 static inline int32_t ls_log_str(int32_t level, const char *text) { return ls_log(level, ls_bytes_of(text)); }
 static inline int32_t ls_log_buf(int32_t level, const ls_buf *text) { return ls_log(level, ls_buf_view(text)); }
 
+/* Observations (docs/abi.md, "Observations"): named numeric values an agent reports per
+ * step, collected per tick like a Mesa DataCollector's agent variables. An observation
+ * line is a log line at the reserved level LS_LOG_OBSERVE whose text is "key=value"
+ * tokens separated by single spaces: keys of [A-Za-z0-9_.:/-], 1 to 64 bytes; integers in
+ * decimal, doubles as "x" and the 16 hex digits of their IEEE-754 bits (exact). It enters
+ * the digest like any log line and counts towards the logs-per-step quota.
+ *
+ *     ls_observe("wealth", (double)wealth);               one value per line
+ *     LS_BUF(line, 128);                                  several values in one line
+ *     ls_obs_i64(&line, "wealth", wealth);
+ *     ls_obs_f64(&line, "share", share);
+ *     ls_observe_buf(&line);
+ *
+ * A pool that does not accept level 5 yet refuses the line with LS_ERR_BAD_ARG (the agent
+ * goes on; nothing is recorded). */
+#define LS_LOG_OBSERVE 5
+
+static inline ls_buf *ls_buf_hex64(ls_buf *b, uint64_t v) {
+    uint8_t out[16];
+    for (int i = 15; i >= 0; i--) {
+        uint8_t d = (uint8_t)(v & 15u);
+        out[i] = (uint8_t)(d < 10 ? '0' + d : 'a' + d - 10);
+        v >>= 4;
+    }
+    ls_bytes s = {out, 16};
+    return ls_buf_bytes(b, s);
+}
+static inline ls_buf *ls_obs_key_(ls_buf *line, const char *key) {
+    if (line->len) ls_buf_str(line, " ");
+    return ls_buf_str(ls_buf_str(line, key), "=");
+}
+/* Appends "key=<integer>" to an observation line. */
+static inline ls_buf *ls_obs_i64(ls_buf *line, const char *key, int64_t value) {
+    return ls_buf_i64(ls_obs_key_(line, key), value);
+}
+/* Appends "key=x<16 hex digits>" (the exact bits of `value`) to an observation line. */
+static inline ls_buf *ls_obs_f64(ls_buf *line, const char *key, double value) {
+    union { double d; uint64_t u; } bits;
+    bits.d = value;
+    return ls_buf_hex64(ls_buf_str(ls_obs_key_(line, key), "x"), bits.u);
+}
+/* Reports an observation line built with ls_obs_*; 0 recorded, < 0 refused. */
+static inline int32_t ls_observe_buf(const ls_buf *line) {
+    if (line->overflow) return LS_ERR_TOO_LARGE;
+    return ls_log_buf(LS_LOG_OBSERVE, line);
+}
+/* Reports one named value (a double, exact). */
+static inline int32_t ls_observe(const char *key, double value) {
+    LS_BUF(line, LS_MAX_NAME + 20);
+    return ls_observe_buf(ls_obs_f64(&line, key, value));
+}
+/* Reports one named integer value. */
+static inline int32_t ls_observe_i64(const char *key, int64_t value) {
+    LS_BUF(line, LS_MAX_NAME + 24);
+    return ls_observe_buf(ls_obs_i64(&line, key, value));
+}
+
 /* The current logical tick. */
 static inline int64_t ls_tick(void) { return lockstep_tick(); }
 
