@@ -145,7 +145,7 @@ def test_bad_requests_get_precise_statuses(orchestrator: OrchestratorFactory,
     spawn(stub, ("dup", ""))
     c, d = code(stub.SpawnAgents, opb.SpawnAgentsRequest(agents=[
         opb.AgentSpawn(name="dup", module="probe")]))
-    assert c == grpc.StatusCode.INVALID_ARGUMENT and "already exists" in d
+    assert c == grpc.StatusCode.ALREADY_EXISTS and "already exists" in d
     assert code(stub.PauseAgents, opb.AgentSelector(names=["ghost"]))[0] == \
         grpc.StatusCode.NOT_FOUND
     assert code(stub.Step, opb.StepRequest(ticks=0))[0] == grpc.StatusCode.INVALID_ARGUMENT

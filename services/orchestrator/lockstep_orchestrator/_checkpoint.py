@@ -1,13 +1,14 @@
-"""Checkpoints: the orchestrator's run state plus every agent's full instance state.
+"""Checkpoints: the kernel's committed state plus every agent's full instance state.
 
 A checkpoint is taken at a tick boundary. It holds the run (config, clock, digest chain,
-counters, pending control actions, inference results due later) and every agent (table
-entry, inbox, and for agents with a live instance the pool snapshot: linear memory and
-every mutable global). Restoring it, into the same or a different number of pools, and
-continuing gives the same digests as a run that never stopped.
+counters, queued control actions, inference results due later), the agent table (its
+columns and each agent's metadata), the mail waiting for delivery, and for agents with a
+live instance the pool snapshot (linear memory and every mutable global). Restoring it,
+into the same or a different number of pools, and continuing gives the same digests as a
+run that never stopped.
 
-Files: `<data_dir>/checkpoints/<id>.json` (run state) and `<id>.snap` (pool snapshots as
-length-prefixed `AgentSnapshot` messages).
+Files: `<data_dir>/checkpoints/<id>.json` (run state, format 2) and `<id>.snap` (pool
+snapshots as length-prefixed `AgentSnapshot` messages).
 """
 
 from __future__ import annotations
@@ -17,95 +18,63 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import ConfigError
+from lockstep.errors import InvalidRequestError, NotFoundError, PreconditionError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+from lockstep_orchestrator._events import Action, journal_kind, parse_event
 from lockstep_orchestrator._inference import InferResult
-from lockstep_orchestrator._run import FAULTED, TERMINATED, Agent, Run
+from lockstep_orchestrator._journal import Journal
+from lockstep_orchestrator._kernel import Committed, Kernel, _Due
+from lockstep_orchestrator._world import COLUMNS, FAULTED, TERMINATED, AgentMeta, Mail, World
 
-FORMAT = 1
+FORMAT = 2
 _LEN = struct.Struct("<I")
+_SAVED_COLUMNS = [c for c in COLUMNS if c not in ("pool", "name_off", "name_len")]
+_MAIL = ("target", "tick", "sseq", "nseq", "arrival", "off", "length")
 
 
-def _has_instance(agent: Agent) -> bool:
-    return agent.state not in (TERMINATED, FAULTED)
+class CheckpointNotFoundError(NotFoundError):
+    """No checkpoint with that id."""
 
 
-def _agent_state(a: Agent) -> dict[str, Any]:
-    return {
-        "seq": a.seq, "name": a.name, "module_hash": a.module_hash, "priority": a.priority,
-        "limits": a.limits.SerializeToString(deterministic=True).hex(), "args": a.args.hex(),
-        "restart": a.restart.SerializeToString(deterministic=True).hex(), "topics": a.topics,
-        "spawn_tick": a.spawn_tick, "state": a.state,
-        "inbox": [[k[0], k[1], k[2], rec.hex()] for k, rec in a.inbox],
-        "ready_since": a.ready_since, "restart_at": a.restart_at, "steps": a.steps,
-        "sent": a.sent, "received": a.received, "fuel": a.fuel, "restarts": a.restarts,
-        "last_fault": (a.last_fault.SerializeToString(deterministic=True).hex()
-                       if a.last_fault is not None else None),
-    }
+def _hex(msg: Any) -> str:
+    return str(msg.SerializeToString(deterministic=True).hex())
 
 
-def _agent_from(d: dict[str, Any], pool: int) -> Agent:
-    agent = Agent(
-        seq=d["seq"], name=d["name"], module_hash=d["module_hash"], priority=d["priority"],
-        limits=cpb.Limits.FromString(bytes.fromhex(d["limits"])),
-        args=bytes.fromhex(d["args"]),
-        restart=opb.RestartPolicy.FromString(bytes.fromhex(d["restart"])),
-        topics=list(d["topics"]), pool=pool, spawn_tick=d["spawn_tick"], state=d["state"],
-        inbox=[((t, s, n), bytes.fromhex(rec)) for t, s, n, rec in d["inbox"]],
-        ready_since=d["ready_since"], restart_at=d["restart_at"], steps=d["steps"],
-        sent=d["sent"], received=d["received"], fuel=d["fuel"], restarts=d["restarts"],
-    )
-    if d["last_fault"] is not None:
-        agent.last_fault = cpb.Fault.FromString(bytes.fromhex(d["last_fault"]))
-    return agent
-
-
-def _action_state(kind: str, payload: Any) -> dict[str, Any]:
-    if kind == "spawn":
-        spawn, module_hash = payload
-        return {"kind": kind, "spawn": spawn.SerializeToString(deterministic=True).hex(),
-                "module": module_hash}
-    if kind == "message":
-        return {"kind": kind, "to": payload[0], "payload": payload[1].hex()}
-    return {"kind": kind, "name": payload}
-
-
-def _action_from(d: dict[str, Any]) -> tuple[str, Any]:
-    kind = d["kind"]
-    if kind == "spawn":
-        return kind, (opb.AgentSpawn.FromString(bytes.fromhex(d["spawn"])), d["module"])
-    if kind == "message":
-        return kind, (d["to"], bytes.fromhex(d["payload"]))
-    return kind, d["name"]
-
-
-def capture(run: Run, label: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
-    """The run's state and its agents' snapshots (call at a tick boundary)."""
-    due = {}
-    for tick, items in sorted(run.infer_due().items()):
-        due[str(tick)] = [
-            {"seq": agent.seq, "call": call.SerializeToString(deterministic=True).hex(),
-             "output": result.output.hex(), "error": result.error,
-             "provider": result.provider, "model_version": result.model_version}
-            for agent, call, result in items]
+def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
+    """The committed state of a run and its instances' snapshots."""
+    c = kernel.state
+    w = c.world
+    due = {str(tick): [{"seq": d.seq, "request_id": d.request_id, "model": d.model,
+                        "input": d.input.hex(), "output": r.output.hex(), "error": r.error,
+                        "provider": r.provider, "model_version": r.model_version}
+                       for d, r in ((d, kernel.inference.result(d.handle)) for d in items)]
+           for tick, items in sorted(kernel.infer_due.items())}
+    with kernel._queue:
+        pending = list(kernel.pending)
     state = {
-        "format": FORMAT, "label": label, "run_id": run.run_id,
-        "config": run.config.SerializeToString(deterministic=True).hex(), "tick": run.tick,
-        "digests": [d.hex() for d in run.digests],
-        "last_agent_digests": run.last_agent_digests.hex(),
-        "counters": run.counters.SerializeToString(deterministic=True).hex(),
-        "agents": [_agent_state(a) for a in run.by_seq],
-        "pending": [_action_state(a.kind, a.payload) for a in run.pending],
+        "format": FORMAT, "run_id": kernel.run_id, "config": _hex(kernel.config),
+        "tick": c.tick, "digests": [d.hex() for d in c.digests[:c.tick]],
+        "agent_checks": c.agent_checks.hex(), "counters": _hex(c.counters),
+        "columns": {name: getattr(w, name).tolist() for name in _SAVED_COLUMNS},
+        "agents": [{"name": m.name, "module_hash": m.module, "limits": _hex(m.limits),
+                    "args": m.args.hex(), "restart": _hex(m.restart), "topics": list(m.topics),
+                    "last_fault": _hex(m.last_fault) if m.last_fault is not None else None}
+                   for m in w.metas],
+        "mail": {**{f: getattr(w.mail, f).tolist() for f in _MAIL},
+                 "buf": w.mail.buf.hex(), "canonical": w.mail.canonical},
+        "arrival": w.arrival,
+        "pending": [[journal_kind(a), Journal.payload(a).decode()] for a in pending],
         "infer_due": due,
     }
     by_pool: dict[int, list[int]] = {}
-    for agent in run.by_seq:
-        if _has_instance(agent):
-            by_pool.setdefault(agent.pool, []).append(agent.seq)
+    for i in np.flatnonzero((w.state != TERMINATED) & (w.state != FAULTED)).tolist():
+        by_pool.setdefault(int(w.pool[i]), []).append(i + 1)
     snapshots = [snap for pool, handles in sorted(by_pool.items())
-                 for snap in run.pools.snapshot(pool, handles)]
+                 for snap in kernel.pools.snapshot(pool, handles)]
     return state, snapshots
 
 
@@ -126,14 +95,14 @@ def save(directory: Path, checkpoint_id: str, state: dict[str, Any],
 
 def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
     if not checkpoint_id or "/" in checkpoint_id or checkpoint_id.startswith("."):
-        raise ConfigError(f"bad checkpoint id {checkpoint_id!r}")
+        raise InvalidRequestError(f"bad checkpoint id {checkpoint_id!r}")
     try:
         state = json.loads((directory / f"{checkpoint_id}.json").read_bytes())
         blob = (directory / f"{checkpoint_id}.snap").read_bytes()
     except FileNotFoundError:
-        raise KeyError(f"no checkpoint {checkpoint_id!r}") from None
+        raise CheckpointNotFoundError(f"no checkpoint {checkpoint_id!r}") from None
     if state.get("format") != FORMAT:
-        raise ConfigError(f"checkpoint {checkpoint_id} has format {state.get('format')}, "
+        raise PreconditionError(f"checkpoint {checkpoint_id} has format {state.get('format')}, "
                           f"this orchestrator reads {FORMAT}")
     snapshots, off = [], 0
     while off < len(blob):
@@ -143,32 +112,58 @@ def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.
     return state, snapshots
 
 
-def restore_into(run: Run, state: dict[str, Any], snapshots: list[ppb.AgentSnapshot]) -> None:
-    """Fill a fresh Run (made with the checkpoint's config) and recreate the instances.
+def modules_of(state: dict[str, Any]) -> set[str]:
+    return {a["module_hash"] for a in state["agents"]}
+
+
+def restore_into(kernel: Kernel, state: dict[str, Any],
+                 snapshots: list[ppb.AgentSnapshot]) -> None:
+    """Fill a fresh kernel (made with the checkpoint's config) and recreate the instances.
 
     Agents are placed over the pools the orchestrator has now (placement never enters a
     digest), so a checkpoint restores into any number of pools."""
-    run.tick = state["tick"]
-    run.digests = [bytes.fromhex(d) for d in state["digests"]]
-    run.digest = run.digests[-1] if run.digests else run.digest
-    run.last_agent_digests = bytes.fromhex(state["last_agent_digests"])
-    run.counters.CopyFrom(opb.RunCounters.FromString(bytes.fromhex(state["counters"])))
-    npools = len(run.pools)
-    for d in state["agents"]:
-        agent = _agent_from(d, (d["seq"] - 1) % npools)
-        run.agents[agent.name] = agent
-        run.by_seq.append(agent)
-    for d in state["pending"]:
-        run.enqueue(*_action_from(d))
-    for tick, items in state["infer_due"].items():
-        run.restore_infer_due(int(tick), [
-            (run.by_seq[i["seq"] - 1], cpb.InferCall.FromString(bytes.fromhex(i["call"])),
-             InferResult(bytes.fromhex(i["output"]), i["error"], i["provider"],
-                         i["model_version"])) for i in items])
+    npools = len(kernel.pools)
+    w = World()
+    cols = state["columns"]
+    metas = [AgentMeta(a["name"], a["module_hash"],
+                       cpb.Limits.FromString(bytes.fromhex(a["limits"])),
+                       bytes.fromhex(a["args"]),
+                       opb.RestartPolicy.FromString(bytes.fromhex(a["restart"])),
+                       tuple(a["topics"]),
+                       cpb.Fault.FromString(bytes.fromhex(a["last_fault"]))
+                       if a["last_fault"] is not None else None)
+             for a in state["agents"]]
+    n = len(metas)
+    w.add_agents(metas, cols["priority"], [i % npools for i in range(n)], 0)
+    for name in _SAVED_COLUMNS:
+        getattr(w, name)[:] = np.asarray(cols[name], dtype=COLUMNS[name])
+    m = state["mail"]
+    cols = [np.asarray(m[f], dtype=np.int64) for f in _MAIL]
+    w.mail = Mail(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6],
+                  buf=bytes.fromhex(m["buf"]), canonical=bool(m["canonical"]))
+    w.arrival = int(state["arrival"])
+    digests = [bytes.fromhex(d) for d in state["digests"]]
+    tick = int(state["tick"])
+    kernel.state = Committed(tick, digests[-1] if digests else bytes(32), digests, w,
+                             opb.RunCounters.FromString(bytes.fromhex(state["counters"])),
+                             bytes.fromhex(state["agent_checks"]))
+    actions = []
+    for kind, body in state["pending"]:
+        event = parse_event(tick, kind, body.encode())
+        assert isinstance(event, Action)
+        actions.append(event)
+    kernel.enqueue(actions)
+    for t, items in state["infer_due"].items():
+        kernel.infer_due[int(t)] = [
+            _Due(i["seq"], i["request_id"], i["model"], bytes.fromhex(i["input"]),
+                 InferResult(bytes.fromhex(i["output"]), i["error"], i["provider"],
+                             i["model_version"])) for i in items]
     by_pool: dict[int, list[ppb.AgentSnapshot]] = {}
     for snap in snapshots:
-        agent = run.by_seq[snap.spec.handle - 1]
-        run.pools.ensure_module(agent.pool, agent.module_hash, run.module_bytes(agent.module_hash))
-        by_pool.setdefault(agent.pool, []).append(snap)
+        seq = snap.spec.handle
+        pool = int(w.pool[seq - 1])
+        module = w.metas[seq - 1].module
+        kernel.pools.ensure_module(pool, module, kernel.module_bytes(module))
+        by_pool.setdefault(pool, []).append(snap)
     for pool, snaps in sorted(by_pool.items()):
-        run.pools.restore(pool, snaps)
+        kernel.pools.restore(pool, snaps)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.errors import ServiceError
+from lockstep_orchestrator._events import Event, canonical_json, journal_kind
 
 log = logging.getLogger("lockstep.orchestrator.journal")
 
@@ -46,8 +47,18 @@ class Journal:
     def record(self, kind: str, tick: int, payload: dict[str, Any]) -> None:
         if kind == "run.start":
             self.run_id = str(payload["run_id"])
-        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        rec = JournalRecord(self.run_id, tick, kind, data)
+        self._add(JournalRecord(self.run_id, tick, kind, canonical_json(payload)))
+
+    @staticmethod
+    def payload(event: Event) -> bytes:
+        """An event's journal payload (canonical JSON)."""
+        return canonical_json(event.journal())
+
+    def append(self, tick: int, event: Event) -> None:
+        """Journal one event with its tick."""
+        self.record(journal_kind(event), tick, event.journal())
+
+    def _add(self, rec: JournalRecord) -> None:
         self.records.append(rec)
         if self._sink is not None:
             self._buffer.append(rec)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lockstep.errors import ModuleError
+from lockstep.errors import ModuleError, NotFoundError
 from lockstep.modules import Policy, strip_signature, verify
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep_orchestrator._pools import PoolSet
+from lockstep_orchestrator._ports import PoolFailureError, Pools
 
 log = logging.getLogger("lockstep.orchestrator.modules")
 
@@ -17,7 +17,7 @@ log = logging.getLogger("lockstep.orchestrator.modules")
 class ModuleRegistry:
     """Module hash -> (info, bytes without signature); names resolve to the latest one."""
 
-    def __init__(self, pools: PoolSet, directory: Path | None, policy: Policy) -> None:
+    def __init__(self, pools: Pools, directory: Path | None, policy: Policy) -> None:
         self._pools = pools
         self._dir = directory
         self._policy = policy
@@ -38,8 +38,10 @@ class ModuleRegistry:
         stripped = strip_signature(wasm)
         try:
             checked = self._pools.check_module(stripped)
-        except ValueError as exc:
-            raise ModuleError(str(exc)) from None
+        except PoolFailureError as exc:
+            if exc.status.name != "INVALID_ARGUMENT":
+                raise
+            raise ModuleError(exc.detail) from None
         if checked.module_hash != verdict.module_hash:
             raise ModuleError(f"pool computed {checked.module_hash} for {verdict.module_hash}")
         info = opb.ModuleInfo(
@@ -60,7 +62,7 @@ class ModuleRegistry:
             return ref
         if ref in self._names:
             return self._names[ref]
-        raise KeyError(f"no registered module {ref!r}")
+        raise NotFoundError(f"no registered module {ref!r}")
 
     def known(self) -> set[str]:
         """Hashes of every registered module."""

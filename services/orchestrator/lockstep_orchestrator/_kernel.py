@@ -1,0 +1,968 @@
+"""The tick kernel: one run's world, its tick, and nothing about gRPC.
+
+`Kernel.step_tick` is the driver of docs/determinism.md ("Ticks"): gather the tick's inputs
+(control actions, inference results, restarts), step the pools through the `Pools` port,
+route, and fold the tick's events into the digest and the journal once. A tick is a
+transaction: it is computed on a fork of the world and committed whole (world, counters,
+digest, journal records, the queue of actions it consumed). If anything fails, nothing is
+committed, the actions stay queued, and the pools are marked as needing a rebuild (the run
+manager rebuilds them by replay before the next tick).
+
+The hot path (selection, ordering, delivery, routing of direct sends to live agents, the
+digest input) is numpy over the packed pool buffers; only rare events (control actions,
+faults, logs, inference, broadcast, topics, undeliverable sends) take Python paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lockstep.batch import (
+    RESULT_ROW,
+    STEP_ROW,
+    AgentSpec,
+    Results,
+    pack_create,
+    pack_destroy,
+    parse_results,
+)
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.errors import ServiceError
+from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep_orchestrator import _native
+from lockstep_orchestrator._events import (
+    Action,
+    AgentResult,
+    Done,
+    Event,
+    ExternalMessage,
+    Fault,
+    InferRequest,
+    InferResult,
+    LogLine,
+    Pause,
+    Restart,
+    Resume,
+    RunStart,
+    Spawn,
+    Terminate,
+    TickDigest,
+    Undeliverable,
+    i64,
+    journal_kind,
+    u32,
+)
+from lockstep_orchestrator._inference import InferenceBridge
+from lockstep_orchestrator._inference import InferResult as BridgeResult
+from lockstep_orchestrator._journal import Journal
+from lockstep_orchestrator._ports import PoolFailureError, Pools
+from lockstep_orchestrator._wire import (
+    KIND_EXTERNAL,
+    KIND_UNDELIVERABLE,
+    message_record,
+    valid_name,
+)
+from lockstep_orchestrator._world import (
+    FAULTED,
+    IDLE,
+    NONE,
+    PAUSED,
+    RUNNING,
+    TERMINATED,
+    AgentMeta,
+    Mail,
+    World,
+)
+
+ZERO_DIGEST = bytes(32)
+MAX_INBOX = 65536  # messages waiting for one agent; more sends are reported undeliverable
+# Most bytes of mail delivered to one agent in one step (records plus the 8-byte batch
+# header): the pools' max_inbox_bytes default. The rest waits for the agent's next step.
+MAX_DELIVERY_BYTES = 16 * 1024 * 1024
+AGENT_CHECKS_VERSION = 2
+
+DEFAULT_LIMITS = cpb.Limits(
+    fuel_per_step=10_000_000, max_memory_pages=256, max_messages_per_step=1024,
+    max_message_bytes=65536, max_logs_per_step=64,
+)
+I64 = npt.NDArray[np.int64]
+_STEP_HEAD = struct.Struct("<4sHHIIq")
+_FIX_INBOX = np.dtype([("seq", "<u8"), ("lp", "<u4"), ("total", "<u4"), ("count", "<u4")])
+_FIX_RESULT = np.dtype([("phase", "S4"), ("seq", "<u8"), ("code", "<i8"), ("fuel", "<u8"),
+                        ("send_count", "<u4"), ("sends_len", "<u4")])
+_RECORD = np.dtype([("total", "<u4"), ("kind", "u1"), ("r", "u1"), ("slen", "<u2"),
+                    ("tick", "<i8"), ("corr", "<i8"), ("plen", "<u4"), ("dlen", "<u2"),
+                    ("r2", "<u2")])
+_CHECK = np.dtype([("seq", "<u4"), ("check", "<u8")])
+assert _FIX_INBOX.itemsize == 20 and _FIX_RESULT.itemsize == 36 and _RECORD.itemsize == 32
+
+
+class TickFailedError(ServiceError):
+    """A tick could not be completed; nothing of it was committed. `cause` says why."""
+
+    def __init__(self, tick: int, cause: Exception) -> None:
+        super().__init__(f"tick {tick} failed and was rolled back: {cause}")
+        self.tick = tick
+        self.cause = cause
+
+
+class PoolProtocolError(ServiceError):
+    """A pool answered with results that do not match the request."""
+
+
+def merge_limits(*layers: cpb.Limits) -> cpb.Limits:
+    """Later layers override earlier ones field by field; zero means "not set"."""
+    out = cpb.Limits()
+    for layer in layers:
+        for fd in cpb.Limits.DESCRIPTOR.fields:
+            value = getattr(layer, fd.name)
+            if value:
+                setattr(out, fd.name, value)
+    return out
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Everything a reader needs, as of the last committed tick (never mutated)."""
+
+    tick: int
+    digest: bytes
+    digests: list[bytes]  # shared, append-only: entries [0:tick] belong to this state
+    world: World
+    counters: opb.RunCounters
+    agent_checks: bytes = b""
+
+
+@dataclass
+class _Due:
+    """An inference request whose result is delivered at a later tick."""
+
+    seq: int
+    request_id: int
+    model: str
+    input: bytes
+    handle: Any
+
+
+class _Digest:
+    """The tick's digest input, and which byte ranges belong to which agent."""
+
+    def __init__(self, tick: int) -> None:
+        self.chunks: list[bytes] = [b"LSTK" + i64(tick)]
+        self.pos = 12
+        self.seg_seq: list[I64] = []
+        self.seg_start: list[I64] = []
+        self.seg_len: list[I64] = []
+
+    def add(self, data: bytes, seq: int = 0) -> None:
+        if seq and data:
+            self.seg_seq.append(np.array([seq], dtype=np.int64))
+            self.seg_start.append(np.array([self.pos], dtype=np.int64))
+            self.seg_len.append(np.array([len(data)], dtype=np.int64))
+        self.chunks.append(data)
+        self.pos += len(data)
+
+    def add_block(self, data: bytes, seqs: I64, starts: I64, lens: I64) -> None:
+        """A columnar block; starts are relative to the block."""
+        self.seg_seq.append(seqs)
+        self.seg_start.append(starts + self.pos)
+        self.seg_len.append(lens)
+        self.chunks.append(data)
+        self.pos += len(data)
+
+    def finish(self, previous: bytes) -> tuple[bytes, bytes, I64, I64, I64]:
+        data = b"".join(self.chunks)
+        h = hashlib.sha256(previous)
+        h.update(data)
+        if self.seg_seq:
+            seqs = np.concatenate(self.seg_seq)
+            starts = np.concatenate(self.seg_start)
+            lens = np.concatenate(self.seg_len)
+        else:
+            seqs = starts = lens = np.zeros(0, dtype=np.int64)
+        return h.digest(), data, seqs, starts, lens
+
+
+def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, version: int) -> bytes:
+    """Per-agent checks of one tick: for each agent with bytes in the digest input, in
+    sequence order, u32 sequence + 8 bytes over the concatenation of its parts (version 1:
+    the first 8 bytes of SHA-256; version 2: FNV-1a 64, little-endian)."""
+    if not len(seqs):
+        return b""
+    order = np.argsort(seqs, kind="stable")
+    s, st, ln = seqs[order], starts[order], lens[order]
+    bounds = np.flatnonzero(np.diff(s)) + 1
+    group_end = np.append(bounds, len(s)).astype(np.int64)
+    group_seq = s[np.append(0, bounds)]
+    if version == 1:
+        mv = memoryview(data)
+        out = []
+        lo = 0
+        for g, hi in enumerate(group_end.tolist()):
+            h = hashlib.sha256()
+            for a, b in zip(st[lo:hi].tolist(), ln[lo:hi].tolist(), strict=True):
+                h.update(mv[a:a + b])
+            out.append(u32(int(group_seq[g])) + h.digest()[:8])
+            lo = hi
+        return b"".join(out)
+    src = _native.Sources([data])
+    checks = _native.group_fnv(src, np.zeros(len(s), dtype=np.int32), st, ln, group_end)
+    rows = np.zeros(len(group_seq), dtype=_CHECK)
+    rows["seq"] = group_seq
+    rows["check"] = checks
+    return rows.tobytes()
+
+
+def decode_checks(blob: bytes) -> dict[int, bytes]:
+    """u32 seq + 8 bytes per agent (either version)."""
+    return {int.from_bytes(blob[i:i + 4], "little"): blob[i + 4:i + 12]
+            for i in range(0, len(blob), 12)}
+
+
+@dataclass
+class _Source:
+    """Result rows whose sends are routed this tick (init, shutdown or step results)."""
+
+    seq: I64
+    res: Results
+    rows: I64  # row indices into res
+
+
+@dataclass
+class _Tx:
+    """One tick being computed."""
+
+    t: int
+    world: World
+    counters: opb.RunCounters
+    digest: _Digest
+    journal: list[Event] = field(default_factory=list)
+    host: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    host_parts: list[Mail] = field(default_factory=list)
+    hseq: int = 0
+    sources: list[_Source] = field(default_factory=list)
+    infer_new: list[tuple[int, cpb.InferCall]] = field(default_factory=list)
+    done: dict[int, list[int]] = field(default_factory=dict)
+
+    def emit(self, event: Event) -> None:
+        self.digest.add(event.digest(), event.agent)
+        if event.KIND is not None:
+            self.journal.append(event)
+
+    def host_message(self, target: int, kind: int, sender: bytes, dest: bytes, corr: int,
+                     payload: bytes, send_tick: int) -> None:
+        """Host-made messages sort before agents' (sender sequence 0); never dropped."""
+        self.hseq += 1
+        rec = message_record(kind, sender, dest, send_tick, corr, payload)
+        self.host.append((target, send_tick, self.hseq, rec))
+
+    def flush_host(self) -> None:
+        """Turn queued host messages into mail (before delivery, and at the end)."""
+        if not self.host:
+            return
+        w = self.world
+        k = len(self.host)
+        target = np.fromiter((h[0] for h in self.host), dtype=np.int64, count=k)
+        recs = [h[3] for h in self.host]
+        lens = np.fromiter((len(r) for r in recs), dtype=np.int64, count=k)
+        part = Mail(target, np.fromiter((h[1] for h in self.host), dtype=np.int64, count=k),
+                    np.zeros(k, dtype=np.int64),
+                    np.fromiter((h[2] for h in self.host), dtype=np.int64, count=k),
+                    w.arrival + np.arange(k, dtype=np.int64), np.cumsum(lens) - lens, lens,
+                    b"".join(recs), canonical=False)
+        w.arrival += k
+        np.add.at(w.inbox_n, target - 1, 1)
+        np.add.at(w.inbox_bytes, target - 1, lens)
+        self.host_parts.append(part)
+        self.host = []
+
+
+class Kernel:
+    """One run: its committed state, its queue of control actions, its tick."""
+
+    def __init__(self, config: opb.RunConfig, pools: Pools,
+                 module_bytes: Callable[[str], bytes], journal: Journal,
+                 inference: InferenceBridge, run_id: str = "",
+                 record_start: bool = True) -> None:
+        self.config = config
+        self.pools = pools
+        self.module_bytes = module_bytes
+        self.journal = journal
+        self.inference = inference
+        self.latency = max(1, config.inference_latency or 1)
+        self.run_id = run_id or secrets.token_hex(8)
+        self.state = Committed(0, ZERO_DIGEST, [], World(), opb.RunCounters())
+        self.pending: list[Action] = []
+        self.infer_due: dict[int, list[_Due]] = {}
+        self.checks_version = AGENT_CHECKS_VERSION
+        self.pools_dirty = False
+        self.in_flight = False
+        self._queue = threading.Lock()
+        self._last: tuple[bytes, I64, I64, I64] | None = None  # last tick's digest input
+        self.last_records: list[tuple[str, bytes]] = []  # last tick's compared records
+        if record_start:
+            journal.append(0, RunStart(self.run_id, config, self.latency, len(pools)))
+
+    # ---- committed views ---------------------------------------------------------------
+    @property
+    def tick(self) -> int:
+        return self.state.tick
+
+    @property
+    def digest(self) -> bytes:
+        return self.state.digest
+
+    @property
+    def digests(self) -> list[bytes]:
+        c = self.state
+        return c.digests[:c.tick]
+
+    @property
+    def world(self) -> World:
+        return self.state.world
+
+    # ---- control plane ---------------------------------------------------------------
+    def enqueue(self, actions: list[Action]) -> int:
+        """Queue actions for the next tick boundary; returns the tick they take effect at."""
+        with self._queue:
+            self.pending.extend(actions)
+            return self.state.tick + (2 if self.in_flight else 1)
+
+    def pending_spawn_names(self) -> set[str]:
+        with self._queue:
+            return {a.name for a in self.pending if isinstance(a, Spawn)}
+
+    def pending_spawns(self) -> int:
+        with self._queue:
+            return sum(isinstance(a, Spawn) for a in self.pending)
+
+    def idle(self) -> bool:
+        """Nothing can change without outside input."""
+        if self.pending or self.infer_due:
+            return False
+        w = self.state.world
+        if not w.n:
+            return True
+        return not bool(((w.state == RUNNING) | (w.restart_at >= 0)
+                         | ((w.state == IDLE) & (w.inbox_n > 0))).any())
+
+    # ---- the tick ------------------------------------------------------------------------
+    def step_tick(self) -> None:
+        """Compute tick `tick + 1` completely, then commit it; on failure commit nothing."""
+        if self.pools_dirty:
+            raise TickFailedError(self.tick + 1, ServiceError(
+                "the pools no longer hold the committed state; rebuild them first"))
+        with self._queue:
+            actions = list(self.pending)
+            self.in_flight = True
+        t = self.state.tick + 1
+        try:
+            tx = _Tx(t, self.state.world.fork(), _copy_counters(self.state.counters),
+                     _Digest(t))
+            self._apply_actions(tx, actions)
+            due = self._deliver_inference(tx)
+            self._restart_due(tx)
+            self._step(tx)
+            self._route(tx)
+            self._destroy_done(tx)
+        except (PoolFailureError, PoolProtocolError, _native.SendsError) as exc:
+            self.pools_dirty = True
+            with self._queue:
+                self.in_flight = False
+            raise TickFailedError(t, exc) from exc
+        except BaseException:
+            self.pools_dirty = True
+            with self._queue:
+                self.in_flight = False
+            raise
+        self._commit(tx, len(actions), due)
+
+    def _commit(self, tx: _Tx, n_actions: int, due: list[_Due]) -> None:
+        t = tx.t
+        digest, data, seqs, starts, lens = tx.digest.finish(self.state.digest)
+        checks = agent_checks(data, seqs, starts, lens, self.checks_version)
+        self._last = (data, seqs, starts, lens)
+        records = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
+        self.last_records = [(journal_kind(e), self.journal.payload(e)) for e in tx.journal]
+        if due:
+            self.infer_due.pop(t, None)
+        for seq, call in tx.infer_new:
+            handle = self.inference.submit(self._infer_key(seq, call.request_id), call.model,
+                                           call.input)
+            self.infer_due.setdefault(t + self.latency, []).append(
+                _Due(seq, call.request_id, call.model, call.input, handle))
+        self.inference.flush()
+        chain = self.state.digests
+        del chain[t - 1:]
+        chain.append(digest)
+        self.state = Committed(t, digest, chain, tx.world, tx.counters, checks)
+        with self._queue:
+            del self.pending[:n_actions]
+            self.in_flight = False
+        for event in records:
+            self.journal.append(t, event)
+        self.journal.tick_done()
+
+    def checks_of_last_tick(self, version: int) -> bytes:
+        """The last tick's per-agent checks in a given version (replay names the divergent
+        agent of a journal written with either)."""
+        if self._last is None:
+            return b""
+        return agent_checks(*self._last, version=version)
+
+    # ---- control actions -----------------------------------------------------------------
+    def _apply_actions(self, tx: _Tx, actions: list[Action]) -> None:
+        w, t = tx.world, tx.t
+        spawns = sorted((a for a in actions if isinstance(a, Spawn)), key=lambda a: a.name)
+        if spawns:
+            npools = len(self.pools)
+            metas, prio, pools, events = [], [], [], []
+            for i, sp in enumerate(spawns):
+                seq = w.n + i + 1
+                limits = merge_limits(DEFAULT_LIMITS, self.config.default_limits, sp.limits)
+                ev = replace(sp, seq=seq, limits=limits)
+                events.append(ev)
+                metas.append(AgentMeta(sp.name, sp.module, limits, sp.args, sp.restart,
+                                       tuple(sp.topics)))
+                prio.append(sp.priority)
+                pools.append((seq - 1) % npools)
+            w.add_agents(metas, prio, pools, t)
+            for ev in events:
+                tx.emit(ev)
+            self._create(tx, [ev.seq for ev in events])
+        terminated: list[int] = []
+        for action in actions:
+            if isinstance(action, Spawn):
+                continue
+            if isinstance(action, ExternalMessage):
+                tx.emit(action)
+                dest = action.to.encode()
+                for target in self._targets(w, action.to, 0):
+                    tx.host_message(target, KIND_EXTERNAL, b"", dest, 0, action.payload, t - 1)
+                continue
+            assert isinstance(action, Pause | Resume | Terminate)
+            known = w.by_name.get(action.name)
+            if known is None:
+                continue  # validated at request time; cannot happen
+            seq = known
+            tx.emit(replace(action, seq=seq))
+            i = seq - 1
+            st = int(w.state[i])
+            if isinstance(action, Pause) and w.is_live(seq):
+                w.state[i] = PAUSED
+            elif isinstance(action, Resume) and st == PAUSED:
+                w.state[i] = RUNNING
+            elif isinstance(action, Terminate) and st != TERMINATED:
+                w.state[i] = TERMINATED
+                w.restart_at[i] = NONE
+                if st != FAULTED:
+                    terminated.append(seq)
+        if terminated:
+            requests: dict[int, list[int]] = {}
+            for seq in terminated:
+                requests.setdefault(int(w.pool[seq - 1]), []).append(seq)
+            results = self.pools.destroy({p: pack_destroy(t, hs, True)
+                                          for p, hs in sorted(requests.items())})
+            found = self._by_handle(results, requests)
+            for seq in terminated:
+                res, row = found[seq]
+                self._absorb_row(tx, res, row, b"shutdown", b"SHUT")
+                w.state[seq - 1] = TERMINATED
+
+    def _create(self, tx: _Tx, seqs: list[int]) -> None:
+        w = tx.world
+        requests: dict[int, list[AgentSpec]] = {}
+        for seq in seqs:
+            meta = w.metas[seq - 1]
+            pool = int(w.pool[seq - 1])
+            self.pools.ensure_module(pool, meta.module, self.module_bytes(meta.module))
+            lim = meta.limits
+            requests.setdefault(pool, []).append(AgentSpec(
+                seq, meta.name, meta.module, meta.args, lim.fuel_per_step,
+                lim.max_memory_pages, lim.max_messages_per_step, lim.max_message_bytes,
+                lim.max_logs_per_step))
+        results = self.pools.create({p: pack_create(tx.t, self.config.seed, specs)
+                                     for p, specs in sorted(requests.items())})
+        found = self._by_handle(results, {p: [s.handle for s in specs]
+                                          for p, specs in requests.items()})
+        for seq in seqs:
+            res, row = found[seq]
+            w.state[seq - 1] = RUNNING
+            self._absorb_row(tx, res, row, b"init", b"INIT")
+
+    @staticmethod
+    def _by_handle(results: dict[int, bytes], requested: dict[int, list[int]]
+                   ) -> dict[int, tuple[Results, int]]:
+        out: dict[int, tuple[Results, int]] = {}
+        for pool, handles in requested.items():
+            res = _parse(results.get(pool), pool)
+            got = res.rows["handle"].astype(np.int64)
+            if len(got) != len(handles) or (got != np.asarray(handles, dtype=np.int64)).any():
+                raise PoolProtocolError(f"pool {pool} answered for handles {got.tolist()[:8]}, "
+                                        f"asked for {handles[:8]}")
+            for row, handle in enumerate(handles):
+                out[handle] = (res, row)
+        return out
+
+    def _absorb_row(self, tx: _Tx, res: Results, row: int, phase: bytes,
+                    marker: bytes) -> None:
+        """Fold one (rare-path) result into the world and the tick's events."""
+        for event in self._result_events(tx, res, row, phase, marker):
+            tx.emit(event)
+        seq = int(res.rows[row]["handle"])
+        tx.sources.append(_Source(np.array([seq], dtype=np.int64), res,
+                                  np.array([row], dtype=np.int64)))
+
+    def _result_events(self, tx: _Tx, res: Results, row: int, phase: bytes,
+                       marker: bytes, count_fuel: bool = True) -> list[Event]:
+        """The events of one result (digest order), with their effect on the world."""
+        w = tx.world
+        r = res.rows[row]
+        seq = int(r["handle"])
+        i = seq - 1
+        fuel = int(r["fuel"])
+        if count_fuel:
+            w.fuel[i] += fuel
+            tx.counters.fuel_used += fuel
+        events: list[Event] = [AgentResult(phase, seq, int(r["code"]), fuel,
+                                           int(r["send_count"]), res.sends(row),
+                                           int(r["refused"]), marker)]
+        events += [LogLine(seq, x.level, x.text) for x in res.logs(row)]
+        infers = res.infers(row)
+        events += [InferRequest(seq, c.request_id, c.model, c.input) for c in infers]
+        fault = res.fault(row)
+        meta = w.metas[i]
+        if fault is not None:
+            w.state[i] = FAULTED
+            tx.counters.faults += 1
+            policy = meta.restart
+            restart_in = None
+            restarts = int(w.restarts[i])
+            if restarts < policy.max_restarts:
+                wait = max(1, policy.backoff_ticks) * (max(1, policy.backoff_multiplier)
+                                                       ** restarts)
+                if policy.max_backoff_ticks:
+                    wait = min(wait, policy.max_backoff_ticks)
+                w.restart_at[i] = tx.t + wait
+                restart_in = wait
+            ev = Fault(meta.name, seq, fault.kind, fault.detail, fault.entry_point, restart_in)
+            w.set_meta(seq, last_fault=ev.proto())
+            events.append(ev)
+            return events
+        if phase == b"shutdown":
+            return events
+        code = int(r["code"])
+        st = int(w.state[i])
+        if code == 2:
+            w.state[i] = TERMINATED
+            events.append(Done(meta.name))
+            tx.done.setdefault(int(w.pool[i]), []).append(seq)
+        elif code == 1 and st == RUNNING:
+            w.state[i] = IDLE
+        elif code != 1 and st == IDLE:
+            w.state[i] = RUNNING
+        if int(w.state[i]) in (RUNNING, IDLE):
+            for c in infers:
+                tx.infer_new.append((seq, cpb.InferCall(
+                    request_id=c.request_id, model=c.model.decode("utf-8", "replace"),
+                    input=c.input)))
+        return events
+
+    # ---- inference and restarts ------------------------------------------------------------
+    def _infer_key(self, seq: int, request_id: int) -> str:
+        # The key seeds sampling when the input gives no seed: it must be the same on replay.
+        return f"{self.config.seed}/{seq}/{request_id}"
+
+    def _deliver_inference(self, tx: _Tx) -> list[_Due]:
+        due = self.infer_due.get(tx.t, [])
+        w = tx.world
+        for d in sorted(due, key=lambda d: (d.seq, d.request_id)):
+            # The barrier at t+L: block here only if the result is not back yet.
+            result: BridgeResult = self.inference.result(d.handle)
+            tx.counters.inferences += 1
+            meta = w.metas[d.seq - 1]
+            ev = InferResult(meta.name, d.seq, d.request_id, d.model,
+                             self._infer_key(d.seq, d.request_id),
+                             hashlib.sha256(d.input).hexdigest(), result.output, result.error,
+                             result.provider, result.model_version)
+            tx.emit(ev)
+            if w.is_live(d.seq):
+                tx.host_message(d.seq, ev.message_kind, d.model.encode(), meta.name_b,
+                                d.request_id, ev.payload, tx.t - 1)
+        return due
+
+    def _restart_due(self, tx: _Tx) -> None:
+        w = tx.world
+        due = np.flatnonzero((w.restart_at >= 0) & (w.restart_at <= tx.t))
+        if not len(due):
+            return
+        seqs = (due + 1).tolist()
+        for seq in seqs:
+            i = seq - 1
+            w.restart_at[i] = NONE
+            w.restarts[i] += 1
+            tx.counters.restarts += 1
+            tx.emit(Restart(w.metas[i].name, seq, int(w.restarts[i])))
+        self._create(tx, seqs)
+
+    # ---- selection, delivery, steps -------------------------------------------------------
+    def _select(self, tx: _Tx) -> I64:
+        w, t = tx.world, tx.t
+        st = w.state
+        cand = np.flatnonzero((st == RUNNING) | ((st == IDLE) & (w.inbox_n > 0)))
+        if not len(cand):
+            return cand.astype(np.int64)
+        rs = w.ready_since[cand]
+        rs = np.where(rs >= 0, rs, t)
+        sel = cand[np.lexsort((cand, rs, -w.priority[cand]))]
+        limit = self.config.max_steps_per_tick
+        if limit and len(sel) > limit:
+            rest = sel[limit:]
+            w.ready_since[rest[w.ready_since[rest] < 0]] = t
+            sel = sel[:limit]
+        w.ready_since[sel] = NONE
+        return sel.astype(np.int64)
+
+    def _step(self, tx: _Tx) -> None:
+        w, t = tx.world, tx.t
+        tx.flush_host()
+        mail = Mail.concat([w.mail, *tx.host_parts])
+        tx.host_parts = []
+        sel = self._select(tx)
+        n = len(sel)
+        if not n:
+            w.mail = mail
+            tx.digest.add(b"STEP" + u32(0))
+            return
+        pos = np.full(w.n, -1, dtype=np.int64)
+        pos[sel] = np.arange(n, dtype=np.int64)
+        # Delivery: the selected agents' mail in (step position, canonical key) order,
+        # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step).
+        mpos = pos[mail.target - 1] if len(mail) else np.zeros(0, dtype=np.int64)
+        order = mail.canonical_order(mpos)
+        order = order[mpos[order] >= 0]
+        dpos = mpos[order]
+        dlen = mail.length[order]
+        if len(order):
+            start_of = np.searchsorted(dpos, dpos)  # first row of each agent's run
+            cum = np.cumsum(dlen)
+            within = cum - (cum[start_of] - dlen[start_of])
+            keep = (within + 8 <= MAX_DELIVERY_BYTES) | (order == order[start_of])
+            if not keep.all():
+                order, dpos, dlen = order[keep], dpos[keep], dlen[keep]
+        delivered = np.zeros(len(mail), dtype=bool)
+        delivered[order] = True
+        cnt = np.bincount(dpos, minlength=n).astype(np.int64)
+        blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
+        src = _native.Sources([mail.buf])
+        records = _native.gather(src, np.zeros(len(order), dtype=np.int32),
+                                 mail.off[order], dlen)
+        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else \
+            Mail.empty()
+        w.inbox_n[sel] -= cnt
+        w.inbox_bytes[sel] -= blen
+        w.received[sel] += cnt
+        tx.counters.messages += int(cnt.sum())
+        seqs = sel + 1
+        # One packed step request per pool, agents in step order.
+        pool_of = w.pool[sel]
+        rec_off = np.cumsum(blen) - blen
+        requests: dict[int, bytes] = {}
+        members: dict[int, I64] = {}
+        rsrc = _native.Sources([records])
+        for p in np.unique(pool_of).tolist():
+            idx = np.flatnonzero(pool_of == p)
+            members[p] = idx
+            rows = np.zeros(len(idx), dtype=STEP_ROW)
+            rows["handle"] = seqs[idx]
+            rows["len"] = blen[idx]
+            rows["count"] = cnt[idx]
+            base = _STEP_HEAD.size + len(idx) * STEP_ROW.itemsize
+            lens = blen[idx]
+            rows["off"] = base + np.cumsum(lens) - lens
+            data = records if len(idx) == n else _native.gather(
+                rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
+            requests[p] = b"".join((_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t),
+                                    rows.tobytes(), data))
+        responses = self.pools.step(requests)
+        # Results back in step order (columns), with the buffer each row lives in.
+        bufs: list[Results] = []
+        which = np.zeros(n, dtype=np.int32)
+        table = np.zeros(n, dtype=RESULT_ROW)
+        local = np.zeros(n, dtype=np.int64)
+        for b, (p, idx) in enumerate(sorted(members.items())):
+            res = _parse(responses.get(p), p)
+            if len(res) != len(idx) or (res.rows["handle"].astype(np.int64)
+                                        != seqs[idx]).any():
+                raise PoolProtocolError(f"pool {p}: step results do not match the request")
+            bufs.append(res)
+            which[idx] = b
+            local[idx] = np.arange(len(idx), dtype=np.int64)
+            table[idx] = res.rows
+        self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
+
+    def _absorb_steps(self, tx: _Tx, sel: I64, table: np.ndarray, which: npt.NDArray[np.int32],
+                      local: I64, bufs: list[Results], cnt: I64, blen: I64,
+                      records: bytes, rec_off: I64) -> None:
+        w = tx.world
+        n = len(sel)
+        seqs = sel + 1
+        code = table["code"].astype(np.int64)
+        fuel = table["fuel"].astype(np.int64)
+        w.fuel[sel] += fuel
+        w.steps[sel] += 1
+        tx.counters.fuel_used += int(fuel.sum())
+        tx.counters.steps += n
+        fault_kind = table["fault_kind"]
+        special = (fault_kind != 0) | (code == 2) | (table["log_count"] != 0) | \
+            (table["infer_count"] != 0)
+        st = w.state[sel]
+        normal = ~special
+        w.state[sel[normal & (code == 1) & (st == RUNNING)]] = IDLE
+        w.state[sel[normal & (code != 1) & (st == IDLE)]] = RUNNING
+        extras: list[bytes] = [b""] * n
+        for j in np.flatnonzero(special).tolist():
+            events = self._result_events(tx, bufs[which[j]], int(local[j]), b"step", b"",
+                                         count_fuel=False)
+            extras[j] = b"".join(e.digest() for e in events[1:])
+            tx.journal.extend(e for e in events if e.KIND is not None)
+        # Digest block: "STEP" u32 n; per agent u64 seq + lp(inbox batch); per agent result.
+        fix_in = np.zeros(n, dtype=_FIX_INBOX)
+        fix_in["seq"] = seqs
+        has = cnt > 0
+        fix_in["lp"] = np.where(has, blen + 8, 0)
+        fix_in["total"] = blen + 8
+        fix_in["count"] = cnt
+        fix_res = np.zeros(n, dtype=_FIX_RESULT)
+        fix_res["phase"] = b"step"
+        fix_res["seq"] = seqs
+        fix_res["code"] = code
+        fix_res["fuel"] = fuel
+        fix_res["send_count"] = table["send_count"]
+        fix_res["sends_len"] = table["sends_len"]
+        refused = np.ascontiguousarray(table["refused"].astype("<u4"))
+        xlens = np.fromiter((len(x) for x in extras), dtype=np.int64, count=n)
+        xbuf = b"".join(extras)
+        srcs = _native.Sources([fix_in.tobytes(), records, fix_res.tobytes(), refused.tobytes(),
+                                xbuf, *[r.buf for r in bufs]])
+        ar = np.arange(n, dtype=np.int64)
+        in_w = np.stack([np.zeros(n, np.int32), np.ones(n, np.int32)], axis=1).ravel()
+        in_s = np.stack([ar * 20, rec_off], axis=1).ravel()
+        in_l = np.stack([np.where(has, 20, 12), blen], axis=1).ravel()
+        sends_len = table["sends_len"].astype(np.int64)
+        res_w = np.stack([np.full(n, 2, np.int32), which + 5, np.full(n, 3, np.int32),
+                          np.full(n, 4, np.int32)], axis=1).ravel()
+        res_s = np.stack([ar * 36, table["off"].astype(np.int64), ar * 4,
+                          np.cumsum(xlens) - xlens], axis=1).ravel()
+        res_l = np.stack([np.full(n, 36, np.int64), sends_len, np.full(n, 4, np.int64), xlens],
+                         axis=1).ravel()
+        all_w = np.concatenate([in_w, res_w])
+        all_s = np.concatenate([in_s, res_s])
+        all_l = np.concatenate([in_l, res_l])
+        body = _native.gather(srcs, all_w, all_s, all_l)
+        head = b"STEP" + u32(n)
+        in_len = in_l.reshape(n, 2).sum(axis=1)
+        res_len = res_l.reshape(n, 4).sum(axis=1)
+        in_start = 8 + np.cumsum(in_len) - in_len
+        res_start = 8 + int(in_len.sum()) + np.cumsum(res_len) - res_len
+        tx.digest.add_block(head + body, np.concatenate([seqs, seqs]),
+                            np.concatenate([in_start, res_start]),
+                            np.concatenate([in_len, res_len]))
+        for b, res in enumerate(bufs):
+            idx = np.flatnonzero(which == b)
+            tx.sources.append(_Source(seqs[idx], res, self._rows_in(res, len(idx))))
+
+    @staticmethod
+    def _rows_in(res: Results, n: int) -> I64:
+        return np.arange(n, dtype=np.int64)
+
+    def _destroy_done(self, tx: _Tx) -> None:
+        """Agents that returned done are destroyed in one batch per pool."""
+        if tx.done:
+            self.pools.destroy({p: pack_destroy(tx.t, hs, False)
+                                for p, hs in sorted(tx.done.items())})
+
+    # ---- routing ---------------------------------------------------------------------------
+    def _targets(self, w: World, dest: str, sender: int) -> list[int]:
+        if dest == "*":
+            live = w.live_mask()
+            return [s for s in (np.flatnonzero(live) + 1).tolist() if s != sender]
+        if dest.startswith("#"):
+            topic = dest[1:]
+            live = w.live_mask()
+            return [s for s in (np.flatnonzero(live) + 1).tolist()
+                    if s != sender and topic in w.metas[s - 1].topics]
+        seq = w.by_name.get(dest)
+        return [seq] if seq is not None and w.is_live(seq) else []
+
+    def _route(self, tx: _Tx) -> None:
+        """Deliver the tick's sends at t+1 in (sender sequence, send sequence) order."""
+        w, _t = tx.world, tx.t
+        parts: list[Mail] = [w.mail]
+        srcs = [s for s in tx.sources if len(s.seq)]
+        if srcs:
+            bufs = [s.res.buf for s in srcs]
+            bases = np.cumsum([0] + [len(b) for b in bufs[:-1]]).astype(np.int64)
+            big = np.frombuffer(b"".join(bufs), dtype=np.uint8)
+            seq = np.concatenate([s.seq for s in srcs])
+            rows = [s.res.rows[s.rows] for s in srcs]
+            fk = np.concatenate([r["fault_kind"] for r in rows])
+            count = np.concatenate([r["send_count"] for r in rows]).astype(np.int64)
+            off = np.concatenate([r["off"].astype(np.int64) + b
+                                  for r, b in zip(rows, bases, strict=True)])
+            slen = np.concatenate([r["sends_len"] for r in rows]).astype(np.int64)
+            order = np.argsort(seq, kind="stable")
+            order = order[(fk[order] == 0) & (count[order] > 0)]
+            if len(order):
+                np.add.at(w.sent, seq[order] - 1, count[order])
+                repeated = bool((np.diff(seq[order]) == 0).any())
+                parts.append(self._route_sends(tx, big, seq[order], off[order], slen[order],
+                                               count[order], repeated))
+        tx.flush_host()
+        w.mail = Mail.concat(parts + tx.host_parts)
+
+    def _route_sends(self, tx: _Tx, big: npt.NDArray[np.uint8], sender_of_row: I64,
+                     off: I64, slen: I64, count: I64, repeated: bool) -> Mail:
+        w, t = tx.world, tx.t
+        row, idx, doff, dlen, poff, plen = _native.parse_sends(big, off, slen, count)
+        m = len(row)
+        sender = sender_of_row[row]
+        target = w.lookup(big, doff, dlen)
+        live = w.live_mask()
+        fast = target > 0
+        fast[fast] = live[target[fast] - 1]
+        rec_len = 32 + w.name_len[sender - 1] + dlen + plen
+        arrival = w.arrival + np.arange(m, dtype=np.int64)
+        w.arrival += m
+        general = np.flatnonzero(~fast)
+        # Inbox bounds: if no inbox can fill up this tick, every direct send to a live agent
+        # is delivered; otherwise the whole tick routes one send at a time, in order.
+        fast_n = np.bincount(target[fast], minlength=w.n + 1)[1:]
+        g = len(general)
+        exact = bool(w.n) and int((w.inbox_n + fast_n).max()) + 2 * g >= MAX_INBOX
+        if exact:
+            fast[:] = False
+            general = np.arange(m, dtype=np.int64)
+        fi = np.flatnonzero(fast)
+        k = len(fi)
+        hdr = np.zeros(k, dtype=_RECORD)
+        hdr["total"] = rec_len[fi]
+        hdr["slen"] = w.name_len[sender[fi] - 1]
+        hdr["tick"] = t
+        hdr["plen"] = plen[fi]
+        hdr["dlen"] = dlen[fi]
+        srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
+        ar = np.arange(k, dtype=np.int64)
+        seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
+        seg_s = np.stack([ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]],
+                         axis=1).ravel()
+        seg_l = np.stack([np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi],
+                          plen[fi]], axis=1).ravel()
+        buf = _native.gather(srcs, seg_w, seg_s, seg_l)
+        lens = rec_len[fi]
+        np.add.at(w.inbox_n, target[fi] - 1, 1)
+        np.add.at(w.inbox_bytes, target[fi] - 1, lens)
+        fast_mail = Mail(target[fi], np.full(k, t, dtype=np.int64), sender[fi], idx[fi],
+                         arrival[fi], np.cumsum(lens) - lens, lens, buf,
+                         canonical=not repeated)
+        if not len(general):
+            return fast_mail
+        # The general path: broadcast, topics, subscriptions, unknown or gone agents, full
+        # inboxes; in canonical order, one send at a time.
+        raw = big.tobytes() if len(general) else b""
+        out: list[tuple[int, int, int, int, bytes]] = []
+        for j in general.tolist():
+            s = int(sender[j])
+            d0, dl, p0, pl = int(doff[j]), int(dlen[j]), int(poff[j]), int(plen[j])
+            self._route_one(tx, s, int(idx[j]), raw[d0:d0 + dl], raw[p0:p0 + pl],
+                            int(arrival[j]), out)
+        if not out:
+            return fast_mail
+        q = len(out)
+        recs = [o[4] for o in out]
+        ql = np.fromiter((len(r) for r in recs), dtype=np.int64, count=q)
+        slow = Mail(np.fromiter((o[0] for o in out), dtype=np.int64, count=q),
+                    np.full(q, t, dtype=np.int64),
+                    np.fromiter((o[1] for o in out), dtype=np.int64, count=q),
+                    np.fromiter((o[2] for o in out), dtype=np.int64, count=q),
+                    np.fromiter((o[3] for o in out), dtype=np.int64, count=q),
+                    np.cumsum(ql) - ql, ql, b"".join(recs), canonical=False)
+        return Mail.concat([fast_mail, slow])
+
+    def _route_one(self, tx: _Tx, sender: int, n: int, dest_b: bytes, payload: bytes,
+                   arrival: int, out: list[tuple[int, int, int, int, bytes]]) -> None:
+        w, t = tx.world, tx.t
+        dest = dest_b.decode("utf-8", "replace")
+        meta = w.metas[sender - 1]
+        if dest in ("$subscribe", "$unsubscribe"):
+            topic = payload.decode("utf-8", "replace")
+            if valid_name(topic):
+                topics = set(meta.topics)
+                (topics.add if dest == "$subscribe" else topics.discard)(topic)
+                w.set_meta(sender, topics=tuple(sorted(topics)))
+            return
+        record = message_record(0, meta.name_b, dest_b, t, 0, payload)
+        targets = self._targets(w, dest, sender)
+        reason = ""
+        if not targets and not dest.startswith(("*", "#")):
+            known = w.by_name.get(dest)
+            reason = "unknown agent" if known is None else (
+                "agent " + opb.AgentState.Name(int(w.state[known - 1]))
+                .removeprefix("AGENT_STATE_").lower())
+        for target in targets:
+            if int(w.inbox_n[target - 1]) >= MAX_INBOX:
+                reason = f"inbox of {w.metas[target - 1].name} full"
+            else:
+                out.append((target, sender, n, arrival, record))
+                w.inbox_n[target - 1] += 1
+                w.inbox_bytes[target - 1] += len(record)
+        if reason:
+            tx.counters.undeliverable += 1
+            tx.emit(Undeliverable(sender, n, reason))
+            if w.is_live(sender):
+                tx.host_message(sender, KIND_UNDELIVERABLE, b"", dest_b, 0, reason.encode(), t)
+
+    # ---- reads -----------------------------------------------------------------------------
+    def agent_info(self, seq: int, state: Committed | None = None) -> opb.AgentInfo:
+        w = (state or self.state).world
+        i = seq - 1
+        m = w.metas[i]
+        return opb.AgentInfo(
+            name=m.name, sequence=seq, module_hash=m.module, priority=int(w.priority[i]),
+            state=int(w.state[i]), pool=int(w.pool[i]), steps=int(w.steps[i]),  # type: ignore[arg-type]
+            messages_sent=int(w.sent[i]), messages_received=int(w.received[i]),
+            fuel_used=int(w.fuel[i]), restarts=int(w.restarts[i]), last_fault=m.last_fault,
+            spawn_tick=int(w.spawn_tick[i]), inbox=int(w.inbox_n[i]), topics=list(m.topics))
+
+    def status(self, addresses: list[str]) -> opb.RunStatus:
+        c = self.state
+        counts = np.bincount(c.world.state.astype(np.int64)) if c.world.n else np.zeros(0)
+        by_state = {opb.AgentState.Name(s).removeprefix("AGENT_STATE_").lower(): int(k)
+                    for s, k in enumerate(counts.tolist()) if k}
+        return opb.RunStatus(run_id=self.run_id, tick=c.tick, digest=c.digest,
+                             agents_by_state=by_state, counters=c.counters,
+                             config=self.config, pools=addresses, idle=self.idle())
+
+
+def _parse(buf: bytes | None, pool: int) -> Results:
+    if buf is None:
+        raise PoolProtocolError(f"pool {pool} sent no results")
+    try:
+        return parse_results(buf)
+    except ValueError as exc:
+        raise PoolProtocolError(f"pool {pool}: {exc}") from None
+
+
+def _copy_counters(c: opb.RunCounters) -> opb.RunCounters:
+    out = opb.RunCounters()
+    out.CopyFrom(c)
+    return out

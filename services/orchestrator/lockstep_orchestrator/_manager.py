@@ -1,0 +1,366 @@
+"""The run manager: owns the current run (a `Kernel`) and everything that replaces or
+rebuilds it — start, ticks with recovery, replay, checkpoint and restore — without gRPC.
+
+Locks: ticks and run replacement are serialised by `_tick_lock`; control requests are
+validated against the last committed tick and queued without waiting for a running tick;
+reads (status, list, inspect, digests) take no lock at all and answer from the last
+committed tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.errors import (
+    AlreadyExistsError,
+    CapacityError,
+    DeterminismError,
+    InvalidRequestError,
+    NotFoundError,
+    PreconditionError,
+)
+from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+from lockstep_orchestrator._checkpoint import capture, load, modules_of, restore_into, save
+from lockstep_orchestrator._events import (
+    ExternalMessage,
+    Note,
+    Pause,
+    Resume,
+    Spawn,
+    Terminate,
+)
+from lockstep_orchestrator._inference import InferenceBridge
+from lockstep_orchestrator._journal import Journal, Sink
+from lockstep_orchestrator._kernel import (
+    DEFAULT_LIMITS,
+    MAX_DELIVERY_BYTES,
+    Kernel,
+    TickFailedError,
+    merge_limits,
+)
+from lockstep_orchestrator._ports import PoolFailureError, Pools
+from lockstep_orchestrator._replay import (
+    JournalInference,
+    ParsedJournal,
+    divergence,
+    parse_journal,
+    reexecute_tick,
+)
+from lockstep_orchestrator._wire import valid_name
+from lockstep_orchestrator._world import FAULTED, TERMINATED
+
+log = logging.getLogger("lockstep.orchestrator")
+
+MAX_PAYLOAD = 65536
+MAX_ARGS = 65536
+# A pool that is gone, timed out, or answers for agents it no longer holds (it restarted).
+_RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "NOT_FOUND"})
+
+
+@dataclass
+class _Base:
+    """A run restored from a checkpoint is rebuilt from it (then by replay)."""
+
+    tick: int
+    state: dict[str, Any]
+    snapshots: list[ppb.AgentSnapshot]
+
+
+class RunManager:
+    """The one current run of an orchestrator."""
+
+    def __init__(self, pools: Pools, module_bytes: Callable[[str], bytes],
+                 known_modules: Callable[[], set[str]], sink: Sink | None,
+                 inference: InferenceBridge, recovery_s: float = 60.0,
+                 data_dir: Path | None = None) -> None:
+        self.pools = pools
+        self.module_bytes = module_bytes
+        self.known_modules = known_modules
+        self.sink = sink
+        self.inference = inference
+        self.recovery_s = recovery_s
+        self.data_dir = data_dir
+        self._tick_lock = threading.RLock()
+        self._control = threading.Lock()
+        self._base: _Base | None = None
+        self.kernel = self._new_kernel(opb.RunConfig())
+
+    def _new_kernel(self, config: opb.RunConfig, inference: InferenceBridge | None = None
+                    ) -> Kernel:
+        return Kernel(config, self.pools, self.module_bytes, Journal(self.sink),
+                      inference or self.inference)
+
+    def close(self, spill_dir: Path, timeout: float) -> None:
+        with self._tick_lock:
+            self.kernel.journal.close(spill_dir, timeout)
+
+    def _check_pools(self) -> None:
+        for i, lim in enumerate(self.pools.limits()):
+            if lim.max_inbox_bytes < MAX_DELIVERY_BYTES:
+                raise PreconditionError(
+                    f"pool {self.pools.addresses[i]} accepts inboxes of {lim.max_inbox_bytes} "
+                    f"bytes; the orchestrator delivers up to {MAX_DELIVERY_BYTES}")
+
+    # ---- run control -----------------------------------------------------------------
+    def start(self, config: opb.RunConfig) -> opb.RunStatus:
+        with self._tick_lock:
+            self.kernel.journal.flush()
+            self.pools.reset()
+            self._check_pools()
+            self._base = None
+            self.kernel = self._new_kernel(config)
+            return self.status()
+
+    def note(self, kind: str, body: dict[str, Any]) -> None:
+        """A record about the run (module registration) at the next tick."""
+        k = self.kernel
+        k.journal.append(k.tick + 1, Note(kind, body))
+
+    # ---- control plane (validated now, applied at the next tick boundary) -------------
+    def spawn(self, spawns: list[tuple[opb.AgentSpawn, str]]) -> int:
+        with self._control:
+            k = self.kernel
+            w = k.world
+            pending = k.pending_spawn_names()
+            limits = self.pools.limits()
+            cap_pages = min(lim.max_memory_pages_cap for lim in limits)
+            max_args = min(MAX_ARGS, *(lim.max_args_bytes for lim in limits))
+            names: set[str] = set()
+            actions = []
+            for spawn, module_hash in spawns:
+                name = spawn.name
+                if not valid_name(name):
+                    raise InvalidRequestError(
+                        f"bad agent name {name!r}: use [A-Za-z0-9_.:/-], 1..64 bytes")
+                if name in w.by_name or name in pending:
+                    raise AlreadyExistsError(f"agent {name!r} already exists in this run")
+                if name in names:
+                    raise AlreadyExistsError(f"agent {name!r} appears twice in the request")
+                names.add(name)
+                for topic in spawn.topics:
+                    if not valid_name(topic):
+                        raise InvalidRequestError(f"bad topic {topic!r} for agent {name!r}")
+                if len(spawn.args) > max_args:
+                    raise InvalidRequestError(f"args of {name!r} exceed {max_args} bytes")
+                merged = merge_limits(DEFAULT_LIMITS, k.config.default_limits, spawn.limits)
+                if merged.max_memory_pages > cap_pages:
+                    raise InvalidRequestError(
+                        f"agent {name!r}: max_memory_pages {merged.max_memory_pages} is above "
+                        f"the pools' cap of {cap_pages}")
+                actions.append(Spawn.from_request(spawn, module_hash))
+            self._check_capacity(k, len(actions))
+            return k.enqueue(list(actions))
+
+    def _check_capacity(self, k: Kernel, new: int) -> None:
+        """Every pool can hold its agents once the queued spawns are applied."""
+        w = k.world
+        npools = len(self.pools)
+        live = (w.state != TERMINATED) & ((w.state != FAULTED) | (w.restart_at >= 0))
+        held = np.bincount(w.pool[live], minlength=npools)
+        first = w.n + k.pending_spawns()
+        seqs = np.arange(first + 1, first + new + 1)
+        held = held + np.bincount((seqs - 1) % npools, minlength=npools)
+        for i, lim in enumerate(self.pools.limits()):
+            if held[i] > lim.max_agents:
+                raise CapacityError(
+                    f"pool {self.pools.addresses[i]} holds at most {lim.max_agents} agents; "
+                    f"this spawn would place {int(held[i])} there")
+
+    def _seq(self, name: str) -> int:
+        seq = self.kernel.world.by_name.get(name)
+        if seq is None:
+            raise NotFoundError(f"no agent named {name!r}")
+        return seq
+
+    def lifecycle(self, verb: str, names: list[str]) -> tuple[int, list[int]]:
+        cls = {"pause": Pause, "resume": Resume, "terminate": Terminate}[verb]
+        with self._control:
+            seqs = [self._seq(n) for n in names]
+            return self.kernel.enqueue([cls(name=n) for n in names]), seqs
+
+    def send(self, messages: list[opb.ExternalMessage]) -> int:
+        with self._control:
+            for msg in messages:
+                if len(msg.payload) > MAX_PAYLOAD:
+                    raise InvalidRequestError(f"message to {msg.to!r} exceeds {MAX_PAYLOAD} bytes")
+                if msg.to != "*" and not msg.to.startswith("#"):
+                    self._seq(msg.to)
+            return self.kernel.enqueue([ExternalMessage(m.to, bytes(m.payload))
+                                        for m in messages])
+
+    # ---- ticks -------------------------------------------------------------------------
+    def tick_once(self) -> None:
+        with self._tick_lock:
+            k = self.kernel
+            if k.pools_dirty:
+                self._rebuild(k)
+            try:
+                k.step_tick()
+            except TickFailedError as exc:
+                if not self.recovery_s or not _retryable(exc):
+                    raise _status(exc) from None
+                log.warning("tick %d failed (%s): rebuilding the pools", exc.tick, exc.cause)
+                self._rebuild(k)
+                try:
+                    k.step_tick()
+                except TickFailedError as again:
+                    raise _status(again) from None
+
+    def _rebuild(self, k: Kernel) -> None:
+        """Put the pools back into the committed state of `k`: wait for them, reset, and
+        re-execute the committed ticks (from the restored checkpoint, if any) into fresh
+        instances, checking every digest. The kernel's own state is untouched: the failed
+        tick was never committed."""
+        self.pools.wait_all_serving(self.recovery_s or 10.0)
+        self.pools.forget_modules()
+        self.pools.reset()
+        parsed = parse_journal([(r.tick, r.kind, r.payload) for r in k.journal.records])
+        fresh = Kernel(parsed.config, self.pools, self.module_bytes, Journal(None),
+                       JournalInference(parsed.inference), run_id=k.run_id, record_start=False)
+        first = 1
+        if self._base is not None:
+            restore_into(fresh, self._base.state, self._base.snapshots)
+            with fresh._queue:
+                fresh.pending.clear()
+            first = self._base.tick + 1
+        for t in range(first, k.tick + 1):
+            reexecute_tick(fresh, parsed, t)
+            if fresh.digest != k.digests[t - 1]:
+                raise DeterminismError(f"pool rebuild: replay diverged at tick {t}")
+        k.pools_dirty = False
+        k.journal.append(k.tick + 1, Note("run.recover", {"replayed_ticks": k.tick - first + 1}))
+
+    def step(self, ticks: int) -> opb.RunStatus:
+        for _ in range(ticks):
+            self.tick_once()
+        self.kernel.journal.flush()
+        return self.status()
+
+    # ---- replay ------------------------------------------------------------------------
+    def replay(self, parsed: ParsedJournal, verify_inference: bool, every: int
+               ) -> Iterator[opb.ReplayProgress]:
+        missing = sorted(parsed.modules() - self.known_modules())
+        if missing:
+            raise PreconditionError(
+                f"register these modules before replaying: {', '.join(missing)}")
+        with self._tick_lock:
+            self.kernel.journal.flush()
+            self.pools.reset()
+            bridge = self.inference if verify_inference else JournalInference(parsed.inference)
+            self._base = None
+            self.kernel = self._new_kernel(parsed.config, bridge)
+        total = parsed.last_tick
+        for t in range(1, total + 1):
+            with self._tick_lock:
+                k = self.kernel
+                if k.pools_dirty:
+                    self._rebuild(k)
+                try:
+                    reexecute_tick(k, parsed, t)
+                except TickFailedError as exc:
+                    raise _status(exc) from None
+                expected = parsed.digests.get(t)
+                if (expected is None or k.digest != expected.digest_bytes
+                        or k.last_records != parsed.events.get(t, [])):
+                    k.journal.flush()
+                    name, detail = divergence(k, parsed, t)
+                    yield opb.ReplayProgress(
+                        tick=t, total_ticks=total, done=True, ok=False, divergent_tick=t,
+                        divergent_agent=name, replay_run_id=k.run_id, detail=detail)
+                    return
+            if t % every == 0:
+                yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
+                                         replay_run_id=self.kernel.run_id)
+        with self._tick_lock:
+            self.kernel.journal.flush()
+            yield opb.ReplayProgress(tick=total, total_ticks=total, done=True, ok=True,
+                                     replay_run_id=self.kernel.run_id,
+                                     detail=f"{total} tick digests identical")
+
+    # ---- checkpoints -----------------------------------------------------------------
+    def _checkpoint_dir(self) -> Path:
+        if self.data_dir is None:
+            raise PreconditionError("checkpoints need a data directory (--data-dir)")
+        return self.data_dir / "checkpoints"
+
+    def checkpoint(self, label: str) -> opb.CheckpointInfo:
+        with self._tick_lock:
+            directory = self._checkpoint_dir()
+            k = self.kernel
+            if k.pools_dirty:
+                self._rebuild(k)
+            k.journal.flush()
+            state, snapshots = capture(k)
+            state["label"] = label
+            checkpoint_id = f"{k.run_id}-t{k.tick}"
+            size = save(directory, checkpoint_id, state, snapshots)
+            k.journal.append(k.tick, Note("run.checkpoint", {
+                "id": checkpoint_id, "label": label, "agents": len(snapshots)}))
+            return opb.CheckpointInfo(id=checkpoint_id, tick=k.tick, digest=k.digest, size=size)
+
+    def restore(self, checkpoint_id: str) -> opb.RunStatus:
+        with self._tick_lock:
+            state, snapshots = load(self._checkpoint_dir(), checkpoint_id)
+            missing = sorted(modules_of(state) - self.known_modules())
+            if missing:
+                raise PreconditionError(
+                    f"register these modules before restoring: {', '.join(missing)}")
+            self.kernel.journal.flush()
+            self.pools.reset()
+            config = opb.RunConfig.FromString(bytes.fromhex(state["config"]))
+            k = self._new_kernel(config)
+            restore_into(k, state, snapshots)
+            k.journal.append(k.tick, Note("run.restore", {
+                "checkpoint": checkpoint_id, "from_run": state["run_id"],
+                "digest": k.digest.hex()}))
+            self._base = _Base(k.tick, state, snapshots)
+            self.kernel = k
+            return self.status()
+
+    # ---- reads (no lock: the last committed tick) -------------------------------------
+    def status(self) -> opb.RunStatus:
+        return self.kernel.status(self.pools.addresses)
+
+    def agents(self, states: set[int]) -> list[opb.AgentInfo]:
+        k = self.kernel
+        c = k.state
+        w = c.world
+        seqs = np.arange(1, w.n + 1)
+        if states:
+            seqs = seqs[np.isin(w.state, list(states))]
+        return [k.agent_info(int(s), c) for s in seqs.tolist()]
+
+    def agent(self, name: str) -> opb.AgentInfo:
+        k = self.kernel
+        c = k.state
+        seq = c.world.by_name.get(name)
+        if seq is None:
+            raise NotFoundError(f"no agent named {name!r}")
+        return k.agent_info(seq, c)
+
+    def digests(self, first: int, last: int) -> list[cpb.TickDigest]:
+        c = self.kernel.state
+        first = max(1, first or 1)
+        last = min(c.tick, last or c.tick)
+        return [cpb.TickDigest(tick=t, digest=c.digests[t - 1]) for t in range(first, last + 1)]
+
+
+def _retryable(exc: TickFailedError) -> bool:
+    cause = exc.cause
+    return isinstance(cause, PoolFailureError) and cause.status.name in _RETRYABLE
+
+
+def _status(exc: TickFailedError) -> TickFailedError:
+    """The tick's status: UNAVAILABLE when a pool is gone or timed out, ABORTED when a
+    pool refused (nothing was committed either way; a retry rebuilds the pools first)."""
+    exc.code = "UNAVAILABLE" if _retryable(exc) else "ABORTED"  # type: ignore[misc]
+    return exc

@@ -1,0 +1,185 @@
+"""The orchestrator's small C helpers (native/kernel.c), built at first use with zig cc.
+
+Three functions on the tick path: gather byte segments from several buffers into one, walk
+the pools' packed sends, and the per-agent checks journalled with each tick. Where the C
+cannot be built, a numpy/Python fallback computes the same bytes (loudly: it is slow).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger("lockstep.orchestrator.native")
+
+SOURCE = Path(__file__).parent / "native" / "kernel.c"
+I64 = npt.NDArray[np.int64]
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+_P = ctypes.c_void_p
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("LOCKSTEP_NATIVE_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "lockstep" / "native"
+
+
+def _build() -> ctypes.CDLL | None:
+    if os.environ.get("LOCKSTEP_ORCHESTRATOR_NATIVE") == "0":
+        return None
+    src = SOURCE.read_bytes()
+    tag = hashlib.sha256(src).hexdigest()[:16]
+    out = _cache_dir() / f"kernel-{tag}.so"
+    try:
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
+            os.close(fd)
+            subprocess.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-shared", "-fPIC",
+                            "-o", tmp, str(SOURCE)], check=True, capture_output=True,
+                           timeout=300)
+            os.replace(tmp, out)
+        lib = ctypes.CDLL(str(out))
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("orchestrator native helpers unavailable (%s): using the slow numpy "
+                    "fallback, same results", exc)
+        return None
+    lib.ls_gather.restype = ctypes.c_int64
+    lib.ls_gather.argtypes = [_P, _P, _P, _P, ctypes.c_int64, _P]
+    lib.ls_parse_sends.restype = ctypes.c_int64
+    lib.ls_parse_sends.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P, _P, _P, _P]
+    lib.ls_group_fnv.restype = None
+    lib.ls_group_fnv.argtypes = [_P] * 5 + [ctypes.c_int64, _P]
+    return lib
+
+
+_LIB = _build()
+AVAILABLE = _LIB is not None
+
+
+def _ptr(a: np.ndarray) -> int:
+    return int(a.ctypes.data)
+
+
+def _as_u8(buf: bytes | np.ndarray) -> npt.NDArray[np.uint8]:
+    if isinstance(buf, np.ndarray):
+        return buf.view(np.uint8) if buf.dtype != np.uint8 else buf
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+class Sources:
+    """Several byte buffers addressed by index (kept alive while in use)."""
+
+    def __init__(self, bufs: Sequence[bytes | np.ndarray]) -> None:
+        self.arrays = [np.ascontiguousarray(_as_u8(b)) for b in bufs]
+        self.arrays = [a if a.size else np.zeros(1, np.uint8) for a in self.arrays]
+        self.ptrs = np.array([_ptr(a) for a in self.arrays], dtype=np.uint64)
+
+
+def gather(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens: I64) -> bytes:
+    """Concatenate sources[which[i]][starts[i]:starts[i]+lens[i]] in order."""
+    n = len(starts)
+    total = int(lens.sum()) if n else 0
+    if total == 0:
+        return b""
+    which = np.ascontiguousarray(which, dtype=np.int32)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    lens = np.ascontiguousarray(lens, dtype=np.int64)
+    if _LIB is not None:
+        out = bytearray(total)
+        ob = (ctypes.c_char * total).from_buffer(out)
+        _LIB.ls_gather(_ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens), n,
+                       ctypes.addressof(ob))
+        del ob
+        return bytes(out)
+    # Fallback: per-byte index arithmetic on one concatenated buffer.
+    bases = np.cumsum([0] + [a.size for a in sources.arrays])
+    big = np.concatenate(sources.arrays)
+    gstart = starts + bases[which]
+    out_starts = np.cumsum(lens) - lens
+    idx = np.arange(total, dtype=np.int64) + np.repeat(gstart - out_starts, lens)
+    return bytes(big[idx].tobytes())
+
+
+class SendsError(ValueError):
+    """A pool's packed sends do not tile their row (row index in `row`)."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"packed sends of result row {row} do not tile")
+        self.row = row
+
+
+def parse_sends(buf: np.ndarray, offs: I64, lens: I64, counts: I64
+                ) -> tuple[I64, I64, I64, I64, I64, I64]:
+    """(row, index, dest off, dest len, payload off, payload len) of every send, in row
+    order then send order."""
+    n = len(offs)
+    m = int(counts.sum()) if n else 0
+    outs = [np.empty(m, dtype=np.int64) for _ in range(6)]
+    if m == 0:
+        return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
+    offs = np.ascontiguousarray(offs, dtype=np.int64)
+    lens = np.ascontiguousarray(lens, dtype=np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if _LIB is not None:
+        got = _LIB.ls_parse_sends(_ptr(buf), n, _ptr(offs), _ptr(lens), _ptr(counts),
+                                  *[_ptr(o) for o in outs])
+        if got < 0:
+            raise SendsError(-got - 1)
+        return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
+    raw = buf.tobytes()
+    j = 0
+    for r in range(n):
+        pos, end = int(offs[r]), int(offs[r] + lens[r])
+        for k in range(1, int(counts[r]) + 1):
+            if pos + 6 > end:
+                raise SendsError(r)
+            pl = int.from_bytes(raw[pos:pos + 4], "little")
+            dl = int.from_bytes(raw[pos + 4:pos + 6], "little")
+            if pos + 6 + dl + pl > end:
+                raise SendsError(r)
+            for o, v in zip(outs, (r, k, pos + 6, dl, pos + 6 + dl, pl), strict=True):
+                o[j] = v
+            j += 1
+            pos += 6 + dl + pl
+        if pos != end:
+            raise SendsError(r)
+    return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
+
+
+def group_fnv(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens: I64,
+              group_end: I64) -> npt.NDArray[np.uint64]:
+    """FNV-1a 64 of each group's concatenated segments."""
+    g = len(group_end)
+    out = np.zeros(g, dtype=np.uint64)
+    if g == 0:
+        return out
+    which = np.ascontiguousarray(which, dtype=np.int32)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    lens = np.ascontiguousarray(lens, dtype=np.int64)
+    group_end = np.ascontiguousarray(group_end, dtype=np.int64)
+    if _LIB is not None:
+        _LIB.ls_group_fnv(_ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens),
+                          _ptr(group_end), g, _ptr(out))
+        return out
+    i = 0
+    mask = (1 << 64) - 1
+    for gi in range(g):
+        h = FNV_OFFSET
+        while i < group_end[gi]:
+            a = sources.arrays[int(which[i])]
+            for byte in a[int(starts[i]):int(starts[i] + lens[i])].tobytes():
+                h = ((h ^ byte) * FNV_PRIME) & mask
+            i += 1
+        out[gi] = h
+    return out

@@ -1,0 +1,356 @@
+"""The `Pools` port: how the kernel reaches the wasm_pool engines.
+
+The kernel speaks only packed buffers (docs/wire.md, batch format v1) through this protocol.
+Two adapters: `GrpcPools` (pool processes, the `batch` fields of CreateAgents, StepBatch and
+DestroyAgents) and `InProcessPools` (engine objects in this process, for unit tests and
+embedding). A pool that answers with protobuf results only (older pools) is served through
+the same bytes by converting at the edge.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from lockstep.batch import (
+    Fault,
+    InferCall,
+    LogLine,
+    Result,
+    pack_results,
+    parse_create,
+    parse_destroy,
+    parse_step,
+)
+from lockstep.client import AuthedChannel, wait_serving
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.errors import ServiceError
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
+
+RPC_TIMEOUT_S = 600.0
+_BATCH = struct.Struct("<II")
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """What one pool accepts (defaults: docs/pool.md)."""
+
+    max_agents: int = 100_000
+    max_memory_pages_cap: int = 512
+    max_inbox_bytes: int = 16 * 1024 * 1024
+    max_args_bytes: int = 65_536
+
+
+class PoolFailureError(ServiceError):
+    """A pool call failed during a tick or a control operation. `code` is the gRPC status
+    the pool answered (UNAVAILABLE when it is gone), `pool` its index."""
+
+    def __init__(self, pool: int, address: str, method: str, code: grpc.StatusCode,
+                 detail: str) -> None:
+        super().__init__(f"pool {address}: {method} failed: {code.name}: {detail}")
+        self.pool = pool
+        self.method = method
+        self.status = code
+        self.detail = detail
+
+
+class Pools(Protocol):
+    """N pool engines; agent placement is the kernel's (never affects digests)."""
+
+    addresses: list[str]
+
+    def __len__(self) -> int: ...
+    def limits(self) -> list[PoolLimits]: ...
+    def ensure_module(self, pool: int, module_hash: str, wasm: bytes) -> None: ...
+    def check_module(self, wasm: bytes) -> pb.LoadModuleResponse: ...
+    def create(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
+    def step(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
+    def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
+    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]: ...
+    def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None: ...
+    def reset(self) -> None: ...
+    def forget_modules(self) -> None: ...
+    def wait_all_serving(self, timeout: float) -> None: ...
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------ protobuf edge
+def step_proto(buf: bytes) -> pb.StepBatchRequest:
+    batch = parse_step(buf)
+    req = pb.StepBatchRequest(tick=batch.tick)
+    for i in range(len(batch.rows)):
+        row = batch.rows[i]
+        records = batch.inbox(i)
+        count = int(row["count"])
+        inbox = _BATCH.pack(_BATCH.size + len(records), count) + records if count else b""
+        req.steps.add(handle=int(row["handle"]), inbox=inbox, inbox_count=count)
+    return req
+
+
+def create_proto(buf: bytes) -> pb.CreateAgentsRequest:
+    batch = parse_create(buf)
+    req = pb.CreateAgentsRequest(tick=batch.tick, seed=batch.seed)
+    for i in range(len(batch.rows)):
+        row = batch.rows[i]
+        name, module, args = batch.strings(i)
+        req.agents.add(handle=int(row["handle"]), name=name, module_hash=module, args=args,
+                       limits=cpb.Limits(fuel_per_step=int(row["fuel"]),
+                                         max_memory_pages=int(row["pages"]),
+                                         max_messages_per_step=int(row["sends"]),
+                                         max_message_bytes=int(row["message_bytes"]),
+                                         max_logs_per_step=int(row["logs"])))
+    return req
+
+
+def destroy_proto(buf: bytes) -> pb.DestroyAgentsRequest:
+    batch = parse_destroy(buf)
+    return pb.DestroyAgentsRequest(tick=batch.tick, handles=[int(h) for h in batch.handles],
+                                   call_shutdown=batch.call_shutdown)
+
+
+def results_packed(results: Sequence[pb.AgentStepResult]) -> bytes:
+    return pack_results([Result(
+        handle=r.handle, code=r.code, fuel=r.fuel_used, sends=r.sends, send_count=r.send_count,
+        refused=r.refused_calls, logs=[LogLine(x.level, x.text.encode()) for x in r.logs],
+        infers=[InferCall(c.request_id, c.model.encode(), c.input) for c in r.infers],
+        fault=(Fault(r.fault.kind, r.fault.detail, r.fault.entry_point)
+               if r.fault.kind else None)) for r in results])
+
+
+# ------------------------------------------------------------------ gRPC adapter
+_PROTO = {"CreateAgents": (create_proto, pb.CreateAgentsRequest),
+          "StepBatch": (step_proto, pb.StepBatchRequest),
+          "DestroyAgents": (destroy_proto, pb.DestroyAgentsRequest)}
+
+
+class GrpcPools:
+    """Pool processes over gRPC, packed `batch` fields both ways."""
+
+    def __init__(self, addresses: Sequence[str], token: str | None) -> None:
+        if not addresses:
+            raise ServiceError("no wasm_pool addresses configured")
+        self.addresses = list(addresses)
+        self._channels = [AuthedChannel(a, token) for a in self.addresses]
+        self._stubs = [pb_grpc.WasmPoolServiceStub(c) for c in self._channels]
+        self._loaded: list[set[str]] = [set() for _ in self.addresses]
+        self._packed: list[bool | None] = [None] * len(self.addresses)  # None: not yet known
+        self._limits: list[PoolLimits] | None = None
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def _fail(self, i: int, method: str, exc: grpc.RpcError) -> PoolFailureError:
+        return PoolFailureError(i, self.addresses[i], method, exc.code(), str(exc.details()))
+
+    def limits(self) -> list[PoolLimits]:
+        if self._limits is None:
+            out = []
+            for i, stub in enumerate(self._stubs):
+                try:
+                    info = stub.GetPoolInfo(pb.GetPoolInfoRequest(), timeout=RPC_TIMEOUT_S)
+                except grpc.RpcError as exc:
+                    raise self._fail(i, "GetPoolInfo", exc) from None
+                out.append(limits_of(info))
+            self._limits = out
+        return self._limits
+
+    def ensure_module(self, pool: int, module_hash: str, wasm: bytes) -> None:
+        if module_hash in self._loaded[pool]:
+            return
+        try:
+            resp = self._stubs[pool].LoadModule(pb.LoadModuleRequest(wasm=wasm),
+                                                timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._fail(pool, "LoadModule", exc) from None
+        self._loaded[pool].add(resp.module_hash)
+
+    def check_module(self, wasm: bytes) -> pb.LoadModuleResponse:
+        """Compile and ABI-check a module in pool 0 (the registration check)."""
+        try:
+            resp: pb.LoadModuleResponse = self._stubs[0].LoadModule(
+                pb.LoadModuleRequest(wasm=wasm), timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._fail(0, "LoadModule", exc) from None
+        self._loaded[0].add(resp.module_hash)
+        return resp
+
+    def _call(self, method: str, requests: dict[int, bytes]) -> dict[int, bytes]:
+        to_proto, request_type = _PROTO[method]
+        futures: dict[int, Any] = {}
+        for i, buf in sorted(requests.items()):
+            stub = getattr(self._stubs[i], method)
+            req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
+            if len(requests) == 1:
+                futures[i] = (req, None)
+            else:
+                futures[i] = (req, stub.future(req, timeout=RPC_TIMEOUT_S))
+        out: dict[int, bytes] = {}
+        error: PoolFailureError | None = None
+        for i, (req, fut) in futures.items():
+            stub = getattr(self._stubs[i], method)
+            try:
+                resp = fut.result() if fut is not None else stub(req, timeout=RPC_TIMEOUT_S)
+                if self._packed[i] is None:
+                    self._packed[i] = bool(resp.batch)
+                    if not resp.batch:  # an older pool ignored `batch` and did nothing
+                        resp = stub(to_proto(requests[i]), timeout=RPC_TIMEOUT_S)
+                out[i] = resp.batch if resp.batch else results_packed(resp.results)
+            except grpc.RpcError as exc:
+                error = error or self._fail(i, method, exc)
+        if error is not None:
+            raise error
+        return out
+
+    def create(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._call("CreateAgents", requests)
+
+    def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._call("StepBatch", requests)
+
+    def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._call("DestroyAgents", requests)
+
+    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
+        try:
+            return list(self._stubs[pool].Snapshot(pb.SnapshotRequest(handles=handles),
+                                                   timeout=RPC_TIMEOUT_S))
+        except grpc.RpcError as exc:
+            raise self._fail(pool, "Snapshot", exc) from None
+
+    def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None:
+        try:
+            self._stubs[pool].Restore(iter(snapshots), timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise self._fail(pool, "Restore", exc) from None
+
+    def forget_modules(self) -> None:
+        """A pool may have restarted and lost its compiled modules: load them again."""
+        self._loaded = [set() for _ in self.addresses]
+        self._packed = [None] * len(self.addresses)
+        self._limits = None
+
+    def wait_all_serving(self, timeout: float) -> None:
+        for address in self.addresses:
+            wait_serving(address, timeout=timeout)
+
+    def reset(self) -> None:
+        for i, stub in enumerate(self._stubs):
+            try:
+                stub.Reset(pb.ResetRequest(), timeout=RPC_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                raise self._fail(i, "Reset", exc) from None
+
+
+def limits_of(info: Any) -> PoolLimits:
+    """Pool limits from a GetPoolInfoResponse (fields a pool does not report keep the
+    documented defaults)."""
+    known = {f.name for f in info.DESCRIPTOR.fields}
+    values = {name: getattr(info, name) for name in PoolLimits.__dataclass_fields__
+              if name in known and getattr(info, name)}
+    return PoolLimits(**values)
+
+
+# ------------------------------------------------------------------ in-process adapter
+_ENGINE_STATUS = {
+    "InvalidRequestError": grpc.StatusCode.INVALID_ARGUMENT,
+    "ModuleRejectedError": grpc.StatusCode.INVALID_ARGUMENT,
+    "BatchError": grpc.StatusCode.INVALID_ARGUMENT,
+    "NotFoundError": grpc.StatusCode.NOT_FOUND,
+    "AlreadyExistsError": grpc.StatusCode.ALREADY_EXISTS,
+    "LimitReachedError": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "PoolError": grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class InProcessPools:
+    """Pool engines (`lockstep_wasm_pool.WasmPool`) in this process: the same bytes as the
+    gRPC adapter, no processes. Used by the kernel's unit tests."""
+
+    def __init__(self, engines: Sequence[Any]) -> None:
+        self.engines = list(engines)
+        self.addresses = [f"in-process:{i}" for i in range(len(self.engines))]
+
+    def __len__(self) -> int:
+        return len(self.engines)
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
+
+    def _guard(self, i: int, method: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            for cls in type(exc).__mro__:
+                code = _ENGINE_STATUS.get(cls.__name__)
+                if code is not None:
+                    raise PoolFailureError(i, self.addresses[i], method, code, str(exc)) from None
+            raise
+
+    def limits(self) -> list[PoolLimits]:
+        out = []
+        for e in self.engines:
+            c = e.config
+            out.append(PoolLimits(c.max_agents, c.max_memory_pages_cap, c.max_inbox_bytes,
+                                  c.max_args_bytes))
+        return out
+
+    def ensure_module(self, pool: int, module_hash: str, wasm: bytes) -> None:
+        self._guard(pool, "LoadModule", self.engines[pool].load_module, wasm)
+
+    def check_module(self, wasm: bytes) -> pb.LoadModuleResponse:
+        resp: pb.LoadModuleResponse = self._guard(0, "LoadModule",
+                                                  self.engines[0].load_module, wasm)
+        return resp
+
+    def _each(self, method: str, packed: str, proto: str, convert: Any,
+              requests: dict[int, bytes]) -> dict[int, bytes]:
+        out = {}
+        for i, buf in sorted(requests.items()):
+            engine = self.engines[i]
+            fn = getattr(engine, packed, None)
+            if fn is not None:
+                out[i] = bytes(self._guard(i, method, fn, buf))
+            else:
+                req = self._guard(i, method, convert, buf)
+                resp = self._guard(i, method, getattr(engine, proto), req)
+                out[i] = results_packed(resp.results)
+        return out
+
+    def create(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._each("CreateAgents", "create_packed", "create_agents", create_proto,
+                          requests)
+
+    def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._each("StepBatch", "step_packed", "step_batch", step_proto, requests)
+
+    def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self._each("DestroyAgents", "destroy_packed", "destroy_agents", destroy_proto,
+                          requests)
+
+    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
+        snaps: list[pb.AgentSnapshot] = self._guard(pool, "Snapshot",
+                                                    self.engines[pool].snapshot, handles)
+        return snaps
+
+    def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None:
+        self._guard(pool, "Restore", self.engines[pool].restore, iter(snapshots))
+
+    def reset(self) -> None:
+        for engine in self.engines:
+            engine.reset()
+
+    def forget_modules(self) -> None:
+        pass
+
+    def wait_all_serving(self, timeout: float) -> None:
+        pass
