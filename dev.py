@@ -7,6 +7,8 @@
     python3 dev.py proto    regenerate the gRPC stubs from proto/
     python3 dev.py lint     ruff + mypy + stale-stub check
     python3 dev.py bench    run the benchmark suite (add --quick for the CI smoke run)
+    python3 dev.py test-compose  docker-compose.yml for real: engine, base image, build, up,
+                            runs and a replay against it vs local digests, down (deploy/README.md)
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def main() -> None:
         print(__doc__)
         return
     task, rest = args[0], args[1:]
-    tasks = {"setup", "demo", "test", "proto", "lint", "bench"}
+    tasks = {"setup", "demo", "test", "proto", "lint", "bench", "test-compose"}
     if task not in tasks:
         sys.exit(f"unknown task {task!r}; one of: {', '.join(sorted(tasks))}")
     setup()
@@ -79,6 +81,8 @@ def main() -> None:
         run(BIN / "mypy", "src", "services", "tools")
     elif task == "bench":
         run(BIN / "lockstep", "bench", *rest)
+    elif task == "test-compose":
+        run(PY, "deploy/compose_test.py", *rest)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,24 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lockstep.auth import bearer_metadata
 from lockstep.errors import ServiceError
 from lockstep.server import DEFAULT_MAX_MESSAGE_BYTES
+from lockstep.tls import TLSConfig, process_tls
 
 __all__ = ["AuthedChannel", "health_status", "open_channel", "wait_serving"]
 
 
-def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Channel:
-    """An insecure channel (loopback/unix by default) with Lockstep's message-size bound."""
-    return grpc.insecure_channel(
-        address,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ],
-    )
+def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 tls: TLSConfig | None = None) -> grpc.Channel:
+    """A channel with Lockstep's message-size bound: TLS (mTLS with a certificate) when `tls`
+    or the process's configuration (lockstep.tls.process_tls) says so, else plaintext."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    tls = tls if tls is not None else process_tls()
+    if tls is not None and tls.dials_tls:
+        return grpc.secure_channel(address, tls.channel_credentials(),
+                                   options=[*options, *tls.channel_options()])
+    return grpc.insecure_channel(address, options=options)
 
 
 class _BearerInterceptor(
@@ -51,17 +56,19 @@ class _BearerInterceptor(
         return cont(self._details(details), it)
 
 
-def AuthedChannel(address: str, token: str | None) -> grpc.Channel:  # noqa: N802
+def AuthedChannel(address: str, token: str | None,  # noqa: N802
+                  tls: TLSConfig | None = None) -> grpc.Channel:
     """A channel that sends `token` as a bearer credential on every call (None = no credential)."""
-    channel = open_channel(address)
+    channel = open_channel(address, tls=tls)
     if token is None:
         return channel
     return grpc.intercept_channel(channel, _BearerInterceptor(token))
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0) -> str:
+def health_status(address: str, service: str = "", timeout: float = 2.0,
+                  tls: TLSConfig | None = None) -> str:
     """"SERVING", "NOT_SERVING", ... or "UNREACHABLE"."""
-    with open_channel(address) as channel:
+    with open_channel(address, tls=tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -70,10 +77,11 @@ def health_status(address: str, service: str = "", timeout: float = 2.0) -> str:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
 
-def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None:
+def wait_serving(address: str, timeout: float = 30.0, service: str = "",
+                 tls: TLSConfig | None = None) -> None:
     """Block until `address` reports SERVING, using gRPC's wait-for-ready, not sleeps."""
     deadline = time.monotonic() + timeout
-    with open_channel(address) as channel:
+    with open_channel(address, tls=tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             remaining = deadline - time.monotonic()

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lockstep.auth import AuthInterceptor, Role, TokenStore
 from lockstep.errors import ConfigError, LockstepError
+from lockstep.tls import TLSConfig, process_tls, set_process_tls
 
 __all__ = [
     "BoundServer",
@@ -93,11 +94,13 @@ def build_server(
     auth: TokenStore | None,
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    tls: TLSConfig | None = None,
 ) -> BoundServer:
     """Create, bind and start a server hosting `services` plus health and reflection.
 
     `auth=None` disables role checks (explicit dev mode; the caller must say so loudly).
-    Raises ConfigError when the address cannot be bound.
+    `tls` (default: the process's, lockstep.tls.process_tls) with a certificate makes the
+    port TLS-only, with a CA mTLS. Raises ConfigError when the address cannot be bound.
     """
     parse_address(address)
     methods: dict[str, frozenset[Role]] = {}
@@ -123,8 +126,15 @@ def build_server(
          reflection.SERVICE_NAME],
         server,
     )
+    tls = tls if tls is not None else process_tls()
+    if tls is not None and tls.required and not tls.serves_tls:
+        raise ConfigError("TLS is required but no server certificate is configured "
+                          "(--tls-cert / LOCKSTEP_TLS_CERT)")
     try:
-        port = server.add_insecure_port(address)
+        if tls is not None and tls.serves_tls:
+            port = server.add_secure_port(address, tls.server_credentials())
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {address}: {exc} (port in use?)") from None
     if port == 0:
@@ -162,6 +172,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) 
         "--ready-file", type=Path, default=None,
         help="write {address, pid} as JSON here once serving (used by the supervisor)",
     )
+    env = os.environ.get
+    parser.add_argument("--tls-cert", type=Path, default=env("LOCKSTEP_TLS_CERT") or None,
+                        help="serve TLS only, with this certificate (PEM) [env LOCKSTEP_TLS_CERT]")
+    parser.add_argument("--tls-key", type=Path, default=env("LOCKSTEP_TLS_KEY") or None,
+                        help="its private key [env LOCKSTEP_TLS_KEY]")
+    parser.add_argument("--tls-ca", type=Path, default=env("LOCKSTEP_TLS_CA") or None,
+                        help="CA that peers' certificates must chain to: clients must present "
+                             "one (mTLS) and channels this service opens use TLS "
+                             "[env LOCKSTEP_TLS_CA]")
+    parser.add_argument("--tls-client-auth", choices=("require", "none"),
+                        default=env("LOCKSTEP_TLS_CLIENT_AUTH") or "require",
+                        help="with --tls-ca: require client certificates (default) or not "
+                             "[env LOCKSTEP_TLS_CLIENT_AUTH]")
+    parser.add_argument("--tls-required", action="store_true",
+                        default=env("LOCKSTEP_TLS_REQUIRED") == "1",
+                        help="refuse to start without a TLS certificate "
+                             "[env LOCKSTEP_TLS_REQUIRED=1]")
+
+
+def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS configuration named by the common flags (None: plaintext)."""
+    config = TLSConfig(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca,
+                       client_auth=args.tls_client_auth,
+                       server_name=os.environ.get("LOCKSTEP_TLS_SERVER_NAME") or None,
+                       required=args.tls_required)
+    return config if (config.dials_tls or config.required) else None
 
 
 def load_auth(args: argparse.Namespace, service: str) -> TokenStore | None:
@@ -214,6 +250,7 @@ def run_service(
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        set_process_tls(tls_from_args(args))
         bound = create(args, load_auth(args, name))
         if args.ready_file is not None:
             try:

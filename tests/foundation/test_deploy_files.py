@@ -1,4 +1,5 @@
-"""docker-compose.yml and the Dockerfiles, checked statically (no Docker engine here)."""
+"""docker-compose.yml and the Dockerfiles, checked statically. The real thing, with a Docker
+engine, is `python3 dev.py test-compose` (deploy/compose_test.py)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,45 @@ def test_dockerfile_installs_only_its_own_service(service: str) -> None:
         assert f"services/{other}" not in text
     assert re.search(rf'ENTRYPOINT \["python", "-m", "lockstep_{service}"\]', text)
     port = listen_port(service)
-    assert f"EXPOSE {port}" in text
+    assert re.search(rf"^EXPOSE {port}\b", text, re.M)
     assert f'"lockstep.healthcheck", "127.0.0.1:{port}"' in text
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerfile_is_slim_and_builds_anywhere(service: str) -> None:
+    text = dockerfile(service)
+    # Any Debian-based image with python3-venv (a debootstrap-built one where no registry
+    # is reachable), a build stage whose pip trusts an optional CA bundle, a final stage
+    # with the virtual environment only, running as the fixed unprivileged user.
+    assert re.search(r"^ARG BASE_IMAGE=", text, re.M)
+    stages = re.findall(r"^FROM (.+)$", text, re.M)
+    assert stages == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"]
+    build, final = text.split("\nFROM ${BASE_IMAGE}\n")
+    assert 'ARG CA_BUNDLE=""' in build and "COPY deploy/build-ca/ /tmp/build-ca/" in build
+    assert "pip install" not in final and "CA_BUNDLE" not in final
+    assert "COPY --from=build /opt/lockstep /opt/lockstep" in final
+    assert "USER lockstep" in final and "10001" in final
+    if service == "inference":
+        assert "ARG ONNXRUNTIME=onnxruntime\n" in build  # CPU image unless asked
+        assert "rm -rf /tmp/model-sources" in build
+        assert "LOCKSTEP_INFERENCE_PROVIDER=cpu" in final
+    if service == "wasm_pool":
+        assert "services/wasm_pool/native/build.py" in build  # the native core, when there
+
+
+@pytest.mark.unit
+def test_dockerignore_sends_only_what_the_images_copy() -> None:
+    lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    assert lines[0] == "*"
+    allowed = {ln[1:] for ln in lines if ln.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "constraints.txt", "src", "services",
+                       "deploy/build-ca"}
+    for service in SERVICES:
+        for line in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile(service), re.M):
+            for src in line.split():
+                assert src.split("/")[0] in {a.split("/")[0] for a in allowed}, src
 
 
 @pytest.mark.unit
@@ -55,15 +93,31 @@ def test_service_packages_keep_their_dependencies_apart(service: str) -> None:
         assert "sqlite-utils" not in deps
 
 
+def compose_dockerfiles() -> dict[str, str]:
+    """Service name -> its Dockerfile; services that only name an image get the Dockerfile of
+    the service that builds that image."""
+    services = COMPOSE["services"]
+    by_image = {svc["image"]: svc["build"]["dockerfile"] for svc in services.values()
+                if "build" in svc}
+    return {name: svc["build"]["dockerfile"] if "build" in svc else by_image[svc["image"]]
+            for name, svc in services.items()}
+
+
 @pytest.mark.unit
 def test_compose_runs_every_service_with_healthchecks() -> None:
     services = COMPOSE["services"]
-    images = {name: svc["build"]["dockerfile"] for name, svc in services.items()}
+    images = compose_dockerfiles()
     for name, path in images.items():
         assert (ROOT / path).is_file(), f"{name}: {path} missing"
-        assert services[name]["build"]["context"] == "."
+    builders = [svc for svc in services.values() if "build" in svc]
+    assert all(svc["build"]["context"] == "." for svc in builders)
+    # One image per Dockerfile: every pool runs the image pool-0 builds.
+    assert sorted(Path(svc["build"]["dockerfile"]).parent.name for svc in builders) == sorted(
+        SERVICES)
     built = {Path(p).parent.name for p in images.values()}
     assert built == set(SERVICES)
+    pools = [n for n in services if n.startswith("pool-")]
+    assert len(pools) >= 2 and len({services[n]["image"] for n in pools}) == 1
     for name, svc in services.items():
         service = Path(images[name]).parent.name
         test = svc["healthcheck"]["test"]
@@ -82,9 +136,16 @@ def test_compose_orchestrator_points_at_defined_healthy_services() -> None:
     for target in targets:
         host, port = target.split(":")
         assert host in services, target
-        service = Path(services[host]["build"]["dockerfile"]).parent.name
+        service = Path(compose_dockerfiles()[host]).parent.name
         assert port == listen_port(service), target
         assert orch["depends_on"][host] == {"condition": "service_healthy"}
-    # Published on loopback only (design section 8).
+    # Published on loopback only (design section 8), every service, and the metrics.
     assert all(p.startswith("127.0.0.1:") for s in services.values() for p in s.get("ports", []))
-    assert COMPOSE["secrets"]["lockstep_tokens"]["file"] == "./deploy/tokens.json"
+    for name, svc in services.items():
+        port = listen_port(Path(compose_dockerfiles()[name]).parent.name)
+        assert any(p.endswith(f":{port}") for p in svc["ports"]), name
+    assert any(p.endswith(":9090") for p in services["telemetry"]["ports"])
+    assert COMPOSE["secrets"]["lockstep_tokens"]["file"] == "./deploy/secrets/tokens.json"
+    # The key `lockstep deploy init` makes is the one the orchestrator trusts.
+    assert env["LOCKSTEP_TRUSTED_KEYS"] == "/etc/lockstep/trusted"
+    assert "./deploy/keys/trusted:/etc/lockstep/trusted:ro" in orch["volumes"]

@@ -18,7 +18,17 @@ from rich.table import Table
 
 from lockstep.auth import Role
 from lockstep.cli._app import app
-from lockstep.cli._context import StateDirOption, connect, fail, state_dir
+from lockstep.cli._context import (
+    ProfileOption,
+    RemoteAddressOption,
+    RemoteTokenOption,
+    StateDirOption,
+    connect,
+    fail,
+    local_only,
+    signing_key_override,
+    state_dir,
+)
 from lockstep.errors import ConfigError, DeterminismError, LockstepError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.runner import ReplayResult, RunSummary, replay_run, run_scenario
@@ -38,7 +48,7 @@ def local_deployment(pools: int, quiet: bool = False) -> Iterator[Path]:
     def chatter() -> contextlib.AbstractContextManager[object]:
         return contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext()
 
-    with tempfile.TemporaryDirectory(prefix="lockstep-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lockstep-") as tmp, local_only():
         directory = Path(tmp)
         with chatter():
             up(state_dir_opt=directory, pools=pools, unix=False, address=None,
@@ -58,7 +68,7 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
             scenario, channel,
             progress=lambda tick, total: bar.update(task, completed=tick, total=total),
             build_dir=state_dir(directory) / "build",
-            signing_key=local_signing_key(state_dir(directory)),
+            signing_key=signing_key_override() or local_signing_key(state_dir(directory)),
         )
 
 
@@ -112,6 +122,9 @@ def run_cmd(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override any scenario value, PATH=VALUE (repeatable), e.g. "
                       "agents.0.count=1000 (VALUE is TOML, else a string)")] = None,
+    address: RemoteAddressOption = None,
+    token: RemoteTokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Run a scenario on the running services (or on a private deployment with --local)."""
     try:
@@ -137,6 +150,9 @@ def replay(
     verify_inference: Annotated[bool, typer.Option(
         help="recompute inference results instead of taking them from the journal")] = False,
     state_dir_opt: StateDirOption = None,
+    address: RemoteAddressOption = None,
+    token: RemoteTokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Re-execute a journalled run on the running services and compare every tick digest;
     exits 1 naming the first divergent tick, agent and event."""

@@ -1,0 +1,120 @@
+"""deploy/k8s (kustomize), validated offline against the Kubernetes schemas bundled with
+kubernetes-validate, plus the wiring the schemas cannot see."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed "
+                         "(pip install -e '.[dev]')")
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+VERSIONS = ("1.30.0", "1.33.0")
+KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def documents() -> list[dict[str, Any]]:
+    docs = []
+    for name in KUSTOMIZATION["resources"]:
+        docs += [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    return docs
+
+
+DOCS = documents()
+
+
+def find(kind: str, name: str) -> dict[str, Any]:
+    match = [d for d in DOCS if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(match) == 1, f"{kind}/{name}"
+    return match[0]
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [d for d in DOCS if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+@pytest.mark.unit
+def test_kustomization_lists_existing_files_only() -> None:
+    assert KUSTOMIZATION["kind"] == "Kustomization"
+    known = {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
+    assert set(KUSTOMIZATION) <= known
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(KUSTOMIZATION["resources"]) == on_disk
+    images = {c["image"] for w in workloads() for c in w["spec"]["template"]["spec"]["containers"]}
+    assert {i["name"] for i in KUSTOMIZATION["images"]} == images
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_manifest_is_valid_against_the_schemas(version: str) -> None:
+    for doc in DOCS:
+        kv.validate(doc, version, strict=True)
+
+
+@pytest.mark.unit
+def test_the_validator_does_reject_a_bad_manifest() -> None:
+    bad = yaml.safe_load(yaml.safe_dump(find("StatefulSet", "pool")))
+    bad["spec"]["template"]["spec"]["containers"][0]["prots"] = []
+    with pytest.raises(kv.ValidationError):
+        kv.validate(bad, VERSIONS[0], strict=True)
+
+
+@pytest.mark.unit
+def test_pools_are_a_statefulset_the_orchestrator_addresses_by_stable_name() -> None:
+    pool = find("StatefulSet", "pool")
+    headless = find("Service", pool["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    replicas = pool["spec"]["replicas"]
+    orch = find("Deployment", "orchestrator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in orch["env"]}
+    port = pool["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    expected = [f"pool-{i}.{headless['metadata']['name']}:{port}" for i in range(replicas)]
+    assert env["LOCKSTEP_POOL_ADDRESSES"].split(",") == expected
+    for var, service in (("LOCKSTEP_TELEMETRY_ADDRESS", "telemetry"),
+                         ("LOCKSTEP_INFERENCE_ADDRESS", "inference")):
+        host, _, svc_port = env[var].partition(":")
+        assert host == service
+        assert int(svc_port) in [p["port"] for p in find("Service", service)["spec"]["ports"]]
+
+
+@pytest.mark.unit
+def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
+    dockerfiles = {"telemetry": "telemetry", "inference": "inference", "pool": "wasm_pool",
+                   "orchestrator": "orchestrator"}
+    assert {w["metadata"]["name"] for w in workloads()} == set(dockerfiles)
+    for w in workloads():
+        name = w["metadata"]["name"]
+        pod = w["spec"]["template"]["spec"]
+        assert w["spec"]["selector"]["matchLabels"].items() <= (
+            w["spec"]["template"]["metadata"]["labels"].items())
+        (container,) = pod["containers"]
+        text = (ROOT / "services" / dockerfiles[name] / "Dockerfile").read_text()
+        port = int(re.search(r"LOCKSTEP_LISTEN=0\.0\.0\.0:(\d+)", text).group(1))  # type: ignore[union-attr]
+        assert container["ports"][0]["containerPort"] == port
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (name, probe)
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["runAsUser"] == 10001
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert env["LOCKSTEP_AUTH_FILE"].startswith(mounts["tokens"] + "/")
+        assert volumes["tokens"]["secret"]["secretName"] == "lockstep-tokens"
+        # Readable by the service user through the pod's fsGroup.
+        assert pod["securityContext"]["fsGroup"] == 10001
+        assert volumes["tokens"]["secret"]["defaultMode"] & 0o040
+        for mount in mounts:
+            assert mount in volumes or mount in {
+                t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+    orch = find("Deployment", "orchestrator")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in orch["containers"][0]["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in orch["containers"][0]["volumeMounts"]}
+    assert env["LOCKSTEP_TRUSTED_KEYS"] == mounts["trusted-keys"]
