@@ -66,11 +66,11 @@ class WasmPoolConfig:
     memory_reservation: int = 0
     #: Guard region after each linear memory (0: explicit bounds checks).
     memory_guard_size: int = 0
-    #: Copy-on-write images for linear memory initialisation. Off costs no memory mapping
-    #: per instance (on: 2 per instance, so vm.max_map_count caps a process near 32k agents)
-    #: but currently changes the recorded digest chains: kept on until that is understood
+    #: Copy-on-write images for linear memory initialisation. Off (the default) costs no
+    #: memory mapping per instance; on costs 2, so vm.max_map_count caps a process near 32k
+    #: agents. Digests do not depend on it: instantiation is never charged fuel
     #: (docs/pool.md, "Memory configuration").
-    memory_init_cow: bool = True
+    memory_init_cow: bool = False
     #: Most native stack a wasm call may use; deeper recursion is a STACK_OVERFLOW fault.
     max_wasm_stack: int = 512 * 1024
     #: Directory for serialized compiled modules (None = compile on every process start).

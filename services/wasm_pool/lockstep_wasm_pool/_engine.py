@@ -24,7 +24,9 @@ from lockstep import batch as wire
 from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
-from . import _abi, _native, _wasmbin
+from lockstep import wasmbin as _wasmbin
+
+from . import _abi, _native
 from ._config import WASM_PAGE, WasmPoolConfig
 from ._errors import (
     AlreadyExistsError,
@@ -105,6 +107,7 @@ class ModuleInfo:
     has_receive_batch: bool
     mutable_globals: list[tuple[int, str]]  # (global index, type name)
     grow_helper: int | None  # function index of the injected memory.grow helper
+    has_start: bool = False  # its start function is exported as wasmbin.START_EXPORT
 
     def response(self) -> pb.LoadModuleResponse:
         return pb.LoadModuleResponse(module_hash=self.hash, imports=self.imports,
@@ -172,6 +175,7 @@ class _Agent:
     f_receive: Any = None
     f_batch: Any = None
     f_shutdown: Any = None
+    f_start: Any = None
     globals: list[tuple[int, str, Any]] = field(default_factory=list)
     # The constant part of every context buffer (see _abi.build_context).
     ctx_tail: bytes = b""
@@ -189,7 +193,7 @@ class _Agent:
         """Release the Store now (its linear memory) rather than at garbage collection."""
         self.globals.clear()
         self.memory = self.mem = self.f_alloc = self.f_init = self.f_step = None
-        self.f_receive = self.f_batch = self.f_shutdown = None
+        self.f_receive = self.f_batch = self.f_shutdown = self.f_start = None
         self.fuel = _native.Fuel(self.store)  # drop the raw accessor before the store
         self.store.close()
 
@@ -278,7 +282,7 @@ class WasmPool:
                                       f"invalid wasm module: {_first_line(str(exc))}") from None
         try:
             prepared = _wasmbin.prepare(wasm)
-        except _wasmbin.WasmBinError as exc:
+        except _wasmbin.RewriteError as exc:
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
                                       f"unsupported wasm module: {exc}") from None
         except _wasmbin.MalformedModuleError as exc:
@@ -304,7 +308,7 @@ class WasmPool:
         except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
             raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(str(exc))) from None
         return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable,
-                          prepared.grow_helper)
+                          prepared.grow_helper, prepared.has_start)
 
     def _compile_cached(self, digest: str, wasm: bytes) -> wasmtime.Module:
         cache_dir = self.config.module_cache_dir
@@ -441,6 +445,7 @@ class WasmPool:
         agent.f_shutdown = entry("agent_shutdown", 0)
         agent.f_batch = entry("agent_receive_batch", 1) if agent.module.has_receive_batch \
             else None
+        agent.f_start = entry(_wasmbin.START_EXPORT, 0) if agent.module.has_start else None
         agent.globals = [(index, type_name, exports[_wasmbin.global_export_name(index)])
                          for index, type_name in agent.module.mutable_globals]
 
@@ -456,6 +461,11 @@ class WasmPool:
         fault: _Fault | None = None
         try:
             self._instantiate(agent)
+            # Instantiation ran no wasm code; what it cost depends on how the engine
+            # initialises memory (copy-on-write image or not): the budget starts here.
+            agent.fuel.set(agent.limits.fuel)
+            if agent.f_start is not None:
+                self._call(agent, agent.f_start, (), "instantiate")
             code = self._entry(agent, agent.f_init, (), "agent_init")
             if code == 1:  # idle means nothing for agent_init
                 code = 0

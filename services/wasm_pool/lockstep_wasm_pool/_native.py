@@ -127,7 +127,8 @@ def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: Hos
     """
     if not (fast and AVAILABLE):
         def public(*args: int) -> int:
-            return int(func(store, *args))
+            result = func(store, *args)
+            return 0 if result is None else int(result)  # a start function returns nothing
         return public
     ffi, _ = _internals()
     ctx = store._context()

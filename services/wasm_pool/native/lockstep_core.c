@@ -190,14 +190,14 @@ typedef struct ls_agent {
   wasmtime_store_t *store;
   wasmtime_context_t *ctx;
   wasmtime_memory_t mem;
-  wasmtime_func_t f_alloc, f_init, f_step, f_receive, f_batch, f_shutdown;
+  wasmtime_func_t f_alloc, f_init, f_step, f_receive, f_batch, f_shutdown, f_start;
   wasmtime_global_t *globals;
   uint64_t handle, seed, fuel, rand_pos, next_request_id;
   int64_t tick;
   uint32_t pages, max_sends, max_message_bytes, max_logs;
   int32_t module;
   uint16_t name_len; uint32_t args_len;
-  uint8_t has_mem, idle;
+  uint8_t has_mem, idle, has_start;
   uint8_t key[32];
   uint64_t raw_fuel; uint32_t raw_pages, raw_sends, raw_mb, raw_logs;  /* as requested */
   uint8_t *strings;  /* name || args */
@@ -888,6 +888,8 @@ static bool instantiate(ls_pool *p, ls_agent *a) {
       !get_func(a, &inst, "agent_receive", &a->f_receive) ||
       !get_func(a, &inst, "agent_shutdown", &a->f_shutdown)) abort();
   if (m->has_batch && !get_func(a, &inst, "agent_receive_batch", &a->f_batch)) abort();
+  /* The load-time rewrite turned a start section into this export (docs/pool.md). */
+  a->has_start = get_func(a, &inst, "__lockstep_start", &a->f_start);
   if (m->n_globals) {
     a->globals = malloc(m->n_globals * sizeof *a->globals);
     for (uint32_t g = 0; g < m->n_globals; g++) {
@@ -934,7 +936,16 @@ int ls_create(ls_pool *p, const uint8_t *buf, size_t len, const int32_t *modules
     a->raw_mb = row.message_bytes; a->raw_logs = row.logs;
     begin(p, a, tick);
     int32_t code = 0;
-    bool ok = instantiate(p, a) && entry_code(p, a, &a->f_init, 0, 0, E_INIT, &code);
+    bool ok = instantiate(p, a);
+    if (ok) {
+      /* Instantiation ran no wasm code; what it cost depends on how the engine initialises
+       * memory (copy-on-write image or not), so it is not charged: the budget starts here. */
+      wasmtime_error_t *err = wasmtime_context_set_fuel(a->ctx, a->fuel);
+      if (err) wasmtime_error_delete(err);
+      int32_t ignored;
+      if (a->has_start) ok = call(p, a, &a->f_start, 0, 0, E_INSTANTIATE, &ignored);
+    }
+    ok = ok && entry_code(p, a, &a->f_init, 0, 0, E_INIT, &code);
     if (ok && code == 1) code = 0;
     finish(p, a, i, ok ? code : 0);
     if (ok) insert_agent(p, a);

@@ -46,6 +46,7 @@ from lockstep.wasmbin._reader import (
 from lockstep.wasmbin._rewrite import (
     RESERVED_EXPORT_PREFIX,
     REWRITE_VERSION,
+    START_EXPORT,
     GlobalInfo,
     ModuleLayout,
     Prepared,
@@ -60,6 +61,7 @@ __all__ = [
     "MAGIC",
     "RESERVED_EXPORT_PREFIX",
     "REWRITE_VERSION",
+    "START_EXPORT",
     "VERSION",
     "Export",
     "ExternKind",

@@ -34,6 +34,7 @@ from lockstep.wasmbin._reader import (
 __all__ = [
     "RESERVED_EXPORT_PREFIX",
     "REWRITE_VERSION",
+    "START_EXPORT",
     "GlobalInfo",
     "ModuleLayout",
     "Prepared",
@@ -46,7 +47,10 @@ __all__ = [
 
 RESERVED_EXPORT_PREFIX = "__lockstep_"
 #: Bumped whenever `prepare` rewrites modules differently (it keys compiled-module caches).
-REWRITE_VERSION = 1
+#: 2: the start function is no longer run by instantiation but exported as START_EXPORT.
+REWRITE_VERSION = 2
+#: The export under which a module's start function is reached (its start section removed).
+START_EXPORT = f"{RESERVED_EXPORT_PREFIX}start"
 
 # Canonical order of known sections (the binary format requires it; custom sections float).
 _SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11,
@@ -179,7 +183,13 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
     byte is kept. A module without mutable globals is returned unchanged.
     """
     layout = layout or parse_layout(wasm)
-    extra = [g.index for g in layout.globals if g.mutable and not g.imported]
+    extra = [(global_export_name(g.index), 0x03, g.index) for g in layout.globals
+             if g.mutable and not g.imported]
+    return _add_exports(wasm, layout, extra)
+
+
+def _add_exports(wasm: bytes, layout: ModuleLayout, extra: list[tuple[str, int, int]]) -> bytes:
+    """`wasm` with exports (name, kind byte, index) appended to its export section."""
     if not extra:
         return wasm
     entries = bytearray()
@@ -188,9 +198,9 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
     if export_sec is not None:
         old_count, body_pos = decode_u32(wasm, export_sec.payload_offset)
         entries += wasm[body_pos:export_sec.end]
-    for index in extra:
-        name = global_export_name(index).encode()
-        entries += encode_u32(len(name)) + name + b"\x03" + encode_u32(index)
+    for name_str, kind, index in extra:
+        name = name_str.encode()
+        entries += encode_u32(len(name)) + name + bytes([kind]) + encode_u32(index)
     new_section = _section(SectionId.EXPORT, encode_u32(old_count + len(extra)) + bytes(entries))
     if export_sec is not None:
         return wasm[:export_sec.offset] + new_section + wasm[export_sec.end:]
@@ -326,6 +336,11 @@ class Prepared:
     layout: ModuleLayout
     #: Function index of the memory.grow helper; None when the module never grows memory.
     grow_helper: int | None
+    #: True when the module had a start function, now exported as START_EXPORT: the host
+    #: calls it after instantiation, metered like agent_init. Instantiation itself then runs
+    #: no wasm code, so the fuel an agent is charged cannot depend on how the engine
+    #: initialises memory (with or without a copy-on-write image).
+    has_start: bool = False
 
 
 def _vec_append(payload: bytes, extra_items: int, extra: bytes) -> bytes:
@@ -392,6 +407,11 @@ def prepare(wasm: bytes) -> Prepared:
             wasm[funcs.payload_offset:funcs.end], 1, encode_u32(n_types)))
         replaced[SectionId.CODE] = _section(SectionId.CODE, encode_u32(len(bodies) + 1)
                                             + bytes(new_bodies))
+    start = by_id.get(SectionId.START)
+    start_func: int | None = None
+    if start is not None:
+        start_func, _ = decode_u32(wasm, start.payload_offset)
+        replaced[SectionId.START] = b""  # dropped: the host calls it as START_EXPORT
     out = bytearray(wasm[:8])
     for sec in layout.sections:
         if sec.id != SectionId.CUSTOM and sec.id in replaced:
@@ -401,4 +421,9 @@ def prepare(wasm: bytes) -> Prepared:
     rewritten = bytes(out)
     if replaced:
         layout = parse_layout(rewritten)
-    return Prepared(export_mutable_globals(rewritten, layout), layout, grow_helper)
+    extra = [(global_export_name(g.index), 0x03, g.index) for g in layout.globals
+             if g.mutable and not g.imported]
+    if start_func is not None:
+        extra.append((START_EXPORT, 0x00, start_func))
+    return Prepared(_add_exports(rewritten, layout, extra), layout, grow_helper,
+                    start_func is not None)
