@@ -49,10 +49,10 @@ def sweep_cmd(
         scenario = load_scenario(scenario_path)
         grid: dict[str, list[object]] = {}
         for item in set_ or []:
-            path, sep, values = item.partition("=")
+            path, sep, text = item.partition("=")
             if not sep or not path.strip():
                 raise ConfigError(f"bad --set {item!r}: expected PATH=V1,V2,...")
-            grid[path.strip()] = [parse_value(v) for v in split_values(values)]
+            grid[path.strip()] = [parse_value(v) for v in split_values(text)]
         seed_list = parse_seeds(seeds) if seeds else [scenario.seed]
         total = repeats * len(seed_list)
         for values in grid.values():
