@@ -21,10 +21,9 @@ from typing import Any, NoReturn
 import wasmtime
 
 from lockstep import batch as wire
+from lockstep import wasmbin as _wasmbin
 from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
-
-from lockstep import wasmbin as _wasmbin
 
 from . import _abi, _native
 from ._config import WASM_PAGE, WasmPoolConfig
