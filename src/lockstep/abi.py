@@ -51,6 +51,8 @@ __all__ = [
     "check_abi",
     "check_destination",
     "covers",
+    "describe",
+    "hint_for",
     "is_valid_model_name",
     "is_valid_name",
     "message_record",
@@ -168,6 +170,50 @@ def problems(module: wasmbin.WasmModule, *, exports: bool = True) -> list[Proble
         if got != expected:
             out.append(Problem("export-signature", name, got=str(got), want=str(expected)))
     return out
+
+
+# Why a foreign import usually appears, keyed by (module, name); "" matches any name.
+_HINTS: dict[tuple[str, str], str] = {
+    ("env", "abort"): "the AssemblyScript abort hook; build with `lockstep agent build` "
+                      "(sdk/assemblyscript/asconfig.json routes it to the SDK)",
+    ("env", "seed"): "Math.random in AssemblyScript; use randomU64()/randomBelow()",
+    ("env", "Date.now"): "Date in AssemblyScript; use tick() for time",
+    ("env", "trace"): "trace() in AssemblyScript; use log()",
+    ("env", "console.log"): "console.log in AssemblyScript; use log()",
+}
+_LIBC = {"memcpy", "memmove", "memset", "memcmp", "malloc", "free", "calloc", "realloc",
+         "strlen", "printf", "puts", "abort", "exit", "time", "rand"}
+
+
+def hint_for(module: str, name: str) -> str:
+    """Why an import outside lockstep_v1 usually appears, and what to use instead."""
+    if module.startswith("wasi"):
+        return "WASI is not available to agents (no clock, entropy or files)"
+    hint = _HINTS.get((module, name))
+    if hint is not None:
+        return hint
+    if module == "env" and name in _LIBC:
+        return f"{name} is a libc function; agents have no libc (see sdk/c/lockstep.h)"
+    return f"only {IMPORT_MODULE} functions are linked"
+
+
+def describe(p: Problem) -> str:
+    """One line for a problem, as the SDK builder and the pool report it."""
+    if p.code == "foreign-import":
+        module, _, name = p.name.partition(".")
+        return f"import {p.name} is not allowed ({hint_for(module, name)})"
+    return {
+        "unknown-import": f"import {p.name} is unknown ({IMPORT_MODULE} has "
+                          f"{', '.join(IMPORTS)})",
+        "import-kind": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+        "import-signature": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+        "missing-memory": "missing export memory",
+        "memory-kind": "export memory is not a memory",
+        "missing-export": f"missing export {p.name}",
+        "export-kind": f"export {p.name} is not a function",
+        "export-signature": f"export {p.name} has signature {p.got}, ABI v1 wants {p.want}",
+    }[p.code]
+
 
 
 def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:

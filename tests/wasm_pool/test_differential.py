@@ -109,7 +109,7 @@ def test_snapshot_restore_identical_across_engines() -> None:
 
 
 def test_random_stream_matches_the_reference() -> None:
-    from lockstep_wasm_pool._abi import chacha20_keystream, random_key
+    from lockstep.abi import chacha20_keystream, random_key
 
     big = agent_wat(step="(drop (call $random (i32.const 256) (i32.const 3000))) "
                          "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 256) "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from lockstep.abi import unpack_sends
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
-from lockstep_wasm_pool._abi import unpack_sends
 from tests.wasm_pool.conftest import GOOD, agent_wat, batch, create, record, step
 
 pytestmark = pytest.mark.unit

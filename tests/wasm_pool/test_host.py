@@ -6,10 +6,7 @@ import struct
 
 import pytest
 
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
-from lockstep_wasm_pool import WasmPool, WasmPoolConfig
-from lockstep_wasm_pool._abi import (
+from lockstep.abi import (
     LS_ERR_BAD_ARG,
     LS_ERR_BAD_NAME,
     LS_ERR_QUOTA,
@@ -18,6 +15,9 @@ from lockstep_wasm_pool._abi import (
     random_key,
     unpack_sends,
 )
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import agent_wat, batch, create, record, spec, step
 
 pytestmark = pytest.mark.unit
@@ -305,7 +305,7 @@ def pure_chacha20(key: bytes, length: int) -> bytes:
 
 
 def test_random_stream_end_is_a_refusal(pool: WasmPool) -> None:
-    from lockstep_wasm_pool._abi import RANDOM_STREAM_BYTES
+    from lockstep.abi import RANDOM_STREAM_BYTES
     create(pool, (1, "a", calls_agent("(call $random (i32.const 3000) (i32.const 8))")))
     (snap,) = pool.snapshot([1])
     pool.reset()

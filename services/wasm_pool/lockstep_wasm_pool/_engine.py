@@ -20,12 +20,13 @@ from typing import Any, NoReturn
 
 import wasmtime
 
+from lockstep import abi as _abi
 from lockstep import batch as wire
 from lockstep import wasmbin as _wasmbin
 from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
-from . import _abi, _native
+from . import _native
 from ._config import WASM_PAGE, WasmPoolConfig
 from ._errors import (
     AlreadyExistsError,
@@ -301,7 +302,7 @@ class WasmPool:
                                               "ABI v1 snapshots support only i32/i64/f32/f64")
                 mutable.append((g.index, g.type_name))
         module = self._compile_cached(digest, prepared.wasm)
-        imports, exports, has_batch = _check_abi(module)
+        imports, exports, has_batch = _check_abi(prepared.wasm)
         try:
             pre = self._linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
@@ -362,7 +363,7 @@ class WasmPool:
             where = f"agents[{i}] (handle {spec.handle})"
             if spec.handle in self._agents or spec.handle in handles:
                 raise AlreadyExistsError(f"{where}: handle is already live")
-            if not _abi.is_valid_agent_name(spec.name.encode()):
+            if not _abi.is_valid_name(spec.name.encode()):
                 raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
                                           "(1-64 bytes of [A-Za-z0-9_.:/-])")
             if spec.name in self._names or spec.name in names:
@@ -839,7 +840,7 @@ class WasmPool:
         }
         for name, (fn, params, result) in funcs.items():
             want = _abi.IMPORTS[name]
-            assert want == (("i32",) * params, (result,))
+            assert (want.params, want.results) == (("i32",) * params, (result,))
             _native.define_host(linker, _abi.IMPORT_MODULE, name, params, result, fn,
                                 self._host, self._keep, fast=self._fast)
         return linker
@@ -979,59 +980,17 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def _sig(ty: wasmtime.FuncType) -> _abi.Signature:
-    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
-
-
-def _fmt_sig(sig: _abi.Signature) -> str:
-    return f"({', '.join(sig[0])}) -> ({', '.join(sig[1])})"
-
-
-def _check_abi(module: wasmtime.Module) -> tuple[list[str], list[str], bool]:
-    """Check imports and exports against ABI v1; return (imports, function exports, batch?)."""
-    imports: list[str] = []
-    for imp in module.imports:
-        label = f"{imp.module}.{imp.name}"
-        if imp.module != _abi.IMPORT_MODULE:
-            extra = " (no WASI)" if imp.module.startswith("wasi") else ""
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"import {label} is not allowed: ABI v1 links only "
-                                      f"{_abi.IMPORT_MODULE} functions{extra}")
-        want = _abi.IMPORTS.get(imp.name or "")
-        if want is None:
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"import {label} is unknown: {_abi.IMPORT_MODULE} has "
-                                      f"{', '.join(_abi.IMPORTS)}")
-        if not isinstance(imp.type, wasmtime.FuncType) or _sig(imp.type) != want:
-            got = _fmt_sig(_sig(imp.type)) if isinstance(imp.type, wasmtime.FuncType) \
-                else type(imp.type).__name__
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"import {label} has signature {got}, ABI v1 wants "
-                                      f"{_fmt_sig(want)}")
-        imports.append(label)
-    by_name = {e.name: e.type for e in module.exports}
-    memory = by_name.get("memory")
-    if memory is None:
-        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, "missing export memory")
-    if not isinstance(memory, wasmtime.MemoryType):
-        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, "export memory is not a memory")
-    wanted = {**_abi.REQUIRED_EXPORTS, **_abi.OPTIONAL_EXPORTS}
-    for name, sig in wanted.items():
-        ty = by_name.get(name)
-        if ty is None:
-            if name in _abi.REQUIRED_EXPORTS:
-                raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, f"missing export {name}")
-            continue
-        if not isinstance(ty, wasmtime.FuncType):
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"export {name} is not a function")
-        if _sig(ty) != sig:
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"export {name} has signature {_fmt_sig(_sig(ty))}, ABI v1 "
-                                      f"wants {_fmt_sig(sig)}")
-    exports = [e.name for e in module.exports if isinstance(e.type, wasmtime.FuncType)
+def _check_abi(wasm: bytes) -> tuple[list[str], list[str], bool]:
+    """The one ABI v1 conformance check (lockstep.abi); return (imports, function exports,
+    batch?) of a prepared module."""
+    module = _wasmbin.parse_module(wasm)
+    found = _abi.problems(module)
+    if found:
+        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _abi.describe(found[0]))
+    imports = [f"{imp.module}.{imp.name}" for imp in module.imports]
+    exports = [e.name for e in module.exports if e.kind == _wasmbin.ExternKind.FUNC
                and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)]
-    return imports, exports, "agent_receive_batch" in by_name
+    return imports, exports, module.export("agent_receive_batch") is not None
 
 
 def _instantiate_fault(text: str, agent: _Agent) -> _Fault:

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import wasmtime
 
+from lockstep import abi as _abi
 from lockstep import batch as wire
 from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
-from . import _abi, _core
+from . import _core
 from ._config import WASM_PAGE, WasmPoolConfig
 from ._engine import (
     _WASM_LOCK,
@@ -215,7 +216,7 @@ class NativePool(WasmPool):
             where = f"agents[{i}] (handle {handle})"
             if slots[i] >= 0 or handle in seen:
                 raise AlreadyExistsError(f"{where}: handle is already live")
-            if not _abi.is_valid_agent_name(name.encode()):
+            if not _abi.is_valid_name(name.encode()):
                 raise InvalidRequestError(f"{where}: bad agent name {name!r} "
                                           "(1-64 bytes of [A-Za-z0-9_.:/-])")
             if name in live_names or name in names:
@@ -463,7 +464,7 @@ class NativePool(WasmPool):
             where = f"agents[{i}] (handle {spec.handle})"
             if found[i] >= 0 or spec.handle in handles:
                 raise AlreadyExistsError(f"{where}: handle is already live")
-            if not _abi.is_valid_agent_name(spec.name.encode()):
+            if not _abi.is_valid_name(spec.name.encode()):
                 raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
                                           "(1-64 bytes of [A-Za-z0-9_.:/-])")
             if spec.name in self._native_names or spec.name in names:

@@ -29,30 +29,6 @@ REQUIRED_EXPORTS = _REQUIRED
 #: Every ABI export name: ``memory`` and the functions above.
 ABI_EXPORTS: frozenset[str] = frozenset({"memory", *REQUIRED_EXPORTS, *OPTIONAL_EXPORTS})
 
-# Why a foreign import usually appears, keyed by (module, name); "" matches any name.
-_HINTS: dict[tuple[str, str], str] = {
-    ("env", "abort"): "the AssemblyScript abort hook; build with `lockstep agent build` "
-                      "(sdk/assemblyscript/asconfig.json routes it to the SDK)",
-    ("env", "seed"): "Math.random in AssemblyScript; use randomU64()/randomBelow()",
-    ("env", "Date.now"): "Date in AssemblyScript; use tick() for time",
-    ("env", "trace"): "trace() in AssemblyScript; use log()",
-    ("env", "console.log"): "console.log in AssemblyScript; use log()",
-}
-_LIBC = {"memcpy", "memmove", "memset", "memcmp", "malloc", "free", "calloc", "realloc",
-         "strlen", "printf", "puts", "abort", "exit", "time", "rand"}
-
-
-def _hint(module: str, name: str) -> str:
-    if module.startswith("wasi"):
-        return "WASI is not available to agents (no clock, entropy or files)"
-    hint = _HINTS.get((module, name))
-    if hint is not None:
-        return hint
-    if module == "env" and name in _LIBC:
-        return f"{name} is a libc function; agents have no libc (see sdk/c/lockstep.h)"
-    return f"only {IMPORT_MODULE} functions are linked"
-
-
 def abi_problems(wasm: bytes) -> list[str]:
     """Every way ``wasm`` breaks ABI v1, one line each (empty: it conforms).
 
@@ -64,21 +40,4 @@ def abi_problems(wasm: bytes) -> list[str]:
         module = wasmbin.parse_module(wasm)
     except wasmbin.MalformedModuleError as exc:
         return [str(exc)]
-    return [_describe(p) for p in abi.problems(module)]
-
-
-def _describe(p: abi.Problem) -> str:
-    if p.code == "foreign-import":
-        module, _, name = p.name.partition(".")
-        return f"import {p.name} is not allowed ({_hint(module, name)})"
-    return {
-        "unknown-import": f"import {p.name} is unknown ({IMPORT_MODULE} has "
-                          f"{', '.join(ABI_IMPORTS)})",
-        "import-kind": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
-        "import-signature": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
-        "missing-memory": "missing export memory",
-        "memory-kind": "export memory is not a memory",
-        "missing-export": f"missing export {p.name}",
-        "export-kind": f"export {p.name} is not a function",
-        "export-signature": f"export {p.name} has signature {p.got}, ABI v1 wants {p.want}",
-    }[p.code]
+    return [abi.describe(p) for p in abi.problems(module)]
