@@ -167,7 +167,7 @@ class RunManager:
         live = (w.state != TERMINATED) & ((w.state != FAULTED) | (w.restart_at >= 0))
         held = np.bincount(w.pool[live], minlength=npools)
         first = w.n + k.pending_spawns()
-        seqs = np.arange(first + 1, first + new + 1)
+        seqs = np.arange(w.n + 1, first + new + 1)  # queued spawns and these
         held = held + np.bincount((seqs - 1) % npools, minlength=npools)
         for i, lim in enumerate(self.pools.limits()):
             if held[i] > lim.max_agents:

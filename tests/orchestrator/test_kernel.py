@@ -1,0 +1,272 @@
+"""The tick kernel without processes: scripted pool engines (tests/orchestrator/fakepool.py)
+behind the in-process `Pools` adapter, and the real pool engine for the golden journal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from lockstep.errors import CapacityError, InvalidRequestError
+from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep_orchestrator._events import (
+    NOT_COMPARED,
+    i64,
+    lp,
+    parse_event,
+    u32,
+    u64,
+)
+from lockstep_orchestrator._inference import InferenceBridge
+from lockstep_orchestrator._journal import Journal
+from lockstep_orchestrator._kernel import DEFAULT_LIMITS, TickFailedError
+from lockstep_orchestrator._manager import RunManager
+from lockstep_orchestrator._ports import InProcessPools, PoolFailureError
+from lockstep_orchestrator._replay import parse_journal
+from tests.orchestrator.fakepool import MODULE, FakeEngine
+
+S = opb.AgentState
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def make(n_pools: int = 1, engines: list[FakeEngine] | None = None, recovery_s: float = 5,
+         data_dir: Path | None = None, **config: int) -> tuple[RunManager, list[FakeEngine]]:
+    engines = engines or [FakeEngine() for _ in range(n_pools)]
+    m = RunManager(InProcessPools(engines), lambda h: b"", lambda: {MODULE}, None,
+                   InferenceBridge(None), recovery_s=recovery_s, data_dir=data_dir)
+    m.start(opb.RunConfig(seed=7, **config))
+    return m, engines
+
+
+def spawn(m: RunManager, *agents: tuple[str, str], **kw: object) -> int:
+    return m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode(), **kw), MODULE)
+                    for n, a in agents])
+
+
+def records(m: RunManager) -> list[tuple[int, str, bytes]]:
+    return [(r.tick, r.kind, r.payload) for r in m.kernel.journal.records]
+
+
+def test_step_order_priority_and_fifo_fairness() -> None:
+    m, (e,) = make(max_steps_per_tick=2)
+    spawn(m, *[(f"p{i}", "") for i in range(5)])
+    spawn(m, ("vip", ""), priority=5)
+    m.step(3)
+    # seqs: p0..p4 = 1..5 (name order), vip = 6; vip first, then FIFO by waiting time.
+    assert [h for _t, h in e.stepped] == [[6, 1], [6, 2], [6, 3]]
+    m2, (e2,) = make(max_steps_per_tick=2)
+    spawn(m2, *[(f"p{i}", "") for i in range(5)])
+    m2.step(3)
+    assert [h for _t, h in e2.stepped] == [[1, 2], [3, 4], [5, 1]]
+
+
+def test_routing_direct_broadcast_topics_and_undeliverable() -> None:
+    m, engines = make(2)
+    spawn(m, ("a", "to=b"), ("b", "to=ghost idle=1"), ("c", "bcast=1 say=hi"),
+          ("d", "sub=news"), ("e", "topic=news say=extra"))
+    m.step(2)
+    got = {**engines[0].delivered, **engines[1].delivered}
+    inbox_b = got[(2, "b")]
+    assert [(k, s, p) for k, s, _d, p, _t in inbox_b] == [
+        (4, b"", b"unknown agent"), (0, b"a", b"t=1"), (0, b"c", b"hi")]
+    assert [(s, d) for _k, s, d, _p, _t in got[(2, "d")]] == [(b"c", b"*"), (b"e", b"#news")]
+    assert [s for _k, s, _d, _p, _t in got[(2, "c")]] == []  # a broadcast skips its sender
+    c = m.status().counters
+    assert c.undeliverable == 2 and c.messages == 1 + 3 + 2 + 1  # a, b, d, e at tick 2
+    assert m.agent("b").state == S.AGENT_STATE_IDLE
+
+
+def test_digest_encoding_matches_docs() -> None:
+    m, _ = make()
+    spawn(m, ("x", ""))
+    m.step(1)
+    limits = DEFAULT_LIMITS.SerializeToString(deterministic=True)
+    e = (b"LSTK" + i64(1)
+         + b"SPWN" + u64(1) + lp(b"x") + lp(MODULE.encode()) + i64(0) + lp(limits) + lp(b"")
+         + lp(b"")
+         + b"INIT" + b"init" + u64(1) + i64(0) + u64(7) + u32(0) + lp(b"") + u32(0)
+         + b"STEP" + u32(1) + u64(1) + lp(b"")
+         + b"step" + u64(1) + i64(0) + u64(100) + u32(0) + lp(b"") + u32(0))
+    assert m.kernel.digest == hashlib.sha256(bytes(32) + e).digest()
+
+
+def scenario(m: RunManager) -> None:
+    spawn(m, ("talker", "to=ghost"), ("victim", "to=talker trap_at=4 log=1"),
+          ("sleeper", "to=talker"), ("quitter", "done_at=3"), ("quitter2", "done_at=3"),
+          restart=opb.RestartPolicy(max_restarts=2, backoff_ticks=2))
+    m.step(5)
+    m.lifecycle("pause", ["sleeper"])
+    m.step(3)
+    m.lifecycle("resume", ["sleeper"])
+    m.send([opb.ExternalMessage(to="sleeper", payload=b"wake up")])
+    m.lifecycle("terminate", ["talker"])
+    m.step(4)
+
+
+def test_journal_round_trip_replay_and_named_divergence() -> None:
+    m, engines = make(2)
+    scenario(m)
+    # quitter (1) and quitter2 (2) are done at tick 3: one destroy batch per pool.
+    assert [d for e in engines for d in e.destroyed if d[0] == 3] == [
+        (3, [1], False), (3, [2], False)]
+    recs = records(m)
+    for tick, kind, raw in recs:  # every record parses back to the same bytes
+        assert Journal.payload(parse_event(tick, kind, raw)) == raw, kind
+    kinds = {k for _t, k, _p in recs}
+    assert {"control.spawn", "control.pause", "control.message", "control.terminate",
+            "agent.fault", "agent.restart", "agent.done", "tick.digest"} <= kinds
+    digests = m.kernel.digests
+    r, _ = make(3)
+    *_, last = r.replay(parse_journal(recs), False, 100)
+    assert last.ok and last.tick == 12 and r.kernel.digests == digests
+    tampered = []
+    for t, k, p in recs:
+        if k == "control.message":
+            body = json.loads(p)
+            body["payload"] = b"sleep".hex()
+            p = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            msg_tick = t
+        tampered.append((t, k, p))
+    r2, _ = make(1)
+    *_, last = r2.replay(parse_journal(tampered), False, 100)
+    assert not last.ok and last.divergent_tick == msg_tick and last.divergent_agent == "sleeper"
+
+
+def test_checkpoint_round_trip_into_another_pool_count(tmp_path: Path) -> None:
+    m, _ = make(1, data_dir=tmp_path)
+    spawn(m, ("a", "to=b"), ("b", "to=a idle=1"), ("c", "bcast=1 sub=t topic=t"))
+    m.step(3)
+    m.send([opb.ExternalMessage(to="b", payload=b"queued")])
+    info = m.checkpoint("x")
+    m.step(4)
+    want = m.kernel.digests
+    r, _ = make(3, data_dir=tmp_path)
+    status = r.restore(info.id)
+    assert status.tick == 3 and status.digest == info.digest
+    r.step(4)
+    assert r.kernel.digests == want
+
+
+def undisturbed(n_pools: int = 2) -> list[bytes]:
+    m, _ = make(n_pools)
+    spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    m.step(2)
+    m.lifecycle("pause", ["d"])
+    m.step(3)
+    return m.kernel.digests
+
+
+def test_a_pool_refusing_mid_tick_leaves_the_run_as_before() -> None:
+    fail = {"on": True}
+
+    def refuse(tick: int) -> Exception | None:
+        from lockstep_wasm_pool import InvalidRequestError as PoolRefusal
+        return PoolRefusal("refused for the test") if tick == 3 and fail["on"] else None
+
+    engines = [FakeEngine(), FakeEngine(fail_step=refuse)]
+    m, _ = make(engines=engines)
+    spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    m.step(2)
+    m.lifecycle("pause", ["d"])
+    before = (m.status(), records(m), [a.SerializeToString() for a in m.agents(set())])
+    with pytest.raises(TickFailedError) as info:
+        m.step(1)
+    assert info.value.code == "ABORTED" and "refused for the test" in str(info.value)
+    assert (m.status(), records(m), [a.SerializeToString() for a in m.agents(set())]) == before
+    assert len(m.kernel.pending) == 1  # the pause is still queued
+    assert m.agent("d").state == S.AGENT_STATE_RUNNING
+    fail["on"] = False
+    m.step(3)  # the retry rebuilds the pools by replay first
+    assert m.kernel.digests == undisturbed()
+    r, _ = make(1)
+    *_, last = r.replay(parse_journal(records(m)), False, 100)
+    assert last.ok, last
+
+
+def test_a_pool_dying_mid_tick_is_rebuilt_or_fails_cleanly() -> None:
+    for recovery in (5.0, 0.0):
+        dead = {"on": True}
+        engines = [FakeEngine(), FakeEngine()]
+
+        def die(tick: int, e: FakeEngine = engines[1],
+                dead: dict[str, bool] = dead) -> Exception | None:
+            if tick == 3 and dead["on"]:
+                dead["on"] = False
+                e.agents = {}  # the process is gone with its instances
+                import grpc
+                return PoolFailureError(1, "x", "StepBatch", grpc.StatusCode.UNAVAILABLE,
+                                        "connection reset")
+            return None
+
+        engines[1].fail_step = die
+        m, _ = make(engines=engines, recovery_s=recovery)
+        spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+        m.step(2)
+        m.lifecycle("pause", ["d"])
+        if recovery:
+            m.step(3)
+        else:
+            with pytest.raises(TickFailedError) as info:
+                m.step(1)
+            assert info.value.code == "UNAVAILABLE" and m.status().tick == 2
+            m.step(3)
+        assert m.kernel.digests == undisturbed()
+        kinds = [k for _t, k, _p in records(m)]
+        assert kinds.count("tick.digest") == 5 and "run.recover" in kinds
+
+
+def test_capacity_and_caps_are_refused_at_request_time() -> None:
+    m, _ = make(engines=[FakeEngine(max_agents=2), FakeEngine(max_agents=2)])
+    spawn(m, ("a", ""), ("b", ""), ("c", ""))
+    with pytest.raises(CapacityError, match="at most 2 agents"):
+        spawn(m, ("d", ""), ("e", ""))
+    assert m.kernel.pending_spawns() == 3
+    spawn(m, ("d", ""))
+    with pytest.raises(InvalidRequestError, match="cap of 512"):
+        m.spawn([(opb.AgentSpawn(name="big", module=MODULE,
+                                 limits={"max_memory_pages": 1024}), MODULE)])
+    m.step(2)
+    assert m.status().agents_by_state == {"running": 4}
+
+
+def test_reads_answer_from_the_last_committed_tick_while_a_tick_runs() -> None:
+    m, (e,) = make()
+    spawn(m, ("a", "to=b"), ("b", ""))
+    m.step(1)
+    e.gate = threading.Event()
+    e.entered.clear()
+    worker = threading.Thread(target=m.step, args=(1,))
+    worker.start()
+    try:
+        assert e.entered.wait(30)
+        assert m.status().tick == 1
+        assert [a.steps for a in m.agents(set())] == [1, 1]
+        assert m.agent("b").inbox == 1
+        assert len(m.digests(0, 0)) == 1
+        assert spawn(m, ("late", "")) == 3  # queued behind the tick in flight
+    finally:
+        e.gate.set()
+        worker.join(30)
+    assert m.status().tick == 2 and m.agent("b").steps == 2
+
+
+def test_the_golden_journal_replays_on_the_in_process_engine() -> None:
+    from lockstep_wasm_pool import WasmPool
+
+    lines = (GOLDEN / "probe-run.jsonl").read_text().splitlines()
+    recs = [(r["tick"], r["kind"], r["payload"].encode()) for r in map(json.loads, lines)]
+    wasm = (GOLDEN / "probe.wasm").read_bytes()
+    engines = [WasmPool(), WasmPool()]
+    pools = InProcessPools(engines)
+    module = pools.check_module(wasm).module_hash
+    m = RunManager(pools, lambda h: wasm, lambda: {module}, None, InferenceBridge(None))
+    try:
+        *_, last = m.replay(parse_journal(recs), False, 100)
+        assert last.ok and last.tick == 12, last
+        assert [k for _t, k, _p in records(m) if k not in NOT_COMPARED] == \
+            [k for _t, k, _p in recs if k not in NOT_COMPARED]
+    finally:
+        pools.close()
