@@ -68,7 +68,7 @@ AVAILABLE = _LIB is not None
 
 
 def _ptr(a: np.ndarray) -> int:
-    return int(a.ctypes.data)
+    return int(a.__array_interface__["data"][0])
 
 
 def _as_u8(buf: bytes | np.ndarray) -> npt.NDArray[np.uint8]:
