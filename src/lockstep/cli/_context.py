@@ -171,6 +171,17 @@ def _remote_options(address: RemoteAddressOption = None, token: RemoteTokenOptio
     """Remote options given before the command apply to whichever service it talks to."""
 
 
+def remote_address() -> str | None:
+    """The --address given to this invocation, if any."""
+    return _remote("address")
+
+
+def remote_selected() -> bool:
+    """Whether this invocation names a remote deployment (--profile, --address, env)."""
+    return bool(_remote("address") or _remote("profile")
+                or (os.environ.get("LOCKSTEP_PROFILE") and not _local_only[-1]))
+
+
 def current_profile() -> Profile | None:
     if _local_only[-1]:
         return None

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lockstep.cli._app import app
-from lockstep.cli._context import StateDirOption, fail, state_dir
+from lockstep.cli._context import (
+    ProfileOption,
+    RemoteAddressOption,
+    RemoteTokenOption,
+    StateDirOption,
+    fail,
+    remote_selected,
+    state_dir,
+)
 from lockstep.client import health_status
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.server import parse_address
@@ -161,8 +169,12 @@ def _wait_orphans(state: SupervisorState, timeout: float = 15.0) -> None:
 
 
 @app.command()
-def status(state_dir_opt: StateDirOption = None) -> None:
-    """Show each service's address, pid, health and restarts."""
+def status(state_dir_opt: StateDirOption = None, address: RemoteAddressOption = None,
+           token: RemoteTokenOption = None, profile: ProfileOption = None) -> None:
+    """Show each service's address, pid, health and restarts (of a remote deployment with
+    --profile / --address: each service's health and the current run)."""
+    if remote_selected():
+        raise typer.Exit(_remote_status())
     directory = state_dir(state_dir_opt)
     try:
         state = SupervisorState.load(directory)
@@ -183,7 +195,32 @@ def status(state_dir_opt: StateDirOption = None) -> None:
     _print_run(directory)
 
 
-def _print_run(directory: Path) -> None:
+def _remote_status() -> int:
+    """Health of each service named by the profile (or --address: the orchestrator)."""
+    from lockstep.cli._context import current_profile, remote_address
+
+    try:
+        chosen = current_profile()
+    except LockstepError as exc:
+        raise fail(exc) from None
+    addresses = dict(chosen.addresses) if chosen else {}
+    if remote_address():
+        addresses["orchestrator"] = str(remote_address())
+    table = Table(title=f"Lockstep services (profile {chosen.name})" if chosen else
+                  "Lockstep services")
+    for col in ("service", "address", "status"):
+        table.add_column(col, overflow="fold")
+    tls = chosen.tls if chosen else None
+    statuses = {name: health_status(addr, tls=tls) for name, addr in addresses.items()}
+    for name, addr in addresses.items():
+        table.add_row(name, addr, statuses[name])
+    console.print(table)
+    if "orchestrator" in addresses:
+        _print_run(None)
+    return 0 if statuses and all(v == "SERVING" for v in statuses.values()) else 3
+
+
+def _print_run(directory: Path | None) -> None:
     """One line about the orchestrator's current run, if it answers."""
     import grpc
 
