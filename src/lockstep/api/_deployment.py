@@ -298,6 +298,8 @@ class Deployment:
             st = _rpc("restore", self.stub.RestoreCheckpoint,
                       opb.RestoreCheckpointRequest(id=cid))
             run = Run(self, st.run_id, None, {})
+            if isinstance(checkpoint, Checkpoint):
+                run._parent = (checkpoint.run_id, checkpoint.id, checkpoint.tick)
             self._current = run
             return run
 
@@ -361,6 +363,7 @@ class Run:
         self._pending = _Pending()
         self._last_agents: pd.DataFrame | None = None
         self._last_status: RunStatus | None = None
+        self._parent: tuple[str, str, int] | None = None
 
     def __repr__(self) -> str:
         label = self.scenario.label if self.scenario is not None else "?"
@@ -609,8 +612,10 @@ class Run:
     @property
     def parent(self) -> tuple[str, str, int] | None:
         """(parent run id, checkpoint id, checkpoint tick) if this run was restored from a
-        checkpoint (from its journal's `run.restore` record), else None."""
-        return parent_of(self.records(kinds=("run.restore",)))
+        checkpoint, else None: from its journal's `run.restore` record (shipped to
+        telemetry with the next tick), or, before that, from the checkpoint this handle was
+        restored from."""
+        return parent_of(self.records(kinds=("run.restore",))) or self._parent
 
     def replay(self, *, verify_inference: bool = False,
                progress: Progress | None = None) -> ReplayResult:
