@@ -238,10 +238,12 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | M
     return out
 
 
-def load_scenario(path: Path, overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
+def load_scenario(path: Path | str,
+                  overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
                   ) -> Scenario:
     """Parse and validate a scenario file, with optional overrides (dotted path -> value,
     see `apply_overrides`); errors name the file and field."""
+    path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
