@@ -14,11 +14,16 @@ Metrics (`run(quick)`), ms per generated token (lower is better) with tokens/s a
   (no past) against the KV-cache loop; the ratio is the speed-up.
 
 The service's tokens must equal the direct loop's (checked; the bench fails otherwise).
+Both sides run in this process (the server in-process, port 0), so each metric also
+carries the process CPU time per token (`cpu_ms_per_token`, `direct_cpu_ms_per_token`,
+`cpu_ratio`): on a machine shared with other work the wall clock is noisy, the CPU time
+much less so.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -43,11 +48,12 @@ PROMPTS = [
 
 
 def _direct(session: Any, lm: Any, prompts: list[list[int]], n: int, pad: int,
-            cache: bool = True) -> tuple[list[list[int]], float]:
-    """Greedy decode of n tokens for every row; (tokens, seconds)."""
+            cache: bool = True) -> tuple[list[list[int]], float, float]:
+    """Greedy decode of n tokens for every row; (tokens, wall seconds, CPU seconds)."""
     import numpy as np
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     b = len(prompts)
     longest = max(len(p) for p in prompts)
     ids = np.full((b, longest), pad, dtype=np.int64)
@@ -77,7 +83,7 @@ def _direct(session: Any, lm: Any, prompts: list[list[int]], n: int, pad: int,
             seq_mask = np.concatenate([seq_mask, np.ones((b, 1), np.int64)], axis=1)
             seq_pos = np.concatenate([seq_pos, seq_pos[:, -1:] + 1], axis=1)
             ids, mask, pos = seq_ids, seq_mask, seq_pos
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -95,7 +101,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from lockstep_inference._session import session_options
 
     n_tokens = 12 if quick else 32
-    iters = 2 if quick else 3
+    iters = 2 if quick else 5
     batches = (1, 8, 32)
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-llm-") as tmp:
         repo = Path(tmp) / "models"
@@ -129,19 +135,21 @@ def run(quick: bool) -> list[dict[str, Any]]:
             for b in batches:
                 req = agent_batch(b)
                 prompts = [lm.encode(PROMPTS[i % len(PROMPTS)]) for i in range(b)]
-                svc_ms, dir_ms = [], []
+                svc_ms, dir_ms, svc_cpu, dir_cpu = [], [], [], []
                 for _ in range(iters):
-                    toks, secs = _direct(direct, lm, prompts, n_tokens, lm.pad_token)
+                    toks, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token)
                     dir_ms.append(secs * 1000 / sum(len(t) for t in toks))
-                    t0 = time.perf_counter()
+                    dir_cpu.append(cpu * 1000 / sum(len(t) for t in toks))
+                    t0, c0 = time.perf_counter(), time.process_time()
                     resp = stub.AgentInferBatch(req)
-                    secs = time.perf_counter() - t0
+                    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
                     got = [list(r.generation.steps) for r in resp.results]
                     if any(r.error for r in resp.results):
                         raise RuntimeError(resp.results[0].error)
                     provider = resp.results[0].provider
                     n = sum(len(g) for g in got)
                     svc_ms.append(secs * 1000 / n)
+                    svc_cpu.append(cpu * 1000 / n)
                     for row, steps in zip(toks, got, strict=True):
                         if [s.token for s in steps] != row[:len(steps)]:
                             raise RuntimeError(f"batch {b}: service tokens differ from the "
@@ -151,19 +159,30 @@ def run(quick: bool) -> list[dict[str, Any]]:
                            "<= 1.1x", provider=provider, tokens=n_tokens)
                 m["tokens_per_s"] = round(1000 / float(m["median"]), 1)  # type: ignore[arg-type]
                 m["direct_tokens_per_s"] = round(1000 / float(m["baseline_median"]), 1)  # type: ignore[arg-type]
+                ours, base = statistics.median(svc_cpu), statistics.median(dir_cpu)
+                m.update(cpu_ms_per_token=round(ours, 3), direct_cpu_ms_per_token=round(base, 3),
+                         cpu_ratio=round(ours / base, 3))
                 metrics.append(m)
-            prompts = [lm.encode(PROMPTS[0])]
-            kv_ms, re_ms = [], []
+            # An agent's chat prompt (the template's system message: ~40 tokens).
+            prompts = [lm.encode(lm.render([("user", PROMPTS[0])]))]
+            kv_ms, re_ms, kv_cpu, re_cpu = [], [], [], []
             for _ in range(iters):
-                toks, secs = _direct(direct, lm, prompts, n_tokens, lm.pad_token)
+                toks, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token)
                 kv_ms.append(secs * 1000 / n_tokens)
-                toks2, secs = _direct(direct, lm, prompts, n_tokens, lm.pad_token, cache=False)
+                kv_cpu.append(cpu * 1000 / n_tokens)
+                toks2, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token,
+                                           cache=False)
                 re_ms.append(secs * 1000 / n_tokens)
+                re_cpu.append(cpu * 1000 / n_tokens)
                 if toks2 != toks:
                     raise RuntimeError("recomputing gives other tokens than the KV cache")
             m = metric("llm.kv_cache_speedup", "ms/token", re_ms,
                        "KV-cache decode loop, batch 1", kv_ms, "-", "> 1x (speed-up)",
-                       provider="CPUExecutionProvider", tokens=n_tokens)
+                       provider="CPUExecutionProvider", tokens=n_tokens,
+                       prompt_tokens=len(prompts[0]))
+            m.update(cpu_ms_per_token=round(statistics.median(re_cpu), 3),
+                     direct_cpu_ms_per_token=round(statistics.median(kv_cpu), 3),
+                     cpu_ratio=round(statistics.median(re_cpu) / statistics.median(kv_cpu), 3))
             metrics.append(m)
         finally:
             bound.stop(grace=0)
