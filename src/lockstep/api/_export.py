@@ -49,7 +49,8 @@ def read_table(path: Path | str) -> pd.DataFrame:
 def _ticks(run: Run) -> pd.DataFrame:
     """Per tick: digest and the number of each kind of journal event of that tick."""
     records = run.lineage_records()
-    kinds = Counter((r.tick, r.kind) for r in records if r.kind != "tick.digest")
+    kinds = Counter((r.tick, r.kind) for r in records
+                    if r.kind not in ("tick.digest", "run.start"))
     all_kinds = sorted({k for _, k in kinds})
     rows = []
     for tick, (digest, per_agent) in sorted(tick_digests(records).items()):
