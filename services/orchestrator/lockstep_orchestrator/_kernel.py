@@ -810,17 +810,34 @@ class Kernel:
         parts: list[Mail] = [w.mail]
         srcs = [s for s in tx.sources if len(s.seq)]
         if srcs:
-            bufs = [s.res.buf for s in srcs]
+            # Sources that share a results buffer (every init of a spawn tick shares its
+            # pool's create results) are read as one: each buffer is copied once.
+            groups: dict[int, list[int]] = {}
+            for i, src in enumerate(srcs):
+                groups.setdefault(id(src.res), []).append(i)
+            members = list(groups.values())
+            bufs = [srcs[g[0]].res.buf for g in members]
             bases = np.cumsum([0] + [len(b) for b in bufs[:-1]]).astype(np.int64)
             big = np.frombuffer(b"".join(bufs), dtype=np.uint8)
-            seq = np.concatenate([s.seq for s in srcs])
-            rows = [s.res.rows[s.rows] for s in srcs]
-            fk = np.concatenate([r["fault_kind"] for r in rows])
-            count = np.concatenate([r["send_count"] for r in rows]).astype(np.int64)
-            off = np.concatenate([r["off"].astype(np.int64) + b
-                                  for r, b in zip(rows, bases, strict=True)])
-            slen = np.concatenate([r["sends_len"] for r in rows]).astype(np.int64)
-            order = np.argsort(seq, kind="stable")
+            seq = np.concatenate([srcs[i].seq for g in members for i in g])
+            # Canonical order: sender sequence, then the order the results were produced.
+            pos = np.concatenate([np.full(len(srcs[i].seq), i, dtype=np.int64)
+                                  for g in members for i in g])
+            sub = np.concatenate([np.arange(len(srcs[i].seq), dtype=np.int64)
+                                  for g in members for i in g])
+            picks = [np.concatenate([srcs[i].rows for i in g]) for g in members]
+            tables = [srcs[g[0]].res.rows for g in members]
+
+            def column(name: str) -> I64:
+                # Field first, then the rows: indexing a structured array copies whole rows.
+                return np.concatenate([t[name][k] for t, k in zip(tables, picks, strict=True)]
+                                      ).astype(np.int64)
+
+            fk = column("fault_kind")
+            count = column("send_count")
+            off = column("off") + np.repeat(bases, [len(k) for k in picks])
+            slen = column("sends_len")
+            order = np.lexsort((sub, pos, seq))
             order = order[(fk[order] == 0) & (count[order] > 0)]
             if len(order):
                 np.add.at(w.sent, seq[order] - 1, count[order])
