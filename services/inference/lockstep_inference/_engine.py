@@ -423,7 +423,7 @@ class InferenceEngine:
             except InferenceError as exc:
                 entry = self.cache.get(req.model) if req.model else None
                 results.append(pb.AgentInferResult(
-                    key=req.key, error=str(exc), error_code=exc.code.name,
+                    key=req.key, error=str(exc), error_code=exc.code,
                     model_version=entry.version if entry else "",
                 ))
             except Exception as exc:  # one broken request must not fail the whole tick
@@ -454,7 +454,7 @@ class InferenceEngine:
                     parsed.append(i)
                 except InferenceError as exc:
                     out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
-                                                 error_code=exc.code.name)
+                                                 error_code=exc.code)
             if not items:
                 continue
             try:
@@ -462,7 +462,7 @@ class InferenceEngine:
             except InferenceError as exc:
                 for i in parsed:
                     out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
-                                                 error_code=exc.code.name)
+                                                 error_code=exc.code)
                 continue
             except Exception as exc:  # one broken batch must not fail the whole tick
                 log.exception("llm batch on model %r failed", model)
@@ -474,7 +474,7 @@ class InferenceEngine:
             for i, ans in zip(parsed, answers, strict=True):
                 if isinstance(ans, InferenceError):
                     out[i] = pb.AgentInferResult(key=requests[i].key, error=str(ans),
-                                                 error_code=ans.code.name)
+                                                 error_code=ans.code)
                 else:
                     out[i] = pb.AgentInferResult(
                         key=requests[i].key, output=ans.text.encode("utf-8"),

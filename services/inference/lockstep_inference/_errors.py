@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import grpc
 
 from lockstep.errors import DeterminismError, LockstepError
@@ -33,60 +35,66 @@ __all__ = [
 
 
 class InferenceError(LockstepError):
-    """Base of the inference service's errors; `code` is the gRPC status to answer with."""
+    """Base of the inference service's errors; `code` is the name of the gRPC status to
+    answer with (lockstep.errors' convention), `status` the grpc.StatusCode member."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: ClassVar[str] = "INTERNAL"
+
+    @property
+    def status(self) -> grpc.StatusCode:
+        """The gRPC status to answer with."""
+        return grpc.StatusCode[self.code]
 
 
 class ModelNotFoundError(InferenceError):
     """No model of that name (or version) in the repository."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code: ClassVar[str] = "NOT_FOUND"
 
 
 class InvalidInputError(InferenceError):
     """A tensor, prompt or parameter does not fit the model or the API."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code: ClassVar[str] = "INVALID_ARGUMENT"
 
 
 class TensorTooLargeError(InferenceError):
     """A tensor (or request) is above the configured size bound."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code: ClassVar[str] = "RESOURCE_EXHAUSTED"
 
 
 class CacheFullError(InferenceError):
     """The model does not fit the cache budget, even after evicting every idle model."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code: ClassVar[str] = "RESOURCE_EXHAUSTED"
 
 
 class ModelLoadError(InferenceError):
     """The model file is unreadable, corrupt, or its lockstep.json is invalid."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class ModelBusyError(InferenceError):
     """The model has requests in flight, so it cannot be unloaded or replaced now."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class VersionMismatchError(InferenceError):
     """The caller expected another model version than the one loaded."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class ProviderUnavailableError(InferenceError):
     """CUDA is required ("require-cuda") but the session did not get it."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class ReplayMismatchError(InferenceError, DeterminismError):
     """Re-running a logged generation gave another logits hash or token."""
 
-    code = grpc.StatusCode.ABORTED
+    code: ClassVar[str] = "ABORTED"

@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     if isinstance(exc, InferenceError):
         context.set_trailing_metadata((("lockstep-error", type(exc).__name__),))
-        context.abort(exc.code, str(exc))
+        context.abort(exc.status, str(exc))
     log.exception("%s: unexpected error", method)
     context.abort(grpc.StatusCode.INTERNAL, f"{method}: internal error: {type(exc).__name__}: "
                                             f"{exc}")
