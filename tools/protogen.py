@@ -3,7 +3,9 @@
     python tools/protogen.py          # write the stubs
     python tools/protogen.py --check  # exit 1 when the committed stubs are stale
 
-Generated files are committed and never edited by hand.
+Generated files are committed and never edited by hand. Besides the stubs:
+src/lockstep/protos.binpb, every proto as a FileDescriptorSet with its comments, which
+server reflection serves (lockstep.reflection).
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ def generate(out: Path) -> list[Path]:
         f"--python_out={out}",
         f"--pyi_out={out}",
         f"--grpc_python_out={out}",
+        f"--descriptor_set_out={out / 'lockstep' / 'protos.binpb'}",
+        "--include_source_info",
+        "--include_imports",
         *files,
     ]
+    (out / "lockstep").mkdir(parents=True, exist_ok=True)
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    written: list[Path] = []
+    written: list[Path] = [out / "lockstep" / "protos.binpb"]
     for rel in generated_dirs():
         # Package levels below the hand-written top package `lockstep` are generated.
         for depth in range(2, len(rel.parts) + 1):

@@ -22,10 +22,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from lockstep.auth import AuthInterceptor, Role, TokenStore
 from lockstep.errors import ConfigError, LockstepError
+from lockstep.reflection import enable_reflection
 from lockstep.tls import TLSConfig, process_tls, set_process_tls
 
 __all__ = [
@@ -121,11 +121,8 @@ def build_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [svc.full_name for svc in services]
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME],
-        server,
-    )
+    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+                      server)
     tls = tls if tls is not None else process_tls()
     if tls is not None and tls.required and not tls.serves_tls:
         raise ConfigError("TLS is required but no server certificate is configured "
