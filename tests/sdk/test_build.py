@@ -34,7 +34,7 @@ from tests.sdk.conftest import Built
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = ["gossip.c", "market.c", "oracle.c", "pingpong.c", "pingpong.ts", "trader.c",
+EXAMPLES = ["gossip.c", "market.c", "oracle.c", "pingpong.c", "pingpong.ts", "trader.c", "villager.c",
             "wealth.c", "wealth.ts", "wealth_heavy.c"]
 
 I32, I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
@@ -116,6 +116,7 @@ CAPABILITIES = {
     "pingpong.c": ("log", "send"),
     "pingpong.ts": ("log", "send"),
     "trader.c": ("log", "random", "send"),
+    "villager.c": ("infer:*", "log", "send"),
     "wealth.c": ("log", "random", "send"),
     "wealth.ts": ("log", "random", "send"),
     "wealth_heavy.c": ("log", "random", "send"),
@@ -306,7 +307,8 @@ def test_cli_build_all_writes_every_example(tmp_path: Path, built: Built) -> Non
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["gossip.wasm", "market.wasm", "oracle.wasm", "pingpong-as.wasm",
-                     "pingpong.wasm", "trader.wasm", "wealth-as.wasm", "wealth.wasm",
+                     "pingpong.wasm", "trader.wasm", "villager.wasm", "wealth-as.wasm",
+                     "wealth.wasm",
                      "wealth_heavy.wasm"]
     assert (tmp_path / "pingpong-as.wasm").read_bytes() == built.wasm("pingpong.ts")
     assert len(result.output.splitlines()) == len(names)

@@ -190,9 +190,14 @@ class ExternalMessage(Action):
 # ------------------------------------------------------------------ agent results
 @dataclass(frozen=True)
 class LogLine(Event):
+    """A line an agent logged (level 5: an observation, docs/abi.md), journalled so that it
+    can be read back (`lockstep.api`, `Run.logs`)."""
+
+    KIND: ClassVar[str | None] = "agent.log"
     seq: int
     level: int
     text: bytes  # UTF-8, as the pool delivers it
+    name: str = ""
 
     @property
     def agent(self) -> int:
@@ -200,6 +205,15 @@ class LogLine(Event):
 
     def digest(self) -> bytes:
         return b"LOG " + i64(self.level) + lp(self.text)
+
+    def journal(self) -> dict[str, Any]:
+        return {"agent": self.name, "level": self.level,
+                "text": self.text.decode("utf-8", "replace")}
+
+    @classmethod
+    def from_journal(cls, tick: int, body: dict[str, Any]) -> LogLine:
+        return cls(seq=0, level=int(body["level"]), text=str(body["text"]).encode(),
+                   name=str(body["agent"]))
 
 
 @dataclass(frozen=True)
@@ -436,10 +450,12 @@ class Note(Event):
 
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (  # type: ignore[misc]
     Spawn, Pause, Resume, Terminate, ExternalMessage, Fault, Done, Restart, InferResult,
-    TickDigest, RunStart)}
+    TickDigest, RunStart, LogLine)}
 NOTE_KINDS = frozenset({"module.register", "run.checkpoint", "run.restore", "run.recover"})
-# Journal kinds that describe the run rather than its behaviour; replay does not compare them.
-NOT_COMPARED = NOTE_KINDS | {"tick.digest", "run.start"}
+# Journal kinds that describe the run rather than its behaviour, or (agent.log) whose bytes
+# the tick digest already covers and which journals written before log lines were journalled
+# lack: replay does not compare them record by record.
+NOT_COMPARED = NOTE_KINDS | {"tick.digest", "run.start", "agent.log"}
 
 
 def journal_kind(event: Event) -> str:

@@ -40,6 +40,7 @@ from lockstep.errors import ServiceError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator import _native
 from lockstep_orchestrator._events import (
+    NOT_COMPARED,
     Action,
     AgentResult,
     Done,
@@ -392,7 +393,8 @@ class Kernel:
         checks = agent_checks(data, seqs, starts, lens, self.checks_version)
         self._last = (data, seqs, starts, lens)
         records = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
-        self.last_records = [(journal_kind(e), self.journal.payload(e)) for e in tx.journal]
+        self.last_records = [(journal_kind(e), self.journal.payload(e)) for e in tx.journal
+                             if journal_kind(e) not in NOT_COMPARED]
         if due:
             self.infer_due.pop(t, None)
         for seq, call in tx.infer_new:
@@ -536,7 +538,10 @@ class Kernel:
         events: list[Event] = [AgentResult(phase, seq, int(r["code"]), fuel,
                                            int(r["send_count"]), res.sends(row),
                                            int(r["refused"]), marker)]
-        events += [LogLine(seq, x.level, x.text) for x in res.logs(row)]
+        logs = res.logs(row)
+        if logs:
+            name = w.metas[i].name
+            events += [LogLine(seq, x.level, x.text, name) for x in logs]
         infers = res.infers(row)
         events += [InferRequest(seq, c.request_id, c.model, c.input) for c in infers]
         fault = res.fault(row)

@@ -910,7 +910,7 @@ class WasmPool:
 
     def _h_log(self, level: int, ptr: int, length: int) -> int:
         agent = self._agent()
-        if not 0 <= level <= 4 or length < 0:
+        if not 0 <= level <= 5 or length < 0:  # 5: observations (docs/abi.md)
             return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
         if length > self.config.max_log_bytes:
             return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)

@@ -457,7 +457,7 @@ static wasm_trap_t *h_log(void *env, wasmtime_caller_t *caller, wasmtime_val_raw
   ls_pool *p = a->pool;
   int32_t level = args[0].i32, len = args[2].i32;
   uint32_t ptr = (uint32_t)args[1].i32;
-  if (level < 0 || level > 4 || len < 0) REFUSE(-4);
+  if (level < 0 || level > 5 || len < 0) REFUSE(-4);  /* 5: observations (docs/abi.md) */
   if ((uint64_t)len > p->s.max_log_bytes) REFUSE(-2);
   uint8_t *base; size_t size;
   if (!host_mem(a, caller, ctx, &base, &size)) return no_memory(a);

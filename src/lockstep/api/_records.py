@@ -126,7 +126,7 @@ def log_rows(records: Iterable[JournalRecord]) -> list[tuple[int, str, int, str]
 
     The documented form (docs/abi.md, "Observations"): kind `agent.log`, payload
     {"tick": T, "agent": NAME, "level": L, "text": TEXT}; the record's tick is used when the
-    payload has none. The orchestrator does not journal agent logs yet (issue 12)."""
+    payload has none (the orchestrator writes agent, level and text)."""
     out = []
     for r in records:
         if r.kind != "agent.log":
