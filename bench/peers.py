@@ -258,10 +258,11 @@ def _mesa(py: Path, n: int, ticks: int, work: int, seed: int,
     return result
 
 
-def _lockstep_wealth(n: int, ticks: int, heavy: bool, seed: int) -> dict[str, Any]:
+def _lockstep_wealth(n: int, ticks: int, heavy: bool, seed: int,
+                     pools: int = 1) -> dict[str, Any]:
     from bench.orchestrator import WEALTH, WEALTH_HEAVY, Cluster
 
-    with Cluster(1) as cluster:
+    with Cluster(pools) as cluster:
         source = WEALTH_HEAVY if heavy else WEALTH
         cluster.start(source, source.stem, "w", n, "wealth=1", seed=seed)  # runs tick 1
         secs = []
@@ -302,6 +303,11 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
         mesa_rate = [1 / s for s in mesa["tick_s"]]
         out.append(metric(f"peers.{kind}.ticks_per_s.{n}", "tick/s", ours_rate, base,
                           mesa_rate, "-", "faster than Mesa", agents=n, ticks=ticks))
+        if n >= 10_000 and not work:  # one pool per core of this machine
+            two = _lockstep_wealth(n, ticks, False, seed=42, pools=2)
+            out.append(metric(f"peers.{kind}.ticks_per_s.{n}_2_pools", "tick/s",
+                              [1 / s for s in two["tick_s"]], base, mesa_rate, "-",
+                              "faster than Mesa", agents=n, ticks=ticks, pools=2))
         if ticks >= 100:
             out.append(metric(f"peers.{kind}.gini_after_{ticks}.{n}", "gini",
                               [ours["gini"]], base, [mesa["gini"]], "-",
