@@ -12,7 +12,8 @@
 7. down -v, whatever happened (--keep leaves the stack up for a look).
 
 Host ports are free ones picked at start, so a stack of the user's own is not disturbed.
-Options: --keep, --no-build (reuse the images), --base-image IMAGE.
+Options: --tls (the stack with deploy/compose.tls.yml: mTLS everywhere, the CLI too),
+--keep, --no-build (reuse the images), --base-image IMAGE.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     parser.add_argument("--no-build", action="store_true", help="reuse the built images")
     parser.add_argument("--base-image", help="base image instead of the detected one")
+    parser.add_argument("--tls", action="store_true", help="with deploy/compose.tls.yml (mTLS)")
     args = parser.parse_args()
 
     ensure_engine()
@@ -169,11 +171,14 @@ def main() -> int:
     ports = {name: free_port() for name in PORTS}
     env = {**os.environ, "LOCKSTEP_BASE_IMAGE": base, "LOCKSTEP_PROFILES": str(tmp / "p.toml"),
            **{f"LOCKSTEP_{name}_PORT": str(port) for name, port in ports.items()}}
-    project = ["-p", f"lockstep-test-{os.getpid()}"]
+    project = ["-p", f"lockstep-test-{os.getpid()}", "-f", "docker-compose.yml"]
+    if args.tls:
+        project += ["-f", "deploy/compose.tls.yml"]
     run([LOCKSTEP, "deploy", "init", "--profile", "compose-test",
          "--orchestrator", f"127.0.0.1:{ports['ORCHESTRATOR']}",
          "--telemetry", f"127.0.0.1:{ports['TELEMETRY']}",
-         "--inference", f"127.0.0.1:{ports['INFERENCE']}"], env=env)
+         "--inference", f"127.0.0.1:{ports['INFERENCE']}", *(["--tls"] if args.tls else [])],
+        env=env)
     failed = True
     try:
         if not args.no_build:
@@ -181,11 +186,23 @@ def main() -> int:
             run([*compose, *project, "build"], env=env)
         run([*compose, *project, "up", "-d"], env=env)
         sys.path.insert(0, str(ROOT / "src"))
-        from lockstep.client import wait_serving
+        from lockstep.client import health_status, wait_serving
+        from lockstep.tls import TLSConfig
 
+        tls = None
+        if args.tls:
+            certs = ROOT / "deploy" / "secrets" / "tls"
+            tls = TLSConfig(ca=certs / "ca.crt", cert=certs / "client.crt",
+                            key=certs / "client.key")
         for name in ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1"):
-            wait_serving(f"127.0.0.1:{ports[name]}", timeout=180)
+            wait_serving(f"127.0.0.1:{ports[name]}", timeout=180, tls=tls)
         say("every service SERVING on its published loopback port")
+        if tls is not None:
+            plain = health_status(f"127.0.0.1:{ports['ORCHESTRATOR']}")
+            if plain != "UNREACHABLE":
+                say(f"a plaintext client got {plain} from the TLS stack")
+                return 1
+            say("plaintext refused by the TLS stack")
         remote = ["--profile", "compose-test"]
         results = {}
         for name in SCENARIOS:

@@ -57,6 +57,8 @@ def test_dockerfile_is_slim_and_builds_anywhere(service: str) -> None:
     assert "pip install" not in final and "CA_BUNDLE" not in final
     assert "COPY --from=build /opt/lockstep /opt/lockstep" in final
     assert "USER lockstep" in final and "10001" in final
+    # Service images leave out the analysis-only dependencies of the shared package.
+    assert 'ARG CLIENT_ONLY="pandas pyarrow matplotlib"' in build
     if service == "inference":
         assert "ARG ONNXRUNTIME=onnxruntime\n" in build  # CPU image unless asked
         assert "rm -rf /tmp/model-sources" in build
@@ -149,3 +151,19 @@ def test_compose_orchestrator_points_at_defined_healthy_services() -> None:
     # The key `lockstep deploy init` makes is the one the orchestrator trusts.
     assert env["LOCKSTEP_TRUSTED_KEYS"] == "/etc/lockstep/trusted"
     assert "./deploy/keys/trusted:/etc/lockstep/trusted:ro" in orch["volumes"]
+
+
+@pytest.mark.unit
+def test_compose_tls_overlay_gives_every_service_its_certificate() -> None:
+    overlay = yaml.safe_load((ROOT / "deploy" / "compose.tls.yml").read_text())
+    assert set(overlay["services"]) == set(COMPOSE["services"])
+    for name, svc in overlay["services"].items():
+        env = svc["environment"]
+        assert env["LOCKSTEP_TLS_REQUIRED"] == "1"
+        assert env["LOCKSTEP_TLS_CA"] == "/run/secrets/tls_ca"
+        for var, suffix in (("LOCKSTEP_TLS_CERT", "crt"), ("LOCKSTEP_TLS_KEY", "key")):
+            secret = env[var].removeprefix("/run/secrets/")
+            assert secret in svc["secrets"]
+            # Paths are relative to the project directory (the first compose file's).
+            assert overlay["secrets"][secret]["file"] == f"./deploy/secrets/tls/{name}.{suffix}"
+        assert "lockstep_tokens" in svc["secrets"]
