@@ -171,8 +171,8 @@ def echo_server() -> Iterator[Any]:
 
 def tick_payload(n: int, k: int) -> bytes:
     """The serialized StepBatchRequest of a flood tick: n agents, k 8-byte messages each."""
+    from lockstep.abi import KIND_AGENT, batch_buffer, message_record
     from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
-    from lockstep_orchestrator._wire import KIND_AGENT, batch_buffer, message_record
 
     req = ppb.StepBatchRequest(tick=2)
     for i in range(n):

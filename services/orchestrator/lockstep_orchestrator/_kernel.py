@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lockstep.abi import KIND_EXTERNAL, KIND_UNDELIVERABLE, message_record, valid_name
 from lockstep.batch import (
     RESULT_ROW,
     STEP_ROW,
@@ -66,12 +67,6 @@ from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._inference import InferResult as BridgeResult
 from lockstep_orchestrator._journal import Journal
 from lockstep_orchestrator._ports import PoolFailureError, Pools
-from lockstep_orchestrator._wire import (
-    KIND_EXTERNAL,
-    KIND_UNDELIVERABLE,
-    message_record,
-    valid_name,
-)
 from lockstep_orchestrator._world import (
     FAULTED,
     IDLE,

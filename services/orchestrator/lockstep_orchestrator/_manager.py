@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lockstep.abi import valid_name
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import (
     AlreadyExistsError,
@@ -55,7 +56,6 @@ from lockstep_orchestrator._replay import (
     parse_journal,
     reexecute_tick,
 )
-from lockstep_orchestrator._wire import valid_name
 from lockstep_orchestrator._world import FAULTED, TERMINATED
 
 log = logging.getLogger("lockstep.orchestrator")
