@@ -93,17 +93,27 @@ def compose_command() -> list[str]:
 
 
 def debian_mirror() -> str:
-    for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
+    """The host's Debian archive (not security, not third-party repositories), else
+    deb.debian.org; LOCKSTEP_DEBIAN_MIRROR overrides."""
+    if os.environ.get("LOCKSTEP_DEBIAN_MIRROR"):
+        return os.environ["LOCKSTEP_DEBIAN_MIRROR"]
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         try:
             text = path.read_text()
         except OSError:
             continue
-        for line in text.splitlines():
+        uris = []
+        for stanza in text.split("\n\n"):  # deb822 .sources
+            fields = dict(ln.split(":", 1) for ln in stanza.splitlines()
+                          if ":" in ln and not ln.startswith("#"))
+            if "bookworm" in fields.get("Suites", "").split():
+                uris += fields.get("URIs", "").split()
+        for line in text.splitlines():  # one-line format
             words = line.split()
-            if line.startswith("URIs:") and len(words) > 1 and "security" not in words[1]:
-                return words[1]
-            if words[:1] == ["deb"] and "security" not in line:
-                uri = next(w for w in words[1:] if "://" in w)
+            if words[:1] == ["deb"] and "bookworm" in words:
+                uris += [w for w in words if "://" in w]
+        for uri in uris:
+            if uri.rstrip("/").endswith("/debian"):
                 return uri
     return "http://deb.debian.org/debian"
 
