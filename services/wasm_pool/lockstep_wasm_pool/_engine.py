@@ -1,4 +1,8 @@
-"""The in-process pool: a deterministic wasmtime Engine, a module cache, one Store per agent.
+"""The Python reference engine: agents (one Store each), their call sequences, and the
+protobuf and packed request paths.
+
+The other jobs live beside it: modules (`_modules`), faults (`_faults`), host functions
+(`_host`), snapshot hashing (`_snapshots`); the native engine (`_native_engine`) reuses them.
 
 Every public method of `WasmPool` takes and returns the protobuf messages of
 ``lockstep.wasm_pool.v1`` so the gRPC layer is a thin shell. Agent faults are results
@@ -9,14 +13,11 @@ cannot be honoured at all, and such requests change nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import logging
-import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import wasmtime
 
@@ -35,84 +36,30 @@ from ._errors import (
     ModuleRejectedError,
     NotFoundError,
 )
+from ._faults import (
+    FK,
+    _Fault,
+    _first_line,
+    _HostFault,
+    _trap_fault,
+    _trap_fault_of,
+    instantiate_fault,
+    trap_detail,
+)
+from ._host import HostFunctions
+from ._modules import WASMTIME_VERSION, ModuleInfo, compile_module, make_engine
+from ._snapshots import state_hash
 
-__all__ = ["ModuleInfo", "WasmPool", "make_engine", "state_hash"]
+__all__ = ["WASMTIME_VERSION", "ModuleInfo", "WasmPool", "instantiate_fault", "make_engine",
+           "state_hash", "trap_detail"]
 
-FK = common_pb2
 log = logging.getLogger("lockstep.wasm_pool")
-_VALTYPE_BYTE = {"i32": 0x7F, "i64": 0x7E, "f32": 0x7D, "f64": 0x7C}
-_NUMERIC = frozenset(_VALTYPE_BYTE)
 
 # wasmtime-py keeps the exception raised by a host function in a process-global slot
 # until the call returns, so two threads must never run wasm at the same time.
 _WASM_LOCK = threading.RLock()
 
-try:
-    WASMTIME_VERSION = importlib.metadata.version("wasmtime")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed from source
-    WASMTIME_VERSION = "unknown"
 
-
-def make_engine(config: WasmPoolConfig) -> wasmtime.Engine:
-    """A wasmtime Engine configured for determinism and for many small instances."""
-    cfg = wasmtime.Config()
-    cfg.consume_fuel = True
-    cfg.cranelift_nan_canonicalization = True
-    cfg.wasm_threads = False
-    cfg.shared_memory = False
-    cfg.wasm_relaxed_simd = False
-    cfg.wasm_simd = True
-    # Proposals whose state a snapshot could not capture, or that nothing needs, are off.
-    cfg.wasm_gc = False
-    cfg.wasm_function_references = False
-    cfg.wasm_exceptions = False
-    cfg.wasm_stack_switching = False
-    cfg.wasm_multi_memory = False
-    cfg.wasm_memory64 = False
-    cfg.wasm_custom_page_sizes = False
-    cfg.wasm_component_model = False
-    cfg.wasm_reference_types = True  # LLVM's call_indirect encoding needs it
-    cfg.wasm_bulk_memory = True
-    cfg.wasm_multi_value = True
-    cfg.wasm_tail_call = True
-    cfg.memory_reservation = config.memory_reservation
-    cfg.memory_guard_size = config.memory_guard_size
-    cfg.memory_reservation_for_growth = 0
-    cfg.memory_init_cow = config.memory_init_cow
-    cfg.max_wasm_stack = config.max_wasm_stack
-    return wasmtime.Engine(cfg)
-
-
-def state_hash(memory: bytes, globals_: Sequence[tuple[int, str, bytes]]) -> bytes:
-    """SHA-256 over memory and globals (layout in docs/pool.md, "Snapshot format")."""
-    h = hashlib.sha256()
-    h.update(struct.pack("<Q", len(memory)))
-    h.update(memory)
-    h.update(struct.pack("<I", len(globals_)))
-    for index, type_name, bits in globals_:
-        h.update(struct.pack("<IB", index, _VALTYPE_BYTE[type_name]))
-        h.update(bits)
-    return h.digest()
-
-
-@dataclass
-class ModuleInfo:
-    """A compiled, validated module."""
-
-    hash: str
-    module: wasmtime.Module
-    pre: wasmtime.InstancePre
-    imports: list[str]
-    exports: list[str]
-    has_receive_batch: bool
-    mutable_globals: list[tuple[int, str]]  # (global index, type name)
-    grow_helper: int | None  # function index of the injected memory.grow helper
-    has_start: bool = False  # its start function is exported as wasmbin.START_EXPORT
-
-    def response(self) -> pb.LoadModuleResponse:
-        return pb.LoadModuleResponse(module_hash=self.hash, imports=self.imports,
-                                     exports=self.exports,
-                                     has_receive_batch=self.has_receive_batch)
 
 
 @dataclass(frozen=True)
@@ -130,27 +77,6 @@ class _Limits:
                                  max_logs_per_step=self.logs)
 
 
-class _Fault(Exception):  # noqa: N818 - a result carried as an exception
-    """Raised inside one call sequence; turned into AgentStepResult.fault."""
-
-    def __init__(self, kind: common_pb2.FaultKind, detail: str, entry_point: str = "",
-                 code: int = 0) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.entry_point = entry_point
-        self.code = code
-
-
-class _HostFault(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by a host function (through wasm) to fault the calling agent."""
-
-    def __init__(self, kind: common_pb2.FaultKind, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-
-
 @dataclass
 class _Agent:
     """One live agent: its Store, instance handles, ABI state, and per-sequence output."""
@@ -165,18 +91,19 @@ class _Agent:
     store: wasmtime.Store
     fuel: _native.Fuel
     random: _abi.RandomStream
+    # The instance, bound once: an _Agent exists only after a successful instantiation.
+    memory: Any  # wasmtime.Memory
+    mem: Any  # _native.Memory accessor
+    f_alloc: Any  # entry points: callables (i32 args) -> i32, see _native.make_call
+    f_init: Any
+    f_step: Any
+    f_receive: Any
+    f_shutdown: Any
+    f_batch: Any | None  # only for modules that export agent_receive_batch
+    f_start: Any | None  # only for modules that had a start function
+    globals: list[tuple[int, str, Any]]
     next_request_id: int = 1
     idle: bool = False
-    memory: Any = None  # wasmtime.Memory
-    mem: Any = None  # _native.Memory accessor
-    f_alloc: Any = None  # entry points: callables (i32 args) -> i32, see _native.make_call
-    f_init: Any = None
-    f_step: Any = None
-    f_receive: Any = None
-    f_batch: Any = None
-    f_shutdown: Any = None
-    f_start: Any = None
-    globals: list[tuple[int, str, Any]] = field(default_factory=list)
     # The constant part of every context buffer (see _abi.build_context).
     ctx_tail: bytes = b""
     ctx_total: int = 0
@@ -192,13 +119,11 @@ class _Agent:
     def close(self) -> None:
         """Release the Store now (its linear memory) rather than at garbage collection."""
         self.globals.clear()
-        self.memory = self.mem = self.f_alloc = self.f_init = self.f_step = None
-        self.f_receive = self.f_batch = self.f_shutdown = self.f_start = None
         self.fuel = _native.Fuel(self.store)  # drop the raw accessor before the store
         self.store.close()
 
 
-class WasmPool:
+class WasmPool(HostFunctions):
     """Runs agent instances; thread-safe (one wasm call at a time per process).
 
     Use as a context manager or call `close()`.
@@ -244,6 +169,9 @@ class WasmPool:
                        c.max_message_bytes, c.max_logs_per_step).proto()
 
     # ------------------------------------------------------------------ modules
+    def _compile(self, digest: str, wasm: bytes) -> ModuleInfo:
+        return compile_module(self.engine, self._linker, self.config, digest, wasm)
+
     def load_module(self, wasm: bytes) -> pb.LoadModuleResponse:
         """Validate and compile a module (cached by hash). Raises ModuleRejectedError."""
         if len(wasm) > self.config.max_module_bytes:
@@ -273,71 +201,6 @@ class WasmPool:
         if digest in self._rejected:
             raise self._rejected[digest]
         raise NotFoundError(f"module {digest} is not loaded (call LoadModule first)")
-
-    def _compile(self, digest: str, wasm: bytes) -> ModuleInfo:
-        try:
-            wasmtime.Module.validate(self.engine, wasm)
-        except wasmtime.WasmtimeError as exc:
-            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                      f"invalid wasm module: {_first_line(str(exc))}") from None
-        try:
-            prepared = _wasmbin.prepare(wasm)
-        except _wasmbin.RewriteError as exc:
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"unsupported wasm module: {exc}") from None
-        except _wasmbin.MalformedModuleError as exc:
-            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE, str(exc)) from None
-        layout = prepared.layout
-        for name in layout.export_names:
-            if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):
-                raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                          f"export {name!r} uses the reserved prefix "
-                                          f"{_wasmbin.RESERVED_EXPORT_PREFIX!r}")
-        mutable: list[tuple[int, str]] = []
-        for g in layout.globals:
-            if g.mutable and not g.imported:
-                if g.type_name not in _NUMERIC:
-                    raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                              f"mutable global {g.index} has type {g.type_name}; "
-                                              "ABI v1 snapshots support only i32/i64/f32/f64")
-                mutable.append((g.index, g.type_name))
-        module = self._compile_cached(digest, prepared.wasm)
-        imports, exports, has_batch = _check_abi(prepared.wasm)
-        try:
-            pre = self._linker.instantiate_pre(module)
-        except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(str(exc))) from None
-        return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable,
-                          prepared.grow_helper, prepared.has_start)
-
-    def _compile_cached(self, digest: str, wasm: bytes) -> wasmtime.Module:
-        cache_dir = self.config.module_cache_dir
-        path: Path | None = None
-        if cache_dir is not None:
-            # Keyed by the engine too: a serialized module is only valid for the same
-            # wasmtime version and settings.
-            c = self.config
-            engine_key = (f"{WASMTIME_VERSION}|{c.memory_reservation}|{c.memory_guard_size}|"
-                          f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}|"
-                          f"cow={int(c.memory_init_cow)}")
-            key = hashlib.sha256(f"{engine_key}|{digest}".encode())
-            path = cache_dir / f"{key.hexdigest()}.cwasm"
-            if path.is_file():
-                try:
-                    return wasmtime.Module.deserialize_file(self.engine, str(path))
-                except wasmtime.WasmtimeError:
-                    pass  # stale or corrupt: recompile and overwrite
-        try:
-            module = wasmtime.Module(self.engine, wasm)
-        except wasmtime.WasmtimeError as exc:
-            raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                      f"cannot compile module: {_first_line(str(exc))}") from None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(bytes(module.serialize()))
-            tmp.replace(path)
-        return module
 
     # ------------------------------------------------------------------ agents
     def create_agents(self, request: pb.CreateAgentsRequest) -> pb.CreateAgentsResponse:
@@ -396,58 +259,50 @@ class WasmPool:
                        lim.max_logs_per_step or c.max_logs_per_step)
 
     def _new_agent(self, spec: pb.AgentSpec, seed: int, info: ModuleInfo) -> _Agent:
+        """A Store, the instance and its bound exports, as one complete record; raises
+        _Fault when instantiation fails. Instantiation runs no agent code (a start function
+        is called later, as `__lockstep_start`) and is never charged fuel."""
         limits = self._resolve_limits(spec.limits, spec.name)
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=limits.pages * WASM_PAGE, instances=1, memories=1)
         fuel = _native.make_fuel(store, fast=self._fast)
-        own_spec = pb.AgentSpec()
-        own_spec.CopyFrom(spec)
-        name_bytes = spec.name.encode()
-        args = bytes(spec.args)
-        return _Agent(ctx_tail=name_bytes + args, ctx_total=24 + len(name_bytes) + len(args),
-                      ctx_args_len=len(args), handle=spec.handle, name=spec.name,
-                      name_bytes=name_bytes,
-                      spec=own_spec, seed=seed, module=info, limits=limits, store=store,
-                      fuel=fuel,
-                      random=_abi.RandomStream(seed, spec.name))
-
-    def _instantiate(self, agent: _Agent) -> None:
-        """Instantiate (running any start function) and bind the ABI exports; raises _Fault."""
+        fuel.set(limits.fuel)  # initialising memory from data segments may use some
         try:
-            instance = agent.module.pre.instantiate(agent.store)
-        except _HostFault as exc:
-            raise _Fault(exc.kind, exc.detail, "instantiate") from None
+            instance = info.pre.instantiate(store)
         except wasmtime.Trap as exc:
-            pending = self._host.take()  # a raw host function's fault in a start function
-            if isinstance(pending, _HostFault):
-                raise _Fault(pending.kind, pending.detail, "instantiate") from None
-            raise _trap_fault(exc, "instantiate", agent) from None
+            store.close()
+            raise _trap_fault_of(exc, "instantiate", limits.fuel) from None
         except wasmtime.WasmtimeError as exc:
-            # A trap in a start function arrives here as an error, not a Trap.
-            pending = self._host.take()
-            if isinstance(pending, _HostFault):
-                raise _Fault(pending.kind, pending.detail, "instantiate") from None
-            raise _instantiate_fault(str(exc), agent) from None
-        exports = instance.exports(agent.store)
+            store.close()
+            raise instantiate_fault(str(exc), limits.fuel) from None
+        exports = instance.exports(store)
         fast = self._fast
 
         def entry(name: str, nargs: int) -> Callable[..., int]:
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
-            return _native.make_call(agent.store, func, nargs, self._host, fast=fast)
+            return _native.make_call(store, func, nargs, self._host, fast=fast)
 
-        agent.memory = exports["memory"]
-        agent.mem = _native.make_memory(agent.store, agent.memory, fast=fast)
-        agent.f_alloc = entry("agent_alloc", 1)
-        agent.f_init = entry("agent_init", 0)
-        agent.f_step = entry("agent_step", 1)
-        agent.f_receive = entry("agent_receive", 1)
-        agent.f_shutdown = entry("agent_shutdown", 0)
-        agent.f_batch = entry("agent_receive_batch", 1) if agent.module.has_receive_batch \
-            else None
-        agent.f_start = entry(_wasmbin.START_EXPORT, 0) if agent.module.has_start else None
-        agent.globals = [(index, type_name, exports[_wasmbin.global_export_name(index)])
-                         for index, type_name in agent.module.mutable_globals]
+        memory = exports["memory"]
+        assert isinstance(memory, wasmtime.Memory)  # checked at load
+        own_spec = pb.AgentSpec()
+        own_spec.CopyFrom(spec)
+        name_bytes = spec.name.encode()
+        args = bytes(spec.args)
+        return _Agent(
+            handle=spec.handle, name=spec.name, name_bytes=name_bytes, spec=own_spec,
+            seed=seed, module=info, limits=limits, store=store, fuel=fuel,
+            random=_abi.RandomStream(seed, spec.name),
+            memory=memory, mem=_native.make_memory(store, memory, fast=fast),
+            f_alloc=entry("agent_alloc", 1), f_init=entry("agent_init", 0),
+            f_step=entry("agent_step", 1), f_receive=entry("agent_receive", 1),
+            f_shutdown=entry("agent_shutdown", 0),
+            f_batch=entry("agent_receive_batch", 1) if info.has_receive_batch else None,
+            f_start=entry(_wasmbin.START_EXPORT, 0) if info.has_start else None,
+            globals=[(index, type_name, exports[_wasmbin.global_export_name(index)])
+                     for index, type_name in info.mutable_globals],
+            ctx_tail=name_bytes + args, ctx_total=24 + len(name_bytes) + len(args),
+            ctx_args_len=len(args))
 
     def _create_one(self, spec: pb.AgentSpec, seed: int, tick: int,
                     plan: ModuleInfo | ModuleRejectedError, result: pb.AgentStepResult) -> None:
@@ -455,15 +310,21 @@ class WasmPool:
             result.handle = spec.handle
             result.fault.CopyFrom(plan.fault)
             return
-        agent = self._new_agent(spec, seed, plan)
+        try:
+            agent = self._new_agent(spec, seed, plan)
+        except _Fault as exc:  # nothing ran: no fuel was used
+            result.handle = spec.handle
+            result.code = exc.code
+            result.fault.kind = exc.kind
+            result.fault.detail = exc.detail
+            result.fault.entry_point = exc.entry_point
+            return
+        # The budget starts after instantiation: what initialising memory costs depends on
+        # how the engine does it (copy-on-write image or not).
         self._begin(agent, tick)
         code = 0
         fault: _Fault | None = None
         try:
-            self._instantiate(agent)
-            # Instantiation ran no wasm code; what it cost depends on how the engine
-            # initialises memory (copy-on-write image or not): the budget starts here.
-            agent.fuel.set(agent.limits.fuel)
             if agent.f_start is not None:
                 self._call(agent, agent.f_start, (), "instantiate")
             code = self._entry(agent, agent.f_init, (), "agent_init")
@@ -709,17 +570,14 @@ class WasmPool:
             raise InvalidRequestError(f"{where}: memory is not a whole number of 64 KiB pages")
         if snap.next_request_id < 1:
             raise InvalidRequestError(f"{where}: next_request_id must be >= 1")
-        agent = self._new_agent(snap.spec, snap.seed, info)
-        if len(snap.memory) > agent.limits.pages * WASM_PAGE:
+        limits = self._resolve_limits(snap.spec.limits, where)
+        if len(snap.memory) > limits.pages * WASM_PAGE:
             raise InvalidRequestError(f"{where}: memory of {len(snap.memory) // WASM_PAGE} pages "
-                                      f"is above the agent's limit of {agent.limits.pages}")
-        # A start function runs again here; whatever it does is overwritten below and its
-        # host calls are discarded with this throwaway sequence.
-        self._begin(agent, 0)
+                                      f"is above the agent's limit of {limits.pages}")
+        # A start function is not rerun: memory and globals come from the snapshot.
         try:
-            self._instantiate(agent)
+            agent = self._new_agent(snap.spec, snap.seed, info)
         except _Fault as exc:
-            agent.close()
             raise InvalidRequestError(f"{where}: cannot re-instantiate: {exc.detail}") from None
         size = agent.mem.size()
         if size > len(snap.memory):
@@ -735,7 +593,6 @@ class WasmPool:
         agent.random.position = snap.random_position
         agent.next_request_id = snap.next_request_id
         agent.idle = snap.idle
-        self._current = None
         return agent
 
     # ------------------------------------------------------------------ call sequences
@@ -828,140 +685,6 @@ class WasmPool:
         return _Fault(FK.FAULT_KIND_TRAP, f"internal host error in {entry}: "
                       f"{type(exc).__name__}", entry)
 
-    # ------------------------------------------------------------------ host functions
-    def _make_linker(self) -> wasmtime.Linker:
-        linker = wasmtime.Linker(self.engine)
-        funcs: dict[str, tuple[Callable[..., int], int, str]] = {
-            "send": (self._h_send, 4, "i32"),
-            "log": (self._h_log, 3, "i32"),
-            "tick": (self._h_tick, 0, "i64"),
-            "random": (self._h_random, 2, "i32"),
-            "infer": (self._h_infer, 4, "i64"),
-        }
-        for name, (fn, params, result) in funcs.items():
-            want = _abi.IMPORTS[name]
-            assert (want.params, want.results) == (("i32",) * params, (result,))
-            _native.define_host(linker, _abi.IMPORT_MODULE, name, params, result, fn,
-                                self._host, self._keep, fast=self._fast)
-        return linker
-
-    def _agent(self) -> _Agent:
-        agent = self._current
-        if agent is None:  # pragma: no cover - host functions only run inside a sequence
-            raise _HostFault(FK.FAULT_KIND_TRAP, "host function called outside a step")
-        return agent
-
-    def _mem(self, agent: _Agent) -> _native.Memory:
-        """The agent's memory; inside a start function, reached through the caller."""
-        if agent.mem is not None:
-            return agent.mem  # type: ignore[no-any-return]
-        mem = _native.caller_memory(agent.store, self._host)
-        if mem is None:  # pragma: no cover - validated modules export their memory
-            raise _HostFault(FK.FAULT_KIND_ABI_VIOLATION, "no memory export reachable")
-        return mem
-
-    @staticmethod
-    def _out_of_bounds(fn: str, what: str, ptr: int, length: int, size: int) -> NoReturn:
-        raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
-                         f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
-                         f"({size} bytes)")
-
-    def _read(self, agent: _Agent, fn: str, what: str, ptr: int, length: int) -> bytes:
-        ptr &= 0xFFFFFFFF
-        mem = self._mem(agent)
-        size = mem.size()
-        if ptr + length > size:
-            self._out_of_bounds(fn, what, ptr, length, size)
-        if not length:
-            return b""
-        return mem.read(ptr, length)
-
-    def _refuse(self, agent: _Agent, code: int) -> int:
-        agent.refused += 1
-        return code
-
-    def _h_send(self, dptr: int, dlen: int, pptr: int, plen: int) -> int:
-        # The hottest host function, so it reads memory directly rather than via _read.
-        agent = self._current or self._agent()
-        if dlen < 0 or plen < 0:
-            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
-        if plen > agent.limits.message_bytes:
-            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
-        if dlen > 65:  # longest valid destination: "#" + 64-byte topic
-            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        mem = agent.mem or self._mem(agent)
-        dptr &= 0xFFFFFFFF
-        pptr &= 0xFFFFFFFF
-        size, dest, payload = mem.read_pair(dptr, dlen, pptr, plen)
-        if dest is None:
-            self._out_of_bounds("send", "destination", dptr, dlen, size)
-        if payload is None:
-            self._out_of_bounds("send", "payload", pptr, plen, size)
-        if agent.send_count >= agent.limits.sends:
-            return self._refuse(agent, _abi.LS_ERR_QUOTA)
-        if not _abi.check_destination(dest, payload):
-            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        sends = agent.sends
-        sends += _abi.SEND_HEADER.pack(plen, dlen)
-        sends += dest
-        sends += payload
-        agent.send_count += 1
-        return 0
-
-    def _h_log(self, level: int, ptr: int, length: int) -> int:
-        agent = self._agent()
-        if not 0 <= level <= 5 or length < 0:  # 5: observations (docs/abi.md)
-            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
-        if length > self.config.max_log_bytes:
-            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
-        text = self._read(agent, "log", "text", ptr, length)
-        if len(agent.logs) >= agent.limits.logs:
-            return self._refuse(agent, _abi.LS_ERR_QUOTA)
-        agent.logs.append(common_pb2.LogRecord(level=level,
-                                               text=text.decode("utf-8", errors="replace")))
-        return 0
-
-    def _h_tick(self) -> int:
-        return self._agent().tick
-
-    def _h_random(self, ptr: int, length: int) -> int:
-        agent = self._agent()
-        if length < 0:
-            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
-        if length > self.config.max_random_bytes:
-            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
-        if agent.random.position + length > _abi.RANDOM_STREAM_BYTES:
-            return self._refuse(agent, _abi.LS_ERR_QUOTA)  # 256 GiB: the stream is spent
-        ptr &= 0xFFFFFFFF
-        mem = self._mem(agent)
-        size = mem.size()
-        if ptr + length > size:
-            self._out_of_bounds("random", "buffer", ptr, length, size)
-        if length:
-            mem.write(ptr, agent.random.take(length))
-        return 0
-
-    def _h_infer(self, mptr: int, mlen: int, iptr: int, ilen: int) -> int:
-        agent = self._agent()
-        if mlen < 0 or ilen < 0:
-            return self._refuse(agent, _abi.LS_ERR_BAD_ARG)
-        if ilen > self.config.max_infer_input_bytes:
-            return self._refuse(agent, _abi.LS_ERR_TOO_LARGE)
-        if mlen > 128:
-            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        model = self._read(agent, "infer", "model name", mptr, mlen)
-        data = self._read(agent, "infer", "input", iptr, ilen)
-        if len(agent.infers) >= self.config.max_infers_per_step:
-            return self._refuse(agent, _abi.LS_ERR_QUOTA)
-        if not _abi.is_valid_model_name(model):
-            return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
-        request_id = agent.next_request_id
-        agent.next_request_id += 1
-        agent.infers.append(common_pb2.InferCall(request_id=request_id, model=model.decode(),
-                                                 input=data))
-        return request_id
-
-
 # ---------------------------------------------------------------------- helpers
 def result_of(r: pb.AgentStepResult) -> wire.Result:
     """A protobuf result as the packed codec's `Result` (the same facts, docs/wire.md)."""
@@ -976,73 +699,3 @@ def result_of(r: pb.AgentStepResult) -> wire.Result:
         fault=fault)
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
-
-
-def _check_abi(wasm: bytes) -> tuple[list[str], list[str], bool]:
-    """The one ABI v1 conformance check (lockstep.abi); return (imports, function exports,
-    batch?) of a prepared module."""
-    module = _wasmbin.parse_module(wasm)
-    found = _abi.problems(module)
-    if found:
-        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _abi.describe(found[0]))
-    imports = [f"{imp.module}.{imp.name}" for imp in module.imports]
-    exports = [e.name for e in module.exports if e.kind == _wasmbin.ExternKind.FUNC
-               and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)]
-    return imports, exports, module.export("agent_receive_batch") is not None
-
-
-def _instantiate_fault(text: str, agent: _Agent) -> _Fault:
-    """Classify an instantiation error by its message (no trap code is available)."""
-    return instantiate_fault(text, agent.limits.fuel)
-
-
-def instantiate_fault(text: str, fuel: int) -> _Fault:
-    """`_instantiate_fault` for an agent whose fuel budget is `fuel`."""
-    cause = text.split("Caused by:", 1)[-1].strip()
-    msg = _first_line(cause)
-    if "memory" in msg and "limit" in msg:
-        return _Fault(FK.FAULT_KIND_MEMORY_LIMIT, f"instantiation failed: {msg}",
-                      "instantiate")
-    if "fuel" in msg:
-        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {fuel} for this tick exhausted in the "
-                      "start function", "instantiate")
-    if "stack" in msg and ("overflow" in msg or "exhausted" in msg):
-        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, "wasm call stack overflowed in the start "
-                      "function", "instantiate")
-    return _Fault(FK.FAULT_KIND_TRAP, f"instantiation failed: {msg}", "instantiate")
-
-
-def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
-    code = exc.trap_code
-    message = str(exc.message).strip()
-    if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {agent.limits.fuel} for this tick exhausted in {entry}",
-                      entry)
-    helper = agent.module.grow_helper
-    if code == wasmtime.TrapCode.UNREACHABLE and helper is not None:
-        frames = exc.frames
-        if frames and frames[0].func_index == helper:
-            pages = agent.mem.size() // WASM_PAGE if agent.mem else 0
-            return _Fault(FK.FAULT_KIND_MEMORY_LIMIT,
-                          f"memory.grow failed in {entry}: memory is {pages} pages and the "
-                          f"agent's limit is {agent.limits.pages} pages", entry)
-    if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
-                      entry)
-    name = code.name.lower() if code is not None else "trap"
-    return _Fault(FK.FAULT_KIND_TRAP, trap_detail(name, message), entry)
-
-
-def trap_detail(name: str, message: str) -> str:
-    """The TRAP fault detail for a trap named `name` with wasmtime's (stripped) message."""
-    # wasmtime's text is "error while executing at wasm backtrace: <frames> Caused by:
-    # <reason>"; keep the reason first and the frames compact on one line.
-    cause = _first_line(message.split("Caused by:", 1)[-1])
-    lines = [line.strip() for line in message.splitlines()
-             if line.strip()[:1].isdigit() and ":" in line]
-    where = f" [wasm backtrace: {'; '.join(lines)}]" if lines else ""
-    return f"{name}: {cause}{where}"

@@ -27,16 +27,7 @@ from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 from . import _core
 from ._config import WASM_PAGE, WasmPoolConfig
-from ._engine import (
-    _WASM_LOCK,
-    FK,
-    ModuleInfo,
-    WasmPool,
-    _first_line,
-    instantiate_fault,
-    state_hash,
-    trap_detail,
-)
+from ._engine import _WASM_LOCK, WasmPool
 from ._errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -44,6 +35,9 @@ from ._errors import (
     ModuleRejectedError,
     NotFoundError,
 )
+from ._faults import FK, _first_line, instantiate_fault, trap_detail
+from ._modules import ModuleInfo
+from ._snapshots import state_hash
 
 __all__ = ["NativePool"]
 
@@ -554,7 +548,7 @@ _NO_FUEL = _RowFuel(_EMPTY, _EMPTY)
 
 
 def _wasmtime_version() -> str:
-    from ._engine import WASMTIME_VERSION
+    from ._modules import WASMTIME_VERSION
 
     return WASMTIME_VERSION
 

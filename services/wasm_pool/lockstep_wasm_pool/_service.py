@@ -17,7 +17,7 @@ from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
 from . import _native
 from ._config import WasmPoolConfig
-from ._engine import WASMTIME_VERSION, WasmPool
+from ._engine import WasmPool
 from ._errors import (
     AlreadyExistsError,
     InvalidRequestError,
@@ -26,6 +26,7 @@ from ._errors import (
     NotFoundError,
     PoolError,
 )
+from ._modules import WASMTIME_VERSION
 
 __all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server",
            "open_pool"]

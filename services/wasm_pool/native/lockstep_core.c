@@ -937,13 +937,14 @@ int ls_create(ls_pool *p, const uint8_t *buf, size_t len, const int32_t *modules
     begin(p, a, tick);
     int32_t code = 0;
     bool ok = instantiate(p, a);
-    if (ok) {
-      /* Instantiation ran no wasm code; what it cost depends on how the engine initialises
-       * memory (copy-on-write image or not), so it is not charged: the budget starts here. */
-      wasmtime_error_t *err = wasmtime_context_set_fuel(a->ctx, a->fuel);
-      if (err) wasmtime_error_delete(err);
+    /* Instantiation ran no wasm code; what it cost depends on how the engine initialises
+     * memory (copy-on-write image or not), so it is never charged: the budget starts here
+     * (and a failed instantiation used no fuel). */
+    wasmtime_error_t *err = wasmtime_context_set_fuel(a->ctx, a->fuel);
+    if (err) wasmtime_error_delete(err);
+    if (ok && a->has_start) {
       int32_t ignored;
-      if (a->has_start) ok = call(p, a, &a->f_start, 0, 0, E_INSTANTIATE, &ignored);
+      ok = call(p, a, &a->f_start, 0, 0, E_INSTANTIATE, &ignored);
     }
     ok = ok && entry_code(p, a, &a->f_init, 0, 0, E_INIT, &code);
     if (ok && code == 1) code = 0;
