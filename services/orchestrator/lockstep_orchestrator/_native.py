@@ -37,10 +37,9 @@ def _cache_dir() -> Path:
 def _build() -> ctypes.CDLL | None:
     if os.environ.get("LOCKSTEP_ORCHESTRATOR_NATIVE") == "0":
         return None
-    src = SOURCE.read_bytes()
-    tag = hashlib.sha256(src).hexdigest()[:16]
-    out = _cache_dir() / f"kernel-{tag}.so"
     try:
+        tag = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+        out = _cache_dir() / f"kernel-{tag}.so"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")

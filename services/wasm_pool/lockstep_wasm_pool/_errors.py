@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from lockstep import errors as _shared
 from lockstep.common.v1 import common_pb2
 from lockstep.errors import LockstepError, ModuleError
 
@@ -26,22 +27,25 @@ __all__ = [
 
 
 class PoolError(LockstepError):
-    """A pool request that cannot be honoured; nothing was changed."""
+    """A pool request that cannot be honoured; nothing was changed. Each subclass carries its
+    gRPC status through its shared base (lockstep.errors, mapped by lockstep.status)."""
+
+    code = "FAILED_PRECONDITION"
 
 
-class InvalidRequestError(PoolError):
+class InvalidRequestError(_shared.InvalidRequestError, PoolError):
     """Malformed or out-of-bounds input."""
 
 
-class NotFoundError(PoolError):
+class NotFoundError(_shared.NotFoundError, PoolError):
     """An unknown agent handle or module hash."""
 
 
-class AlreadyExistsError(PoolError):
+class AlreadyExistsError(_shared.AlreadyExistsError, PoolError):
     """A handle or agent name that is already live in this pool."""
 
 
-class LimitReachedError(PoolError):
+class LimitReachedError(_shared.CapacityError, PoolError):
     """The pool is at capacity (agents or modules)."""
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import grpc
 
+from lockstep import status
 from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
-from lockstep.errors import ConfigError
+from lockstep.errors import ConfigError, LockstepError
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -18,14 +19,6 @@ from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 from . import _native
 from ._config import WasmPoolConfig
 from ._engine import WasmPool
-from ._errors import (
-    AlreadyExistsError,
-    InvalidRequestError,
-    LimitReachedError,
-    ModuleRejectedError,
-    NotFoundError,
-    PoolError,
-)
 from ._modules import WASMTIME_VERSION
 
 __all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server",
@@ -39,32 +32,18 @@ METHODS = {f"/{SERVICE_NAME}/{m}": SERVICE for m in (
     "LoadModule", "CreateAgents", "StepBatch", "DestroyAgents", "Snapshot", "Restore",
     "Reset", "GetPoolInfo")}
 
-_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (ModuleRejectedError, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
-    (LimitReachedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (PoolError, grpc.StatusCode.FAILED_PRECONDITION),
-]
-
 T = TypeVar("T")
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
-    for cls, code in _STATUS:
-        if isinstance(exc, cls):
-            context.abort(code, str(exc))
-    raise exc
-
-
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    """Run a request; a refusal becomes the status its error carries (lockstep.status)."""
     try:
         return fn()
-    except (PoolError, ModuleRejectedError) as exc:
-        _abort(context, exc)
+    except LockstepError as exc:
+        status.abort(context, exc)
     except BatchError as exc:  # a packed buffer off docs/wire.md: the message names the byte
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
