@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from lockstep import status
 from lockstep.auth import SERVICE, VIEWER, Role, TokenStore
 from lockstep.errors import ConfigError
 from lockstep.server import BoundServer, ServiceBinding, build_server
@@ -21,11 +22,8 @@ from lockstep_telemetry._chain import RECORD_FORMAT
 from lockstep_telemetry._config import TelemetryConfig
 from lockstep_telemetry._metrics import Metrics
 from lockstep_telemetry._store import (
-    BatchConflictError,
     CorruptRecordError,
     InvalidRecordError,
-    LimitExceededError,
-    SequenceMismatchError,
     Store,
     StoreClosedError,
     StoredRow,
@@ -50,31 +48,18 @@ ROLES: dict[str, frozenset[Role]] = {
 }
 MAX_FILTER_KINDS = 64
 
-_STATUS_OF: tuple[tuple[type[StoreError], grpc.StatusCode], ...] = (
-    (InvalidRecordError, grpc.StatusCode.INVALID_ARGUMENT),
-    (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (BatchConflictError, grpc.StatusCode.ALREADY_EXISTS),
-    (SequenceMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
-    (StoreClosedError, grpc.StatusCode.UNAVAILABLE),
-    (CorruptRecordError, grpc.StatusCode.DATA_LOSS),
-)
-
-
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, detail: str) -> NoReturn:
     context.abort(code, detail)
     raise AssertionError("unreachable: context.abort raises")
 
 
 def _abort_store(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
-    for kind, code in _STATUS_OF:
-        if isinstance(exc, kind):
-            _abort(context, code, str(exc))
+    if isinstance(exc, StoreError):  # each carries its status (lockstep.status)
+        status.abort(context, exc)
     if isinstance(exc, sqlite3.OperationalError):
         # Busy, disk full, I/O error: nothing was stored (the transaction rolled back), and
         # the same batch id may be retried.
         _abort(context, grpc.StatusCode.UNAVAILABLE, f"telemetry store unavailable: {exc}")
-    if isinstance(exc, StoreError):
-        _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     log.exception("telemetry store error")
     _abort(context, grpc.StatusCode.INTERNAL, f"telemetry store error: {exc}")
 

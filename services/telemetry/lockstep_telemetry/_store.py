@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import sqlite_utils
 
@@ -79,31 +79,45 @@ FAULT_MALFORMED = 5
 
 
 class StoreError(LockstepError):
-    """Base of the store's refusals (each maps to one gRPC status in the service)."""
+    """Base of the store's refusals; each carries its gRPC status (lockstep.status maps it)."""
+
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class InvalidRecordError(StoreError):
     """A field is malformed (INVALID_ARGUMENT)."""
 
+    code: ClassVar[str] = "INVALID_ARGUMENT"
+
 
 class LimitExceededError(StoreError):
     """A batch or payload is larger than the configured bound (RESOURCE_EXHAUSTED)."""
+
+    code: ClassVar[str] = "RESOURCE_EXHAUSTED"
 
 
 class BatchConflictError(StoreError):
     """A batch id was reused for different records (ALREADY_EXISTS)."""
 
+    code: ClassVar[str] = "ALREADY_EXISTS"
+
 
 class SequenceMismatchError(StoreError):
     """expected_next_sequence does not hold (FAILED_PRECONDITION)."""
+
+    code: ClassVar[str] = "FAILED_PRECONDITION"
 
 
 class CorruptRecordError(StoreError):
     """A stored row cannot be read back as a record: it was altered (DATA_LOSS)."""
 
+    code: ClassVar[str] = "DATA_LOSS"
+
 
 class StoreClosedError(StoreError):
     """The store was closed (UNAVAILABLE)."""
+
+    code: ClassVar[str] = "UNAVAILABLE"
 
 
 class RecordLike(Protocol):
