@@ -11,7 +11,7 @@ import grpc
 
 from lockstep import abi
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import ModuleError, ServiceError
+from lockstep.errors import ModuleError
 from lockstep.modules import (
     Manifest,
     embed_manifest,
@@ -23,6 +23,7 @@ from lockstep.modules import (
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.scenario import AgentGroup, Scenario
+from lockstep.status import error_for
 
 __all__ = ["ReplayResult", "RunSummary", "module_bytes", "prepare_module", "replay_run",
            "run_scenario"]
@@ -70,7 +71,7 @@ def replay_run(channel: grpc.Channel, run_id: str = "", *,
             if progress is not None:
                 progress(last.tick, last.total_ticks)
     except grpc.RpcError as exc:
-        raise ServiceError(f"replay: {exc.code().name}: {exc.details()}") from None
+        raise error_for("replay", exc) from None
     return ReplayResult(last.ok, last.tick, last.divergent_tick, last.divergent_agent,
                         last.detail, last.replay_run_id)
 
@@ -104,7 +105,7 @@ def _call(what: str, fn: Callable[..., object], *args: object) -> object:
     try:
         return fn(*args)
     except grpc.RpcError as exc:
-        raise ServiceError(f"{what}: {exc.code().name}: {exc.details()}") from None
+        raise error_for(what, exc) from None
 
 
 def _spawns(groups: tuple[AgentGroup, ...], modules: dict[str, str]) -> opb.SpawnAgentsRequest:
@@ -152,7 +153,7 @@ def run_scenario(scenario: Scenario, channel: grpc.Channel, *,
                 if progress is not None:
                     progress(update.status.tick, scenario.ticks)
         except grpc.RpcError as exc:
-            raise ServiceError(f"run: {exc.code().name}: {exc.details()}") from None
+            raise error_for("run", exc) from None
 
     for action in scenario.actions:
         if action.tick >= scenario.ticks:

@@ -24,7 +24,7 @@ from lockstep.errors import (
     ServiceError,
 )
 
-__all__ = ["ERRORS", "abort", "error_from", "status_of"]
+__all__ = ["ERRORS", "abort", "error_for", "error_from", "status_of"]
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -61,10 +61,20 @@ ERRORS: dict[grpc.StatusCode, type[LockstepError]] = {
 }
 
 
+def error_for(what: str, exc: grpc.RpcError) -> LockstepError:
+    """The Lockstep error for a failed call, its message prefixed with `what` (unmapped
+    statuses give ServiceError: the service answered, but with no client-error status)."""
+    code = exc.code()
+    cls = ERRORS.get(code, ServiceError)
+    err = cls(f"{what}: {code.name}: {exc.details()}")
+    err.status = code  # type: ignore[attr-defined]
+    return err
+
+
 def error_from(exc: grpc.RpcError) -> LockstepError:
     """The Lockstep error for a failed call (LockstepError for unmapped statuses)."""
-    code = exc.code()  # type: ignore[attr-defined]
+    code = exc.code()
     cls = ERRORS.get(code, LockstepError)
-    err = cls(f"{code.name}: {exc.details()}")  # type: ignore[attr-defined]
+    err = cls(f"{code.name}: {exc.details()}")
     err.status = code  # type: ignore[attr-defined]
     return err

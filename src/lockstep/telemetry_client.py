@@ -62,11 +62,12 @@ _RETRIABLE = frozenset({
 
 
 class TelemetryRefusedError(ServiceError):
-    """The service refused a call for good (the message holds the gRPC status and detail)."""
+    """The service refused a call for good (the message holds the gRPC status and detail;
+    `status` is the status itself)."""
 
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+    def __init__(self, message: str, status: grpc.StatusCode) -> None:
         super().__init__(message)
-        self.code = code
+        self.status = status
 
 
 class TelemetryUnavailableError(ServiceError):

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted((ROOT / "examples" / "scenarios").glob("*.toml")) + [
-    ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"]
+SCENARIOS = [*sorted((ROOT / "examples" / "scenarios").glob("*.toml")),
+             ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"]
 
 
 def main() -> None:

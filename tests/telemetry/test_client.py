@@ -37,7 +37,7 @@ def test_append_query_verify_runs(telemetry: Telemetry) -> None:
     assert [r.run_id for r in viewer.runs()] == ["run-1"]
     with pytest.raises(TelemetryRefusedError) as err:
         viewer.append("run-1", records(1))
-    assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert err.value.status == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_chunks_respect_byte_bound(telemetry: Telemetry) -> None:
