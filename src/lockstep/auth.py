@@ -33,8 +33,12 @@ __all__ = [
 ]
 
 METADATA_KEY = "authorization"
+# Health, reflection and the KServe liveness/readiness probes need no credential (container
+# and Kubernetes probes carry none); everything else is role-checked.
 PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                   "/grpc.reflection.v1.ServerReflection/")
+                   "/grpc.reflection.v1.ServerReflection/",
+                   "/inference.GRPCInferenceService/ServerLive",
+                   "/inference.GRPCInferenceService/ServerReady")
 
 
 class Role(enum.Enum):

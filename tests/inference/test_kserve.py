@@ -37,7 +37,16 @@ def kstub(server: Server, role: Role) -> kpb_grpc.GRPCInferenceServiceStub:
 def test_kserve_with_generated_stubs(server: Server) -> None:
     viewer, op, admin = (kstub(server, r) for r in (Role.VIEWER, Role.OPERATOR, Role.ADMIN))
     assert viewer.ServerLive(kpb.ServerLiveRequest()).live
-    assert not viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
+    # Probes need no credential.
+    anonymous = kpb_grpc.GRPCInferenceServiceStub(AuthedChannel(server.address, None))
+    assert anonymous.ServerLive(kpb.ServerLiveRequest()).live
+    assert anonymous.ServerReady(kpb.ServerReadyRequest()).ready
+    with pytest.raises(grpc.RpcError) as err:
+        anonymous.ModelReady(kpb.ModelReadyRequest(name="tiny_add"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Auto-load is on: a model in the repository is ready (readiness loads it).
+    assert viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
+    assert not viewer.ModelReady(kpb.ModelReadyRequest(name="no_such_model")).ready
     admin.RepositoryModelLoad(kpb.RepositoryModelLoadRequest(model_name="tiny_add"))
     assert viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
     x = np.arange(8, dtype=np.float32)
@@ -65,7 +74,10 @@ def test_kserve_with_generated_stubs(server: Server) -> None:
         op.RepositoryModelUnload(kpb.RepositoryModelUnloadRequest(model_name="tiny_add"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     admin.RepositoryModelUnload(kpb.RepositoryModelUnloadRequest(model_name="tiny_add"))
-    assert not viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
+    assert "tiny_add" not in {m.name for m in viewer.RepositoryIndex(
+        kpb.RepositoryIndexRequest(ready=True)).models}
+    # Still auto-loadable, so still ready for a call (readiness loads it again).
+    assert viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
 
 
 def _triton_venv() -> Path:
@@ -97,7 +109,7 @@ def test_kserve_with_upstream_tritonclient(server: Server) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["live"] and out["ready"] and out["model_ready"]
+    assert out["live"] and out["ready"] and out["model_ready"] and out["live_no_token"]
     assert out["server_name"] == "lockstep-inference"
     assert "model_repository" in out["extensions"]
     assert out["metadata"]["platform"] == "onnxruntime_onnx"
@@ -114,4 +126,4 @@ def test_kserve_with_upstream_tritonclient(server: Server) -> None:
         "operator_load": "StatusCode.PERMISSION_DENIED",
         "wrong_dtype": "StatusCode.INVALID_ARGUMENT",
     }
-    assert out["ready_after_unload"] is False
+    assert out["ready_after_unload"] is True  # auto-load: still ready for a call

@@ -73,6 +73,11 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
     def ModelReady(self, request: kpb.ModelReadyRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> kpb.ModelReadyResponse:
         entry = self.engine.cache.get(request.name)
+        if entry is None and self.engine.config.autoload \
+                and request.name in self.engine.model_names():
+            # A model that inference loads on first use is ready for it: load it now, so
+            # that the answer (and a pinned version) is the one a call would see.
+            entry = self.engine.load(request.name)
         ready = entry is not None and (not request.version or request.version == entry.version)
         return kpb.ModelReadyResponse(ready=ready)
 
