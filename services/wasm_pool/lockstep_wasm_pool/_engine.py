@@ -48,7 +48,7 @@ from ._faults import (
 )
 from ._host import HostFunctions
 from ._modules import WASMTIME_VERSION, ModuleInfo, compile_module, make_engine
-from ._snapshots import state_hash
+from ._snapshots import check_snapshot, state_hash
 
 __all__ = ["WASMTIME_VERSION", "ModuleInfo", "WasmPool", "instantiate_fault", "make_engine",
            "state_hash", "trap_detail"]
@@ -555,25 +555,8 @@ class WasmPool(HostFunctions):
 
     def _restore_one(self, i: int, snap: pb.AgentSnapshot, info: ModuleInfo) -> _Agent:
         where = f"snapshot {i} (handle {snap.spec.handle})"
-        expected = [(g.index, g.type) for g in snap.globals]
-        if expected != info.mutable_globals:
-            raise InvalidRequestError(f"{where}: globals {expected} do not match the module's "
-                                      f"mutable globals {info.mutable_globals}")
-        values = [(g.index, g.type, bytes(g.bits)) for g in snap.globals]
-        for index, type_name, bits in values:
-            if len(bits) != (4 if type_name in ("i32", "f32") else 8):
-                raise InvalidRequestError(f"{where}: global {index} has {len(bits)} bytes of bits")
-        if state_hash(snap.memory, values) != snap.state_hash:
-            raise InvalidRequestError(f"{where}: state_hash does not match memory and globals "
-                                      "(corrupted snapshot)")
-        if len(snap.memory) % WASM_PAGE:
-            raise InvalidRequestError(f"{where}: memory is not a whole number of 64 KiB pages")
-        if snap.next_request_id < 1:
-            raise InvalidRequestError(f"{where}: next_request_id must be >= 1")
         limits = self._resolve_limits(snap.spec.limits, where)
-        if len(snap.memory) > limits.pages * WASM_PAGE:
-            raise InvalidRequestError(f"{where}: memory of {len(snap.memory) // WASM_PAGE} pages "
-                                      f"is above the agent's limit of {limits.pages}")
+        values = check_snapshot(where, snap, info, limits.pages)
         # A start function is not rerun: memory and globals come from the snapshot.
         try:
             agent = self._new_agent(snap.spec, snap.seed, info)

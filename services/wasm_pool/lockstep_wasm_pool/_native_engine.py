@@ -26,7 +26,7 @@ from lockstep.common.v1 import common_pb2
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 from . import _core
-from ._config import WASM_PAGE, WasmPoolConfig
+from ._config import WasmPoolConfig
 from ._engine import _WASM_LOCK, WasmPool
 from ._errors import (
     AlreadyExistsError,
@@ -37,7 +37,7 @@ from ._errors import (
 )
 from ._faults import FK, _first_line, instantiate_fault, trap_detail
 from ._modules import ModuleInfo
-from ._snapshots import state_hash
+from ._snapshots import check_snapshot, state_hash
 
 __all__ = ["NativePool"]
 
@@ -479,26 +479,9 @@ class NativePool(WasmPool):
     def _restore_native(self, i: int, snap: pb.AgentSnapshot) -> None:
         info = self.module(snap.spec.module_hash)
         where = f"snapshot {i} (handle {snap.spec.handle})"
-        expected = [(g.index, g.type) for g in snap.globals]
-        if expected != info.mutable_globals:
-            raise InvalidRequestError(f"{where}: globals {expected} do not match the module's "
-                                      f"mutable globals {info.mutable_globals}")
-        values = [(g.index, g.type, bytes(g.bits)) for g in snap.globals]
-        for index, type_name, bits in values:
-            if len(bits) != (4 if type_name in ("i32", "f32") else 8):
-                raise InvalidRequestError(f"{where}: global {index} has {len(bits)} bytes of bits")
-        if state_hash(snap.memory, values) != snap.state_hash:
-            raise InvalidRequestError(f"{where}: state_hash does not match memory and globals "
-                                      "(corrupted snapshot)")
-        if len(snap.memory) % WASM_PAGE:
-            raise InvalidRequestError(f"{where}: memory is not a whole number of 64 KiB pages")
-        if snap.next_request_id < 1:
-            raise InvalidRequestError(f"{where}: next_request_id must be >= 1")
         spec = snap.spec
         limits = self._resolve_limits(spec.limits, spec.name)
-        if len(snap.memory) > limits.pages * WASM_PAGE:
-            raise InvalidRequestError(f"{where}: memory of {len(snap.memory) // WASM_PAGE} pages "
-                                      f"is above the agent's limit of {limits.pages}")
+        values = check_snapshot(where, snap, info, limits.pages)
         gbits = b"".join(bits.ljust(8, b"\0") for _, _, bits in values) or bytes(8)
         name = spec.name.encode()
         args = bytes(spec.args)
