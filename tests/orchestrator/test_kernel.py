@@ -270,3 +270,26 @@ def test_the_golden_journal_replays_on_the_in_process_engine() -> None:
             [k for _t, k, _p in recs if k not in NOT_COMPARED]
     finally:
         pools.close()
+
+
+def test_tick_stats_add_up_to_the_run_counters_and_stay_out_of_the_digest() -> None:
+    m, _ = make(2)
+    scenario(m)
+    stats = [(t, json.loads(p)) for t, k, p in records(m) if k == "tick.stats"]
+    assert [t for t, _ in stats] == list(range(1, m.kernel.tick + 1))
+    c = m.status().counters
+    for field, total in (("steps", c.steps), ("messages", c.messages), ("faults", c.faults),
+                         ("undeliverable", c.undeliverable), ("restarts", c.restarts),
+                         ("fuel", c.fuel_used)):
+        assert sum(s[field] for _, s in stats) == total, field
+    assert stats[0][1]["spawned"] == 5 and sum(s["spawned"] for _, s in stats) == 5
+    assert sum(s["done"] for _, s in stats) >= 2  # the two quitters (and their restarts)
+    assert all(s["wall_ms"] >= 0 and len(s["pools_ms"]) == 2 for _, s in stats)
+    assert all(s["sent"] >= s["undeliverable"] for _, s in stats)
+    assert "tick.stats" in NOT_COMPARED
+    # The statistics follow the tick's digest record and parse back as their event.
+    kinds = [k for _t, k, _p in records(m)]
+    assert kinds[kinds.index("tick.stats") - 1] == "tick.digest"
+    ev = parse_event(1, "tick.stats", dict((t, p) for t, k, p in records(m)
+                                          if k == "tick.stats")[1])
+    assert ev.journal() == stats[0][1]  # type: ignore[attr-defined]

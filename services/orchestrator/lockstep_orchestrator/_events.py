@@ -416,6 +416,50 @@ class TickDigest(Event):
 
 
 @dataclass(frozen=True)
+class TickStats(Event):
+    """What a committed tick cost and did: wall time, steps, messages, fuel, faults ...
+
+    Journalled after the tick's digest record; never part of the digest and never compared
+    by replay (wall time differs run after run). Fields as in docs/telemetry.md."""
+
+    KIND: ClassVar[str | None] = "tick.stats"
+    wall_ms: float
+    steps: int = 0
+    messages: int = 0
+    sent: int = 0
+    bytes: int = 0
+    fuel: int = 0
+    faults: int = 0
+    undeliverable: int = 0
+    restarts: int = 0
+    spawned: int = 0
+    done: int = 0
+    agents: int = 0
+    inference_in_flight: int = 0
+    pools_ms: tuple[float, ...] = ()
+    started: float = 0.0  # Unix time (seconds) the tick started
+    step_at_ms: float = 0.0  # when the pools' step batches were sent, from `started`
+
+    def journal(self) -> dict[str, Any]:
+        body: dict[str, Any] = {f: getattr(self, f) for f in TICK_STATS_FIELDS}
+        body["wall_ms"] = round(self.wall_ms, 4)
+        body["pools_ms"] = [round(x, 4) for x in self.pools_ms]
+        body["started"] = round(self.started, 6)
+        body["step_at_ms"] = round(self.step_at_ms, 4)
+        return body
+
+    @classmethod
+    def from_journal(cls, tick: int, body: dict[str, Any]) -> TickStats:
+        return cls(**{f: body[f] for f in TICK_STATS_FIELDS if f in body
+                      and f != "pools_ms"}, pools_ms=tuple(body.get("pools_ms", ())))
+
+
+TICK_STATS_FIELDS = ("wall_ms", "steps", "messages", "sent", "bytes", "fuel", "faults",
+                     "undeliverable", "restarts", "spawned", "done", "agents",
+                     "inference_in_flight", "pools_ms", "started", "step_at_ms")
+
+
+@dataclass(frozen=True)
 class RunStart(Event):
     KIND: ClassVar[str | None] = "run.start"
     run_id: str
@@ -450,12 +494,13 @@ class Note(Event):
 
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (  # type: ignore[misc]
     Spawn, Pause, Resume, Terminate, ExternalMessage, Fault, Done, Restart, InferResult,
-    TickDigest, RunStart, LogLine)}
+    TickDigest, TickStats, RunStart, LogLine)}
 NOTE_KINDS = frozenset({"module.register", "run.checkpoint", "run.restore", "run.recover"})
-# Journal kinds that describe the run rather than its behaviour, or (agent.log) whose bytes
-# the tick digest already covers and which journals written before log lines were journalled
-# lack: replay does not compare them record by record.
-NOT_COMPARED = NOTE_KINDS | {"tick.digest", "run.start", "agent.log"}
+# Journal kinds that describe the run rather than its behaviour (tick.stats: wall time and
+# counts, not deterministic), or (agent.log) whose bytes the tick digest already covers and
+# which journals written before log lines were journalled lack: replay does not compare
+# them record by record.
+NOT_COMPARED = NOTE_KINDS | {"tick.digest", "tick.stats", "run.start", "agent.log"}
 
 
 def journal_kind(event: Event) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -58,6 +59,7 @@ from lockstep_orchestrator._events import (
     Spawn,
     Terminate,
     TickDigest,
+    TickStats,
     Undeliverable,
     i64,
     journal_kind,
@@ -248,6 +250,14 @@ class _Tx:
     sources: list[_Source] = field(default_factory=list)
     infer_new: list[tuple[int, cpb.InferCall]] = field(default_factory=list)
     done: dict[int, list[int]] = field(default_factory=dict)
+    # Statistics only (tick.stats): never read by the tick's computation.
+    started: float = 0.0  # perf_counter at the start
+    started_unix: float = 0.0
+    step_at: float = 0.0  # perf_counter when the step batches were sent
+    spawned: int = 0
+    sent: int = 0
+    sent_bytes: int = 0
+    pools_s: dict[int, float] = field(default_factory=dict)
 
     def emit(self, event: Event) -> None:
         self.digest.add(event.digest(), event.agent)
@@ -305,6 +315,7 @@ class Kernel:
         self._queue = threading.Lock()
         self._last: tuple[bytes, I64, I64, I64] | None = None  # last tick's digest input
         self.last_records: list[tuple[str, bytes]] = []  # last tick's compared records
+        self.last_stats: TickStats | None = None  # the last committed tick's statistics
         if record_start:
             journal.append(0, RunStart(self.run_id, config, self.latency, len(pools)))
 
@@ -363,7 +374,7 @@ class Kernel:
         t = self.state.tick + 1
         try:
             tx = _Tx(t, self.state.world.fork(), _copy_counters(self.state.counters),
-                     _Digest(t))
+                     _Digest(t), started=time.perf_counter(), started_unix=time.time())
             self._apply_actions(tx, actions)
             due = self._deliver_inference(tx)
             self._restart_due(tx)
@@ -387,7 +398,7 @@ class Kernel:
         digest, data, seqs, starts, lens = tx.digest.finish(self.state.digest)
         checks = agent_checks(data, seqs, starts, lens, self.checks_version)
         self._last = (data, seqs, starts, lens)
-        records = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
+        records: list[Event] = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
         self.last_records = [(journal_kind(e), self.journal.payload(e)) for e in tx.journal
                              if journal_kind(e) not in NOT_COMPARED]
         if due:
@@ -398,6 +409,9 @@ class Kernel:
             self.infer_due.setdefault(t + self.latency, []).append(
                 _Due(seq, call.request_id, call.model, call.input, handle))
         self.inference.flush()
+        stats = self._stats(tx)
+        records.append(stats)
+        self.last_stats = stats
         chain = self.state.digests
         del chain[t - 1:]
         chain.append(digest)
@@ -408,6 +422,24 @@ class Kernel:
         for event in records:
             self.journal.append(t, event)
         self.journal.tick_done()
+
+    def _stats(self, tx: _Tx) -> TickStats:
+        before, after = self.state.counters, tx.counters
+        w = tx.world
+        npools = len(self.pools)
+        return TickStats(
+            wall_ms=(time.perf_counter() - tx.started) * 1e3,
+            steps=after.steps - before.steps, messages=after.messages - before.messages,
+            sent=tx.sent, bytes=tx.sent_bytes, fuel=after.fuel_used - before.fuel_used,
+            faults=after.faults - before.faults,
+            undeliverable=after.undeliverable - before.undeliverable,
+            restarts=after.restarts - before.restarts, spawned=tx.spawned,
+            done=sum(len(v) for v in tx.done.values()),
+            agents=int(w.live_mask().sum()) if w.n else 0,
+            inference_in_flight=sum(len(v) for v in self.infer_due.values()),
+            pools_ms=tuple(tx.pools_s.get(p, 0.0) * 1e3 for p in range(npools)),
+            started=tx.started_unix,
+            step_at_ms=(tx.step_at - tx.started) * 1e3 if tx.step_at else 0.0)
 
     def checks_of_last_tick(self, version: int) -> bytes:
         """The last tick's per-agent checks in a given version (replay names the divergent
@@ -433,6 +465,7 @@ class Kernel:
                 prio.append(sp.priority)
                 pools.append((seq - 1) % npools)
             w.add_agents(metas, prio, pools, t)
+            tx.spawned = len(spawns)
             for ev in events:
                 tx.emit(ev)
             self._create(tx, [ev.seq for ev in events])
@@ -693,7 +726,9 @@ class Kernel:
                 rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
             requests[p] = b"".join((_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t),
                                     rows.tobytes(), data))
+        tx.step_at = time.perf_counter()
         responses = self.pools.step(requests)
+        tx.pools_s = dict(self.pools.last_seconds)
         # Results back in step order (columns), with the buffer each row lives in.
         bufs: list[Results] = []
         which = np.zeros(n, dtype=np.int32)
@@ -852,6 +887,8 @@ class Kernel:
         w, t = tx.world, tx.t
         row, idx, doff, dlen, poff, plen = _native.parse_sends(big, off, slen, count)
         m = len(row)
+        tx.sent += m
+        tx.sent_bytes += int(plen.sum())
         sender = sender_of_row[row]
         target = w.lookup(big, doff, dlen)
         live = w.live_mask()

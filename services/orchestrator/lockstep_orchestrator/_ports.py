@@ -10,7 +10,8 @@ the same bytes by converting at the edge.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,6 +64,8 @@ class Pools(Protocol):
     """N pool engines; agent placement is the kernel's (never affects digests)."""
 
     addresses: list[str]
+    # Seconds each pool took for the last create/step/destroy call (statistics only).
+    last_seconds: dict[int, float]
 
     def __len__(self) -> int: ...
     def limits(self) -> list[PoolLimits]: ...
@@ -135,6 +138,7 @@ class GrpcPools:
         if not addresses:
             raise ServiceError("no wasm_pool addresses configured")
         self.addresses = list(addresses)
+        self.last_seconds: dict[int, float] = {}
         self._channels = [AuthedChannel(a, token) for a in self.addresses]
         self._stubs = [pb_grpc.WasmPoolServiceStub(c) for c in self._channels]
         self._loaded: list[set[str]] = [set() for _ in self.addresses]
@@ -186,19 +190,32 @@ class GrpcPools:
     def _call(self, method: str, requests: dict[int, bytes]) -> dict[int, bytes]:
         to_proto, request_type = _PROTO[method]
         futures: dict[int, Any] = {}
+        started = time.perf_counter()
+        seconds: dict[int, float] = {}
+        self.last_seconds = seconds
+
+        def done_at(i: int) -> Callable[[Any], None]:
+            return lambda _f: seconds.__setitem__(i, time.perf_counter() - started)
+
         for i, buf in sorted(requests.items()):
             stub = getattr(self._stubs[i], method)
             req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
             if len(requests) == 1:
                 futures[i] = (req, None)
             else:
-                futures[i] = (req, stub.future(req, timeout=RPC_TIMEOUT_S))
+                fut = stub.future(req, timeout=RPC_TIMEOUT_S)
+                fut.add_done_callback(done_at(i))
+                futures[i] = (req, fut)
         out: dict[int, bytes] = {}
         error: PoolFailureError | None = None
         for i, (req, fut) in futures.items():
             stub = getattr(self._stubs[i], method)
             try:
-                resp = fut.result() if fut is not None else stub(req, timeout=RPC_TIMEOUT_S)
+                if fut is not None:
+                    resp = fut.result()
+                else:
+                    resp = stub(req, timeout=RPC_TIMEOUT_S)
+                    seconds[i] = time.perf_counter() - started
                 if self._packed[i] is None:
                     self._packed[i] = bool(resp.batch)
                     if not resp.batch:  # an older pool ignored `batch` and did nothing
@@ -278,6 +295,7 @@ class InProcessPools:
     def __init__(self, engines: Sequence[Any]) -> None:
         self.engines = list(engines)
         self.addresses = [f"in-process:{i}" for i in range(len(self.engines))]
+        self.last_seconds: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self.engines)
@@ -315,8 +333,10 @@ class InProcessPools:
     def _each(self, method: str, packed: str, proto: str, convert: Any,
               requests: dict[int, bytes]) -> dict[int, bytes]:
         out = {}
+        self.last_seconds = {}
         for i, buf in sorted(requests.items()):
             engine = self.engines[i]
+            started = time.perf_counter()
             fn = getattr(engine, packed, None)
             if fn is not None:
                 out[i] = bytes(self._guard(i, method, fn, buf))
@@ -324,6 +344,7 @@ class InProcessPools:
                 req = self._guard(i, method, convert, buf)
                 resp = self._guard(i, method, getattr(engine, proto), req)
                 out[i] = results_packed(resp.results)
+            self.last_seconds[i] = time.perf_counter() - started
         return out
 
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]:

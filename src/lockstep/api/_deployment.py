@@ -23,6 +23,7 @@ import pandas as pd
 
 from lockstep.api._collect import Collector
 from lockstep.api._records import (
+    TICK_STATS_COLUMNS,
     JournalRecord,
     lineage,
     log_rows,
@@ -30,6 +31,7 @@ from lockstep.api._records import (
     parent_of,
     spawned_names,
     tick_digests,
+    tick_stats_rows,
 )
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
@@ -653,6 +655,15 @@ class Run:
                  "payload": r.payload, "hash": r.hash} for r in self.records(kinds)]
         return pd.DataFrame(rows, columns=["sequence", "run_id", "tick", "kind", "payload",
                                            "hash"])
+
+    def ticks(self, *, lineage: bool = True) -> pd.DataFrame:
+        """Per-tick statistics (the `tick.stats` records): tick, wall_ms, steps, messages
+        delivered, sends and payload bytes routed, fuel, faults, undeliverable, restarts,
+        spawned, done, live agents, inference in flight, and per-pool step time (pools_ms,
+        a list). Wall times vary run to run; everything else is deterministic. With
+        `lineage`, a restored run includes its parent's ticks up to the checkpoint."""
+        records = self.lineage_records() if lineage else self.records(kinds=("tick.stats",))
+        return pd.DataFrame(tick_stats_rows(records), columns=list(TICK_STATS_COLUMNS))
 
     def digests(self, *, lineage: bool = True) -> pd.DataFrame:
         """The digest chain from the journal: tick, digest, and the per-agent digests of the

@@ -19,8 +19,8 @@ from lockstep.api._records import (
 __all__ = ["RunDiff", "diff", "diff_records"]
 
 # Journal kinds that describe bookkeeping rather than what happened in the run.
-_BOOKKEEPING = {"tick.digest", "run.start", "run.restore", "run.checkpoint", "module.register",
-                "run.recover"}
+_BOOKKEEPING = {"tick.digest", "tick.stats", "run.start", "run.restore", "run.checkpoint",
+                "module.register", "run.recover"}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lockstep.api._records import spawned_names, tick_digests
+from lockstep.api._records import (
+    TICK_STATS_COLUMNS,
+    spawned_names,
+    tick_digests,
+    tick_stats_rows,
+)
 from lockstep.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,19 +52,27 @@ def read_table(path: Path | str) -> pd.DataFrame:
 
 
 def _ticks(run: Run) -> pd.DataFrame:
-    """Per tick: digest and the number of each kind of journal event of that tick."""
+    """Per tick: digest, the tick's statistics (`tick.stats`, pools_ms as text) and the
+    number of each kind of journal event of that tick."""
     records = run.lineage_records()
+    stats = {row["tick"]: row for row in tick_stats_rows(records)}
     kinds = Counter((r.tick, r.kind) for r in records
-                    if r.kind not in ("tick.digest", "run.start"))
+                    if r.kind not in ("tick.digest", "tick.stats", "run.start"))
     all_kinds = sorted({k for _, k in kinds})
     rows = []
     for tick, (digest, per_agent) in sorted(tick_digests(records).items()):
         row: dict[str, Any] = {"tick": tick, "digest": digest,
                                "agents_touched": len(per_agent)}
+        st = stats.get(tick, {})
+        for col in TICK_STATS_COLUMNS[1:]:
+            value = st.get(col)
+            row[col] = (",".join(f"{x:g}" for x in value) if isinstance(value, list)
+                        else value)
         for kind in all_kinds:
             row[kind.replace(".", "_")] = kinds.get((tick, kind), 0)
         rows.append(row)
     return pd.DataFrame(rows, columns=["tick", "digest", "agents_touched",
+                                       *TICK_STATS_COLUMNS[1:],
                                        *(k.replace(".", "_") for k in all_kinds)])
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "parent_of",
     "spawned_names",
     "tick_digests",
+    "tick_stats_rows",
 ]
 
 # The reserved agent log level that carries observations (docs/abi.md, "Observations").
@@ -63,6 +64,21 @@ class JournalRecord:
             payload = {"raw": raw.decode(errors="replace")}
         return cls(int(rec.sequence), rec.run_id, int(rec.tick), rec.kind, payload,
                    bytes(rec.hash).hex())
+
+
+# ---- per-tick statistics -----------------------------------------------------------------
+# The fields of a `tick.stats` record (docs/telemetry.md, "Per-tick statistics"); records
+# written by an older orchestrator may lack some (the value is then missing).
+TICK_STATS_COLUMNS = ("tick", "wall_ms", "steps", "messages", "sent", "bytes", "fuel",
+                      "faults", "undeliverable", "restarts", "spawned", "done", "agents",
+                      "inference_in_flight", "pools_ms", "started", "step_at_ms")
+
+
+def tick_stats_rows(records: Iterable[JournalRecord]) -> list[dict[str, Any]]:
+    """One dict per `tick.stats` record, in tick order (a tick redone after a restore:
+    the last record wins)."""
+    by_tick = {r.tick: {"tick": r.tick, **r.payload} for r in records if r.kind == "tick.stats"}
+    return [by_tick[t] for t in sorted(by_tick)]
 
 
 # ---- tick digests and per-agent digests --------------------------------------------------
