@@ -1,8 +1,10 @@
 """Building and running a Lockstep gRPC service process.
 
 Every service gets the same frame: standard health checking, server reflection, role
-checks, a bounded message size, no SO_REUSEPORT (so "port in use" is detected), a ready
-file for supervisors, and graceful shutdown on SIGTERM/SIGINT.
+checks, a bounded message size, no SO_REUSEPORT (so "port in use" is detected), a
+Prometheus registry with the process collectors (served with `--metrics-address`),
+OpenTelemetry export when the standard OTEL_* variables ask for it (lockstep.otel), a
+ready file for supervisors, and graceful shutdown on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from lockstep.auth import AuthInterceptor, Role, TokenStore
 from lockstep.errors import ConfigError, LockstepError
+from lockstep.metrics import MetricsEndpoint, RpcMetrics, service_registry
+from lockstep.otel import configure_otel, shutdown_otel
 from lockstep.reflection import enable_reflection
 from lockstep.tls import TLSConfig, process_tls, set_process_tls
 
@@ -59,6 +64,16 @@ class BoundServer:
     port: int
     health: health.HealthServicer
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # The service's Prometheus metrics (and the process collectors).
+    registry: CollectorRegistry = field(default_factory=service_registry)
+    metrics_address: str = ""  # HOST:PORT of /metrics once served, else ""
+
+    def serve_metrics(self, address: str) -> str:
+        """Serve `registry` at http://HOST:PORT/metrics (port 0: any); the bound address."""
+        endpoint = MetricsEndpoint(self.registry)
+        self.metrics_address = endpoint.serve(address)
+        self.on_stop.append(endpoint.close)
+        return self.metrics_address
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Mark NOT_SERVING, drain in-flight calls for `grace` seconds, run clean-up hooks."""
@@ -95,18 +110,24 @@ def build_server(
     max_workers: int = 16,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     tls: TLSConfig | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> BoundServer:
     """Create, bind and start a server hosting `services` plus health and reflection.
 
     `auth=None` disables role checks (explicit dev mode; the caller must say so loudly).
     `tls` (default: the process's, lockstep.tls.process_tls) with a certificate makes the
-    port TLS-only, with a CA mTLS. Raises ConfigError when the address cannot be bound.
+    port TLS-only, with a CA mTLS. `registry`: the service's metrics (default: a new one
+    with the process collectors). Raises ConfigError when the address cannot be bound.
     """
     parse_address(address)
     methods: dict[str, frozenset[Role]] = {}
     for svc in services:
         methods.update(svc.methods)
-    interceptors: list[Any] = [AuthInterceptor(auth, methods)] if auth is not None else []
+    registry = registry if registry is not None else service_registry()
+    # Metrics first, so refused calls are counted with their status too.
+    interceptors: list[Any] = [RpcMetrics(registry)]
+    if auth is not None:
+        interceptors.append(AuthInterceptor(auth, methods))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=interceptors,
@@ -140,12 +161,13 @@ def build_server(
     for name in ["", *names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     bound = address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
-    return BoundServer(server=server, address=bound, port=port, health=health_servicer)
+    return BoundServer(server=server, address=bound, port=port, health=health_servicer,
+                       registry=registry)
 
 
-def _write_ready_file(path: Path, address: str) -> None:
+def _write_ready_file(path: Path, address: str, metrics: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid(), "metrics": metrics}))
     os.replace(tmp, path)
 
 
@@ -167,7 +189,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) 
     )
     parser.add_argument(
         "--ready-file", type=Path, default=None,
-        help="write {address, pid} as JSON here once serving (used by the supervisor)",
+        help="write {address, pid, metrics} as JSON here once serving (used by the "
+             "supervisor)",
+    )
+    parser.add_argument(
+        "--metrics-address", default=os.environ.get("LOCKSTEP_METRICS_ADDRESS", ""),
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any free port; "
+             "default: off) [env LOCKSTEP_METRICS_ADDRESS]",
     )
     env = os.environ.get
     parser.add_argument("--tls-cert", type=Path, default=env("LOCKSTEP_TLS_CERT") or None,
@@ -248,10 +276,17 @@ def run_service(
     args = parser.parse_args(argv)
     try:
         set_process_tls(tls_from_args(args))
+        configure_otel(name)
         bound = create(args, load_auth(args, name))
+        if args.metrics_address and not bound.metrics_address:
+            try:
+                bound.serve_metrics(args.metrics_address)
+            except ConfigError:
+                bound.stop(grace=0)
+                raise
         if args.ready_file is not None:
             try:
-                _write_ready_file(args.ready_file, bound.address)
+                _write_ready_file(args.ready_file, bound.address, bound.metrics_address)
             except OSError as exc:
                 bound.stop(grace=0)
                 raise ConfigError(f"cannot write ready file {args.ready_file}: {exc}") from None
@@ -270,5 +305,6 @@ def run_service(
     _watch_supervisor(stop)
     stop.wait()
     bound.stop(grace=5.0)
+    shutdown_otel()
     log.info("stopped")
     return 0

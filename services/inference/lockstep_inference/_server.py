@@ -11,11 +11,13 @@ from lockstep.auth import TokenStore
 from lockstep.errors import ConfigError
 from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
 from lockstep.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
+from lockstep.metrics import service_registry
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep_inference._config import InferenceConfig
 from lockstep_inference._engine import InferenceEngine
 from lockstep_inference._errors import InferenceError
 from lockstep_inference._kserve import KSERVE_ROLE_TABLE, KSERVE_SERVICE_NAME, KServeServicer
+from lockstep_inference._metrics import InferenceMetrics
 from lockstep_inference._service import ROLE_TABLE, SERVICE_NAME, InferenceServicer
 from lockstep_inference._session import OrtSession
 
@@ -58,7 +60,8 @@ def create_server(address: str, *, auth: TokenStore | None,
         log.warning("model repository %s does not exist (yet); run `lockstep models prepare`",
                     cfg.model_repository)
     engine = InferenceEngine(cfg)
-    own = InferenceServicer(engine)
+    registry = service_registry()
+    own = InferenceServicer(engine, InferenceMetrics(registry, engine, provider, cfg.provider))
     kserve = KServeServicer(engine)
     bound = build_server(address, [
         ServiceBinding(lambda s: pb_grpc.add_InferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
@@ -67,7 +70,7 @@ def create_server(address: str, *, auth: TokenStore | None,
         ServiceBinding(lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
                            kserve, s),
                        KSERVE_SERVICE_NAME, KSERVE_ROLE_TABLE),
-    ], auth=auth)
+    ], auth=auth, registry=registry)
     bound.on_stop.append(engine.close)
     return bound
 

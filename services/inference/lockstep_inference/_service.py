@@ -15,6 +15,7 @@ from lockstep_inference._cache import CacheEntry
 from lockstep_inference._dtypes import kserve_of_numpy
 from lockstep_inference._engine import InferenceEngine, TensorIn
 from lockstep_inference._grpc import grpc_errors, grpc_errors_stream
+from lockstep_inference._metrics import InferenceMetrics
 from lockstep_inference._session import TensorSpecInfo
 
 __all__ = ["ROLE_TABLE", "SERVICE_NAME", "InferenceServicer"]
@@ -54,8 +55,14 @@ def _specs(specs: list[TensorSpecInfo]) -> list[pb.TensorSpec]:
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
     """Thin gRPC layer over InferenceEngine."""
 
-    def __init__(self, engine: InferenceEngine) -> None:
+    def __init__(self, engine: InferenceEngine, metrics: InferenceMetrics | None = None
+                 ) -> None:
         self.engine = engine
+        self.metrics = metrics
+
+    def _count(self, model: str, method: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(model, method)
 
     @grpc_errors
     def LoadModel(self, request: pb.LoadModelRequest,  # noqa: N802
@@ -101,6 +108,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     @grpc_errors
     def Infer(self, request: pb.InferRequest,  # noqa: N802
               context: grpc.ServicerContext) -> pb.InferResponse:
+        self._count(request.model, "Infer")
         tensors = [TensorIn(t.name, t.datatype, tuple(t.shape), t.data) for t in request.inputs]
         entry, outs = self.engine.infer(request.model, tensors, list(request.output_names),
                                         request.expected_version)
@@ -111,6 +119,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     @grpc_errors
     def Generate(self, request: pb.GenerateRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> pb.GenerateResponse:
+        self._count(request.model, "Generate")
         params = request.params if request.HasField("params") else None
         return self.engine.generate(request.model, request.prompt, params,
                                     [(m.role, m.content) for m in request.messages],
@@ -119,6 +128,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     @grpc_errors_stream
     def GenerateStream(self, request: pb.GenerateRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> Iterator[pb.GenerateEvent]:
+        self._count(request.model, "GenerateStream")
         params = request.params if request.HasField("params") else None
         for item in self.engine.generate_iter(request.model, request.prompt, params,
                                               [(m.role, m.content) for m in request.messages],
@@ -136,6 +146,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     @grpc_errors
     def AgentInferBatch(self, request: pb.AgentInferBatchRequest,  # noqa: N802
                         context: grpc.ServicerContext) -> pb.AgentInferBatchResponse:
+        if self.metrics is not None:
+            for r in request.requests:
+                self.metrics.count(r.model, "AgentInferBatch")
         results = self.engine.agent_batch(list(request.requests))
         return pb.AgentInferBatchResponse(results=results, run_info=self.engine.run_info(None))
 

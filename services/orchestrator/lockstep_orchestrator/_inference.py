@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 
 from lockstep.client import AuthedChannel
 from lockstep.errors import ServiceError
@@ -23,6 +24,7 @@ from lockstep.inference.v1 import inference_pb2_grpc as ipb_grpc
 
 log = logging.getLogger("lockstep.orchestrator.inference")
 
+_tracer = trace.get_tracer("lockstep.orchestrator")
 RETRY_FOR_S = 120.0
 RPC_TIMEOUT_S = 600.0
 
@@ -71,8 +73,13 @@ class InferenceBridge:
         if self._stub is None or not batch.requests:
             return
         self._current = _Batch()
-        batch.future = self._stub.AgentInferBatch.future(
-            ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S)
+        span = _tracer.start_span("inference batch", attributes={
+            "lockstep.requests": len(batch.requests),
+            "lockstep.models": sorted({r.model for r in batch.requests})})
+        with trace.use_span(span):
+            batch.future = self._stub.AgentInferBatch.future(
+                ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S)
+        batch.future.add_done_callback(lambda _f: span.end())
 
     def result(self, handle: Any) -> InferResult:
         if isinstance(handle, InferResult):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry import trace
 
 from lockstep.abi import KIND_EXTERNAL, KIND_UNDELIVERABLE, message_record, valid_name
 from lockstep.batch import (
@@ -81,6 +82,7 @@ from lockstep_orchestrator._world import (
     World,
 )
 
+_tracer = trace.get_tracer("lockstep.orchestrator")
 ZERO_DIGEST = bytes(32)
 MAX_INBOX = 65536  # messages waiting for one agent; more sends are reported undeliverable
 # Most bytes of mail delivered to one agent in one step (records plus the 8-byte batch
@@ -364,7 +366,19 @@ class Kernel:
 
     # ---- the tick ------------------------------------------------------------------------
     def step_tick(self) -> None:
-        """Compute tick `tick + 1` completely, then commit it; on failure commit nothing."""
+        """Compute tick `tick + 1` completely, then commit it; on failure commit nothing.
+        With OpenTelemetry on, the tick is a span (its pool and inference batches child
+        spans)."""
+        with _tracer.start_as_current_span("tick", attributes={
+                "lockstep.run_id": self.run_id, "lockstep.tick": self.state.tick + 1}) as span:
+            self._step_tick()
+            st = self.last_stats
+            if st is not None and span.is_recording():
+                span.set_attributes({"lockstep.steps": st.steps,
+                                     "lockstep.messages": st.messages,
+                                     "lockstep.faults": st.faults, "lockstep.agents": st.agents})
+
+    def _step_tick(self) -> None:
         if self.pools_dirty:
             raise TickFailedError(self.tick + 1, ServiceError(
                 "the pools no longer hold the committed state; rebuild them first"))

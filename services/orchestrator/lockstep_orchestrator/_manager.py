@@ -92,6 +92,7 @@ class RunManager:
         self._tick_lock = threading.RLock()
         self._control = threading.Lock()
         self._base: _Base | None = None
+        self.on_commit: Callable[[Kernel], None] | None = None  # after each committed tick
         self.kernel = self._new_kernel(opb.RunConfig())
 
     def _new_kernel(self, config: opb.RunConfig, inference: InferenceBridge | None = None
@@ -214,6 +215,8 @@ class RunManager:
                     k.step_tick()
                 except TickFailedError as again:
                     raise _status(again) from None
+            if self.on_commit is not None:
+                self.on_commit(k)
 
     def _rebuild(self, k: Kernel) -> None:
         """Put the pools back into the committed state of `k`: wait for them, reset, and

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+from opentelemetry import trace
 
 from lockstep.batch import (
     Fault,
@@ -58,6 +59,9 @@ class PoolFailureError(ServiceError):
         self.method = method
         self.status = code
         self.detail = detail
+
+
+_tracer = trace.get_tracer("lockstep.orchestrator")
 
 
 class Pools(Protocol):
@@ -194,16 +198,25 @@ class GrpcPools:
         seconds: dict[int, float] = {}
         self.last_seconds = seconds
 
+        spans: dict[int, trace.Span] = {}
+
         def done_at(i: int) -> Callable[[Any], None]:
-            return lambda _f: seconds.__setitem__(i, time.perf_counter() - started)
+            def done(_f: Any) -> None:
+                seconds[i] = time.perf_counter() - started
+                spans[i].end()
+            return done
 
         for i, buf in sorted(requests.items()):
             stub = getattr(self._stubs[i], method)
             req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
+            spans[i] = _tracer.start_span(f"pool {method}", attributes={
+                "lockstep.pool": i, "lockstep.pool.address": self.addresses[i],
+                "lockstep.batch_bytes": len(buf)})
             if len(requests) == 1:
                 futures[i] = (req, None)
             else:
-                fut = stub.future(req, timeout=RPC_TIMEOUT_S)
+                with trace.use_span(spans[i]):
+                    fut = stub.future(req, timeout=RPC_TIMEOUT_S)
                 fut.add_done_callback(done_at(i))
                 futures[i] = (req, fut)
         out: dict[int, bytes] = {}
@@ -214,7 +227,8 @@ class GrpcPools:
                 if fut is not None:
                     resp = fut.result()
                 else:
-                    resp = stub(req, timeout=RPC_TIMEOUT_S)
+                    with trace.use_span(spans[i], end_on_exit=True):
+                        resp = stub(req, timeout=RPC_TIMEOUT_S)
                     seconds[i] = time.perf_counter() - started
                 if self._packed[i] is None:
                     self._packed[i] = bool(resp.batch)

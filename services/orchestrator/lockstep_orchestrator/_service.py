@@ -12,6 +12,7 @@ from typing import Any
 from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
 from lockstep.client import AuthedChannel
 from lockstep.errors import ConfigError, InvalidRequestError, NotFoundError
+from lockstep.metrics import service_registry
 from lockstep.modules import Policy, load_trusted_keys
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
@@ -21,6 +22,7 @@ from lockstep.telemetry_client import TelemetryClient
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Sink
 from lockstep_orchestrator._manager import RunManager
+from lockstep_orchestrator._metrics import OrchestratorMetrics
 from lockstep_orchestrator._ports import GrpcPools
 from lockstep_orchestrator._registry import ModuleRegistry
 from lockstep_orchestrator._replay import parse_journal
@@ -256,12 +258,15 @@ def create_server(address: str, *, auth: TokenStore | None,
 
         sink = telemetry_sink(config.telemetry, token)
     servicer = OrchestratorServicer(config, token, sink)
+    registry = service_registry()
+    metrics = OrchestratorMetrics(registry)
+    servicer.manager.on_commit = metrics.on_tick
     binding = ServiceBinding(
         add=lambda server: opb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
         full_name=SERVICE_NAME,
         methods={f"/{SERVICE_NAME}/{m}": roles for m, roles in ROLES.items()},
     )
-    bound = build_server(address, [binding], auth=auth)
+    bound = build_server(address, [binding], auth=auth, registry=registry)
     bound.on_stop.append(servicer.close)
     return bound
 

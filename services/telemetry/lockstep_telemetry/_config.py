@@ -85,10 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("LOCKSTEP_TELEMETRY_SYNCHRONOUS", "FULL"),
                         help="FULL (default, durable on power loss) or NORMAL "
                              "[env LOCKSTEP_TELEMETRY_SYNCHRONOUS]")
-    parser.add_argument("--metrics-address",
-                        default=os.environ.get("LOCKSTEP_TELEMETRY_METRICS_ADDRESS", ""),
-                        help="HOST:PORT for the Prometheus text endpoint (port 0 = any; "
-                             "default: disabled) [env LOCKSTEP_TELEMETRY_METRICS_ADDRESS]")
     parser.add_argument("--max-batch-records", type=int, default=None,
                         help="most records per AppendRecords call (default 10000)")
     parser.add_argument("--max-payload-bytes", type=int, default=None,
@@ -113,6 +109,9 @@ def config_from_args(args: argparse.Namespace) -> TelemetryConfig:
         synchronous=args.synchronous,
         max_batch_records=max_records,
         max_payload_bytes=max_payload,
-        metrics_address=args.metrics_address,
+        # --metrics-address is a flag of every service (lockstep.server); the telemetry
+        # service's older variable still works.
+        metrics_address=args.metrics_address
+        or os.environ.get("LOCKSTEP_TELEMETRY_METRICS_ADDRESS", ""),
         verify_on_start=args.verify_on_start,
     )

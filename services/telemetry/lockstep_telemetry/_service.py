@@ -15,6 +15,7 @@ import grpc
 from lockstep import status
 from lockstep.auth import SERVICE, VIEWER, Role, TokenStore
 from lockstep.errors import ConfigError
+from lockstep.metrics import service_registry
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
@@ -278,7 +279,7 @@ class TelemetryServer:
     @property
     def metrics_address(self) -> str:
         """HOST:PORT of the Prometheus endpoint ("" when disabled)."""
-        return self.metrics.address
+        return self.bound.metrics_address
 
     def stop(self, grace: float | None = 0) -> None:
         self.bound.stop(grace)
@@ -297,7 +298,8 @@ def start_telemetry(address: str, *, auth: TokenStore | None,
                   max_batch_records=config.max_batch_records,
                   max_payload_bytes=config.max_payload_bytes,
                   max_batch_bytes=config.max_batch_bytes)
-    metrics = Metrics()
+    registry = service_registry()
+    metrics = Metrics(registry)
     try:
         if config.verify_on_start:
             res = store.verify()
@@ -314,18 +316,17 @@ def start_telemetry(address: str, *, auth: TokenStore | None,
         # Append payloads may total max_batch_bytes; leave room for the framing.
         max_message = max(64 * 1024 * 1024, config.max_batch_bytes + 4 * 1024 * 1024)
         bound = build_server(address, [binding], auth=auth, max_workers=config.max_workers,
-                             max_message_bytes=max_message)
+                             max_message_bytes=max_message, registry=registry)
     except BaseException:
         store.close()
         raise
     bound.on_stop.append(servicer.close)
     if config.metrics_address:
         try:
-            metrics.serve(config.metrics_address)
+            bound.serve_metrics(config.metrics_address)
         except ConfigError:
             bound.stop(grace=0)
             raise
-        bound.on_stop.append(metrics.close)
     seq, _ = store.head()
     log.info("telemetry database %s: head at sequence %d", config.db_path, seq)
     return TelemetryServer(bound, store, metrics, servicer)

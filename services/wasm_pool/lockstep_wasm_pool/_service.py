@@ -12,6 +12,7 @@ from lockstep import status
 from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
 from lockstep.errors import ConfigError, LockstepError
+from lockstep.metrics import service_registry
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -19,6 +20,7 @@ from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 from . import _native
 from ._config import WasmPoolConfig
 from ._engine import WasmPool
+from ._metrics import PoolMetrics
 from ._modules import WASMTIME_VERSION
 
 __all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server",
@@ -49,8 +51,9 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
 class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     """Implements lockstep.wasm_pool.v1.WasmPoolService over one `WasmPool`."""
 
-    def __init__(self, pool: WasmPool) -> None:
+    def __init__(self, pool: WasmPool, metrics: PoolMetrics | None = None) -> None:
         self.pool = pool
+        self.metrics = metrics or PoolMetrics(service_registry(), lambda: pool.info().agents)
 
     def LoadModule(self, request: pb.LoadModuleRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> pb.LoadModuleResponse:
@@ -61,25 +64,31 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
                      context: grpc.ServicerContext) -> pb.CreateAgentsResponse:
         """Instantiate agents and run agent_init."""
         if request.batch:
-            return _guard(context, lambda: pb.CreateAgentsResponse(
-                batch=self.pool.create_packed(request.batch)))
-        return _guard(context, lambda: self.pool.create_agents(request))
+            return _guard(context, lambda: self.metrics.timed(
+                "CreateAgents", "init", lambda: pb.CreateAgentsResponse(
+                    batch=self.pool.create_packed(request.batch))))
+        return _guard(context, lambda: self.metrics.timed(
+            "CreateAgents", "init", lambda: self.pool.create_agents(request)))
 
     def StepBatch(self, request: pb.StepBatchRequest,  # noqa: N802
                   context: grpc.ServicerContext) -> pb.StepBatchResponse:
         """Step a batch of agents for one tick."""
         if request.batch:
-            return _guard(context, lambda: pb.StepBatchResponse(
-                batch=self.pool.step_packed(request.batch)))
-        return _guard(context, lambda: self.pool.step_batch(request))
+            return _guard(context, lambda: self.metrics.timed(
+                "StepBatch", "step", lambda: pb.StepBatchResponse(
+                    batch=self.pool.step_packed(request.batch))))
+        return _guard(context, lambda: self.metrics.timed(
+            "StepBatch", "step", lambda: self.pool.step_batch(request)))
 
     def DestroyAgents(self, request: pb.DestroyAgentsRequest,  # noqa: N802
                       context: grpc.ServicerContext) -> pb.DestroyAgentsResponse:
         """Call agent_shutdown (optionally) and drop agents."""
         if request.batch:
-            return _guard(context, lambda: pb.DestroyAgentsResponse(
-                batch=self.pool.destroy_packed(request.batch)))
-        return _guard(context, lambda: self.pool.destroy_agents(request))
+            return _guard(context, lambda: self.metrics.timed(
+                "DestroyAgents", "shutdown", lambda: pb.DestroyAgentsResponse(
+                    batch=self.pool.destroy_packed(request.batch))))
+        return _guard(context, lambda: self.metrics.timed(
+            "DestroyAgents", "shutdown", lambda: self.pool.destroy_agents(request)))
 
     def Snapshot(self, request: pb.SnapshotRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> Iterator[pb.AgentSnapshot]:
@@ -148,9 +157,11 @@ def create_server(address: str, *, auth: TokenStore | None,
         log.warning("wasmtime-py internals are not as expected (wasmtime %s): using the "
                     "slower public API; pin wasmtime==50.0.1 for the fast path",
                     WASMTIME_VERSION)
-    servicer = WasmPoolServicer(pool)
+    registry = service_registry()
+    servicer = WasmPoolServicer(pool, PoolMetrics(registry, lambda: pool.info().agents))
     # Requests are serialised on the wasm lock anyway; a few workers keep health and
-    # reflection answering while a long batch runs.
-    bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4)
+    # reflection answering while a long batch runs (and a scrape of the metrics).
+    bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4,
+                         registry=registry)
     bound.on_stop.append(pool.close)
     return bound

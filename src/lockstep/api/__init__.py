@@ -26,6 +26,7 @@ from lockstep.api._records import (
     encode_observation,
 )
 from lockstep.api._sweep import parse_seeds, split_values, sweep
+from lockstep.api._trace import chrome_trace
 from lockstep.runner import ReplayResult
 from lockstep.scenario import Action, AgentGroup, Scenario, load_scenario, scenario_from_dict
 
@@ -44,6 +45,7 @@ __all__ = [
     "RunStatus",
     "Scenario",
     "agent_digests",
+    "chrome_trace",
     "decode_observation",
     "diff",
     "diff_records",

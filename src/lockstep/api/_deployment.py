@@ -7,6 +7,7 @@ nothing here reaches into a service's internals.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from lockstep.api._records import (
     tick_digests,
     tick_stats_rows,
 )
+from lockstep.api._trace import chrome_trace
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
 from lockstep.common.v1 import common_pb2 as cpb
@@ -664,6 +666,14 @@ class Run:
         `lineage`, a restored run includes its parent's ticks up to the checkpoint."""
         records = self.lineage_records() if lineage else self.records(kinds=("tick.stats",))
         return pd.DataFrame(tick_stats_rows(records), columns=list(TICK_STATS_COLUMNS))
+
+    def chrome_trace(self, path: Path | str) -> Path:
+        """Write the tick timeline (`ticks()`) as Chrome trace JSON, which Perfetto and
+        chrome://tracing open; returns the path."""
+        rows = tick_stats_rows(self.records(kinds=("tick.stats",)))
+        out = Path(path)
+        out.write_text(json.dumps(chrome_trace(rows, self.run_id)))
+        return out
 
     def digests(self, *, lineage: bool = True) -> pd.DataFrame:
         """The digest chain from the journal: tick, digest, and the per-agent digests of the

@@ -29,6 +29,7 @@ from lockstep.client import health_status
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.server import parse_address
 from lockstep.supervisor import SupervisorState, pid_alive
+from lockstep.supervisor._dashboard import dashboard_url, http_status
 from lockstep.supervisor._supervisor import last_line
 
 console = Console()
@@ -63,14 +64,21 @@ def _prepare_models(repository: Path) -> None:
 
 def _services_table(state: SupervisorState, live: bool) -> Table:
     table = Table(title=f"Lockstep services (state: {state.state_dir})")
-    for col in ("service", "address", "pid", "status", "restarts"):
+    with_metrics = any(svc.metrics for svc in state.services)
+    cols = ("service", "address", "pid", "status", "restarts", *(
+        ("metrics",) if with_metrics else ()))
+    for col in cols:
         table.add_column(col, overflow="fold")
     for svc in state.services:
-        status = health_status(svc.address) if live and svc.address else svc.status
+        probe = http_status if svc.module == "lockstep_dashboard" else health_status
+        status = probe(svc.address) if live and svc.address else svc.status
         restarts = str(svc.restarts)
         if svc.restarts:
             restarts += f" (restarted; last exit {svc.last_exit})"
-        table.add_row(svc.name, svc.address, str(svc.pid or ""), status, restarts)
+        row = [svc.name, svc.address, str(svc.pid or ""), status, restarts]
+        if with_metrics:
+            row.append(f"http://{svc.metrics}/metrics" if svc.metrics else "-")
+        table.add_row(*row)
     return table
 
 
@@ -107,6 +115,11 @@ def up(
         "--address", help="fixed address for a service, NAME=HOST:PORT (repeatable)")] = None,
     dev_mode: Annotated[bool, typer.Option(
         "--dev-mode", help="accept unsigned modules (development only)")] = False,
+    metrics: Annotated[bool, typer.Option(
+        "--metrics", help="every service serves Prometheus metrics (a free loopback port "
+                          "each; `lockstep status` lists them)")] = False,
+    dashboard: Annotated[bool, typer.Option(
+        help="start the read-only web dashboard (docs/dashboard.md)")] = True,
     foreground: Annotated[bool, typer.Option(help="supervise in this terminal")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for SERVING")] = 120.0,
 ) -> None:
@@ -134,6 +147,10 @@ def up(
             args.append("--unix")
         if dev_mode:
             args.append("--dev-mode")
+        if not dashboard:
+            args.append("--no-dashboard")
+        if metrics:
+            args.append("--metrics")
         _prepare_models(directory / "data" / "models")
         if foreground:
             from lockstep.supervisor.__main__ import main as supervisor_main
@@ -150,6 +167,7 @@ def up(
     except LockstepError as exc:
         raise fail(exc) from None
     console.print(_services_table(state, live=False))
+    _print_dashboard(state)
     console.print(f"supervisor pid {state.supervisor_pid}; stop with `lockstep down`")
 
 
@@ -192,7 +210,15 @@ def status(state_dir_opt: StateDirOption = None, address: RemoteAddressOption = 
             console.print(f"Lockstep is not running (no live supervisor in {directory}).")
         raise typer.Exit(3)
     console.print(_services_table(state, live=True))
+    _print_dashboard(state)
     _print_run(directory)
+
+
+def _print_dashboard(state: SupervisorState) -> None:
+    """The dashboard's page address, when this deployment runs one."""
+    for svc in state.services:
+        if svc.module == "lockstep_dashboard" and svc.address:
+            console.print(f"dashboard: {dashboard_url(svc.address)}")
 
 
 def _remote_status() -> int:

@@ -32,12 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", action="append", default=[], metavar="NAME=ADDR")
     parser.add_argument("--start-timeout", type=float, default=60.0)
     parser.add_argument("--dev-mode", action="store_true")
+    parser.add_argument("--no-dashboard", action="store_true")
+    parser.add_argument("--metrics", action="store_true",
+                        help="every service serves Prometheus metrics on a free port")
     args = parser.parse_args(argv)
     try:
         config = SupervisorConfig(
             state_dir=args.state_dir, pools=args.pools, host=args.host, unix=args.unix,
             addresses=parse_addresses(args.address), start_timeout=args.start_timeout,
-            dev_mode=args.dev_mode,
+            dashboard=not args.no_dashboard,
+            dev_mode=args.dev_mode, metrics=args.metrics,
         )
     except ConfigError as exc:
         print(f"lockstep-supervisor: error: {exc}", file=sys.stderr)

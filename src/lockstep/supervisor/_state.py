@@ -28,6 +28,7 @@ class ServiceState:
     name: str
     module: str
     address: str = ""
+    metrics: str = ""  # HOST:PORT of its Prometheus endpoint ("" when off)
     pid: int = 0
     status: str = "starting"  # starting | serving | restarting | failed | stopped
     restarts: int = 0

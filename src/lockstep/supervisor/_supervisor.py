@@ -24,6 +24,7 @@ from lockstep.auth import write_token_file
 from lockstep.client import wait_serving
 from lockstep.errors import ConfigError, ServiceError
 from lockstep.modules import keygen
+from lockstep.supervisor._dashboard import VIEWER_TOKEN_FILE, wait_http, write_viewer_token
 from lockstep.supervisor._state import ServiceState, SupervisorState
 
 log = logging.getLogger("lockstep.supervisor")
@@ -46,6 +47,9 @@ class SupervisorConfig:
     addresses: fixed addresses by service name (e.g. {"orchestrator": "127.0.0.1:7070"}).
     start_timeout: seconds to wait for each service to report SERVING.
     dev_mode: let the orchestrator accept unsigned modules (loudly).
+    dashboard: also start the read-only web dashboard (docs/dashboard.md).
+    metrics: every service serves Prometheus metrics on `host` (a free port each, kept
+        across restarts); `lockstep status` lists the endpoints.
     """
 
     state_dir: Path
@@ -55,6 +59,8 @@ class SupervisorConfig:
     addresses: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
     dev_mode: bool = False
+    dashboard: bool = True
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         if self.pools < 1:
@@ -63,11 +69,16 @@ class SupervisorConfig:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How to start one service; `args` may depend on the addresses of those before it."""
+    """How to start one service; `args` may depend on the addresses of those before it.
+
+    http: it serves HTTP, not gRPC (the dashboard): probed with GET /healthz, always on
+    TCP, given only the viewer token, and optional (a failed start does not stop the rest).
+    """
 
     name: str
     module: str
     args: Callable[[dict[str, str]], list[str]]
+    http: bool = False
 
 
 def service_plan(config: SupervisorConfig) -> list[ServiceSpec]:
@@ -90,6 +101,10 @@ def service_plan(config: SupervisorConfig) -> list[ServiceSpec]:
         return [*args, "--dev-mode"] if config.dev_mode else args
 
     specs.append(ServiceSpec("orchestrator", "lockstep_orchestrator", orchestrator_args))
+    if config.dashboard:
+        specs.append(ServiceSpec("dashboard", "lockstep_dashboard", lambda addr: [
+            "--orchestrator", addr["orchestrator"], "--telemetry", addr["telemetry"]],
+            http=True))
     return specs
 
 
@@ -106,7 +121,7 @@ class _Child:
     def initial_address(self) -> str:
         if self.spec.name in self.config.addresses:
             return self.config.addresses[self.spec.name]
-        if self.config.unix:
+        if self.config.unix and not self.spec.http:
             return f"unix:{self.config.state_dir / 'sockets' / (self.spec.name + '.sock')}"
         return f"{self.config.host}:0"
 
@@ -114,8 +129,12 @@ class _Child:
         ready = self.config.state_dir / "run" / f"{self.spec.name}.ready"
         ready.unlink(missing_ok=True)
         address = self.state.address or self.initial_address()
+        # The dashboard gets a file with the viewer token only, never tokens.json.
+        auth = tokens.with_name(VIEWER_TOKEN_FILE) if self.spec.http else tokens
         cmd = [sys.executable, "-m", self.spec.module, "--address", address,
-               "--auth-file", str(tokens), "--ready-file", str(ready), *self.spec.args(addresses)]
+               "--auth-file", str(auth), "--ready-file", str(ready), *self.spec.args(addresses)]
+        if self.config.metrics:
+            cmd += ["--metrics-address", self.state.metrics or f"{self.config.host}:0"]
         logf = open(self.state.log, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
@@ -129,18 +148,21 @@ class _Child:
         self.started_at = time.monotonic()
         self.state.pid = self.proc.pid
         self.state.status = "starting"
-        self.state.address = self._await_ready(ready)
-        wait_serving(self.state.address, timeout=self.config.start_timeout)
+        self.state.address, self.state.metrics = self._await_ready(ready)
+        wait = wait_http if self.spec.http else wait_serving
+        wait(self.state.address, timeout=self.config.start_timeout)
         self.state.status = "serving"
         self.state.error = ""
 
-    def _await_ready(self, ready: Path) -> str:
-        # The child learns its port only after binding (port 0), so it reports it in a file.
+    def _await_ready(self, ready: Path) -> tuple[str, str]:
+        # The child learns its ports only after binding (port 0), so it reports them in a
+        # file: (gRPC address, metrics address or "").
         assert self.proc is not None
         deadline = time.monotonic() + self.config.start_timeout
         while time.monotonic() < deadline:
             if ready.exists():
-                return str(json.loads(ready.read_text())["address"])
+                info = json.loads(ready.read_text())
+                return str(info["address"]), str(info.get("metrics", ""))
             code = self.proc.poll()
             if code is not None:
                 raise ServiceError(f"{self.spec.name} exited with status {code} during start-up: "
@@ -196,6 +218,7 @@ class Supervisor:
         self.tokens = config.state_dir / "tokens.json"
         if not self.tokens.exists():
             write_token_file(self.tokens)
+        write_viewer_token(self.tokens, config.state_dir / VIEWER_TOKEN_FILE)
         # The deployment's own module-signing key: `lockstep run` signs with it, and the
         # orchestrator trusts it (plus any *.pub an admin adds to keys/).
         if local_signing_key(config.state_dir) is None:
@@ -219,6 +242,10 @@ class Supervisor:
             except (ServiceError, OSError) as exc:
                 child.state.status = "failed"
                 child.state.error = str(exc)
+                if child.spec.http:  # nothing depends on the dashboard: `watch` retries it
+                    child.terminate()
+                    log.warning("%s failed to start: %s", child.spec.name, exc)
+                    continue
                 self.state.error = str(exc)
                 self.stop_all(final_status="failed")
                 raise

@@ -1,0 +1,70 @@
+"""The pool's Prometheus metrics: instances, steps, faults (traps) by kind and batch time,
+counted from the results the pool sends back (never from inside the stepping loop)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lockstep.batch import parse_results
+from lockstep.common.v1 import common_pb2 as cpb
+from lockstep.metrics import LATENCY_BUCKETS
+
+__all__ = ["PoolMetrics"]
+
+T = TypeVar("T")
+_KINDS = {v: cpb.FaultKind.Name(v).removeprefix("FAULT_KIND_").lower()
+          for v in cpb.FaultKind.values() if v}
+
+
+class PoolMetrics:
+    """Counters of one pool server; `instances` reads the engine when scraped."""
+
+    def __init__(self, registry: CollectorRegistry, agents: Callable[[], int]) -> None:
+        self.instances = Gauge("lockstep_pool_instances", "Live agent instances",
+                               registry=registry)
+        self.instances.set_function(lambda: float(agents()))
+        self.calls = Counter("lockstep_pool_agent_calls",
+                             "Agent entry-point calls by phase (init, step, shutdown)",
+                             ["phase"], registry=registry)
+        self.faults = Counter("lockstep_pool_faults",
+                              "Agent faults (traps, fuel exhausted, memory limit...) by kind",
+                              ["kind"], registry=registry)
+        self.batch_seconds = Histogram(
+            "lockstep_pool_batch_duration_seconds",
+            "Server-side time of one create, step or destroy batch", ["method"],
+            buckets=LATENCY_BUCKETS, registry=registry)
+        for kind in _KINDS.values():
+            self.faults.labels(kind=kind)  # every kind shows, at 0 until it happens
+
+    def timed(self, method: str, phase: str, fn: Callable[[], T]) -> T:
+        """Run one batch call, then count its rows and faults from what it returns."""
+        started = time.perf_counter()
+        out = fn()
+        self.batch_seconds.labels(method=method).observe(time.perf_counter() - started)
+        self._count(phase, out)
+        return out
+
+    def _count(self, phase: str, response: Any) -> None:
+        packed = getattr(response, "batch", b"")
+        if packed:
+            rows = parse_results(packed).rows
+            n = len(rows)
+            kinds = rows["fault_kind"].astype(np.int64)
+            found = np.bincount(kinds[kinds != 0]) if n and kinds.any() else np.zeros(0)
+            by_kind = {k: int(c) for k, c in enumerate(found.tolist()) if c}
+        else:
+            results = list(getattr(response, "results", ()))
+            n = len(results)
+            by_kind = {}
+            for r in results:
+                if r.fault.kind:
+                    by_kind[r.fault.kind] = by_kind.get(r.fault.kind, 0) + 1
+        if n:
+            self.calls.labels(phase=phase).inc(n)
+        for kind, count in by_kind.items():
+            self.faults.labels(kind=_KINDS.get(kind, str(kind))).inc(count)
