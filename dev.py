@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
-SERVICES = ["orchestrator", "wasm_pool", "inference", "telemetry"]
+SERVICES = ["orchestrator", "wasm_pool", "inference", "telemetry", "dashboard"]
 INSTALL_INPUTS = ["pyproject.toml", "constraints.txt",
                   *(f"services/{s}/pyproject.toml" for s in SERVICES)]
 
