@@ -54,16 +54,19 @@ def test_up_status_restart_down(state_dir: Path) -> None:
     state = SupervisorState.load(state_dir)
     assert state is not None and state.status == "running"
     assert [s.name for s in state.services] == ["telemetry", "inference", "pool-0",
-                                                 "orchestrator"]
+                                                 "orchestrator", "dashboard"]
     pids = {s.name: s.pid for s in state.services}
-    assert len(set(pids.values())) == 4  # separate processes
+    assert len(set(pids.values())) == 5  # separate processes
     for svc in state.services:
         assert svc.address in up.stdout
+        if svc.name == "dashboard":  # HTTP, not gRPC (tests/dashboard)
+            assert f"dashboard: http://{svc.address}/" in up.stdout
+            continue
         listed = grpcurl(svc.address, "list").split()
         assert SERVICE_NAMES[svc.name] in listed and "grpc.health.v1.Health" in listed
 
     status = lockstep("status", "--state-dir", sd)
-    assert status.returncode == 0 and status.stdout.count("SERVING") == 4
+    assert status.returncode == 0 and status.stdout.count("SERVING") == 5
     assert "current run" in status.stdout and "tick 0" in status.stdout
     # Credentials, the journal, checkpoints and logs are private to the user.
     assert state_dir.stat().st_mode & 0o777 == 0o700
@@ -91,7 +94,7 @@ def test_up_status_restart_down(state_dir: Path) -> None:
     assert new.pid != victim.pid and new.address == victim.address
     wait_serving(new.address, timeout=10)
     status = lockstep("status", "--state-dir", sd)
-    assert "restarted" in status.stdout and status.stdout.count("SERVING") == 4
+    assert "restarted" in status.stdout and status.stdout.count("SERVING") == 5
 
     down = lockstep("down", "--state-dir", sd)
     assert down.returncode == 0 and "stopped" in down.stdout
