@@ -40,8 +40,9 @@ def parser() -> argparse.ArgumentParser:
                    help="file holding only the viewer token [env LOCKSTEP_DASHBOARD_TOKEN_FILE]")
     p.add_argument("--ready-file", type=Path, default=None,
                    help="write {address, pid, url} as JSON here once serving")
-    p.add_argument("--metrics-address", default="",
-                   help="accepted for the supervisor's --metrics; the dashboard serves none")
+    p.add_argument("--metrics-address", default=env("LOCKSTEP_METRICS_ADDRESS", ""),
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any "
+                        "free port; default: off) [env LOCKSTEP_METRICS_ADDRESS]")
     p.add_argument("--page-size", type=int, default=50, help="rows per table page")
     p.add_argument("--render-interval-ms", type=int,
                    default=int(env("LOCKSTEP_DASHBOARD_RENDER_INTERVAL_MS", "1000")),
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  token=read_viewer_token(args.auth_file),
                                  page_size=args.page_size,
                                  render_interval_ms=args.render_interval_ms)
-        serve(config, args.address, args.ready_file)
+        serve(config, args.address, args.ready_file, args.metrics_address)
     except LockstepError as exc:
         print(f"lockstep-dashboard: error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lockstep.server import parse_address
 from lockstep_dashboard._app import create_app
 from lockstep_dashboard._config import DashboardConfig
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "serve", "serve_metrics"]
 
 log = logging.getLogger("lockstep.dashboard")
 
@@ -42,6 +43,29 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
+def serve_metrics(address: str) -> tuple[str, Callable[[], None]]:
+    """Prometheus text at http://ADDRESS/metrics (the process collectors), like every
+    service under `lockstep up --metrics`; returns the bound address and a stop hook."""
+    from prometheus_client import (
+        GC_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        PROCESS_COLLECTOR,
+        CollectorRegistry,
+        start_http_server,
+    )
+
+    parse_address(address)
+    host, _, port = address.rpartition(":")
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    try:
+        httpd, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {address}: {exc.strerror}") from None
+    return f"{host}:{httpd.server_port}", httpd.shutdown
+
+
 def bound_address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -50,10 +74,12 @@ def bound_address(sock: socket.socket) -> str:
 class _Server(uvicorn.Server):
     """uvicorn's server, writing the ready file once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, ready_file: Path | None, address: str) -> None:
+    def __init__(self, config: uvicorn.Config, ready_file: Path | None, address: str,
+                 metrics: str = "") -> None:
         super().__init__(config)
         self.ready_file = ready_file
         self.address = address
+        self.metrics = metrics
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -62,7 +88,7 @@ class _Server(uvicorn.Server):
         if self.ready_file is not None:
             tmp = self.ready_file.with_suffix(self.ready_file.suffix + ".tmp")
             tmp.write_text(json.dumps({"address": self.address, "pid": os.getpid(),
-                                       "metrics": "", "url": f"http://{self.address}/"}))
+                                       "metrics": self.metrics, "url": f"http://{self.address}/"}))
             os.replace(tmp, self.ready_file)
         log.info("serving on %s (pid %d): http://%s/", self.address, os.getpid(), self.address)
 
@@ -86,16 +112,23 @@ def _watch_supervisor(server: uvicorn.Server) -> None:
 
 
 def serve(config: DashboardConfig, address: str, ready_file: Path | None = None,
-          **uvicorn_options: Any) -> None:
-    """Serve the dashboard on `address` until SIGTERM/SIGINT (uvicorn handles both)."""
+          metrics_address: str = "", **uvicorn_options: Any) -> None:
+    """Serve the dashboard on `address` until SIGTERM/SIGINT (uvicorn handles both), and
+    Prometheus metrics on `metrics_address` when given."""
     sock = bind(address)
     actual = bound_address(sock)
-    app = create_app(config)
-    uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                             server_header=False, **uvicorn_options)
-    server = _Server(uconfig, ready_file, actual)
-    _watch_supervisor(server)
+    stop_metrics: Callable[[], None] | None = None
+    metrics = ""
     try:
+        if metrics_address:
+            metrics, stop_metrics = serve_metrics(metrics_address)
+        app = create_app(config)
+        uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                 server_header=False, **uvicorn_options)
+        server = _Server(uconfig, ready_file, actual, metrics)
+        _watch_supervisor(server)
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if stop_metrics is not None:
+            stop_metrics()
