@@ -9,7 +9,8 @@
 5. build (the host's CA bundle goes to deploy/build-ca/ for pip inside the build), up;
 6. pingpong and oracle through the CLI against the stack, each replayed from the journal,
    and their digests compared with `lockstep run --local` of the same scenarios;
-7. down -v, whatever happened (--keep leaves the stack up for a look).
+7. every service's published metrics endpoint scraped and parsed;
+8. down -v, whatever happened (--keep leaves the stack up for a look).
 
 Host ports are free ones picked at start, so a stack of the user's own is not disturbed.
 Options: --tls (the stack with deploy/compose.tls.yml: mTLS everywhere, the CLI too),
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,12 @@ LOCKSTEP = str(BIN / "lockstep")
 DEBIAN_BASE = "lockstep/debian-base:bookworm"
 REGISTRY_BASE = "python:3.11-slim"
 SCENARIOS = ("pingpong", "oracle")
-PORTS = ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "METRICS", "POOL0", "POOL1")
+PORTS = ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1")
+# Published metrics endpoints (LOCKSTEP_<NAME>_METRICS) and a family each must serve.
+METRICS = {"ORCHESTRATOR": "lockstep_orchestrator_ticks",
+           "TELEMETRY": "lockstep_telemetry_head_sequence",
+           "INFERENCE": "lockstep_inference_cache_bytes", "POOL0": "lockstep_pool_instances",
+           "POOL1": "lockstep_pool_instances"}
 POOLS = 2
 
 
@@ -165,6 +172,25 @@ def cli_json(args: list[str], env: dict[str, str]) -> dict[str, object]:
     return dict(json.loads(out))
 
 
+def scrape_metrics(ports: dict[str, int]) -> bool:
+    """Every service's published Prometheus endpoint parses and has its own metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for name, family in METRICS.items():
+        url = f"http://127.0.0.1:{ports[name]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                names = {f.name for f in text_string_to_metric_families(resp.read().decode())}
+        except OSError as exc:
+            say(f"{name}: metrics at {url} unreachable: {exc}")
+            return False
+        if family not in names or "process_cpu_seconds" not in names:
+            say(f"{name}: {url} lacks {family} or the process metrics")
+            return False
+    say(f"metrics scraped and parsed from {len(METRICS)} published endpoints")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="dev.py test-compose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,8 +205,10 @@ def main() -> int:
     base = ensure_base_image(args.base_image)
     tmp = Path(tempfile.mkdtemp(prefix="lockstep-compose-test-"))
     ports = {name: free_port() for name in PORTS}
+    metrics_ports = {name: free_port() for name in METRICS}
     env = {**os.environ, "LOCKSTEP_BASE_IMAGE": base, "LOCKSTEP_PROFILES": str(tmp / "p.toml"),
-           **{f"LOCKSTEP_{name}_PORT": str(port) for name, port in ports.items()}}
+           **{f"LOCKSTEP_{name}_PORT": str(port) for name, port in ports.items()},
+           **{f"LOCKSTEP_{name}_METRICS": str(port) for name, port in metrics_ports.items()}}
     project = ["-p", f"lockstep-test-{os.getpid()}", "-f", "docker-compose.yml"]
     if args.tls:
         project += ["-f", "deploy/compose.tls.yml"]
@@ -226,6 +254,8 @@ def main() -> int:
                 return 1
             say(f"{name}: compose run, its replay and the local run agree "
                 f"({len(list(stack['digests']))} tick digests, final {stack['digest']})")
+        if not scrape_metrics(metrics_ports):
+            return 1
         failed = False
         say("PASSED: " + ", ".join(f"{n} {d[0][:16]}..." for n, d in results.items()))
         return 0

@@ -146,7 +146,10 @@ def test_compose_orchestrator_points_at_defined_healthy_services() -> None:
     for name, svc in services.items():
         port = listen_port(Path(compose_dockerfiles()[name]).parent.name)
         assert any(p.endswith(f":{port}") for p in svc["ports"]), name
-    assert any(p.endswith(":9090") for p in services["telemetry"]["ports"])
+    for name, svc in services.items():  # and its Prometheus endpoint (container port 9090)
+        assert any(p.endswith(":9090") for p in svc["ports"]), name
+    published = [p.rsplit(":", 1)[0] for s in services.values() for p in s["ports"]]
+    assert len(published) == len(set(published))  # no host port twice
     assert COMPOSE["secrets"]["lockstep_tokens"]["file"] == "./deploy/secrets/tokens.json"
     # The key `lockstep deploy init` makes is the one the orchestrator trusts.
     assert env["LOCKSTEP_TRUSTED_KEYS"] == "/etc/lockstep/trusted"
