@@ -43,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-address", default=env("LOCKSTEP_METRICS_ADDRESS", ""),
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any "
                         "free port; default: off) [env LOCKSTEP_METRICS_ADDRESS]")
-    p.add_argument("--page-size", type=int, default=50, help="rows per table page")
+    p.add_argument("--page-size", type=int,
+                   default=int(env("LOCKSTEP_DASHBOARD_PAGE_SIZE", "50")),
+                   help="rows per table page [env LOCKSTEP_DASHBOARD_PAGE_SIZE]")
     p.add_argument("--render-interval-ms", type=int,
                    default=int(env("LOCKSTEP_DASHBOARD_RENDER_INTERVAL_MS", "1000")),
                    help="a live page redraws at most this often [env "

@@ -24,6 +24,7 @@ from lockstep_dashboard._journal import (
     log_row,
     run_info,
     stats_row,
+    text_of_hex,
     touched_ticks,
 )
 from lockstep_dashboard._source import Source, SourceError
@@ -237,7 +238,8 @@ def _journal_agents(src: Source, run_id: str) -> tuple[list[dict[str, Any]], boo
                      "module": str(p.get("module", "")), "priority": p.get("priority", 0),
                      "pool": None, "steps": None, "fuel": None, "sent": None,
                      "received": None, "inbox": None, "restarts": restarts.get(name, 0),
-                     "spawn_tick": r.tick, "last_fault": ""})
+                     "spawn_tick": r.tick, "last_fault": "",
+                     "args": text_of_hex(p.get("args"), 400)})
     return rows, len(spawns) >= limit or len(ends) >= limit
 
 
@@ -288,7 +290,9 @@ def agent_page(src: Source, run_id: str, name: str, from_tick: int | None = None
         agent = next((r for r in rows if r["name"] == name), None)
     if agent is None:
         raise NotFound(f"run {run_id} has no agent {name!r}")
-    agent = {**agent, "faults": _fault_counts(src, run_id)[0].get(name, 0)}
+    spawned = next((r for r in _journal_agents(src, run_id)[0] if r["name"] == name), {})
+    agent = {**agent, "faults": _fault_counts(src, run_id)[0].get(name, 0),
+             "args": spawned.get("args", "")}
     lo, hi = _window(ctx["last_tick"], from_tick, to_tick, DEFAULT_AGENT_TICKS,
                      src.config.max_ticks)
     seq = int(agent["sequence"]) if agent["sequence"] is not None else -1
