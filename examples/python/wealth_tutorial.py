@@ -10,9 +10,11 @@ message and arrives the next tick). As in Mesa's tutorial, a DataCollector recor
 Gini coefficient every tick and each agent's wealth; the script plots Gini over time and
 the final wealth histogram (with the Boltzmann-Gibbs expectation) and saves both figures.
 
-Wealth per agent is derived from the orchestrator's per-agent counters, exactly (start +
-units received + units in flight to it - units given, as bench/peers.py does); it would
-come from `ls_observe("wealth", w)` once observations are journalled (docs/python.md).
+Each agent reports its wealth every step with `ls_observe("wealth", w)` (wealth.c's
+`observe=1`): the observations come back from the journal as a (tick, agent, key, value)
+DataFrame, like the agent variables of Mesa's DataCollector. An agent that is not stepped
+at a tick is asleep with wealth 0 (it returned idle and no unit arrived). The run's
+per-tick statistics (`run.ticks()`) give the wall time per tick.
 Without --state-dir the script starts a private local deployment and stops it after.
 """
 
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 WEALTH = ROOT / "examples" / "scenarios" / "wealth.toml"
@@ -44,31 +45,31 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     import lockstep
-    from lockstep.api import Collector, gini
+    from lockstep.api import gini
 
     scenario = lockstep.load_scenario(WEALTH, overrides={
-        "agents.0.count": args.agents, "agents.0.args": "n={n} wealth=1",
+        "agents.0.count": args.agents, "agents.0.args": "n={n} wealth=1 observe=1",
         "run.ticks": args.ticks, "run.seed": args.seed, "run.label": "wealth-tutorial"})
-
-    def wealth(agents: pd.DataFrame) -> pd.Series[Any]:
-        return 1 + agents["messages_received"] + agents["inbox"] - agents["messages_sent"]
-
-    collector = Collector(model_reporters={"gini": lambda agents: gini(wealth(agents))},
-                          agent_reporters={"wealth": wealth})
     deployment = (lockstep.Deployment.connect(args.state_dir) if args.state_dir
                   else lockstep.Deployment.local(pools=1))
     with deployment as dep:
-        run = dep.run(scenario, collector=collector)
+        run = dep.run(scenario)
         status = run.status()
+        names = list(run.agents()["name"])
+        observations = run.observations()
+        ticks = run.ticks()
 
-    model = collector.model_vars()
-    agent_wealth = collector.agent_vars()["wealth"]
-    totals = agent_wealth.groupby(level="tick").sum()
+    # Agent variables: wealth per (tick, agent); agents not stepped at a tick hold 0.
+    reported = observations[observations["key"] == "wealth"]
+    table: pd.DataFrame = reported.pivot(index="tick", columns="agent", values="value")
+    table = table.reindex(index=range(1, status.tick + 1), columns=names).fillna(0)
+    totals = table.sum(axis=1)
     if not (totals == args.agents).all():
         print(f"error: wealth not conserved: {totals[totals != args.agents].head()}",
               file=sys.stderr)
         return 1
-    final = agent_wealth.xs(status.tick, level="tick")
+    model = pd.DataFrame({"gini": table.apply(gini, axis=1)})  # a model-level reporter
+    final = table.loc[status.tick]
 
     args.out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run {run.run_id}: {status.tick} ticks, final digest {status.digest}")
     print(f"Gini: tick 1 {model['gini'].iloc[0]:.3f}, tick {status.tick} "
           f"{model['gini'].iloc[-1]:.3f}")
+    print(f"{len(observations)} observations; median tick {ticks['wall_ms'].median():.2f} ms "
+          f"({int(ticks['steps'].sum())} steps, {int(ticks['messages'].sum())} messages)")
     print(f"figures: {gini_path}, {hist_path}")
     return 0
 

@@ -229,7 +229,7 @@ def test_tutorial_script(dep: Deployment, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     for name in ("wealth_gini.png", "wealth_histogram.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "30 ticks" in out.stdout
+    assert "30 ticks" in out.stdout and " observations; median tick " in out.stdout
 
 
 def test_observations_of_a_real_run(dep: Deployment) -> None:

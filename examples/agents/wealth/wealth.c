@@ -15,6 +15,8 @@
  *   work=K       rounds of integer busywork per step before deciding (default 0;
  *                wealth_heavy sets 2000: a stand-in for an agent's own computation)
  *   log_every=T  log my wealth every T ticks (default 0: never)
+ *   observe=1    report my wealth as the observation "wealth" every step, after the
+ *                units sent to me arrived and before I give (default 0; docs/python.md)
  */
 #define LOCKSTEP_DEFAULT_ALLOC
 #define LOCKSTEP_DEFAULT_INIT
@@ -33,6 +35,7 @@ static uint64_t me;       /* my index */
 static uint64_t wealth;
 static uint64_t work;
 static uint64_t log_every;
+static uint64_t observe;
 
 /* The busywork's running result. Kept in memory (so part of the agent's state and of
  * its snapshots) so the compiler cannot drop the loop. */
@@ -53,6 +56,7 @@ static int configure(const ls_context *ctx) {
     wealth = ls_arg_u64(ctx->args, "wealth", 1);
     work = ls_arg_u64(ctx->args, "work", WEALTH_DEFAULT_WORK);
     log_every = ls_arg_u64(ctx->args, "log_every", 0);
+    observe = ls_arg_u64(ctx->args, "observe", 0);
     /* My index is the number after the prefix in my name. */
     if (ctx->name.len <= prefix.len) return -1;
     ls_bytes head = {ctx->name.ptr, prefix.len};
@@ -102,6 +106,7 @@ int32_t agent_step(int32_t context_ptr) {
         ls_buf_u64(ls_buf_str(&line, "wealth="), wealth);
         ls_log_buf(LS_LOG_INFO, &line);
     }
+    if (observe) ls_observe("wealth", (double)wealth);
     if (wealth == 0) return LS_IDLE;
     /* Uniform over the n-1 others: draw from [0, n-1) and skip my own index. */
     uint64_t other = ls_random_below(n_agents - 1);
