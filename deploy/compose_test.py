@@ -9,7 +9,8 @@
 5. build (the host's CA bundle goes to deploy/build-ca/ for pip inside the build), up;
 6. pingpong and oracle through the CLI against the stack, each replayed from the journal,
    and their digests compared with `lockstep run --local` of the same scenarios;
-7. every service's published metrics endpoint scraped and parsed;
+7. the dashboard shows each run's verified chain; every service's published metrics
+   endpoint scraped and parsed;
 8. down -v, whatever happened (--keep leaves the stack up for a look).
 
 Host ports are free ones picked at start, so a stack of the user's own is not disturbed.
@@ -37,12 +38,12 @@ LOCKSTEP = str(BIN / "lockstep")
 DEBIAN_BASE = "lockstep/debian-base:bookworm"
 REGISTRY_BASE = "python:3.11-slim"
 SCENARIOS = ("pingpong", "oracle")
-PORTS = ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1")
+PORTS = ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1", "DASHBOARD")
 # Published metrics endpoints (LOCKSTEP_<NAME>_METRICS) and a family each must serve.
 METRICS = {"ORCHESTRATOR": "lockstep_orchestrator_ticks",
            "TELEMETRY": "lockstep_telemetry_head_sequence",
            "INFERENCE": "lockstep_inference_cache_bytes", "POOL0": "lockstep_pool_instances",
-           "POOL1": "lockstep_pool_instances"}
+           "POOL1": "lockstep_pool_instances", "DASHBOARD": "python_info"}
 POOLS = 2
 
 
@@ -243,17 +244,30 @@ def main() -> int:
             say("plaintext refused by the TLS stack")
         remote = ["--profile", "compose-test"]
         results = {}
+        results_ids: dict[str, str] = {}
         for name in SCENARIOS:
             path = f"examples/scenarios/{name}.toml"
             stack = cli_json([*remote, "run", path], env)
             run([LOCKSTEP, *remote, "replay", str(stack["run_id"])], env=env, timeout=900)
             local = cli_json(["run", "--local", "--pools", str(POOLS), path], env)
             results[name] = (stack["digest"], local["digest"])
+            results_ids[name] = str(stack["run_id"])
             if stack["digests"] != local["digests"]:
                 say(f"{name}: DIGESTS DIFFER: compose {stack['digest']} local {local['digest']}")
                 return 1
             say(f"{name}: compose run, its replay and the local run agree "
                 f"({len(list(stack['digests']))} tick digests, final {stack['digest']})")
+        from lockstep.supervisor._dashboard import wait_http
+
+        wait_http(f"127.0.0.1:{ports['DASHBOARD']}", timeout=180)
+        for name in SCENARIOS:
+            url = f"http://127.0.0.1:{ports['DASHBOARD']}/runs/{results_ids[name]}/digests"
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                page = resp.read().decode()
+            if "hash chain verified" not in page:
+                say(f"dashboard: {url} does not show the verified chain")
+                return 1
+        say("dashboard shows every run with its chain verified")
         if not scrape_metrics(metrics_ports):
             return 1
         failed = False

@@ -36,7 +36,8 @@ DEFAULT_CLIENT = "client"
 
 
 def service_names(pools: int) -> list[str]:
-    return ["orchestrator", "telemetry", "inference", *(f"pool-{i}" for i in range(pools))]
+    return ["orchestrator", "telemetry", "inference", *(f"pool-{i}" for i in range(pools)),
+            "dashboard"]
 
 
 def make_certs(directory: Path, names: list[str], hosts: dict[str, list[str]],
@@ -122,6 +123,10 @@ def deploy_init(
             write_token_file(tokens)
             tokens.chmod(0o644)
             console.print(f"wrote {tokens} (in an owner-only directory)")
+        # The dashboard's credential: the viewer token alone (docs/dashboard.md).
+        from lockstep.supervisor._dashboard import VIEWER_TOKEN_FILE, write_viewer_token
+
+        write_viewer_token(tokens, secrets / VIEWER_TOKEN_FILE).chmod(0o644)
         keys = directory / "keys"
         if force:
             for old in [*(keys / "signing").glob("*"), *(keys / "trusted").glob("*.pub")]:
