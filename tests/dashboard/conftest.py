@@ -107,8 +107,10 @@ def screenshot(browser: Any) -> Any:
     def shot(name: str) -> None:
         if not out:
             return
-        height = int(browser.execute_script("return document.body.scrollHeight"))
-        browser.set_window_size(1280, max(600, min(height + 20, 1800)))
+        height, chrome = browser.execute_script(
+            "return [document.documentElement.scrollHeight, "
+            "window.outerHeight - window.innerHeight]")
+        browser.set_window_size(1280, int(chrome) + max(500, min(int(height) + 10, 1600)))
         Path(out).mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(Path(out) / f"dashboard-{name}.png"))
         browser.set_window_size(1280, 1000)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import lockstep
-from lockstep.api._records import JournalRecord
+from lockstep.api._records import JournalRecord, agent_digests
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from tests.dashboard.conftest import PAGE_SIZE, Env
 
@@ -132,11 +132,15 @@ def test_agent_page_escapes_script_logs(env: Env, browser: Any, screenshot: Any)
     assert not browser.find_elements(By.CSS_SELECTOR, "#logs script, #agent-args img")
     assert "pwned" not in browser.title and "args" not in browser.title
     assert text(browser, "agent-args") == "<img src=x onerror=\"document.title='args'\">"
-    observed = table(browser, "observations")
-    assert len(observed) == len([r for r in logs if r.payload["level"] == 5]) == 24
-    assert observed[0] == ["1", "tick = 1.0"]
+    observed = table(browser, "observations")  # the last 20 of the 24
+    assert len([r for r in logs if r.payload["level"] == 5]) == 24
+    assert observed[0] == ["5", "tick = 5.0"] and observed[-1] == ["24", "tick = 24.0"]
     history = table(browser, "history")
-    assert [int(r[0]) for r in history] == list(range(1, 25))  # stepped every tick
+    assert [int(r[0]) for r in history] == list(range(5, 25))  # stepped every tick
+    assert "the last 20 of the 24 ticks" in browser.page_source
+    digests = {r.tick: r.payload for r in records(env, env.run.run_id, "tick.digest")}
+    seq = int(table(browser, "agent-info")[0][0])
+    assert history[-1][1] == agent_digests(digests[24])[seq]
     screenshot("agent")
 
 
@@ -177,6 +181,7 @@ def test_journal_browser(env: Env, browser: Any, screenshot: Any) -> None:
     assert rows[0][3] == ('{"agent":"shouter","level":2,"text":"<script>document.title='
                           "'pwned'</script> tick 1\"}")
     assert rows[0][4] == wanted[0].hash[:16]
+    screenshot("journal")
     assert text(browser, "chain-status").startswith("hash chain verified over records "
                                                     f"{wanted[0].sequence}..")
     browser.find_element(By.ID, "next-page").click()
@@ -184,7 +189,6 @@ def test_journal_browser(env: Env, browser: Any, screenshot: Any) -> None:
         [r.sequence for r in wanted[PAGE_SIZE:2 * PAGE_SIZE]]
     load(browser, f"{env.url}/runs/{env.run.run_id}/journal?from_tick=3&to_tick=4")
     assert {r[1] for r in table(browser, "journal")} <= {"3", "4"}
-    screenshot("journal")
 
 
 def test_inference_log(env: Env, browser: Any, screenshot: Any) -> None:

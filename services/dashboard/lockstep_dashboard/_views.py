@@ -56,6 +56,7 @@ DEFAULT_TIMELINE_TICKS = 500
 DEFAULT_FLOW_TICKS = 20
 MAX_FLOW_TICKS = 200
 DEFAULT_AGENT_TICKS = 100
+HISTORY_ROWS = 20  # rows of an agent's tick history and observations shown
 
 
 class NotFound(Exception):  # noqa: N818 - an HTTP 404, not an error of the program
@@ -313,8 +314,10 @@ def agent_page(src: Source, run_id: str, name: str, from_tick: int | None = None
     pager = _pager(page, src.config.page_size, len(logs))
     observations = [row for row in logs if row.observation is not None]
     ctx.update({"agent": agent, "from_tick": lo, "to_tick": hi,
-                "history": [(t, d, per_tick.get(t, 0)) for t, d in history],
-                "logs": pager.slice(logs), "pager": pager, "observations": observations[-50:],
+                "history": [(t, d, per_tick.get(t, 0)) for t, d in history][-HISTORY_ROWS:],
+                "touched": len(history),
+                "logs": pager.slice(logs), "pager": pager,
+                "observations": observations[-HISTORY_ROWS:],
                 "faults": faults, "truncated": scanned >= src.config.max_scan})
     return ctx
 
