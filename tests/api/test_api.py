@@ -183,6 +183,8 @@ def test_export_reads_back(dep: Deployment, tmp_path: Path, fmt: str) -> None:
     assert sorted(paths) == ["agents", "journal", "logs", "observations", "ticks"]
     ticks = read_table(paths["ticks"])
     assert list(ticks["digest"]) == list(run.digests()["digest"])
+    stats = run.ticks()
+    assert list(ticks["steps"]) == list(stats["steps"])  # the per-tick statistics too
     agents = read_table(paths["agents"])
     assert list(agents["messages_sent"]) == list(run.agents()["messages_sent"])
     journal = read_table(paths["journal"])
@@ -218,6 +220,22 @@ def test_sweep_2_values_by_5_seeds(dep: Deployment, tmp_path: Path) -> None:
     # The same parameters and seed on this other deployment give the same digest.
     row = table[(table["agents.0.count"] == 6) & (table["seed"] == 7)].iloc[0]
     assert dep.run(SMALL).digest == row["digest"]
+
+
+def test_per_tick_statistics_and_the_chrome_trace(dep: Deployment, tmp_path: Path) -> None:
+    run = dep.run(SMALL)
+    stats = run.ticks()
+    status = run.status()
+    assert list(stats["tick"]) == list(range(1, 13))
+    assert int(stats["steps"].sum()) == status.counters["steps"]
+    assert int(stats["messages"].sum()) == status.counters["messages"]
+    assert int(stats["fuel"].sum()) == status.counters["fuel_used"]
+    assert (stats["wall_ms"] > 0).all() and (stats["agents"] == 6).all()
+    assert stats["pools_ms"].map(len).eq(1).all()
+    trace = json.loads(run.chrome_trace(tmp_path / "t.json").read_text())
+    slices = [e for e in trace["traceEvents"] if e.get("cat") == "tick"]
+    assert [e["args"]["tick"] for e in slices] == list(range(1, 13))
+    assert trace["otherData"]["run_id"] == run.run_id
 
 
 def test_tutorial_script(dep: Deployment, tmp_path: Path) -> None:

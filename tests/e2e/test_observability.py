@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +155,27 @@ def test_every_service_serves_prometheus_metrics(deployment: tuple[str, dict]) -
                  grpc_code="OK") >= 1
     status = ok("status", "--state-dir", state_dir)
     assert "/metrics" in status and state.service("orchestrator").metrics in status
+
+
+@pytest.mark.timeout(120)
+def test_logs_follow_prints_new_lines_as_the_run_goes_on(deployment: tuple[str, dict]  # type: ignore[type-arg]
+                                                        ) -> None:
+    # Last in this file: it starts another run on the deployment.
+    from lockstep.api import Deployment
+
+    state, _ = deployment
+    with Deployment.connect(state) as dep:
+        run = dep.start(SCENARIO)
+        run.step(2)
+        with subprocess.Popen([sys.executable, "-m", "lockstep.cli", "logs", run.run_id,
+                               "--state-dir", state, "--agent", "w0", "--follow", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True) as proc:
+            try:
+                assert proc.stdout is not None
+                assert json.loads(proc.stdout.readline())["tick"] == 2  # already journalled
+                run.step(2)  # the next line arrives while the command follows
+                line = json.loads(proc.stdout.readline())
+                assert (line["agent"], line["tick"], line["run_id"]) == ("w0", 4, run.run_id)
+            finally:
+                proc.terminate()
