@@ -33,6 +33,10 @@ def bind(address: str) -> socket.socket:
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    if os.name != "nt":
+        # A restart on the same address must not wait for the old connections' TIME_WAIT
+        # (on POSIX this never lets two processes listen on one port).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, int(port)))
         sock.listen(128)
