@@ -151,9 +151,12 @@ def test_unix_sockets(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr
         loaded = SupervisorState.load(state)
         assert loaded is not None
-        assert all(s.address.startswith("unix:") for s in loaded.services)
+        # gRPC services on unix sockets; the dashboard serves HTTP on TCP loopback.
+        assert all(s.address.startswith("unix:") for s in loaded.services
+                   if s.name != "dashboard")
+        assert loaded.service("dashboard").address.startswith("127.0.0.1:")
         status = lockstep("status", "--state-dir", str(state))
-        assert status.stdout.count("SERVING") == 4
+        assert status.stdout.count("SERVING") == 5
     finally:
         assert lockstep("down", "--state-dir", str(state)).returncode == 0
 
@@ -172,4 +175,4 @@ def test_services_stop_when_the_supervisor_dies(state_dir: Path) -> None:
     assert gone.returncode == 3 and "not running" in gone.stdout
     again = lockstep("up", "--state-dir", sd)
     assert again.returncode == 0, again.stderr
-    assert lockstep("status", "--state-dir", sd).stdout.count("SERVING") == 4
+    assert lockstep("status", "--state-dir", sd).stdout.count("SERVING") == 5
