@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -77,3 +80,33 @@ def test_a_killed_dashboard_is_restarted_on_its_address(env: Env) -> None:
     assert now.address == before.address and now.pid != before.pid
     assert http_status(now.address) == "SERVING"
     env.state = state
+
+
+@pytest.mark.e2e
+def test_status_shows_the_url_and_lockstep_dashboard_serves(env: Env) -> None:
+    assert env.dep.state_dir is not None
+    sd = str(env.dep.state_dir)
+    status = subprocess.run([sys.executable, "-m", "lockstep.cli", "status", "--state-dir", sd],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "200"})
+    address = SupervisorState.load(env.dep.state_dir).service("dashboard").address  # type: ignore[union-attr]
+    assert f"dashboard: http://{address}/" in status.stdout
+    # `lockstep dashboard`: another one, in the foreground, for the same deployment.
+    proc = subprocess.Popen([sys.executable, "-m", "lockstep.cli", "dashboard", "--state-dir",
+                             sd, "--address", "127.0.0.1:0"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        found = None
+        for line in proc.stdout:  # blocks until it says where it serves
+            found = re.search(r"serving on (\S+) \(pid", line)
+            if found:
+                break
+        assert found, f"lockstep dashboard exited with {proc.wait()}"
+        assert found.group(1).startswith("127.0.0.1:")
+        assert http_status(found.group(1)) == "SERVING"
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()

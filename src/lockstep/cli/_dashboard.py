@@ -7,8 +7,6 @@ against any orchestrator and telemetry given by address, with a viewer token fil
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -48,11 +46,11 @@ def dashboard(
                     write_viewer_token(state.tokens_path, token_file)
     except LockstepError as exc:
         raise fail(exc) from None
-    cmd = [sys.executable, "-m", "lockstep_dashboard", "--address", address,
-           "--orchestrator", orchestrator, "--telemetry", telemetry,
-           "--auth-file", str(token_file), "--render-interval-ms", str(render_interval_ms)]
     try:
-        code = subprocess.call(cmd, stdin=subprocess.DEVNULL)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        from lockstep_dashboard.__main__ import main as dashboard_main
+    except ImportError:
+        raise fail("the dashboard is not installed: pip install -e services/dashboard "
+                   "(python3 dev.py setup does)") from None
+    raise typer.Exit(dashboard_main([
+        "--address", address, "--orchestrator", orchestrator, "--telemetry", telemetry,
+        "--auth-file", str(token_file), "--render-interval-ms", str(render_interval_ms)]))
