@@ -61,7 +61,8 @@ def agent_wasm(source: Path) -> bytes:
 class Cluster:
     """`n_pools` pool processes plus an in-process orchestrator, no auth."""
 
-    def __init__(self, n_pools: int, pool_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, n_pools: int, pool_args: tuple[str, ...] = (),
+                 transport: str = "auto") -> None:
         from lockstep.client import AuthedChannel
         from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
         from lockstep_orchestrator import OrchestratorConfig, create_server
@@ -71,7 +72,7 @@ class Cluster:
             for _ in range(n_pools):
                 self.pools.append(start_service("lockstep_wasm_pool", *pool_args))
             config = OrchestratorConfig(pools=tuple(p.address for p in self.pools),
-                                        dev_mode=True)
+                                        dev_mode=True, pool_transport=transport)
             self.server = create_server("127.0.0.1:0", auth=None, config=config)
         except BaseException:
             for p in self.pools:

@@ -1,12 +1,14 @@
 """The digest chain of every example scenario, recorded before the tick path was rebuilt
 (tests/golden/chains.json), must come out identical: on 3 pool processes (it was recorded on
-2), and on the forced Python pool engine. A deliberate change of encoding regenerates the
+2) with their batches through the shared-memory tick channel, on the forced Python pool
+engine, and with a mixed deployment (pools 0 and 2 over gRPC, pool 1 on shared memory). A deliberate change of encoding regenerates the
 file with tests/golden/record_chains.py in the same commit (docs/determinism.md)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,28 +27,38 @@ def test_every_example_scenario_has_a_recorded_chain() -> None:
     assert sorted(CHAINS) == sorted(PATHS)
 
 
-@pytest.fixture(scope="module", params=["default", "python"])
+SETTINGS = {  # pool engine, pool transport
+    "default": ("auto", "auto"),
+    "python": ("python", "auto"),
+    "mixed": ("auto", "grpc,auto,grpc"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SETTINGS))
 def deployment(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     state = str(tmp_path_factory.mktemp("chains") / "state")
-    # The supervisor passes its environment to the pools it starts.
-    saved = os.environ.get("LOCKSTEP_POOL_ENGINE")
-    os.environ["LOCKSTEP_POOL_ENGINE"] = "python" if request.param == "python" else "auto"
+    # The supervisor passes its environment to the services it starts.
+    engine, transport = SETTINGS[request.param]
+    env = {"LOCKSTEP_POOL_ENGINE": engine, "LOCKSTEP_POOL_TRANSPORT": transport}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         up = lockstep("up", "--state-dir", state, "--pools", "3")
     finally:
-        if saved is None:
-            del os.environ["LOCKSTEP_POOL_ENGINE"]
-        else:
-            os.environ["LOCKSTEP_POOL_ENGINE"] = saved
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
     assert up.returncode == 0, up.stderr
-    yield state
+    yield state, request.param
     lockstep("down", "--state-dir", state)
 
 
 @pytest.mark.parametrize("scenario", sorted(CHAINS))
-def test_chain_is_unchanged(deployment: str, scenario: str) -> None:
-    result = lockstep("run", "--state-dir", deployment, str(PATHS[scenario]), "--json")
+def test_chain_is_unchanged(deployment: tuple[str, str], scenario: str) -> None:
+    result = lockstep("run", "--state-dir", deployment[0], str(PATHS[scenario]), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     want = CHAINS[scenario]["digests"]
@@ -54,3 +66,13 @@ def test_chain_is_unchanged(deployment: str, scenario: str) -> None:
     first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
     assert first is None and len(got) == len(want), (
         f"{scenario}: chain differs from tick {first + 1 if first is not None else len(want)}")
+
+
+
+def test_the_pools_use_the_transport_asked_for(deployment: tuple[str, str]) -> None:
+    """After the scenarios ran: the orchestrator's log names the pools on the tick channel."""
+    state, name = deployment
+    text = (Path(state) / "logs" / "orchestrator.log").read_text()
+    on_shm = set(re.findall(r"pool (\S+): batches through the shared-memory tick channel",
+                            text))
+    assert len(on_shm) == {"default": 3, "python": 3, "mixed": 1}[name], text[-2000:]

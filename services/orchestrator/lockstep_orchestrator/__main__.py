@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-mode", action="store_true",
                         default=os.environ.get("LOCKSTEP_DEV_MODE") == "1",
                         help="accept unsigned modules [env LOCKSTEP_DEV_MODE=1]")
+    parser.add_argument("--pool-transport",
+                        default=os.environ.get("LOCKSTEP_POOL_TRANSPORT", "auto"),
+                        help="auto: pools on this host get the shared-memory tick channel "
+                             "(Linux), others gRPC; grpc: always gRPC; or one per pool, "
+                             "comma-separated [env LOCKSTEP_POOL_TRANSPORT]")
 
 
 def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
@@ -39,6 +44,7 @@ def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
         inference=args.inference or None, data_dir=args.data_dir,
         trusted_keys=args.trusted_keys, dev_mode=args.dev_mode,
         capabilities=frozenset(args.capability) if args.capability else DEFAULT_GRANTED,
+        pool_transport=args.pool_transport,
     )
     return create_server(args.address, auth=auth, config=config)
 

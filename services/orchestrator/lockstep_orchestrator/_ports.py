@@ -9,6 +9,7 @@ the same bytes by converting at the edge.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import grpc
 from opentelemetry import trace
 
+from lockstep import tick_channel
 from lockstep.batch import (
     Fault,
     InferCall,
@@ -30,7 +32,8 @@ from lockstep.batch import (
 )
 from lockstep.client import AuthedChannel, wait_serving
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import ServiceError
+from lockstep.errors import ConfigError, ServiceError
+from lockstep.tick_channel import ChannelClient, ChannelClosedError, ChannelRefusedError
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
@@ -62,6 +65,7 @@ class PoolFailureError(ServiceError):
 
 
 _tracer = trace.get_tracer("lockstep.orchestrator")
+log = logging.getLogger("lockstep.orchestrator.pools")
 
 
 class Pools(Protocol):
@@ -138,10 +142,24 @@ _PROTO = {"CreateAgents": (create_proto, pb.CreateAgentsRequest),
 class GrpcPools:
     """Pool processes over gRPC, packed `batch` fields both ways."""
 
-    def __init__(self, addresses: Sequence[str], token: str | None) -> None:
+    def __init__(self, addresses: Sequence[str], token: str | None,
+                 transport: str = "auto") -> None:
+        """`transport`: "auto" (the shared-memory tick channel for pools on this host,
+        gRPC for the others), "grpc", or one of those per pool, comma-separated."""
         if not addresses:
             raise ServiceError("no wasm_pool addresses configured")
         self.addresses = list(addresses)
+        choices = [t.strip() for t in transport.split(",")]
+        if len(choices) == 1:
+            choices *= len(self.addresses)
+        if len(choices) != len(self.addresses) or set(choices) - {"auto", "grpc"}:
+            raise ConfigError(f"pool transport {transport!r}: auto or grpc, or one per pool "
+                              "(comma-separated)")
+        if not tick_channel.supported():
+            choices = ["grpc"] * len(choices)
+        self._transport = choices
+        self._channels_shm: list[ChannelClient | None] = [None] * len(self.addresses)
+        self._shm_tried = [False] * len(self.addresses)
         self.last_seconds: dict[int, float] = {}
         self._channels = [AuthedChannel(a, token) for a in self.addresses]
         self._stubs = [pb_grpc.WasmPoolServiceStub(c) for c in self._channels]
@@ -153,6 +171,9 @@ class GrpcPools:
         return len(self.addresses)
 
     def close(self) -> None:
+        for chan in self._channels_shm:
+            if chan is not None:
+                chan.close()
         for channel in self._channels:
             channel.close()
 
@@ -192,13 +213,15 @@ class GrpcPools:
         return resp
 
     def _call(self, method: str, requests: dict[int, bytes]) -> dict[int, bytes]:
+        """One batch per pool, all in flight at once: through a pool's shared-memory tick
+        channel when it has one, else gRPC."""
         to_proto, request_type = _PROTO[method]
         futures: dict[int, Any] = {}
         started = time.perf_counter()
         seconds: dict[int, float] = {}
         self.last_seconds = seconds
-
         spans: dict[int, trace.Span] = {}
+        error: PoolFailureError | None = None
 
         def done_at(i: int) -> Callable[[Any], None]:
             def done(_f: Any) -> None:
@@ -207,11 +230,21 @@ class GrpcPools:
             return done
 
         for i, buf in sorted(requests.items()):
-            stub = getattr(self._stubs[i], method)
-            req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
             spans[i] = _tracer.start_span(f"pool {method}", attributes={
                 "lockstep.pool": i, "lockstep.pool.address": self.addresses[i],
                 "lockstep.batch_bytes": len(buf)})
+            chan = self._tick_channel(i)
+            if chan is not None:
+                spans[i].set_attribute("lockstep.transport", "shm")
+                try:
+                    chan.send(method, buf)
+                    futures[i] = (None, chan)
+                except ChannelClosedError as exc:
+                    error = error or self._lost(i, method, exc)
+                    spans[i].end()
+                continue
+            stub = getattr(self._stubs[i], method)
+            req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
             if len(requests) == 1:
                 futures[i] = (req, None)
             else:
@@ -220,8 +253,19 @@ class GrpcPools:
                 fut.add_done_callback(done_at(i))
                 futures[i] = (req, fut)
         out: dict[int, bytes] = {}
-        error: PoolFailureError | None = None
         for i, (req, fut) in futures.items():
+            if isinstance(fut, ChannelClient):
+                try:
+                    out[i] = fut.receive(RPC_TIMEOUT_S)
+                except ChannelRefusedError as exc:
+                    code = getattr(grpc.StatusCode, exc.status, grpc.StatusCode.UNKNOWN)
+                    error = error or PoolFailureError(i, self.addresses[i], method, code,
+                                                      exc.detail)
+                except ChannelClosedError as exc:
+                    error = error or self._lost(i, method, exc)
+                seconds[i] = time.perf_counter() - started
+                spans[i].end()
+                continue
             stub = getattr(self._stubs[i], method)
             try:
                 if fut is not None:
@@ -240,6 +284,49 @@ class GrpcPools:
         if error is not None:
             raise error
         return out
+
+    # ---- the shared-memory tick channel (lockstep.tick_channel, ADR-014) ----------------
+    def _tick_channel(self, i: int) -> ChannelClient | None:
+        """Pool i's tick channel: opened on first use when the pool is on this host (same
+        boot and network namespace) and the transport allows it; None means gRPC."""
+        chan = self._channels_shm[i]
+        if chan is not None or self._transport[i] != "auto" or self._shm_tried[i]:
+            return chan
+        self._shm_tried[i] = True
+        address = self.addresses[i]
+        try:
+            resp = self._stubs[i].OpenTickChannel(
+                pb.OpenTickChannelRequest(versions=[tick_channel.VERSION]),
+                timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            log.info("pool %s: no shared-memory tick channel (%s: %s); using gRPC", address,
+                     exc.code().name, exc.details())
+            return None
+        if not resp.host or resp.host != tick_channel.host_identity():
+            log.info("pool %s is on another host or network namespace; using gRPC", address)
+            return None
+        try:
+            chan = ChannelClient.connect(resp.socket, resp.secret)
+        except ChannelClosedError as exc:
+            log.warning("pool %s: %s; using gRPC", address, exc)
+            return None
+        log.info("pool %s: batches through the shared-memory tick channel", address)
+        self._channels_shm[i] = chan
+        return chan
+
+    def _lost(self, i: int, method: str, exc: ChannelClosedError) -> PoolFailureError:
+        """The channel broke (the pool process is gone): drop it; the next call after the
+        rebuild opens a new one."""
+        chan, self._channels_shm[i] = self._channels_shm[i], None
+        if chan is not None:
+            chan.close()
+        self._shm_tried[i] = False
+        return PoolFailureError(i, self.addresses[i], method, grpc.StatusCode.UNAVAILABLE,
+                                str(exc))
+
+    def transports(self) -> list[str]:
+        """Per pool: "shm" when its batches use the tick channel, else "grpc"."""
+        return ["shm" if c is not None else "grpc" for c in self._channels_shm]
 
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._call("CreateAgents", requests)
@@ -264,7 +351,13 @@ class GrpcPools:
             raise self._fail(pool, "Restore", exc) from None
 
     def forget_modules(self) -> None:
-        """A pool may have restarted and lost its compiled modules: load them again."""
+        """A pool may have restarted and lost its compiled modules: load them again (and
+        open a new tick channel to it)."""
+        for i in range(len(self.addresses)):
+            chan, self._channels_shm[i] = self._channels_shm[i], None
+            if chan is not None:
+                chan.close()
+            self._shm_tried[i] = False
         self._loaded = [set() for _ in self.addresses]
         self._packed = [None] * len(self.addresses)
         self._limits = None

@@ -60,6 +60,9 @@ class OrchestratorConfig:
         journal records to a file in data_dir.
     pool_recovery_s: when a pool fails mid-tick, how long to wait for it to serve again
         (the supervisor restarts it) before rebuilding the run by replay; 0 = fail the tick.
+    pool_transport: "auto" sends the batches of pools on this host through the
+        shared-memory tick channel (Linux; docs/adr/014), "grpc" never; or one per pool,
+        comma-separated.
     """
 
     pools: tuple[str, ...]
@@ -71,6 +74,7 @@ class OrchestratorConfig:
     dev_mode: bool = False
     shutdown_flush_s: float = 10.0
     pool_recovery_s: float = 60.0
+    pool_transport: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -87,7 +91,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             load_trusted_keys(config.trusted_keys)  # fail at start-up, not at registration
         self._telemetry = (TelemetryClient(AuthedChannel(config.telemetry, service_token))
                            if config.telemetry else None)
-        self.pools = GrpcPools(config.pools, service_token)
+        self.pools = GrpcPools(config.pools, service_token, config.pool_transport)
         policy = Policy(allowed_capabilities=config.capabilities,
                         trusted_keys_dir=config.trusted_keys, dev_mode=config.dev_mode)
         self.modules = ModuleRegistry(

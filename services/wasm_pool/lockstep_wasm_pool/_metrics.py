@@ -50,7 +50,8 @@ class PoolMetrics:
         return out
 
     def _count(self, phase: str, response: Any) -> None:
-        packed = getattr(response, "batch", b"")
+        packed = bytes(response) if isinstance(response, bytes | memoryview) else getattr(
+            response, "batch", b"")
         if packed:
             rows = parse_results(packed).rows
             n = len(rows)

@@ -8,12 +8,13 @@ from typing import TypeVar
 
 import grpc
 
-from lockstep import status
+from lockstep import status, tick_channel
 from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.metrics import service_registry
 from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.tick_channel import ChannelServer
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
@@ -32,9 +33,17 @@ SERVICE_NAME = "lockstep.wasm_pool.v1.WasmPoolService"
 # Only the orchestrator's service identity (and admin) may drive a pool.
 METHODS = {f"/{SERVICE_NAME}/{m}": SERVICE for m in (
     "LoadModule", "CreateAgents", "StepBatch", "DestroyAgents", "Snapshot", "Restore",
-    "Reset", "GetPoolInfo")}
+    "Reset", "GetPoolInfo", "OpenTickChannel")}
 
 T = TypeVar("T")
+
+
+def _refusal(exc: BaseException) -> tuple[str, str]:
+    """A batch refused on the tick channel: the status the RPC would have carried."""
+    if isinstance(exc, BatchError):
+        return "INVALID_ARGUMENT", str(exc)
+    code, detail = status.status_of(exc)
+    return code.name, detail
 
 
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
@@ -54,6 +63,30 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     def __init__(self, pool: WasmPool, metrics: PoolMetrics | None = None) -> None:
         self.pool = pool
         self.metrics = metrics or PoolMetrics(service_registry(), lambda: pool.info().agents)
+        self.channels = ChannelServer(self.run_packed, _refusal) if tick_channel.supported() \
+            else None
+
+    def run_packed(self, method: str, batch: bytes) -> bytes:
+        """One packed batch (the tick channel's handler; the RPCs below do the same)."""
+        fn, phase = {"CreateAgents": (self.pool.create_packed, "init"),
+                     "StepBatch": (self.pool.step_packed, "step"),
+                     "DestroyAgents": (self.pool.destroy_packed, "shutdown")}[method]
+        return bytes(self.metrics.timed(method, phase, lambda: fn(batch)))
+
+    def close(self) -> None:
+        if self.channels is not None:
+            self.channels.close()
+
+    def OpenTickChannel(self, request: pb.OpenTickChannelRequest,  # noqa: N802
+                        context: grpc.ServicerContext) -> pb.OpenTickChannelResponse:
+        """A shared-memory tick channel for a caller on this host (Linux only)."""
+        if self.channels is None or tick_channel.VERSION not in request.versions:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          "no shared-memory tick channel here (Linux only, protocol v1)")
+        assert self.channels is not None
+        name, secret = _guard(context, self.channels.open)
+        return pb.OpenTickChannelResponse(version=tick_channel.VERSION, socket=name,
+                                          secret=secret, host=tick_channel.host_identity())
 
     def LoadModule(self, request: pb.LoadModuleRequest,  # noqa: N802
                    context: grpc.ServicerContext) -> pb.LoadModuleResponse:
@@ -164,4 +197,5 @@ def create_server(address: str, *, auth: TokenStore | None,
     bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4,
                          registry=registry)
     bound.on_stop.append(pool.close)
+    bound.on_stop.append(servicer.close)
     return bound

@@ -196,3 +196,21 @@ class GetPoolInfoResponse(_message.Message):
     wasmtime_version: str
     default_limits: _common_pb2.Limits
     def __init__(self, agents: _Optional[int] = ..., modules: _Optional[_Iterable[str]] = ..., wasmtime_version: _Optional[str] = ..., default_limits: _Optional[_Union[_common_pb2.Limits, _Mapping]] = ...) -> None: ...
+
+class OpenTickChannelRequest(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, versions: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class OpenTickChannelResponse(_message.Message):
+    __slots__ = ("version", "socket", "secret", "host")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    socket: str
+    secret: bytes
+    host: str
+    def __init__(self, version: _Optional[int] = ..., socket: _Optional[str] = ..., secret: _Optional[bytes] = ..., host: _Optional[str] = ...) -> None: ...

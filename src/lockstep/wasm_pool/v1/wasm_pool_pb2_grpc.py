@@ -75,6 +75,11 @@ class WasmPoolServiceStub:
                 request_serializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoRequest.SerializeToString,
                 response_deserializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoResponse.FromString,
                 _registered_method=True)
+        self.OpenTickChannel = channel.unary_unary(
+                '/lockstep.wasm_pool.v1.WasmPoolService/OpenTickChannel',
+                request_serializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelRequest.SerializeToString,
+                response_deserializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelResponse.FromString,
+                _registered_method=True)
 
 
 class WasmPoolServiceServicer:
@@ -137,6 +142,16 @@ class WasmPoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenTickChannel(self, request, context):
+        """Opens the shared-memory tick channel for a caller on the same host (Linux): the caller
+        connects to the returned socket and sends CreateAgents, StepBatch and DestroyAgents
+        batches (packed, docs/wire.md) through shared memory instead of these RPCs.
+        FAILED_PRECONDITION where the platform has no such channel (callers keep to gRPC).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WasmPoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +194,11 @@ def add_WasmPoolServiceServicer_to_server(servicer, server):
                     servicer.GetPoolInfo,
                     request_deserializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoRequest.FromString,
                     response_serializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoResponse.SerializeToString,
+            ),
+            'OpenTickChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenTickChannel,
+                    request_deserializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelRequest.FromString,
+                    response_serializer=lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +418,33 @@ class WasmPoolService:
             '/lockstep.wasm_pool.v1.WasmPoolService/GetPoolInfo',
             lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoRequest.SerializeToString,
             lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.GetPoolInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenTickChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockstep.wasm_pool.v1.WasmPoolService/OpenTickChannel',
+            lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelRequest.SerializeToString,
+            lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2.OpenTickChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

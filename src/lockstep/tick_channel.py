@@ -1,0 +1,400 @@
+"""The shared-memory tick channel between an orchestrator and a pool on the same host.
+
+gRPC stays the control plane; a local pool's CreateAgents, StepBatch and DestroyAgents
+batches (the packed buffers of docs/wire.md) travel through shared memory instead
+(docs/adr/014-shared-memory-tick-channel.md):
+
+- Two regions, each with one writer: the orchestrator writes requests into its region,
+  the pool writes results into its own. A region is an anonymous memory file
+  (`memfd_create`): it has no name, so nothing is left behind on any exit, SIGKILL
+  included; the kernel frees it when the last process holding it closes it.
+- The doorbell is a connected Unix SOCK_SEQPACKET socket in the Linux abstract
+  namespace (no file either). Each request is one small message (method, sequence,
+  length); the reply is one message back (status, sequence, length). A region that has to
+  grow is replaced by a bigger one whose file descriptor rides along with the message
+  (SCM_RIGHTS). The reader copies the bytes out before it answers, so a writer may reuse
+  its region as soon as it holds the answer.
+- The socket is also the liveness signal: a pool that dies mid-batch closes its end and
+  the orchestrator's wait returns at once (no hang on the doorbell).
+- A connection is accepted only from the same user (SO_PEERCRED) presenting a one-time
+  secret obtained over the authenticated gRPC control plane (OpenTickChannel).
+
+Linux only (memfd, abstract sockets, SCM_RIGHTS); elsewhere `supported()` is False and
+the orchestrator uses gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import mmap
+import os
+import secrets
+import select
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lockstep.errors import ServiceError
+
+__all__ = [
+    "METHODS",
+    "ChannelClient",
+    "ChannelClosedError",
+    "ChannelRefusedError",
+    "ChannelServer",
+    "host_identity",
+    "supported",
+]
+
+log = logging.getLogger("lockstep.tick_channel")
+
+VERSION = 1
+# Method numbers on the wire.
+METHODS = {"CreateAgents": 1, "StepBatch": 2, "DestroyAgents": 3}
+_HELLO = struct.Struct("<4sHH32s")  # b"LSTC", version, 0, secret
+_ACK = struct.Struct("<4sHH")  # b"LSTA", version, 0
+_MSG = struct.Struct("<4sHHQQ")  # magic, method or status, flags, sequence, length
+_NEW_REGION = 1
+_MAX_PACKET = 64 * 1024
+_MIN_REGION = 1 << 20
+
+
+def supported() -> bool:
+    """Whether this platform has what the channel needs (Linux: memfd, abstract sockets)."""
+    return sys.platform == "linux" and hasattr(os, "memfd_create") and hasattr(
+        socket, "SOCK_SEQPACKET") and hasattr(socket, "send_fds")
+
+
+def host_identity() -> str:
+    """Boot id and network namespace: two processes can share a channel only if these are
+    equal (same kernel, and the abstract socket namespace is per network namespace)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return ""
+    return f"{boot}/{netns}"
+
+
+class ChannelClosedError(ServiceError):
+    """The peer is gone (its end of the doorbell closed) or did not answer in time."""
+
+
+class ChannelRefusedError(ServiceError):
+    """The pool refused the batch: `status` is the gRPC status name it would have used."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class _Region:
+    """One writer's region: an anonymous memory file, mapped."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fd = os.memfd_create("lockstep-tick", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self.fd, size)
+            self.map = mmap.mmap(self.fd, size)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def close(self) -> None:
+        self.map.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Writer:
+    """The writing side of one direction: grows its region when a message needs it."""
+
+    def __init__(self) -> None:
+        self.region: _Region | None = None
+
+    def put(self, data: bytes | memoryview) -> int | None:
+        """Copy `data` into the region; returns a new region's fd to send, or None."""
+        n = len(data)
+        fresh = None
+        if self.region is None or n > self.region.size:
+            size = max(_MIN_REGION, 1 << max(n - 1, 1).bit_length())
+            if self.region is not None:
+                self.region.close()
+            self.region = _Region(size)
+            fresh = self.region.fd
+        self.region.map[:n] = data
+        return fresh
+
+    def sent(self) -> None:
+        """After a new region's fd went out: the mapping keeps it alive, drop the fd."""
+        if self.region is not None and self.region.fd >= 0:
+            os.close(self.region.fd)
+            self.region.fd = -1
+
+    def close(self) -> None:
+        if self.region is not None:
+            self.region.close()
+            self.region = None
+
+
+class _Reader:
+    """The reading side: maps the regions the peer sends."""
+
+    def __init__(self) -> None:
+        self.map: mmap.mmap | None = None
+
+    def adopt(self, fd: int) -> None:
+        try:
+            size = os.fstat(fd).st_size
+            new = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        if self.map is not None:
+            self.map.close()
+        self.map = new
+
+    def take(self, n: int) -> bytes:
+        if self.map is None or n > len(self.map):
+            raise ChannelClosedError("tick channel: message longer than the peer's region")
+        return self.map[:n]
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+
+
+def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
+    msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_PACKET, 1)
+    return msg, fds
+
+
+def _send(sock: socket.socket, packet: bytes, fd: int | None) -> None:
+    if fd is None:
+        sock.sendall(packet)
+    else:
+        socket.send_fds(sock, [packet], [fd])
+
+
+# ------------------------------------------------------------------ orchestrator side
+class ChannelClient:
+    """The orchestrator's end: send a batch, then wait for its result (split so that
+    every pool of a tick computes at once)."""
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock = sock
+        self.name = name
+        self._writer = _Writer()
+        self._reader = _Reader()
+        self._seq = 0
+        self._pending: int | None = None
+
+    @classmethod
+    def connect(cls, name: str, secret: bytes, timeout: float = 10.0) -> ChannelClient:
+        """Connect to the pool's abstract socket `name` and present `secret`."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            sock.settimeout(timeout)
+            sock.connect("\0" + name)
+            sock.sendall(_HELLO.pack(b"LSTC", VERSION, 0, secret))
+            ack = sock.recv(_ACK.size)
+            if len(ack) != _ACK.size or _ACK.unpack(ack)[0] != b"LSTA":
+                raise ChannelClosedError(f"tick channel {name}: refused by the pool")
+            sock.settimeout(None)
+        except OSError as exc:
+            sock.close()
+            raise ChannelClosedError(f"tick channel {name}: cannot connect: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, name)
+
+    def send(self, method: str, data: bytes) -> None:
+        self._seq += 1
+        fd = self._writer.put(data)
+        packet = _MSG.pack(b"LSTQ", METHODS[method], _NEW_REGION if fd is not None else 0,
+                           self._seq, len(data))
+        try:
+            _send(self.sock, packet, fd)
+        except OSError as exc:
+            raise ChannelClosedError(f"tick channel {self.name}: send failed: {exc}") from None
+        finally:
+            if fd is not None:
+                self._writer.sent()
+        self._pending = self._seq
+
+    def receive(self, timeout: float | None) -> bytes:
+        """The result of the batch sent last; ChannelClosedError when the pool is gone,
+        ChannelRefusedError when it refused the batch."""
+        if self._pending is None:
+            raise ChannelClosedError(f"tick channel {self.name}: nothing was sent")
+        try:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                raise ChannelClosedError(f"tick channel {self.name}: no answer in {timeout}s")
+            msg, fds = _recv(self.sock)
+        except OSError as exc:
+            raise ChannelClosedError(f"tick channel {self.name}: {exc}") from None
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            raise ChannelClosedError(f"tick channel {self.name}: the pool closed it "
+                                     "(process gone?)")
+        magic, status, flags, seq, length = _MSG.unpack_from(msg)
+        if magic != b"LSTR" or seq != self._pending:
+            for fd in fds:
+                os.close(fd)
+            raise ChannelClosedError(f"tick channel {self.name}: out of step "
+                                     f"(got {magic!r} #{seq}, expected #{self._pending})")
+        self._pending = None
+        if flags & _NEW_REGION and fds:
+            self._reader.adopt(fds[0])
+        if status:
+            text = msg[_MSG.size:_MSG.size + length].decode("utf-8", "replace")
+            code, _, detail = text.partition(":")
+            raise ChannelRefusedError(code, detail)
+        return self._reader.take(length)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self._writer.close()
+        self._reader.close()
+
+
+# ------------------------------------------------------------------ pool side
+Handler = Callable[[str, bytes], bytes]
+# An exception from the handler -> (gRPC status name, detail).
+Refusal = Callable[[BaseException], tuple[str, str]]
+
+
+@dataclass
+class _Listener:
+    sock: socket.socket
+    name: str
+
+
+class ChannelServer:
+    """The pool's end: one listening abstract socket, a thread per connection; every
+    batch goes to `handler(method, data) -> result`."""
+
+    def __init__(self, handler: Handler, refusal: Refusal) -> None:
+        self._handler = handler
+        self._refusal = refusal
+        self._secrets: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._listener: _Listener | None = None
+        self._conns: set[socket.socket] = set()
+        self._closed = False
+
+    def open(self) -> tuple[str, bytes]:
+        """(socket name, one-time secret) for one connection (OpenTickChannel)."""
+        with self._lock:
+            if self._closed:
+                raise ServiceError("the pool is shutting down")
+            if self._listener is None:
+                name = f"lockstep-pool-{os.getpid()}-{secrets.token_hex(8)}"
+                sock = socket.socket(socket.AF_UNIX,
+                                     socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+                sock.bind("\0" + name)
+                sock.listen(4)
+                self._listener = _Listener(sock, name)
+                threading.Thread(target=self._accept, args=(sock,), name="tick-channel",
+                                 daemon=True).start()
+            secret = secrets.token_bytes(32)
+            self._secrets.add(secret)
+            return self._listener.name, secret
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            listener, self._listener = self._listener, None
+            conns = list(self._conns)
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.sock.shutdown(socket.SHUT_RDWR)
+            listener.sock.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(conn,), name="tick-channel-conn",
+                             daemon=True).start()
+
+    def _admit(self, conn: socket.socket) -> bool:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            log.warning("tick channel: refused a connection from uid %d", uid)
+            return False
+        conn.settimeout(10.0)
+        hello = conn.recv(_HELLO.size)
+        if len(hello) != _HELLO.size:
+            return False
+        magic, version, _r, secret = _HELLO.unpack(hello)
+        with self._lock:
+            known = any(secrets.compare_digest(secret, s) for s in self._secrets)
+            if known:
+                self._secrets.discard(secret)
+        if magic != b"LSTC" or version != VERSION or not known:
+            log.warning("tick channel: refused a connection without a valid secret")
+            return False
+        conn.settimeout(None)
+        conn.sendall(_ACK.pack(b"LSTA", VERSION, 0))
+        return True
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader, writer = _Reader(), _Writer()
+        names = {v: k for k, v in METHODS.items()}
+        with self._lock:
+            self._conns.add(conn)
+        try:
+            if not self._admit(conn):
+                return
+            while True:
+                msg, fds = _recv(conn)
+                if not msg:
+                    return  # the orchestrator closed the channel
+                magic, method, flags, seq, length = _MSG.unpack_from(msg)
+                if flags & _NEW_REGION and fds:
+                    reader.adopt(fds[0])
+                if magic != b"LSTQ" or method not in names:
+                    log.warning("tick channel: malformed request; closing")
+                    return
+                data = reader.take(length)
+                try:
+                    result = self._handler(names[method], data)
+                except Exception as exc:
+                    code, detail = self._refusal(exc)
+                    text = f"{code}:{detail}".encode()[:_MAX_PACKET - _MSG.size]
+                    conn.sendall(_MSG.pack(b"LSTR", 1, 0, seq, len(text)) + text)
+                    continue
+                fd = writer.put(result)
+                try:
+                    _send(conn, _MSG.pack(b"LSTR", 0, _NEW_REGION if fd is not None else 0,
+                                          seq, len(result)), fd)
+                finally:
+                    if fd is not None:
+                        writer.sent()
+        except (OSError, ChannelClosedError) as exc:
+            log.info("tick channel connection ended: %s", exc)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+            reader.close()
+            writer.close()
