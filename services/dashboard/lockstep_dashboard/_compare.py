@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lockstep.api._records import spawned_names, tick_digests
+from lockstep.api._records import agent_digests, spawned_names
 from lockstep_dashboard._journal import run_info
 from lockstep_dashboard._source import Source
 
 __all__ = ["Comparison", "compare_runs"]
 
-WINDOW = 500
+WINDOW = 200  # ticks per read; a tick.digest of N agents touched is ~24 N bytes
 MAX_TICKS = 1_000_000
-Digests = dict[int, tuple[str, dict[int, str]]]
+Digests = dict[int, tuple[str, str]]  # tick -> (digest hex, per-agent digests as stored)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,10 @@ class _Chain:
         if lo <= hi:
             recs = self.source.records(self.run_id, kinds=["tick.digest"], from_tick=lo,
                                        to_tick=hi, limit=(hi - lo + 1) * 4 + 16)
-            out.update(tick_digests(recs))
+            # A later record of the same tick (after pool recovery) wins, as in diff.
+            out.update({r.tick: (str(r.payload.get("digest", "")),
+                                 str(r.payload.get("agents", "")))
+                        for r in recs if r.kind == "tick.digest"})
         return out
 
     def names(self, limit: int) -> dict[int, str]:
@@ -102,8 +105,9 @@ def compare_runs(source: Source, a: str, b: str) -> Comparison:
     checked = min(lo, last + 1) if first is None else first
     if first is None:
         return Comparison(a, b, ca.last_tick, cb.last_tick, checked, None)
-    pa = da[first][1] if first in da else {}
-    pb = db[first][1] if first in db else {}
+    # Per-agent digests are decoded only at the divergent tick.
+    pa = agent_digests({"agents": da[first][1]}) if first in da else {}
+    pb = agent_digests({"agents": db[first][1]}) if first in db else {}
     seqs = sorted(s for s in set(pa) | set(pb) if pa.get(s) != pb.get(s))
     names = {**ca.names(source.config.max_scan), **cb.names(source.config.max_scan)}
     near_a = ca.window(max(0, first - 2), first + 2)

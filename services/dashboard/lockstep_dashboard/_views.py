@@ -57,6 +57,7 @@ DEFAULT_FLOW_TICKS = 20
 MAX_FLOW_TICKS = 200
 DEFAULT_AGENT_TICKS = 100
 HISTORY_ROWS = 20  # rows of an agent's tick history and observations shown
+HISTORY_TICKS = 50  # the last ticks of an agent's window whose per-agent digests are read
 
 
 class NotFound(Exception):  # noqa: N818 - an HTTP 404, not an error of the program
@@ -297,8 +298,10 @@ def agent_page(src: Source, run_id: str, name: str, from_tick: int | None = None
     lo, hi = _window(ctx["last_tick"], from_tick, to_tick, DEFAULT_AGENT_TICKS,
                      src.config.max_ticks)
     seq = int(agent["sequence"]) if agent["sequence"] is not None else -1
-    digests = src.records(run_id, kinds=["tick.digest"], from_tick=lo, to_tick=hi,
-                          limit=(hi - lo + 1) * 4 + 16)
+    # tick.digest records grow with the agents touched: read only the ticks shown.
+    dlo = max(lo, hi - HISTORY_TICKS + 1)
+    digests = src.records(run_id, kinds=["tick.digest"], from_tick=dlo, to_tick=hi,
+                          limit=(hi - dlo + 1) * 4 + 16)
     history = touched_ticks(digests, seq)
     scanned = 0
     logs = []
@@ -315,7 +318,7 @@ def agent_page(src: Source, run_id: str, name: str, from_tick: int | None = None
     observations = [row for row in logs if row.observation is not None]
     ctx.update({"agent": agent, "from_tick": lo, "to_tick": hi,
                 "history": [(t, d, per_tick.get(t, 0)) for t, d in history][-HISTORY_ROWS:],
-                "touched": len(history),
+                "touched": len(history), "history_from": dlo,
                 "logs": pager.slice(logs), "pager": pager,
                 "observations": observations[-HISTORY_ROWS:],
                 "faults": faults, "truncated": scanned >= src.config.max_scan})
