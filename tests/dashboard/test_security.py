@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -167,3 +168,32 @@ def test_unknown_run_and_bad_parameters(env: Env) -> None:
     assert code == 400 and "after must be an integer" in body
     code, _, body = request(f"{env.url}/runs/{env.run.run_id}/agents/nobody")
     assert code == 404
+
+
+def test_a_tampered_journal_shows_as_broken(env: Env) -> None:
+    """Edit a stored record behind telemetry's back (as someone with the database file
+    could): the digests and journal pages name the broken record. The deployment's first
+    run (the orchestrator's start-up run) is edited, so the other runs' chains, verified
+    from their own first record, stay intact for the other tests."""
+    assert env.dep.state_dir is not None
+    first = env.dep.telemetry.runs()[0]
+    assert first.run_id not in (env.run.run_id, env.fork.run_id)
+    db = sqlite3.connect(env.dep.state_dir / "data" / "telemetry.db")
+    try:
+        triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                              "AND tbl_name = 'records'").fetchall()
+        with db:
+            for name, _sql in triggers:
+                db.execute(f'DROP TRIGGER "{name}"')
+            db.execute("UPDATE records SET payload = CAST('{\"forged\":1}' AS BLOB) "
+                       "WHERE seq = ?", (first.first_sequence,))
+            for _name, sql in triggers:
+                db.execute(sql)
+    finally:
+        db.close()
+    code, _, body = request(f"{env.url}/runs/{first.run_id}/digests")
+    assert code == 200
+    assert (f"hash chain BROKEN: CHAIN_FAULT_HASH_MISMATCH at record {first.first_sequence}"
+            in body)
+    code, _, body = request(f"{env.url}/runs/{first.run_id}/journal")
+    assert code == 200 and "hash chain BROKEN" in body and "&#34;forged&#34;" in body
