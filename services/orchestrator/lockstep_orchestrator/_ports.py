@@ -285,7 +285,7 @@ class GrpcPools:
             raise error
         return out
 
-    # ---- the shared-memory tick channel (lockstep.tick_channel, ADR-014) ----------------
+    # ---- the shared-memory tick channel (lockstep.tick_channel, ADR-004) ----------------
     def _tick_channel(self, i: int) -> ChannelClient | None:
         """Pool i's tick channel: opened on first use when the pool is on this host (same
         boot and network namespace) and the transport allows it; None means gRPC."""

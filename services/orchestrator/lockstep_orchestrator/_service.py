@@ -61,7 +61,7 @@ class OrchestratorConfig:
     pool_recovery_s: when a pool fails mid-tick, how long to wait for it to serve again
         (the supervisor restarts it) before rebuilding the run by replay; 0 = fail the tick.
     pool_transport: "auto" sends the batches of pools on this host through the
-        shared-memory tick channel (Linux; docs/adr/014), "grpc" never; or one per pool,
+        shared-memory tick channel (Linux; docs/adr/004), "grpc" never; or one per pool,
         comma-separated.
     """
 

@@ -115,6 +115,9 @@ def up(
         "--address", help="fixed address for a service, NAME=HOST:PORT (repeatable)")] = None,
     dev_mode: Annotated[bool, typer.Option(
         "--dev-mode", help="accept unsigned modules (development only)")] = False,
+    shm: Annotated[bool, typer.Option(
+        "--shm/--no-shm", help="local pools' batches through the shared-memory tick channel "
+                               "(Linux; default) or all over gRPC")] = True,
     metrics: Annotated[bool, typer.Option(
         "--metrics", help="every service serves Prometheus metrics (a free loopback port "
                           "each; `lockstep status` lists them)")] = False,
@@ -151,6 +154,8 @@ def up(
             args.append("--no-dashboard")
         if metrics:
             args.append("--metrics")
+        if not shm:
+            args.append("--no-shm")
         _prepare_models(directory / "data" / "models")
         if foreground:
             from lockstep.supervisor.__main__ import main as supervisor_main

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=60.0)
     parser.add_argument("--dev-mode", action="store_true")
     parser.add_argument("--no-dashboard", action="store_true")
+    parser.add_argument("--no-shm", action="store_true",
+                        help="keep every pool batch on gRPC (no shared-memory tick channel)")
     parser.add_argument("--metrics", action="store_true",
                         help="every service serves Prometheus metrics on a free port")
     args = parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir, pools=args.pools, host=args.host, unix=args.unix,
             addresses=parse_addresses(args.address), start_timeout=args.start_timeout,
             dashboard=not args.no_dashboard,
-            dev_mode=args.dev_mode, metrics=args.metrics,
+            dev_mode=args.dev_mode, metrics=args.metrics, shm=not args.no_shm,
         )
     except ConfigError as exc:
         print(f"lockstep-supervisor: error: {exc}", file=sys.stderr)

@@ -48,6 +48,8 @@ class SupervisorConfig:
     start_timeout: seconds to wait for each service to report SERVING.
     dev_mode: let the orchestrator accept unsigned modules (loudly).
     dashboard: also start the read-only web dashboard (docs/dashboard.md).
+    shm: the orchestrator sends the local pools' batches through the shared-memory tick
+        channel (Linux; docs/adr/004); False keeps every batch on gRPC.
     metrics: every service serves Prometheus metrics on `host` (a free port each, kept
         across restarts); `lockstep status` lists the endpoints.
     """
@@ -61,6 +63,7 @@ class SupervisorConfig:
     dev_mode: bool = False
     dashboard: bool = True
     metrics: bool = False
+    shm: bool = True
 
     def __post_init__(self) -> None:
         if self.pools < 1:
@@ -98,6 +101,8 @@ def service_plan(config: SupervisorConfig) -> list[ServiceSpec]:
         args = ["--pools", pools, "--telemetry", addr["telemetry"],
                 "--inference", addr["inference"], "--data-dir", str(data / "orchestrator"),
                 "--trusted-keys", str(config.state_dir / "keys" / "trusted")]
+        if not config.shm:
+            args += ["--pool-transport", "grpc"]
         return [*args, "--dev-mode"] if config.dev_mode else args
 
     specs.append(ServiceSpec("orchestrator", "lockstep_orchestrator", orchestrator_args))

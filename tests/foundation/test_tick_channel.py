@@ -1,0 +1,133 @@
+"""The shared-memory tick channel (lockstep.tick_channel) with real sockets and memory
+files: round trips that grow the regions, refusals with their status, the admission
+checks, and a peer SIGKILLed mid-batch: detected at once, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lockstep import tick_channel
+from lockstep.errors import InvalidRequestError
+from lockstep.status import status_of
+from lockstep.tick_channel import (
+    ChannelClient,
+    ChannelClosedError,
+    ChannelRefusedError,
+    ChannelServer,
+)
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not tick_channel.supported(),
+                                 reason="the tick channel needs Linux (memfd, abstract sockets)")]
+
+
+def refusal(exc: BaseException) -> tuple[str, str]:
+    code, detail = status_of(exc)
+    return code.name, detail
+
+
+def handler(method: str, data: bytes) -> bytes:
+    if data == b"refuse":
+        raise InvalidRequestError("no thanks")
+    return method.encode() + b":" + data[::-1]
+
+
+@pytest.fixture
+def server() -> Iterator[ChannelServer]:
+    srv = ChannelServer(handler, refusal)
+    yield srv
+    srv.close()
+
+
+def memfds() -> int:
+    """Tick-channel memory files this process holds open (each mapping holds one)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += "lockstep-tick" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return n
+
+
+def abstract_sockets(prefix: str) -> int:
+    return Path("/proc/net/unix").read_text().count("@" + prefix)
+
+
+def test_round_trips_grow_the_regions_and_refusals_carry_their_status(
+        server: ChannelServer) -> None:
+    name, secret = server.open()
+    client = ChannelClient.connect(name, secret)
+    try:
+        for size in (0, 10, 3 << 20, 100, 9 << 20, 7):  # past the 1 MiB first region, twice
+            data = os.urandom(size)
+            client.send("StepBatch", data)
+            assert client.receive(10) == b"StepBatch:" + data[::-1]
+        client.send("CreateAgents", b"refuse")
+        with pytest.raises(ChannelRefusedError) as refused:
+            client.receive(10)
+        assert refused.value.status == "INVALID_ARGUMENT" and "no thanks" in str(refused.value)
+        client.send("DestroyAgents", b"ok")  # the channel goes on after a refusal
+        assert client.receive(10) == b"DestroyAgents:ko"
+    finally:
+        client.close()
+    server.close()  # its connection thread ends and unmaps its regions
+    deadline = time.monotonic() + 10
+    while memfds() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert memfds() == 0  # every region (each mapping holds a memfd) is gone
+
+
+def test_a_wrong_or_reused_secret_is_refused(server: ChannelServer) -> None:
+    name, secret = server.open()
+    with pytest.raises(ChannelClosedError, match="refused|cannot connect"):
+        ChannelClient.connect(name, os.urandom(32))
+    ChannelClient.connect(name, secret).close()
+    with pytest.raises(ChannelClosedError, match="refused|cannot connect"):
+        ChannelClient.connect(name, secret)  # one time only
+    with pytest.raises(ChannelClosedError, match="cannot connect"):
+        ChannelClient.connect("lockstep-pool-no-such-socket", secret)
+
+
+_SLOW_POOL = r"""
+import sys, time
+from lockstep.tick_channel import ChannelServer
+srv = ChannelServer(lambda m, d: time.sleep(60) or d, lambda e: ("INTERNAL", str(e)))
+name, secret = srv.open()
+print(name, secret.hex(), flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_peer_killed_mid_batch_is_detected_at_once_and_leaves_nothing() -> None:
+    shm_before = sorted(os.listdir("/dev/shm"))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_POOL], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        name, secret = proc.stdout.readline().split()
+        client = ChannelClient.connect(name, bytes.fromhex(secret))
+        client.send("StepBatch", os.urandom(2 << 20))  # the "pool" now works for a minute
+        assert abstract_sockets(name) >= 1
+        proc.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        with pytest.raises(ChannelClosedError, match="closed|gone"):
+            client.receive(60)
+        assert time.monotonic() - t0 < 10  # the doorbell closed with the process
+        client.close()
+    finally:
+        proc.kill()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert abstract_sockets(name) == 0  # the socket went with the process
+    assert sorted(os.listdir("/dev/shm")) == shm_before  # no named segments, ever
+    assert memfds() == 0
