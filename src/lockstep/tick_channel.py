@@ -18,6 +18,9 @@ batches (the packed buffers of docs/wire.md) travel through shared memory instea
   the orchestrator's wait returns at once (no hang on the doorbell).
 - A connection is accepted only from the same user (SO_PEERCRED) presenting a one-time
   secret obtained over the authenticated gRPC control plane (OpenTickChannel).
+- With OpenTelemetry on, a request carries the caller's trace context (W3C traceparent,
+  after the header) and the pool handles it in a server span of that trace, as the gRPC
+  instrumentation does for RPCs.
 
 Linux only (memfd, abstract sockets, SCM_RIGHTS); elsewhere `supported()` is False and
 the orchestrator uses gRPC.
@@ -38,6 +41,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry import propagate, trace
+
 from lockstep.errors import ServiceError
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("lockstep.tick_channel")
+_tracer = trace.get_tracer("lockstep.tick_channel")
 
 VERSION = 1
 # Method numbers on the wire.
@@ -220,8 +226,11 @@ class ChannelClient:
     def send(self, method: str, data: bytes) -> None:
         self._seq += 1
         fd = self._writer.put(data)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # empty unless a span is being recorded
         packet = _MSG.pack(b"LSTQ", METHODS[method], _NEW_REGION if fd is not None else 0,
-                           self._seq, len(data))
+                           self._seq, len(data)) + "\n".join(
+            f"{k}={v}" for k, v in carrier.items()).encode()
         try:
             _send(self.sock, packet, fd)
         except OSError as exc:
@@ -357,6 +366,16 @@ class ChannelServer:
         conn.sendall(_ACK.pack(b"LSTA", VERSION, 0))
         return True
 
+    def _handle(self, method: str, data: bytes, context: bytes) -> bytes:
+        if not context:
+            return self._handler(method, data)
+        carrier = dict(line.partition("=")[::2] for line in
+                       context.decode("ascii", "replace").splitlines())
+        with _tracer.start_as_current_span(
+                f"tick channel {method}", context=propagate.extract(carrier),
+                kind=trace.SpanKind.SERVER, attributes={"lockstep.batch_bytes": len(data)}):
+            return self._handler(method, data)
+
     def _serve(self, conn: socket.socket) -> None:
         reader, writer = _Reader(), _Writer()
         names = {v: k for k, v in METHODS.items()}
@@ -377,7 +396,7 @@ class ChannelServer:
                     return
                 data = reader.take(length)
                 try:
-                    result = self._handler(names[method], data)
+                    result = self._handle(names[method], data, msg[_MSG.size:])
                 except Exception as exc:
                     code, detail = self._refusal(exc)
                     text = f"{code}:{detail}".encode()[:_MAX_PACKET - _MSG.size]

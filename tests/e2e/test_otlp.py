@@ -126,12 +126,17 @@ def test_a_run_exports_tick_spans_and_metrics_over_otlp(receiver: tuple[Receiver
     assert run_ticks == list(range(1, summary["tick"] + 1))
     batches = [s for svc, s in r.spans if s.name == "pool StepBatch"]
     assert batches and all(b.parent_span_id in tick_spans for b in batches)
-    # The gRPC instrumentation carries the trace into the pools: their server spans share
-    # the ticks' trace ids.
+    # The trace goes on into the pools: over the shared-memory tick channel (the default for
+    # local pools) the request carries the trace context and the pool's span is a child of
+    # the orchestrator's batch span; RPCs (LoadModule...) get the gRPC instrumentation's.
     trace_ids = {s.trace_id for s in tick_spans.values()}
+    batch_ids = {s.span_id for s in batches}
     pool_side = [s for svc, s in r.spans if svc == "lockstep-wasm-pool"
-                 and s.name.endswith("/StepBatch")]
+                 and s.name == "tick channel StepBatch"]
     assert pool_side and {s.trace_id for s in pool_side} <= trace_ids
+    assert all(s.parent_span_id in batch_ids for s in pool_side)
+    assert any(svc == "lockstep-wasm-pool" and s.name.endswith("/LoadModule")
+               for svc, s in r.spans)
     names = {name for svc, name in r.metrics if svc == "lockstep-orchestrator"}
     assert {"lockstep.orchestrator.ticks", "lockstep.orchestrator.tick.duration",
             "lockstep.orchestrator.steps"} <= names

@@ -237,7 +237,8 @@ class GrpcPools:
             if chan is not None:
                 spans[i].set_attribute("lockstep.transport", "shm")
                 try:
-                    chan.send(method, buf)
+                    with trace.use_span(spans[i]):  # the pool's span becomes its child
+                        chan.send(method, buf)
                     futures[i] = (None, chan)
                 except ChannelClosedError as exc:
                     error = error or self._lost(i, method, exc)
