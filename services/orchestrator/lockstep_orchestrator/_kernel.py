@@ -318,6 +318,9 @@ class Kernel:
         self._last: tuple[bytes, I64, I64, I64] | None = None  # last tick's digest input
         self.last_records: list[tuple[str, bytes]] = []  # last tick's compared records
         self.last_stats: TickStats | None = None  # the last committed tick's statistics
+        # When a list: every tick appends (tick, receiving seqs, record counts, the packed
+        # records delivered, in step order) -- the message trace of a replay.
+        self.trace: list[tuple[int, I64, I64, bytes]] | None = None
         if record_start:
             journal.append(0, RunStart(self.run_id, config, self.latency, len(pools)))
 
@@ -720,6 +723,8 @@ class Kernel:
         w.received[sel] += cnt
         tx.counters.messages += int(cnt.sum())
         seqs = sel + 1
+        if self.trace is not None and len(order):
+            self.trace.append((t, seqs, cnt, records))
         # One packed step request per pool, agents in step order.
         pool_of = w.pool[sel]
         rec_off = np.cumsum(blen) - blen

@@ -52,11 +52,14 @@ from lockstep_orchestrator._ports import PoolFailureError, Pools
 from lockstep_orchestrator._replay import (
     JournalInference,
     ParsedJournal,
+    delivered_messages,
     divergence,
     parse_journal,
     reexecute_tick,
 )
 from lockstep_orchestrator._world import FAULTED, TERMINATED
+
+TRACE_BATCH = 10_000  # traced messages per progress message, at most (bounded messages)
 
 log = logging.getLogger("lockstep.orchestrator")
 
@@ -249,8 +252,12 @@ class RunManager:
         return self.status()
 
     # ---- replay ------------------------------------------------------------------------
-    def replay(self, parsed: ParsedJournal, verify_inference: bool, every: int
-               ) -> Iterator[opb.ReplayProgress]:
+    def replay(self, parsed: ParsedJournal, verify_inference: bool, every: int,
+               trace: tuple[int, int] | None = None) -> Iterator[opb.ReplayProgress]:
+        """Re-execute a journal as a new run, comparing every tick. With `trace` (ticks
+        from, to; 0 = unbounded) the progress messages also carry the messages delivered
+        at those ticks."""
+        pending: list[opb.DeliveredMessage] = []
         missing = sorted(parsed.modules() - self.known_modules())
         if missing:
             raise PreconditionError(
@@ -267,10 +274,16 @@ class RunManager:
                 k = self.kernel
                 if k.pools_dirty:
                     self._rebuild(k)
+                if trace is not None and k.trace is None:
+                    k.trace = []
                 try:
                     reexecute_tick(k, parsed, t)
                 except TickFailedError as exc:
                     raise _status(exc) from None
+                if trace is not None and k.trace:
+                    names = [m.name for m in k.world.metas]
+                    pending += delivered_messages(k.trace, names, *trace)
+                    k.trace.clear()
                 expected = parsed.digests.get(t)
                 if (expected is None or k.digest != expected.digest_bytes
                         or k.last_records != parsed.events.get(t, [])):
@@ -280,14 +293,21 @@ class RunManager:
                         tick=t, total_ticks=total, done=True, ok=False, divergent_tick=t,
                         divergent_agent=name, replay_run_id=k.run_id, detail=detail)
                     return
+            while len(pending) > TRACE_BATCH:  # bounded progress messages
+                yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
+                                         replay_run_id=self.kernel.run_id,
+                                         messages=pending[:TRACE_BATCH])
+                del pending[:TRACE_BATCH]
             if t % every == 0:
                 yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
-                                         replay_run_id=self.kernel.run_id)
+                                         replay_run_id=self.kernel.run_id, messages=pending)
+                pending = []
         with self._tick_lock:
             self.kernel.journal.flush()
             yield opb.ReplayProgress(tick=total, total_ticks=total, done=True, ok=True,
                                      replay_run_id=self.kernel.run_id,
-                                     detail=f"{total} tick digests identical")
+                                     detail=f"{total} tick digests identical",
+                                     messages=pending)
 
     # ---- checkpoints -----------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:

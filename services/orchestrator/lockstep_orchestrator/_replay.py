@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockstep.abi import RECORD_HEADER
 from lockstep.errors import DeterminismError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._events import (
@@ -121,3 +122,27 @@ def divergence(kernel: Kernel, parsed: ParsedJournal, t: int) -> tuple[str, str]
     w = kernel.world
     name = w.metas[first - 1].name if first is not None and first <= w.n else ""
     return name, first_difference(parsed.events.get(t, []), kernel.last_records)
+
+
+def delivered_messages(trace: list[tuple[int, Any, Any, bytes]], names: list[str],
+                       lo: int, hi: int) -> list[opb.DeliveredMessage]:
+    """The kernel's trace of delivered records (Kernel.trace) as messages, ticks lo..hi
+    (0 = unbounded); `names[seq - 1]` is agent seq's name."""
+    out = []
+    for tick, seqs, counts, records in trace:
+        if (lo and tick < lo) or (hi and tick > hi):
+            continue
+        off = 0
+        for seq, n in zip(seqs.tolist(), counts.tolist(), strict=True):
+            for _ in range(n):
+                (total, kind, _r, slen, send_tick, corr, plen, dlen,
+                 _r2) = RECORD_HEADER.unpack_from(records, off)
+                a = off + RECORD_HEADER.size
+                out.append(opb.DeliveredMessage(
+                    tick=tick, receiver=names[seq - 1],
+                    sender=records[a:a + slen].decode("utf-8", "replace"),
+                    kind=kind, send_tick=send_tick,
+                    destination=records[a + slen:a + slen + dlen].decode("utf-8", "replace"),
+                    correlation=corr, payload=records[a + slen + dlen:a + slen + dlen + plen]))
+                off += total
+    return out

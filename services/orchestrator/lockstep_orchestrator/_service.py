@@ -230,8 +230,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
     def Replay(self, request: opb.ReplayRequest, context: Any) -> Iterator[Any]:  # noqa: N802
         try:
             parsed = parse_journal(self._journal_entries(request))
+            trace = ((request.trace_from_tick, request.trace_to_tick)
+                     if request.trace_messages else None)
             yield from self.manager.replay(parsed, request.verify_inference,
-                                           request.progress_every or 100)
+                                           request.progress_every or 100, trace)
         except Exception as exc:
             abort(context, exc)
 

@@ -15,7 +15,14 @@ and telemetry services.
 from __future__ import annotations
 
 from lockstep.api._collect import Collector, gini, model_reporters
-from lockstep.api._deployment import AGENT_COLUMNS, Checkpoint, Deployment, Run, RunStatus
+from lockstep.api._deployment import (
+    AGENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    Checkpoint,
+    Deployment,
+    Run,
+    RunStatus,
+)
 from lockstep.api._diff import RunDiff, diff, diff_records
 from lockstep.api._export import export_run, read_table, write_table
 from lockstep.api._records import (
@@ -32,6 +39,7 @@ from lockstep.scenario import Action, AgentGroup, Scenario, load_scenario, scena
 
 __all__ = [
     "AGENT_COLUMNS",
+    "MESSAGE_COLUMNS",
     "OBSERVE_LEVEL",
     "Action",
     "AgentGroup",

@@ -331,19 +331,45 @@ class JournalEntry(_message.Message):
     def __init__(self, tick: _Optional[int] = ..., kind: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class ReplayRequest(_message.Message):
-    __slots__ = ("run_id", "entries", "verify_inference", "progress_every")
+    __slots__ = ("run_id", "entries", "verify_inference", "progress_every", "trace_messages", "trace_from_tick", "trace_to_tick")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     VERIFY_INFERENCE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_EVERY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FROM_TICK_FIELD_NUMBER: _ClassVar[int]
+    TRACE_TO_TICK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
     verify_inference: bool
     progress_every: int
-    def __init__(self, run_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., verify_inference: _Optional[bool] = ..., progress_every: _Optional[int] = ...) -> None: ...
+    trace_messages: bool
+    trace_from_tick: int
+    trace_to_tick: int
+    def __init__(self, run_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., verify_inference: _Optional[bool] = ..., progress_every: _Optional[int] = ..., trace_messages: _Optional[bool] = ..., trace_from_tick: _Optional[int] = ..., trace_to_tick: _Optional[int] = ...) -> None: ...
+
+class DeliveredMessage(_message.Message):
+    __slots__ = ("tick", "receiver", "sender", "kind", "send_tick", "destination", "correlation", "payload")
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEND_TICK_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    tick: int
+    receiver: str
+    sender: str
+    kind: int
+    send_tick: int
+    destination: str
+    correlation: int
+    payload: bytes
+    def __init__(self, tick: _Optional[int] = ..., receiver: _Optional[str] = ..., sender: _Optional[str] = ..., kind: _Optional[int] = ..., send_tick: _Optional[int] = ..., destination: _Optional[str] = ..., correlation: _Optional[int] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class ReplayProgress(_message.Message):
-    __slots__ = ("tick", "total_ticks", "done", "ok", "divergent_tick", "divergent_agent", "detail", "replay_run_id")
+    __slots__ = ("tick", "total_ticks", "done", "ok", "divergent_tick", "divergent_agent", "detail", "replay_run_id", "messages")
     TICK_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TICKS_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
@@ -352,6 +378,7 @@ class ReplayProgress(_message.Message):
     DIVERGENT_AGENT_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     REPLAY_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
     tick: int
     total_ticks: int
     done: bool
@@ -360,4 +387,5 @@ class ReplayProgress(_message.Message):
     divergent_agent: str
     detail: str
     replay_run_id: str
-    def __init__(self, tick: _Optional[int] = ..., total_ticks: _Optional[int] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., divergent_tick: _Optional[int] = ..., divergent_agent: _Optional[str] = ..., detail: _Optional[str] = ..., replay_run_id: _Optional[str] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[DeliveredMessage]
+    def __init__(self, tick: _Optional[int] = ..., total_ticks: _Optional[int] = ..., done: _Optional[bool] = ..., ok: _Optional[bool] = ..., divergent_tick: _Optional[int] = ..., divergent_agent: _Optional[str] = ..., detail: _Optional[str] = ..., replay_run_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[DeliveredMessage, _Mapping]]] = ...) -> None: ...
