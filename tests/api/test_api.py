@@ -40,7 +40,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, stdin=subprocess.DEVNULL, timeout=240, check=False)
 
 
-def wealth(agents: pd.DataFrame, start: int = 2) -> pd.Series:  # type: ignore[type-arg]
+def wealth(agents: pd.DataFrame, start: int = 2) -> pd.Series:
     return start + agents["messages_received"] + agents["inbox"] - agents["messages_sent"]
 
 

@@ -5,7 +5,9 @@ orchestrator journals `agent.log`, observations of a real run."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -37,7 +39,7 @@ def _step_once(wasm: Path, tick: int) -> list[tuple[int, str]]:
         return 0
 
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-    host = {
+    host: dict[str, tuple[wasmtime.FuncType, Callable[..., Any]]] = {
         "send": (wasmtime.FuncType([i32] * 4, [i32]), lambda *a: 0),
         "log": (wasmtime.FuncType([i32] * 3, [i32]), log),
         "tick": (wasmtime.FuncType([], [i64]), lambda: tick),
@@ -46,7 +48,7 @@ def _step_once(wasm: Path, tick: int) -> list[tuple[int, str]]:
     }
     imports = []
     for imp in module.imports:
-        ty, fn = host[imp.name]  # type: ignore[index]
+        ty, fn = host[str(imp.name)]
         imports.append(wasmtime.Func(store, ty, fn))
     inst = wasmtime.Instance(store, module, imports)
     exports = inst.exports(store)

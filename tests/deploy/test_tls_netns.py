@@ -119,7 +119,8 @@ def material(tmp_path_factory: pytest.TempPathFactory, net: Net) -> Material:
     issue(root / "other", root / "other", "client")
     state = root / "state"
     make_signing_key(state / "keys")
-    return Material(root, write_token_file(root / "tokens.json") and root / "tokens.json", state)
+    write_token_file(root / "tokens.json")
+    return Material(root, root / "tokens.json", state)
 
 
 def _start(cmd: list[str], env: dict[str, str], ready: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -58,7 +58,7 @@ class Receiver:
         return response
 
 
-class _Traces(tpb_grpc.TraceServiceServicer):  # type: ignore[misc]
+class _Traces(tpb_grpc.TraceServiceServicer):
     def __init__(self, r: Receiver) -> None:
         self.r = r
 
@@ -66,7 +66,7 @@ class _Traces(tpb_grpc.TraceServiceServicer):  # type: ignore[misc]
         return self.r.export(request)
 
 
-class _Metrics(mpb_grpc.MetricsServiceServicer):  # type: ignore[misc]
+class _Metrics(mpb_grpc.MetricsServiceServicer):
     def __init__(self, r: Receiver) -> None:
         self.r = r
 
@@ -78,8 +78,8 @@ class _Metrics(mpb_grpc.MetricsServiceServicer):  # type: ignore[misc]
 def receiver() -> Iterator[tuple[Receiver, int]]:
     r = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    tpb_grpc.add_TraceServiceServicer_to_server(_Traces(r), server)
-    mpb_grpc.add_MetricsServiceServicer_to_server(_Metrics(r), server)
+    tpb_grpc.add_TraceServiceServicer_to_server(_Traces(r), server)  # type: ignore[no-untyped-call]
+    mpb_grpc.add_MetricsServiceServicer_to_server(_Metrics(r), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield r, port

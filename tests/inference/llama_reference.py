@@ -37,7 +37,8 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def _rms(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+    out: np.ndarray = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+    return out
 
 
 def _rope(x: np.ndarray, base: float) -> np.ndarray:

@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -199,7 +200,7 @@ def test_measured_charge_is_at_least_the_file_size(model_repo: Path) -> None:
 
 
 def gen(engine: InferenceEngine, seed: int, prompt: str = "ab", model: str = "tiny_lm",
-        **kw: int) -> pb.GenerateResponse:
+        **kw: Any) -> pb.GenerateResponse:
     params = pb.SamplingParams(max_tokens=24, temperature=1.0, seed=seed, **kw)
     return engine.generate(model, prompt, params)
 

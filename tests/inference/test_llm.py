@@ -53,9 +53,9 @@ def reference() -> tuple[dict[str, object], dict[str, np.ndarray]]:
     return llama_reference.load(pkg / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def greedy(n: int = 16, seed: int = 0, **kw: object) -> Sampling:
-    return Sampling(max_tokens=n, temperature=float(kw.get("temperature", 0.0)),  # type: ignore[arg-type]
-                    top_k=int(kw.get("top_k", 0)), top_p=float(kw.get("top_p", 1.0)),  # type: ignore[call-overload]
+def greedy(n: int = 16, seed: int = 0, **kw: float) -> Sampling:
+    return Sampling(max_tokens=n, temperature=float(kw.get("temperature", 0.0)),
+                    top_k=int(kw.get("top_k", 0)), top_p=float(kw.get("top_p", 1.0)),
                     seed=seed)
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 
 
 def wat(text: str) -> bytes:
-    return wasmtime.wat2wasm(text)
+    return bytes(wasmtime.wat2wasm(text))
 
 
 def test_sections_and_bad_magic() -> None:

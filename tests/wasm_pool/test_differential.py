@@ -55,7 +55,7 @@ def test_zoo_with_tight_limits_byte_identical() -> None:
 
 def test_protobuf_methods_identical() -> None:
     with python() as a, native() as b:
-        out = []
+        out: list[list[bytes] | list[int]] = []
         for pool in (a, b):
             digest = pool.load_module(CHATTY).module_hash
             created = pool.create_agents(pb.CreateAgentsRequest(seed=3, tick=0, agents=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -155,8 +156,9 @@ def _valid_buffers() -> dict[str, bytes]:
     }
 
 
-_PARSERS = {"step": wire.parse_step, "create": wire.parse_create,
-            "destroy": wire.parse_destroy, "results": wire.parse_results}
+_PARSERS: dict[str, Callable[[bytes], object]] = {
+    "step": wire.parse_step, "create": wire.parse_create, "destroy": wire.parse_destroy,
+    "results": wire.parse_results}
 
 
 def _parse_fully(kind: str, buf: bytes) -> None:
