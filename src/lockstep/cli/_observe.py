@@ -14,8 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lockstep.api._records import JournalRecord, tick_stats_rows
-from lockstep.api._trace import chrome_trace
 from lockstep.auth import Role
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail
@@ -84,6 +82,10 @@ def resolve_run(client: TelemetryClient, run: str | None) -> str:
 
 def _log_lines(records: Iterable[Any], agent: str | None, levels: frozenset[int] | None
                ) -> Iterator[dict[str, Any]]:
+    # Imported here: lockstep.api needs pandas, which the service images leave out and the
+    # other commands never need.
+    from lockstep.api._records import JournalRecord
+
     for stored in records:
         rec = JournalRecord.from_stored(stored)
         p = rec.payload
@@ -194,6 +196,9 @@ def ticks_cmd(
     delivered, sends and bytes routed, fuel, faults, undeliverable sends, restarts, live
     agents, inference in flight and each pool's step time. Wall times are measured, so they
     differ run to run; they are not part of the digest."""
+    from lockstep.api._records import JournalRecord, tick_stats_rows
+    from lockstep.api._trace import chrome_trace
+
     try:
         lo, hi = parse_tick_range(ticks)
         channel = connect("telemetry", Role.VIEWER, state_dir_opt)
@@ -231,6 +236,8 @@ def ticks_cmd(
 
 def _pools_of(client: TelemetryClient, run_id: str) -> list[str]:
     """Pool track names for the trace (the run's pool count from run.start)."""
+    from lockstep.api._records import JournalRecord
+
     for stored in client.query(run_id, kinds=["run.start"], limit=1):
         n = int(JournalRecord.from_stored(stored).payload.get("pools", 0) or 0)
         return [f"pool {p}" for p in range(n)]
