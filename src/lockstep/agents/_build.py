@@ -25,6 +25,7 @@ from lockstep.agents._errors import (
     CompileError,
     ToolchainMissingError,
 )
+from lockstep.checkout import require_checkout
 from lockstep.errors import ModuleError
 from lockstep.modules import Manifest, embed_manifest
 
@@ -54,22 +55,18 @@ DEFAULT_VERSION = "0.1.0"
 #: Longest a single compiler run may take.
 _TIMEOUT_S = 300.0
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
 def sdk_dir() -> Path:
     """The SDK directory (holding c/lockstep.h and assemblyscript/).
 
-    $LOCKSTEP_SDK_DIR if set, else ``sdk/`` of the source checkout this package runs
-    from (the package is installed editable in development).
+    $LOCKSTEP_SDK_DIR if set, else ``sdk/`` of the source checkout (lockstep.checkout).
     """
     env = os.environ.get("LOCKSTEP_SDK_DIR")
-    return Path(env) if env else _REPO_ROOT / "sdk"
+    return Path(env) if env else require_checkout("sdk")
 
 
 def examples_dir() -> Path:
-    """``examples/agents/`` of the source checkout."""
-    return _REPO_ROOT / "examples" / "agents"
+    """``examples/agents/`` of the source checkout (lockstep.checkout)."""
+    return require_checkout("examples/agents")
 
 
 def example_sources() -> list[Path]:

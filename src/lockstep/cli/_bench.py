@@ -1,31 +1,22 @@
-"""`lockstep bench`: the benchmark suite of ADR-006 (bench/ in the checkout)."""
+"""`lockstep bench`: the benchmark suite of ADR-006 (bench/ in the source checkout).
+
+The suite is not installed (it needs the example agents and services of a checkout): it
+runs as `python -m bench.suite` in the checkout that lockstep.checkout names.
+"""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from lockstep.checkout import require_checkout
 from lockstep.cli._app import app
-
-# The suite lives in the repository's bench/ package, next to src/ (it is not installed:
-# it needs the example agents and services of a source checkout). The editable install
-# runs this file from <repo>/src/lockstep/cli/, so the repository root is three up.
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _import_suite() -> tuple[Any, Any]:
-    if not (REPO_ROOT / "bench" / "suite.py").is_file():
-        print(f"error: lockstep bench needs a source checkout (no bench/suite.py under "
-              f"{REPO_ROOT})", file=sys.stderr)
-        raise typer.Exit(2)
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from bench import peers, suite
-
-    return suite, peers
+from lockstep.cli._context import fail
+from lockstep.errors import ConfigError
 
 
 @app.command()
@@ -45,17 +36,20 @@ def bench(
              "then exit.")] = False,
 ) -> None:
     """Run the benchmarks: metric, spec target, goal, median, p10..p90 and the ratio to a
-    baseline measured in the same run. See docs/performance.md."""
-    suite, peers = _import_suite()
-    if setup_peers:
-        peers.setup()
-        typer.echo(f"peer venvs ready under {peers.PEERS_DIR}")
-        return
+    baseline measured in the same run. See docs/performance.md. The suite is bench/ of
+    the source checkout ($LOCKSTEP_CHECKOUT, else the editable install's)."""
     try:
-        suite.select(list(only or []))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    code = suite.main_cli(quick, list(only or []), json_path)
+        root = require_checkout("bench/suite.py").parent.parent
+    except ConfigError as exc:
+        raise fail(exc) from None
+    if setup_peers:
+        cmd = [sys.executable, "-m", "bench.peers", "--setup"]
+    else:
+        cmd = [sys.executable, "-m", "bench.suite", *(["--quick"] if quick else []),
+               *[a for name in only or [] for a in ("--only", name)],
+               *(["--json", str(json_path.resolve())] if json_path else [])]
+    code = subprocess.run(cmd, cwd=root, check=False).returncode
+    if setup_peers and code == 0:
+        typer.echo("peer venvs ready")
     if code:
         raise typer.Exit(code)

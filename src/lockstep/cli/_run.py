@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lockstep.auth import Role
+from lockstep.checkout import require_checkout
 from lockstep.cli._app import app
 from lockstep.cli._context import (
     ProfileOption,
@@ -36,7 +37,7 @@ from lockstep.scenario import Scenario, cli_overrides, load_scenario
 from lockstep.supervisor._supervisor import local_signing_key
 
 console = Console()
-DEMO_SCENARIO = Path(__file__).resolve().parents[3] / "examples" / "scenarios" / "market.toml"
+DEMO_SCENARIO = "examples/scenarios/market.toml"  # in the source checkout
 
 
 @contextlib.contextmanager
@@ -176,14 +177,15 @@ def replay(
 
 @app.command()
 def demo(
-    scenario_path: Annotated[Path, typer.Option("--scenario", help="scenario to run")] = (
-        DEMO_SCENARIO),
+    scenario_path: Annotated[Path | None, typer.Option(
+        "--scenario", help=f"scenario to run (default: the checkout's {DEMO_SCENARIO})")
+    ] = None,
     pools: Annotated[int | None, typer.Option(help="pool processes (default: scenario)")] = None,
 ) -> None:
     """The main job: start every service as its own process, run the demo scenario, print
     its summary, replay it from the journal and check every tick digest, then stop."""
     try:
-        scenario = load_scenario(scenario_path)
+        scenario = load_scenario(scenario_path or require_checkout(DEMO_SCENARIO))
         n = pools or scenario.pools
         console.print(f"starting Lockstep with {n} pool process(es)...")
         with local_deployment(n) as directory:
