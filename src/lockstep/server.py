@@ -38,6 +38,7 @@ __all__ = [
     "ServiceBinding",
     "build_server",
     "parse_address",
+    "role_table",
     "run_service",
 ]
 
@@ -88,6 +89,23 @@ class BoundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop(grace=0)
+
+
+def role_table(service: Any, roles: Mapping[str, frozenset[Role]]
+               ) -> dict[str, frozenset[Role]]:
+    """The role table of one gRPC service, keyed by full method path, derived from its
+    descriptor (`pb2.DESCRIPTOR.services_by_name[...]`): every RPC the proto declares must
+    have roles and every entry must name one of its RPCs, else ConfigError (a new RPC
+    without a decision cannot slip through denied or, worse, allowed)."""
+    declared = [m.name for m in service.methods]
+    missing = sorted(set(declared) - set(roles))
+    unknown = sorted(set(roles) - set(declared))
+    if missing or unknown:
+        raise ConfigError(f"role table of {service.full_name}: "
+                          + "; ".join(filter(None, [
+                              f"no roles for {', '.join(missing)}" if missing else "",
+                              f"not in the proto: {', '.join(unknown)}" if unknown else ""])))
+    return {f"/{service.full_name}/{m}": roles[m] for m in declared}
 
 
 def parse_address(address: str) -> str:

@@ -8,12 +8,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from lockstep.auth import Role, TokenStore, write_token_file
+from lockstep.auth import VIEWER, Role, TokenStore, write_token_file
 from lockstep.client import AuthedChannel
 from lockstep.errors import ConfigError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
-from lockstep.server import build_server, parse_address
+from lockstep.server import build_server, parse_address, role_table
 from lockstep_orchestrator import OrchestratorConfig, create_server
 
 
@@ -84,3 +84,24 @@ def test_roles_are_enforced_server_side(auth: tuple[Path, TokenStore]) -> None:
         with AuthedChannel(bound.address, store.token(Role.VIEWER)) as ch:
             stub = opb_grpc.OrchestratorServiceStub(ch)
             assert stub.GetStatus(opb.GetStatusRequest(), timeout=10).tick == 0
+
+
+@pytest.mark.unit
+def test_role_tables_come_from_the_service_descriptors() -> None:
+    svc = opb.DESCRIPTOR.services_by_name["OrchestratorService"]
+    roles = {m.name: VIEWER for m in svc.methods}
+    table = role_table(svc, roles)
+    assert set(table) == {f"/{svc.full_name}/{m.name}" for m in svc.methods}
+    with pytest.raises(ConfigError, match="no roles for Step"):
+        role_table(svc, {k: v for k, v in roles.items() if k != "Step"})
+    with pytest.raises(ConfigError, match="not in the proto: Nope"):
+        role_table(svc, {**roles, "Nope": VIEWER})
+    # Every service's table covers exactly its proto's RPCs (role_table raised otherwise
+    # when these modules were imported).
+    from lockstep_inference._kserve import KSERVE_ROLE_TABLE
+    from lockstep_inference._service import ROLE_TABLE
+    from lockstep_orchestrator._service import ROLES
+    from lockstep_telemetry import ROLES as TELEMETRY_ROLES
+    from lockstep_wasm_pool._service import METHODS
+
+    assert ROLE_TABLE and KSERVE_ROLE_TABLE and METHODS and ROLES and TELEMETRY_ROLES

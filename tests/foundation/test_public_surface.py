@@ -45,7 +45,7 @@ SURFACE = {'lockstep': ['Action', 'AgentGroup', 'AuthError', 'Checkpoint', 'Coll
  'lockstep.metrics': ['LATENCY_BUCKETS', 'MetricsEndpoint', 'RpcMetrics', 'service_registry'],
  'lockstep.otel': ['configure_otel', 'otel_requested', 'shutdown_otel'],
  'lockstep.server': ['BoundServer', 'ServiceBinding', 'build_server', 'parse_address',
-                     'run_service'],
+                     'role_table', 'run_service'],
  'lockstep.status': ['ERRORS', 'abort', 'error_for', 'error_from', 'status_of'],
  'lockstep.telemetry_client': ['ChainHead', 'RecordBuffer', 'TelemetryClient',
                                'TelemetryRefusedError', 'TelemetryUnavailableError',

@@ -13,6 +13,7 @@ import numpy as np
 from lockstep.auth import ADMIN_ONLY, OPERATOR, SERVICE, VIEWER, Role
 from lockstep.kserve.v2 import grpc_predict_v2_pb2 as kpb
 from lockstep.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
+from lockstep.server import role_table
 from lockstep_inference import __version__
 from lockstep_inference._dtypes import kserve_of_numpy, numpy_of_kserve
 from lockstep_inference._engine import InferenceEngine, TensorIn
@@ -21,7 +22,8 @@ from lockstep_inference._grpc import grpc_errors
 
 __all__ = ["KSERVE_ROLE_TABLE", "KSERVE_SERVICE_NAME", "KServeServicer"]
 
-KSERVE_SERVICE_NAME = "inference.GRPCInferenceService"
+_SERVICE = kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+KSERVE_SERVICE_NAME = _SERVICE.full_name
 _METHOD_ROLES: dict[str, frozenset[Role]] = {
     "ServerLive": VIEWER,
     "ServerReady": VIEWER,
@@ -33,7 +35,7 @@ _METHOD_ROLES: dict[str, frozenset[Role]] = {
     "RepositoryModelLoad": ADMIN_ONLY,
     "RepositoryModelUnload": ADMIN_ONLY,
 }
-KSERVE_ROLE_TABLE = {f"/{KSERVE_SERVICE_NAME}/{m}": r for m, r in _METHOD_ROLES.items()}
+KSERVE_ROLE_TABLE = role_table(_SERVICE, _METHOD_ROLES)
 
 # Typed `contents` field of each datatype (FP16 has none: raw only, as upstream says).
 _CONTENTS_FIELD = {

@@ -11,6 +11,7 @@ import onnxruntime as ort
 from lockstep.auth import ADMIN_ONLY, OPERATOR, SERVICE, VIEWER, Role
 from lockstep.inference.v1 import inference_pb2 as pb
 from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.server import role_table
 from lockstep_inference._cache import CacheEntry
 from lockstep_inference._dtypes import kserve_of_numpy
 from lockstep_inference._engine import InferenceEngine, TensorIn
@@ -20,7 +21,8 @@ from lockstep_inference._session import TensorSpecInfo
 
 __all__ = ["ROLE_TABLE", "SERVICE_NAME", "InferenceServicer"]
 
-SERVICE_NAME = "lockstep.inference.v1.InferenceService"
+_SERVICE = pb.DESCRIPTOR.services_by_name["InferenceService"]
+SERVICE_NAME = _SERVICE.full_name
 _RUN = OPERATOR | SERVICE
 _METHOD_ROLES: dict[str, frozenset[Role]] = {
     "LoadModel": ADMIN_ONLY,
@@ -34,7 +36,7 @@ _METHOD_ROLES: dict[str, frozenset[Role]] = {
     "ReplayGeneration": _RUN,
     "AgentInferBatch": _RUN,
 }
-ROLE_TABLE = {f"/{SERVICE_NAME}/{m}": roles for m, roles in _METHOD_ROLES.items()}
+ROLE_TABLE = role_table(_SERVICE, _METHOD_ROLES)
 
 
 def model_info(engine: InferenceEngine, name: str, entry: CacheEntry | None) -> pb.ModelInfo:

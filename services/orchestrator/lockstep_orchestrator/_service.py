@@ -16,7 +16,7 @@ from lockstep.metrics import service_registry
 from lockstep.modules import Policy, load_trusted_keys
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
-from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.status import abort
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_orchestrator._inference import InferenceBridge
@@ -29,7 +29,8 @@ from lockstep_orchestrator._replay import parse_journal
 
 log = logging.getLogger("lockstep.orchestrator")
 
-SERVICE_NAME = "lockstep.orchestrator.v1.OrchestratorService"
+_SERVICE = opb.DESCRIPTOR.services_by_name["OrchestratorService"]
+SERVICE_NAME = _SERVICE.full_name
 S = opb.AgentState
 
 ROLES = {
@@ -270,7 +271,7 @@ def create_server(address: str, *, auth: TokenStore | None,
     binding = ServiceBinding(
         add=lambda server: opb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
         full_name=SERVICE_NAME,
-        methods={f"/{SERVICE_NAME}/{m}": roles for m, roles in ROLES.items()},
+        methods=role_table(_SERVICE, ROLES),
     )
     bound = build_server(address, [binding], auth=auth, registry=registry)
     bound.on_stop.append(servicer.close)

@@ -16,7 +16,7 @@ from lockstep import status
 from lockstep.auth import SERVICE, VIEWER, Role, TokenStore
 from lockstep.errors import ConfigError
 from lockstep.metrics import service_registry
-from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from lockstep_telemetry._chain import RECORD_FORMAT
@@ -38,7 +38,8 @@ __all__ = ["ROLES", "SERVICE_NAME", "TelemetryServer", "TelemetryServicer", "cre
 
 log = logging.getLogger("lockstep.telemetry")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TelemetryService"].full_name
+_SERVICE = pb.DESCRIPTOR.services_by_name["TelemetryService"]
+SERVICE_NAME = _SERVICE.full_name
 ROLES: dict[str, frozenset[Role]] = {
     "AppendRecords": SERVICE,
     "GetHead": VIEWER,
@@ -311,7 +312,7 @@ def start_telemetry(address: str, *, auth: TokenStore | None,
         binding = ServiceBinding(
             add=lambda server: _add_servicer(servicer, server),
             full_name=SERVICE_NAME,
-            methods={f"/{SERVICE_NAME}/{m}": roles for m, roles in ROLES.items()},
+            methods=role_table(_SERVICE, ROLES),
         )
         # Append payloads may total max_batch_bytes; leave room for the framing.
         max_message = max(64 * 1024 * 1024, config.max_batch_bytes + 4 * 1024 * 1024)

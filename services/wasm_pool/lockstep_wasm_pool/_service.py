@@ -13,7 +13,7 @@ from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.metrics import service_registry
-from lockstep.server import BoundServer, ServiceBinding, build_server
+from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.tick_channel import ChannelServer
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -29,11 +29,10 @@ __all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_ser
 
 log = logging.getLogger("lockstep.wasm_pool")
 
-SERVICE_NAME = "lockstep.wasm_pool.v1.WasmPoolService"
-# Only the orchestrator's service identity (and admin) may drive a pool.
-METHODS = {f"/{SERVICE_NAME}/{m}": SERVICE for m in (
-    "LoadModule", "CreateAgents", "StepBatch", "DestroyAgents", "Snapshot", "Restore",
-    "Reset", "GetPoolInfo", "OpenTickChannel")}
+_SERVICE = pb.DESCRIPTOR.services_by_name["WasmPoolService"]
+SERVICE_NAME = _SERVICE.full_name
+# Only the orchestrator's service identity (and admin) may drive a pool: every RPC.
+METHODS = role_table(_SERVICE, {m.name: SERVICE for m in _SERVICE.methods})
 
 T = TypeVar("T")
 
