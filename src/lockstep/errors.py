@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "QUOTE_CHARS",
     "AbortedError",
     "AlreadyExistsError",
     "AuthError",
@@ -36,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "PreconditionError",
     "ServiceError",
+    "quote",
 ]
 
 
@@ -109,3 +111,15 @@ class AbortedError(LockstepError):
     """The operation was rolled back whole (nothing changed); the same call may succeed."""
 
     code: ClassVar[str] = "ABORTED"
+
+
+QUOTE_CHARS = 40
+
+
+def quote(value: str | bytes, limit: int = QUOTE_CHARS) -> str:
+    """A client-supplied string for an error message: its repr, cut to a short prefix
+    (`limit` characters, then "...") so that a 10 KB name is never echoed whole."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(value)} {'bytes' if isinstance(value, bytes) else 'chars'})"

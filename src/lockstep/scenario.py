@@ -109,6 +109,11 @@ class Scenario:
         return replace(out, overrides=self.overrides + tuple(items))
 
 
+# All agents of a scenario (its groups and its actions' spawns): checked before any
+# is expanded, so a scenario of 1,000 groups of 1M agents is refused, not attempted.
+MAX_SCENARIO_AGENTS = 1_000_000
+
+
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -302,6 +307,10 @@ def _parse(raw: dict[str, Any], path: Path) -> Scenario:
             spawn=tuple(_group(f"{aw}.spawn[{j}]", g, modules)
                         for j, g in enumerate(act.get("spawn", []))),
         ))
+    total = sum(g.count for g in agents) + sum(g.count for a in actions for g in a.spawn)
+    if total > MAX_SCENARIO_AGENTS:
+        raise ConfigError(f"{where}: {total} agents in all; a scenario holds at most "
+                          f"{MAX_SCENARIO_AGENTS}")
     ticks = _int(f"{where} [run].ticks", run.get("ticks", 100), 1, 10_000_000)
     return Scenario(
         path=path, label=str(run.get("label", path.stem)),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lockstep.auth import TokenStore
 from lockstep.server import BoundServer, run_service
+from lockstep_orchestrator._manager import Caps
 from lockstep_orchestrator._service import DEFAULT_GRANTED, OrchestratorConfig, create_server
 
 
@@ -36,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: pools on this host get the shared-memory tick channel "
                              "(Linux), others gRPC; grpc: always gRPC; or one per pool, "
                              "comma-separated [env LOCKSTEP_POOL_TRANSPORT]")
+    for flag, env, what in (
+            ("max-fuel-per-step", "LOCKSTEP_MAX_FUEL_PER_STEP",
+             "the most fuel per agent step a run or spawn may ask for"),
+            ("max-agents-per-run", "LOCKSTEP_MAX_AGENTS_PER_RUN",
+             "the most agents one run may spawn"),
+            ("max-inference-latency", "LOCKSTEP_MAX_INFERENCE_LATENCY",
+             "the largest inference_latency a run may set, in ticks")):
+        default = int(getattr(Caps, flag.replace("-", "_")))
+        parser.add_argument(f"--{flag}", type=int, default=int(os.environ.get(env) or default),
+                            help=f"{what} (default {default:,}) [env {env}]")
 
 
 def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
@@ -44,7 +55,9 @@ def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
         inference=args.inference or None, data_dir=args.data_dir,
         trusted_keys=args.trusted_keys, dev_mode=args.dev_mode,
         capabilities=frozenset(args.capability) if args.capability else DEFAULT_GRANTED,
-        pool_transport=args.pool_transport,
+        pool_transport=args.pool_transport, max_fuel_per_step=args.max_fuel_per_step,
+        max_agents_per_run=args.max_agents_per_run,
+        max_inference_latency=args.max_inference_latency,
     )
     return create_server(args.address, auth=auth, config=config)
 

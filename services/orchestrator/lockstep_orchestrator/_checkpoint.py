@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.errors import InvalidRequestError, NotFoundError, PreconditionError
+from lockstep.errors import InvalidRequestError, NotFoundError, PreconditionError, quote
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
 from lockstep_orchestrator._events import Action, journal_kind, parse_event
@@ -94,13 +94,14 @@ def save(directory: Path, checkpoint_id: str, state: dict[str, Any],
 
 
 def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
-    if not checkpoint_id or "/" in checkpoint_id or checkpoint_id.startswith("."):
-        raise InvalidRequestError(f"bad checkpoint id {checkpoint_id!r}")
+    if (not checkpoint_id or len(checkpoint_id) > 128 or "/" in checkpoint_id
+            or checkpoint_id.startswith(".")):
+        raise InvalidRequestError(f"bad checkpoint id {quote(checkpoint_id)}")
     try:
         state = json.loads((directory / f"{checkpoint_id}.json").read_bytes())
         blob = (directory / f"{checkpoint_id}.snap").read_bytes()
     except FileNotFoundError:
-        raise CheckpointNotFoundError(f"no checkpoint {checkpoint_id!r}") from None
+        raise CheckpointNotFoundError(f"no checkpoint {quote(checkpoint_id)}") from None
     if state.get("format") != FORMAT:
         raise PreconditionError(f"checkpoint {checkpoint_id} has format {state.get('format')}, "
                           f"this orchestrator reads {FORMAT}")

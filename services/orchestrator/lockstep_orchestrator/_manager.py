@@ -27,6 +27,7 @@ from lockstep.errors import (
     InvalidRequestError,
     NotFoundError,
     PreconditionError,
+    quote,
 )
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
@@ -69,6 +70,17 @@ MAX_ARGS = 65536
 _RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "NOT_FOUND"})
 
 
+@dataclass(frozen=True)
+class Caps:
+    """Operator caps on what a client or scenario may ask for; each is refused when it is
+    requested (INVALID_ARGUMENT, or RESOURCE_EXHAUSTED for agents), never mid-tick."""
+
+    max_fuel_per_step: int = 1_000_000_000  # fuel_per_step of a run default or a spawn
+    max_agents_per_run: int = 1_000_000  # agents ever spawned in one run
+    max_inference_latency: int = 1_000  # RunConfig.inference_latency, in ticks
+    max_label_bytes: int = 256  # run and checkpoint labels
+
+
 @dataclass
 class _Base:
     """A run restored from a checkpoint is rebuilt from it (then by replay)."""
@@ -84,8 +96,9 @@ class RunManager:
     def __init__(self, pools: Pools, module_bytes: Callable[[str], bytes],
                  known_modules: Callable[[], set[str]], sink: Sink | None,
                  inference: InferenceBridge, recovery_s: float = 60.0,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, caps: Caps | None = None) -> None:
         self.pools = pools
+        self.caps = caps or Caps()
         self.module_bytes = module_bytes
         self.known_modules = known_modules
         self.sink = sink
@@ -115,7 +128,24 @@ class RunManager:
                     f"bytes; the orchestrator delivers up to {MAX_DELIVERY_BYTES}")
 
     # ---- run control -----------------------------------------------------------------
+    def check_config(self, config: opb.RunConfig) -> None:
+        """Refuse a run config above the operator's caps."""
+        caps = self.caps
+        if len(config.label.encode()) > caps.max_label_bytes:
+            raise InvalidRequestError(
+                f"run label {quote(config.label)} is longer than {caps.max_label_bytes} bytes")
+        if config.inference_latency > caps.max_inference_latency:
+            raise InvalidRequestError(
+                f"inference_latency {config.inference_latency} is above the cap of "
+                f"{caps.max_inference_latency} ticks (--max-inference-latency)")
+        fuel = config.default_limits.fuel_per_step
+        if fuel > caps.max_fuel_per_step:
+            raise InvalidRequestError(
+                f"default fuel_per_step {fuel} is above the cap of {caps.max_fuel_per_step} "
+                f"(--max-fuel-per-step)")
+
     def start(self, config: opb.RunConfig) -> opb.RunStatus:
+        self.check_config(config)
         with self._tick_lock:
             self.kernel.journal.flush()
             self.pools.reset()
@@ -144,7 +174,7 @@ class RunManager:
                 name = spawn.name
                 if not valid_name(name):
                     raise InvalidRequestError(
-                        f"bad agent name {name!r}: use [A-Za-z0-9_.:/-], 1..64 bytes")
+                        f"bad agent name {quote(name)}: use [A-Za-z0-9_.:/-], 1..64 bytes")
                 if name in w.by_name or name in pending:
                     raise AlreadyExistsError(f"agent {name!r} already exists in this run")
                 if name in names:
@@ -152,7 +182,9 @@ class RunManager:
                 names.add(name)
                 for topic in spawn.topics:
                     if not valid_name(topic):
-                        raise InvalidRequestError(f"bad topic {topic!r} for agent {name!r}")
+                        raise InvalidRequestError(
+                            f"bad topic {quote(topic)} for agent {name!r}: use "
+                            f"[A-Za-z0-9_.:/-], 1..64 bytes")
                 if len(spawn.args) > max_args:
                     raise InvalidRequestError(f"args of {name!r} exceed {max_args} bytes")
                 merged = merge_limits(DEFAULT_LIMITS, k.config.default_limits, spawn.limits)
@@ -160,6 +192,10 @@ class RunManager:
                     raise InvalidRequestError(
                         f"agent {name!r}: max_memory_pages {merged.max_memory_pages} is above "
                         f"the pools' cap of {cap_pages}")
+                if merged.fuel_per_step > self.caps.max_fuel_per_step:
+                    raise InvalidRequestError(
+                        f"agent {name!r}: fuel_per_step {merged.fuel_per_step} is above the "
+                        f"cap of {self.caps.max_fuel_per_step} (--max-fuel-per-step)")
                 actions.append(Spawn.from_request(spawn, module_hash))
             self._check_capacity(k, len(actions))
             return k.enqueue(list(actions))
@@ -167,6 +203,11 @@ class RunManager:
     def _check_capacity(self, k: Kernel, new: int) -> None:
         """Every pool can hold its agents once the queued spawns are applied."""
         w = k.world
+        total = w.n + k.pending_spawns() + new
+        if total > self.caps.max_agents_per_run:
+            raise CapacityError(
+                f"a run holds at most {self.caps.max_agents_per_run} agents "
+                f"(--max-agents-per-run); this spawn would make {total}")
         npools = len(self.pools)
         live = (w.state != TERMINATED) & ((w.state != FAULTED) | (w.restart_at >= 0))
         held = np.bincount(w.pool[live], minlength=npools)
@@ -182,7 +223,7 @@ class RunManager:
     def _seq(self, name: str) -> int:
         seq = self.kernel.world.by_name.get(name)
         if seq is None:
-            raise NotFoundError(f"no agent named {name!r}")
+            raise NotFoundError(f"no agent named {quote(name)}")
         return seq
 
     def lifecycle(self, verb: str, names: list[str]) -> tuple[int, list[int]]:
@@ -195,7 +236,8 @@ class RunManager:
         with self._control:
             for msg in messages:
                 if len(msg.payload) > MAX_PAYLOAD:
-                    raise InvalidRequestError(f"message to {msg.to!r} exceeds {MAX_PAYLOAD} bytes")
+                    raise InvalidRequestError(
+                        f"message to {quote(msg.to)} exceeds {MAX_PAYLOAD} bytes")
                 if msg.to != "*" and not msg.to.startswith("#"):
                     self._seq(msg.to)
             return self.kernel.enqueue([ExternalMessage(m.to, bytes(m.payload))
@@ -316,6 +358,9 @@ class RunManager:
         return self.data_dir / "checkpoints"
 
     def checkpoint(self, label: str) -> opb.CheckpointInfo:
+        if len(label.encode()) > self.caps.max_label_bytes:
+            raise InvalidRequestError(f"checkpoint label {quote(label)} is longer than "
+                                      f"{self.caps.max_label_bytes} bytes")
         with self._tick_lock:
             directory = self._checkpoint_dir()
             k = self.kernel
@@ -367,7 +412,7 @@ class RunManager:
         c = k.state
         seq = c.world.by_name.get(name)
         if seq is None:
-            raise NotFoundError(f"no agent named {name!r}")
+            raise NotFoundError(f"no agent named {quote(name)}")
         return k.agent_info(seq, c)
 
     def digests(self, first: int, last: int) -> list[cpb.TickDigest]:

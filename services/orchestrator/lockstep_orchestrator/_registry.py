@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lockstep.errors import ModuleError, NotFoundError
+from lockstep.errors import ModuleError, NotFoundError, quote
 from lockstep.modules import Policy, strip_signature, verify
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._ports import PoolFailureError, Pools
@@ -34,7 +34,7 @@ class ModuleRegistry:
         verdict = verify(wasm, policy=self._policy)
         manifest = verdict.manifest
         if name and name != manifest.name:
-            raise ModuleError(f"module manifest names it {manifest.name!r}, not {name!r}")
+            raise ModuleError(f"module manifest names it {manifest.name!r}, not {quote(name)}")
         stripped = strip_signature(wasm)
         try:
             checked = self._pools.check_module(stripped)
@@ -62,7 +62,7 @@ class ModuleRegistry:
             return ref
         if ref in self._names:
             return self._names[ref]
-        raise NotFoundError(f"no registered module {ref!r}")
+        raise NotFoundError(f"no registered module {quote(ref)}")
 
     def known(self) -> set[str]:
         """Hashes of every registered module."""

@@ -21,7 +21,7 @@ from lockstep.status import abort
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Sink
-from lockstep_orchestrator._manager import RunManager
+from lockstep_orchestrator._manager import Caps, RunManager
 from lockstep_orchestrator._metrics import OrchestratorMetrics
 from lockstep_orchestrator._ports import GrpcPools
 from lockstep_orchestrator._registry import ModuleRegistry
@@ -64,6 +64,10 @@ class OrchestratorConfig:
     pool_transport: "auto" sends the batches of pools on this host through the
         shared-memory tick channel (Linux; docs/adr/004), "grpc" never; or one per pool,
         comma-separated.
+    max_fuel_per_step: the most fuel per step a run's default limits or a spawn may ask
+        for (requests above it are refused INVALID_ARGUMENT).
+    max_agents_per_run: the most agents one run may ever spawn (RESOURCE_EXHAUSTED).
+    max_inference_latency: the largest RunConfig.inference_latency, in ticks.
     """
 
     pools: tuple[str, ...]
@@ -76,6 +80,9 @@ class OrchestratorConfig:
     shutdown_flush_s: float = 10.0
     pool_recovery_s: float = 60.0
     pool_transport: str = "auto"
+    max_fuel_per_step: int = Caps.max_fuel_per_step
+    max_agents_per_run: int = Caps.max_agents_per_run
+    max_inference_latency: int = Caps.max_inference_latency
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -100,7 +107,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         self._inference = InferenceBridge(config.inference, service_token)
         self.manager = RunManager(self.pools, self.modules.wasm, self.modules.known,
                                   journal_sink, self._inference, config.pool_recovery_s,
-                                  config.data_dir)
+                                  config.data_dir,
+                                  Caps(max_fuel_per_step=config.max_fuel_per_step,
+                                       max_agents_per_run=config.max_agents_per_run,
+                                       max_inference_latency=config.max_inference_latency))
 
     def close(self) -> None:
         self.manager.close(self.config.data_dir or Path.cwd(), self.config.shutdown_flush_s)
@@ -187,6 +197,13 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         try:
             if not request.until_tick and not request.until_idle:
                 raise InvalidRequestError("set until_tick and/or until_idle")
+            now = self.manager.kernel.tick
+            if request.until_tick < 0:
+                raise InvalidRequestError(f"until_tick must be positive, got {request.until_tick}")
+            if request.until_tick and request.until_tick < now:
+                raise InvalidRequestError(
+                    f"until_tick {request.until_tick} has already passed: the run is at tick "
+                    f"{now}")
             if request.until_idle and not request.until_tick and not request.max_ticks:
                 raise InvalidRequestError("until_idle needs max_ticks or until_tick as a "
                                           "safety bound")
