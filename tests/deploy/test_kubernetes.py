@@ -90,8 +90,10 @@ def test_pools_are_a_statefulset_the_orchestrator_addresses_by_stable_name() -> 
 def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
     dockerfiles = {"telemetry": "telemetry", "inference": "inference", "pool": "wasm_pool",
                    "orchestrator": "orchestrator"}
-    assert {w["metadata"]["name"] for w in workloads()} == set(dockerfiles)
+    assert {w["metadata"]["name"] for w in workloads()} == {*dockerfiles, "dashboard"}
     for w in workloads():
+        if w["metadata"]["name"] == "dashboard":
+            continue  # HTTP, its own test below
         name = w["metadata"]["name"]
         pod = w["spec"]["template"]["spec"]
         assert w["spec"]["selector"]["matchLabels"].items() <= (
@@ -158,14 +160,35 @@ def test_the_tls_overlay_gives_every_workload_its_certificate_and_tls_probes() -
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
-        assert env["LOCKSTEP_TLS_REQUIRED"] == "1"
         for var, file in (("LOCKSTEP_TLS_CA", "ca.crt"), ("LOCKSTEP_TLS_CERT", "tls.crt"),
                           ("LOCKSTEP_TLS_KEY", "tls.key")):
             assert env[var] == f"{mounts['tls']}/{file}", (name, var)
         assert volumes["tls"]["secret"]["secretName"] == f"lockstep-tls-{name}"
+        if name == "dashboard":  # a client of the others; its HTTP probes stay
+            assert "LOCKSTEP_TLS_REQUIRED" not in env and "httpGet" in container["livenessProbe"]
+            continue
+        assert env["LOCKSTEP_TLS_REQUIRED"] == "1"
         port = container["ports"][0]["containerPort"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             p = container[probe]
             assert "grpc" not in p, (name, probe)  # the kubelet's gRPC probe is plaintext
             assert p["exec"]["command"] == ["python", "-m", "lockstep.healthcheck",
                                             f"127.0.0.1:{port}"]
+
+
+@pytest.mark.unit
+def test_the_dashboard_holds_the_viewer_token_only_and_probes_http() -> None:
+    pod = find("Deployment", "dashboard")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    text = (ROOT / "services" / "dashboard" / "Dockerfile").read_text()
+    port = int(re.search(r"LOCKSTEP_DASHBOARD_LISTEN=0\.0\.0\.0:(\d+)", text).group(1))  # type: ignore[union-attr]
+    assert container["ports"][0]["containerPort"] == port
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port}
+    secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    assert secrets == ["lockstep-viewer-token"]  # never lockstep-tokens
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["LOCKSTEP_DASHBOARD_TOKEN_FILE"].startswith(mounts["viewer-token"] + "/")
+    assert "LOCKSTEP_AUTH_FILE" not in env
+    assert container["securityContext"]["runAsNonRoot"] is True
