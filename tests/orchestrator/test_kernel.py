@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def make(n_pools: int = 1, engines: list[FakeEngine] | None = None, recovery_s: float = 5,
-         data_dir: Path | None = None, **config: int) -> tuple[RunManager, list[FakeEngine]]:
+         data_dir: Path | None = None, **config: Any) -> tuple[RunManager, list[FakeEngine]]:
     engines = engines or [FakeEngine() for _ in range(n_pools)]
     m = RunManager(InProcessPools(engines), lambda h: b"", lambda: {MODULE}, None,
                    InferenceBridge(None), recovery_s=recovery_s, data_dir=data_dir)
@@ -41,7 +42,7 @@ def make(n_pools: int = 1, engines: list[FakeEngine] | None = None, recovery_s: 
     return m, engines
 
 
-def spawn(m: RunManager, *agents: tuple[str, str], **kw: object) -> int:
+def spawn(m: RunManager, *agents: tuple[str, str], **kw: Any) -> int:
     return m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode(), **kw), MODULE)
                     for n, a in agents])
 

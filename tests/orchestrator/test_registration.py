@@ -80,7 +80,7 @@ def test_registration_fails_closed(orchestrator: OrchestratorFactory, probe_wasm
 
 def test_policy_decides_capabilities(orchestrator: OrchestratorFactory,
                                      keys: tuple[Path, Path]) -> None:
-    wasm = wasmtime.wat2wasm(INFER_WAT)
+    wasm = bytes(wasmtime.wat2wasm(INFER_WAT))
     no_infer = orchestrator(1, dev_mode=False, trusted_keys=keys[0],
                             capabilities=frozenset({"send", "log", "random", "tick"}))
     assert "infer" in refused(no_infer, prepare_module(wasm, "asker", keys[1]))
@@ -90,9 +90,9 @@ def test_policy_decides_capabilities(orchestrator: OrchestratorFactory,
 
 def test_foreign_imports_are_named(orchestrator: OrchestratorFactory,
                                    keys: tuple[Path, Path]) -> None:
-    wasm = wasmtime.wat2wasm(INFER_WAT.replace(
+    wasm = bytes(wasmtime.wat2wasm(INFER_WAT.replace(
         '(import "lockstep_v1" "infer" (func $infer (param i32 i32 i32 i32) (result i64)))',
         '(import "wasi_snapshot_preview1" "clock_time_get" '
-        '(func (param i32 i64 i32) (result i32)))'))
+        '(func (param i32 i64 i32) (result i32)))')))
     stub = orchestrator(1, dev_mode=False, trusted_keys=keys[0])
     assert "wasi_snapshot_preview1" in refused(stub, prepare_module(wasm, "clocky", keys[1]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.integration
 S = opb.AgentState
 
 
-def start(stub, probe_wasm: bytes, seed: int = 7, **config: int):  # type: ignore[no-untyped-def]
+def start(stub, probe_wasm: bytes, seed: int = 7, **config: Any):  # type: ignore[no-untyped-def]
     stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, **config)))
     return stub.RegisterModule(opb.RegisterModuleRequest(wasm=probe_wasm, name="probe")
                                ).module.module_hash
@@ -135,7 +137,7 @@ def test_bad_requests_get_precise_statuses(orchestrator: OrchestratorFactory,
     def code(fn, req) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
         with pytest.raises(grpc.RpcError) as info:
             fn(req)
-        return info.value.code(), info.value.details()
+        return info.value.code(), info.value.details() or ""
 
     assert code(stub.SpawnAgents, opb.SpawnAgentsRequest(agents=[
         opb.AgentSpawn(name="x", module="nope")]))[0] == grpc.StatusCode.NOT_FOUND
