@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -168,7 +169,7 @@ def host_ca_bundle() -> None:
             return
 
 
-def cli_json(args: list[str], env: dict[str, str]) -> dict[str, object]:
+def cli_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     out = run([LOCKSTEP, *args, "--json"], capture=True, env=env, timeout=900).stdout
     return dict(json.loads(out))
 
@@ -243,7 +244,7 @@ def main() -> int:
                 return 1
             say("plaintext refused by the TLS stack")
         remote = ["--profile", "compose-test"]
-        results = {}
+        results: dict[str, tuple[str, str]] = {}
         results_ids: dict[str, str] = {}
         for name in SCENARIOS:
             path = f"examples/scenarios/{name}.toml"

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    top = int(final.max())
+    top = int(final.to_numpy().max())
     ax.hist(final, bins=range(top + 2), align="left", rwidth=0.85, color="tab:green",
             label="agents")
     # Boltzmann-Gibbs for integer wealth with mean 1: P(w) = 2^-(w+1).
