@@ -783,7 +783,7 @@ class Kernel:
         normal = ~special
         w.state[sel[normal & (code == 1) & (st == RUNNING)]] = IDLE
         w.state[sel[normal & (code != 1) & (st == IDLE)]] = RUNNING
-        extras: list[bytes] = [b""] * n
+        extras: dict[int, bytes] = {}  # row -> its extra digest bytes (special rows only)
         for j in np.flatnonzero(special).tolist():
             events = self._result_events(tx, bufs[which[j]], int(local[j]), b"step", b"",
                                          count_fuel=False)
@@ -804,8 +804,10 @@ class Kernel:
         fix_res["send_count"] = table["send_count"]
         fix_res["sends_len"] = table["sends_len"]
         refused = np.ascontiguousarray(table["refused"].astype("<u4"))
-        xlens = np.fromiter((len(x) for x in extras), dtype=np.int64, count=n)
-        xbuf = b"".join(extras)
+        xlens = np.zeros(n, dtype=np.int64)
+        for j, x in extras.items():
+            xlens[j] = len(x)
+        xbuf = b"".join(extras[j] for j in sorted(extras))  # rows in order; others are empty
         srcs = _native.Sources([fix_in.tobytes(), records, fix_res.tobytes(), refused.tobytes(),
                                 xbuf, *[r.buf for r in bufs]])
         ar = np.arange(n, dtype=np.int64)
