@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lockstep.auth import TokenStore
 from lockstep.server import BoundServer, run_service
-from lockstep_orchestrator._manager import Caps
+from lockstep_orchestrator._manager import AutoCheckpoints, Caps
 from lockstep_orchestrator._service import DEFAULT_GRANTED, OrchestratorConfig, create_server
 
 
@@ -37,14 +37,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: pools on this host get the shared-memory tick channel "
                              "(Linux), others gRPC; grpc: always gRPC; or one per pool, "
                              "comma-separated [env LOCKSTEP_POOL_TRANSPORT]")
-    for flag, env, what in (
+    for flag, env, what, default in (
             ("max-fuel-per-step", "LOCKSTEP_MAX_FUEL_PER_STEP",
-             "the most fuel per agent step a run or spawn may ask for"),
+             "the most fuel per agent step a run or spawn may ask for", Caps.max_fuel_per_step),
             ("max-agents-per-run", "LOCKSTEP_MAX_AGENTS_PER_RUN",
-             "the most agents one run may spawn"),
+             "the most agents one run may spawn", Caps.max_agents_per_run),
             ("max-inference-latency", "LOCKSTEP_MAX_INFERENCE_LATENCY",
-             "the largest inference_latency a run may set, in ticks")):
-        default = int(getattr(Caps, flag.replace("-", "_")))
+             "the largest inference_latency a run may set, in ticks",
+             Caps.max_inference_latency),
+            ("checkpoint-every", "LOCKSTEP_CHECKPOINT_EVERY",
+             "an automatic in-memory checkpoint every K ticks, from which a failed pool is "
+             "rebuilt (0 = off)", AutoCheckpoints.every),
+            ("checkpoint-keep", "LOCKSTEP_CHECKPOINT_KEEP",
+             "how many automatic checkpoints to keep", AutoCheckpoints.keep),
+            ("checkpoint-max-bytes", "LOCKSTEP_CHECKPOINT_MAX_BYTES",
+             "no automatic checkpoint while the instances would exceed this size",
+             AutoCheckpoints.max_bytes)):
         parser.add_argument(f"--{flag}", type=int, default=int(os.environ.get(env) or default),
                             help=f"{what} (default {default:,}) [env {env}]")
 
@@ -58,6 +66,8 @@ def create(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
         pool_transport=args.pool_transport, max_fuel_per_step=args.max_fuel_per_step,
         max_agents_per_run=args.max_agents_per_run,
         max_inference_latency=args.max_inference_latency,
+        checkpoint_every=args.checkpoint_every, checkpoint_keep=args.checkpoint_keep,
+        checkpoint_max_bytes=args.checkpoint_max_bytes,
     )
     return create_server(args.address, auth=auth, config=config)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from lockstep.errors import (
     InvalidRequestError,
     NotFoundError,
     PreconditionError,
+    ServiceError,
     quote,
 )
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
@@ -81,13 +83,32 @@ class Caps:
     max_label_bytes: int = 256  # run and checkpoint labels
 
 
+@dataclass(frozen=True)
+class AutoCheckpoints:
+    """Automatic checkpoints that bound pool recovery: every `every` ticks (0 = off) the
+    committed state and every live instance's snapshot are kept in memory (the last
+    `keep`), and a failed pool is rebuilt from the latest one and caught up by replaying
+    only the ticks after it. One is skipped (with a warning) when the run's instances are
+    estimated to take more than `max_bytes`, or while inference results are still
+    outstanding (a checkpoint would have to wait for them); the next tick tries again."""
+
+    every: int = 100
+    keep: int = 2
+    max_bytes: int = 128 * 1024 * 1024
+
+
 @dataclass
 class _Base:
-    """A run restored from a checkpoint is rebuilt from it (then by replay)."""
+    """A state the pools can be rebuilt from (then by replay): a restored checkpoint, or
+    an automatic one."""
 
     tick: int
     state: dict[str, Any]
     snapshots: list[ppb.AgentSnapshot]
+    digest: bytes = b""
+
+
+_BYTES_PER_AGENT = 128 * 1024  # the size estimate of an instance before one is measured
 
 
 class RunManager:
@@ -96,9 +117,17 @@ class RunManager:
     def __init__(self, pools: Pools, module_bytes: Callable[[str], bytes],
                  known_modules: Callable[[], set[str]], sink: Sink | None,
                  inference: InferenceBridge, recovery_s: float = 60.0,
-                 data_dir: Path | None = None, caps: Caps | None = None) -> None:
+                 data_dir: Path | None = None, caps: Caps | None = None,
+                 auto: AutoCheckpoints | None = None) -> None:
         self.pools = pools
         self.caps = caps or Caps()
+        self.auto = auto or AutoCheckpoints()
+        self._auto: list[_Base] = []  # the current run's automatic checkpoints, oldest first
+        self._agent_bytes = _BYTES_PER_AGENT
+        self._auto_retry = False  # the last one was put off: try after the next tick
+        self._auto_warned = False
+        self.recoveries = 0  # pool rebuilds that completed (all runs)
+        self.replayed_ticks = 0  # ticks re-executed by them
         self.module_bytes = module_bytes
         self.known_modules = known_modules
         self.sink = sink
@@ -151,6 +180,7 @@ class RunManager:
             self.pools.reset()
             self._check_pools()
             self._base = None
+            self._auto = []
             self.kernel = self._new_kernel(config)
             return self.status()
 
@@ -245,47 +275,118 @@ class RunManager:
 
     # ---- ticks -------------------------------------------------------------------------
     def tick_once(self) -> None:
+        """Run the next tick. When a pool fails (gone, timed out, restarted), rebuild the
+        pools and retry the tick, with bounded backoff, until `recovery_s` after the first
+        failure; a failure during the rebuild itself (the pool dies again) is retried the
+        same way. Past the deadline the tick fails UNAVAILABLE with what went wrong last,
+        and the run stays as it was after its last committed tick: a later call rebuilds
+        the pools and goes on."""
         with self._tick_lock:
             k = self.kernel
-            if k.pools_dirty:
-                self._rebuild(k)
-            try:
-                k.step_tick()
-            except TickFailedError as exc:
-                if not self.recovery_s or not _retryable(exc):
-                    raise _status(exc) from None
-                log.warning("tick %d failed (%s): rebuilding the pools", exc.tick, exc.cause)
-                self._rebuild(k)
+            deadline: float | None = None
+            attempts = 0
+            delay = 0.05
+            while True:
+                rebuilding = k.pools_dirty
                 try:
+                    if k.pools_dirty:
+                        remaining = (self.recovery_s if deadline is None
+                                     else deadline - time.monotonic())
+                        self._rebuild(k, max(remaining, 1.0) if self.recovery_s else 10.0,
+                                      attempts)
+                    rebuilding = False
                     k.step_tick()
-                except TickFailedError as again:
-                    raise _status(again) from None
+                    break
+                except (TickFailedError, PoolFailureError, ServiceError) as exc:
+                    if not self.recovery_s or not _recoverable(exc, rebuilding):
+                        raise _failed(k, exc) from None
+                    attempts += 1
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.recovery_s
+                    k.pools_dirty = True
+                    if now >= deadline:
+                        raise TickFailedError(k.tick + 1, ServiceError(  # UNAVAILABLE
+                            f"pool recovery gave up after {self.recovery_s:g} s and "
+                            f"{attempts} attempts (pool_recovery_s); last error: "
+                            f"{_cause(exc)}; the run is intact at tick {k.tick}: retry once "
+                            f"the pools serve")) from None
+                    log.warning("%s %d failed (%s): rebuilding the pools (attempt %d)",
+                                "rebuild for tick" if rebuilding else "tick", k.tick + 1,
+                                _cause(exc), attempts)
+                    if attempts > 1:  # the first retry is immediate: the pool may be back
+                        time.sleep(min(delay, max(0.0, deadline - now)))
+                        delay = min(delay * 2, 2.0)
             if self.on_commit is not None:
                 self.on_commit(k)
+            self._auto_checkpoint(k)
 
-    def _rebuild(self, k: Kernel) -> None:
-        """Put the pools back into the committed state of `k`: wait for them, reset, and
-        re-execute the committed ticks (from the restored checkpoint, if any) into fresh
-        instances, checking every digest. The kernel's own state is untouched: the failed
-        tick was never committed."""
-        self.pools.wait_all_serving(self.recovery_s or 10.0)
+    def _auto_checkpoint(self, k: Kernel) -> None:
+        """Keep an automatic checkpoint of the tick just committed (see AutoCheckpoints).
+        Never part of the journal or the digests; a failure only puts it off."""
+        every = self.auto.every
+        if not every or not (k.tick % every == 0 or self._auto_retry):
+            return
+        self._auto_retry = False
+        live = int(k.world.live_mask().sum()) if k.world.n else 0
+        if live * self._agent_bytes > self.auto.max_bytes:
+            if not self._auto_warned:
+                log.warning("automatic checkpoints skipped from tick %d: %d instances of "
+                            "about %d bytes exceed %d bytes (a failed pool is rebuilt by "
+                            "replay from the last one)", k.tick, live, self._agent_bytes,
+                            self.auto.max_bytes)
+                self._auto_warned = True
+            return
+        if k.pools_dirty or not all(self.inference.ready(d.handle)
+                                    for items in k.infer_due.values() for d in items):
+            self._auto_retry = True
+            return
+        try:
+            state, snapshots = capture(k)
+        except ServiceError as exc:  # a pool failed: the next tick rebuilds it
+            log.warning("automatic checkpoint at tick %d failed (%s)", k.tick, exc)
+            self._auto_retry = True
+            return
+        if snapshots:
+            self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
+        self._auto.append(_Base(k.tick, state, snapshots, k.digest))
+        del self._auto[:-max(1, self.auto.keep)]
+
+    def _rebuild(self, k: Kernel, wait_s: float = 10.0, failures: int = 0) -> None:
+        """Put the pools back into the committed state of `k`: wait for them, reset, restore
+        the latest checkpoint (automatic or restored) and re-execute only the committed
+        ticks after it into fresh instances, checking every digest. The kernel's own state
+        is untouched: the failed tick was never committed. `failures`: how many failures
+        this recovery went through (journalled with `run.recover`)."""
+        self.pools.wait_all_serving(wait_s)
         self.pools.forget_modules()
         self.pools.reset()
         parsed = parse_journal([(r.tick, r.kind, r.payload) for r in k.journal.records])
         fresh = Kernel(parsed.config, self.pools, self.module_bytes, Journal(None),
                        JournalInference(parsed.inference), run_id=k.run_id, record_start=False)
+        base = max((b for b in [self._base, *self._auto] if b is not None and b.tick <= k.tick),
+                   key=lambda b: b.tick, default=None)
         first = 1
-        if self._base is not None:
-            restore_into(fresh, self._base.state, self._base.snapshots)
+        if base is not None:
+            if base.tick and base.digest != k.digests[base.tick - 1]:
+                raise DeterminismError(f"pool rebuild: the checkpoint of tick {base.tick} "
+                                       f"is not of this run")
+            restore_into(fresh, base.state, base.snapshots)
             with fresh._queue:
                 fresh.pending.clear()
-            first = self._base.tick + 1
+            first = base.tick + 1
+        log.info("rebuilding the pools from tick %d: replaying ticks %d..%d", first - 1,
+                 first, k.tick)
         for t in range(first, k.tick + 1):
             reexecute_tick(fresh, parsed, t)
             if fresh.digest != k.digests[t - 1]:
                 raise DeterminismError(f"pool rebuild: replay diverged at tick {t}")
         k.pools_dirty = False
-        k.journal.append(k.tick + 1, Note("run.recover", {"replayed_ticks": k.tick - first + 1}))
+        self.recoveries += 1
+        self.replayed_ticks += k.tick - first + 1
+        k.journal.append(k.tick + 1, Note("run.recover", {
+            "replayed_ticks": k.tick - first + 1, "from_tick": first - 1,
+            "failures": failures}))
 
     def step(self, ticks: int) -> opb.RunStatus:
         for _ in range(ticks):
@@ -309,6 +410,7 @@ class RunManager:
             self.pools.reset()
             bridge = self.inference if verify_inference else JournalInference(parsed.inference)
             self._base = None
+            self._auto = []
             self.kernel = self._new_kernel(parsed.config, bridge)
         total = parsed.last_tick
         for t in range(1, total + 1):
@@ -390,7 +492,8 @@ class RunManager:
             k.journal.append(k.tick, Note("run.restore", {
                 "checkpoint": checkpoint_id, "from_run": state["run_id"],
                 "digest": k.digest.hex()}))
-            self._base = _Base(k.tick, state, snapshots)
+            self._base = _Base(k.tick, state, snapshots, k.digest)
+            self._auto = []
             self.kernel = k
             return self.status()
 
@@ -425,6 +528,31 @@ class RunManager:
 def _retryable(exc: TickFailedError) -> bool:
     cause = exc.cause
     return isinstance(cause, PoolFailureError) and cause.status.name in _RETRYABLE
+
+
+def _recoverable(exc: Exception, rebuilding: bool) -> bool:
+    """A failure that rebuilding the pools may cure: a pool gone, timed out or restarted,
+    during the tick or during a rebuild (where a pool not serving yet is a ServiceError)."""
+    if isinstance(exc, TickFailedError):
+        return _retryable(exc)
+    if not rebuilding:
+        return False
+    if isinstance(exc, PoolFailureError):
+        return exc.status.name in _RETRYABLE
+    return type(exc) is ServiceError
+
+
+def _cause(exc: Exception) -> Exception:
+    return exc.cause if isinstance(exc, TickFailedError) else exc
+
+
+def _failed(k: Kernel, exc: Exception) -> Exception:
+    """The error of a tick that is not retried (a refusal, no recovery configured)."""
+    if isinstance(exc, TickFailedError):
+        return _status(exc)
+    if isinstance(exc, PoolFailureError):  # during a rebuild: the tick never ran
+        return _status(TickFailedError(k.tick + 1, exc))
+    return exc
 
 
 def _status(exc: TickFailedError) -> TickFailedError:

@@ -21,7 +21,7 @@ from lockstep.status import abort
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Sink
-from lockstep_orchestrator._manager import Caps, RunManager
+from lockstep_orchestrator._manager import AutoCheckpoints, Caps, RunManager
 from lockstep_orchestrator._metrics import OrchestratorMetrics
 from lockstep_orchestrator._ports import GrpcPools
 from lockstep_orchestrator._registry import ModuleRegistry
@@ -68,6 +68,10 @@ class OrchestratorConfig:
         for (requests above it are refused INVALID_ARGUMENT).
     max_agents_per_run: the most agents one run may ever spawn (RESOURCE_EXHAUSTED).
     max_inference_latency: the largest RunConfig.inference_latency, in ticks.
+    checkpoint_every: an automatic checkpoint (in memory, outside the journal) every K
+        ticks, from which a failed pool is rebuilt (0 = off: rebuild by replay from tick
+        1); the last `checkpoint_keep` are kept, and none is taken while the run's
+        instances would exceed `checkpoint_max_bytes`.
     """
 
     pools: tuple[str, ...]
@@ -83,6 +87,9 @@ class OrchestratorConfig:
     max_fuel_per_step: int = Caps.max_fuel_per_step
     max_agents_per_run: int = Caps.max_agents_per_run
     max_inference_latency: int = Caps.max_inference_latency
+    checkpoint_every: int = AutoCheckpoints.every
+    checkpoint_keep: int = AutoCheckpoints.keep
+    checkpoint_max_bytes: int = AutoCheckpoints.max_bytes
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -110,7 +117,10 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                                   config.data_dir,
                                   Caps(max_fuel_per_step=config.max_fuel_per_step,
                                        max_agents_per_run=config.max_agents_per_run,
-                                       max_inference_latency=config.max_inference_latency))
+                                       max_inference_latency=config.max_inference_latency),
+                                  AutoCheckpoints(every=config.checkpoint_every,
+                                                  keep=config.checkpoint_keep,
+                                                  max_bytes=config.checkpoint_max_bytes))
 
     def close(self) -> None:
         self.manager.close(self.config.data_dir or Path.cwd(), self.config.shutdown_flush_s)
