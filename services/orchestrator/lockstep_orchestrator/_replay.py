@@ -29,6 +29,8 @@ from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._inference import InferResult as BridgeResult
 from lockstep_orchestrator._kernel import Kernel, decode_checks
 
+STACK_OVERFLOW = b'"kind":"FAULT_KIND_STACK_OVERFLOW"'  # in an agent.fault payload
+
 __all__ = ["NOT_COMPARED", "JournalInference", "ParsedJournal", "divergence",
            "first_difference", "parse_journal", "reexecute_tick"]
 
@@ -121,7 +123,14 @@ def divergence(kernel: Kernel, parsed: ParsedJournal, t: int) -> tuple[str, str]
     first = next((s for s in seqs if original.get(s) != replayed.get(s)), None)
     w = kernel.world
     name = w.metas[first - 1].name if first is not None and first <= w.n else ""
-    return name, first_difference(parsed.events.get(t, []), kernel.last_records)
+    original_events = parsed.events.get(t, [])
+    detail = first_difference(original_events, kernel.last_records)
+    if any(kind == "agent.fault" and STACK_OVERFLOW in raw
+           for kind, raw in [*original_events, *kernel.last_records]):
+        detail = (f"environment-dependent: a stack-overflow fault at this tick (wasmtime's "
+                  f"stack limit differs across wasmtime versions and platforms; "
+                  f"docs/determinism.md); {detail}")
+    return name, detail
 
 
 def delivered_messages(trace: list[tuple[int, Any, Any, bytes]], names: list[str],
