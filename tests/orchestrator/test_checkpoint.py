@@ -3,6 +3,7 @@ stopped, whatever the number of pools it is restored into."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import grpc
@@ -59,7 +60,10 @@ def test_checkpoint_errors(orchestrator: OrchestratorFactory, probe_wasm: bytes,
     spawn(stub, ("x", ""))
     stub.Step(opb.StepRequest(ticks=1))
     saved = stub.CreateCheckpoint(opb.CreateCheckpointRequest())
-    fresh = orchestrator(1, data_dir=tmp_path / "data")
+    # Registered modules survive a restart (test_restart.py); a checkpoint copied without
+    # them into another data dir needs them registered first.
+    shutil.copytree(tmp_path / "data" / "checkpoints", tmp_path / "other" / "checkpoints")
+    fresh = orchestrator(1, data_dir=tmp_path / "other")
     with pytest.raises(grpc.RpcError) as info:
         fresh.RestoreCheckpoint(opb.RestoreCheckpointRequest(id=saved.id))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -81,16 +81,6 @@ class InferenceBridge:
                 ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S)
         batch.future.add_done_callback(lambda _f: span.end())
 
-    def ready(self, handle: Any) -> bool:
-        """Whether `result(handle)` would answer without waiting."""
-        if isinstance(handle, InferResult):
-            return True
-        batch, _index = handle
-        if batch.response is not None:
-            return True
-        future = batch.future
-        return bool(future is not None and future.done() and future.exception() is None)
-
     def result(self, handle: Any) -> InferResult:
         if isinstance(handle, InferResult):
             return handle

@@ -88,9 +88,9 @@ class AutoCheckpoints:
     """Automatic checkpoints that bound pool recovery: every `every` ticks (0 = off) the
     committed state and every live instance's snapshot are kept in memory (the last
     `keep`), and a failed pool is rebuilt from the latest one and caught up by replaying
-    only the ticks after it. One is skipped (with a warning) when the run's instances are
-    estimated to take more than `max_bytes`, or while inference results are still
-    outstanding (a checkpoint would have to wait for them); the next tick tries again."""
+    only the ticks after it. One is taken when the tick after it is asked for (a run that
+    stops at a multiple of `every` never pays for it), and skipped (with a warning) while
+    the run's instances are estimated to take more than `max_bytes`."""
 
     every: int = 100
     keep: int = 2
@@ -124,7 +124,6 @@ class RunManager:
         self.auto = auto or AutoCheckpoints()
         self._auto: list[_Base] = []  # the current run's automatic checkpoints, oldest first
         self._agent_bytes = _BYTES_PER_AGENT
-        self._auto_retry = False  # the last one was put off: try after the next tick
         self._auto_warned = False
         self.recoveries = 0  # pool rebuilds that completed (all runs)
         self.replayed_ticks = 0  # ticks re-executed by them
@@ -181,6 +180,7 @@ class RunManager:
             self._check_pools()
             self._base = None
             self._auto = []
+            self._auto_warned = False
             self.kernel = self._new_kernel(config)
             return self.status()
 
@@ -283,6 +283,8 @@ class RunManager:
         the pools and goes on."""
         with self._tick_lock:
             k = self.kernel
+            if not k.pools_dirty:  # before the tick, so a run that stops here never pays
+                self._auto_checkpoint(k)
             deadline: float | None = None
             attempts = 0
             delay = 0.05
@@ -319,15 +321,15 @@ class RunManager:
                         delay = min(delay * 2, 2.0)
             if self.on_commit is not None:
                 self.on_commit(k)
-            self._auto_checkpoint(k)
 
     def _auto_checkpoint(self, k: Kernel) -> None:
-        """Keep an automatic checkpoint of the tick just committed (see AutoCheckpoints).
-        Never part of the journal or the digests; a failure only puts it off."""
+        """Keep an automatic checkpoint of the last committed tick (see AutoCheckpoints),
+        taken when the next tick is asked for. Never part of the journal or the digests; a
+        failure only puts it off."""
         every = self.auto.every
-        if not every or not (k.tick % every == 0 or self._auto_retry):
+        if not every or not k.tick or k.tick % every or (self._auto
+                                                          and self._auto[-1].tick == k.tick):
             return
-        self._auto_retry = False
         live = int(k.world.live_mask().sum()) if k.world.n else 0
         if live * self._agent_bytes > self.auto.max_bytes:
             if not self._auto_warned:
@@ -337,15 +339,11 @@ class RunManager:
                             self.auto.max_bytes)
                 self._auto_warned = True
             return
-        if k.pools_dirty or not all(self.inference.ready(d.handle)
-                                    for items in k.infer_due.values() for d in items):
-            self._auto_retry = True
-            return
-        try:
+        try:  # waits for inference results in flight: the next tick needs them anyway
+            # (with inference_latency 1; with more it waits earlier than it would)
             state, snapshots = capture(k)
-        except ServiceError as exc:  # a pool failed: the next tick rebuilds it
+        except ServiceError as exc:  # a pool failed: the tick rebuilds it; the next in K
             log.warning("automatic checkpoint at tick %d failed (%s)", k.tick, exc)
-            self._auto_retry = True
             return
         if snapshots:
             self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
