@@ -37,6 +37,9 @@ def test_a_checkpoint_restores_after_a_restart_without_registering_again(
     modules = tmp_path / "modules"
     assert stat.S_IMODE(modules.stat().st_mode) == 0o700
     assert {stat.S_IMODE(p.stat().st_mode) for p in modules.iterdir()} == {0o600}
+    checkpoints = tmp_path / "checkpoints"  # every agent's memory: the owner's only
+    assert stat.S_IMODE(checkpoints.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in checkpoints.iterdir()} == {0o600}
 
     # A module file that no longer verifies is not read back (and nothing else breaks).
     (path,) = modules.glob("*.module")

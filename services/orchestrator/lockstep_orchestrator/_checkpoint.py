@@ -14,9 +14,10 @@ snapshots as length-prefixed `AgentSnapshot` messages).
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -81,16 +82,22 @@ def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
 def save(directory: Path, checkpoint_id: str, state: dict[str, Any],
          snapshots: list[ppb.AgentSnapshot]) -> int:
     """Write the two files; returns their total size."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # every agent's memory
     data = json.dumps(state, sort_keys=True).encode()
-    (directory / f"{checkpoint_id}.json").write_bytes(data)
-    with (directory / f"{checkpoint_id}.snap").open("wb") as fh:
+    with _private(directory / f"{checkpoint_id}.json") as fh:
+        fh.write(data)
+    with _private(directory / f"{checkpoint_id}.snap") as fh:
         size = 0
         for snap in snapshots:
             blob = snap.SerializeToString(deterministic=True)
             fh.write(_LEN.pack(len(blob)) + blob)
             size += _LEN.size + len(blob)
     return len(data) + size
+
+
+def _private(path: Path) -> BinaryIO:
+    """A file only the owner can read (mode 0600), truncated."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:

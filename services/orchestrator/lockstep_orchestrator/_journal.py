@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +91,10 @@ class Journal:
         try:
             self._sink(self._buffer, timeout)
         except ServiceError as exc:
-            spill_dir.mkdir(parents=True, exist_ok=True)
+            spill_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = spill_dir / f"journal-{self.run_id}-unsent.jsonl"
-            with path.open("a") as fh:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as fh:
                 for rec in self._buffer:
                     fh.write(json.dumps({"run_id": rec.run_id, "tick": rec.tick,
                                          "kind": rec.kind, "payload": rec.payload.decode()},
