@@ -495,7 +495,8 @@ class Note(Event):
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (  # type: ignore[misc]
     Spawn, Pause, Resume, Terminate, ExternalMessage, Fault, Done, Restart, InferResult,
     TickDigest, TickStats, RunStart, LogLine)}
-NOTE_KINDS = frozenset({"module.register", "run.checkpoint", "run.restore", "run.recover"})
+NOTE_KINDS = frozenset({"module.register", "run.checkpoint", "run.restore", "run.recover",
+                        "run.resume"})
 # Journal kinds that describe the run rather than its behaviour (tick.stats: wall time and
 # counts, not deterministic), or (agent.log) whose bytes the tick digest already covers and
 # which journals written before log lines were journalled lack: replay does not compare

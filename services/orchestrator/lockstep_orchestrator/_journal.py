@@ -1,7 +1,8 @@
 """The run journal: control actions with their tick, inference results, the digest chain.
 
 Records are kept in memory for the current run and shipped in batches to the telemetry
-service at tick boundaries. When telemetry is down the orchestrator blocks once its
+service at tick boundaries: at the end of every Step/RunUntil call, at least once a second
+during a long RunUntil, and whenever 4,096 are buffered (what a resumed run starts from). When telemetry is down the orchestrator blocks once its
 bounded buffer is full (progress stops, nothing is lost).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ class Journal:
         self._buffer: list[JournalRecord] = []
         self.records: list[JournalRecord] = []
         self.run_id = ""
+        self._flushed_at = time.monotonic()
 
     def record(self, kind: str, tick: int, payload: dict[str, Any]) -> None:
         if kind == "run.start":
@@ -75,13 +78,17 @@ class Journal:
         self.records = [r for r in self.records if r.tick < tick]
         self._buffer = [r for r in self._buffer if r.tick < tick]
 
-    def flush(self) -> None:
-        """Ship buffered records. The sink blocks while telemetry is unavailable (the
+    def flush(self, older_than: float = 0.0) -> None:
+        """Ship buffered records (with `older_than`, only if the last shipment is at least
+        that many seconds old). The sink blocks while telemetry is unavailable (the
         telemetry client retries idempotently), so progress stops and nothing is lost."""
         if self._sink is None or not self._buffer:
             return
+        if older_than and time.monotonic() - self._flushed_at < older_than:
+            return
         self._sink(self._buffer, None)
         self._buffer = []
+        self._flushed_at = time.monotonic()
 
     def close(self, spill_dir: Path, timeout: float = 10.0) -> None:
         """Final flush at shutdown: wait `timeout` seconds at most for telemetry, then write

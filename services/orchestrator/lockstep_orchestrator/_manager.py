@@ -9,7 +9,9 @@ committed tick.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +45,7 @@ from lockstep_orchestrator._events import (
     Terminate,
 )
 from lockstep_orchestrator._inference import InferenceBridge
-from lockstep_orchestrator._journal import Journal, Sink
+from lockstep_orchestrator._journal import Journal, JournalRecord, Sink
 from lockstep_orchestrator._kernel import (
     DEFAULT_LIMITS,
     MAX_DELIVERY_BYTES,
@@ -108,6 +110,7 @@ class _Base:
     digest: bytes = b""
 
 
+RUN_FILE = "current-run.json"  # in the data dir: the run to resume after a crash
 _BYTES_PER_AGENT = 128 * 1024  # the size estimate of an instance before one is measured
 
 
@@ -145,8 +148,10 @@ class RunManager:
                       inference or self.inference)
 
     def close(self, spill_dir: Path, timeout: float) -> None:
+        """A clean shutdown: ship the journal; nothing is left to resume."""
         with self._tick_lock:
             self.kernel.journal.close(spill_dir, timeout)
+            self.forget()
 
     def _check_pools(self) -> None:
         for i, lim in enumerate(self.pools.limits()):
@@ -182,6 +187,85 @@ class RunManager:
             self._auto = []
             self._auto_warned = False
             self.kernel = self._new_kernel(config)
+            self._remember(resumable=True)
+            return self.status()
+
+    def _remember(self, resumable: bool) -> None:
+        """Name the current run in the data dir, so that an orchestrator restarted after a
+        crash resumes it (`resume`); removed at a clean shutdown (`forget`)."""
+        if self.data_dir is None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.data_dir / RUN_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"run_id": self.kernel.run_id, "resumable": resumable}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def interrupted_run(self) -> str:
+        """The run an orchestrator that died was running ("" if none, or not resumable)."""
+        if self.data_dir is None:
+            return ""
+        try:
+            info = json.loads((self.data_dir / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return ""
+        return str(info.get("run_id", "")) if info.get("resumable") else ""
+
+    def forget(self) -> None:
+        if self.data_dir is not None:
+            (self.data_dir / RUN_FILE).unlink(missing_ok=True)
+
+    def resume(self, entries: list[tuple[int, str, bytes]]) -> opb.RunStatus:
+        """Make a journalled run the current run again, under its own id, after the
+        orchestrator died: re-execute its ticks into fresh instances, checking every
+        digest, and continue its journal (records already durable are not sent again).
+        In-flight inference requests are submitted again (results are keyed and seeded);
+        control actions queued but not yet applied when it died are lost."""
+        parsed = parse_journal(entries)
+        missing = sorted(parsed.modules() - self.known_modules())
+        if missing:
+            raise PreconditionError(
+                f"register these modules before resuming: {', '.join(missing)}")
+        if any(kind == "run.restore" for _t, kind, _p in entries):
+            raise PreconditionError("a restored run is not replayable from its own journal: "
+                                    "restore its checkpoint instead")
+        with self._tick_lock:
+            self.pools.wait_all_serving(self.recovery_s or 10.0)
+            self.pools.forget_modules()
+            self.pools.reset()
+            self._check_pools()
+            k = Kernel(parsed.config, self.pools, self.module_bytes, Journal(None),
+                       JournalInference(parsed.inference), run_id=parsed.run_id,
+                       record_start=False)
+            last = parsed.last_tick
+            for t in range(1, last + 1):
+                try:
+                    reexecute_tick(k, parsed, t)
+                except TickFailedError as exc:
+                    raise _status(exc) from None
+                recorded = parsed.digests.get(t)
+                if recorded is None or k.digest != recorded.digest_bytes:
+                    raise DeterminismError(f"resume: replay diverged at tick {t}")
+            journal = Journal(self.sink)
+            journal.run_id = parsed.run_id
+            journal.records = [JournalRecord(parsed.run_id, t, kind, payload)
+                               for t, kind, payload in entries]
+            k.journal = journal
+            k.inference = self.inference
+            for items in k.infer_due.values():
+                for d in items:
+                    d.handle = self.inference.submit(k._infer_key(d.seq, d.request_id),
+                                                     d.model, d.input)
+            self.inference.flush()
+            k.journal.append(last + 1, Note("run.resume", {"tick": last}))
+            self._base = None
+            self._auto = []
+            self.kernel = k
+            self._remember(resumable=True)
             return self.status()
 
     def note(self, kind: str, body: dict[str, Any]) -> None:
@@ -410,6 +494,7 @@ class RunManager:
             self._base = None
             self._auto = []
             self.kernel = self._new_kernel(parsed.config, bridge)
+            self._remember(resumable=False)
         total = parsed.last_tick
         for t in range(1, total + 1):
             with self._tick_lock:
@@ -493,6 +578,7 @@ class RunManager:
             self._base = _Base(k.tick, state, snapshots, k.digest)
             self._auto = []
             self.kernel = k
+            self._remember(resumable=False)
             return self.status()
 
     # ---- reads (no lock: the last committed tick) -------------------------------------

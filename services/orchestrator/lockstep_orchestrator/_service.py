@@ -11,7 +11,7 @@ from typing import Any
 
 from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.errors import ConfigError, InvalidRequestError, NotFoundError
+from lockstep.errors import ConfigError, InvalidRequestError, LockstepError, NotFoundError
 from lockstep.metrics import service_registry
 from lockstep.modules import Policy, load_trusted_keys
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
@@ -42,6 +42,7 @@ ROLES = {
     "Replay": OPERATOR,
 }
 MAX_TICKS_PER_CALL = 10_000_000
+DURABLE_WITHIN_S = 1.0  # during a long RunUntil, journal records ship at least this often
 # Inference is a core feature, so the default policy grants it along with the rest.
 DEFAULT_GRANTED = frozenset({"send", "log", "random", "tick", "infer:*"})
 
@@ -72,6 +73,8 @@ class OrchestratorConfig:
         ticks, from which a failed pool is rebuilt (0 = off: rebuild by replay from tick
         1); the last `checkpoint_keep` are kept, and none is taken while the run's
         instances would exceed `checkpoint_max_bytes`.
+    resume: at start-up, resume the run an orchestrator on the same data dir was running
+        when it died (needs data_dir and telemetry: the run's journal is read back).
     """
 
     pools: tuple[str, ...]
@@ -90,6 +93,7 @@ class OrchestratorConfig:
     checkpoint_every: int = AutoCheckpoints.every
     checkpoint_keep: int = AutoCheckpoints.keep
     checkpoint_max_bytes: int = AutoCheckpoints.max_bytes
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -121,6 +125,26 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                                   AutoCheckpoints(every=config.checkpoint_every,
                                                   keep=config.checkpoint_keep,
                                                   max_bytes=config.checkpoint_max_bytes))
+
+        if config.resume:
+            self._resume_interrupted()
+
+    def _resume_interrupted(self) -> None:
+        """After a crash: find the run this data dir names and resume it from telemetry's
+        journal; a run that cannot be resumed is logged and left (it can be replayed)."""
+        run_id = self.manager.interrupted_run()
+        if not run_id or self._telemetry is None:
+            return
+        try:
+            entries = [(r.tick, r.kind, r.payload) for r in self._telemetry.query(run_id)]
+            if not entries:
+                raise NotFoundError("telemetry holds no journal records for it")
+            status = self.manager.resume(entries)
+        except LockstepError as exc:
+            log.error("interrupted run %s not resumed: %s", run_id, exc)
+            self.manager.forget()
+            return
+        log.info("resumed interrupted run %s at tick %d", run_id, status.tick)
 
     def close(self) -> None:
         self.manager.close(self.config.data_dir or Path.cwd(), self.config.shutdown_flush_s)
@@ -238,6 +262,9 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 m.tick_once()
                 done_ticks += 1
                 if done_ticks % every == 0:
+                    # Bound what a crash can lose: ship at least once a second (every
+                    # progress message would cost a telemetry append per tick).
+                    m.kernel.journal.flush(older_than=DURABLE_WITHIN_S)
                     yield opb.RunProgress(status=m.status())
         except Exception as exc:
             abort(context, exc)
