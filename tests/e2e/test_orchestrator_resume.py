@@ -1,8 +1,8 @@
-"""The orchestrator SIGKILLed mid-run under `lockstep up` (issue 11): the records of every
-tick a client was told of are durable in telemetry (Step returns and RunUntil progress come
-after the flush); the supervisor restarts the orchestrator on the same data dir, it finds
-the interrupted run and resumes it from its journal under the same run id; the run then
-completes with the undisturbed digest chain and a complete journal that verifies."""
+"""The orchestrator SIGKILLed mid-run under `lockstep up` (issue 11): the supervisor
+restarts it on the same data dir, it finds the interrupted run and resumes it from its
+durable journal in telemetry (shipped at the end of every call and at least once a second)
+under the same run id; the run then completes with the undisturbed digest chain and a
+complete journal (every tick once) that verifies and replays."""
 
 from __future__ import annotations
 
