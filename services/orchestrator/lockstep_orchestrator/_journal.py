@@ -2,8 +2,9 @@
 
 Records are kept in memory for the current run and shipped in batches to the telemetry
 service at tick boundaries: at the end of every Step/RunUntil call, at least once a second
-during a long RunUntil, and whenever 4,096 are buffered (what a resumed run starts from). When telemetry is down the orchestrator blocks once its
-bounded buffer is full (progress stops, nothing is lost).
+during a long RunUntil, and whenever 4,096 are buffered (what a resumed run starts from).
+When telemetry is down the orchestrator blocks once its bounded buffer is full (progress
+stops, nothing is lost).
 """
 
 from __future__ import annotations

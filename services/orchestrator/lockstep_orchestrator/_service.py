@@ -135,6 +135,11 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         run_id = self.manager.interrupted_run()
         if not run_id or self._telemetry is None:
             return
+        # Tried once: if this attempt dies too (or outlasts the supervisor's start-up
+        # timeout), the next start does not try again (no crash loop); the run can still
+        # be replayed from its journal.
+        self.manager.forget()
+        log.info("resuming interrupted run %s from its journal", run_id)
         try:
             entries = [(r.tick, r.kind, r.payload) for r in self._telemetry.query(run_id)]
             if not entries:
