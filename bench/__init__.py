@@ -23,13 +23,34 @@ from typing import Any
 from lockstep.spawn import ServiceProcess
 from lockstep.spawn import start_service as _start
 
-__all__ = ["METRIC_KEYS", "REPO_ROOT", "ServiceProc", "metric", "note", "percentile",
-           "rss_bytes", "set_reporter", "standalone", "start_service"]
+__all__ = [
+    "METRIC_KEYS",
+    "REPO_ROOT",
+    "ServiceProc",
+    "metric",
+    "note",
+    "percentile",
+    "rss_bytes",
+    "set_reporter",
+    "standalone",
+    "start_service",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-METRIC_KEYS = ("name", "unit", "median", "p10", "p90", "baseline", "baseline_median", "ratio",
-               "spec_target", "goal")
+METRIC_KEYS = (
+    "name",
+    "unit",
+    "median",
+    "p10",
+    "p90",
+    "baseline",
+    "baseline_median",
+    "ratio",
+    "spec_target",
+    "goal",
+)
+
 
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile by nearest rank (q in [0, 1])."""
@@ -37,18 +58,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def metric(name: str, unit: str, samples: list[float], baseline: str,
-           base_samples: list[float], spec_target: str, goal: str,
-           **extra: object) -> dict[str, object]:
+def metric(
+    name: str,
+    unit: str,
+    samples: list[float],
+    baseline: str,
+    base_samples: list[float],
+    spec_target: str,
+    goal: str,
+    **extra: object,
+) -> dict[str, object]:
     """One metric dict: median and p10/p90 of `samples`, ratio to the baseline's median."""
     median = statistics.median(samples)
     base = statistics.median(base_samples) if base_samples else 0.0
     out: dict[str, object] = {
-        "name": name, "unit": unit, "median": round(median, 4),
-        "p10": round(percentile(samples, 0.1), 4), "p90": round(percentile(samples, 0.9), 4),
-        "baseline": baseline, "baseline_median": round(base, 4) if base_samples else None,
+        "name": name,
+        "unit": unit,
+        "median": round(median, 4),
+        "p10": round(percentile(samples, 0.1), 4),
+        "p90": round(percentile(samples, 0.9), 4),
+        "baseline": baseline,
+        "baseline_median": round(base, 4) if base_samples else None,
         "ratio": round(median / base, 3) if base else None,
-        "spec_target": spec_target, "goal": goal}
+        "spec_target": spec_target,
+        "goal": goal,
+    }
     out.update(extra)
     return out
 
@@ -74,8 +108,9 @@ def _stop_all() -> None:
 ServiceProc = ServiceProcess
 
 
-def start_service(module: str, *args: str, timeout: float = 60.0,
-                  env: dict[str, str] | None = None) -> ServiceProcess:
+def start_service(
+    module: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> ServiceProcess:
     """Start `python -m module` on port 0 without auth and wait until it serves.
     Benchmarks run without auth: token checks are a per-call constant the services pay
     either way, and no credentials need to exist on disk."""
@@ -100,8 +135,11 @@ def note(text: str) -> None:
         print(f"  .. {text}", file=sys.stderr, flush=True)
 
 
-def standalone(run: Callable[[bool], list[dict[str, Any]]], description: str | None,
-               argv: list[str] | None = None) -> int:
+def standalone(
+    run: Callable[[bool], list[dict[str, Any]]],
+    description: str | None,
+    argv: list[str] | None = None,
+) -> int:
     """`python bench/<module>.py [--quick] [--json]`: one module's metrics on their own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="fewer samples")
@@ -114,6 +152,8 @@ def standalone(run: Callable[[bool], list[dict[str, Any]]], description: str | N
     width = max(len(str(m["name"])) for m in metrics)
     print(f"{'metric':{width}} {'median':>9} {'p10':>9} {'p90':>9} {'base':>9} {'ratio':>7}  goal")
     for m in metrics:
-        print(f"{m['name']!s:{width}} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
-              f"{m['baseline_median']!s:>9} {m['ratio']!s:>7}  {m['goal']}")
+        print(
+            f"{m['name']!s:{width}} {m['median']!s:>9} {m['p10']!s:>9} {m['p90']!s:>9} "
+            f"{m['baseline_median']!s:>9} {m['ratio']!s:>7}  {m['goal']}"
+        )
     return 0

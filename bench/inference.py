@@ -73,27 +73,46 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "attention_mask": np.asarray([e.attention_mask for e in enc], np.int64),
             "token_type_ids": np.asarray([e.type_ids for e in enc], np.int64),
         }
-        direct = ort.InferenceSession(str(repo / "minilm" / "model.onnx"),
-                                      sess_options=session_options(config),
-                                      providers=["CPUExecutionProvider"])
+        direct = ort.InferenceSession(
+            str(repo / "minilm" / "model.onnx"),
+            sess_options=session_options(config),
+            providers=["CPUExecutionProvider"],
+        )
         store = write_token_file(Path(tmp) / "tokens.json")
         bound = create_server("127.0.0.1:0", auth=store, config=config)
         try:
             wait_serving(bound.address)
-            stub = pb_grpc.InferenceServiceStub(AuthedChannel(bound.address,
-                                                              store.token(Role.SERVICE)))
-            request = pb.InferRequest(model="minilm", output_names=["last_hidden_state"], inputs=[
-                pb.Tensor(name=k, datatype="INT64", shape=list(v.shape),
-                          data=v.astype("<i8").tobytes()) for k, v in feeds.items()])
-            agent = pb.AgentInferBatchRequest(requests=[
-                pb.AgentInferRequest(key=f"k{i}", model="minilm", input=s.encode())
-                for i, s in enumerate(SENTENCES)])
-            single = [{k: v[i:i + 1, :int(feeds["attention_mask"][i].sum())]
-                       for k, v in feeds.items()} for i in range(len(SENTENCES))]
+            stub = pb_grpc.InferenceServiceStub(
+                AuthedChannel(bound.address, store.token(Role.SERVICE))
+            )
+            request = pb.InferRequest(
+                model="minilm",
+                output_names=["last_hidden_state"],
+                inputs=[
+                    pb.Tensor(
+                        name=k,
+                        datatype="INT64",
+                        shape=list(v.shape),
+                        data=v.astype("<i8").tobytes(),
+                    )
+                    for k, v in feeds.items()
+                ],
+            )
+            agent = pb.AgentInferBatchRequest(
+                requests=[
+                    pb.AgentInferRequest(key=f"k{i}", model="minilm", input=s.encode())
+                    for i, s in enumerate(SENTENCES)
+                ]
+            )
+            single = [
+                {k: v[i : i + 1, : int(feeds["attention_mask"][i].sum())] for k, v in feeds.items()}
+                for i in range(len(SENTENCES))
+            ]
             resp = stub.Infer(request)  # warm-up: loads the model
             provider = resp.run_info.provider
             same = np.frombuffer(resp.outputs[0].data, "<f4").reshape(
-                direct.run(["last_hidden_state"], feeds)[0].shape)
+                direct.run(["last_hidden_state"], feeds)[0].shape
+            )
             if not np.array_equal(same, direct.run(["last_hidden_state"], feeds)[0]):
                 raise RuntimeError("service and direct outputs differ")
             stub.AgentInferBatch(agent)
@@ -110,11 +129,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
     metrics = []
     for name, ours, base, base_name in [
         ("inference.service_round_trip_batch8", svc_ms, direct_ms, "direct session.run batch 8"),
-        ("inference.agent_batch8_round_trip", agent_ms, direct1_ms,
-         "direct session.run x8 (one sentence each, tokenised beforehand)"),
+        (
+            "inference.agent_batch8_round_trip",
+            agent_ms,
+            direct1_ms,
+            "direct session.run x8 (one sentence each, tokenised beforehand)",
+        ),
     ]:
-        metrics.append(metric(name, "ms", ours, base_name, base, "-", "<= 1.2x",
-                              provider=provider))
+        metrics.append(metric(name, "ms", ours, base_name, base, "-", "<= 1.2x", provider=provider))
     return metrics
 
 

@@ -47,8 +47,9 @@ PROMPTS = [
 ]
 
 
-def _direct(session: Any, lm: Any, prompts: list[list[int]], n: int, pad: int,
-            cache: bool = True) -> tuple[list[list[int]], float, float]:
+def _direct(
+    session: Any, lm: Any, prompts: list[list[int]], n: int, pad: int, cache: bool = True
+) -> tuple[list[list[int]], float, float]:
     """Greedy decode of n tokens for every row; (tokens, wall seconds, CPU seconds)."""
     import numpy as np
 
@@ -59,8 +60,8 @@ def _direct(session: Any, lm: Any, prompts: list[list[int]], n: int, pad: int,
     ids = np.full((b, longest), pad, dtype=np.int64)
     mask = np.zeros((b, longest), dtype=np.int64)
     for i, p in enumerate(prompts):
-        ids[i, longest - len(p):] = p
-        mask[i, longest - len(p):] = 1
+        ids[i, longest - len(p) :] = p
+        mask[i, longest - len(p) :] = 1
     pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     past = lm.empty_past(b)
     names = ["logits", *lm.present_names()]
@@ -112,23 +113,37 @@ def run(quick: bool) -> list[dict[str, Any]]:
             return []
         config = InferenceConfig(model_repository=repo, provider="cpu", max_llm_batch=32)
         lm = LLMAdapter(ModelRepository(repo).read("smollm2"))
-        direct = ort.InferenceSession(str(repo / "smollm2" / "model.onnx"),
-                                      sess_options=session_options(config),
-                                      providers=["CPUExecutionProvider"])
+        direct = ort.InferenceSession(
+            str(repo / "smollm2" / "model.onnx"),
+            sess_options=session_options(config),
+            providers=["CPUExecutionProvider"],
+        )
         store = write_token_file(Path(tmp) / "tokens.json")
         bound = create_server("127.0.0.1:0", auth=store, config=config)
         metrics = []
         try:
             wait_serving(bound.address)
-            stub = pb_grpc.InferenceServiceStub(AuthedChannel(bound.address,
-                                                              store.token(Role.SERVICE)))
+            stub = pb_grpc.InferenceServiceStub(
+                AuthedChannel(bound.address, store.token(Role.SERVICE))
+            )
 
             def agent_batch(b: int) -> pb.AgentInferBatchRequest:
-                body = [json.dumps({"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": n_tokens,
-                                    "temperature": 0}) for i in range(b)]
-                return pb.AgentInferBatchRequest(requests=[
-                    pb.AgentInferRequest(key=f"bench/{i}", model="smollm2", input=x.encode())
-                    for i, x in enumerate(body)])
+                body = [
+                    json.dumps(
+                        {
+                            "prompt": PROMPTS[i % len(PROMPTS)],
+                            "max_tokens": n_tokens,
+                            "temperature": 0,
+                        }
+                    )
+                    for i in range(b)
+                ]
+                return pb.AgentInferBatchRequest(
+                    requests=[
+                        pb.AgentInferRequest(key=f"bench/{i}", model="smollm2", input=x.encode())
+                        for i, x in enumerate(body)
+                    ]
+                )
 
             stub.AgentInferBatch(agent_batch(1))  # warm-up: loads the model
             provider = ""
@@ -151,17 +166,29 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     svc_ms.append(secs * 1000 / n)
                     svc_cpu.append(cpu * 1000 / n)
                     for row, steps in zip(toks, got, strict=True):
-                        if [s.token for s in steps] != row[:len(steps)]:
-                            raise RuntimeError(f"batch {b}: service tokens differ from the "
-                                               "direct loop's")
-                m = metric(f"llm.service_batch{b}", "ms/token", svc_ms,
-                           f"direct ORT KV-cache decode loop, batch {b}", dir_ms, "-",
-                           "<= 1.1x", provider=provider, tokens=n_tokens)
+                        if [s.token for s in steps] != row[: len(steps)]:
+                            raise RuntimeError(
+                                f"batch {b}: service tokens differ from the direct loop's"
+                            )
+                m = metric(
+                    f"llm.service_batch{b}",
+                    "ms/token",
+                    svc_ms,
+                    f"direct ORT KV-cache decode loop, batch {b}",
+                    dir_ms,
+                    "-",
+                    "<= 1.1x",
+                    provider=provider,
+                    tokens=n_tokens,
+                )
                 m["tokens_per_s"] = round(1000 / float(m["median"]), 1)  # type: ignore[arg-type]
                 m["direct_tokens_per_s"] = round(1000 / float(m["baseline_median"]), 1)  # type: ignore[arg-type]
                 ours, base = statistics.median(svc_cpu), statistics.median(dir_cpu)
-                m.update(cpu_ms_per_token=round(ours, 3), direct_cpu_ms_per_token=round(base, 3),
-                         cpu_ratio=round(ours / base, 3))
+                m.update(
+                    cpu_ms_per_token=round(ours, 3),
+                    direct_cpu_ms_per_token=round(base, 3),
+                    cpu_ratio=round(ours / base, 3),
+                )
                 metrics.append(m)
             # An agent's chat prompt (the template's system message: ~40 tokens).
             prompts = [lm.encode(lm.render([("user", PROMPTS[0])]))]
@@ -170,19 +197,28 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 toks, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token)
                 kv_ms.append(secs * 1000 / n_tokens)
                 kv_cpu.append(cpu * 1000 / n_tokens)
-                toks2, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token,
-                                           cache=False)
+                toks2, secs, cpu = _direct(direct, lm, prompts, n_tokens, lm.pad_token, cache=False)
                 re_ms.append(secs * 1000 / n_tokens)
                 re_cpu.append(cpu * 1000 / n_tokens)
                 if toks2 != toks:
                     raise RuntimeError("recomputing gives other tokens than the KV cache")
-            m = metric("llm.kv_cache_speedup", "ms/token", re_ms,
-                       "KV-cache decode loop, batch 1", kv_ms, "-", "> 1x (speed-up)",
-                       provider="CPUExecutionProvider", tokens=n_tokens,
-                       prompt_tokens=len(prompts[0]))
-            m.update(cpu_ms_per_token=round(statistics.median(re_cpu), 3),
-                     direct_cpu_ms_per_token=round(statistics.median(kv_cpu), 3),
-                     cpu_ratio=round(statistics.median(re_cpu) / statistics.median(kv_cpu), 3))
+            m = metric(
+                "llm.kv_cache_speedup",
+                "ms/token",
+                re_ms,
+                "KV-cache decode loop, batch 1",
+                kv_ms,
+                "-",
+                "> 1x (speed-up)",
+                provider="CPUExecutionProvider",
+                tokens=n_tokens,
+                prompt_tokens=len(prompts[0]),
+            )
+            m.update(
+                cpu_ms_per_token=round(statistics.median(re_cpu), 3),
+                direct_cpu_ms_per_token=round(statistics.median(kv_cpu), 3),
+                cpu_ratio=round(statistics.median(re_cpu) / statistics.median(kv_cpu), 3),
+            )
             metrics.append(m)
         finally:
             bound.stop(grace=0)

@@ -66,8 +66,9 @@ def agent_wasm(source: Path) -> bytes:
 class Cluster:
     """`n_pools` pool processes plus an in-process orchestrator, no auth."""
 
-    def __init__(self, n_pools: int, pool_args: tuple[str, ...] = (),
-                 transport: str = "auto") -> None:
+    def __init__(
+        self, n_pools: int, pool_args: tuple[str, ...] = (), transport: str = "auto"
+    ) -> None:
         from lockstep.client import AuthedChannel
         from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
         from lockstep_orchestrator import OrchestratorConfig, create_server
@@ -76,8 +77,9 @@ class Cluster:
         try:
             for _ in range(n_pools):
                 self.pools.append(start_service("lockstep_wasm_pool", *pool_args))
-            config = OrchestratorConfig(pools=tuple(p.address for p in self.pools),
-                                        dev_mode=True, pool_transport=transport)
+            config = OrchestratorConfig(
+                pools=tuple(p.address for p in self.pools), dev_mode=True, pool_transport=transport
+            )
             self.server = create_server("127.0.0.1:0", auth=None, config=config)
         except BaseException:
             for p in self.pools:
@@ -86,22 +88,37 @@ class Cluster:
         self.channel = AuthedChannel(self.server.address, None)
         self.stub = opb_grpc.OrchestratorServiceStub(self.channel)
 
-    def start(self, source: Path, name: str, prefix: str, n: int, args: str,
-              seed: int = 1, per_tick: int | None = None) -> None:
+    def start(
+        self,
+        source: Path,
+        name: str,
+        prefix: str,
+        n: int,
+        args: str,
+        seed: int = 1,
+        per_tick: int | None = None,
+    ) -> None:
         """A fresh run with `n` agents <prefix>0.. of one module, all spawned at tick 1,
         or `per_tick` agents per tick when given (large runs: the orchestrator checks each
         spawn against every pending one, so one tick's spawns cost O(n^2))."""
         from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
 
         self.stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, label=name)))
-        digest = self.stub.RegisterModule(opb.RegisterModuleRequest(
-            wasm=agent_wasm(source), name=name)).module.module_hash
+        digest = self.stub.RegisterModule(
+            opb.RegisterModuleRequest(wasm=agent_wasm(source), name=name)
+        ).module.module_hash
         chunk = per_tick or n
         for lo in range(0, n, chunk):
-            req = opb.SpawnAgentsRequest(agents=[
-                opb.AgentSpawn(name=f"{prefix}{i}", module=digest,
-                               args=f"n={n} prefix={prefix} {args}".encode())
-                for i in range(lo, min(n, lo + chunk))])
+            req = opb.SpawnAgentsRequest(
+                agents=[
+                    opb.AgentSpawn(
+                        name=f"{prefix}{i}",
+                        module=digest,
+                        args=f"n={n} prefix={prefix} {args}".encode(),
+                    )
+                    for i in range(lo, min(n, lo + chunk))
+                ]
+            )
             self.stub.SpawnAgents(req, timeout=3600)
             self.step(1)  # spawns take effect (agents initialise and step) at the next tick
 
@@ -160,12 +177,17 @@ def echo_server() -> Iterator[Any]:
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
-            ("grpc.max_receive_message_length", 1 << 30),
-            ("grpc.max_send_message_length", 1 << 30)])
+        channel = grpc.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[
+                ("grpc.max_receive_message_length", 1 << 30),
+                ("grpc.max_send_message_length", 1 << 30),
+            ],
+        )
         grpc.channel_ready_future(channel).result(timeout=30)
-        call = channel.unary_unary("/bench.Echo/Echo", request_serializer=None,
-                                   response_deserializer=None)
+        call = channel.unary_unary(
+            "/bench.Echo/Echo", request_serializer=None, response_deserializer=None
+        )
         try:
             yield call
         finally:
@@ -182,8 +204,10 @@ def tick_payload(n: int, k: int) -> bytes:
 
     req = ppb.StepBatchRequest(tick=2)
     for i in range(n):
-        recs = [message_record(KIND_AGENT, b"f%d" % ((i - j) % n), b"f%d" % i, 1, 0, bytes(8))
-                for j in range(1, k + 1)]
+        recs = [
+            message_record(KIND_AGENT, b"f%d" % ((i - j) % n), b"f%d" % i, 1, 0, bytes(8))
+            for j in range(1, k + 1)
+        ]
         req.steps.add(handle=i + 1, inbox=batch_buffer(recs), inbox_count=k)
     return req.SerializeToString()
 
@@ -201,6 +225,7 @@ def raw_round_trips(call: Any, payload: bytes, samples: int) -> list[float]:
 
 
 # ---- measurements ----------------------------------------------------------------------
+
 
 def time_ticks(cluster: Cluster, samples: int, per_sample: int) -> tuple[list[float], list[float]]:
     """(seconds per tick, messages delivered per second), one value per sample of
@@ -249,11 +274,26 @@ def _round_trip(quick: bool, echo: Any) -> list[dict[str, object]]:
     grpc_rt = [s * 1e6 for s in pool_round_trips("grpc", samples)]
     raw = [r * 1e6 for r in raw_round_trips(echo, b"", samples)]
     return [
-        metric("orchestrator.pool_round_trip", "us", shm,
-               "raw gRPC round trip of empty bytes", raw, "-", "<= 50 us",
-               transport="shared-memory tick channel"),
-        metric("orchestrator.pool_round_trip.grpc", "us", grpc_rt,
-               "raw gRPC round trip of empty bytes", raw, "-", "-", transport="gRPC"),
+        metric(
+            "orchestrator.pool_round_trip",
+            "us",
+            shm,
+            "raw gRPC round trip of empty bytes",
+            raw,
+            "-",
+            "<= 50 us",
+            transport="shared-memory tick channel",
+        ),
+        metric(
+            "orchestrator.pool_round_trip.grpc",
+            "us",
+            grpc_rt,
+            "raw gRPC round trip of empty bytes",
+            raw,
+            "-",
+            "-",
+            transport="gRPC",
+        ),
     ]
 
 
@@ -265,21 +305,35 @@ def _tick_overhead(quick: bool, echo: Any) -> list[dict[str, object]]:
     base = [r * 1000 for r in raw]
     out = []
     for transport, suffix in (("auto", ""), ("grpc", ".grpc")):
-        note(f"tick overhead: {n} flood agents, k={k}, 1 pool process, "
-             f"{'shared memory' if transport == 'auto' else 'gRPC'}")
+        note(
+            f"tick overhead: {n} flood agents, k={k}, 1 pool process, "
+            f"{'shared memory' if transport == 'auto' else 'gRPC'}"
+        )
         with Cluster(1, transport=transport) as cluster:
             cluster.start(FLOOD, "flood", "f", n, f"k={k}")
             secs, _ = time_ticks(cluster, samples, per)
         ms = [s * 1000 for s in secs]
         out += [
-            metric(f"orchestrator.tick_50_agents{suffix}", "ms", ms,
-                   "raw gRPC round trip, same request bytes echoed", base, "< 10 ms",
-                   "< 1 ms", note="whole tick (agents' own work ~0: flood k=1)"),
-            metric(f"orchestrator.tick_overhead_50_agents{suffix}", "ms",
-                   [m - statistics.median(base) for m in ms],
-                   "raw gRPC round trip, same request bytes echoed", base, "< 10 ms",
-                   "<= 0.1 ms" if not suffix else "< 1 ms",
-                   note="tick minus one raw round trip of the same payload"),
+            metric(
+                f"orchestrator.tick_50_agents{suffix}",
+                "ms",
+                ms,
+                "raw gRPC round trip, same request bytes echoed",
+                base,
+                "< 10 ms",
+                "< 1 ms",
+                note="whole tick (agents' own work ~0: flood k=1)",
+            ),
+            metric(
+                f"orchestrator.tick_overhead_50_agents{suffix}",
+                "ms",
+                [m - statistics.median(base) for m in ms],
+                "raw gRPC round trip, same request bytes echoed",
+                base,
+                "< 10 ms",
+                "<= 0.1 ms" if not suffix else "< 1 ms",
+                note="tick minus one raw round trip of the same payload",
+            ),
         ]
     return out
 
@@ -300,10 +354,21 @@ def _messages(quick: bool, echo: Any) -> list[dict[str, object]]:
         raw = raw_round_trips(echo, payload, samples * 3)
         base_rates = [n * k / (r * pools) for r in raw]
         name = "orchestrator.messages_per_s" + ("" if (n, k) == (50, 20) else f".{n}x{k}")
-        out.append(metric(name, "msg/s", rates,
-                          "raw gRPC round trips carrying the tick's inbox bytes", base_rates,
-                          ">= 10k/s", ">= 1M/s", agents=n, msgs_per_tick=n * k, pools=pools,
-                          tick_ms=round(statistics.median(secs) * 1000, 3)))
+        out.append(
+            metric(
+                name,
+                "msg/s",
+                rates,
+                "raw gRPC round trips carrying the tick's inbox bytes",
+                base_rates,
+                ">= 10k/s",
+                ">= 1M/s",
+                agents=n,
+                msgs_per_tick=n * k,
+                pools=pools,
+                tick_ms=round(statistics.median(secs) * 1000, 3),
+            )
+        )
     return out
 
 
@@ -327,11 +392,16 @@ def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
             per_tick.append(dt)
             rates.append((status.counters.messages - m0) / dt)
         rss2 = [rss_bytes(p.pid) for p in cluster.pools]
-    return {"agents": n, "pools": pools, "spawn_s": spawn_s,
-            "rss_per_agent": (sum(rss2) - sum(rss0)) / n,
-            "rss_per_agent_after_spawn": (sum(rss1) - sum(rss0)) / n,
-            "ticks_per_s": [1 / s for s in per_tick], "msgs_per_s": rates,
-            "pool_rss_bytes": rss2}
+    return {
+        "agents": n,
+        "pools": pools,
+        "spawn_s": spawn_s,
+        "rss_per_agent": (sum(rss2) - sum(rss0)) / n,
+        "rss_per_agent_after_spawn": (sum(rss1) - sum(rss0)) / n,
+        "ticks_per_s": [1 / s for s in per_tick],
+        "msgs_per_s": rates,
+        "pool_rss_bytes": rss2,
+    }
 
 
 def _mem_available() -> int:
@@ -345,13 +415,36 @@ def _scale() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     small = scale_run(10_000, 1, 10)
     per_agent = float(small["rss_per_agent"])  # type: ignore[arg-type]
-    out.append(metric("scale.rss_per_agent.10k", "KiB", [per_agent / 1024], "-", [], "-",
-                      "10,000 agents per pool process", agents=10_000,
-                      spawn_s=round(float(small["spawn_s"]), 2)))  # type: ignore[arg-type]
-    for key, unit, samples in (("ticks_per_s", "tick/s", small["ticks_per_s"]),
-                               ("messages_per_s", "msg/s", small["msgs_per_s"])):
-        out.append(metric(f"scale.{key}.10k_1_pool", unit, samples,  # type: ignore[arg-type]
-                          "-", [], "-", "-", agents=10_000, pools=1))
+    out.append(
+        metric(
+            "scale.rss_per_agent.10k",
+            "KiB",
+            [per_agent / 1024],
+            "-",
+            [],
+            "-",
+            "10,000 agents per pool process",
+            agents=10_000,
+            spawn_s=round(float(small["spawn_s"]), 2),  # type: ignore[arg-type]
+        )
+    )  # type: ignore[arg-type]
+    for key, unit, samples in (
+        ("ticks_per_s", "tick/s", small["ticks_per_s"]),
+        ("messages_per_s", "msg/s", small["msgs_per_s"]),
+    ):
+        out.append(
+            metric(
+                f"scale.{key}.10k_1_pool",
+                unit,
+                samples,  # type: ignore[arg-type]
+                "-",
+                [],
+                "-",
+                "-",
+                agents=10_000,
+                pools=1,
+            )
+        )
     # 100k: two pools (one per core here); shrink until the measured RSS per agent fits in
     # 60% of free memory.
     target = 100_000
@@ -360,17 +453,34 @@ def _scale() -> list[dict[str, object]]:
         target -= 10_000
     big = scale_run(target, 2, 5)
     label = f"{target // 1000}k_2_pools"
-    reason = "" if target == 100_000 else (
-        f"100k would need ~{100_000 * per_agent / 2**30:.1f} GiB RSS; "
-        f"{budget / 2**30:.1f} GiB usable")
+    reason = (
+        ""
+        if target == 100_000
+        else (
+            f"100k would need ~{100_000 * per_agent / 2**30:.1f} GiB RSS; "
+            f"{budget / 2**30:.1f} GiB usable"
+        )
+    )
     for key, unit, samples, goal in (
-            ("ticks_per_s", "tick/s", big["ticks_per_s"], ">= 10 tick/s"),
-            ("messages_per_s", "msg/s", big["msgs_per_s"], "-")):
-        out.append(metric(f"scale.{key}.{label}", unit, samples,  # type: ignore[arg-type]
-                          "-", [], "-", goal, agents=target,
-                          pools=2, spawn_s=round(float(big["spawn_s"]), 2),  # type: ignore[arg-type]
-                          rss_per_agent_kib=round(float(big["rss_per_agent"]) / 1024, 1),  # type: ignore[arg-type]
-                          **({"limited": reason} if reason else {})))
+        ("ticks_per_s", "tick/s", big["ticks_per_s"], ">= 10 tick/s"),
+        ("messages_per_s", "msg/s", big["msgs_per_s"], "-"),
+    ):
+        out.append(
+            metric(
+                f"scale.{key}.{label}",
+                unit,
+                samples,  # type: ignore[arg-type]
+                "-",
+                [],
+                "-",
+                goal,
+                agents=target,
+                pools=2,
+                spawn_s=round(float(big["spawn_s"]), 2),  # type: ignore[arg-type]
+                rss_per_agent_kib=round(float(big["rss_per_agent"]) / 1024, 1),  # type: ignore[arg-type]
+                **({"limited": reason} if reason else {}),
+            )
+        )
     return out
 
 
@@ -398,15 +508,23 @@ def profile(n: int, k: int, ticks: int, top: int = 25) -> str:
     from lockstep_orchestrator._service import OrchestratorServicer
 
     with start_service("lockstep_wasm_pool") as pool:
-        servicer = OrchestratorServicer(OrchestratorConfig(pools=(pool.address,),
-                                                           dev_mode=True), None)
+        servicer = OrchestratorServicer(
+            OrchestratorConfig(pools=(pool.address,), dev_mode=True), None
+        )
         try:
             servicer.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=1)), None)
-            digest = servicer.RegisterModule(opb.RegisterModuleRequest(
-                wasm=agent_wasm(FLOOD), name="flood"), None).module.module_hash
-            servicer.SpawnAgents(opb.SpawnAgentsRequest(agents=[
-                opb.AgentSpawn(name=f"f{i}", module=digest, args=f"n={n} k={k}".encode())
-                for i in range(n)]), None)
+            digest = servicer.RegisterModule(
+                opb.RegisterModuleRequest(wasm=agent_wasm(FLOOD), name="flood"), None
+            ).module.module_hash
+            servicer.SpawnAgents(
+                opb.SpawnAgentsRequest(
+                    agents=[
+                        opb.AgentSpawn(name=f"f{i}", module=digest, args=f"n={n} k={k}".encode())
+                        for i in range(n)
+                    ]
+                ),
+                None,
+            )
             servicer.Step(opb.StepRequest(ticks=5), None)
             prof = cProfile.Profile()
             t0 = time.perf_counter()
@@ -417,8 +535,10 @@ def profile(n: int, k: int, ticks: int, top: int = 25) -> str:
         finally:
             servicer.close()
     buf = io.StringIO()
-    buf.write(f"{ticks} ticks, {n} agents x {k} msgs: {elapsed / ticks * 1000:.2f} ms/tick "
-              f"(under the profiler)\n")
+    buf.write(
+        f"{ticks} ticks, {n} agents x {k} msgs: {elapsed / ticks * 1000:.2f} ms/tick "
+        f"(under the profiler)\n"
+    )
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
     return buf.getvalue()
 
@@ -426,8 +546,11 @@ def profile(n: int, k: int, ticks: int, top: int = 25) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--profile", metavar="N,K[,TICKS]",
-                        help="profile TICKS (default 100) ticks of N agents x K msgs")
+    parser.add_argument(
+        "--profile",
+        metavar="N,K[,TICKS]",
+        help="profile TICKS (default 100) ticks of N agents x K msgs",
+    )
     args = parser.parse_args()
     if args.profile:
         n, k, *rest = (int(x) for x in args.profile.split(","))

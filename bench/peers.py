@@ -41,8 +41,9 @@ from typing import Any
 __all__ = ["PEERS_DIR", "gini", "peer_python", "run", "setup"]
 
 HERE = Path(__file__).resolve()
-PEERS_DIR = Path(os.environ.get("LOCKSTEP_BENCH_PEERS",
-                                Path.home() / ".cache" / "lockstep" / "bench-peers"))
+PEERS_DIR = Path(
+    os.environ.get("LOCKSTEP_BENCH_PEERS", Path.home() / ".cache" / "lockstep" / "bench-peers")
+)
 PEER_PACKAGES = {"mesa": ["mesa"], "autogen": ["autogen-core", "autogen-ext[grpc]"]}
 HEAVY_WORK = 2000
 MASK = (1 << 64) - 1
@@ -60,6 +61,7 @@ def gini(wealth: list[int]) -> float:
 
 
 # ---- child side: Mesa ------------------------------------------------------------------
+
 
 def _mesa_child(n: int, ticks: int, work: int, seed: int, deferred: int) -> dict[str, Any]:
     import mesa  # type: ignore[import-not-found]
@@ -117,11 +119,15 @@ def _mesa_child(n: int, ticks: int, work: int, seed: int, deferred: int) -> dict
         t0 = time.perf_counter()
         model.step()
         secs.append(time.perf_counter() - t0)
-    return {"version": mesa.__version__, "tick_s": secs,
-            "gini": gini([a.wealth for a in model.roster])}
+    return {
+        "version": mesa.__version__,
+        "tick_s": secs,
+        "gini": gini([a.wealth for a in model.roster]),
+    }
 
 
 # ---- child side: AutoGen ---------------------------------------------------------------
+
 
 @dataclass
 class Msg:
@@ -218,6 +224,7 @@ def _autogen_child(role: str, address: str, n: int) -> None:
 
 # ---- parent side -----------------------------------------------------------------------
 
+
 def peer_python(name: str) -> Path | None:
     """The peer venv's interpreter, or None if the venv has not been set up."""
     py = PEERS_DIR / name / "bin" / "python"
@@ -230,14 +237,26 @@ def setup(names: list[str] | None = None) -> None:
         venv = PEERS_DIR / name
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        *PEER_PACKAGES[name]], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *PEER_PACKAGES[name]],
+            check=True,
+        )
 
 
 def _skipped(name: str, why: str) -> dict[str, object]:
-    return {"name": name, "unit": "-", "median": None, "p10": None, "p90": None,
-            "baseline": "-", "baseline_median": None, "ratio": None, "spec_target": "-",
-            "goal": "-", "skipped": why}
+    return {
+        "name": name,
+        "unit": "-",
+        "median": None,
+        "p10": None,
+        "p90": None,
+        "baseline": "-",
+        "baseline_median": None,
+        "ratio": None,
+        "spec_target": "-",
+        "goal": "-",
+        "skipped": why,
+    }
 
 
 def _error(name: str, exc: Exception) -> dict[str, object]:
@@ -247,19 +266,33 @@ def _error(name: str, exc: Exception) -> dict[str, object]:
     return row
 
 
-def _mesa(py: Path, n: int, ticks: int, work: int, seed: int,
-          deferred: bool = False) -> dict[str, Any]:
-    out = subprocess.run([str(py), str(HERE), "--mesa", str(n), str(ticks), str(work),
-                          str(seed), str(int(deferred))],
-                         capture_output=True, text=True, check=False)
+def _mesa(
+    py: Path, n: int, ticks: int, work: int, seed: int, deferred: bool = False
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            str(py),
+            str(HERE),
+            "--mesa",
+            str(n),
+            str(ticks),
+            str(work),
+            str(seed),
+            str(int(deferred)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"mesa child failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     return result
 
 
-def _lockstep_wealth(n: int, ticks: int, heavy: bool, seed: int,
-                     pools: int = 1, transport: str = "auto") -> dict[str, Any]:
+def _lockstep_wealth(
+    n: int, ticks: int, heavy: bool, seed: int, pools: int = 1, transport: str = "auto"
+) -> dict[str, Any]:
     from bench.orchestrator import WEALTH, WEALTH_HEAVY, Cluster
 
     with Cluster(pools, transport=transport) as cluster:
@@ -271,8 +304,7 @@ def _lockstep_wealth(n: int, ticks: int, heavy: bool, seed: int,
             cluster.step(1)
             secs.append(time.perf_counter() - t0)
         # Wealth held = start + received - sent, plus units in flight to it (its inbox).
-        wealth = [1 + a.messages_received + a.inbox - a.messages_sent
-                  for a in cluster.agents()]
+        wealth = [1 + a.messages_received + a.inbox - a.messages_sent for a in cluster.agents()]
     if sum(wealth) != n:
         raise RuntimeError(f"wealth not conserved: {sum(wealth)} != {n}")
     return {"tick_s": secs, "gini": gini(wealth)}
@@ -301,31 +333,81 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
         base = f"Mesa {mesa['version']} (Python), same model"
         ours_rate = [1 / s for s in ours["tick_s"]]
         mesa_rate = [1 / s for s in mesa["tick_s"]]
-        out.append(metric(f"peers.{kind}.ticks_per_s.{n}", "tick/s", ours_rate, base,
-                          mesa_rate, "-",
-                          ">= 0.3x Mesa" if n == 100 and not work else "faster than Mesa",
-                          agents=n, ticks=ticks, transport="shared memory"))
+        out.append(
+            metric(
+                f"peers.{kind}.ticks_per_s.{n}",
+                "tick/s",
+                ours_rate,
+                base,
+                mesa_rate,
+                "-",
+                ">= 0.3x Mesa" if n == 100 and not work else "faster than Mesa",
+                agents=n,
+                ticks=ticks,
+                transport="shared memory",
+            )
+        )
         if n == 100 and not work:  # the same on gRPC, for the transport's share
             grpc_run = _lockstep_wealth(n, ticks, False, seed=42, transport="grpc")
-            out.append(metric(f"peers.{kind}.ticks_per_s.{n}.grpc", "tick/s",
-                              [1 / s for s in grpc_run["tick_s"]], base, mesa_rate, "-", "-",
-                              agents=n, ticks=ticks, transport="gRPC"))
+            out.append(
+                metric(
+                    f"peers.{kind}.ticks_per_s.{n}.grpc",
+                    "tick/s",
+                    [1 / s for s in grpc_run["tick_s"]],
+                    base,
+                    mesa_rate,
+                    "-",
+                    "-",
+                    agents=n,
+                    ticks=ticks,
+                    transport="gRPC",
+                )
+            )
         if n >= 10_000 and not work:  # one pool per core of this machine
             two = _lockstep_wealth(n, ticks, False, seed=42, pools=2)
-            out.append(metric(f"peers.{kind}.ticks_per_s.{n}_2_pools", "tick/s",
-                              [1 / s for s in two["tick_s"]], base, mesa_rate, "-",
-                              "faster than Mesa", agents=n, ticks=ticks, pools=2))
+            out.append(
+                metric(
+                    f"peers.{kind}.ticks_per_s.{n}_2_pools",
+                    "tick/s",
+                    [1 / s for s in two["tick_s"]],
+                    base,
+                    mesa_rate,
+                    "-",
+                    "faster than Mesa",
+                    agents=n,
+                    ticks=ticks,
+                    pools=2,
+                )
+            )
         if ticks >= 100:
-            out.append(metric(f"peers.{kind}.gini_after_{ticks}.{n}", "gini",
-                              [ours["gini"]], base, [mesa["gini"]], "-",
-                              "~ Mesa (0.63 at 1k+)", agents=n))
+            out.append(
+                metric(
+                    f"peers.{kind}.gini_after_{ticks}.{n}",
+                    "gini",
+                    [ours["gini"]],
+                    base,
+                    [mesa["gini"]],
+                    "-",
+                    "~ Mesa (0.63 at 1k+)",
+                    agents=n,
+                )
+            )
             # The same model with Mesa's transfers applied at the end of each step (money
             # arrives next step, as Lockstep's messages do): separates the update rule
             # from the implementation.
             later = _mesa(py, n, ticks, work, seed=42, deferred=True)
-            out.append(metric(f"peers.{kind}.gini_vs_deferred_mesa.{n}", "gini",
-                              [ours["gini"]], base + ", transfers arrive next step",
-                              [later["gini"]], "-", "ratio ~ 1", agents=n))
+            out.append(
+                metric(
+                    f"peers.{kind}.gini_vs_deferred_mesa.{n}",
+                    "gini",
+                    [ours["gini"]],
+                    base + ", transfers arrive next step",
+                    [later["gini"]],
+                    "-",
+                    "ratio ~ 1",
+                    agents=n,
+                )
+            )
     return out
 
 
@@ -348,17 +430,25 @@ def _autogen_metrics(quick: bool) -> list[dict[str, object]]:
     procs: list[subprocess.Popen[str]] = []
     try:
         for role in ("host", "receiver"):
-            proc = subprocess.Popen([str(py), str(HERE), "--autogen", role, address, "0"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True)
+            proc = subprocess.Popen(
+                [str(py), str(HERE), "--autogen", role, address, "0"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             procs.append(proc)
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"AutoGen {role} did not start")
         runs = []
         for _ in range(1 if quick else 3):
-            out = subprocess.run([str(py), str(HERE), "--autogen", "sender", address, str(n)],
-                                 capture_output=True, text=True, timeout=600, check=False)
+            out = subprocess.run(
+                [str(py), str(HERE), "--autogen", "sender", address, str(n)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             if out.returncode != 0:
                 raise RuntimeError(f"AutoGen sender failed: {out.stderr[-2000:]}")
             runs.append(json.loads(out.stdout.splitlines()[-1]))
@@ -371,12 +461,26 @@ def _autogen_metrics(quick: bool) -> list[dict[str, object]]:
     rates = [r["msgs_per_s"] for r in runs]
     rtts = [x * 1000 for r in runs for x in r["rpc_s"]]
     return [
-        metric("peers.autogen.messages_per_s", "msg/s", rates,
-               "raw gRPC round trips/s (64 B, sequential)", [1 / r for r in raw], "-",
-               "-",
-               messages=n, processes=3),
-        metric("peers.autogen.rpc_round_trip", "ms", rtts,
-               "raw gRPC round trip (64 B)", [r * 1000 for r in raw], "-", "-"),
+        metric(
+            "peers.autogen.messages_per_s",
+            "msg/s",
+            rates,
+            "raw gRPC round trips/s (64 B, sequential)",
+            [1 / r for r in raw],
+            "-",
+            "-",
+            messages=n,
+            processes=3,
+        ),
+        metric(
+            "peers.autogen.rpc_round_trip",
+            "ms",
+            rtts,
+            "raw gRPC round trip (64 B)",
+            [r * 1000 for r in raw],
+            "-",
+            "-",
+        ),
     ]
 
 
@@ -393,8 +497,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--setup", action="store_true", help="create the peer venvs")
-    parser.add_argument("--mesa", nargs=5, type=int,
-                        metavar=("N", "TICKS", "WORK", "SEED", "DEFERRED"))
+    parser.add_argument(
+        "--mesa", nargs=5, type=int, metavar=("N", "TICKS", "WORK", "SEED", "DEFERRED")
+    )
     parser.add_argument("--autogen", nargs=3, metavar=("ROLE", "ADDRESS", "N"))
     args = parser.parse_args()
     if args.mesa:

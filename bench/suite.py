@@ -45,9 +45,11 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = next(int(line.split()[1]) * 1024
-                   for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:"))
+        mem = next(
+            int(line.split()[1]) * 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
     except (OSError, StopIteration):
         mem = 0
     from importlib.metadata import PackageNotFoundError, version
@@ -58,21 +60,24 @@ def machine() -> dict[str, Any]:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             continue
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            **versions}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **versions,
+    }
 
 
 def select(only: list[str]) -> list[str]:
     """The modules to run for `--only` selectors (all when empty)."""
     if not only:
         return list(MODULES)
-    chosen = [m for m in MODULES
-              if any(sel == m or sel.split(".", 1)[0] == m for sel in only)]
+    chosen = [m for m in MODULES if any(sel == m or sel.split(".", 1)[0] == m for sel in only)]
     unknown = [sel for sel in only if sel.split(".", 1)[0] not in MODULES]
     if unknown:
-        raise ValueError(f"unknown benchmark {', '.join(unknown)}; "
-                         f"modules: {', '.join(MODULES)}")
+        raise ValueError(f"unknown benchmark {', '.join(unknown)}; modules: {', '.join(MODULES)}")
     return chosen
 
 
@@ -101,8 +106,7 @@ def run_suite(quick: bool, only: list[str], progress: Any = None) -> dict[str, A
             mod = importlib.import_module(f"bench.{module}")
         except ImportError as exc:
             if exc.name == f"bench.{module}":
-                metrics.append(_error_row(module, "not written yet (no bench/"
-                                                  f"{module}.py)"))
+                metrics.append(_error_row(module, f"not written yet (no bench/{module}.py)"))
                 continue
             metrics.append(_error_row(module, f"import failed: {exc}"))
             continue
@@ -114,9 +118,15 @@ def run_suite(quick: bool, only: list[str], progress: Any = None) -> dict[str, A
         else:
             metrics.extend(r for r in rows if _keep(module, r, only))
         seconds[module] = round(time.perf_counter() - t0, 2)
-    return {"schema": 1, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": quick, "only": only, "machine": machine(), "module_seconds": seconds,
-            "metrics": metrics}
+    return {
+        "schema": 1,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "only": only,
+        "machine": machine(),
+        "module_seconds": seconds,
+        "metrics": metrics,
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -141,39 +151,59 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Lockstep benchmarks" + (" (--quick)" if doc["quick"] else ""),
-                  show_lines=False)
-    for col, just in (("metric", "left"), ("unit", "left"), ("median", "right"),
-                      ("p10..p90", "right"), ("baseline", "right"), ("ratio", "right"),
-                      ("spec", "left"), ("goal", "left")):
+    table = Table(
+        title="Lockstep benchmarks" + (" (--quick)" if doc["quick"] else ""), show_lines=False
+    )
+    for col, just in (
+        ("metric", "left"),
+        ("unit", "left"),
+        ("median", "right"),
+        ("p10..p90", "right"),
+        ("baseline", "right"),
+        ("ratio", "right"),
+        ("spec", "left"),
+        ("goal", "left"),
+    ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     notes: list[str] = []
     details: list[str] = []
     for m in doc["metrics"]:
         if m.get("error") or m.get("skipped"):
-            table.add_row(m["name"], "-", "-", "-", "-", "-", "-",
-                          "ERROR" if m.get("error") else "skipped")
+            table.add_row(
+                m["name"], "-", "-", "-", "-", "-", "-", "ERROR" if m.get("error") else "skipped"
+            )
             notes.append(f"{m['name']}: {m.get('error') or m.get('skipped')}")
             continue
         spread = f"{_fmt(m['p10'])}..{_fmt(m['p90'])}"
-        table.add_row(m["name"], str(m["unit"]), _fmt(m["median"]), spread,
-                      _fmt(m["baseline_median"]), _fmt(m["ratio"]), str(m["spec_target"]),
-                      str(m["goal"]))
+        table.add_row(
+            m["name"],
+            str(m["unit"]),
+            _fmt(m["median"]),
+            spread,
+            _fmt(m["baseline_median"]),
+            _fmt(m["ratio"]),
+            str(m["spec_target"]),
+            str(m["goal"]),
+        )
         extra = {k: v for k, v in m.items() if k not in METRIC_KEYS and k != "limited"}
         if extra:
             details.append(f"{m['name']}: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
         if m.get("limited"):
             notes.append(f"{m['name']}: {m['limited']}")
-    console = Console(width=width or 200, record=True, force_terminal=False,
-                      file=io.StringIO())  # recorded, exported below
+    console = Console(
+        width=width or 200, record=True, force_terminal=False, file=io.StringIO()
+    )  # recorded, exported below
     console.print(table)
-    baselines = sorted({str(m["baseline"]) for m in doc["metrics"]
-                        if m.get("baseline") not in (None, "-")})
+    baselines = sorted(
+        {str(m["baseline"]) for m in doc["metrics"] if m.get("baseline") not in (None, "-")}
+    )
     mach = doc["machine"]
-    console.print(f"machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, "
-                  f"Python {mach['python']}, wasmtime {mach.get('wasmtime')}, "
-                  f"grpcio {mach.get('grpcio')}, "
-                  f"onnxruntime {mach.get('onnxruntime-gpu') or mach.get('onnxruntime')}")
+    console.print(
+        f"machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, "
+        f"Python {mach['python']}, wasmtime {mach.get('wasmtime')}, "
+        f"grpcio {mach.get('grpcio')}, "
+        f"onnxruntime {mach.get('onnxruntime-gpu') or mach.get('onnxruntime')}"
+    )
     console.print("ratio = median / baseline median, both measured in this run. Baselines:")
     for b in baselines:
         console.print(f"  - {b}")
@@ -183,8 +213,9 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
             console.print(f"  {d}")
     for n in notes:
         console.print(f"note: {n}")
-    console.print("seconds per module: " + ", ".join(
-        f"{k} {v}" for k, v in doc["module_seconds"].items()))
+    console.print(
+        "seconds per module: " + ", ".join(f"{k} {v}" for k, v in doc["module_seconds"].items())
+    )
     text: str = console.export_text()
     return text
 
@@ -216,8 +247,7 @@ def main_cli(quick: bool, only: list[str], json_path: Path | None) -> int:
             status.update(f"[bold]{module}[/] ({time.perf_counter() - started:.0f} s)")
 
         def detail(text: str) -> None:
-            status.update(f"[bold]{current[0]}[/]: {text} "
-                          f"({time.perf_counter() - started:.0f} s)")
+            status.update(f"[bold]{current[0]}[/]: {text} ({time.perf_counter() - started:.0f} s)")
             err.log(f"{current[0]}: {text}")
 
         set_reporter(detail)
@@ -234,11 +264,20 @@ def main_cli(quick: bool, only: list[str], json_path: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Lockstep benchmark suite")
     parser.add_argument("--quick", action="store_true", help="CI smoke: under a minute")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="module (orchestrator) or metric prefix; repeatable")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="module (orchestrator) or metric prefix; repeatable",
+    )
     parser.add_argument("--json", type=Path, default=None, help="where to write the JSON")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="print the table of a saved run and exit (runs nothing)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="print the table of a saved run and exit (runs nothing)",
+    )
     args = parser.parse_args(argv)
     if args.render:
         print(render(json.loads(args.render.read_text())))

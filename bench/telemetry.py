@@ -40,8 +40,9 @@ PAYLOAD = bytes(range(100))
 GOAL = ">= 100k records/s"
 
 
-def _metric(name: str, samples: list[float], baseline: str, base_samples: list[float],
-            goal: str = GOAL) -> dict[str, object]:
+def _metric(
+    name: str, samples: list[float], baseline: str, base_samples: list[float], goal: str = GOAL
+) -> dict[str, object]:
     m = metric(name, "records/s", samples, baseline, base_samples, "-", goal)
     for key in ("median", "p10", "p90", "baseline_median"):
         m[key] = round(m[key])  # type: ignore[call-overload]
@@ -49,9 +50,15 @@ def _metric(name: str, samples: list[float], baseline: str, base_samples: list[f
 
 
 def _records() -> list[pb.Record]:
-    return [pb.Record(tick=i // 50, kind="agent.log" if i % 10 else "tick.digest",
-                      payload=PAYLOAD, content_type="application/octet-stream")
-            for i in range(BATCH)]
+    return [
+        pb.Record(
+            tick=i // 50,
+            kind="agent.log" if i % 10 else "tick.digest",
+            payload=PAYLOAD,
+            content_type="application/octet-stream",
+        )
+        for i in range(BATCH)
+    ]
 
 
 def _rate(append: Callable[[], object], batches: int) -> float:
@@ -67,18 +74,25 @@ def _raw_sqlite(path: Path) -> Iterator[Callable[[], object]]:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
-    con.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
-                "tick INTEGER NOT NULL, kind TEXT NOT NULL, content_type TEXT NOT NULL, "
-                "payload BLOB NOT NULL, hash BLOB NOT NULL)")
+    con.execute(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+        "tick INTEGER NOT NULL, kind TEXT NOT NULL, content_type TEXT NOT NULL, "
+        "payload BLOB NOT NULL, hash BLOB NOT NULL)"
+    )
     con.execute("CREATE INDEX records_by_run ON records(run_id)")
     # Rows built once, outside the timing; SQLite assigns seq (rowid): pure insert cost.
-    rows = [("bench", rec.tick, rec.kind, rec.content_type, rec.payload, bytes(32))
-            for rec in _records()]
+    rows = [
+        ("bench", rec.tick, rec.kind, rec.content_type, rec.payload, bytes(32))
+        for rec in _records()
+    ]
 
     def append() -> None:
         con.execute("BEGIN IMMEDIATE")
-        con.executemany("INSERT INTO records(run_id, tick, kind, content_type, payload, "
-                        "hash) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO records(run_id, tick, kind, content_type, payload, "
+            "hash) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         con.execute("COMMIT")
 
     try:
@@ -91,9 +105,12 @@ def _raw_sqlite(path: Path) -> Iterator[Callable[[], object]]:
 def _service(tmp: Path) -> Iterator[Callable[[], object]]:
     """The service as its own process, appended to over gRPC with a service token."""
     tokens = write_token_file(tmp / "tokens.json")
-    with start_service("lockstep_telemetry", tmp / "tokens.json",
-                       "--db", str(tmp / "service.db")) as svc, \
-            svc.channel(tokens, Role.SERVICE) as channel:
+    with (
+        start_service(
+            "lockstep_telemetry", tmp / "tokens.json", "--db", str(tmp / "service.db")
+        ) as svc,
+        svc.channel(tokens, Role.SERVICE) as channel,
+    ):
         client = TelemetryClient(channel, max_batch_records=BATCH)
         recs = _records()
         client.append("bench", recs)  # warm up the channel and the server
@@ -112,8 +129,9 @@ def run(quick: bool) -> list[dict[str, object]]:
     store_rates: list[float] = []
     verify: list[float] = []
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="lockstep-bench-telemetry-")))
+        tmp = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="lockstep-bench-telemetry-"))
+        )
         raw = stack.enter_context(_raw_sqlite(tmp / "raw.db"))
         remote = stack.enter_context(_service(tmp))
         store = stack.enter_context(Store(tmp / "store.db"))

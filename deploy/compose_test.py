@@ -41,10 +41,14 @@ REGISTRY_BASE = "python:3.11-slim"
 SCENARIOS = ("pingpong", "oracle")
 PORTS = ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1", "DASHBOARD")
 # Published metrics endpoints (LOCKSTEP_<NAME>_METRICS) and a family each must serve.
-METRICS = {"ORCHESTRATOR": "lockstep_orchestrator_ticks",
-           "TELEMETRY": "lockstep_telemetry_head_sequence",
-           "INFERENCE": "lockstep_inference_cache_bytes", "POOL0": "lockstep_pool_instances",
-           "POOL1": "lockstep_pool_instances", "DASHBOARD": "python_info"}
+METRICS = {
+    "ORCHESTRATOR": "lockstep_orchestrator_ticks",
+    "TELEMETRY": "lockstep_telemetry_head_sequence",
+    "INFERENCE": "lockstep_inference_cache_bytes",
+    "POOL0": "lockstep_pool_instances",
+    "POOL1": "lockstep_pool_instances",
+    "DASHBOARD": "python_info",
+}
 POOLS = 2
 
 
@@ -52,25 +56,43 @@ def say(msg: str) -> None:
     print(f"[test-compose] {msg}", flush=True)
 
 
-def run(cmd: list[str], check: bool = True, capture: bool = False, timeout: float | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str],
+    check: bool = True,
+    capture: bool = False,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     print("+", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, check=check, text=True, cwd=ROOT, timeout=timeout, env=env,
-                          stdout=subprocess.PIPE if capture else None)
+    return subprocess.run(
+        cmd,
+        check=check,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env=env,
+        stdout=subprocess.PIPE if capture else None,
+    )
 
 
 def ok(cmd: list[str], timeout: float = 30) -> bool:
     try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout).returncode == 0
+        return (
+            subprocess.run(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
 def apt_install(*packages: str) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        sys.exit(f"test-compose: needs {' '.join(packages)}; install them (Debian: apt-get "
-                 "install) or run as root")
+        sys.exit(
+            f"test-compose: needs {' '.join(packages)}; install them (Debian: apt-get "
+            "install) or run as root"
+        )
     run(["apt-get", "install", "-y", "--no-install-recommends", *packages])
 
 
@@ -84,8 +106,13 @@ def ensure_engine() -> None:
     log = Path(tempfile.gettempdir()) / "lockstep-dockerd.log"
     say(f"starting dockerd in the background (log {log})")
     with open(log, "ab") as fh:
-        subprocess.Popen(["dockerd"], stdout=fh, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            ["dockerd"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while not ok(["docker", "info"], timeout=5):
         if time.monotonic() > deadline:
@@ -113,8 +140,11 @@ def debian_mirror() -> str:
             continue
         uris = []
         for stanza in text.split("\n\n"):  # deb822 .sources
-            fields = dict(ln.split(":", 1) for ln in stanza.splitlines()
-                          if ":" in ln and not ln.startswith("#"))
+            fields = dict(
+                ln.split(":", 1)
+                for ln in stanza.splitlines()
+                if ":" in ln and not ln.startswith("#")
+            )
             if "bookworm" in fields.get("Suites", "").split():
                 uris += fields.get("URIs", "").split()
         for line in text.splitlines():  # one-line format
@@ -131,7 +161,8 @@ def ensure_base_image(requested: str | None) -> str:
     if requested:
         return requested
     if ok(["docker", "image", "inspect", REGISTRY_BASE]) or ok(
-            ["docker", "pull", REGISTRY_BASE], timeout=60):
+        ["docker", "pull", REGISTRY_BASE], timeout=60
+    ):
         return REGISTRY_BASE
     if ok(["docker", "image", "inspect", DEBIAN_BASE]):
         say(f"{REGISTRY_BASE} unreachable: using {DEBIAN_BASE}")
@@ -141,13 +172,24 @@ def ensure_base_image(requested: str | None) -> str:
         apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="lockstep-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-             "bookworm", str(rootfs), debian_mirror()])
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(rootfs),
+                debian_mirror(),
+            ]
+        )
         for junk in ("var/lib/apt/lists", "var/cache/apt/archives"):
             shutil.rmtree(rootfs / junk, ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run_import = subprocess.run(["docker", "import", "-c", "ENV LANG=C.UTF-8", "-",
-                                     DEBIAN_BASE], stdin=tar.stdout, check=False)
+        run_import = subprocess.run(
+            ["docker", "import", "-c", "ENV LANG=C.UTF-8", "-", DEBIAN_BASE],
+            stdin=tar.stdout,
+            check=False,
+        )
         assert tar.stdout is not None
         tar.stdout.close()
         if tar.wait() != 0 or run_import.returncode != 0:
@@ -194,8 +236,11 @@ def scrape_metrics(ports: dict[str, int]) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="dev.py test-compose", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dev.py test-compose",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     parser.add_argument("--no-build", action="store_true", help="reuse the built images")
     parser.add_argument("--base-image", help="base image instead of the detected one")
@@ -208,17 +253,33 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="lockstep-compose-test-"))
     ports = {name: free_port() for name in PORTS}
     metrics_ports = {name: free_port() for name in METRICS}
-    env = {**os.environ, "LOCKSTEP_BASE_IMAGE": base, "LOCKSTEP_PROFILES": str(tmp / "p.toml"),
-           **{f"LOCKSTEP_{name}_PORT": str(port) for name, port in ports.items()},
-           **{f"LOCKSTEP_{name}_METRICS": str(port) for name, port in metrics_ports.items()}}
+    env = {
+        **os.environ,
+        "LOCKSTEP_BASE_IMAGE": base,
+        "LOCKSTEP_PROFILES": str(tmp / "p.toml"),
+        **{f"LOCKSTEP_{name}_PORT": str(port) for name, port in ports.items()},
+        **{f"LOCKSTEP_{name}_METRICS": str(port) for name, port in metrics_ports.items()},
+    }
     project = ["-p", f"lockstep-test-{os.getpid()}", "-f", "docker-compose.yml"]
     if args.tls:
         project += ["-f", "deploy/compose.tls.yml"]
-    run([LOCKSTEP, "deploy", "init", "--profile", "compose-test",
-         "--orchestrator", f"127.0.0.1:{ports['ORCHESTRATOR']}",
-         "--telemetry", f"127.0.0.1:{ports['TELEMETRY']}",
-         "--inference", f"127.0.0.1:{ports['INFERENCE']}", *(["--tls"] if args.tls else [])],
-        env=env)
+    run(
+        [
+            LOCKSTEP,
+            "deploy",
+            "init",
+            "--profile",
+            "compose-test",
+            "--orchestrator",
+            f"127.0.0.1:{ports['ORCHESTRATOR']}",
+            "--telemetry",
+            f"127.0.0.1:{ports['TELEMETRY']}",
+            "--inference",
+            f"127.0.0.1:{ports['INFERENCE']}",
+            *(["--tls"] if args.tls else []),
+        ],
+        env=env,
+    )
     failed = True
     try:
         if not args.no_build:
@@ -232,8 +293,9 @@ def main() -> int:
         tls = None
         if args.tls:
             certs = ROOT / "deploy" / "secrets" / "tls"
-            tls = TLSConfig(ca=certs / "ca.crt", cert=certs / "client.crt",
-                            key=certs / "client.key")
+            tls = TLSConfig(
+                ca=certs / "ca.crt", cert=certs / "client.crt", key=certs / "client.key"
+            )
         for name in ("ORCHESTRATOR", "TELEMETRY", "INFERENCE", "POOL0", "POOL1"):
             wait_serving(f"127.0.0.1:{ports[name]}", timeout=180, tls=tls)
         say("every service SERVING on its published loopback port")
@@ -256,8 +318,10 @@ def main() -> int:
             if stack["digests"] != local["digests"]:
                 say(f"{name}: DIGESTS DIFFER: compose {stack['digest']} local {local['digest']}")
                 return 1
-            say(f"{name}: compose run, its replay and the local run agree "
-                f"({len(list(stack['digests']))} tick digests, final {stack['digest']})")
+            say(
+                f"{name}: compose run, its replay and the local run agree "
+                f"({len(list(stack['digests']))} tick digests, final {stack['digest']})"
+            )
         from lockstep.supervisor._dashboard import wait_http
 
         wait_http(f"127.0.0.1:{ports['DASHBOARD']}", timeout=180)
@@ -281,8 +345,10 @@ def main() -> int:
         if not args.keep:
             run([*compose, *project, "down", "-v", "--remove-orphans"], check=False, env=env)
         else:
-            say(f"left running: {' '.join([*compose, *project])} down -v  to stop; profile "
-                f"compose-test in {tmp / 'p.toml'}")
+            say(
+                f"left running: {' '.join([*compose, *project])} down -v  to stop; profile "
+                f"compose-test in {tmp / 'p.toml'}"
+            )
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 

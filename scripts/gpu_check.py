@@ -36,9 +36,11 @@ def _tiny_model() -> bytes:
     w = rng.normal(size=(64, 64)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["y"])],
-        "gpu_check", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 64])],
+        "gpu_check",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 64])],
-        initializer=[numpy_helper.from_array(w, "w")])
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
@@ -62,8 +64,10 @@ def main() -> int:
     parser.add_argument("--require-cuda", action="store_true")
     parser.add_argument("--no-preload", action="store_true")
     args = parser.parse_args()
-    report: dict[str, Any] = {"onnxruntime_version": ort.__version__,
-                              "available_providers": ort.get_available_providers()}
+    report: dict[str, Any] = {
+        "onnxruntime_version": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+    }
     if not args.no_preload and hasattr(ort, "preload_dlls"):
         try:
             ort.preload_dlls()
@@ -84,32 +88,43 @@ def main() -> int:
         models: dict[str, Any] = {}
 
         x = np.random.default_rng(1).normal(size=(8, 64)).astype(np.float32)
-        with OrtSession(_tiny_model(), cuda_cfg, "tiny") as gs, \
-                OrtSession(_tiny_model(), cpu_cfg, "tiny") as cs:
-            models["tiny_matmul_tanh"] = {"provider_cuda_run": gs.provider,
-                                          "provider_cpu_run": cs.provider,
-                                          **_diff(gs.run({"x": x})[0], cs.run({"x": x})[0])}
+        with (
+            OrtSession(_tiny_model(), cuda_cfg, "tiny") as gs,
+            OrtSession(_tiny_model(), cpu_cfg, "tiny") as cs,
+        ):
+            models["tiny_matmul_tanh"] = {
+                "provider_cuda_run": gs.provider,
+                "provider_cpu_run": cs.provider,
+                **_diff(gs.run({"x": x})[0], cs.run({"x": x})[0]),
+            }
         if (repo / "minilm").is_dir():
             gpu, cpu = InferenceEngine(cuda_cfg), InferenceEngine(cpu_cfg)
             for label, sentence in enumerate(SENTENCES):
                 outs = []
                 for engine in (gpu, cpu):
                     with engine.use("minilm") as entry:
-                        outs.append((entry.session.provider,
-                                     entry.adapter.embed(entry.session, sentence)))
+                        outs.append(
+                            (entry.session.provider, entry.adapter.embed(entry.session, sentence))
+                        )
                 models[f"minilm_sentence_{label}"] = {
-                    "provider_cuda_run": outs[0][0], "provider_cpu_run": outs[1][0],
-                    "cosine": float(outs[0][1] @ outs[1][1]), **_diff(outs[0][1], outs[1][1])}
+                    "provider_cuda_run": outs[0][0],
+                    "provider_cpu_run": outs[1][0],
+                    "cosine": float(outs[0][1] @ outs[1][1]),
+                    **_diff(outs[0][1], outs[1][1]),
+                }
             for temp in (0.0, 1.0):
                 params = pb.SamplingParams(max_tokens=20, temperature=temp, seed=7)
                 g = gpu.generate("charlm", "pi", params)
                 c = cpu.generate("charlm", "pi", params)
-                same_hashes = [a.logits_sha256 == b.logits_sha256
-                               for a, b in zip(g.log.steps, c.log.steps, strict=False)]
+                same_hashes = [
+                    a.logits_sha256 == b.logits_sha256
+                    for a, b in zip(g.log.steps, c.log.steps, strict=False)
+                ]
                 models[f"charlm_generate_temperature_{temp}"] = {
                     "provider_cuda_run": g.log.run_info.provider,
                     "provider_cpu_run": c.log.run_info.provider,
-                    "text_cuda": g.text, "text_cpu": c.text,
+                    "text_cuda": g.text,
+                    "text_cpu": c.text,
                     "same_tokens": list(g.tokens) == list(c.tokens),
                     "steps_with_identical_logits": f"{sum(same_hashes)}/{len(same_hashes)}",
                 }

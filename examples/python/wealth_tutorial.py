@@ -34,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures")
-    parser.add_argument("--state-dir", type=Path, default=None,
-                        help="use this running deployment instead of starting one")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="use this running deployment instead of starting one",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -47,11 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     import lockstep
     from lockstep.api import gini
 
-    scenario = lockstep.load_scenario(WEALTH, overrides={
-        "agents.0.count": args.agents, "agents.0.args": "n={n} wealth=1 observe=1",
-        "run.ticks": args.ticks, "run.seed": args.seed, "run.label": "wealth-tutorial"})
-    deployment = (lockstep.Deployment.connect(args.state_dir) if args.state_dir
-                  else lockstep.Deployment.local(pools=1))
+    scenario = lockstep.load_scenario(
+        WEALTH,
+        overrides={
+            "agents.0.count": args.agents,
+            "agents.0.args": "n={n} wealth=1 observe=1",
+            "run.ticks": args.ticks,
+            "run.seed": args.seed,
+            "run.label": "wealth-tutorial",
+        },
+    )
+    deployment = (
+        lockstep.Deployment.connect(args.state_dir)
+        if args.state_dir
+        else lockstep.Deployment.local(pools=1)
+    )
     with deployment as dep:
         run = dep.run(scenario)
         status = run.status()
@@ -65,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     table = table.reindex(index=range(1, status.tick + 1), columns=names).fillna(0)
     totals = table.sum(axis=1)
     if not (totals == args.agents).all():
-        print(f"error: wealth not conserved: {totals[totals != args.agents].head()}",
-              file=sys.stderr)
+        print(
+            f"error: wealth not conserved: {totals[totals != args.agents].head()}", file=sys.stderr
+        )
         return 1
     model = pd.DataFrame({"gini": table.apply(gini, axis=1)})  # a model-level reporter
     final = table.loc[status.tick]
@@ -86,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     top = int(final.to_numpy().max())
-    ax.hist(final, bins=range(top + 2), align="left", rwidth=0.85, color="tab:green",
-            label="agents")
+    ax.hist(
+        final, bins=range(top + 2), align="left", rwidth=0.85, color="tab:green", label="agents"
+    )
     # Boltzmann-Gibbs for integer wealth with mean 1: P(w) = 2^-(w+1).
     xs = list(range(top + 1))
     ax.plot(xs, [args.agents * 2.0 ** -(w + 1) for w in xs], "k.--", label="exponential")
@@ -101,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     plt.close(fig)
 
     print(f"run {run.run_id}: {status.tick} ticks, final digest {status.digest}")
-    print(f"Gini: tick 1 {model['gini'].iloc[0]:.3f}, tick {status.tick} "
-          f"{model['gini'].iloc[-1]:.3f}")
-    print(f"{len(observations)} observations; median tick {ticks['wall_ms'].median():.2f} ms "
-          f"({int(ticks['steps'].sum())} steps, {int(ticks['messages'].sum())} messages)")
+    print(
+        f"Gini: tick 1 {model['gini'].iloc[0]:.3f}, tick {status.tick} {model['gini'].iloc[-1]:.3f}"
+    )
+    print(
+        f"{len(observations)} observations; median tick {ticks['wall_ms'].median():.2f} ms "
+        f"({int(ticks['steps'].sum())} steps, {int(ticks['messages'].sum())} messages)"
+    )
     print(f"figures: {gini_path}, {hist_path}")
     return 0
 

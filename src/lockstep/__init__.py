@@ -44,9 +44,26 @@ if TYPE_CHECKING:
         sweep,
     )
 
-_API = ("Action", "AgentGroup", "Checkpoint", "Collector", "Deployment", "ReplayResult", "Run",
-        "RunDiff", "RunStatus", "Scenario", "diff", "export_run", "gini", "load_scenario",
-        "model_reporters", "read_table", "scenario_from_dict", "sweep")
+_API = (
+    "Action",
+    "AgentGroup",
+    "Checkpoint",
+    "Collector",
+    "Deployment",
+    "ReplayResult",
+    "Run",
+    "RunDiff",
+    "RunStatus",
+    "Scenario",
+    "diff",
+    "export_run",
+    "gini",
+    "load_scenario",
+    "model_reporters",
+    "read_table",
+    "scenario_from_dict",
+    "sweep",
+)
 
 
 def __getattr__(name: str) -> Any:

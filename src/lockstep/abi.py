@@ -102,8 +102,15 @@ def capability_for(import_name: str) -> str:
 
 def capabilities_for(wasm: bytes) -> tuple[str, ...]:
     """Sorted capabilities covering every ``lockstep_v1`` import of a module."""
-    return tuple(sorted({capability_for(imp.name) for imp in wasmbin.parse_imports(wasm)
-                         if imp.module == IMPORT_MODULE and imp.name in IMPORTS}))
+    return tuple(
+        sorted(
+            {
+                capability_for(imp.name)
+                for imp in wasmbin.parse_imports(wasm)
+                if imp.module == IMPORT_MODULE and imp.name in IMPORTS
+            }
+        )
+    )
 
 
 def covers(capabilities: Iterable[str], import_name: str) -> bool:
@@ -148,8 +155,11 @@ def problems(module: wasmbin.WasmModule, *, exports: bool = True) -> list[Proble
             continue
         got = module.import_type(imp)
         if got != expected:
-            out.append(Problem("import-signature", label, imp.module, str(got or imp.kind.label),
-                               str(expected)))
+            out.append(
+                Problem(
+                    "import-signature", label, imp.module, str(got or imp.kind.label), str(expected)
+                )
+            )
     if not exports:
         return out
     memory = module.export("memory")
@@ -175,14 +185,29 @@ def problems(module: wasmbin.WasmModule, *, exports: bool = True) -> list[Proble
 # Why a foreign import usually appears, keyed by (module, name); "" matches any name.
 _HINTS: dict[tuple[str, str], str] = {
     ("env", "abort"): "the AssemblyScript abort hook; build with `lockstep agent build` "
-                      "(sdk/assemblyscript/asconfig.json routes it to the SDK)",
+    "(sdk/assemblyscript/asconfig.json routes it to the SDK)",
     ("env", "seed"): "Math.random in AssemblyScript; use randomU64()/randomBelow()",
     ("env", "Date.now"): "Date in AssemblyScript; use tick() for time",
     ("env", "trace"): "trace() in AssemblyScript; use log()",
     ("env", "console.log"): "console.log in AssemblyScript; use log()",
 }
-_LIBC = {"memcpy", "memmove", "memset", "memcmp", "malloc", "free", "calloc", "realloc",
-         "strlen", "printf", "puts", "abort", "exit", "time", "rand"}
+_LIBC = {
+    "memcpy",
+    "memmove",
+    "memset",
+    "memcmp",
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "strlen",
+    "printf",
+    "puts",
+    "abort",
+    "exit",
+    "time",
+    "rand",
+}
 
 
 def hint_for(module: str, name: str) -> str:
@@ -203,8 +228,7 @@ def describe(p: Problem) -> str:
         module, _, name = p.name.partition(".")
         return f"import {p.name} is not allowed ({hint_for(module, name)})"
     return {
-        "unknown-import": f"import {p.name} is unknown ({IMPORT_MODULE} has "
-                          f"{', '.join(IMPORTS)})",
+        "unknown-import": f"import {p.name} is unknown ({IMPORT_MODULE} has {', '.join(IMPORTS)})",
         "import-kind": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
         "import-signature": f"import {p.name} has signature {p.got}, ABI v1 wants {p.want}",
         "missing-memory": "missing export memory",
@@ -213,7 +237,6 @@ def describe(p: Problem) -> str:
         "export-kind": f"export {p.name} is not a function",
         "export-signature": f"export {p.name} has signature {p.got}, ABI v1 wants {p.want}",
     }[p.code]
-
 
 
 def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:
@@ -227,19 +250,23 @@ def check_abi(module: wasmbin.WasmModule, *, exports: bool = True) -> None:
         return
     p = found[0]
     if p.code == "foreign-import":
-        raise ForeignImportError(f"import {p.name} ({p.got}) is outside {IMPORT_MODULE}; "
-                                 f"agents may only import {IMPORT_MODULE} functions")
-    raise AbiError({
-        "unknown-import": f"import {p.name} is not an ABI v1 function "
-                          f"(known: {', '.join(sorted(IMPORTS))})",
-        "import-kind": f"import {p.name} must be a function, not a {p.got}",
-        "import-signature": f"import {p.name} has signature {p.got}, ABI v1 says {p.want}",
-        "missing-memory": "missing export memory",
-        "memory-kind": f"export memory must be a memory, not a {p.got}",
-        "missing-export": f"missing export {p.name} {p.want}",
-        "export-kind": f"export {p.name} must be a function, not a {p.got}",
-        "export-signature": f"export {p.name} has signature {p.got}, ABI v1 says {p.want}",
-    }[p.code])
+        raise ForeignImportError(
+            f"import {p.name} ({p.got}) is outside {IMPORT_MODULE}; "
+            f"agents may only import {IMPORT_MODULE} functions"
+        )
+    raise AbiError(
+        {
+            "unknown-import": f"import {p.name} is not an ABI v1 function "
+            f"(known: {', '.join(sorted(IMPORTS))})",
+            "import-kind": f"import {p.name} must be a function, not a {p.got}",
+            "import-signature": f"import {p.name} has signature {p.got}, ABI v1 says {p.want}",
+            "missing-memory": "missing export memory",
+            "memory-kind": f"export memory must be a memory, not a {p.got}",
+            "missing-export": f"missing export {p.name} {p.want}",
+            "export-kind": f"export {p.name} must be a function, not a {p.got}",
+            "export-signature": f"export {p.name} has signature {p.got}, ABI v1 says {p.want}",
+        }[p.code]
+    )
 
 
 # ---------------------------------------------------------------------- refusals, kinds
@@ -299,16 +326,17 @@ SEND_HEADER = struct.Struct("<IH")  # pool wire: payload length, destination len
 def build_context(name: bytes, tick: int, delivered: int, args: bytes) -> bytes:
     """The agent_step context buffer."""
     total = CONTEXT_HEADER.size + len(name) + len(args)
-    return CONTEXT_HEADER.pack(total, ABI_VERSION, len(name), tick, delivered, len(args)) \
-        + name + args
+    return (
+        CONTEXT_HEADER.pack(total, ABI_VERSION, len(name), tick, delivered, len(args)) + name + args
+    )
 
 
-def message_record(kind: int, sender: bytes, dest: bytes, tick: int, corr: int,
-                   payload: bytes) -> bytes:
+def message_record(
+    kind: int, sender: bytes, dest: bytes, tick: int, corr: int, payload: bytes
+) -> bytes:
     """One message record."""
     total = RECORD_HEADER.size + len(sender) + len(dest) + len(payload)
-    header = RECORD_HEADER.pack(total, kind, 0, len(sender), tick, corr, len(payload), len(dest),
-                                0)
+    header = RECORD_HEADER.pack(total, kind, 0, len(sender), tick, corr, len(payload), len(dest), 0)
     return b"".join((header, sender, dest, payload))
 
 
@@ -339,13 +367,14 @@ def split_inbox(inbox: bytes, count: int) -> list[bytes]:
     for i in range(n):
         if pos + RECORD_HEADER.size > total:
             raise ValueError(f"record {i} header runs past the end of the inbox")
-        length, _kind, _res, s_len, _tick, _corr, p_len, d_len, _res2 = \
-            RECORD_HEADER.unpack_from(inbox, pos)
+        length, _kind, _res, s_len, _tick, _corr, p_len, d_len, _res2 = RECORD_HEADER.unpack_from(
+            inbox, pos
+        )
         if length != RECORD_HEADER.size + s_len + d_len + p_len:
             raise ValueError(f"record {i} length {length} != 32 + S + D + P")
         if pos + length > total:
             raise ValueError(f"record {i} runs past the end of the inbox")
-        records.append(inbox[pos:pos + length])
+        records.append(inbox[pos : pos + length])
         pos += length
     if pos != total:
         raise ValueError(f"{total - pos} trailing bytes after the last record")
@@ -364,9 +393,9 @@ def unpack_sends(packed: bytes) -> list[tuple[bytes, bytes]]:
     while pos < len(packed):
         p_len, d_len = SEND_HEADER.unpack_from(packed, pos)
         pos += SEND_HEADER.size
-        dest = packed[pos:pos + d_len]
+        dest = packed[pos : pos + d_len]
         pos += d_len
-        out.append((dest, packed[pos:pos + p_len]))
+        out.append((dest, packed[pos : pos + p_len]))
         pos += p_len
     return out
 
@@ -379,8 +408,7 @@ RANDOM_STREAM_BYTES = 64 << 32
 
 def random_key(seed: int, name: str) -> bytes:
     """Key of an agent's random stream: SHA-256("lockstep.random.v1" || u64 seed || name)."""
-    return hashlib.sha256(b"lockstep.random.v1" + struct.pack("<Q", seed)
-                          + name.encode()).digest()
+    return hashlib.sha256(b"lockstep.random.v1" + struct.pack("<Q", seed) + name.encode()).digest()
 
 
 def chacha20_keystream(key: bytes, position: int, length: int) -> bytes:

@@ -35,10 +35,13 @@ __all__ = [
 METADATA_KEY = "authorization"
 # Health, reflection and the KServe liveness/readiness probes need no credential (container
 # and Kubernetes probes carry none); everything else is role-checked.
-PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                   "/grpc.reflection.v1.ServerReflection/",
-                   "/inference.GRPCInferenceService/ServerLive",
-                   "/inference.GRPCInferenceService/ServerReady")
+PUBLIC_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+)
 
 
 class Role(enum.Enum):
@@ -151,10 +154,11 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         token = ""
         for key, value in details.invocation_metadata or ():
             if key == METADATA_KEY and isinstance(value, str) and value.startswith("Bearer "):
-                token = value[len("Bearer "):]
+                token = value[len("Bearer ") :]
         if not token:
             return _aborting_handler(
-                handler, grpc.StatusCode.UNAUTHENTICATED,
+                handler,
+                grpc.StatusCode.UNAUTHENTICATED,
                 "missing credential: send 'authorization: Bearer <token>'",
             )
         role = self._store.role_of(token)
@@ -163,7 +167,8 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if role not in allowed:
             need = ", ".join(sorted(r.value for r in allowed))
             return _aborting_handler(
-                handler, grpc.StatusCode.PERMISSION_DENIED,
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
                 f"role {role.value!r} may not call {method} (needs one of: {need})",
             )
         return handler

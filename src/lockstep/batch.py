@@ -57,17 +57,38 @@ _INFER_HEAD = struct.Struct("<qHHI")
 _SEND_HEAD = struct.Struct("<IH")
 
 STEP_ROW = np.dtype([("handle", "<u8"), ("off", "<u8"), ("len", "<u4"), ("count", "<u4")])
-CREATE_ROW = np.dtype([
-    ("handle", "<u8"), ("fuel", "<u8"), ("pages", "<u4"), ("sends", "<u4"),
-    ("message_bytes", "<u4"), ("logs", "<u4"), ("off", "<u8"), ("name_len", "<u2"),
-    ("module_len", "<u2"), ("args_len", "<u4"),
-])
-RESULT_ROW = np.dtype([
-    ("handle", "<u8"), ("code", "<i4"), ("fault_kind", "<u4"), ("fuel", "<u8"),
-    ("send_count", "<u4"), ("refused", "<u4"), ("off", "<u8"), ("sends_len", "<u4"),
-    ("logs_len", "<u4"), ("infers_len", "<u4"), ("fault_len", "<u4"), ("log_count", "<u2"),
-    ("infer_count", "<u2"), ("reserved", "<u4"),
-])
+CREATE_ROW = np.dtype(
+    [
+        ("handle", "<u8"),
+        ("fuel", "<u8"),
+        ("pages", "<u4"),
+        ("sends", "<u4"),
+        ("message_bytes", "<u4"),
+        ("logs", "<u4"),
+        ("off", "<u8"),
+        ("name_len", "<u2"),
+        ("module_len", "<u2"),
+        ("args_len", "<u4"),
+    ]
+)
+RESULT_ROW = np.dtype(
+    [
+        ("handle", "<u8"),
+        ("code", "<i4"),
+        ("fault_kind", "<u4"),
+        ("fuel", "<u8"),
+        ("send_count", "<u4"),
+        ("refused", "<u4"),
+        ("off", "<u8"),
+        ("sends_len", "<u4"),
+        ("logs_len", "<u4"),
+        ("infers_len", "<u4"),
+        ("fault_len", "<u4"),
+        ("log_count", "<u2"),
+        ("infer_count", "<u2"),
+        ("reserved", "<u4"),
+    ]
+)
 assert STEP_ROW.itemsize == 24 and CREATE_ROW.itemsize == 48 and RESULT_ROW.itemsize == 64
 
 Table = npt.NDArray[np.void]
@@ -83,8 +104,11 @@ class BatchError(ValueError):
 
 def _header(buf: bytes, head: struct.Struct, magic: bytes, what: str) -> tuple[int, ...]:
     if len(buf) < head.size:
-        raise BatchError(what, len(buf), f"buffer of {len(buf)} bytes is shorter than its "
-                         f"{head.size}-byte header")
+        raise BatchError(
+            what,
+            len(buf),
+            f"buffer of {len(buf)} bytes is shorter than its {head.size}-byte header",
+        )
     fields = head.unpack_from(buf)
     if fields[0] != magic:
         raise BatchError(what, 0, f"magic {fields[0]!r}, expected {magic!r}")
@@ -96,13 +120,21 @@ def _header(buf: bytes, head: struct.Struct, magic: bytes, what: str) -> tuple[i
 def _table(buf: bytes, start: int, count: int, dtype: np.dtype[np.void], what: str) -> Table:
     end = start + count * dtype.itemsize
     if end > len(buf):
-        raise BatchError(what, len(buf), f"table of {count} rows needs {end} bytes, buffer "
-                         f"has {len(buf)}")
+        raise BatchError(
+            what, len(buf), f"table of {count} rows needs {end} bytes, buffer has {len(buf)}"
+        )
     return np.frombuffer(buf, dtype=dtype, count=count, offset=start)
 
 
-def _check_tiling(offs: npt.NDArray[np.uint64], lens: npt.NDArray[np.uint64], data_start: int,
-                  size: int, row_size: int, table_start: int, what: str) -> None:
+def _check_tiling(
+    offs: npt.NDArray[np.uint64],
+    lens: npt.NDArray[np.uint64],
+    data_start: int,
+    size: int,
+    row_size: int,
+    table_start: int,
+    what: str,
+) -> None:
     """Each row's data starts where the previous row's ended; the last ends at `size`."""
     n = len(offs)
     expect = np.empty(n, dtype=np.uint64)
@@ -113,14 +145,16 @@ def _check_tiling(offs: npt.NDArray[np.uint64], lens: npt.NDArray[np.uint64], da
         bad = np.flatnonzero(offs != expect)
         if bad.size:
             i = int(bad[0])
-            raise BatchError(what, table_start + i * row_size + 8,
-                             f"row {i} data offset {int(offs[i])}, expected {int(expect[i])}")
+            raise BatchError(
+                what,
+                table_start + i * row_size + 8,
+                f"row {i} data offset {int(offs[i])}, expected {int(expect[i])}",
+            )
         end = int(expect[-1]) + int(lens[-1])
     else:
         end = data_start
     if end != size:
-        raise BatchError(what, min(end, size), f"data area ends at {end}, buffer has {size} "
-                         "bytes")
+        raise BatchError(what, min(end, size), f"data area ends at {end}, buffer has {size} bytes")
 
 
 def check_records(buf: bytes, start: int, length: int, count: int, what: str = "step") -> None:
@@ -152,11 +186,15 @@ class StepBatch:
         """Row i's message records (no batch header)."""
         row = self.rows[i]
         off = int(row["off"])
-        return self.buf[off:off + int(row["len"])]
+        return self.buf[off : off + int(row["len"])]
 
 
-def pack_step(tick: int, handles: Sequence[int] | npt.NDArray[np.uint64],
-              inboxes: Sequence[bytes], counts: Sequence[int] | npt.NDArray[np.uint32]) -> bytes:
+def pack_step(
+    tick: int,
+    handles: Sequence[int] | npt.NDArray[np.uint64],
+    inboxes: Sequence[bytes],
+    counts: Sequence[int] | npt.NDArray[np.uint32],
+) -> bytes:
     """A step request; inboxes[i] holds row i's records back to back (b"" for none)."""
     n = len(handles)
     rows = np.zeros(n, dtype=STEP_ROW)
@@ -168,8 +206,7 @@ def pack_step(tick: int, handles: Sequence[int] | npt.NDArray[np.uint64],
     if n:
         rows["off"][0] = start
         rows["off"][1:] = start + np.cumsum(lens[:-1])
-    return b"".join((_STEP_HEAD.pack(MAGIC_STEP, VERSION, 0, n, 0, tick), rows.tobytes(),
-                     *inboxes))
+    return b"".join((_STEP_HEAD.pack(MAGIC_STEP, VERSION, 0, n, 0, tick), rows.tobytes(), *inboxes))
 
 
 def parse_step(buf: bytes, max_inbox_bytes: int | None = None) -> StepBatch:
@@ -186,15 +223,20 @@ def parse_step(buf: bytes, max_inbox_bytes: int | None = None) -> StepBatch:
         dup = np.flatnonzero(handles[order][1:] == handles[order][:-1])
         if dup.size:
             i = int(max(order[dup[0]], order[dup[0] + 1]))
-            raise BatchError("step", head + i * STEP_ROW.itemsize,
-                             f"row {i}: handle {int(handles[i])} appears twice")
+            raise BatchError(
+                "step",
+                head + i * STEP_ROW.itemsize,
+                f"row {i}: handle {int(handles[i])} appears twice",
+            )
     if max_inbox_bytes is not None:
         big = np.flatnonzero(lens + 8 > max_inbox_bytes)
         if big.size:
             i = int(big[0])
-            raise BatchError("step", head + i * STEP_ROW.itemsize + 16,
-                             f"row {i}: inbox is {int(lens[i]) + 8} bytes, above the limit "
-                             f"of {max_inbox_bytes}")
+            raise BatchError(
+                "step",
+                head + i * STEP_ROW.itemsize + 16,
+                f"row {i}: inbox is {int(lens[i]) + 8} bytes, above the limit of {max_inbox_bytes}",
+            )
     for i in map(int, np.flatnonzero((rows["count"] != 0) | (lens != 0))):
         row = rows[i]
         check_records(buf, int(row["off"]), int(row["len"]), int(row["count"]))
@@ -214,11 +256,18 @@ class CreateBatch:
     def strings(self, i: int) -> tuple[str, str, bytes]:
         """(name, module hash, args) of row i."""
         row = self.rows[i]
-        off, n, m, a = int(row["off"]), int(row["name_len"]), int(row["module_len"]), \
-            int(row["args_len"])
+        off, n, m, a = (
+            int(row["off"]),
+            int(row["name_len"]),
+            int(row["module_len"]),
+            int(row["args_len"]),
+        )
         b = self.buf
-        return (b[off:off + n].decode(), b[off + n:off + n + m].decode(),
-                b[off + n + m:off + n + m + a])
+        return (
+            b[off : off + n].decode(),
+            b[off + n : off + n + m].decode(),
+            b[off + n + m : off + n + m + a],
+        )
 
 
 @dataclass(frozen=True)
@@ -246,12 +295,23 @@ def pack_create(tick: int, seed: int, agents: Sequence[AgentSpec]) -> bytes:
         name, module = a.name.encode(), a.module_hash.encode()
         if len(name) > 0xFFFF or len(module) > 0xFFFF:
             raise BatchError("create", 0, f"agent {i}: name or module hash too long")
-        rows[i] = (a.handle, a.fuel, a.pages, a.sends, a.message_bytes, a.logs, pos,
-                   len(name), len(module), len(a.args))
+        rows[i] = (
+            a.handle,
+            a.fuel,
+            a.pages,
+            a.sends,
+            a.message_bytes,
+            a.logs,
+            pos,
+            len(name),
+            len(module),
+            len(a.args),
+        )
         blobs += (name, module, a.args)
         pos += len(name) + len(module) + len(a.args)
-    return b"".join((_CREATE_HEAD.pack(MAGIC_CREATE, VERSION, 0, n, 0, tick, seed),
-                     rows.tobytes(), *blobs))
+    return b"".join(
+        (_CREATE_HEAD.pack(MAGIC_CREATE, VERSION, 0, n, 0, tick, seed), rows.tobytes(), *blobs)
+    )
 
 
 def parse_create(buf: bytes) -> CreateBatch:
@@ -259,17 +319,28 @@ def parse_create(buf: bytes) -> CreateBatch:
     _m, _v, _r, count, _r2, tick, seed = _header(buf, _CREATE_HEAD, MAGIC_CREATE, "create")
     head = _CREATE_HEAD.size
     rows = _table(buf, head, count, CREATE_ROW, "create")
-    lens = (rows["name_len"].astype(np.uint64) + rows["module_len"].astype(np.uint64)
-            + rows["args_len"].astype(np.uint64))
-    _check_tiling(rows["off"], lens, head + count * CREATE_ROW.itemsize, len(buf),
-                  CREATE_ROW.itemsize, head, "create")
+    lens = (
+        rows["name_len"].astype(np.uint64)
+        + rows["module_len"].astype(np.uint64)
+        + rows["args_len"].astype(np.uint64)
+    )
+    _check_tiling(
+        rows["off"],
+        lens,
+        head + count * CREATE_ROW.itemsize,
+        len(buf),
+        CREATE_ROW.itemsize,
+        head,
+        "create",
+    )
     out = CreateBatch(tick, seed, rows, buf)
     for i in range(count):
         try:
             out.strings(i)
         except UnicodeDecodeError:
-            raise BatchError("create", int(rows[i]["off"]),
-                             f"row {i}: name or module hash is not UTF-8") from None
+            raise BatchError(
+                "create", int(rows[i]["off"]), f"row {i}: name or module hash is not UTF-8"
+            ) from None
     return out
 
 
@@ -283,12 +354,15 @@ class DestroyBatch:
     handles: npt.NDArray[np.uint64]
 
 
-def pack_destroy(tick: int, handles: Sequence[int] | npt.NDArray[np.uint64],
-                 call_shutdown: bool) -> bytes:
+def pack_destroy(
+    tick: int, handles: Sequence[int] | npt.NDArray[np.uint64], call_shutdown: bool
+) -> bytes:
     """A destroy request."""
     arr = np.asarray(handles, dtype="<u8")
-    return _DESTROY_HEAD.pack(MAGIC_DESTROY, VERSION, int(call_shutdown), len(arr), 0,
-                              tick) + arr.tobytes()
+    return (
+        _DESTROY_HEAD.pack(MAGIC_DESTROY, VERSION, int(call_shutdown), len(arr), 0, tick)
+        + arr.tobytes()
+    )
 
 
 def parse_destroy(buf: bytes) -> DestroyBatch:
@@ -298,8 +372,11 @@ def parse_destroy(buf: bytes) -> DestroyBatch:
         raise BatchError("destroy", 6, f"unknown flags 0x{flags:x}")
     head = _DESTROY_HEAD.size
     if len(buf) != head + 8 * count:
-        raise BatchError("destroy", min(len(buf), head + 8 * count),
-                         f"{count} handles need {head + 8 * count} bytes, buffer has {len(buf)}")
+        raise BatchError(
+            "destroy",
+            min(len(buf), head + 8 * count),
+            f"{count} handles need {head + 8 * count} bytes, buffer has {len(buf)}",
+        )
     handles = np.frombuffer(buf, dtype="<u8", count=count, offset=head)
     if count > 1:
         order = np.argsort(handles, kind="stable")
@@ -354,20 +431,35 @@ def pack_results(results: Sequence[Result]) -> bytes:
     pos = _RESULTS_HEAD.size + n * RESULT_ROW.itemsize
     for i, r in enumerate(results):
         logs = b"".join(_LOG_HEAD.pack(x.level, len(x.text)) + x.text for x in r.logs or ())
-        infers = b"".join(_INFER_HEAD.pack(c.request_id, len(c.model), 0, len(c.input))
-                          + c.model + c.input for c in r.infers or ())
+        infers = b"".join(
+            _INFER_HEAD.pack(c.request_id, len(c.model), 0, len(c.input)) + c.model + c.input
+            for c in r.infers or ()
+        )
         fault = b""
         kind = 0
         if r.fault is not None:
             entry = r.fault.entry_point.encode()
             fault = struct.pack("<H", len(entry)) + entry + r.fault.detail.encode()
             kind = r.fault.kind
-        rows[i] = (r.handle, r.code, kind, r.fuel, r.send_count, r.refused, pos, len(r.sends),
-                   len(logs), len(infers), len(fault), len(r.logs or ()), len(r.infers or ()), 0)
+        rows[i] = (
+            r.handle,
+            r.code,
+            kind,
+            r.fuel,
+            r.send_count,
+            r.refused,
+            pos,
+            len(r.sends),
+            len(logs),
+            len(infers),
+            len(fault),
+            len(r.logs or ()),
+            len(r.infers or ()),
+            0,
+        )
         blobs += (r.sends, logs, infers, fault)
         pos += len(r.sends) + len(logs) + len(infers) + len(fault)
-    return b"".join((_RESULTS_HEAD.pack(MAGIC_RESULTS, VERSION, 0, n, 0), rows.tobytes(),
-                     *blobs))
+    return b"".join((_RESULTS_HEAD.pack(MAGIC_RESULTS, VERSION, 0, n, 0), rows.tobytes(), *blobs))
 
 
 @dataclass(frozen=True)
@@ -383,13 +475,14 @@ class Results:
     def data(self, i: int) -> tuple[int, int]:
         """(offset, total length) of row i's data."""
         r = self.rows[i]
-        return int(r["off"]), int(r["sends_len"]) + int(r["logs_len"]) + \
-            int(r["infers_len"]) + int(r["fault_len"])
+        return int(r["off"]), int(r["sends_len"]) + int(r["logs_len"]) + int(r["infers_len"]) + int(
+            r["fault_len"]
+        )
 
     def sends(self, i: int) -> bytes:
         r = self.rows[i]
         off = int(r["off"])
-        return self.buf[off:off + int(r["sends_len"])]
+        return self.buf[off : off + int(r["sends_len"])]
 
     def logs(self, i: int) -> list[LogLine]:
         r = self.rows[i]
@@ -398,7 +491,7 @@ class Results:
         for _ in range(int(r["log_count"])):
             level, n = _LOG_HEAD.unpack_from(self.buf, pos)
             pos += _LOG_HEAD.size
-            out.append(LogLine(level, self.buf[pos:pos + n]))
+            out.append(LogLine(level, self.buf[pos : pos + n]))
             pos += n
         return out
 
@@ -409,7 +502,7 @@ class Results:
         for _ in range(int(r["infer_count"])):
             rid, m, _res, n = _INFER_HEAD.unpack_from(self.buf, pos)
             pos += _INFER_HEAD.size
-            out.append(InferCall(rid, self.buf[pos:pos + m], self.buf[pos + m:pos + m + n]))
+            out.append(InferCall(rid, self.buf[pos : pos + m], self.buf[pos + m : pos + m + n]))
             pos += m + n
         return out
 
@@ -420,16 +513,25 @@ class Results:
         pos = int(r["off"]) + int(r["sends_len"]) + int(r["logs_len"]) + int(r["infers_len"])
         end = pos + int(r["fault_len"])
         (n,) = struct.unpack_from("<H", self.buf, pos)
-        entry = self.buf[pos + 2:pos + 2 + n].decode("utf-8", "replace")
-        return Fault(int(r["fault_kind"]), self.buf[pos + 2 + n:end].decode("utf-8", "replace"),
-                     entry)
+        entry = self.buf[pos + 2 : pos + 2 + n].decode("utf-8", "replace")
+        return Fault(
+            int(r["fault_kind"]), self.buf[pos + 2 + n : end].decode("utf-8", "replace"), entry
+        )
 
     def result(self, i: int) -> Result:
         """Row i as a Python object (the slow, general path)."""
         r = self.rows[i]
-        return Result(int(r["handle"]), int(r["code"]), int(r["fuel"]), self.sends(i),
-                      int(r["send_count"]), int(r["refused"]), self.logs(i), self.infers(i),
-                      self.fault(i))
+        return Result(
+            int(r["handle"]),
+            int(r["code"]),
+            int(r["fuel"]),
+            self.sends(i),
+            int(r["send_count"]),
+            int(r["refused"]),
+            self.logs(i),
+            self.infers(i),
+            self.fault(i),
+        )
 
 
 def parse_results(buf: bytes) -> Results:
@@ -438,10 +540,21 @@ def parse_results(buf: bytes) -> Results:
     _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
     head = _RESULTS_HEAD.size
     rows = _table(buf, head, count, RESULT_ROW, "results")
-    lens = (rows["sends_len"].astype(np.uint64) + rows["logs_len"] + rows["infers_len"]
-            + rows["fault_len"])
-    _check_tiling(rows["off"], lens, head + count * RESULT_ROW.itemsize, len(buf),
-                  RESULT_ROW.itemsize, head, "results")
+    lens = (
+        rows["sends_len"].astype(np.uint64)
+        + rows["logs_len"]
+        + rows["infers_len"]
+        + rows["fault_len"]
+    )
+    _check_tiling(
+        rows["off"],
+        lens,
+        head + count * RESULT_ROW.itemsize,
+        len(buf),
+        RESULT_ROW.itemsize,
+        head,
+        "results",
+    )
     return Results(rows, buf)
 
 
@@ -452,6 +565,6 @@ def sends_of(packed: bytes) -> list[tuple[bytes, bytes]]:
     while pos < len(packed):
         plen, dlen = _SEND_HEAD.unpack_from(packed, pos)
         pos += _SEND_HEAD.size
-        out.append((packed[pos:pos + dlen], packed[pos + dlen:pos + dlen + plen]))
+        out.append((packed[pos : pos + dlen], packed[pos + dlen : pos + dlen + plen]))
         pos += dlen + plen
     return out

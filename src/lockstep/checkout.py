@@ -54,10 +54,11 @@ def require_checkout(part: str) -> Path:
     one when there is none or it lacks that part."""
     root = checkout_root()
     if root is None:
-        raise ConfigError(f"{part} lives in a Lockstep source checkout: install it editable "
-                          "(python3 dev.py setup) or set LOCKSTEP_CHECKOUT=/path/to/checkout")
+        raise ConfigError(
+            f"{part} lives in a Lockstep source checkout: install it editable "
+            "(python3 dev.py setup) or set LOCKSTEP_CHECKOUT=/path/to/checkout"
+        )
     path = root / part
     if not path.exists():
-        raise ConfigError(f"no {part} in the checkout {root} (LOCKSTEP_CHECKOUT names "
-                          "another one)")
+        raise ConfigError(f"no {part} in the checkout {root} (LOCKSTEP_CHECKOUT names another one)")
     return path

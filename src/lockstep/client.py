@@ -16,8 +16,9 @@ from lockstep.tls import TLSConfig, process_tls
 __all__ = ["AuthedChannel", "health_status", "open_channel", "wait_serving"]
 
 
-def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 tls: TLSConfig | None = None) -> grpc.Channel:
+def open_channel(
+    address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, tls: TLSConfig | None = None
+) -> grpc.Channel:
     """A channel with Lockstep's message-size bound: TLS (mTLS with a certificate) when `tls`
     or the process's configuration (lockstep.tls.process_tls) says so, else plaintext."""
     options = [
@@ -26,8 +27,9 @@ def open_channel(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTE
     ]
     tls = tls if tls is not None else process_tls()
     if tls is not None and tls.dials_tls:
-        return grpc.secure_channel(address, tls.channel_credentials(),
-                                   options=[*options, *tls.channel_options()])
+        return grpc.secure_channel(
+            address, tls.channel_credentials(), options=[*options, *tls.channel_options()]
+        )
     return grpc.insecure_channel(address, options=options)
 
 
@@ -56,8 +58,11 @@ class _BearerInterceptor(
         return cont(self._details(details), it)
 
 
-def AuthedChannel(address: str, token: str | None,  # noqa: N802
-                  tls: TLSConfig | None = None) -> grpc.Channel:
+def AuthedChannel(  # noqa: N802 - reads as the channel type it returns
+    address: str,
+    token: str | None,
+    tls: TLSConfig | None = None,
+) -> grpc.Channel:
     """A channel that sends `token` as a bearer credential on every call (None = no credential)."""
     channel = open_channel(address, tls=tls)
     if token is None:
@@ -65,9 +70,10 @@ def AuthedChannel(address: str, token: str | None,  # noqa: N802
     return grpc.intercept_channel(channel, _BearerInterceptor(token))
 
 
-def health_status(address: str, service: str = "", timeout: float = 2.0,
-                  tls: TLSConfig | None = None) -> str:
-    """"SERVING", "NOT_SERVING", ... or "UNREACHABLE"."""
+def health_status(
+    address: str, service: str = "", timeout: float = 2.0, tls: TLSConfig | None = None
+) -> str:
+    """ "SERVING", "NOT_SERVING", ... or "UNREACHABLE"."""
     with open_channel(address, tls=tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
@@ -77,8 +83,9 @@ def health_status(address: str, service: str = "", timeout: float = 2.0,
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
 
-def wait_serving(address: str, timeout: float = 30.0, service: str = "",
-                 tls: TLSConfig | None = None) -> None:
+def wait_serving(
+    address: str, timeout: float = 30.0, service: str = "", tls: TLSConfig | None = None
+) -> None:
     """Block until `address` reports SERVING, using gRPC's wait-for-ready, not sleeps."""
     deadline = time.monotonic() + timeout
     with open_channel(address, tls=tls) as channel:
@@ -90,7 +97,8 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "",
             try:
                 resp = stub.Check(
                     health_pb2.HealthCheckRequest(service=service),
-                    timeout=min(remaining, 5.0), wait_for_ready=True,
+                    timeout=min(remaining, 5.0),
+                    wait_for_ready=True,
                 )
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -101,8 +109,10 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "",
             # Not serving yet: block on the Watch stream until the status changes; when
             # the stream ends (deadline, server gone) the loop above decides what next.
             try:
-                for update in stub.Watch(health_pb2.HealthCheckRequest(service=service),
-                                         timeout=max(0.1, deadline - time.monotonic())):
+                for update in stub.Watch(
+                    health_pb2.HealthCheckRequest(service=service),
+                    timeout=max(0.1, deadline - time.monotonic()),
+                ):
                     if update.status == health_pb2.HealthCheckResponse.SERVING:
                         return
             except grpc.RpcError:

@@ -34,8 +34,24 @@ __all__ = ["LATENCY_BUCKETS", "MetricsEndpoint", "RpcMetrics", "service_registry
 log = logging.getLogger("lockstep.metrics")
 
 # Latency buckets (seconds) for RPCs and ticks: from 100 us to 10 s.
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 def service_registry() -> CollectorRegistry:
@@ -67,11 +83,11 @@ class MetricsEndpoint:
             raise ConfigError(f"bad metrics address {address!r}: expected HOST:PORT")
         host = host.strip("[]") or "0.0.0.0"
         try:
-            self._server, self._thread = start_http_server(int(port), host,
-                                                           registry=self.registry)
+            self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
         except (OSError, OverflowError) as exc:
-            raise ConfigError(f"cannot serve metrics on {address}: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise ConfigError(
+                f"cannot serve metrics on {address}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         bound = host if ":" not in host else f"[{host}]"
         self.address = f"{bound}:{self._server.server_port}"
         log.info("metrics on http://%s/metrics", self.address)
@@ -82,6 +98,7 @@ class MetricsEndpoint:
         background so that closing never waits for the poll."""
         server, self._server, self._thread = self._server, None, None
         if server is not None:
+
             def stop() -> None:
                 server.shutdown()
                 server.server_close()
@@ -97,16 +114,23 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
     in the process-wide default registry, and servers here keep a registry each."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.handled = Counter("grpc_server_handled", "RPCs completed on the server",
-                               ["grpc_service", "grpc_method", "grpc_code"],
-                               registry=registry)
-        self.seconds = Histogram("grpc_server_handling_seconds",
-                                 "Time to handle an RPC (to the last message of a stream)",
-                                 ["grpc_service", "grpc_method"], buckets=LATENCY_BUCKETS,
-                                 registry=registry)
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server",
+            ["grpc_service", "grpc_method", "grpc_code"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC (to the last message of a stream)",
+            ["grpc_service", "grpc_method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -124,8 +148,10 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
                     raise
                 done(started, context)
                 return response
+
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer)
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
@@ -137,8 +163,10 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
                     done(started, context, failed=True)
                     raise
                 done(started, context)
+
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer)
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
 
@@ -151,8 +179,10 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
                     raise
                 done(started, context)
                 return response
+
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer)
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         return handler  # bidirectional streams: none in these services
 
     def _done(self, service: str, method: str) -> Callable[..., None]:
@@ -164,8 +194,8 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
             code = _code_of(context)
             if code is None:
                 code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-            handled.labels(grpc_service=service, grpc_method=method,
-                           grpc_code=code.name).inc()
+            handled.labels(grpc_service=service, grpc_method=method, grpc_code=code.name).inc()
+
         return done
 
 

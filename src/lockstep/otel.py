@@ -23,8 +23,11 @@ __all__ = ["configure_otel", "otel_requested", "shutdown_otel"]
 
 log = logging.getLogger("lockstep.otel")
 
-_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                  "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+_ENDPOINT_VARS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
 _providers: list[Any] = []
 
 
@@ -41,8 +44,7 @@ def configure_otel(service: str) -> bool:
         return bool(_providers)
     protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc").strip().lower()
     if protocol != "grpc":
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s: only grpc is supported; using grpc",
-                    protocol)
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s: only grpc is supported; using grpc", protocol)
     from opentelemetry import metrics, trace
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -61,8 +63,9 @@ def configure_otel(service: str) -> bool:
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(tracer_provider)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[
-        PeriodicExportingMetricReader(OTLPMetricExporter())])
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+    )
     metrics.set_meter_provider(meter_provider)
     GrpcInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
     GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]

@@ -33,8 +33,9 @@ def commented_files() -> dict[str, bytes]:
     try:
         data = importlib.resources.files("lockstep").joinpath(DESCRIPTOR_SET).read_bytes()
     except (FileNotFoundError, OSError):
-        log.warning("lockstep/%s missing: reflection serves the protos without comments",
-                    DESCRIPTOR_SET)
+        log.warning(
+            "lockstep/%s missing: reflection serves the protos without comments", DESCRIPTOR_SET
+        )
         return {}
     files = descriptor_pb2.FileDescriptorSet.FromString(data).file
     return {f.name: f.SerializeToString() for f in files}
@@ -60,15 +61,19 @@ class _CommentedReflection(reflection.ReflectionServicer):
                 out.append(proto.SerializeToString())
         return reflection_pb2.ServerReflectionResponse(
             file_descriptor_response=reflection_pb2.FileDescriptorResponse(
-                file_descriptor_proto=out),
-            original_request=request)
+                file_descriptor_proto=out
+            ),
+            original_request=request,
+        )
 
     @staticmethod
     def _not_found(request: Any) -> Any:
         return reflection_pb2.ServerReflectionResponse(
             error_response=reflection_pb2.ErrorResponse(
-                error_code=grpc.StatusCode.NOT_FOUND.value[0], error_message="not found"),
-            original_request=request)
+                error_code=grpc.StatusCode.NOT_FOUND.value[0], error_message="not found"
+            ),
+            original_request=request,
+        )
 
     def _file_by_filename(self, request: Any, filename: str) -> Any:
         try:
@@ -78,8 +83,9 @@ class _CommentedReflection(reflection.ReflectionServicer):
 
     def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
         try:
-            return self._response(self._pool.FindFileContainingSymbol(fully_qualified_name),
-                                  request)
+            return self._response(
+                self._pool.FindFileContainingSymbol(fully_qualified_name), request
+            )
         except KeyError:
             return self._not_found(request)
 
@@ -90,10 +96,14 @@ def enable_reflection(service_names: Sequence[str], server: grpc.Server) -> None
     names = [*service_names, reflection.SERVICE_NAME, V1_SERVICE_NAME]
     servicer = _CommentedReflection(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
-    v1 = grpc.method_handlers_generic_handler(V1_SERVICE_NAME, {
-        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-            servicer.ServerReflectionInfo,
-            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
-    })
+    v1 = grpc.method_handlers_generic_handler(
+        V1_SERVICE_NAME,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            ),
+        },
+    )
     server.add_generic_rpc_handlers((v1,))

@@ -18,15 +18,46 @@ from typing import Any
 
 from lockstep.errors import ConfigError
 
-__all__ = ["Action", "AgentGroup", "Scenario", "apply_overrides", "cli_overrides",
-           "load_scenario", "parse_override", "parse_value", "scenario_from_dict"]
+__all__ = [
+    "Action",
+    "AgentGroup",
+    "Scenario",
+    "apply_overrides",
+    "cli_overrides",
+    "load_scenario",
+    "parse_override",
+    "parse_value",
+    "scenario_from_dict",
+]
 
-_RUN_KEYS = {"label", "seed", "ticks", "until_idle", "max_steps_per_tick", "inference_latency",
-             "pools"}
-_AGENT_KEYS = {"module", "name", "count", "start", "priority", "args", "args_hex", "topics",
-               "restart", "limits"}
-_LIMIT_KEYS = {"fuel_per_step", "max_memory_pages", "max_messages_per_step",
-               "max_message_bytes", "max_logs_per_step"}
+_RUN_KEYS = {
+    "label",
+    "seed",
+    "ticks",
+    "until_idle",
+    "max_steps_per_tick",
+    "inference_latency",
+    "pools",
+}
+_AGENT_KEYS = {
+    "module",
+    "name",
+    "count",
+    "start",
+    "priority",
+    "args",
+    "args_hex",
+    "topics",
+    "restart",
+    "limits",
+}
+_LIMIT_KEYS = {
+    "fuel_per_step",
+    "max_memory_pages",
+    "max_messages_per_step",
+    "max_message_bytes",
+    "max_logs_per_step",
+}
 _RESTART_KEYS = {"max_restarts", "backoff_ticks", "backoff_multiplier", "max_backoff_ticks"}
 _ACTION_KEYS = {"tick", "pause", "resume", "terminate", "send", "spawn"}
 
@@ -52,7 +83,8 @@ class AgentGroup:
         for i in range(self.start, self.start + self.count):
             name = self.name.replace("{i}", str(i)).replace("{n}", str(self.count))
             args = self.args.replace(b"{i}", str(i).encode()).replace(
-                b"{n}", str(self.count).encode())
+                b"{n}", str(self.count).encode()
+            )
             out.append((name, args))
         return out
 
@@ -90,16 +122,21 @@ class Scenario:
     # The overrides applied, as (path, value) in the order given.
     overrides: tuple[tuple[str, Any], ...] = ()
 
-    def with_overrides(self, overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
-                       *,
-                       seed: int | None = None, ticks: int | None = None) -> Scenario:
+    def with_overrides(
+        self,
+        overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        ticks: int | None = None,
+    ) -> Scenario:
         """A copy with `overrides` ({"agents.0.count": 10, ...}), `seed` and `ticks`
         applied to the tables this scenario was parsed from, validated again."""
         if not self.raw:
-            raise ConfigError(f"{self.path}: this scenario was not parsed from tables; "
-                              "overrides need load_scenario or scenario_from_dict")
-        items = (list(overrides.items()) if isinstance(overrides, Mapping)
-                 else list(overrides or []))
+            raise ConfigError(
+                f"{self.path}: this scenario was not parsed from tables; "
+                "overrides need load_scenario or scenario_from_dict"
+            )
+        items = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides or [])
         if seed is not None:
             items.append(("run.seed", seed))
         if ticks is not None:
@@ -117,8 +154,9 @@ MAX_SCENARIO_AGENTS = 1_000_000
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _int(where: str, value: Any, lo: int = 0, hi: int = 2**63 - 1) -> int:
@@ -146,8 +184,10 @@ def _group(where: str, raw: Any, modules: dict[str, Path]) -> AgentGroup:
     _check_keys(where, raw, _AGENT_KEYS)
     module = raw.get("module")
     if module not in modules:
-        raise ConfigError(f"{where}.module: {module!r} is not one of the [modules] "
-                          f"({', '.join(sorted(modules)) or 'none defined'})")
+        raise ConfigError(
+            f"{where}.module: {module!r} is not one of the [modules] "
+            f"({', '.join(sorted(modules)) or 'none defined'})"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name: expected a non-empty string")
@@ -170,10 +210,13 @@ def _group(where: str, raw: Any, modules: dict[str, Path]) -> AgentGroup:
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
         raise ConfigError(f"{where}.topics: expected a list of strings")
     return AgentGroup(
-        module=module, name=name, count=count,
+        module=module,
+        name=name,
+        count=count,
         start=_int(f"{where}.start", raw.get("start", 0), 0, 10_000_000),
-        priority=_int(f"{where}.priority", raw.get("priority", 0), -2**31, 2**31 - 1),
-        args=args, topics=tuple(topics),
+        priority=_int(f"{where}.priority", raw.get("priority", 0), -(2**31), 2**31 - 1),
+        args=args,
+        topics=tuple(topics),
         restart=_int_table(f"{where}.restart", raw.get("restart", {}), _RESTART_KEYS),
         limits=_int_table(f"{where}.limits", raw.get("limits", {}), _LIMIT_KEYS),
     )
@@ -197,8 +240,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     return path, parse_value(value)
 
 
-def cli_overrides(items: list[str] | None, seed: int | None = None,
-                  ticks: int | None = None) -> list[tuple[str, Any]]:
+def cli_overrides(
+    items: list[str] | None, seed: int | None = None, ticks: int | None = None
+) -> list[tuple[str, Any]]:
     """The overrides of `lockstep run --set PATH=VALUE ... --seed S --ticks T`."""
     out = [parse_override(item) for item in items or []]
     if seed is not None:
@@ -208,8 +252,11 @@ def cli_overrides(items: list[str] | None, seed: int | None = None,
     return out
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | Mapping[str, Any],
-                    where: str = "scenario") -> dict[str, Any]:
+def apply_overrides(
+    raw: Mapping[str, Any],
+    overrides: list[tuple[str, Any]] | Mapping[str, Any],
+    where: str = "scenario",
+) -> dict[str, Any]:
     """A deep copy of the scenario tables `raw` with each (dotted path, value) set.
 
     Path segments name table keys (created when missing: validation then says whether the
@@ -223,19 +270,23 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | M
         node: Any = out
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
-            here = ".".join(parts[:depth + 1])
+            here = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"{where}: override {path}: {here} is not an index of "
-                                      f"an array of {len(node)}")
+                    raise ConfigError(
+                        f"{where}: override {path}: {here} is not an index of "
+                        f"an array of {len(node)}"
+                    )
                 key: Any = int(part)
             elif isinstance(node, dict):
                 key = part
                 if not last and key not in node:
                     node[key] = {}
             else:
-                raise ConfigError(f"{where}: override {path}: {'.'.join(parts[:depth])} is a "
-                                  "value, not a table or array")
+                raise ConfigError(
+                    f"{where}: override {path}: {'.'.join(parts[:depth])} is a "
+                    "value, not a table or array"
+                )
             if last:
                 node[key] = copy.deepcopy(value)
             else:
@@ -243,9 +294,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[tuple[str, Any]] | M
     return out
 
 
-def load_scenario(path: Path | str,
-                  overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
-                  ) -> Scenario:
+def load_scenario(
+    path: Path | str,
+    overrides: list[tuple[str, Any]] | Mapping[str, Any] | None = None,
+) -> Scenario:
     """Parse and validate a scenario file, with optional overrides (dotted path -> value,
     see `apply_overrides`); errors name the file and field."""
     path = Path(path)
@@ -263,8 +315,9 @@ def load_scenario(path: Path | str,
     return scenario
 
 
-def scenario_from_dict(tables: Mapping[str, Any], base_dir: Path | str = ".",
-                       name: str = "scenario") -> Scenario:
+def scenario_from_dict(
+    tables: Mapping[str, Any], base_dir: Path | str = ".", name: str = "scenario"
+) -> Scenario:
     """A scenario defined in Python: `tables` has the shape of a scenario file
     ({"run": {...}, "modules": {...}, "agents": [...], "actions": [...]}); module paths are
     relative to `base_dir`; `name` is the default label and names it in errors."""
@@ -287,8 +340,10 @@ def _parse(raw: dict[str, Any], path: Path) -> Scenario:
         modules[name] = (path.parent / ref).resolve()
     if not modules:
         raise ConfigError(f"{where}: no [modules] defined")
-    agents = tuple(_group(f"{where} [[agents]] #{i + 1}", a, modules)
-                   for i, a in enumerate(raw.get("agents", [])))
+    agents = tuple(
+        _group(f"{where} [[agents]] #{i + 1}", a, modules)
+        for i, a in enumerate(raw.get("agents", []))
+    )
     actions = []
     for i, act in enumerate(raw.get("actions", [])):
         aw = f"{where} [[actions]] #{i + 1}"
@@ -298,30 +353,41 @@ def _parse(raw: dict[str, Any], path: Path) -> Scenario:
             if not isinstance(msg, dict) or set(msg) != {"to", "payload"}:
                 raise ConfigError(f"{aw}.send[{j}]: expected {{to = ..., payload = ...}}")
             sends.append((str(msg["to"]), str(msg["payload"]).encode()))
-        actions.append(Action(
-            tick=_int(f"{aw}.tick", act.get("tick")),
-            pause=_names(f"{aw}.pause", act.get("pause", [])),
-            resume=_names(f"{aw}.resume", act.get("resume", [])),
-            terminate=_names(f"{aw}.terminate", act.get("terminate", [])),
-            send=tuple(sends),
-            spawn=tuple(_group(f"{aw}.spawn[{j}]", g, modules)
-                        for j, g in enumerate(act.get("spawn", []))),
-        ))
+        actions.append(
+            Action(
+                tick=_int(f"{aw}.tick", act.get("tick")),
+                pause=_names(f"{aw}.pause", act.get("pause", [])),
+                resume=_names(f"{aw}.resume", act.get("resume", [])),
+                terminate=_names(f"{aw}.terminate", act.get("terminate", [])),
+                send=tuple(sends),
+                spawn=tuple(
+                    _group(f"{aw}.spawn[{j}]", g, modules)
+                    for j, g in enumerate(act.get("spawn", []))
+                ),
+            )
+        )
     total = sum(g.count for g in agents) + sum(g.count for a in actions for g in a.spawn)
     if total > MAX_SCENARIO_AGENTS:
-        raise ConfigError(f"{where}: {total} agents in all; a scenario holds at most "
-                          f"{MAX_SCENARIO_AGENTS}")
+        raise ConfigError(
+            f"{where}: {total} agents in all; a scenario holds at most {MAX_SCENARIO_AGENTS}"
+        )
     ticks = _int(f"{where} [run].ticks", run.get("ticks", 100), 1, 10_000_000)
     return Scenario(
-        path=path, label=str(run.get("label", path.stem)),
-        seed=_int(f"{where} [run].seed", run.get("seed", 0), 0, 2**64 - 1), ticks=ticks,
+        path=path,
+        label=str(run.get("label", path.stem)),
+        seed=_int(f"{where} [run].seed", run.get("seed", 0), 0, 2**64 - 1),
+        ticks=ticks,
         until_idle=bool(run.get("until_idle", False)),
-        max_steps_per_tick=_int(f"{where} [run].max_steps_per_tick",
-                                run.get("max_steps_per_tick", 0), 0, 2**32 - 1),
-        inference_latency=_int(f"{where} [run].inference_latency",
-                               run.get("inference_latency", 1), 1, 1_000_000),
+        max_steps_per_tick=_int(
+            f"{where} [run].max_steps_per_tick", run.get("max_steps_per_tick", 0), 0, 2**32 - 1
+        ),
+        inference_latency=_int(
+            f"{where} [run].inference_latency", run.get("inference_latency", 1), 1, 1_000_000
+        ),
         pools=_int(f"{where} [run].pools", run.get("pools", 1), 1, 64),
         limits=_int_table(f"{where} [limits]", raw.get("limits", {}), _LIMIT_KEYS),
-        modules=modules, agents=agents,
-        actions=tuple(sorted(actions, key=lambda a: a.tick)), raw=raw,
+        modules=modules,
+        agents=agents,
+        actions=tuple(sorted(actions, key=lambda a: a.tick)),
+        raw=raw,
     )

@@ -91,8 +91,7 @@ class BoundServer:
         self.stop(grace=0)
 
 
-def role_table(service: Any, roles: Mapping[str, frozenset[Role]]
-               ) -> dict[str, frozenset[Role]]:
+def role_table(service: Any, roles: Mapping[str, frozenset[Role]]) -> dict[str, frozenset[Role]]:
     """The role table of one gRPC service, keyed by full method path, derived from its
     descriptor (`pb2.DESCRIPTOR.services_by_name[...]`): every RPC the proto declares must
     have roles and every entry must name one of its RPCs, else ConfigError (a new RPC
@@ -101,10 +100,18 @@ def role_table(service: Any, roles: Mapping[str, frozenset[Role]]
     missing = sorted(set(declared) - set(roles))
     unknown = sorted(set(roles) - set(declared))
     if missing or unknown:
-        raise ConfigError(f"role table of {service.full_name}: "
-                          + "; ".join(filter(None, [
-                              f"no roles for {', '.join(missing)}" if missing else "",
-                              f"not in the proto: {', '.join(unknown)}" if unknown else ""])))
+        raise ConfigError(
+            f"role table of {service.full_name}: "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"no roles for {', '.join(missing)}" if missing else "",
+                        f"not in the proto: {', '.join(unknown)}" if unknown else "",
+                    ],
+                )
+            )
+        )
     return {f"/{service.full_name}/{m}": roles[m] for m in declared}
 
 
@@ -160,12 +167,13 @@ def build_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [svc.full_name for svc in services]
-    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
-                      server)
+    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     tls = tls if tls is not None else process_tls()
     if tls is not None and tls.required and not tls.serves_tls:
-        raise ConfigError("TLS is required but no server certificate is configured "
-                          "(--tls-cert / LOCKSTEP_TLS_CERT)")
+        raise ConfigError(
+            "TLS is required but no server certificate is configured "
+            "(--tls-cert / LOCKSTEP_TLS_CERT)"
+        )
     try:
         if tls is not None and tls.serves_tls:
             port = server.add_secure_port(address, tls.server_credentials())
@@ -179,8 +187,9 @@ def build_server(
     for name in ["", *names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     bound = address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
-    return BoundServer(server=server, address=bound, port=port, health=health_servicer,
-                       registry=registry)
+    return BoundServer(
+        server=server, address=bound, port=port, health=health_servicer, registry=registry
+    )
 
 
 def _write_ready_file(path: Path, address: str, metrics: str) -> None:
@@ -192,62 +201,90 @@ def _write_ready_file(path: Path, address: str, metrics: str) -> None:
 def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) -> None:
     """Flags every service process accepts; each also reads an environment variable."""
     parser.add_argument(
-        "--address", default=os.environ.get("LOCKSTEP_LISTEN", default_address),
+        "--address",
+        default=os.environ.get("LOCKSTEP_LISTEN", default_address),
         help="HOST:PORT (port 0 = any free port) or unix:PATH [env LOCKSTEP_LISTEN]",
     )
     parser.add_argument(
-        "--auth-file", type=Path, default=os.environ.get("LOCKSTEP_AUTH_FILE"),
+        "--auth-file",
+        type=Path,
+        default=os.environ.get("LOCKSTEP_AUTH_FILE"),
         help="JSON file of role -> token [env LOCKSTEP_AUTH_FILE]",
     )
     parser.add_argument(
-        "--insecure-no-auth", action="store_true",
+        "--insecure-no-auth",
+        action="store_true",
         default=os.environ.get("LOCKSTEP_INSECURE_NO_AUTH") == "1",
         help="accept calls without credentials (development only) "
-             "[env LOCKSTEP_INSECURE_NO_AUTH=1]",
+        "[env LOCKSTEP_INSECURE_NO_AUTH=1]",
     )
     parser.add_argument(
-        "--ready-file", type=Path, default=None,
-        help="write {address, pid, metrics} as JSON here once serving (used by the "
-             "supervisor)",
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write {address, pid, metrics} as JSON here once serving (used by the supervisor)",
     )
     parser.add_argument(
-        "--metrics-address", default=os.environ.get("LOCKSTEP_METRICS_ADDRESS", ""),
+        "--metrics-address",
+        default=os.environ.get("LOCKSTEP_METRICS_ADDRESS", ""),
         help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any free port; "
-             "default: off) [env LOCKSTEP_METRICS_ADDRESS]",
+        "default: off) [env LOCKSTEP_METRICS_ADDRESS]",
     )
     env = os.environ.get
-    parser.add_argument("--tls-cert", type=Path, default=env("LOCKSTEP_TLS_CERT") or None,
-                        help="serve TLS only, with this certificate (PEM) [env LOCKSTEP_TLS_CERT]")
-    parser.add_argument("--tls-key", type=Path, default=env("LOCKSTEP_TLS_KEY") or None,
-                        help="its private key [env LOCKSTEP_TLS_KEY]")
-    parser.add_argument("--tls-ca", type=Path, default=env("LOCKSTEP_TLS_CA") or None,
-                        help="CA that peers' certificates must chain to: clients must present "
-                             "one (mTLS) and channels this service opens use TLS "
-                             "[env LOCKSTEP_TLS_CA]")
-    parser.add_argument("--tls-client-auth", choices=("require", "none"),
-                        default=env("LOCKSTEP_TLS_CLIENT_AUTH") or "require",
-                        help="with --tls-ca: require client certificates (default) or not "
-                             "[env LOCKSTEP_TLS_CLIENT_AUTH]")
-    parser.add_argument("--tls-required", action="store_true",
-                        default=env("LOCKSTEP_TLS_REQUIRED") == "1",
-                        help="refuse to start without a TLS certificate "
-                             "[env LOCKSTEP_TLS_REQUIRED=1]")
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=env("LOCKSTEP_TLS_CERT") or None,
+        help="serve TLS only, with this certificate (PEM) [env LOCKSTEP_TLS_CERT]",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        default=env("LOCKSTEP_TLS_KEY") or None,
+        help="its private key [env LOCKSTEP_TLS_KEY]",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=env("LOCKSTEP_TLS_CA") or None,
+        help="CA that peers' certificates must chain to: clients must present "
+        "one (mTLS) and channels this service opens use TLS "
+        "[env LOCKSTEP_TLS_CA]",
+    )
+    parser.add_argument(
+        "--tls-client-auth",
+        choices=("require", "none"),
+        default=env("LOCKSTEP_TLS_CLIENT_AUTH") or "require",
+        help="with --tls-ca: require client certificates (default) or not "
+        "[env LOCKSTEP_TLS_CLIENT_AUTH]",
+    )
+    parser.add_argument(
+        "--tls-required",
+        action="store_true",
+        default=env("LOCKSTEP_TLS_REQUIRED") == "1",
+        help="refuse to start without a TLS certificate [env LOCKSTEP_TLS_REQUIRED=1]",
+    )
 
 
 def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
     """The TLS configuration named by the common flags (None: plaintext)."""
-    config = TLSConfig(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca,
-                       client_auth=args.tls_client_auth,
-                       server_name=os.environ.get("LOCKSTEP_TLS_SERVER_NAME") or None,
-                       required=args.tls_required)
+    config = TLSConfig(
+        cert=args.tls_cert,
+        key=args.tls_key,
+        ca=args.tls_ca,
+        client_auth=args.tls_client_auth,
+        server_name=os.environ.get("LOCKSTEP_TLS_SERVER_NAME") or None,
+        required=args.tls_required,
+    )
     return config if (config.dials_tls or config.required) else None
 
 
 def load_auth(args: argparse.Namespace, service: str) -> TokenStore | None:
     """The token store named by the flags, or None in explicit dev mode."""
     if args.insecure_no_auth:
-        log.warning("%s: AUTHENTICATION DISABLED (--insecure-no-auth): any caller may do anything",
-                    service)
+        log.warning(
+            "%s: AUTHENTICATION DISABLED (--insecure-no-auth): any caller may do anything", service
+        )
         return None
     if args.auth_file is None:
         raise ConfigError("no --auth-file / LOCKSTEP_AUTH_FILE given (or pass --insecure-no-auth)")
@@ -287,8 +324,9 @@ def run_service(
         level=os.environ.get("LOCKSTEP_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
-    parser = argparse.ArgumentParser(prog=f"lockstep-{name.replace('_', '-')}",
-                                     description=f"Lockstep {name} service")
+    parser = argparse.ArgumentParser(
+        prog=f"lockstep-{name.replace('_', '-')}", description=f"Lockstep {name} service"
+    )
     add_common_arguments(parser, default_address)
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -64,16 +64,25 @@ class ServiceProcess:
         self.stop()
 
 
-def start_service(module: str, auth_file: Path | None, *args: str,
-                  address: str = "127.0.0.1:0", timeout: float = 60.0,
-                  env: dict[str, str] | None = None) -> ServiceProcess:
+def start_service(
+    module: str,
+    auth_file: Path | None,
+    *args: str,
+    address: str = "127.0.0.1:0",
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> ServiceProcess:
     """Run `python -m module --address ADDRESS` (with `--auth-file`, or `--insecure-no-auth`
     when `auth_file` is None) plus `args`; read the address it reports, wait until SERVING."""
     cmd = [sys.executable, "-m", module, "--address", address]
     cmd += ["--auth-file", str(auth_file)] if auth_file else ["--insecure-no-auth"]
-    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    proc = subprocess.Popen(
+        [*cmd, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
     svc = ServiceProcess(proc)
     found = threading.Event()
 

@@ -53,12 +53,14 @@ log = logging.getLogger("lockstep.telemetry_client")
 
 # Codes after which re-sending the same batch id may succeed. Everything else is a
 # permanent answer about this batch (bad input, size limits, role, conflicting batch id).
-_RETRIABLE = frozenset({
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED,
-})
+_RETRIABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
 
 
 class TelemetryRefusedError(ServiceError):
@@ -192,14 +194,17 @@ class TelemetryClient:
         while True:
             try:
                 resp: pb.AppendRecordsResponse = self._stub.AppendRecords(
-                    request, timeout=self._timeout, wait_for_ready=True)
+                    request, timeout=self._timeout, wait_for_ready=True
+                )
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code not in _RETRIABLE:
                     self._pending = None
                     raise TelemetryRefusedError(
                         f"telemetry refused batch {batch_id} ({len(chunk)} records of run "
-                        f"{run_id!r}): {code.name}: {exc.details()}", code) from None
+                        f"{run_id!r}): {code.name}: {exc.details()}",
+                        code,
+                    ) from None
                 if self._pending is None or self._pending[0] != batch_id:
                     # Remember the content (without the id) to recognise a later re-send.
                     self._pending = (batch_id, run_id, body.SerializeToString(deterministic=True))
@@ -207,10 +212,17 @@ class TelemetryClient:
                 if self._give_up_after is not None and waited >= self._give_up_after:
                     raise TelemetryUnavailableError(
                         f"telemetry unavailable for {waited:.1f}s ({code.name}: "
-                        f"{exc.details()}); batch {batch_id} not acknowledged", batch_id, stored,
+                        f"{exc.details()}); batch {batch_id} not acknowledged",
+                        batch_id,
+                        stored,
                     ) from None
-                log.warning("telemetry append of batch %s failed (%s: %s); retrying in %.2fs",
-                            batch_id, code.name, exc.details(), delay)
+                log.warning(
+                    "telemetry append of batch %s failed (%s: %s); retrying in %.2fs",
+                    batch_id,
+                    code.name,
+                    exc.details(),
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)
                 continue
@@ -222,8 +234,9 @@ class TelemetryClient:
     def head(self) -> ChainHead:
         """The current chain head."""
         try:
-            resp: pb.GetHeadResponse = self._stub.GetHead(pb.GetHeadRequest(),
-                                                          timeout=self._timeout)
+            resp: pb.GetHeadResponse = self._stub.GetHead(
+                pb.GetHeadRequest(), timeout=self._timeout
+            )
         except grpc.RpcError as exc:
             raise _refused("GetHead", exc) from None
         return ChainHead.from_pb(resp.head)
@@ -240,9 +253,13 @@ class TelemetryClient:
         limit: int = 0,
     ) -> Iterator[pb.StoredRecord]:
         """Stored records matching every given filter, in sequence order."""
-        req = pb.QueryRecordsRequest(run_id=run_id, kinds=list(kinds),
-                                     from_sequence=from_sequence, to_sequence=to_sequence,
-                                     limit=limit)
+        req = pb.QueryRecordsRequest(
+            run_id=run_id,
+            kinds=list(kinds),
+            from_sequence=from_sequence,
+            to_sequence=to_sequence,
+            limit=limit,
+        )
         if from_tick is not None:
             req.from_tick = from_tick
         if to_tick is not None:
@@ -253,12 +270,14 @@ class TelemetryClient:
         except grpc.RpcError as exc:
             raise _refused("QueryRecords", exc) from None
 
-    def follow(self, from_sequence: int = 0, run_id: str = "",
-               kinds: Sequence[str] = ()) -> Generator[pb.StoredRecord, None, None]:
+    def follow(
+        self, from_sequence: int = 0, run_id: str = "", kinds: Sequence[str] = ()
+    ) -> Generator[pb.StoredRecord, None, None]:
         """Records from `from_sequence` on (0 = only new ones), forever; close the
         generator (or break out of the loop) to cancel the stream."""
-        call = self._stub.FollowRecords(pb.FollowRecordsRequest(
-            from_sequence=from_sequence, run_id=run_id, kinds=list(kinds)))
+        call = self._stub.FollowRecords(
+            pb.FollowRecordsRequest(from_sequence=from_sequence, run_id=run_id, kinds=list(kinds))
+        )
         try:
             for batch in call:
                 yield from batch.records
@@ -268,14 +287,17 @@ class TelemetryClient:
         finally:
             call.cancel()
 
-    def verify(self, from_sequence: int = 0, to_sequence: int = 0,
-               expected_hash: bytes = b"") -> pb.VerifyChainResponse:
+    def verify(
+        self, from_sequence: int = 0, to_sequence: int = 0, expected_hash: bytes = b""
+    ) -> pb.VerifyChainResponse:
         """Recompute the chain over a range (see VerifyChainResponse for the verdict)."""
-        req = pb.VerifyChainRequest(from_sequence=from_sequence, to_sequence=to_sequence,
-                                    expected_hash=expected_hash)
+        req = pb.VerifyChainRequest(
+            from_sequence=from_sequence, to_sequence=to_sequence, expected_hash=expected_hash
+        )
         try:
             resp: pb.VerifyChainResponse = self._stub.VerifyChain(
-                req, timeout=max(self._timeout, 600.0))
+                req, timeout=max(self._timeout, 600.0)
+            )
         except grpc.RpcError as exc:
             raise _refused("VerifyChain", exc) from None
         return resp
@@ -283,8 +305,9 @@ class TelemetryClient:
     def runs(self, limit: int = 0) -> list[pb.RunSummary]:
         """Runs with records, in order of their first record."""
         try:
-            resp: pb.ListRunsResponse = self._stub.ListRuns(pb.ListRunsRequest(limit=limit),
-                                                            timeout=self._timeout)
+            resp: pb.ListRunsResponse = self._stub.ListRuns(
+                pb.ListRunsRequest(limit=limit), timeout=self._timeout
+            )
         except grpc.RpcError as exc:
             raise _refused("ListRuns", exc) from None
         return list(resp.runs)
@@ -315,8 +338,9 @@ class RecordBuffer:
     def __len__(self) -> int:
         return len(self._held)
 
-    def add(self, run_id: str, tick: int, kind: str, payload: bytes,
-            content_type: str = "") -> None:
+    def add(
+        self, run_id: str, tick: int, kind: str, payload: bytes, content_type: str = ""
+    ) -> None:
         """Hold one record; flush (and block while telemetry is down) when full."""
         self._held.append((run_id, make_record(tick, kind, payload, content_type)))
         if len(self._held) >= self._max:

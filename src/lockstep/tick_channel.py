@@ -71,8 +71,12 @@ _MIN_REGION = 1 << 20
 
 def supported() -> bool:
     """Whether this platform has what the channel needs (Linux: memfd, abstract sockets)."""
-    return sys.platform == "linux" and hasattr(os, "memfd_create") and hasattr(
-        socket, "SOCK_SEQPACKET") and hasattr(socket, "send_fds")
+    return (
+        sys.platform == "linux"
+        and hasattr(os, "memfd_create")
+        and hasattr(socket, "SOCK_SEQPACKET")
+        and hasattr(socket, "send_fds")
+    )
 
 
 def host_identity() -> str:
@@ -228,9 +232,12 @@ class ChannelClient:
         fd = self._writer.put(data)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # empty unless a span is being recorded
-        packet = _MSG.pack(b"LSTQ", METHODS[method], _NEW_REGION if fd is not None else 0,
-                           self._seq, len(data)) + "\n".join(
-            f"{k}={v}" for k, v in carrier.items()).encode()
+        packet = (
+            _MSG.pack(
+                b"LSTQ", METHODS[method], _NEW_REGION if fd is not None else 0, self._seq, len(data)
+            )
+            + "\n".join(f"{k}={v}" for k, v in carrier.items()).encode()
+        )
         try:
             _send(self.sock, packet, fd)
         except OSError as exc:
@@ -255,19 +262,22 @@ class ChannelClient:
         if not msg:
             for fd in fds:
                 os.close(fd)
-            raise ChannelClosedError(f"tick channel {self.name}: the pool closed it "
-                                     "(process gone?)")
+            raise ChannelClosedError(
+                f"tick channel {self.name}: the pool closed it (process gone?)"
+            )
         magic, status, flags, seq, length = _MSG.unpack_from(msg)
         if magic != b"LSTR" or seq != self._pending:
             for fd in fds:
                 os.close(fd)
-            raise ChannelClosedError(f"tick channel {self.name}: out of step "
-                                     f"(got {magic!r} #{seq}, expected #{self._pending})")
+            raise ChannelClosedError(
+                f"tick channel {self.name}: out of step "
+                f"(got {magic!r} #{seq}, expected #{self._pending})"
+            )
         self._pending = None
         if flags & _NEW_REGION and fds:
             self._reader.adopt(fds[0])
         if status:
-            text = msg[_MSG.size:_MSG.size + length].decode("utf-8", "replace")
+            text = msg[_MSG.size : _MSG.size + length].decode("utf-8", "replace")
             code, _, detail = text.partition(":")
             raise ChannelRefusedError(code, detail)
         return self._reader.take(length)
@@ -311,13 +321,13 @@ class ChannelServer:
                 raise ServiceError("the pool is shutting down")
             if self._listener is None:
                 name = f"lockstep-pool-{os.getpid()}-{secrets.token_hex(8)}"
-                sock = socket.socket(socket.AF_UNIX,
-                                     socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
                 sock.bind("\0" + name)
                 sock.listen(4)
                 self._listener = _Listener(sock, name)
-                threading.Thread(target=self._accept, args=(sock,), name="tick-channel",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._accept, args=(sock,), name="tick-channel", daemon=True
+                ).start()
             secret = secrets.token_bytes(32)
             self._secrets.add(secret)
             return self._listener.name, secret
@@ -341,8 +351,9 @@ class ChannelServer:
                 conn, _ = sock.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._serve, args=(conn,), name="tick-channel-conn",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn,), name="tick-channel-conn", daemon=True
+            ).start()
 
     def _admit(self, conn: socket.socket) -> bool:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -369,11 +380,15 @@ class ChannelServer:
     def _handle(self, method: str, data: bytes, context: bytes) -> bytes:
         if not context:
             return self._handler(method, data)
-        carrier = dict(line.partition("=")[::2] for line in
-                       context.decode("ascii", "replace").splitlines())
+        carrier = dict(
+            line.partition("=")[::2] for line in context.decode("ascii", "replace").splitlines()
+        )
         with _tracer.start_as_current_span(
-                f"tick channel {method}", context=propagate.extract(carrier),
-                kind=trace.SpanKind.SERVER, attributes={"lockstep.batch_bytes": len(data)}):
+            f"tick channel {method}",
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes={"lockstep.batch_bytes": len(data)},
+        ):
             return self._handler(method, data)
 
     def _serve(self, conn: socket.socket) -> None:
@@ -396,16 +411,21 @@ class ChannelServer:
                     return
                 data = reader.take(length)
                 try:
-                    result = self._handle(names[method], data, msg[_MSG.size:])
+                    result = self._handle(names[method], data, msg[_MSG.size :])
                 except Exception as exc:
                     code, detail = self._refusal(exc)
-                    text = f"{code}:{detail}".encode()[:_MAX_PACKET - _MSG.size]
+                    text = f"{code}:{detail}".encode()[: _MAX_PACKET - _MSG.size]
                     conn.sendall(_MSG.pack(b"LSTR", 1, 0, seq, len(text)) + text)
                     continue
                 fd = writer.put(result)
                 try:
-                    _send(conn, _MSG.pack(b"LSTR", 0, _NEW_REGION if fd is not None else 0,
-                                          seq, len(result)), fd)
+                    _send(
+                        conn,
+                        _MSG.pack(
+                            b"LSTR", 0, _NEW_REGION if fd is not None else 0, seq, len(result)
+                        ),
+                        fd,
+                    )
                 finally:
                     if fd is not None:
                         writer.sent()

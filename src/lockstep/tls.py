@@ -44,8 +44,14 @@ __all__ = [
 
 CLIENT_AUTH_MODES = ("require", "none")
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
-_ENV = ("LOCKSTEP_TLS_CERT", "LOCKSTEP_TLS_KEY", "LOCKSTEP_TLS_CA", "LOCKSTEP_TLS_CLIENT_AUTH",
-        "LOCKSTEP_TLS_SERVER_NAME", "LOCKSTEP_TLS_REQUIRED")
+_ENV = (
+    "LOCKSTEP_TLS_CERT",
+    "LOCKSTEP_TLS_KEY",
+    "LOCKSTEP_TLS_CA",
+    "LOCKSTEP_TLS_CLIENT_AUTH",
+    "LOCKSTEP_TLS_SERVER_NAME",
+    "LOCKSTEP_TLS_REQUIRED",
+)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -79,11 +85,14 @@ class TLSConfig:
         if (self.cert is None) != (self.key is None):
             raise ConfigError("TLS needs both a certificate and its key (--tls-cert, --tls-key)")
         if self.client_auth not in CLIENT_AUTH_MODES:
-            raise ConfigError(f"TLS client auth must be one of {CLIENT_AUTH_MODES}, "
-                              f"got {self.client_auth!r}")
+            raise ConfigError(
+                f"TLS client auth must be one of {CLIENT_AUTH_MODES}, got {self.client_auth!r}"
+            )
         if self.required and self.cert is None and self.ca is None:
-            raise ConfigError("TLS is required (LOCKSTEP_TLS_REQUIRED=1 / --tls-required) but "
-                              "no certificate or CA is configured")
+            raise ConfigError(
+                "TLS is required (LOCKSTEP_TLS_REQUIRED=1 / --tls-required) but "
+                "no certificate or CA is configured"
+            )
 
     @property
     def serves_tls(self) -> bool:
@@ -102,11 +111,14 @@ class TLSConfig:
             value = env.get(name, "")
             return Path(value) if value else None
 
-        config = cls(cert=path("LOCKSTEP_TLS_CERT"), key=path("LOCKSTEP_TLS_KEY"),
-                     ca=path("LOCKSTEP_TLS_CA"),
-                     client_auth=env.get("LOCKSTEP_TLS_CLIENT_AUTH", "") or "require",
-                     server_name=env.get("LOCKSTEP_TLS_SERVER_NAME") or None,
-                     required=env.get("LOCKSTEP_TLS_REQUIRED") == "1")
+        config = cls(
+            cert=path("LOCKSTEP_TLS_CERT"),
+            key=path("LOCKSTEP_TLS_KEY"),
+            ca=path("LOCKSTEP_TLS_CA"),
+            client_auth=env.get("LOCKSTEP_TLS_CLIENT_AUTH", "") or "require",
+            server_name=env.get("LOCKSTEP_TLS_SERVER_NAME") or None,
+            required=env.get("LOCKSTEP_TLS_REQUIRED") == "1",
+        )
         return config if (config.dials_tls or config.required) else None
 
     def server_credentials(self) -> grpc.ServerCredentials:
@@ -115,7 +127,8 @@ class TLSConfig:
             raise ConfigError("a TLS server needs a certificate and a key")
         ca = _read(self.ca, "CA")
         return grpc.ssl_server_credentials(
-            [(key, cert)], root_certificates=ca,
+            [(key, cert)],
+            root_certificates=ca,
             require_client_auth=ca is not None and self.client_auth == "require",
         )
 
@@ -159,13 +172,18 @@ _VALID_DAYS = 825
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lockstep"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lockstep"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _write_private(path: Path, key: ec.EllipticCurvePrivateKey, mode: int) -> None:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as fh:
@@ -178,25 +196,37 @@ def _write_public(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
-def make_ca(directory: Path, common_name: str = "Lockstep local CA",
-            days: int = 3650) -> tuple[Path, Path]:
+def make_ca(
+    directory: Path, common_name: str = "Lockstep local CA", days: int = 3650
+) -> tuple[Path, Path]:
     """A new CA in `directory`: ca.crt (public) and ca.key (0600). Returns both paths."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name)).issuer_name(_name(common_name))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     _write_private(directory / "ca.key", key, 0o600)
@@ -219,8 +249,14 @@ def _alt_names(names: Iterable[str]) -> list[x509.GeneralName]:
     return out
 
 
-def issue(ca_dir: Path, out_dir: Path, name: str, hosts: Iterable[str] = (),
-          key_mode: int = 0o600, days: int = _VALID_DAYS) -> tuple[Path, Path]:
+def issue(
+    ca_dir: Path,
+    out_dir: Path,
+    name: str,
+    hosts: Iterable[str] = (),
+    key_mode: int = 0o600,
+    days: int = _VALID_DAYS,
+) -> tuple[Path, Path]:
     """A certificate for `name` signed by the CA in `ca_dir`: out_dir/NAME.crt and NAME.key.
 
     Valid for server and client authentication, for `name`, DEFAULT_NAMES and `hosts`
@@ -238,22 +274,39 @@ def issue(ca_dir: Path, out_dir: Path, name: str, hosts: Iterable[str] = (),
     now = _dt.datetime.now(_dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(name)).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
-                                     key_cert_sign=False, crl_sign=False,
-                                     content_commitment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False,
-                                     decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(_alt_names([name, *DEFAULT_NAMES, *hosts])),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName(_alt_names([name, *DEFAULT_NAMES, *hosts])), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     _write_private(out_dir / f"{name}.key", key, key_mode)

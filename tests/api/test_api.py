@@ -36,8 +36,14 @@ CHAINS = json.loads((ROOT / "tests" / "golden" / "chains.json").read_text())
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockstep.cli", *args], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=240,
+        check=False,
+    )
 
 
 def wealth(agents: pd.DataFrame, start: int = 2) -> pd.Series:
@@ -45,6 +51,7 @@ def wealth(agents: pd.DataFrame, start: int = 2) -> pd.Series:
 
 
 # ---- scenarios, overrides (no services) ------------------------------------------------
+
 
 @pytest.mark.unit
 def test_overrides_are_validated_like_written_values() -> None:
@@ -60,7 +67,7 @@ def test_overrides_are_validated_like_written_values() -> None:
         load_scenario(SMALL, {"agents.3.count": 1})
     with pytest.raises(ConfigError, match=r"\[run\].ticks"):
         load_scenario(SMALL, {"run.ticks": 0})
-    assert split_values('4,8') == ["4", "8"]
+    assert split_values("4,8") == ["4", "8"]
     assert split_values('"n=4,w=1",[1,2]') == ['"n=4,w=1"', "[1,2]"]
     assert parse_seeds("1..3,9") == [1, 2, 3, 9]
     with pytest.raises(ConfigError):
@@ -76,9 +83,12 @@ def test_per_agent_digests_are_read_in_one_place() -> None:
 
 # ---- runs ------------------------------------------------------------------------------
 
+
 def test_runs_give_the_recorded_digest_chains(dep: Deployment) -> None:
-    for name, path in (("faults", ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"),
-                       ("pingpong", ROOT / "examples" / "scenarios" / "pingpong.toml")):
+    for name, path in (
+        ("faults", ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"),
+        ("pingpong", ROOT / "examples" / "scenarios" / "pingpong.toml"),
+    ):
         run = dep.run(path)
         assert list(run.digests()["digest"]) == CHAINS[name]["digests"], name
         assert run.digest == CHAINS[name]["digests"][-1]
@@ -92,7 +102,8 @@ def test_step_run_until_and_dataframes(dep: Deployment) -> None:
     assert st.tick == 8 and st.counters["steps"] > 0
     agents = run.agents()
     assert list(agents.columns) == AGENT_COLUMNS and list(agents["name"]) == [
-        f"w{i}" for i in range(6)]
+        f"w{i}" for i in range(6)
+    ]
     assert wealth(agents).sum() == 12  # every unit is held or in flight: conserved
     digests = run.digests()
     assert list(digests["tick"]) == list(range(1, 9))
@@ -102,7 +113,11 @@ def test_step_run_until_and_dataframes(dep: Deployment) -> None:
     assert set(journal["kind"]) >= {"run.start", "control.spawn", "tick.digest"}
     assert journal["sequence"].is_monotonic_increasing
     assert run.logs().empty and list(run.observations().columns) == [
-        "tick", "agent", "key", "value"]
+        "tick",
+        "agent",
+        "key",
+        "value",
+    ]
     idle = dep.start(ROOT / "examples" / "scenarios" / "pingpong.toml")
     done = idle.run_until_idle(max_ticks=500)
     assert done.idle and done.agents_by_state == {"terminated": 2}
@@ -112,18 +127,21 @@ def test_step_run_until_and_dataframes(dep: Deployment) -> None:
 
 
 def test_a_scenario_defined_in_python_is_the_file(dep: Deployment) -> None:
-    tables = {"run": {"seed": 7, "ticks": 12},
-              "modules": {"wealth": {"source": "../../examples/agents/wealth/wealth.c"}},
-              "agents": [{"module": "wealth", "name": "w{i}", "count": 6,
-                          "args": "n={n} wealth=2"}]}
+    tables = {
+        "run": {"seed": 7, "ticks": 12},
+        "modules": {"wealth": {"source": "../../examples/agents/wealth/wealth.c"}},
+        "agents": [{"module": "wealth", "name": "w{i}", "count": 6, "args": "n={n} wealth=2"}],
+    }
     a = dep.run(scenario_from_dict(tables, base_dir=HERE, name="py"))
     b = dep.run(SMALL)
     assert a.digest == b.digest and a.run_id != b.run_id
 
 
 def test_collector_samples_every_tick(dep: Deployment) -> None:
-    collector = Collector(model_reporters={"gini": lambda a: gini(wealth(a))},
-                          agent_reporters={"wealth": wealth, "sent": "messages_sent"})
+    collector = Collector(
+        model_reporters={"gini": lambda a: gini(wealth(a))},
+        agent_reporters={"wealth": wealth, "sent": "messages_sent"},
+    )
     run = dep.run(SMALL, collector=collector)
     model = collector.get_model_vars_dataframe()
     assert list(model.index) == list(range(1, 13))
@@ -171,8 +189,7 @@ def test_fork_with_an_intervention_and_diff_name_the_fork(dep: Deployment) -> No
     out = cli("diff", "--state-dir", str(dep.state_dir), parent.run_id, treated.run_id)
     assert out.returncode == 1, out.stderr
     assert f"diverge at tick {cp.tick + 1}, first in agent w3" in out.stdout
-    same = cli("diff", "--state-dir", str(dep.state_dir), parent.run_id, control.run_id,
-               "--json")
+    same = cli("diff", "--state-dir", str(dep.state_dir), parent.run_id, control.run_id, "--json")
     assert same.returncode == 0 and json.loads(same.stdout)["identical"] is True
 
 
@@ -190,15 +207,34 @@ def test_export_reads_back(dep: Deployment, tmp_path: Path, fmt: str) -> None:
     journal = read_table(paths["journal"])
     assert len(journal) == len(run.journal())
     assert json.loads(journal["payload"].iloc[0])["run_id"] == run.run_id
-    out = cli("export", run.run_id, "--state-dir", str(dep.state_dir), "--format", fmt,
-              "--out", str(tmp_path / "cli"))
+    out = cli(
+        "export",
+        run.run_id,
+        "--state-dir",
+        str(dep.state_dir),
+        "--format",
+        fmt,
+        "--out",
+        str(tmp_path / "cli"),
+    )
     assert out.returncode == 0, out.stderr
     assert read_table(tmp_path / "cli" / f"ticks.{fmt}").equals(ticks)
 
 
 def test_run_command_overrides(dep: Deployment) -> None:
-    out = cli("run", "--state-dir", str(dep.state_dir), str(SMALL), "--seed", "3", "--ticks",
-              "5", "--set", "agents.0.count=4", "--json")
+    out = cli(
+        "run",
+        "--state-dir",
+        str(dep.state_dir),
+        str(SMALL),
+        "--seed",
+        "3",
+        "--ticks",
+        "5",
+        "--set",
+        "agents.0.count=4",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     api = dep.run(SMALL, overrides={"agents.0.count": 4}, seed=3, ticks=5)
@@ -208,8 +244,18 @@ def test_run_command_overrides(dep: Deployment) -> None:
 
 def test_sweep_2_values_by_5_seeds(dep: Deployment, tmp_path: Path) -> None:
     table_path = tmp_path / "sweep.parquet"
-    out = cli("sweep", str(SMALL), "--set", "agents.0.count=4,6", "--seeds", "3..7",
-              "--parallel", "2", "--out", str(table_path))
+    out = cli(
+        "sweep",
+        str(SMALL),
+        "--set",
+        "agents.0.count=4,6",
+        "--seeds",
+        "3..7",
+        "--parallel",
+        "2",
+        "--out",
+        str(table_path),
+    )
     assert out.returncode == 0, out.stderr
     table = read_table(table_path)
     assert len(table) == 10 and set(table["agents.0.count"]) == {4, 6}
@@ -239,11 +285,24 @@ def test_per_tick_statistics_and_the_chrome_trace(dep: Deployment, tmp_path: Pat
 
 
 def test_tutorial_script(dep: Deployment, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "python" /
-                                              "wealth_tutorial.py"),
-                          "--agents", "40", "--ticks", "30", "--out", str(tmp_path),
-                          "--state-dir", str(dep.state_dir)],
-                         capture_output=True, text=True, timeout=240, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "python" / "wealth_tutorial.py"),
+            "--agents",
+            "40",
+            "--ticks",
+            "30",
+            "--out",
+            str(tmp_path),
+            "--state-dir",
+            str(dep.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     for name in ("wealth_gini.png", "wealth_histogram.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -251,10 +310,14 @@ def test_tutorial_script(dep: Deployment, tmp_path: Path) -> None:
 
 
 def test_observations_of_a_real_run(dep: Deployment) -> None:
-    sc = scenario_from_dict({"run": {"ticks": 3},
-                             "modules": {"obs": {"source": "observer.c"}},
-                             "agents": [{"module": "obs", "name": "o{i}", "count": 2}]},
-                            base_dir=HERE)
+    sc = scenario_from_dict(
+        {
+            "run": {"ticks": 3},
+            "modules": {"obs": {"source": "observer.c"}},
+            "agents": [{"module": "obs", "name": "o{i}", "count": 2}],
+        },
+        base_dir=HERE,
+    )
     run = dep.run(sc)
     obs = run.observations()
     assert len(obs) == 3 * 2 * 5
@@ -283,11 +346,21 @@ def test_the_message_trace_is_regenerated_by_replay(dep: Deployment, tmp_path: P
     window = run.messages(3, 4)
     assert set(window["tick"]) == {3, 4}
     assert window.reset_index(drop=True).equals(
-        trace[trace["tick"].between(3, 4)].reset_index(drop=True))
+        trace[trace["tick"].between(3, 4)].reset_index(drop=True)
+    )
     paths = run.export(tmp_path / "with", "csv", messages=True)
     table = read_table(paths["messages"])
     assert len(table) == len(trace) and set(table["payload"].astype(str)) == {"31"}  # hex
-    out = cli("export", run.run_id, "--state-dir", str(dep.state_dir), "--format", "parquet",
-              "--out", str(tmp_path / "cli"), "--messages")
+    out = cli(
+        "export",
+        run.run_id,
+        "--state-dir",
+        str(dep.state_dir),
+        "--format",
+        "parquet",
+        "--out",
+        str(tmp_path / "cli"),
+        "--messages",
+    )
     assert out.returncode == 0, out.stderr
     assert len(read_table(tmp_path / "cli" / "messages.parquet")) == len(trace)

@@ -54,8 +54,11 @@ def _step_once(wasm: Path, tick: int) -> list[tuple[int, str]]:
     exports = inst.exports(store)
     memory.append(exports["memory"])  # type: ignore[arg-type]
     name, args = b"obs", b""
-    ctx = struct.pack("<IHHqII", 24 + len(name) + len(args), 1, len(name), tick, 0,
-                      len(args)) + name + args
+    ctx = (
+        struct.pack("<IHHqII", 24 + len(name) + len(args), 1, len(name), tick, 0, len(args))
+        + name
+        + args
+    )
     assert exports["agent_init"](store) == 0  # type: ignore[operator]
     ptr = exports["agent_alloc"](store, len(ctx))  # type: ignore[operator]
     memory[0].write(store, ctx, ptr)
@@ -79,8 +82,14 @@ def test_sdk_observations_decode_exactly(source: str, tmp_path: Path) -> None:
 
 
 def test_malformed_lines_are_counted_not_guessed() -> None:
-    rows, bad = observation_rows([(1, "a", 5, "w=1 x=2.5e3"), (1, "b", 5, "w=oops"),
-                                  (1, "c", 2, "not an observation"), (2, "a", 5, "=3")])
+    rows, bad = observation_rows(
+        [
+            (1, "a", 5, "w=1 x=2.5e3"),
+            (1, "b", 5, "w=oops"),
+            (1, "c", 2, "not an observation"),
+            (2, "a", 5, "=3"),
+        ]
+    )
     assert rows == [(1, "a", "w", 1.0), (1, "a", "x", 2500.0)]
     assert bad == 2
 
@@ -88,11 +97,18 @@ def test_malformed_lines_are_counted_not_guessed() -> None:
 def test_model_reporters_from_observations() -> None:
     import pandas as pd
 
-    obs = pd.DataFrame([(1, "a", "wealth", 1.0), (1, "b", "wealth", 1.0),
-                        (2, "a", "wealth", 2.0), (2, "b", "wealth", 0.0)],
-                       columns=["tick", "agent", "key", "value"])
-    out = model_reporters(obs, {"gini": lambda df: gini(df["wealth"]),
-                                "total": lambda df: df["wealth"].sum()})
+    obs = pd.DataFrame(
+        [
+            (1, "a", "wealth", 1.0),
+            (1, "b", "wealth", 1.0),
+            (2, "a", "wealth", 2.0),
+            (2, "b", "wealth", 0.0),
+        ],
+        columns=["tick", "agent", "key", "value"],
+    )
+    out = model_reporters(
+        obs, {"gini": lambda df: gini(df["wealth"]), "total": lambda df: df["wealth"].sum()}
+    )
     assert list(out.index) == [1, 2]
     assert out.loc[1, "gini"] == 0.0 and out.loc[2, "gini"] == 0.5
     assert list(out["total"]) == [2.0, 2.0]

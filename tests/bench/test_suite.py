@@ -47,21 +47,41 @@ def test_gini() -> None:
 
 @pytest.mark.unit
 def test_render_and_write(tmp_path: Path) -> None:
-    doc = {"quick": True, "only": [], "created": "2026-01-01T00:00:00+00:00",
-           "module_seconds": {"orchestrator": 1.0},
-           "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "python": "3.11"},
-           "metrics": [metric("orchestrator.tick_50_agents", "ms", [2.0], "raw rtt", [0.5],
-                              "< 10 ms", "< 1 ms", pools=3),
-                       {"name": "telemetry", "error": "boom"},
-                       {"name": "peers.mesa", "skipped": "no venv"}]}
+    doc = {
+        "quick": True,
+        "only": [],
+        "created": "2026-01-01T00:00:00+00:00",
+        "module_seconds": {"orchestrator": 1.0},
+        "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "python": "3.11"},
+        "metrics": [
+            metric(
+                "orchestrator.tick_50_agents",
+                "ms",
+                [2.0],
+                "raw rtt",
+                [0.5],
+                "< 10 ms",
+                "< 1 ms",
+                pools=3,
+            ),
+            {"name": "telemetry", "error": "boom"},
+            {"name": "peers.mesa", "skipped": "no venv"},
+        ],
+    }
     text = render(doc)
     assert "orchestrator.tick_50_agents" in text and "4.00" in text
     assert "telemetry: boom" in text and "peers.mesa: no venv" in text
     assert "orchestrator.tick_50_agents: pools=3" in text
     path = write_json(doc, tmp_path / "out" / "r.json")
     assert json.loads(path.read_text())["metrics"][0]["ratio"] == 4.0
-    again = subprocess.run([sys.executable, "-m", "bench.suite", "--render", str(path)],
-                           cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "bench.suite", "--render", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert again.stdout == text + "\n"
 
 
@@ -78,10 +98,24 @@ def test_missing_module_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -
 def test_quick_run_writes_json(tmp_path: Path) -> None:
     """A real --quick run of one cheap metric (pool process + orchestrator + echo server)."""
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "--quick", "--only",
-                           "orchestrator.tick", "--json", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=280,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "bench",
+            "--quick",
+            "--only",
+            "orchestrator.tick",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "orchestrator.tick_50_agents" in proc.stdout
     doc = json.loads(out.read_text())
@@ -98,8 +132,13 @@ def test_quick_run_writes_json(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_cli_rejects_unknown_benchmark(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "--only", "nope"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, "bench", "--only", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "unknown benchmark nope" in proc.stderr

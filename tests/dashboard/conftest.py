@@ -32,10 +32,10 @@ class Env:
     """The shared deployment: its API handle, the two runs and the dashboard's URL."""
 
     dep: Deployment
-    run: Run          # the original run (ended)
-    fork: Run         # restored from run's tick-10 checkpoint; the current run
+    run: Run  # the original run (ended)
+    fork: Run  # restored from run's tick-10 checkpoint; the current run
     checkpoint: Any
-    url: str          # http://127.0.0.1:PORT (no trailing slash)
+    url: str  # http://127.0.0.1:PORT (no trailing slash)
     address: str
     state: SupervisorState
 
@@ -77,20 +77,29 @@ def browser() -> Iterator[Any]:
     chromium = _find("chromium", "chromium-browser")
     driver_path = _find("chromedriver")
     if chromium is None or driver_path is None:
-        pytest.skip("headless browser tests need Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver; .ci/run installs them)")
+        pytest.skip(
+            "headless browser tests need Debian's chromium and chromium-driver "
+            "(apt-get install -y chromium chromium-driver; .ci/run installs them)"
+        )
     try:
         from selenium import webdriver
     except ImportError:
         pytest.skip("selenium is not installed (pip install -e '.[dev]')")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--hide-scrollbars",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=opts,
-                              service=webdriver.ChromeService(executable_path=driver_path))
+    driver = webdriver.Chrome(
+        options=opts, service=webdriver.ChromeService(executable_path=driver_path)
+    )
     driver.set_page_load_timeout(30)
     try:
         yield driver
@@ -109,7 +118,8 @@ def screenshot(browser: Any) -> Any:
             return
         height, chrome = browser.execute_script(
             "return [document.documentElement.scrollHeight, "
-            "window.outerHeight - window.innerHeight]")
+            "window.outerHeight - window.innerHeight]"
+        )
         browser.set_window_size(1280, int(chrome) + max(500, min(int(height) + 10, 1600)))
         Path(out).mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(Path(out) / f"dashboard-{name}.png"))

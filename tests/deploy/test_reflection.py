@@ -20,8 +20,10 @@ from lockstep_wasm_pool import create_server
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 POOL_SERVICE = "lockstep.wasm_pool.v1.WasmPoolService"
-PATHS = {"v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-         "v1": f"/{V1_SERVICE_NAME}/ServerReflectionInfo"}
+PATHS = {
+    "v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "v1": f"/{V1_SERVICE_NAME}/ServerReflectionInfo",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,9 @@ def ask(address: str, version: str, **request: str) -> reflection_pb2.ServerRefl
         call = channel.stream_stream(
             PATHS[version],
             request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-        (reply,) = list(call(iter([reflection_pb2.ServerReflectionRequest(**request)]),
-                             timeout=10))
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        (reply,) = list(call(iter([reflection_pb2.ServerReflectionRequest(**request)]), timeout=10))
         return reply
 
 
@@ -48,18 +50,29 @@ def ask(address: str, version: str, **request: str) -> reflection_pb2.ServerRefl
 def test_reflection_lists_services_without_a_credential(address: str, version: str) -> None:
     reply = ask(address, version, list_services="")
     names = {s.name for s in reply.list_services_response.service}
-    assert {POOL_SERVICE, "grpc.health.v1.Health", V1_SERVICE_NAME,
-            "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {
+        POOL_SERVICE,
+        "grpc.health.v1.Health",
+        V1_SERVICE_NAME,
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
 
 
 @pytest.mark.parametrize("version", PATHS)
 def test_reflection_serves_the_protos_with_their_comments(address: str, version: str) -> None:
     reply = ask(address, version, file_containing_symbol=POOL_SERVICE)
-    files = {f.name: f for f in map(descriptor_pb2.FileDescriptorProto.FromString,
-                                    reply.file_descriptor_response.file_descriptor_proto)}
+    files = {
+        f.name: f
+        for f in map(
+            descriptor_pb2.FileDescriptorProto.FromString,
+            reply.file_descriptor_response.file_descriptor_proto,
+        )
+    }
     # The pool's proto and what it imports, each with its comments.
-    assert set(files) == {"lockstep/wasm_pool/v1/wasm_pool.proto",
-                          "lockstep/common/v1/common.proto"}
+    assert set(files) == {
+        "lockstep/wasm_pool/v1/wasm_pool.proto",
+        "lockstep/common/v1/common.proto",
+    }
     pool = files["lockstep/wasm_pool/v1/wasm_pool.proto"]
     comments = " ".join(loc.leading_comments for loc in pool.source_code_info.location)
     assert "Runs agents in batches" in comments
@@ -77,4 +90,4 @@ def test_every_proto_has_language_options_and_is_in_the_descriptor_set() -> None
         assert package, path
         for option in ("go_package", "java_package", "csharp_namespace"):
             assert re.search(rf'^option {option} = "[^"]+";', text, re.M), (path, option)
-        assert 'option java_multiple_files = true;' in text, path
+        assert "option java_multiple_files = true;" in text, path

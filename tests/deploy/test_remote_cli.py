@@ -20,27 +20,39 @@ CHAINS = json.loads((ROOT / "tests" / "golden" / "chains.json").read_text())
 PINGPONG = str(ROOT / "examples" / "scenarios" / "pingpong.toml")
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 240
-        ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockstep.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**env, "COLUMNS": "200"})
+def cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**env, "COLUMNS": "200"},
+    )
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     state = tmp_path_factory.mktemp("remote") / "state"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LOCKSTEP_", "COLUMNS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKSTEP_", "COLUMNS"))}
     up = cli("up", "--state-dir", str(state), "--pools", "2", env=env)
     assert up.returncode == 0, up.stderr
     try:
-        services = {s["name"]: s["address"]
-                    for s in json.loads((state / "state.json").read_text())["services"]}
+        services = {
+            s["name"]: s["address"]
+            for s in json.loads((state / "state.json").read_text())["services"]
+        }
         elsewhere = tmp_path_factory.mktemp("elsewhere")
-        client_env = {**env, "LOCKSTEP_HOME": str(elsewhere / "home"),
-                      "LOCKSTEP_PROFILES": str(elsewhere / "profiles.toml")}
-        yield {"state": state, "services": services, "env": client_env,
-               "tokens": json.loads((state / "tokens.json").read_text())}
+        client_env = {
+            **env,
+            "LOCKSTEP_HOME": str(elsewhere / "home"),
+            "LOCKSTEP_PROFILES": str(elsewhere / "profiles.toml"),
+        }
+        yield {
+            "state": state,
+            "services": services,
+            "env": client_env,
+            "tokens": json.loads((state / "tokens.json").read_text()),
+        }
     finally:
         cli("down", "--state-dir", str(state), env=env)
 
@@ -50,9 +62,22 @@ def test_profiles_drive_run_replay_journal_and_status(deployment: dict[str, obje
     services = deployment["services"]
     state = deployment["state"]
     assert isinstance(env, dict) and isinstance(services, dict) and isinstance(state, Path)
-    made = cli("profile", "set", "remote", "--orchestrator", services["orchestrator"],
-               "--telemetry", services["telemetry"], "--inference", services["inference"],
-               "--tokens", str(state / "tokens.json"), "--keys", str(state / "keys"), env=env)
+    made = cli(
+        "profile",
+        "set",
+        "remote",
+        "--orchestrator",
+        services["orchestrator"],
+        "--telemetry",
+        services["telemetry"],
+        "--inference",
+        services["inference"],
+        "--tokens",
+        str(state / "tokens.json"),
+        "--keys",
+        str(state / "keys"),
+        env=env,
+    )
     assert made.returncode == 0, made.stderr
     listed = cli("profile", "list", env=env)
     assert "remote: orchestrator " + services["orchestrator"] in listed.stdout

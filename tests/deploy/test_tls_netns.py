@@ -102,9 +102,11 @@ class Material:
 
     def tls_env(self, name: str, ca: str = "ca") -> dict[str, str]:
         base = self.dir / ca
-        return {"LOCKSTEP_TLS_CERT": str(base / f"{name}.crt"),
-                "LOCKSTEP_TLS_KEY": str(base / f"{name}.key"),
-                "LOCKSTEP_TLS_CA": str(self.dir / "ca" / "ca.crt")}
+        return {
+            "LOCKSTEP_TLS_CERT": str(base / f"{name}.crt"),
+            "LOCKSTEP_TLS_KEY": str(base / f"{name}.key"),
+            "LOCKSTEP_TLS_CA": str(self.dir / "ca" / "ca.crt"),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +127,13 @@ def material(tmp_path_factory: pytest.TempPathFactory, net: Net) -> Material:
 
 def _start(cmd: list[str], env: dict[str, str], ready: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as fh:
-        return subprocess.Popen([*cmd, "--ready-file", str(ready)], stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+        return subprocess.Popen(
+            [*cmd, "--ready-file", str(ready)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 def _await_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> str:
@@ -145,31 +151,60 @@ def _await_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(net: Net, material: Material, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[dict[str, str]]:
+def cluster(
+    net: Net, material: Material, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     work = tmp_path_factory.mktemp("cluster")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         pools = []
         for i, (ns, ip) in enumerate(zip(net.pools, net.pool_ips, strict=True)):
             ready, log = work / f"pool-{i}.ready", work / f"pool-{i}.log"
-            proc = _start([*net.exec(ns), PY, "-m", "lockstep_wasm_pool", "--address",
-                           f"{ip}:0", "--auth-file", str(material.tokens)],
-                          {**material.tls_env(f"pool-{i}"), "LOCKSTEP_TLS_REQUIRED": "1"},
-                          ready, log)
+            proc = _start(
+                [
+                    *net.exec(ns),
+                    PY,
+                    "-m",
+                    "lockstep_wasm_pool",
+                    "--address",
+                    f"{ip}:0",
+                    "--auth-file",
+                    str(material.tokens),
+                ],
+                {**material.tls_env(f"pool-{i}"), "LOCKSTEP_TLS_REQUIRED": "1"},
+                ready,
+                log,
+            )
             procs.append(proc)
             pools.append((proc, ready, log))
         addresses = [_await_ready(*p) for p in pools]
         ready, log = work / "orchestrator.ready", work / "orchestrator.log"
-        orch = _start([*net.exec(net.hub), PY, "-m", "lockstep_orchestrator", "--address",
-                       "127.0.0.1:0", "--auth-file", str(material.tokens),
-                       "--pools", ",".join(addresses),
-                       "--trusted-keys", str(material.state / "keys" / "trusted"),
-                       "--data-dir", str(work / "orchestrator")],
-                      material.tls_env("orchestrator"), ready, log)
+        orch = _start(
+            [
+                *net.exec(net.hub),
+                PY,
+                "-m",
+                "lockstep_orchestrator",
+                "--address",
+                "127.0.0.1:0",
+                "--auth-file",
+                str(material.tokens),
+                "--pools",
+                ",".join(addresses),
+                "--trusted-keys",
+                str(material.state / "keys" / "trusted"),
+                "--data-dir",
+                str(work / "orchestrator"),
+            ],
+            material.tls_env("orchestrator"),
+            ready,
+            log,
+        )
         procs.append(orch)
-        yield {"orchestrator": _await_ready(orch, ready, log),
-               **{f"pool-{i}": a for i, a in enumerate(addresses)}}
+        yield {
+            "orchestrator": _await_ready(orch, ready, log),
+            **{f"pool-{i}": a for i, a in enumerate(addresses)},
+        }
     finally:
         for proc in procs:
             proc.terminate()
@@ -201,23 +236,52 @@ else:
 """
 
 
-def _probe(net: Net, address: str, mode: str, ca: Path, cert: Path | None = None,
-           key: Path | None = None) -> str:
-    out = subprocess.run([*net.exec(net.hub), PY, "-c", PROBE, address, mode, str(ca),
-                          str(cert or ""), str(key or "")],
-                         capture_output=True, text=True, timeout=60, check=True)
+def _probe(
+    net: Net, address: str, mode: str, ca: Path, cert: Path | None = None, key: Path | None = None
+) -> str:
+    out = subprocess.run(
+        [
+            *net.exec(net.hub),
+            PY,
+            "-c",
+            PROBE,
+            address,
+            mode,
+            str(ca),
+            str(cert or ""),
+            str(key or ""),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return out.stdout.strip()
 
 
 def test_a_run_across_hosts_over_mtls_gives_the_local_digests(
-        net: Net, material: Material, cluster: dict[str, str]) -> None:
+    net: Net, material: Material, cluster: dict[str, str]
+) -> None:
     token = json.loads(material.tokens.read_text())[Role.ADMIN.value]
     out = subprocess.run(
-        [*net.exec(net.hub), LOCKSTEP, "run", str(ROOT / "examples/scenarios/pingpong.toml"),
-         "--json", "--state-dir", str(material.state),
-         "--address", cluster["orchestrator"], "--token", token],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, **material.tls_env("client")})
+        [
+            *net.exec(net.hub),
+            LOCKSTEP,
+            "run",
+            str(ROOT / "examples/scenarios/pingpong.toml"),
+            "--json",
+            "--state-dir",
+            str(material.state),
+            "--address",
+            cluster["orchestrator"],
+            "--token",
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **material.tls_env("client")},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)
     assert summary["digests"] == CHAINS["pingpong"]["digests"]
@@ -225,22 +289,28 @@ def test_a_run_across_hosts_over_mtls_gives_the_local_digests(
 
 
 def test_plaintext_and_foreign_certificates_are_refused(
-        net: Net, material: Material, cluster: dict[str, str]) -> None:
+    net: Net, material: Material, cluster: dict[str, str]
+) -> None:
     ca = material.dir / "ca" / "ca.crt"
     good = material.dir / "ca"
     other = material.dir / "other"
     for name in ("pool-0", "pool-1", "orchestrator"):
         address = cluster[name]
-        assert _probe(net, address, "tls", ca, good / "client.crt",
-                      good / "client.key") == "SERVING"
+        assert (
+            _probe(net, address, "tls", ca, good / "client.crt", good / "client.key") == "SERVING"
+        )
         assert _probe(net, address, "plaintext", ca).startswith("REFUSED"), name
         # A client certificate from another CA, and none at all: the handshake fails.
-        assert _probe(net, address, "tls", ca, other / "client.crt",
-                      other / "client.key") == "UNREACHABLE", name
+        assert (
+            _probe(net, address, "tls", ca, other / "client.crt", other / "client.key")
+            == "UNREACHABLE"
+        ), name
         assert _probe(net, address, "tls", ca) == "UNREACHABLE", name
         # A client that trusts another CA does not accept the server either.
-        assert _probe(net, address, "tls", other / "ca.crt", good / "client.crt",
-                      good / "client.key") == "UNREACHABLE", name
+        assert (
+            _probe(net, address, "tls", other / "ca.crt", good / "client.crt", good / "client.key")
+            == "UNREACHABLE"
+        ), name
 
 
 def test_pools_are_not_reachable_from_this_namespace(cluster: dict[str, str]) -> None:

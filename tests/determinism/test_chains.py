@@ -19,8 +19,13 @@ from tests.e2e.test_supervisor import lockstep
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CHAINS = json.loads((ROOT / "tests" / "golden" / "chains.json").read_text())
-PATHS = {p.stem: p for p in [*(ROOT / "examples" / "scenarios").glob("*.toml"),
-                             ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"]}
+PATHS = {
+    p.stem: p
+    for p in [
+        *(ROOT / "examples" / "scenarios").glob("*.toml"),
+        ROOT / "tests" / "e2e" / "scenarios" / "faults.toml",
+    ]
+}
 
 
 def test_every_example_scenario_has_a_recorded_chain() -> None:
@@ -35,8 +40,9 @@ SETTINGS = {  # pool engine, pool transport
 
 
 @pytest.fixture(scope="module", params=sorted(SETTINGS))
-def deployment(request: pytest.FixtureRequest,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     state = str(tmp_path_factory.mktemp("chains") / "state")
     # The supervisor passes its environment to the services it starts.
     engine, transport = SETTINGS[request.param]
@@ -65,14 +71,13 @@ def test_chain_is_unchanged(deployment: tuple[str, str], scenario: str) -> None:
     got = summary["digests"]
     first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
     assert first is None and len(got) == len(want), (
-        f"{scenario}: chain differs from tick {first + 1 if first is not None else len(want)}")
-
+        f"{scenario}: chain differs from tick {first + 1 if first is not None else len(want)}"
+    )
 
 
 def test_the_pools_use_the_transport_asked_for(deployment: tuple[str, str]) -> None:
     """After the scenarios ran: the orchestrator's log names the pools on the tick channel."""
     state, name = deployment
     text = (Path(state) / "logs" / "orchestrator.log").read_text()
-    on_shm = set(re.findall(r"pool (\S+): batches through the shared-memory tick channel",
-                            text))
+    on_shm = set(re.findall(r"pool (\S+): batches through the shared-memory tick channel", text))
     assert len(on_shm) == {"default": 3, "python": 3, "mixed": 1}[name], text[-2000:]

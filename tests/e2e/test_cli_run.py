@@ -36,8 +36,17 @@ def test_agents_consult_a_model_and_the_run_replays(deployment: str) -> None:
         replay = lockstep("replay", "--state-dir", deployment, summary["run_id"], *extra)
         assert replay.returncode == 0, replay.stderr
         assert "12 tick digests identical" in replay.stdout
-    query = lockstep("journal", "query", "--state-dir", deployment, "--run", summary["run_id"],
-                     "--kind", "infer.result", "--json")
+    query = lockstep(
+        "journal",
+        "query",
+        "--state-dir",
+        deployment,
+        "--run",
+        summary["run_id"],
+        "--kind",
+        "infer.result",
+        "--json",
+    )
     results = [json.loads(line) for line in query.stdout.splitlines()]
     assert len(results) == 2
     assert "CPUExecutionProvider" in query.stdout
@@ -53,11 +62,21 @@ def test_same_scenario_same_digests_run_after_run(deployment: str) -> None:
     assert first["digests"] == second["digests"] and first["run_id"] != second["run_id"]
 
 
-def test_replay_of_a_tampered_journal_fails_naming_the_tick(deployment: str,
-                                                           tmp_path: Path) -> None:
+def test_replay_of_a_tampered_journal_fails_naming_the_tick(
+    deployment: str, tmp_path: Path
+) -> None:
     summary = run_json(deployment, "pingpong.toml")
-    query = lockstep("journal", "query", "--state-dir", deployment, "--run", summary["run_id"],
-                     "--limit", "0", "--json")
+    query = lockstep(
+        "journal",
+        "query",
+        "--state-dir",
+        deployment,
+        "--run",
+        summary["run_id"],
+        "--limit",
+        "0",
+        "--json",
+    )
     records = [json.loads(line) for line in query.stdout.splitlines()]
     journal = tmp_path / "journal.jsonl"
     lines = []
@@ -111,8 +130,9 @@ def test_lifecycle_and_run_control_commands(deployment: str) -> None:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "takes effect at tick" in ok("agent", "spawn", "left", "--module", "pingpong",
-                                        "--args", "peer=right rounds=4 start=1")
+    assert "takes effect at tick" in ok(
+        "agent", "spawn", "left", "--module", "pingpong", "--args", "peer=right rounds=4 start=1"
+    )
     ok("agent", "spawn", "right", "--module", "pingpong", "--args", "peer=left rounds=4")
     assert "digest" in ok("step", "2")
     listing = ok("agent", "list")
@@ -147,12 +167,22 @@ def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None
     state = str(tmp_path / "state")
     assert lockstep("up", "--state-dir", state, "--pools", "2").returncode == 0
     try:
+
         def final_digest(kill: bool) -> str:
             run_json(state, "gossip.toml")  # registers gossip; the run ends idle
             for i in range(3):
                 args = "n=3 k=2 origin=1" if i == 0 else "n=3 k=2"
-                ok = lockstep("agent", "spawn", f"x{i}", "--module", "gossip", "--args",
-                              args.replace("n=3", "n=3 prefix=x"), "--state-dir", state)
+                ok = lockstep(
+                    "agent",
+                    "spawn",
+                    f"x{i}",
+                    "--module",
+                    "gossip",
+                    "--args",
+                    args.replace("n=3", "n=3 prefix=x"),
+                    "--state-dir",
+                    state,
+                )
                 assert ok.returncode == 0, ok.stderr
             assert lockstep("step", "2", "--state-dir", state).returncode == 0
             if kill:
@@ -163,8 +193,11 @@ def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None
 
                 def back() -> bool:
                     now = SupervisorState.load(Path(state))
-                    return now is not None and now.service("pool-1").restarts == \
-                        victim.restarts + 1 and now.service("pool-1").status == "serving"
+                    return (
+                        now is not None
+                        and now.service("pool-1").restarts == victim.restarts + 1
+                        and now.service("pool-1").status == "serving"
+                    )
 
                 wait_until(back)
             out = lockstep("until", "--idle", "--max-ticks", "50", "--state-dir", state)
@@ -179,7 +212,8 @@ def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None
 def test_same_digests_on_one_two_and_three_pool_processes(deployment: str) -> None:
     two = run_json(deployment, "gossip.toml")  # the module deployment runs 2 pools
     for pools in ("1", "3"):
-        result = lockstep("run", "--local", "--pools", pools, str(SCENARIOS / "gossip.toml"),
-                          "--json")
+        result = lockstep(
+            "run", "--local", "--pools", pools, str(SCENARIOS / "gossip.toml"), "--json"
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["digests"] == two["digests"]

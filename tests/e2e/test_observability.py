@@ -41,8 +41,9 @@ def ok(*args: str) -> str:
     return result.stdout
 
 
-def test_logs_print_the_agents_lines_and_match_the_journal(deployment: tuple[str, dict]  # type: ignore[type-arg]
-                                                           ) -> None:
+def test_logs_print_the_agents_lines_and_match_the_journal(
+    deployment: tuple[str, dict],  # type: ignore[type-arg]
+) -> None:
     state, summary = deployment
     run_id = summary["run_id"]
     text = ok("logs", run_id, "--state-dir", state)
@@ -53,14 +54,31 @@ def test_logs_print_the_agents_lines_and_match_the_journal(deployment: tuple[str
     assert sorted({ln["tick"] for ln in info if ln["agent"] == "w1"}) == [2, 4, 6, 8]
     assert {ln["agent"] for ln in info} == {"w0", "w1", "w2", "w3", "x0"}
     assert all(ln["run_id"] == run_id for ln in lines)  # no RUN: the latest run
-    journal = ok("journal", "query", "--state-dir", state, "--run", run_id, "--kind",
-                 "agent.log", "--limit", "0", "--json").splitlines()
+    journal = ok(
+        "journal",
+        "query",
+        "--state-dir",
+        state,
+        "--run",
+        run_id,
+        "--kind",
+        "agent.log",
+        "--limit",
+        "0",
+        "--json",
+    ).splitlines()
     assert len(journal) == len(lines)
-    one = [json.loads(x) for x in ok("logs", run_id[:6], "--state-dir", state, "--agent", "w1",
-                                     "--ticks", "3..6", "--json").splitlines()]
+    one = [
+        json.loads(x)
+        for x in ok(
+            "logs", run_id[:6], "--state-dir", state, "--agent", "w1", "--ticks", "3..6", "--json"
+        ).splitlines()
+    ]
     assert [(ln["agent"], ln["tick"]) for ln in one] == [("w1", 4), ("w1", 6)]
-    warn = [json.loads(x) for x in ok("logs", run_id, "--state-dir", state, "--level", "warn",
-                                      "--json").splitlines()]
+    warn = [
+        json.loads(x)
+        for x in ok("logs", run_id, "--state-dir", state, "--level", "warn", "--json").splitlines()
+    ]
     assert warn and all(ln["level"] == 3 and ln["agent"] == "x0" for ln in warn)
     bad = lockstep("logs", run_id, "--state-dir", state, "--ticks", "9..2")
     assert bad.returncode == 2 and "range is empty" in bad.stderr
@@ -72,12 +90,13 @@ def test_logs_print_the_agents_lines_and_match_the_journal(deployment: tuple[str
     assert "8 tick digests identical" in replay
 
 
-def test_ticks_add_up_to_the_run_and_export_a_chrome_trace(deployment: tuple[str, dict],  # type: ignore[type-arg]
-                                                           tmp_path: Path) -> None:
+def test_ticks_add_up_to_the_run_and_export_a_chrome_trace(
+    deployment: tuple[str, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
     state, summary = deployment
     run_id = summary["run_id"]
-    rows = [json.loads(x) for x in ok("ticks", run_id, "--state-dir", state, "--json"
-                                      ).splitlines()]
+    rows = [json.loads(x) for x in ok("ticks", run_id, "--state-dir", state, "--json").splitlines()]
     assert [r["tick"] for r in rows] == list(range(1, 9))
     c = summary["counters"]
     assert sum(r["steps"] for r in rows) == c["steps"]
@@ -99,18 +118,33 @@ def test_ticks_add_up_to_the_run_and_export_a_chrome_trace(deployment: tuple[str
 
 
 EXPECTED = {
-    "orchestrator": {"lockstep_orchestrator_ticks", "lockstep_orchestrator_tick_duration_seconds",
-                     "lockstep_orchestrator_agents", "lockstep_orchestrator_agent_steps",
-                     "lockstep_orchestrator_messages_delivered",
-                     "lockstep_orchestrator_agent_faults", "lockstep_orchestrator_fuel_used",
-                     "lockstep_orchestrator_inference_in_flight"},
-    "pool-0": {"lockstep_pool_instances", "lockstep_pool_agent_calls", "lockstep_pool_faults",
-               "lockstep_pool_batch_duration_seconds"},
+    "orchestrator": {
+        "lockstep_orchestrator_ticks",
+        "lockstep_orchestrator_tick_duration_seconds",
+        "lockstep_orchestrator_agents",
+        "lockstep_orchestrator_agent_steps",
+        "lockstep_orchestrator_messages_delivered",
+        "lockstep_orchestrator_agent_faults",
+        "lockstep_orchestrator_fuel_used",
+        "lockstep_orchestrator_inference_in_flight",
+    },
+    "pool-0": {
+        "lockstep_pool_instances",
+        "lockstep_pool_agent_calls",
+        "lockstep_pool_faults",
+        "lockstep_pool_batch_duration_seconds",
+    },
     "pool-1": {"lockstep_pool_instances", "lockstep_pool_agent_calls"},
-    "inference": {"lockstep_inference_requests", "lockstep_inference_cache_bytes",
-                  "lockstep_inference_provider"},
-    "telemetry": {"lockstep_telemetry_records_appended", "lockstep_telemetry_head_sequence",
-                  "lockstep_telemetry_append_seconds"},
+    "inference": {
+        "lockstep_inference_requests",
+        "lockstep_inference_cache_bytes",
+        "lockstep_inference_provider",
+    },
+    "telemetry": {
+        "lockstep_telemetry_records_appended",
+        "lockstep_telemetry_head_sequence",
+        "lockstep_telemetry_append_seconds",
+    },
 }
 
 
@@ -129,37 +163,54 @@ def test_every_service_serves_prometheus_metrics(deployment: tuple[str, dict]) -
         got = families[name]
         assert wanted <= set(got), (name, sorted(wanted - set(got)))
         # Process collectors and the per-RPC counters are on in every service.
-        assert {"process_cpu_seconds", "process_resident_memory_bytes",
-                "grpc_server_handled"} <= set(got), name
+        assert {
+            "process_cpu_seconds",
+            "process_resident_memory_bytes",
+            "grpc_server_handled",
+        } <= set(got), name
     orch = families["orchestrator"]
 
     def value(fam: object, sample: str, **labels: str) -> float:
-        return sum(s.value for s in fam.samples  # type: ignore[attr-defined]
-                   if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in fam.samples  # type: ignore[attr-defined]
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     assert value(orch["lockstep_orchestrator_ticks"], "lockstep_orchestrator_ticks_total") >= 8
-    assert value(orch["lockstep_orchestrator_agents"], "lockstep_orchestrator_agents",
-                 state="running") + value(orch["lockstep_orchestrator_agents"],
-                                          "lockstep_orchestrator_agents", state="idle") == 5
-    steps = value(orch["lockstep_orchestrator_agent_steps"],
-                  "lockstep_orchestrator_agent_steps_total")
-    pool_steps = sum(value(families[p]["lockstep_pool_agent_calls"],
-                           "lockstep_pool_agent_calls_total", phase="step")
-                     for p in ("pool-0", "pool-1"))
+    assert (
+        value(orch["lockstep_orchestrator_agents"], "lockstep_orchestrator_agents", state="running")
+        + value(orch["lockstep_orchestrator_agents"], "lockstep_orchestrator_agents", state="idle")
+        == 5
+    )
+    steps = value(
+        orch["lockstep_orchestrator_agent_steps"], "lockstep_orchestrator_agent_steps_total"
+    )
+    pool_steps = sum(
+        value(
+            families[p]["lockstep_pool_agent_calls"],
+            "lockstep_pool_agent_calls_total",
+            phase="step",
+        )
+        for p in ("pool-0", "pool-1")
+    )
     # The pools also count the steps of replays (the logs test replays the run).
     assert steps == summary["counters"]["steps"] and pool_steps >= steps
-    assert value(families["pool-0"]["lockstep_pool_instances"], "lockstep_pool_instances") + \
-        value(families["pool-1"]["lockstep_pool_instances"], "lockstep_pool_instances") == 5
+    assert (
+        value(families["pool-0"]["lockstep_pool_instances"], "lockstep_pool_instances")
+        + value(families["pool-1"]["lockstep_pool_instances"], "lockstep_pool_instances")
+        == 5
+    )
     handled = families["orchestrator"]["grpc_server_handled"]
-    assert value(handled, "grpc_server_handled_total", grpc_method="StartRun",
-                 grpc_code="OK") >= 1
+    assert value(handled, "grpc_server_handled_total", grpc_method="StartRun", grpc_code="OK") >= 1
     status = ok("status", "--state-dir", state_dir)
     assert "/metrics" in status and state.service("orchestrator").metrics in status
 
 
 @pytest.mark.timeout(120)
-def test_logs_follow_prints_new_lines_as_the_run_goes_on(deployment: tuple[str, dict]  # type: ignore[type-arg]
-                                                        ) -> None:
+def test_logs_follow_prints_new_lines_as_the_run_goes_on(
+    deployment: tuple[str, dict],  # type: ignore[type-arg]
+) -> None:
     # Last in this file: it starts another run on the deployment.
     from lockstep.api import Deployment
 
@@ -167,10 +218,24 @@ def test_logs_follow_prints_new_lines_as_the_run_goes_on(deployment: tuple[str, 
     with Deployment.connect(state) as dep:
         run = dep.start(SCENARIO)
         run.step(2)
-        with subprocess.Popen([sys.executable, "-m", "lockstep.cli", "logs", run.run_id,
-                               "--state-dir", state, "--agent", "w0", "--follow", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True) as proc:
+        with subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lockstep.cli",
+                "logs",
+                run.run_id,
+                "--state-dir",
+                state,
+                "--agent",
+                "w0",
+                "--follow",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
             try:
                 assert proc.stdout is not None
                 assert json.loads(proc.stdout.readline())["tick"] == 2  # already journalled

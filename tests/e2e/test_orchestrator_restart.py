@@ -35,8 +35,11 @@ def final_digest(state: str, kill: bool) -> str:
 
         def back() -> bool:
             now = SupervisorState.load(Path(state))
-            return now is not None and now.service("orchestrator").restarts == \
-                victim.restarts + 1 and now.service("orchestrator").status == "serving"
+            return (
+                now is not None
+                and now.service("orchestrator").restarts == victim.restarts + 1
+                and now.service("orchestrator").status == "serving"
+            )
 
         wait_until(back, timeout=60)
     restored = lockstep("restore", checkpoint_id[1], "--state-dir", state)

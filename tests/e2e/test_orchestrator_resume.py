@@ -27,14 +27,12 @@ WEALTH = ROOT / "examples" / "scenarios" / "wealth.toml"  # 1,000 agents
 TICKS = 400
 
 
-def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(
-        tmp_path: Path) -> None:
+def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     assert lockstep("up", "--state-dir", state, "--pools", "2").returncode == 0
     until = None
     try:
-        calm = lockstep("run", "--state-dir", state, str(WEALTH), "--ticks", str(TICKS),
-                        "--json")
+        calm = lockstep("run", "--state-dir", state, str(WEALTH), "--ticks", str(TICKS), "--json")
         assert calm.returncode == 0, calm.stderr
         want = json.loads(calm.stdout)["digests"]
         assert want[:100] == CHAINS["wealth"]["digests"] and len(want) == TICKS
@@ -43,8 +41,20 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(
         assert first.returncode == 0, first.stderr
         run_id = json.loads(first.stdout)["run_id"]
         until = subprocess.Popen(
-            [sys.executable, "-m", "lockstep.cli", "until", "--tick", str(TICKS),
-             "--state-dir", state], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "lockstep.cli",
+                "until",
+                "--tick",
+                str(TICKS),
+                "--state-dir",
+                state,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with Deployment.connect(state) as dep:
             wait_until(lambda: dep.status().tick >= 200, timeout=120)
             killed_at = dep.status().tick
@@ -58,8 +68,11 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(
 
         def back() -> bool:
             now = SupervisorState.load(Path(state))
-            return now is not None and now.service("orchestrator").restarts == \
-                victim.restarts + 1 and now.service("orchestrator").status == "serving"
+            return (
+                now is not None
+                and now.service("orchestrator").restarts == victim.restarts + 1
+                and now.service("orchestrator").status == "serving"
+            )
 
         wait_until(back, timeout=120)
         log = (Path(state) / "logs" / "orchestrator.log").read_text()
@@ -70,14 +83,26 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(
         done = lockstep("until", "--tick", str(TICKS), "--state-dir", state)
         assert done.returncode == 0, done.stderr
 
-        out = lockstep("journal", "query", "--run", run_id, "--kind", "tick.digest",
-                       "--limit", "0", "--json", "--state-dir", state)
+        out = lockstep(
+            "journal",
+            "query",
+            "--run",
+            run_id,
+            "--kind",
+            "tick.digest",
+            "--limit",
+            "0",
+            "--json",
+            "--state-dir",
+            state,
+        )
         assert out.returncode == 0, out.stderr
         records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
         ticks = Counter(r["tick"] for r in records)
         assert sorted(ticks) == list(range(1, TICKS + 1)) and set(ticks.values()) == {1}
-        chain = [json.loads(r["payload"])["digest"] for r in sorted(records,
-                                                                   key=lambda r: r["tick"])]
+        chain = [
+            json.loads(r["payload"])["digest"] for r in sorted(records, key=lambda r: r["tick"])
+        ]
         assert chain == want
         verify = lockstep("journal", "verify", "--state-dir", state)
         assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -51,8 +51,7 @@ class Receiver:
             else:
                 for rm in request.resource_metrics:
                     svc = self._service(rm.resource)
-                    self.metrics += [(svc, m.name) for sm in rm.scope_metrics
-                                     for m in sm.metrics]
+                    self.metrics += [(svc, m.name) for sm in rm.scope_metrics for m in sm.metrics]
                 response = mpb.ExportMetricsServiceResponse()
             self.changed.notify_all()
         return response
@@ -87,16 +86,26 @@ def receiver() -> Iterator[tuple[Receiver, int]]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockstep.cli", *args], capture_output=True,
-                          text=True, timeout=180, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
 
 
-def test_a_run_exports_tick_spans_and_metrics_over_otlp(receiver: tuple[Receiver, int],
-                                                        tmp_path: Path) -> None:
+def test_a_run_exports_tick_spans_and_metrics_over_otlp(
+    receiver: tuple[Receiver, int], tmp_path: Path
+) -> None:
     r, port = receiver
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-           "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_BSP_SCHEDULE_DELAY": "200",
-           "OTEL_METRIC_EXPORT_INTERVAL": "500"}
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+    }
     state = str(tmp_path / "state")
     up = cli(env, "up", "--state-dir", state, "--pools", "2")
     assert up.returncode == 0, up.stderr
@@ -113,7 +122,8 @@ def test_a_run_exports_tick_spans_and_metrics_over_otlp(receiver: tuple[Receiver
 
     def have_all() -> bool:
         return len(ticks()) >= summary["tick"] and any(
-            name == "lockstep.orchestrator.ticks" for _svc, name in r.metrics)
+            name == "lockstep.orchestrator.ticks" for _svc, name in r.metrics
+        )
 
     with r.changed:
         assert r.changed.wait_for(have_all, timeout=60), (len(ticks()), r.metrics[:5])
@@ -121,8 +131,11 @@ def test_a_run_exports_tick_spans_and_metrics_over_otlp(receiver: tuple[Receiver
     run_ticks = sorted(
         next(a.value.int_value for a in s.attributes if a.key == "lockstep.tick")
         for s in tick_spans.values()
-        if any(a.key == "lockstep.run_id" and a.value.string_value == summary["run_id"]
-               for a in s.attributes))
+        if any(
+            a.key == "lockstep.run_id" and a.value.string_value == summary["run_id"]
+            for a in s.attributes
+        )
+    )
     assert run_ticks == list(range(1, summary["tick"] + 1))
     batches = [s for svc, s in r.spans if s.name == "pool StepBatch"]
     assert batches and all(b.parent_span_id in tick_spans for b in batches)
@@ -131,12 +144,17 @@ def test_a_run_exports_tick_spans_and_metrics_over_otlp(receiver: tuple[Receiver
     # the orchestrator's batch span; RPCs (LoadModule...) get the gRPC instrumentation's.
     trace_ids = {s.trace_id for s in tick_spans.values()}
     batch_ids = {s.span_id for s in batches}
-    pool_side = [s for svc, s in r.spans if svc == "lockstep-wasm-pool"
-                 and s.name == "tick channel StepBatch"]
+    pool_side = [
+        s
+        for svc, s in r.spans
+        if svc == "lockstep-wasm-pool" and s.name == "tick channel StepBatch"
+    ]
     assert pool_side and {s.trace_id for s in pool_side} <= trace_ids
     assert all(s.parent_span_id in batch_ids for s in pool_side)
-    assert any(svc == "lockstep-wasm-pool" and s.name.endswith("/LoadModule")
-               for svc, s in r.spans)
+    assert any(svc == "lockstep-wasm-pool" and s.name.endswith("/LoadModule") for svc, s in r.spans)
     names = {name for svc, name in r.metrics if svc == "lockstep-orchestrator"}
-    assert {"lockstep.orchestrator.ticks", "lockstep.orchestrator.tick.duration",
-            "lockstep.orchestrator.steps"} <= names
+    assert {
+        "lockstep.orchestrator.ticks",
+        "lockstep.orchestrator.tick.duration",
+        "lockstep.orchestrator.steps",
+    } <= names

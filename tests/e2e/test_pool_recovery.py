@@ -26,8 +26,19 @@ WEALTH = ROOT / "examples" / "scenarios" / "wealth.toml"  # 1,000 agents, 100 ti
 
 
 def journal(state: str, run_id: str, kind: str) -> list[dict]:  # type: ignore[type-arg]
-    out = lockstep("journal", "query", "--run", run_id, "--kind", kind, "--limit", "0",
-                   "--json", "--state-dir", state)
+    out = lockstep(
+        "journal",
+        "query",
+        "--run",
+        run_id,
+        "--kind",
+        kind,
+        "--limit",
+        "0",
+        "--json",
+        "--state-dir",
+        state,
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
@@ -61,8 +72,7 @@ def new_pool_process(ready_file: Path, old: set[int]) -> int:
     return found[0]
 
 
-def run_wealth(state: str, ticks: int,
-               kill: bool) -> tuple[list[str], list[dict]]:  # type: ignore[type-arg]
+def run_wealth(state: str, ticks: int, kill: bool) -> tuple[list[str], list[dict]]:  # type: ignore[type-arg]
     """Wealth (1,000 agents) for 35 ticks, then until `ticks`; with `kill`, pool-1 dies
     between ticks 35 and 36, its next process before it serves, and the one after as
     soon as the orchestrator rebuilds onto it."""
@@ -80,8 +90,11 @@ def run_wealth(state: str, ticks: int,
     if kill:
         os.kill(victim.pid, signal.SIGKILL)  # between ticks 35 and 36
     until = subprocess.Popen(
-        [sys.executable, "-m", "lockstep.cli", "until", "--tick", str(ticks),
-         "--state-dir", state], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "lockstep.cli", "until", "--tick", str(ticks), "--state-dir", state],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         if kill:
             # The orchestrator finds pool-1 gone at tick 36 and waits for it to serve again.
@@ -102,14 +115,14 @@ def run_wealth(state: str, ticks: int,
         if until.poll() is None:
             until.kill()
             until.wait()
-    digests = {r["tick"]: json.loads(r["payload"])["digest"]
-               for r in journal(state, run_id, "tick.digest")}
+    digests = {
+        r["tick"]: json.loads(r["payload"])["digest"] for r in journal(state, run_id, "tick.digest")
+    }
     recovers = [json.loads(r["payload"]) for r in journal(state, run_id, "run.recover")]
     return [digests[t] for t in sorted(digests)], recovers
 
 
-def test_a_pool_killed_again_during_recovery_gives_the_undisturbed_chain(
-        tmp_path: Path) -> None:
+def test_a_pool_killed_again_during_recovery_gives_the_undisturbed_chain(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     saved = os.environ.get("LOCKSTEP_CHECKPOINT_EVERY")
     os.environ["LOCKSTEP_CHECKPOINT_EVERY"] = "10"  # the supervisor passes it on
@@ -129,8 +142,9 @@ def test_a_pool_killed_again_during_recovery_gives_the_undisturbed_chain(
         # Every rebuild started from an automatic checkpoint (every 10 ticks), so it
         # replayed at most 10 ticks; the pool's deaths after the first were seen as a
         # failure during a rebuild or as a second recovery.
-        assert recovers and all(r["replayed_ticks"] <= 10 and r["from_tick"] >= 30
-                                for r in recovers), recovers
+        assert recovers and all(
+            r["replayed_ticks"] <= 10 and r["from_tick"] >= 30 for r in recovers
+        ), recovers
         assert recovers[0]["from_tick"] == 30, recovers
         assert sum(r["failures"] for r in recovers) >= 2, recovers
         verify = lockstep("journal", "verify", "--state-dir", state)

@@ -28,8 +28,13 @@ SERVICE_NAMES = {
 
 
 def lockstep(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockstep.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -53,8 +58,13 @@ def test_up_status_restart_down(state_dir: Path) -> None:
     assert up.returncode == 0, up.stderr
     state = SupervisorState.load(state_dir)
     assert state is not None and state.status == "running"
-    assert [s.name for s in state.services] == ["telemetry", "inference", "pool-0",
-                                                 "orchestrator", "dashboard"]
+    assert [s.name for s in state.services] == [
+        "telemetry",
+        "inference",
+        "pool-0",
+        "orchestrator",
+        "dashboard",
+    ]
     pids = {s.name: s.pid for s in state.services}
     assert len(set(pids.values())) == 5  # separate processes
     for svc in state.services:
@@ -84,8 +94,11 @@ def test_up_status_restart_down(state_dir: Path) -> None:
 
     def restarted() -> bool:
         now = SupervisorState.load(state_dir)
-        return now is not None and now.service("pool-0").restarts == 1 and \
-            now.service("pool-0").status == "serving"
+        return (
+            now is not None
+            and now.service("pool-0").restarts == 1
+            and now.service("pool-0").status == "serving"
+        )
 
     wait_until(restarted)
     now = SupervisorState.load(state_dir)
@@ -112,23 +125,27 @@ def test_port_in_use_fails_cleanly(state_dir: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = lockstep("up", "--state-dir", str(state_dir),
-                          "--address", f"orchestrator=127.0.0.1:{port}")
+        result = lockstep(
+            "up", "--state-dir", str(state_dir), "--address", f"orchestrator=127.0.0.1:{port}"
+        )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot listen" in lines[0] and f"{port}" in lines[0]
     assert SupervisorState.load(state_dir) is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (["up", "--no-such-flag"], "No such option: --no-such-flag"),
-    (["up", "--address", "orchestrator"], "expected NAME=HOST:PORT"),
-    (["up", "--address", "orchestrator=nowhere"], "bad address"),
-    (["up", "--pools", "0"], "Invalid value for '--pools'"),
-    (["until", "--tick", "-5"], "Invalid value for '--tick'"),
-    (["until", "--idle", "--max-ticks", "0"], "Invalid value for '--max-ticks'"),
-    (["step", "0"], "Invalid value for 'ticks'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["up", "--no-such-flag"], "No such option: --no-such-flag"),
+        (["up", "--address", "orchestrator"], "expected NAME=HOST:PORT"),
+        (["up", "--address", "orchestrator=nowhere"], "bad address"),
+        (["up", "--pools", "0"], "Invalid value for '--pools'"),
+        (["until", "--tick", "-5"], "Invalid value for '--tick'"),
+        (["until", "--idle", "--max-ticks", "0"], "Invalid value for '--max-ticks'"),
+        (["step", "0"], "Invalid value for 'ticks'"),
+    ],
+)
 def test_bad_flags_fail_with_one_line(state_dir: Path, args: list[str], message: str) -> None:
     result = lockstep(*args, "--state-dir", str(state_dir))
     assert result.returncode == 2
@@ -152,8 +169,7 @@ def test_unix_sockets(tmp_path: Path) -> None:
         loaded = SupervisorState.load(state)
         assert loaded is not None
         # gRPC services on unix sockets; the dashboard serves HTTP on TCP loopback.
-        assert all(s.address.startswith("unix:") for s in loaded.services
-                   if s.name != "dashboard")
+        assert all(s.address.startswith("unix:") for s in loaded.services if s.name != "dashboard")
         assert loaded.service("dashboard").address.startswith("127.0.0.1:")
         status = lockstep("status", "--state-dir", str(state))
         assert status.stdout.count("SERVING") == 5

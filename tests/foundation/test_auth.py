@@ -29,12 +29,15 @@ def test_token_file_round_trip_and_permissions(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "unreadable"),
-    ("[]", "JSON object"),
-    (json.dumps({"root": "x" * 20}), "unknown role 'root'"),
-    (json.dumps({"admin": "short"}), ">= 16"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "unreadable"),
+        ("[]", "JSON object"),
+        (json.dumps({"root": "x" * 20}), "unknown role 'root'"),
+        (json.dumps({"admin": "short"}), ">= 16"),
+    ],
+)
 def test_bad_token_files_are_config_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "t.json"
     path.write_text(content)
@@ -66,6 +69,7 @@ def test_roles_are_enforced_server_side(auth: tuple[Path, TokenStore]) -> None:
     _path, store = auth
     config = OrchestratorConfig(pools=("127.0.0.1:1",), dev_mode=True)
     with create_server("127.0.0.1:0", auth=store, config=config) as bound:
+
         def status(token: str | None) -> grpc.StatusCode:
             with AuthedChannel(bound.address, token) as ch:
                 stub = opb_grpc.OrchestratorServiceStub(ch)

@@ -25,10 +25,19 @@ main()
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["models", "--help"], ["logs", "--help"],
-                                  ["ticks", "--help"], ["journal", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["models", "--help"],
+        ["logs", "--help"],
+        ["ticks", "--help"],
+        ["journal", "--help"],
+    ],
+)
 def test_the_cli_starts_without_the_analysis_packages(args: list[str]) -> None:
-    out = subprocess.run([sys.executable, "-c", _BLOCKED, *args], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _BLOCKED, *args], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "Usage" in out.stdout

@@ -61,8 +61,11 @@ def test_dockerfile_is_slim_and_builds_anywhere(service: str) -> None:
     assert "USER lockstep" in final and "10001" in final
     # Service images leave out the analysis-only dependencies of the shared package (the
     # dashboard reads journal records with lockstep.api, which needs pandas).
-    assert ('ARG CLIENT_ONLY="pyarrow matplotlib"' if service == DASHBOARD else
-            'ARG CLIENT_ONLY="pandas pyarrow matplotlib"') in build
+    assert (
+        'ARG CLIENT_ONLY="pyarrow matplotlib"'
+        if service == DASHBOARD
+        else 'ARG CLIENT_ONLY="pandas pyarrow matplotlib"'
+    ) in build
     if service == "inference":
         assert "ARG ONNXRUNTIME=onnxruntime\n" in build  # CPU image unless asked
         assert "rm -rf /tmp/model-sources" in build
@@ -73,12 +76,21 @@ def test_dockerfile_is_slim_and_builds_anywhere(service: str) -> None:
 
 @pytest.mark.unit
 def test_dockerignore_sends_only_what_the_images_copy() -> None:
-    lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines()
-             if ln and not ln.startswith("#")]
+    lines = [
+        ln
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {ln[1:] for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "constraints.txt", "src", "services",
-                       "deploy/build-ca"}
+    assert allowed == {
+        "pyproject.toml",
+        "README.md",
+        "constraints.txt",
+        "src",
+        "services",
+        "deploy/build-ca",
+    }
     for service in IMAGES:
         for line in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile(service), re.M):
             for src in line.split():
@@ -103,10 +115,13 @@ def compose_dockerfiles() -> dict[str, str]:
     """Service name -> its Dockerfile; services that only name an image get the Dockerfile of
     the service that builds that image."""
     services = COMPOSE["services"]
-    by_image = {svc["image"]: svc["build"]["dockerfile"] for svc in services.values()
-                if "build" in svc}
-    return {name: svc["build"]["dockerfile"] if "build" in svc else by_image[svc["image"]]
-            for name, svc in services.items()}
+    by_image = {
+        svc["image"]: svc["build"]["dockerfile"] for svc in services.values() if "build" in svc
+    }
+    return {
+        name: svc["build"]["dockerfile"] if "build" in svc else by_image[svc["image"]]
+        for name, svc in services.items()
+    }
 
 
 @pytest.mark.unit
@@ -119,7 +134,8 @@ def test_compose_runs_every_service_with_healthchecks() -> None:
     assert all(svc["build"]["context"] == "." for svc in builders)
     # One image per Dockerfile: every pool runs the image pool-0 builds.
     assert sorted(Path(svc["build"]["dockerfile"]).parent.name for svc in builders) == sorted(
-        IMAGES)
+        IMAGES
+    )
     built = {Path(p).parent.name for p in images.values()}
     assert built == set(IMAGES)
     pools = [n for n in services if n.startswith("pool-")]
@@ -140,7 +156,11 @@ def test_compose_orchestrator_points_at_defined_healthy_services() -> None:
     services = COMPOSE["services"]
     orch = services["orchestrator"]
     env = orch["environment"]
-    targets = [*env["LOCKSTEP_POOL_ADDRESSES"].split(","), env["LOCKSTEP_TELEMETRY_ADDRESS"], env["LOCKSTEP_INFERENCE_ADDRESS"]]
+    targets = [
+        *env["LOCKSTEP_POOL_ADDRESSES"].split(","),
+        env["LOCKSTEP_TELEMETRY_ADDRESS"],
+        env["LOCKSTEP_INFERENCE_ADDRESS"],
+    ]
     for target in targets:
         host, port = target.split(":")
         assert host in services, target
@@ -190,8 +210,10 @@ def test_compose_dashboard_holds_only_the_viewer_token() -> None:
     env = svc["environment"]
     assert "LOCKSTEP_AUTH_FILE" not in env
     assert env["LOCKSTEP_DASHBOARD_TOKEN_FILE"] == "/run/secrets/lockstep_viewer_token"
-    for var, target in (("LOCKSTEP_ORCHESTRATOR_ADDRESS", "orchestrator"),
-                        ("LOCKSTEP_TELEMETRY_ADDRESS", "telemetry")):
+    for var, target in (
+        ("LOCKSTEP_ORCHESTRATOR_ADDRESS", "orchestrator"),
+        ("LOCKSTEP_TELEMETRY_ADDRESS", "telemetry"),
+    ):
         host, port = env[var].split(":")
         assert host == target and port == listen_port(target)
         assert svc["depends_on"][host] == {"condition": "service_healthy"}

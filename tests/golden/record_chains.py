@@ -14,15 +14,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = [*sorted((ROOT / "examples" / "scenarios").glob("*.toml")),
-             ROOT / "tests" / "e2e" / "scenarios" / "faults.toml"]
+SCENARIOS = [
+    *sorted((ROOT / "examples" / "scenarios").glob("*.toml")),
+    ROOT / "tests" / "e2e" / "scenarios" / "faults.toml",
+]
 
 
 def main() -> None:
     chains = {}
     for path in SCENARIOS:
-        out = subprocess.run([sys.executable, "-m", "lockstep.cli", "run", str(path), "--json",
-                              *sys.argv[1:]], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "lockstep.cli", "run", str(path), "--json", *sys.argv[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         summary = json.loads(out.stdout)
         chains[path.stem] = {"ticks": summary["tick"], "digests": summary["digests"]}
         print(f"{path.stem}: {summary['tick']} ticks, final {summary['digest'][:16]}")

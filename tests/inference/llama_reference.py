@@ -31,8 +31,7 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "base": float(field("llama.rope.freq_base")),
         "eps": float(field("llama.attention.layer_norm_rms_epsilon")),
     }
-    weights = {t.name: dequantize(t.data, t.tensor_type).astype(np.float64)
-               for t in reader.tensors}
+    weights = {t.name: dequantize(t.data, t.tensor_type).astype(np.float64) for t in reader.tensors}
     return hp, weights
 
 
@@ -71,9 +70,9 @@ def logits(hp: dict[str, Any], w: dict[str, np.ndarray], tokens: list[int]) -> n
         heads = []
         for head in range(nh):
             kvh = head // (nh // nkv)
-            qh = _rope(q[:, head * hd:(head + 1) * hd], hp["base"])
-            kh = _rope(k[:, kvh * hd:(kvh + 1) * hd], hp["base"])
-            vh = v[:, kvh * hd:(kvh + 1) * hd]
+            qh = _rope(q[:, head * hd : (head + 1) * hd], hp["base"])
+            kh = _rope(k[:, kvh * hd : (kvh + 1) * hd], hp["base"])
+            vh = v[:, kvh * hd : (kvh + 1) * hd]
             scores = qh @ kh.T / np.sqrt(hd)
             scores = np.where(causal, scores, -np.inf)
             scores -= scores.max(axis=-1, keepdims=True)

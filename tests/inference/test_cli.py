@@ -29,11 +29,30 @@ def test_list_load_generate_unload(server: Server) -> None:
     assert code == 0 and "loaded tiny_lm sha256:" in out
     code, out = run("models", "list", *opts(server, Role.VIEWER))
     assert code == 0 and "tiny_lm" in out and "corrupt" in out
-    code, out = run("models", "generate", "tiny_lm", "ab", "--seed", "3", "--max-tokens", "5",
-                    *opts(server, Role.OPERATOR))
+    code, out = run(
+        "models",
+        "generate",
+        "tiny_lm",
+        "ab",
+        "--seed",
+        "3",
+        "--max-tokens",
+        "5",
+        *opts(server, Role.OPERATOR),
+    )
     assert code == 0 and out.startswith("ab")
-    code2, out2 = run("models", "generate", "tiny_lm", "ab", "--seed", "3", "--max-tokens", "5",
-                      "--stream", *opts(server, Role.OPERATOR))
+    code2, out2 = run(
+        "models",
+        "generate",
+        "tiny_lm",
+        "ab",
+        "--seed",
+        "3",
+        "--max-tokens",
+        "5",
+        "--stream",
+        *opts(server, Role.OPERATOR),
+    )
     assert code2 == 0 and out2.splitlines()[0] == out.splitlines()[0][2:]
     code, out = run("models", "generate", "tiny_lm", "zz", *opts(server, Role.OPERATOR))
     assert code == 2 and "INVALID_ARGUMENT" in out
@@ -53,8 +72,18 @@ def test_prepare(tmp_path: Path) -> None:
 
 @needs_llm
 def test_generate_smollm2(server: Server) -> None:
-    code, out = run("models", "generate", "smollm2", "What is the capital of France?",
-                    "--seed", "1", "--max-tokens", "12", "--temperature", "0",
-                    *opts(server, Role.OPERATOR))
+    code, out = run(
+        "models",
+        "generate",
+        "smollm2",
+        "What is the capital of France?",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        *opts(server, Role.OPERATOR),
+    )
     assert code == 0, out
     assert out.splitlines()[0] == "The capital of France is Paris."

@@ -41,8 +41,7 @@ def add_input(x: np.ndarray = X) -> list[TensorIn]:
 
 def has_cuda() -> bool:
     try:
-        return probe_provider(cpu_config(Path("."), provider="cuda"))[0] == \
-            "CUDAExecutionProvider"
+        return probe_provider(cpu_config(Path("."), provider="cuda"))[0] == "CUDAExecutionProvider"
     except ConfigError:
         return False
 
@@ -109,17 +108,21 @@ def test_version_is_sha256_of_the_model_bytes(model_repo: Path) -> None:
 # -- bad input -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("tensors", "match"), [
-    ([TensorIn("x", "FP64", (2, 4), b"\0" * 64)], "datatype FP64"),
-    ([TensorIn("x", "FP32", (2, 5), b"\0" * 40)], "dimension 1 is 5"),
-    ([TensorIn("x", "FP32", (8,), b"\0" * 32)], "rank"),
-    ([TensorIn("x", "FP32", (2, 4), b"\0" * 31)], "31 bytes"),
-    ([TensorIn("nope", "FP32", (2, 4), b"\0" * 32)], "no input 'nope'"),
-    ([], "missing inputs x"),
-    ([TensorIn("x", "BYTES", (2, 4), b"")], "datatype BYTES given"),
-])
-def test_bad_tensors_are_invalid_argument(model_repo: Path, tensors: list[TensorIn],
-                                          match: str) -> None:
+@pytest.mark.parametrize(
+    ("tensors", "match"),
+    [
+        ([TensorIn("x", "FP64", (2, 4), b"\0" * 64)], "datatype FP64"),
+        ([TensorIn("x", "FP32", (2, 5), b"\0" * 40)], "dimension 1 is 5"),
+        ([TensorIn("x", "FP32", (8,), b"\0" * 32)], "rank"),
+        ([TensorIn("x", "FP32", (2, 4), b"\0" * 31)], "31 bytes"),
+        ([TensorIn("nope", "FP32", (2, 4), b"\0" * 32)], "no input 'nope'"),
+        ([], "missing inputs x"),
+        ([TensorIn("x", "BYTES", (2, 4), b"")], "datatype BYTES given"),
+    ],
+)
+def test_bad_tensors_are_invalid_argument(
+    model_repo: Path, tensors: list[TensorIn], match: str
+) -> None:
     engine = InferenceEngine(cpu_config(model_repo))
     with pytest.raises(InvalidInputError, match=match):
         engine.infer("tiny_add", tensors, [])
@@ -165,8 +168,9 @@ def test_lru_eviction_under_budget(tmp_path: Path) -> None:
 
 def test_models_in_flight_are_never_evicted(tmp_path: Path) -> None:
     repo, size = _cache_repo(tmp_path)
-    engine = InferenceEngine(cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size,
-                                        cache_busy_wait_s=0))
+    engine = InferenceEngine(
+        cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size, cache_busy_wait_s=0)
+    )
     with engine.use("m1"), engine.use("m2"):
         with pytest.raises(CacheFullError, match="in flight"):
             engine.load("m3")
@@ -199,8 +203,9 @@ def test_measured_charge_is_at_least_the_file_size(model_repo: Path) -> None:
 # -- generation ------------------------------------------------------------------------------
 
 
-def gen(engine: InferenceEngine, seed: int, prompt: str = "ab", model: str = "tiny_lm",
-        **kw: Any) -> pb.GenerateResponse:
+def gen(
+    engine: InferenceEngine, seed: int, prompt: str = "ab", model: str = "tiny_lm", **kw: Any
+) -> pb.GenerateResponse:
     params = pb.SamplingParams(max_tokens=24, temperature=1.0, seed=seed, **kw)
     return engine.generate(model, prompt, params)
 
@@ -214,8 +219,7 @@ def test_same_seed_same_tokens_different_seed_different_tokens(model_repo: Path)
     engine.close()
 
 
-def test_replay_returns_logged_tokens_without_the_model(model_repo: Path,
-                                                        tmp_path: Path) -> None:
+def test_replay_returns_logged_tokens_without_the_model(model_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(model_repo / "tiny_lm", repo / "tiny_lm")
     engine = InferenceEngine(cpu_config(repo))
@@ -255,13 +259,17 @@ def test_verify_recomputes_and_names_the_divergent_step(model_repo: Path) -> Non
 
 def test_streaming_yields_the_same_steps(model_repo: Path) -> None:
     engine = InferenceEngine(cpu_config(model_repo))
-    items = list(engine.generate_iter("tiny_lm", "a", pb.SamplingParams(
-        max_tokens=10, temperature=0.8, top_k=3, seed=9)))
+    items = list(
+        engine.generate_iter(
+            "tiny_lm", "a", pb.SamplingParams(max_tokens=10, temperature=0.8, top_k=3, seed=9)
+        )
+    )
     final = items[-1]
     assert isinstance(final, pb.GenerateResponse)
     assert list(final.log.steps) == items[:-1]
-    assert final == engine.generate("tiny_lm", "a", pb.SamplingParams(
-        max_tokens=10, temperature=0.8, top_k=3, seed=9))
+    assert final == engine.generate(
+        "tiny_lm", "a", pb.SamplingParams(max_tokens=10, temperature=0.8, top_k=3, seed=9)
+    )
     engine.close()
 
 
@@ -280,12 +288,14 @@ def test_generation_bad_input(model_repo: Path) -> None:
 
 def test_load_waits_for_busy_models_instead_of_failing(tmp_path: Path) -> None:
     repo, size = _cache_repo(tmp_path)
-    engine = InferenceEngine(cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size,
-                                        cache_busy_wait_s=60))
+    engine = InferenceEngine(
+        cpu_config(repo, memory_charge="file", cache_budget_bytes=2 * size, cache_busy_wait_s=60)
+    )
     errors: list[BaseException] = []
     with engine.use("m1"), engine.use("m2"):
-        loader = threading.Thread(target=lambda: _catch(errors, lambda: engine.infer(
-            "m3", add_input(), [])))
+        loader = threading.Thread(
+            target=lambda: _catch(errors, lambda: engine.infer("m3", add_input(), []))
+        )
         loader.start()
     loader.join(60)
     assert not loader.is_alive() and errors == []

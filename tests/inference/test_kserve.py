@@ -30,8 +30,9 @@ TRITONCLIENT = "tritonclient[grpc]==2.73.0"
 
 
 def kstub(server: Server, role: Role) -> kpb_grpc.GRPCInferenceServiceStub:
-    return kpb_grpc.GRPCInferenceServiceStub(AuthedChannel(server.address,
-                                                           server.store.token(role)))
+    return kpb_grpc.GRPCInferenceServiceStub(
+        AuthedChannel(server.address, server.store.token(role))
+    )
 
 
 def test_kserve_with_generated_stubs(server: Server) -> None:
@@ -74,8 +75,9 @@ def test_kserve_with_generated_stubs(server: Server) -> None:
         op.RepositoryModelUnload(kpb.RepositoryModelUnloadRequest(model_name="tiny_add"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     admin.RepositoryModelUnload(kpb.RepositoryModelUnloadRequest(model_name="tiny_add"))
-    assert "tiny_add" not in {m.name for m in viewer.RepositoryIndex(
-        kpb.RepositoryIndexRequest(ready=True)).models}
+    assert "tiny_add" not in {
+        m.name for m in viewer.RepositoryIndex(kpb.RepositoryIndexRequest(ready=True)).models
+    }
     # Still auto-loadable, so still ready for a call (readiness loads it again).
     assert viewer.ModelReady(kpb.ModelReadyRequest(name="tiny_add")).ready
 
@@ -89,10 +91,18 @@ def _triton_venv() -> Path:
         return py
     try:
         if not py.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
-                           capture_output=True, timeout=120)
-        proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", TRITONCLIENT],
-                              capture_output=True, text=True, timeout=300)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        proc = subprocess.run(
+            [str(py), "-m", "pip", "install", "--quiet", TRITONCLIENT],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"cannot create the tritonclient venv in {venv}: {exc}")
     if proc.returncode != 0:
@@ -105,8 +115,9 @@ def test_kserve_with_upstream_tritonclient(server: Server) -> None:
     py = _triton_venv()
     script = Path(__file__).with_name("triton_client_script.py")
     tokens = [server.store.token(r) for r in (Role.ADMIN, Role.OPERATOR, Role.VIEWER)]
-    proc = subprocess.run([str(py), str(script), server.address, *tokens],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(py), str(script), server.address, *tokens], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["live"] and out["ready"] and out["model_ready"] and out["live_no_token"]

@@ -54,44 +54,61 @@ def reference() -> tuple[dict[str, object], dict[str, np.ndarray]]:
 
 
 def greedy(n: int = 16, seed: int = 0, **kw: float) -> Sampling:
-    return Sampling(max_tokens=n, temperature=float(kw.get("temperature", 0.0)),
-                    top_k=int(kw.get("top_k", 0)), top_p=float(kw.get("top_p", 1.0)),
-                    seed=seed)
+    return Sampling(
+        max_tokens=n,
+        temperature=float(kw.get("temperature", 0.0)),
+        top_k=int(kw.get("top_k", 0)),
+        top_p=float(kw.get("top_p", 1.0)),
+        seed=seed,
+    )
 
 
-def chat(lm: LLMAdapter, question: str, sampling: Sampling, stop: tuple[str, ...] = (),
-         ) -> LLMRequest:
+def chat(
+    lm: LLMAdapter,
+    question: str,
+    sampling: Sampling,
+    stop: tuple[str, ...] = (),
+) -> LLMRequest:
     text = lm.render([("user", question)])
     return LLMRequest(text, lm.encode(text), sampling, stop)
 
 
 def test_tokenizer_and_chat_template(lm: LLMAdapter) -> None:
     text = lm.render([("user", "Hi")])
-    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained "
-                    "by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained "
+        "by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     ids = lm.encode(text)
     assert ids[0] == 1 and ids.count(1) == 3 and ids.count(2) == 2  # control tokens
     assert lm.tokenizer.decode(ids, skip_special_tokens=False) == text
     assert lm.render([("system", "Be brief."), ("user", "Hi")]).startswith(
-        "<|im_start|>system\nBe brief.<|im_end|>\n")
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+    )
     with pytest.raises(InvalidInputError, match="role"):
         lm.render([("robot", "Hi")])
 
 
 def test_onnx_logits_agree_with_numpy_reference(
-        engine: InferenceEngine, lm: LLMAdapter,
-        reference: tuple[dict[str, object], dict[str, np.ndarray]]) -> None:
+    engine: InferenceEngine,
+    lm: LLMAdapter,
+    reference: tuple[dict[str, object], dict[str, np.ndarray]],
+) -> None:
     hp, weights = reference
     entry = engine.load("smollm2")
-    prompts = [lm.encode(lm.render([("user", "What is the capital of France?")])),
-               lm.encode("Once upon a time, in a small town by the sea,")]
+    prompts = [
+        lm.encode(lm.render([("user", "What is the capital of France?")])),
+        lm.encode("Once upon a time, in a small town by the sea,"),
+    ]
     for ids in prompts:
         # Prefill, then three tokens through the KV cache: every step's logits must agree.
         seq = list(ids)
-        feeds = {"input_ids": np.asarray([seq], np.int64),
-                 "attention_mask": np.ones((1, len(seq)), np.int64),
-                 "position_ids": np.arange(len(seq), dtype=np.int64)[None]}
+        feeds = {
+            "input_ids": np.asarray([seq], np.int64),
+            "attention_mask": np.ones((1, len(seq)), np.int64),
+            "position_ids": np.arange(len(seq), dtype=np.int64)[None],
+        }
         feeds.update(zip(lm.past_names(), lm.empty_past(1), strict=True))
         for _ in range(4):
             outs = entry.session.run(feeds, ["logits", *lm.present_names()])
@@ -99,22 +116,26 @@ def test_onnx_logits_agree_with_numpy_reference(
             np.testing.assert_allclose(outs[0][0], want, rtol=0, atol=LOGIT_TOLERANCE)
             token = int(np.argmax(want))
             seq.append(token)
-            feeds = {"input_ids": np.asarray([[token]], np.int64),
-                     "attention_mask": np.ones((1, len(seq)), np.int64),
-                     "position_ids": np.asarray([[len(seq) - 1]], np.int64)}
+            feeds = {
+                "input_ids": np.asarray([[token]], np.int64),
+                "attention_mask": np.ones((1, len(seq)), np.int64),
+                "position_ids": np.asarray([[len(seq) - 1]], np.int64),
+            }
             feeds.update(zip(lm.past_names(), outs[1:], strict=True))
 
 
-def test_golden_greedy_completions_alone_and_batched(engine: InferenceEngine,
-                                                     lm: LLMAdapter) -> None:
+def test_golden_greedy_completions_alone_and_batched(
+    engine: InferenceEngine, lm: LLMAdapter
+) -> None:
     session = engine.load("smollm2").session
     reqs = [chat(lm, q, greedy()) for q in GOLDEN]
     alone = [decode_batch(session, lm, [r])[0] for r in reqs]
     assert [r.text for r in alone] == list(GOLDEN.values())
     assert all(r.finish_reason == "eos" for r in alone)
     batched = decode_batch(session, lm, reqs)  # padded to the longer prompt
-    assert [[s.token for s in r.steps] for r in batched] == \
-        [[s.token for s in r.steps] for r in alone]
+    assert [[s.token for s in r.steps] for r in batched] == [
+        [s.token for s in r.steps] for r in alone
+    ]
     assert all(r.batch_size == 2 for r in batched)
     for r in batched:
         assert "".join(s.text for s in r.steps) == r.text
@@ -126,16 +147,23 @@ def test_seeded_sampling_and_stop_sequences(engine: InferenceEngine, lm: LLMAdap
     session = engine.load("smollm2").session
     warm = greedy(10, seed=7, temperature=0.9, top_k=40, top_p=0.95)
     q = "Tell me a story about a cat."
-    a, b, c = decode_batch(session, lm, [chat(lm, q, warm), chat(lm, q, warm),
-                                         chat(lm, q, greedy(10, seed=8, temperature=0.9,
-                                                            top_k=40, top_p=0.95))])
+    a, b, c = decode_batch(
+        session,
+        lm,
+        [
+            chat(lm, q, warm),
+            chat(lm, q, warm),
+            chat(lm, q, greedy(10, seed=8, temperature=0.9, top_k=40, top_p=0.95)),
+        ],
+    )
     # Identical rows of a batch are identical; another seed draws another stream.
     assert [s.token for s in a.steps] == [s.token for s in b.steps]
     assert [s.logits_sha256 for s in a.steps] == [s.logits_sha256 for s in b.steps]
     assert [s.draw for s in a.steps] == [draw(7, i) for i in range(len(a.steps))]
     assert [s.token for s in a.steps] != [s.token for s in c.steps]
-    (stopped,) = decode_batch(session, lm, [chat(lm, "What is the capital of France?",
-                                                 greedy(), stop=(" is",))])
+    (stopped,) = decode_batch(
+        session, lm, [chat(lm, "What is the capital of France?", greedy(), stop=(" is",))]
+    )
     assert stopped.text == "The capital of France" and stopped.finish_reason == "stop"
     assert "".join(s.text for s in stopped.steps) == stopped.text
 
@@ -144,20 +172,29 @@ def test_sample_vocab_follows_the_scalar_rule() -> None:
     rng = np.random.default_rng(3)
     logits = rng.normal(size=64).astype(np.float32)
     logits[5] = logits[9] = logits.max() + 1  # a tie: lowest id first
-    for params in (Sampling(1, 0.0, 0, 1.0, 0), Sampling(1, 0.8, 0, 1.0, 0),
-                   Sampling(1, 1.3, 10, 1.0, 0), Sampling(1, 0.7, 0, 0.8, 0),
-                   Sampling(1, 1.0, 20, 0.5, 0)):
+    for params in (
+        Sampling(1, 0.0, 0, 1.0, 0),
+        Sampling(1, 0.8, 0, 1.0, 0),
+        Sampling(1, 1.3, 10, 1.0, 0),
+        Sampling(1, 0.7, 0, 0.8, 0),
+        Sampling(1, 1.0, 20, 0.5, 0),
+    ):
         for i in range(50):
             u = draw(11, i)
             assert sample_vocab(logits, params, u) == sample(logits, params, u)
 
 
-def test_generate_rpc_replay_and_stream(server_factory: Callable[..., Server],
-                                        model_repo: Path) -> None:
+def test_generate_rpc_replay_and_stream(
+    server_factory: Callable[..., Server], model_repo: Path
+) -> None:
     srv = server_factory(cpu_config(model_repo, memory_charge="file"))
     stub = srv.stub()
-    req = pb.GenerateRequest(model="smollm2", prompt="What is the capital of France?",
-                             chat=True, params=pb.SamplingParams(max_tokens=12))
+    req = pb.GenerateRequest(
+        model="smollm2",
+        prompt="What is the capital of France?",
+        chat=True,
+        params=pb.SamplingParams(max_tokens=12),
+    )
     resp = stub.Generate(req)
     assert resp.text == GOLDEN["What is the capital of France?"]
     assert resp.log.finish_reason == "eos" and resp.log.prompt_tokens > 10
@@ -177,8 +214,11 @@ def test_generate_rpc_replay_and_stream(server_factory: Callable[..., Server],
         stub.ReplayGeneration(pb.ReplayGenerationRequest(log=bad, verify=True))
     assert err.value.code() == grpc.StatusCode.ABORTED
     with pytest.raises(grpc.RpcError) as err:
-        stub.Generate(pb.GenerateRequest(model="smollm2", prompt="x", messages=[
-            pb.ChatMessage(role="user", content="y")]))
+        stub.Generate(
+            pb.GenerateRequest(
+                model="smollm2", prompt="x", messages=[pb.ChatMessage(role="user", content="y")]
+            )
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -188,9 +228,18 @@ def test_agent_batch_decodes_a_ticks_llm_requests_together(engine: InferenceEngi
         return pb.AgentInferRequest(key=key, model=model, input=data.encode())
 
     requests = [
-        req("run/a/1", {"messages": [{"role": "user", "content": "What is 2+2?"}],
-                        "temperature": 0, "max_tokens": 16}),
-        req("run/b/1", "Say hello to your neighbour.", ),
+        req(
+            "run/a/1",
+            {
+                "messages": [{"role": "user", "content": "What is 2+2?"}],
+                "temperature": 0,
+                "max_tokens": 16,
+            },
+        ),
+        req(
+            "run/b/1",
+            "Say hello to your neighbour.",
+        ),
         req("run/c/1", {"prompt": "The mayor said", "max_tokens": 6, "stop": ["."]}),
         req("run/d/1", {"messages": "nope"}),
     ]

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.unit
 @needs_real_models
 def test_charlm_onnx_matches_pokepy_forward_pass(model_repo: Path) -> None:
     pkg = _package_dir("pokepy", "pokepy-generator")
-    sess = ort.InferenceSession(str(model_repo / "charlm" / "model.onnx"),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(model_repo / "charlm" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     rng = np.random.default_rng(0)
     context = rng.integers(0, 27, size=(16, 8)).astype(np.int64)
     (logits,) = sess.run(["logits"], {"context": context})
@@ -32,11 +33,13 @@ def test_prepare_is_deterministic(tmp_path: Path, model_repo: Path) -> None:
     models = prepare_models(tmp_path, ["charlm", "minilm"])
     assert [m.name for m in models] == ["charlm", "minilm"]
     for m in models:
-        assert (tmp_path / m.name / "model.onnx").read_bytes() == \
-            (model_repo / m.name / "model.onnx").read_bytes()
+        assert (tmp_path / m.name / "model.onnx").read_bytes() == (
+            model_repo / m.name / "model.onnx"
+        ).read_bytes()
     minilm = next(m for m in models if m.name == "minilm")
-    assert minilm.version == \
-        "sha256:8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    assert (
+        minilm.version == "sha256:8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+    )
 
 
 def test_unknown_source_is_refused(tmp_path: Path) -> None:

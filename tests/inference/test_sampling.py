@@ -21,8 +21,9 @@ def params(**kw: float) -> Sampling:
 
 def test_draw_is_the_documented_sha256_construction() -> None:
     for seed, step in [(0, 0), (1, 5), (2**64 - 1, 1000)]:
-        h = hashlib.sha256(b"lockstep.sampling.v1" + seed.to_bytes(8, "little")
-                           + step.to_bytes(8, "little")).digest()
+        h = hashlib.sha256(
+            b"lockstep.sampling.v1" + seed.to_bytes(8, "little") + step.to_bytes(8, "little")
+        ).digest()
         assert draw(seed, step) == (int.from_bytes(h[:8], "little") >> 11) / 2**53
     # Golden values, so an accidental change of the construction is caught.
     assert draw(0, 0) == 0.13165498939388387
@@ -57,8 +58,16 @@ def test_top_k_and_top_p_cut_the_tail() -> None:
     assert {sample(logits, params(top_p=0.85), u / 10) for u in range(10)} == {1, 2}
 
 
-@pytest.mark.parametrize("bad", [{"temperature": -1.0}, {"top_p": 1.5}, {"top_k": -1},
-                                 {"max_tokens": 0}, {"temperature": float("nan")}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": -1.0},
+        {"top_p": 1.5},
+        {"top_k": -1},
+        {"max_tokens": 0},
+        {"temperature": float("nan")},
+    ],
+)
 def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(InvalidInputError):
         params(**bad)
@@ -66,5 +75,4 @@ def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
 
 def test_logits_hash_is_over_float32_little_endian() -> None:
     logits = np.asarray([1.0, 2.0], np.float64)
-    assert logits_sha256(logits) == hashlib.sha256(
-        np.asarray([1.0, 2.0], "<f4").tobytes()).digest()
+    assert logits_sha256(logits) == hashlib.sha256(np.asarray([1.0, 2.0], "<f4").tobytes()).digest()

@@ -23,8 +23,12 @@ X = np.arange(8, dtype=np.float32).reshape(2, 4)
 
 
 def tiny_request(x: np.ndarray = X, name: str = "tiny_add", dt: str = "FP32") -> pb.InferRequest:
-    return pb.InferRequest(model=name, inputs=[pb.Tensor(
-        name="x", datatype=dt, shape=list(x.shape), data=x.astype("<f4").tobytes())])
+    return pb.InferRequest(
+        model=name,
+        inputs=[
+            pb.Tensor(name="x", datatype=dt, shape=list(x.shape), data=x.astype("<f4").tobytes())
+        ],
+    )
 
 
 def code_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
@@ -44,13 +48,16 @@ def test_infer_reports_provider_version_and_settings(server: Server) -> None:
 
 
 def test_roles(server: Server) -> None:
-    viewer, operator, service = (server.stub(r) for r in (Role.VIEWER, Role.OPERATOR,
-                                                           Role.SERVICE))
+    viewer, operator, service = (server.stub(r) for r in (Role.VIEWER, Role.OPERATOR, Role.SERVICE))
     assert code_of(lambda: viewer.Infer(tiny_request()))[0] == grpc.StatusCode.PERMISSION_DENIED
-    assert code_of(lambda: operator.LoadModel(pb.LoadModelRequest(name="tiny_add")))[0] == \
-        grpc.StatusCode.PERMISSION_DENIED
-    assert code_of(lambda: service.UnloadModel(pb.UnloadModelRequest(name="tiny_add")))[0] == \
-        grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        code_of(lambda: operator.LoadModel(pb.LoadModelRequest(name="tiny_add")))[0]
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert (
+        code_of(lambda: service.UnloadModel(pb.UnloadModelRequest(name="tiny_add")))[0]
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
     service.AgentInferBatch(pb.AgentInferBatchRequest())
     viewer.ListModels(pb.ListModelsRequest())
     info = server.stub(Role.ADMIN).LoadModel(pb.LoadModelRequest(name="tiny_add"))
@@ -63,18 +70,33 @@ def test_bad_input_gets_precise_status_and_server_keeps_serving(server: Server) 
     cases = [
         (lambda: stub.Infer(tiny_request(name="missing")), grpc.StatusCode.NOT_FOUND, "unknown"),
         (lambda: stub.Infer(tiny_request(dt="FP64")), grpc.StatusCode.INVALID_ARGUMENT, "FP64"),
-        (lambda: stub.Infer(tiny_request(np.zeros((2, 3), np.float32))),
-         grpc.StatusCode.INVALID_ARGUMENT, "dimension 1 is 3"),
+        (
+            lambda: stub.Infer(tiny_request(np.zeros((2, 3), np.float32))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "dimension 1 is 3",
+        ),
         (lambda: stub.Infer(tiny_request(big)), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit"),
-        (lambda: admin.LoadModel(pb.LoadModelRequest(name="corrupt")),
-         grpc.StatusCode.FAILED_PRECONDITION, "cannot load"),
-        (lambda: stub.Infer(tiny_request(name="corrupt")),
-         grpc.StatusCode.FAILED_PRECONDITION, "cannot load"),
+        (
+            lambda: admin.LoadModel(pb.LoadModelRequest(name="corrupt")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "cannot load",
+        ),
+        (
+            lambda: stub.Infer(tiny_request(name="corrupt")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "cannot load",
+        ),
         (lambda: stub.Infer(tiny_request(name="../x")), grpc.StatusCode.INVALID_ARGUMENT, "name"),
-        (lambda: stub.Generate(pb.GenerateRequest(model="tiny_lm", prompt="zz")),
-         grpc.StatusCode.INVALID_ARGUMENT, "vocabulary"),
-        (lambda: stub.Infer(pb.InferRequest(model="tiny_add", expected_version="sha256:00")),
-         grpc.StatusCode.FAILED_PRECONDITION, "expects sha256:00"),
+        (
+            lambda: stub.Generate(pb.GenerateRequest(model="tiny_lm", prompt="zz")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "vocabulary",
+        ),
+        (
+            lambda: stub.Infer(pb.InferRequest(model="tiny_add", expected_version="sha256:00")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "expects sha256:00",
+        ),
     ]
     for call, code, text in cases:
         got, details = code_of(call)
@@ -88,8 +110,11 @@ def test_bad_input_gets_precise_status_and_server_keeps_serving(server: Server) 
 
 def test_generate_stream_and_replay_over_grpc(server: Server) -> None:
     stub = server.stub()
-    req = pb.GenerateRequest(model="tiny_lm", prompt="a", params=pb.SamplingParams(
-        max_tokens=12, temperature=1.0, seed=42))
+    req = pb.GenerateRequest(
+        model="tiny_lm",
+        prompt="a",
+        params=pb.SamplingParams(max_tokens=12, temperature=1.0, seed=42),
+    )
     resp = stub.Generate(req)
     events = list(stub.GenerateStream(req))
     assert [e.step for e in events[:-1]] == list(resp.log.steps)
@@ -100,8 +125,9 @@ def test_generate_stream_and_replay_over_grpc(server: Server) -> None:
     tampered = pb.GenerationLog()
     tampered.CopyFrom(resp.log)
     tampered.steps[0].logits_sha256 = b"x" * 32
-    code, details = code_of(lambda: stub.ReplayGeneration(
-        pb.ReplayGenerationRequest(log=tampered, verify=True)))
+    code, details = code_of(
+        lambda: stub.ReplayGeneration(pb.ReplayGenerationRequest(log=tampered, verify=True))
+    )
     assert code == grpc.StatusCode.ABORTED and "step 0" in details
 
 
@@ -111,9 +137,13 @@ def test_agent_batch_conventions_and_per_request_errors(server: Server) -> None:
     reqs = [
         pb.AgentInferRequest(key="k1", model="tiny_add", input=x.tobytes()),
         pb.AgentInferRequest(key="k2", model="tiny_lm", input=b"ab"),
-        pb.AgentInferRequest(key="k3", model="tiny_lm",
-                             input=json.dumps({"prompt": "c", "seed": 5, "max_tokens": 6,
-                                               "temperature": 0.7}).encode()),
+        pb.AgentInferRequest(
+            key="k3",
+            model="tiny_lm",
+            input=json.dumps(
+                {"prompt": "c", "seed": 5, "max_tokens": 6, "temperature": 0.7}
+            ).encode(),
+        ),
         pb.AgentInferRequest(key="k4", model="missing", input=b""),
         pb.AgentInferRequest(key="k5", model="tiny_add", input=b"\0" * 6),
         pb.AgentInferRequest(key="k6", model="tiny_lm", input=b'{"prompt": 3}'),
@@ -128,7 +158,11 @@ def test_agent_batch_conventions_and_per_request_errors(server: Server) -> None:
     assert r["k2"].output.decode() == "".join(s.text for s in r["k2"].generation.steps)
     assert r["k3"].generation.params.seed == 5 and len(r["k3"].generation.steps) <= 6
     assert (r["k4"].error_code, r["k5"].error_code, r["k6"].error_code, r["k7"].error_code) == (
-        "NOT_FOUND", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "INVALID_ARGUMENT")
+        "NOT_FOUND",
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+    )
     assert "not valid UTF-8" in r["k7"].error
     again = stub.AgentInferBatch(pb.AgentInferBatchRequest(requests=reqs))
     assert again == resp  # deterministic on CPU
@@ -141,12 +175,18 @@ def test_agent_batch_conventions_and_per_request_errors(server: Server) -> None:
 
 
 @needs_real_models
-def test_real_models_are_deterministic_across_servers(server_factory: Callable[..., Server],
-                                                      model_repo: Path) -> None:
-    sentences = ["The cat sits on the mat.", "A feline rests on a rug.",
-                 "Quarterly revenue grew by ten percent."]
-    reqs = [pb.AgentInferRequest(key=f"s{i}", model="minilm", input=s.encode())
-            for i, s in enumerate(sentences)]
+def test_real_models_are_deterministic_across_servers(
+    server_factory: Callable[..., Server], model_repo: Path
+) -> None:
+    sentences = [
+        "The cat sits on the mat.",
+        "A feline rests on a rug.",
+        "Quarterly revenue grew by ten percent.",
+    ]
+    reqs = [
+        pb.AgentInferRequest(key=f"s{i}", model="minilm", input=s.encode())
+        for i, s in enumerate(sentences)
+    ]
     reqs += [pb.AgentInferRequest(key=f"g{i}", model="charlm", input=b"pi") for i in range(3)]
     digests = []
     for _ in range(2):  # two servers = two sessions each
@@ -166,11 +206,17 @@ def test_real_models_are_deterministic_across_servers(server_factory: Callable[.
 
 @needs_real_models
 def test_charlm_greedy_golden(server: Server) -> None:
-    resp = server.stub().Generate(pb.GenerateRequest(
-        model="charlm", prompt="", params=pb.SamplingParams(max_tokens=20, temperature=0)))
+    resp = server.stub().Generate(
+        pb.GenerateRequest(
+            model="charlm", prompt="", params=pb.SamplingParams(max_tokens=20, temperature=0)
+        )
+    )
     assert resp.log.finish_reason == "eos"
-    again = server.stub().Generate(pb.GenerateRequest(
-        model="charlm", prompt="", params=pb.SamplingParams(max_tokens=20, temperature=0)))
+    again = server.stub().Generate(
+        pb.GenerateRequest(
+            model="charlm", prompt="", params=pb.SamplingParams(max_tokens=20, temperature=0)
+        )
+    )
     assert again == resp
     # Greedy decoding with pokepy's own numpy forward pass gives the same name.
     pkg = _package_dir("pokepy", "pokepy-generator")
@@ -189,8 +235,11 @@ def test_concurrent_callers_get_identical_results(server: Server) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     stub = server.stub()
-    gen_req = pb.GenerateRequest(model="tiny_lm", prompt="ab", params=pb.SamplingParams(
-        max_tokens=16, temperature=1.0, seed=77))
+    gen_req = pb.GenerateRequest(
+        model="tiny_lm",
+        prompt="ab",
+        params=pb.SamplingParams(max_tokens=16, temperature=1.0, seed=77),
+    )
     want_gen, want_inf = stub.Generate(gen_req), stub.Infer(tiny_request())
 
     def work(i: int) -> bool:
@@ -205,8 +254,11 @@ def test_concurrent_callers_get_identical_results(server: Server) -> None:
 @needs_real_models
 def test_charlm_sampled_golden_across_runs(server: Server) -> None:
     """Recorded once; a change means the model, the converter or the sampler changed."""
-    req = pb.GenerateRequest(model="charlm", prompt="pi", params=pb.SamplingParams(
-        max_tokens=20, temperature=1.0, seed=7))
+    req = pb.GenerateRequest(
+        model="charlm",
+        prompt="pi",
+        params=pb.SamplingParams(max_tokens=20, temperature=1.0, seed=7),
+    )
     resp = server.stub().Generate(req)
     assert (resp.text, list(resp.tokens)) == ("mrito", [13, 18, 9, 20, 15, 0])
     assert resp.log.model_version == CHARLM_VERSION

@@ -15,15 +15,23 @@ import pytest
 
 from tests.inference.conftest import HAVE_REAL, needs_llm
 
-pytestmark = [pytest.mark.e2e, needs_llm,
-              pytest.mark.skipif(not HAVE_REAL, reason="lockstep up prepares every model")]
+pytestmark = [
+    pytest.mark.e2e,
+    needs_llm,
+    pytest.mark.skipif(not HAVE_REAL, reason="lockstep up prepares every model"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 TOWN = ROOT / "examples" / "scenarios" / "town.toml"
 
 
 def lockstep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockstep.cli", *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +52,17 @@ def test_town_repeats_and_replays(state: str) -> None:
     first, second = runs
     assert first["counters"]["inferences"] == 9 and first["counters"]["faults"] == 0
     assert first["digests"] == second["digests"]
-    records = lockstep("journal", "query", "--state-dir", state, "--run", first["run_id"],
-                       "--kind", "infer.result", "--json")
+    records = lockstep(
+        "journal",
+        "query",
+        "--state-dir",
+        state,
+        "--run",
+        first["run_id"],
+        "--kind",
+        "infer.result",
+        "--json",
+    )
     assert records.returncode == 0, records.stderr
     replies = [json.loads(json.loads(line)["payload"]) for line in records.stdout.splitlines()]
     assert len(replies) == 9 and not any(r["error"] for r in replies)

@@ -30,13 +30,18 @@ client.load_model("tiny_add", headers=h(admin))
 out["model_ready"] = client.is_model_ready("tiny_add", headers=h(viewer))
 out["live_no_token"] = client.is_server_live()  # probes carry no credential
 mm = client.get_model_metadata("tiny_add", headers=h(viewer), as_json=True)
-out["metadata"] = {"versions": mm["versions"], "platform": mm["platform"],
-                   "inputs": mm["inputs"], "outputs": mm["outputs"]}
+out["metadata"] = {
+    "versions": mm["versions"],
+    "platform": mm["platform"],
+    "inputs": mm["inputs"],
+    "outputs": mm["outputs"],
+}
 x = np.arange(8, dtype=np.float32).reshape(2, 4)
 inp = grpcclient.InferInput("x", [2, 4], "FP32")
 inp.set_data_from_numpy(x)
-res = client.infer("tiny_add", [inp], headers=h(operator),
-                   outputs=[grpcclient.InferRequestedOutput("y")])
+res = client.infer(
+    "tiny_add", [inp], headers=h(operator), outputs=[grpcclient.InferRequestedOutput("y")]
+)
 out["y"] = res.as_numpy("y").tolist()
 resp = res.get_response(as_json=True)
 out["model_version"] = resp["model_version"]

@@ -44,7 +44,8 @@ def test_example_agent_signs_and_verifies(source: Path, tmp_path: Path) -> None:
     # the toolchain's own custom sections survive untouched (the build's manifest is
     # replaced), and wasmtime still compiles it
     assert strip_signature(signed).startswith(
-        wasmbin.remove_custom_sections(built, MANIFEST_SECTION))
+        wasmbin.remove_custom_sections(built, MANIFEST_SECTION)
+    )
     wasmtime.Module(wasmtime.Engine(), signed)
     tampered = bytearray(signed)
     code = next(s for s in wasmbin.sections(signed) if s.id == wasmbin.SectionId.CODE)

@@ -37,27 +37,37 @@ def exported_globals(wasm: bytes) -> dict[str, int]:
     store = wasmtime.Store(engine)
     inst = wasmtime.Instance(store, module, [])
     exports = inst.exports(store)
-    return {e.name: exports[e.name].value(store)  # type: ignore[union-attr]
-            for e in module.exports if isinstance(e.type, wasmtime.GlobalType)}
+    return {
+        e.name: exports[e.name].value(store)  # type: ignore[union-attr]
+        for e in module.exports
+        if isinstance(e.type, wasmtime.GlobalType)
+    }
 
 
 def test_export_mutable_globals_without_export_section() -> None:
-    wasm = wat("(module (global (mut i32) (i32.const 5)) (global i32 "
-                             "(i32.const 6)) (global (mut i64) (i64.const 7)) (func) "
-                             "(data \"x\"))")
+    wasm = wat(
+        "(module (global (mut i32) (i32.const 5)) (global i32 "
+        "(i32.const 6)) (global (mut i64) (i64.const 7)) (func) "
+        '(data "x"))'
+    )
     out = export_mutable_globals(wasm)
     layout = parse_layout(out)
     assert layout.export_names == (global_export_name(0), global_export_name(2))
     assert [(g.index, g.type_name, g.mutable) for g in layout.globals] == [
-        (0, "i32", True), (1, "i32", False), (2, "i64", True)]
+        (0, "i32", True),
+        (1, "i32", False),
+        (2, "i64", True),
+    ]
     assert exported_globals(out) == {"__lockstep_global_0": 5, "__lockstep_global_2": 7}
     # Section order stays canonical (export before code), or wasmtime would refuse it.
     assert [s.id for s in sections(out)].index(7) < [s.id for s in sections(out)].index(10)
 
 
 def test_existing_exports_are_kept_and_custom_sections_preserved() -> None:
-    wasm = wat('(module (global $g (export "g") (mut f32) (f32.const 1.5)) '
-                             '(func (export "f")))') + b"\x00\x05\x04name"
+    wasm = (
+        wat('(module (global $g (export "g") (mut f32) (f32.const 1.5)) (func (export "f")))')
+        + b"\x00\x05\x04name"
+    )
     out = export_mutable_globals(wasm)
     assert parse_layout(out).export_names == ("g", "f", "__lockstep_global_0")
     assert out.endswith(b"\x00\x05\x04name")
@@ -97,5 +107,9 @@ def test_prepare_leaves_growless_module_code_alone() -> None:
 
 def test_prepare_rejects_stateful_table_instructions() -> None:
     with pytest.raises(RewriteError, match=r"table\.grow"):
-        prepare(wat("(module (table 1 funcref) (func (drop (table.grow (ref.null func) "
-                    "(i32.const 1)))))"))
+        prepare(
+            wat(
+                "(module (table 1 funcref) (func (drop (table.grow (ref.null func) "
+                "(i32.const 1)))))"
+            )
+        )

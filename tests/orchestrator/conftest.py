@@ -39,8 +39,9 @@ OrchestratorFactory = Callable[..., opb_grpc.OrchestratorServiceStub]
 
 
 @pytest.fixture
-def orchestrator(pools: list[ServiceProcess], auth: tuple[Path, TokenStore]
-                 ) -> Iterator[OrchestratorFactory]:
+def orchestrator(
+    pools: list[ServiceProcess], auth: tuple[Path, TokenStore]
+) -> Iterator[OrchestratorFactory]:
     """Start an orchestrator over the first n pools; returns an admin stub."""
     servers = []
     channels = []

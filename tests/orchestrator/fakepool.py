@@ -41,8 +41,8 @@ def records(buf: bytes) -> list[tuple[int, bytes, bytes, bytes, int]]:
     out, pos = [], 0
     while pos < len(buf):
         total, kind, _r, s, tick, _c, p, d, _r2 = _REC.unpack_from(buf, pos)
-        body = buf[pos + 32:pos + total]
-        out.append((kind, body[:s], body[s:s + d], body[s + d:s + d + p], tick))
+        body = buf[pos + 32 : pos + total]
+        out.append((kind, body[:s], body[s : s + d], body[s + d : s + d + p], tick))
         pos += total
     return out
 
@@ -62,7 +62,8 @@ class FakeEngine:
     agents: dict[int, _Agent] = field(default_factory=dict)
     stepped: list[tuple[int, list[int]]] = field(default_factory=list)
     delivered: dict[tuple[int, str], list[tuple[int, bytes, bytes, bytes, int]]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
     destroyed: list[tuple[int, list[int], bool]] = field(default_factory=list)
     fail_step: Callable[[int], Exception | None] | None = None
     gate: threading.Event | None = None  # step waits for it (reads-during-a-tick tests)
@@ -70,8 +71,12 @@ class FakeEngine:
 
     @property
     def config(self) -> Any:
-        return SimpleNamespace(max_agents=self.max_agents, max_memory_pages_cap=512,
-                               max_inbox_bytes=self.max_inbox_bytes, max_args_bytes=65536)
+        return SimpleNamespace(
+            max_agents=self.max_agents,
+            max_memory_pages_cap=512,
+            max_inbox_bytes=self.max_inbox_bytes,
+            max_args_bytes=65536,
+        )
 
     def close(self) -> None:
         pass
@@ -92,6 +97,7 @@ class FakeEngine:
             name, _module, args = batch.strings(i)
             if len(self.agents) >= self.max_agents:
                 from lockstep_wasm_pool import LimitReachedError
+
                 raise LimitReachedError(f"pool would hold more than {self.max_agents} agents")
             kv = dict(p.split("=", 1) for p in args.decode().split() if "=" in p)
             self.agents[handle] = _Agent(name, kv)
@@ -105,6 +111,7 @@ class FakeEngine:
         for h in handles:
             if h not in self.agents:
                 from lockstep_wasm_pool import NotFoundError
+
                 raise NotFoundError(f"no live agent with handle {h}")
         if self.fail_step is not None:
             exc = self.fail_step(tick)
@@ -128,8 +135,9 @@ class FakeEngine:
     def _step(self, h: int, a: _Agent, tick: int) -> Result:
         g = a.args.get
         if g("trap_at") == str(tick):
-            return Result(h, code=0, fuel=50, fault=Fault(2, "wasm trap: unreachable",
-                                                          "agent_step"))
+            return Result(
+                h, code=0, fuel=50, fault=Fault(2, "wasm trap: unreachable", "agent_step")
+            )
         payload = (g("say") or f"t={tick}").encode()
         items: list[tuple[bytes, bytes]] = []
         if not a.subscribed and g("sub"):
@@ -143,8 +151,14 @@ class FakeEngine:
             items.append((b"#" + g("topic", "").encode(), payload))
         logs = [LogLine(1, f"n={a.received}".encode())] if g("log") else []
         code = 2 if g("done_at") == str(tick) else (1 if g("idle") else 0)
-        return Result(h, code=code, fuel=100 + a.received, sends=sends(items),
-                      send_count=len(items), logs=logs)
+        return Result(
+            h,
+            code=code,
+            fuel=100 + a.received,
+            sends=sends(items),
+            send_count=len(items),
+            logs=logs,
+        )
 
     def destroy_packed(self, buf: bytes) -> bytes:
         batch = parse_destroy(buf)
@@ -158,10 +172,15 @@ class FakeEngine:
         return pack_results(out)
 
     def snapshot(self, handles: list[int]) -> list[pb.AgentSnapshot]:
-        return [pb.AgentSnapshot(spec=pb.AgentSpec(handle=h, name=self.agents[h].name),
-                                 memory=repr((self.agents[h].args, self.agents[h].received,
-                                              self.agents[h].subscribed)).encode())
-                for h in handles]
+        return [
+            pb.AgentSnapshot(
+                spec=pb.AgentSpec(handle=h, name=self.agents[h].name),
+                memory=repr(
+                    (self.agents[h].args, self.agents[h].received, self.agents[h].subscribed)
+                ).encode(),
+            )
+            for h in handles
+        ]
 
     def restore(self, snaps: Any) -> pb.RestoreResponse:
         import ast

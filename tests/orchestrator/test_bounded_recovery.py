@@ -19,13 +19,19 @@ from lockstep_orchestrator._manager import AutoCheckpoints, RunManager
 from lockstep_orchestrator._ports import InProcessPools, PoolFailureError
 from tests.orchestrator.fakepool import MODULE, FakeEngine
 
-AGENTS = [("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1 log=1"), ("d", "to=a sub=t"),
-          ("e", "topic=t trap_at=12")]
+AGENTS = [
+    ("a", "to=b"),
+    ("b", "to=c,a"),
+    ("c", "bcast=1 log=1"),
+    ("d", "to=a sub=t"),
+    ("e", "topic=t trap_at=12"),
+]
 
 
 def gone(pool: int = 1, method: str = "StepBatch") -> PoolFailureError:
-    return PoolFailureError(pool, f"in-process:{pool}", method, grpc.StatusCode.UNAVAILABLE,
-                            "connection reset")
+    return PoolFailureError(
+        pool, f"in-process:{pool}", method, grpc.StatusCode.UNAVAILABLE, "connection reset"
+    )
 
 
 @dataclass
@@ -58,15 +64,33 @@ class FlakyReset(FakeEngine):
         return super().reset()
 
 
-def make(engines: list[FakeEngine], every: int = 10, recovery_s: float = 30,
-         **auto: int) -> RunManager:
-    m = RunManager(InProcessPools(engines), lambda h: b"", lambda: {MODULE}, None,
-                   InferenceBridge(None), recovery_s=recovery_s,
-                   auto=AutoCheckpoints(every=every, **auto))
+def make(
+    engines: list[FakeEngine], every: int = 10, recovery_s: float = 30, **auto: int
+) -> RunManager:
+    m = RunManager(
+        InProcessPools(engines),
+        lambda h: b"",
+        lambda: {MODULE},
+        None,
+        InferenceBridge(None),
+        recovery_s=recovery_s,
+        auto=AutoCheckpoints(every=every, **auto),
+    )
     m.start(opb.RunConfig(seed=3))
-    m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode(),
-                             restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=2)),
-              MODULE) for n, a in AGENTS])
+    m.spawn(
+        [
+            (
+                opb.AgentSpawn(
+                    name=n,
+                    module=MODULE,
+                    args=a.encode(),
+                    restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=2),
+                ),
+                MODULE,
+            )
+            for n, a in AGENTS
+        ]
+    )
     return m
 
 
@@ -101,8 +125,7 @@ def reexecuted(engines: list[FakeEngine]) -> dict[int, int]:
     return out
 
 
-def test_a_pool_is_rebuilt_from_the_latest_automatic_checkpoint(
-        undisturbed: list[bytes]) -> None:
+def test_a_pool_is_rebuilt_from_the_latest_automatic_checkpoint(undisturbed: list[bytes]) -> None:
     engines = [FakeEngine(), FakeEngine()]
     engines[1].fail_step = Killer(engines[1], [26])
     m = make(engines)
@@ -115,7 +138,8 @@ def test_a_pool_is_rebuilt_from_the_latest_automatic_checkpoint(
 
 
 def test_without_automatic_checkpoints_recovery_replays_from_tick_1(
-        undisturbed: list[bytes]) -> None:
+    undisturbed: list[bytes],
+) -> None:
     for auto in ({"every": 0}, {"every": 10, "max_bytes": 1}):  # off, or too large to keep
         engines = [FakeEngine(), FakeEngine()]
         engines[1].fail_step = Killer(engines[1], [26])
@@ -125,7 +149,8 @@ def test_without_automatic_checkpoints_recovery_replays_from_tick_1(
 
 
 def test_failures_during_recovery_are_retried_until_the_run_goes_on(
-        undisturbed: list[bytes]) -> None:
+    undisturbed: list[bytes],
+) -> None:
     engines: list[FakeEngine] = [FakeEngine(), FlakyReset()]
     # Dies at 26; then twice more while its rebuild re-executes tick 23, and its Reset
     # fails twice (the process is not back yet) before the last rebuild.
@@ -147,7 +172,8 @@ def test_failures_during_recovery_are_retried_until_the_run_goes_on(
 
 
 def test_past_the_deadline_the_tick_fails_precisely_and_the_run_resumes(
-        undisturbed: list[bytes]) -> None:
+    undisturbed: list[bytes],
+) -> None:
     engines = [FakeEngine(), FakeEngine()]
     down = {"on": True}
 

@@ -41,8 +41,13 @@ def still_serving(stub: Any, ticks: int = 1) -> None:
 
 @pytest.fixture
 def stub(orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path) -> Any:
-    s = orchestrator(1, max_fuel_per_step=5_000_000, max_agents_per_run=3,
-                     max_inference_latency=10, data_dir=tmp_path)
+    s = orchestrator(
+        1,
+        max_fuel_per_step=5_000_000,
+        max_agents_per_run=3,
+        max_inference_latency=10,
+        data_dir=tmp_path,
+    )
     start(s, probe_wasm)
     spawn(s, ("a", "to=b"), limits={"fuel_per_step": 1_000_000})
     still_serving(s)
@@ -50,11 +55,20 @@ def stub(orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path) -
 
 
 def test_fuel_per_step_above_the_operator_cap(stub: Any) -> None:
-    refused(lambda: spawn(stub, ("hog", ""), limits={"fuel_per_step": 10**12}),
-            INVALID, "fuel_per_step 1000000000000", "cap of 5000000", "--max-fuel-per-step")
+    refused(
+        lambda: spawn(stub, ("hog", ""), limits={"fuel_per_step": 10**12}),
+        INVALID,
+        "fuel_per_step 1000000000000",
+        "cap of 5000000",
+        "--max-fuel-per-step",
+    )
     config = opb.RunConfig(seed=1, default_limits={"fuel_per_step": 10**12})
-    refused(lambda: stub.StartRun(opb.StartRunRequest(config=config)), INVALID,
-            "default fuel_per_step", "cap of 5000000")
+    refused(
+        lambda: stub.StartRun(opb.StartRunRequest(config=config)),
+        INVALID,
+        "default fuel_per_step",
+        "cap of 5000000",
+    )
     # The default limits (10M fuel) are themselves above this cap: a spawn says so.
     refused(lambda: spawn(stub, ("default", "")), INVALID, "fuel_per_step 10000000")
     spawn(stub, ("b", ""), limits={"fuel_per_step": 5_000_000})
@@ -64,8 +78,12 @@ def test_fuel_per_step_above_the_operator_cap(stub: Any) -> None:
 
 def test_total_agents_per_run(stub: Any) -> None:
     limits = {"fuel_per_step": 1_000_000}
-    refused(lambda: spawn(stub, ("b", ""), ("c", ""), ("d", ""), limits=limits), EXHAUSTED,
-            "at most 3 agents", "would make 4")
+    refused(
+        lambda: spawn(stub, ("b", ""), ("c", ""), ("d", ""), limits=limits),
+        EXHAUSTED,
+        "at most 3 agents",
+        "would make 4",
+    )
     spawn(stub, ("b", ""), ("c", ""), limits=limits)
     still_serving(stub)
     refused(lambda: spawn(stub, ("e", ""), limits=limits), EXHAUSTED, "at most 3 agents")
@@ -75,32 +93,44 @@ def test_total_agents_per_run(stub: Any) -> None:
 def test_label_and_name_sizes_quote_a_short_prefix(stub: Any) -> None:
     huge = "x" * 10_000
     for call in (
-            lambda: stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(label=huge))),
-            lambda: stub.CreateCheckpoint(opb.CreateCheckpointRequest(label=huge)),
-            lambda: spawn(stub, (huge, "")),
-            lambda: spawn(stub, ("t", ""), topics=[huge]),
-            lambda: stub.GetAgent(opb.GetAgentRequest(name=huge)),
-            lambda: stub.PauseAgents(opb.AgentSelector(names=[huge])),
-            lambda: stub.SpawnAgents(opb.SpawnAgentsRequest(agents=[
-                opb.AgentSpawn(name="m", module=huge)])),
-            lambda: stub.RestoreCheckpoint(opb.RestoreCheckpointRequest(id=huge))):
+        lambda: stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(label=huge))),
+        lambda: stub.CreateCheckpoint(opb.CreateCheckpointRequest(label=huge)),
+        lambda: spawn(stub, (huge, "")),
+        lambda: spawn(stub, ("t", ""), topics=[huge]),
+        lambda: stub.GetAgent(opb.GetAgentRequest(name=huge)),
+        lambda: stub.PauseAgents(opb.AgentSelector(names=[huge])),
+        lambda: stub.SpawnAgents(
+            opb.SpawnAgentsRequest(agents=[opb.AgentSpawn(name="m", module=huge)])
+        ),
+        lambda: stub.RestoreCheckpoint(opb.RestoreCheckpointRequest(id=huge)),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             call()
         details = str(info.value.details())
-        assert info.value.code() in (INVALID, grpc.StatusCode.NOT_FOUND,
-                                     grpc.StatusCode.FAILED_PRECONDITION), details
+        assert info.value.code() in (
+            INVALID,
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ), details
         assert "x" * QUOTE_CHARS in details, details
         assert "x" * (QUOTE_CHARS + 1) not in details and len(details) < 300, details
-    refused(lambda: stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(label="y" * 257))),
-            INVALID, "longer than 256 bytes")
+    refused(
+        lambda: stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(label="y" * 257))),
+        INVALID,
+        "longer than 256 bytes",
+    )
     still_serving(stub)
     assert stub.GetStatus(opb.GetStatusRequest()).config.label == ""
 
 
 def test_inference_latency_above_the_cap(stub: Any) -> None:
     config = opb.RunConfig(seed=1, inference_latency=11)
-    refused(lambda: stub.StartRun(opb.StartRunRequest(config=config)), INVALID,
-            "inference_latency 11", "cap of 10 ticks")
+    refused(
+        lambda: stub.StartRun(opb.StartRunRequest(config=config)),
+        INVALID,
+        "inference_latency 11",
+        "cap of 10 ticks",
+    )
     still_serving(stub)
     ok = stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=1, inference_latency=10)))
     assert ok.config.inference_latency == 10
@@ -108,12 +138,22 @@ def test_inference_latency_above_the_cap(stub: Any) -> None:
 
 def test_tick_arguments_in_the_past(stub: Any) -> None:
     stub.Step(opb.StepRequest(ticks=4))  # the run is at tick 5
-    refused(lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=-5)), INVALID,
-            "until_tick must be positive")
-    refused(lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=3)), INVALID,
-            "until_tick 3 has already passed", "at tick 5")
-    refused(lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=2, until_idle=True)),
-            INVALID, "already passed")
+    refused(
+        lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=-5)),
+        INVALID,
+        "until_tick must be positive",
+    )
+    refused(
+        lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=3)),
+        INVALID,
+        "until_tick 3 has already passed",
+        "at tick 5",
+    )
+    refused(
+        lambda: stub.RunUntil(opb.RunUntilRequest(until_tick=2, until_idle=True)),
+        INVALID,
+        "already passed",
+    )
     refused(lambda: stub.Step(opb.StepRequest(ticks=0)), INVALID, "ticks must be in")
     *_, last = stub.RunUntil(opb.RunUntilRequest(until_tick=5))  # now: nothing to do
     assert last.done and last.status.tick == 5
@@ -126,10 +166,14 @@ def test_a_scenario_of_too_many_agents_is_refused_before_it_is_expanded() -> Non
     from lockstep.scenario import MAX_SCENARIO_AGENTS, scenario_from_dict
 
     group = {"module": "m", "name": "a{i}", "count": 1_000_000}
-    tables = {"modules": {"m": {"wasm": "m.wasm"}},
-              "agents": [{**group, "name": f"g{j}-{{i}}"} for j in range(1000)]}
-    with pytest.raises(ConfigError, match=f"1000000000 agents in all; a scenario holds at "
-                                          f"most {MAX_SCENARIO_AGENTS}"):
+    tables = {
+        "modules": {"m": {"wasm": "m.wasm"}},
+        "agents": [{**group, "name": f"g{j}-{{i}}"} for j in range(1000)],
+    }
+    with pytest.raises(
+        ConfigError,
+        match=f"1000000000 agents in all; a scenario holds at most {MAX_SCENARIO_AGENTS}",
+    ):
         scenario_from_dict(tables)
     spawned = {"tick": 3, "spawn": [{**group, "name": "late{i}", "count": 1}]}
     with pytest.raises(ConfigError, match="1000001 agents in all"):

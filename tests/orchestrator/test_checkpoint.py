@@ -16,13 +16,17 @@ from tests.orchestrator.test_scheduling import MESH, digests, spawn, start
 pytestmark = pytest.mark.integration
 
 
-def test_restore_and_continue_gives_the_same_digests(orchestrator: OrchestratorFactory,
-                                                     probe_wasm: bytes,
-                                                     tmp_path: Path) -> None:
+def test_restore_and_continue_gives_the_same_digests(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path
+) -> None:
     stub = orchestrator(2, data_dir=tmp_path / "data")
     start(stub, probe_wasm)
-    spawn(stub, *MESH, ("crasher", "to=a0 trap_at=9"),
-          restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=3))
+    spawn(
+        stub,
+        *MESH,
+        ("crasher", "to=a0 trap_at=9"),
+        restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=3),
+    )
     stub.Step(opb.StepRequest(ticks=6))
     stub.PauseAgents(opb.AgentSelector(names=["a3"]))  # pending at the checkpoint
     info = stub.CreateCheckpoint(opb.CreateCheckpointRequest(label="mid"))
@@ -39,20 +43,25 @@ def test_restore_and_continue_gives_the_same_digests(orchestrator: OrchestratorF
         assert status.tick == 6 and status.digest == info.digest
         other.Step(opb.StepRequest(ticks=10))
         assert digests(other) == reference
-        assert other.GetAgent(opb.GetAgentRequest(name="a3")).steps < \
-            other.GetAgent(opb.GetAgentRequest(name="a2")).steps
+        assert (
+            other.GetAgent(opb.GetAgentRequest(name="a3")).steps
+            < other.GetAgent(opb.GetAgentRequest(name="a2")).steps
+        )
 
 
-def test_checkpoint_errors(orchestrator: OrchestratorFactory, probe_wasm: bytes,
-                           tmp_path: Path) -> None:
+def test_checkpoint_errors(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path
+) -> None:
     no_dir = orchestrator(1)
     start(no_dir, probe_wasm)
     with pytest.raises(grpc.RpcError) as info:
         no_dir.CreateCheckpoint(opb.CreateCheckpointRequest())
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     stub = orchestrator(1, data_dir=tmp_path / "data")
-    for bad, code in (("nope", grpc.StatusCode.NOT_FOUND),
-                      ("../x", grpc.StatusCode.INVALID_ARGUMENT)):
+    for bad, code in (
+        ("nope", grpc.StatusCode.NOT_FOUND),
+        ("../x", grpc.StatusCode.INVALID_ARGUMENT),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             stub.RestoreCheckpoint(opb.RestoreCheckpointRequest(id=bad))
         assert info.value.code() == code

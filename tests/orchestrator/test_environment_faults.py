@@ -17,21 +17,30 @@ class SmallStack(FakeEngine):
 
     def _step(self, h: int, a: _Agent, tick: int) -> Result:
         if a.args.get("deep") and tick == 3:
-            return Result(h, code=0, fuel=50, fault=Fault(
-                4, "wasm call stack overflowed in agent_step", "agent_step"))
+            return Result(
+                h,
+                code=0,
+                fuel=50,
+                fault=Fault(4, "wasm call stack overflowed in agent_step", "agent_step"),
+            )
         return super()._step(h, a, tick)
 
 
 def manager(engine: FakeEngine) -> RunManager:
-    return RunManager(InProcessPools([engine]), lambda h: b"", lambda: {MODULE}, None,
-                      InferenceBridge(None))
+    return RunManager(
+        InProcessPools([engine]), lambda h: b"", lambda: {MODULE}, None, InferenceBridge(None)
+    )
 
 
 def test_replay_names_a_stack_overflow_divergence_as_environment_dependent() -> None:
     m = manager(SmallStack())
     m.start(opb.RunConfig(seed=1))
-    m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode()), MODULE)
-             for n, a in (("deep", "deep=1 to=z"), ("z", "to=deep"))])
+    m.spawn(
+        [
+            (opb.AgentSpawn(name=n, module=MODULE, args=a.encode()), MODULE)
+            for n, a in (("deep", "deep=1 to=z"), ("z", "to=deep"))
+        ]
+    )
     m.step(5)
     journal = parse_journal([(r.tick, r.kind, r.payload) for r in m.kernel.journal.records])
     *_, last = manager(FakeEngine()).replay(journal, False, 100)  # a bigger stack

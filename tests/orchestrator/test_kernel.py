@@ -33,18 +33,31 @@ S = opb.AgentState
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
-def make(n_pools: int = 1, engines: list[FakeEngine] | None = None, recovery_s: float = 5,
-         data_dir: Path | None = None, **config: Any) -> tuple[RunManager, list[FakeEngine]]:
+def make(
+    n_pools: int = 1,
+    engines: list[FakeEngine] | None = None,
+    recovery_s: float = 5,
+    data_dir: Path | None = None,
+    **config: Any,
+) -> tuple[RunManager, list[FakeEngine]]:
     engines = engines or [FakeEngine() for _ in range(n_pools)]
-    m = RunManager(InProcessPools(engines), lambda h: b"", lambda: {MODULE}, None,
-                   InferenceBridge(None), recovery_s=recovery_s, data_dir=data_dir)
+    m = RunManager(
+        InProcessPools(engines),
+        lambda h: b"",
+        lambda: {MODULE},
+        None,
+        InferenceBridge(None),
+        recovery_s=recovery_s,
+        data_dir=data_dir,
+    )
     m.start(opb.RunConfig(seed=7, **config))
     return m, engines
 
 
 def spawn(m: RunManager, *agents: tuple[str, str], **kw: Any) -> int:
-    return m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode(), **kw), MODULE)
-                    for n, a in agents])
+    return m.spawn(
+        [(opb.AgentSpawn(name=n, module=MODULE, args=a.encode(), **kw), MODULE) for n, a in agents]
+    )
 
 
 def records(m: RunManager) -> list[tuple[int, str, bytes]]:
@@ -66,13 +79,22 @@ def test_step_order_priority_and_fifo_fairness() -> None:
 
 def test_routing_direct_broadcast_topics_and_undeliverable() -> None:
     m, engines = make(2)
-    spawn(m, ("a", "to=b"), ("b", "to=ghost idle=1"), ("c", "bcast=1 say=hi"),
-          ("d", "sub=news"), ("e", "topic=news say=extra"))
+    spawn(
+        m,
+        ("a", "to=b"),
+        ("b", "to=ghost idle=1"),
+        ("c", "bcast=1 say=hi"),
+        ("d", "sub=news"),
+        ("e", "topic=news say=extra"),
+    )
     m.step(2)
     got = {**engines[0].delivered, **engines[1].delivered}
     inbox_b = got[(2, "b")]
     assert [(k, s, p) for k, s, _d, p, _t in inbox_b] == [
-        (4, b"", b"unknown agent"), (0, b"a", b"t=1"), (0, b"c", b"hi")]
+        (4, b"", b"unknown agent"),
+        (0, b"a", b"t=1"),
+        (0, b"c", b"hi"),
+    ]
     assert [(s, d) for _k, s, d, _p, _t in got[(2, "d")]] == [(b"c", b"*"), (b"e", b"#news")]
     assert [s for _k, s, _d, _p, _t in got[(2, "c")]] == []  # a broadcast skips its sender
     c = m.status().counters
@@ -85,19 +107,50 @@ def test_digest_encoding_matches_docs() -> None:
     spawn(m, ("x", ""))
     m.step(1)
     limits = DEFAULT_LIMITS.SerializeToString(deterministic=True)
-    e = (b"LSTK" + i64(1)
-         + b"SPWN" + u64(1) + lp(b"x") + lp(MODULE.encode()) + i64(0) + lp(limits) + lp(b"")
-         + lp(b"")
-         + b"INIT" + b"init" + u64(1) + i64(0) + u64(7) + u32(0) + lp(b"") + u32(0)
-         + b"STEP" + u32(1) + u64(1) + lp(b"")
-         + b"step" + u64(1) + i64(0) + u64(100) + u32(0) + lp(b"") + u32(0))
+    e = (
+        b"LSTK"
+        + i64(1)
+        + b"SPWN"
+        + u64(1)
+        + lp(b"x")
+        + lp(MODULE.encode())
+        + i64(0)
+        + lp(limits)
+        + lp(b"")
+        + lp(b"")
+        + b"INIT"
+        + b"init"
+        + u64(1)
+        + i64(0)
+        + u64(7)
+        + u32(0)
+        + lp(b"")
+        + u32(0)
+        + b"STEP"
+        + u32(1)
+        + u64(1)
+        + lp(b"")
+        + b"step"
+        + u64(1)
+        + i64(0)
+        + u64(100)
+        + u32(0)
+        + lp(b"")
+        + u32(0)
+    )
     assert m.kernel.digest == hashlib.sha256(bytes(32) + e).digest()
 
 
 def scenario(m: RunManager) -> None:
-    spawn(m, ("talker", "to=ghost"), ("victim", "to=talker trap_at=4 log=1"),
-          ("sleeper", "to=talker"), ("quitter", "done_at=3"), ("quitter2", "done_at=3"),
-          restart=opb.RestartPolicy(max_restarts=2, backoff_ticks=2))
+    spawn(
+        m,
+        ("talker", "to=ghost"),
+        ("victim", "to=talker trap_at=4 log=1"),
+        ("sleeper", "to=talker"),
+        ("quitter", "done_at=3"),
+        ("quitter2", "done_at=3"),
+        restart=opb.RestartPolicy(max_restarts=2, backoff_ticks=2),
+    )
     m.step(5)
     m.lifecycle("pause", ["sleeper"])
     m.step(3)
@@ -112,13 +165,23 @@ def test_journal_round_trip_replay_and_named_divergence() -> None:
     scenario(m)
     # quitter (1) and quitter2 (2) are done at tick 3: one destroy batch per pool.
     assert [d for e in engines for d in e.destroyed if d[0] == 3] == [
-        (3, [1], False), (3, [2], False)]
+        (3, [1], False),
+        (3, [2], False),
+    ]
     recs = records(m)
     for tick, kind, raw in recs:  # every record parses back to the same bytes
         assert Journal.payload(parse_event(tick, kind, raw)) == raw, kind
     kinds = {k for _t, k, _p in recs}
-    assert {"control.spawn", "control.pause", "control.message", "control.terminate",
-            "agent.fault", "agent.restart", "agent.done", "tick.digest"} <= kinds
+    assert {
+        "control.spawn",
+        "control.pause",
+        "control.message",
+        "control.terminate",
+        "agent.fault",
+        "agent.restart",
+        "agent.done",
+        "tick.digest",
+    } <= kinds
     digests = m.kernel.digests
     r, _ = make(3)
     *_, last = r.replay(parse_journal(recs), False, 100)
@@ -165,6 +228,7 @@ def test_a_pool_refusing_mid_tick_leaves_the_run_as_before() -> None:
 
     def refuse(tick: int) -> Exception | None:
         from lockstep_wasm_pool import InvalidRequestError as PoolRefusal
+
         return PoolRefusal("refused for the test") if tick == 3 and fail["on"] else None
 
     engines = [FakeEngine(), FakeEngine(fail_step=refuse)]
@@ -192,14 +256,17 @@ def test_a_pool_dying_mid_tick_is_rebuilt_or_fails_cleanly() -> None:
         dead = {"on": True}
         engines = [FakeEngine(), FakeEngine()]
 
-        def die(tick: int, e: FakeEngine = engines[1],
-                dead: dict[str, bool] = dead) -> Exception | None:
+        def die(
+            tick: int, e: FakeEngine = engines[1], dead: dict[str, bool] = dead
+        ) -> Exception | None:
             if tick == 3 and dead["on"]:
                 dead["on"] = False
                 e.agents = {}  # the process is gone with its instances
                 import grpc
-                return PoolFailureError(1, "x", "StepBatch", grpc.StatusCode.UNAVAILABLE,
-                                        "connection reset")
+
+                return PoolFailureError(
+                    1, "x", "StepBatch", grpc.StatusCode.UNAVAILABLE, "connection reset"
+                )
             return None
 
         engines[1].fail_step = die
@@ -227,8 +294,9 @@ def test_capacity_and_caps_are_refused_at_request_time() -> None:
     assert m.kernel.pending_spawns() == 3
     spawn(m, ("d", ""))
     with pytest.raises(InvalidRequestError, match="cap of 512"):
-        m.spawn([(opb.AgentSpawn(name="big", module=MODULE,
-                                 limits={"max_memory_pages": 1024}), MODULE)])
+        m.spawn(
+            [(opb.AgentSpawn(name="big", module=MODULE, limits={"max_memory_pages": 1024}), MODULE)]
+        )
     m.step(2)
     assert m.status().agents_by_state == {"running": 4}
 
@@ -267,8 +335,9 @@ def test_the_golden_journal_replays_on_the_in_process_engine() -> None:
     try:
         *_, last = m.replay(parse_journal(recs), False, 100)
         assert last.ok and last.tick == 12, last
-        assert [k for _t, k, _p in records(m) if k not in NOT_COMPARED] == \
-            [k for _t, k, _p in recs if k not in NOT_COMPARED]
+        assert [k for _t, k, _p in records(m) if k not in NOT_COMPARED] == [
+            k for _t, k, _p in recs if k not in NOT_COMPARED
+        ]
     finally:
         pools.close()
 
@@ -279,9 +348,14 @@ def test_tick_stats_add_up_to_the_run_counters_and_stay_out_of_the_digest() -> N
     stats = [(t, json.loads(p)) for t, k, p in records(m) if k == "tick.stats"]
     assert [t for t, _ in stats] == list(range(1, m.kernel.tick + 1))
     c = m.status().counters
-    for field, total in (("steps", c.steps), ("messages", c.messages), ("faults", c.faults),
-                         ("undeliverable", c.undeliverable), ("restarts", c.restarts),
-                         ("fuel", c.fuel_used)):
+    for field, total in (
+        ("steps", c.steps),
+        ("messages", c.messages),
+        ("faults", c.faults),
+        ("undeliverable", c.undeliverable),
+        ("restarts", c.restarts),
+        ("fuel", c.fuel_used),
+    ):
         assert sum(s[field] for _, s in stats) == total, field
     assert stats[0][1]["spawned"] == 5 and sum(s["spawned"] for _, s in stats) == 5
     assert sum(s["done"] for _, s in stats) >= 2  # the two quitters (and their restarts)
@@ -291,6 +365,7 @@ def test_tick_stats_add_up_to_the_run_counters_and_stay_out_of_the_digest() -> N
     # The statistics follow the tick's digest record and parse back as their event.
     kinds = [k for _t, k, _p in records(m)]
     assert kinds[kinds.index("tick.stats") - 1] == "tick.digest"
-    ev = parse_event(1, "tick.stats", dict((t, p) for t, k, p in records(m)
-                                          if k == "tick.stats")[1])
+    ev = parse_event(
+        1, "tick.stats", dict((t, p) for t, k, p in records(m) if k == "tick.stats")[1]
+    )
     assert ev.journal() == stats[0][1]  # type: ignore[attr-defined]

@@ -23,14 +23,21 @@ pytestmark = pytest.mark.integration
 
 def scenario(stub, probe_wasm: bytes, ticks: int) -> None:  # type: ignore[no-untyped-def]
     start(stub, probe_wasm)
-    spawn(stub, *MESH, ("crasher", "to=a1 trap_at=5"),
-          restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=2))
+    spawn(
+        stub,
+        *MESH,
+        ("crasher", "to=a1 trap_at=5"),
+        restart=opb.RestartPolicy(max_restarts=1, backoff_ticks=2),
+    )
     stub.Step(opb.StepRequest(ticks=ticks))
 
 
 def test_a_killed_pool_is_rebuilt_and_the_run_goes_on(
-        orchestrator: OrchestratorFactory, probe_wasm: bytes,
-        auth: tuple[Path, TokenStore], service_factory) -> None:  # type: ignore[no-untyped-def]
+    orchestrator: OrchestratorFactory,
+    probe_wasm: bytes,
+    auth: tuple[Path, TokenStore],
+    service_factory,
+) -> None:  # type: ignore[no-untyped-def]
     reference = orchestrator(2)
     scenario(reference, probe_wasm, 8)
     reference.PauseAgents(opb.AgentSelector(names=["a2"]))
@@ -38,10 +45,13 @@ def test_a_killed_pool_is_rebuilt_and_the_run_goes_on(
     expected = digests(reference)
 
     pools = [service_factory("lockstep_wasm_pool", auth[0]) for _ in range(2)]
-    config = OrchestratorConfig(pools=tuple(p.address for p in pools), dev_mode=True,
-                                pool_recovery_s=30)
-    with create_server("127.0.0.1:0", auth=auth[1], config=config) as bound, \
-            AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as channel:
+    config = OrchestratorConfig(
+        pools=tuple(p.address for p in pools), dev_mode=True, pool_recovery_s=30
+    )
+    with (
+        create_server("127.0.0.1:0", auth=auth[1], config=config) as bound,
+        AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as channel,
+    ):
         stub = opb_grpc.OrchestratorServiceStub(channel)
         scenario(stub, probe_wasm, 8)
         stub.PauseAgents(opb.AgentSelector(names=["a2"]))  # queued for the failing tick
@@ -56,11 +66,14 @@ def test_a_killed_pool_is_rebuilt_and_the_run_goes_on(
 
 
 def test_without_recovery_the_tick_fails_clearly(
-        probe_wasm: bytes, auth: tuple[Path, TokenStore], service_factory) -> None:  # type: ignore[no-untyped-def]
+    probe_wasm: bytes, auth: tuple[Path, TokenStore], service_factory
+) -> None:  # type: ignore[no-untyped-def]
     pool = service_factory("lockstep_wasm_pool", auth[0])
     config = OrchestratorConfig(pools=(pool.address,), dev_mode=True, pool_recovery_s=0)
-    with create_server("127.0.0.1:0", auth=auth[1], config=config) as bound, \
-            AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as channel:
+    with (
+        create_server("127.0.0.1:0", auth=auth[1], config=config) as bound,
+        AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as channel,
+    ):
         stub = opb_grpc.OrchestratorServiceStub(channel)
         scenario(stub, probe_wasm, 2)
         pool.stop()

@@ -46,23 +46,25 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "keys" / "trusted", key
 
 
-def test_signed_modules_are_verified_and_journalled(orchestrator: OrchestratorFactory,
-                                                   probe_wasm: bytes,
-                                                   keys: tuple[Path, Path]) -> None:
+def test_signed_modules_are_verified_and_journalled(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes, keys: tuple[Path, Path]
+) -> None:
     stub = orchestrator(1, dev_mode=False, trusted_keys=keys[0])
     signed = prepare_module(probe_wasm, "probe", keys[1])
     info = register(stub, signed, "probe")
     assert info.verdict == "verified" and info.signer == keys[1].stem
     assert info.name == "probe" and set(info.capabilities) == {"log", "random", "send"}
-    assert [m.module_hash for m in stub.ListModules(opb.ListModulesRequest()).modules] == \
-        [info.module_hash]
+    assert [m.module_hash for m in stub.ListModules(opb.ListModulesRequest()).modules] == [
+        info.module_hash
+    ]
     # Re-signing gives the same module hash: the signature is not part of it.
     again = register(stub, prepare_module(probe_wasm, "probe", keys[1]))
     assert again.module_hash == info.module_hash
 
 
-def test_registration_fails_closed(orchestrator: OrchestratorFactory, probe_wasm: bytes,
-                                   keys: tuple[Path, Path], tmp_path: Path) -> None:
+def test_registration_fails_closed(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
     stub = orchestrator(1, dev_mode=False, trusted_keys=keys[0])
     assert "unsigned module" in refused(stub, probe_wasm)
     other_kid = keygen(tmp_path / "other")
@@ -78,21 +80,32 @@ def test_registration_fails_closed(orchestrator: OrchestratorFactory, probe_wasm
     assert "names it 'probe'" in str(info.value.details())
 
 
-def test_policy_decides_capabilities(orchestrator: OrchestratorFactory,
-                                     keys: tuple[Path, Path]) -> None:
+def test_policy_decides_capabilities(
+    orchestrator: OrchestratorFactory, keys: tuple[Path, Path]
+) -> None:
     wasm = bytes(wasmtime.wat2wasm(INFER_WAT))
-    no_infer = orchestrator(1, dev_mode=False, trusted_keys=keys[0],
-                            capabilities=frozenset({"send", "log", "random", "tick"}))
+    no_infer = orchestrator(
+        1,
+        dev_mode=False,
+        trusted_keys=keys[0],
+        capabilities=frozenset({"send", "log", "random", "tick"}),
+    )
     assert "infer" in refused(no_infer, prepare_module(wasm, "asker", keys[1]))
     default = orchestrator(1, dev_mode=False, trusted_keys=keys[0])
     assert register(default, prepare_module(wasm, "asker", keys[1])).capabilities == ["infer:*"]
 
 
-def test_foreign_imports_are_named(orchestrator: OrchestratorFactory,
-                                   keys: tuple[Path, Path]) -> None:
-    wasm = bytes(wasmtime.wat2wasm(INFER_WAT.replace(
-        '(import "lockstep_v1" "infer" (func $infer (param i32 i32 i32 i32) (result i64)))',
-        '(import "wasi_snapshot_preview1" "clock_time_get" '
-        '(func (param i32 i64 i32) (result i32)))')))
+def test_foreign_imports_are_named(
+    orchestrator: OrchestratorFactory, keys: tuple[Path, Path]
+) -> None:
+    wasm = bytes(
+        wasmtime.wat2wasm(
+            INFER_WAT.replace(
+                '(import "lockstep_v1" "infer" (func $infer (param i32 i32 i32 i32) (result i64)))',
+                '(import "wasi_snapshot_preview1" "clock_time_get" '
+                "(func (param i32 i64 i32) (result i32)))",
+            )
+        )
+    )
     stub = orchestrator(1, dev_mode=False, trusted_keys=keys[0])
     assert "wasi_snapshot_preview1" in refused(stub, prepare_module(wasm, "clocky", keys[1]))

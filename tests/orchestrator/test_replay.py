@@ -35,8 +35,11 @@ def telemetry(service_factory, auth: tuple[Path, TokenStore], tmp_path: Path):  
 
 
 def test_replay_from_telemetry_matches_and_tampering_is_named(
-        telemetry, orchestrator: OrchestratorFactory, probe_wasm: bytes,  # type: ignore[no-untyped-def]
-        auth: tuple[Path, TokenStore]) -> None:
+    telemetry,
+    orchestrator: OrchestratorFactory,
+    probe_wasm: bytes,  # type: ignore[no-untyped-def]
+    auth: tuple[Path, TokenStore],
+) -> None:
     stub = orchestrator(2, telemetry=telemetry.address)
     digests, status, _infos = faulty_run(stub, probe_wasm)
     result = replay(stub, run_id=status.run_id)
@@ -44,11 +47,19 @@ def test_replay_from_telemetry_matches_and_tampering_is_named(
     assert result.replay_run_id != status.run_id
 
     with AuthedChannel(telemetry.address, auth[1].token(Role.VIEWER)) as channel:
-        records = [(r.tick, r.kind, r.payload) for r in TelemetryClient(channel).query(status.run_id)]
+        records = [
+            (r.tick, r.kind, r.payload) for r in TelemetryClient(channel).query(status.run_id)
+        ]
     kinds = [k for _t, k, _p in records]
     assert kinds[0] == "run.start" and kinds.count("tick.digest") == 12
-    assert {"control.spawn", "control.pause", "control.resume", "control.message",
-            "agent.fault", "agent.restart"} <= set(kinds)
+    assert {
+        "control.spawn",
+        "control.pause",
+        "control.resume",
+        "control.message",
+        "agent.fault",
+        "agent.restart",
+    } <= set(kinds)
 
     # Tamper with the external message: the replay re-applies the journal's actions, so the
     # events agree, but the digest shows the agent saw something else; tick and agent named.
@@ -66,8 +77,10 @@ def test_replay_from_telemetry_matches_and_tampering_is_named(
     assert "differ" in result.detail
 
     # Tamper with a fault record: the differing event itself is named.
-    tampered = [(t, k, p.replace(b"unreachable", b"divide by zero") if k == "agent.fault" else p)
-                for t, k, p in records]
+    tampered = [
+        (t, k, p.replace(b"unreachable", b"divide by zero") if k == "agent.fault" else p)
+        for t, k, p in records
+    ]
     fault_tick = next(t for t, k, _p in records if k == "agent.fault")
     original = [r for r in tampered if r[1] != "tick.digest" or r[0] != fault_tick]
     original += [r for r in records if r[1] == "tick.digest" and r[0] == fault_tick]
@@ -77,8 +90,11 @@ def test_replay_from_telemetry_matches_and_tampering_is_named(
     assert json.loads(records[0][2])["run_id"] == status.run_id
 
 
-def test_replay_needs_the_modules(telemetry, orchestrator: OrchestratorFactory,  # type: ignore[no-untyped-def]
-                                  probe_wasm: bytes) -> None:
+def test_replay_needs_the_modules(
+    telemetry,
+    orchestrator: OrchestratorFactory,  # type: ignore[no-untyped-def]
+    probe_wasm: bytes,
+) -> None:
     stub = orchestrator(1, telemetry=telemetry.address)
     _digests, status, _ = faulty_run(stub, probe_wasm)
     fresh = orchestrator(1, telemetry=telemetry.address)
@@ -93,12 +109,12 @@ def test_replay_needs_the_modules(telemetry, orchestrator: OrchestratorFactory, 
 
 def golden_records() -> list[tuple[int, str, bytes]]:
     lines = (GOLDEN / "probe-run.jsonl").read_text().splitlines()
-    return [(r["tick"], r["kind"], r["payload"].encode())
-            for r in map(json.loads, lines)]
+    return [(r["tick"], r["kind"], r["payload"].encode()) for r in map(json.loads, lines)]
 
 
 def test_golden_journal_replays_and_a_tampered_copy_fails(
-        orchestrator: OrchestratorFactory) -> None:
+    orchestrator: OrchestratorFactory,
+) -> None:
     stub = orchestrator(3)
     wasm = (GOLDEN / "probe.wasm").read_bytes()
     stub.RegisterModule(opb.RegisterModuleRequest(wasm=wasm, name="probe"))
@@ -118,13 +134,22 @@ def test_golden_journal_replays_and_a_tampered_copy_fails(
 
 
 def test_unsent_journal_records_are_spilled_at_shutdown(
-        telemetry, pools, auth: tuple[Path, TokenStore], probe_wasm: bytes,  # type: ignore[no-untyped-def]
-        tmp_path: Path) -> None:
+    telemetry,
+    pools,
+    auth: tuple[Path, TokenStore],
+    probe_wasm: bytes,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
     from lockstep_orchestrator import OrchestratorConfig, create_server
 
-    config = OrchestratorConfig(pools=(pools[0].address,), telemetry=telemetry.address,
-                                data_dir=tmp_path / "data", dev_mode=True, shutdown_flush_s=0.5)
+    config = OrchestratorConfig(
+        pools=(pools[0].address,),
+        telemetry=telemetry.address,
+        data_dir=tmp_path / "data",
+        dev_mode=True,
+        shutdown_flush_s=0.5,
+    )
     bound = create_server("127.0.0.1:0", auth=auth[1], config=config)
     with AuthedChannel(bound.address, auth[1].token(Role.ADMIN)) as ch:
         stub = opb_grpc.OrchestratorServiceStub(ch)

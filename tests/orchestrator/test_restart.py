@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_checkpoint_restores_after_a_restart_without_registering_again(
-        orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path) -> None:
+    orchestrator: OrchestratorFactory, probe_wasm: bytes, tmp_path: Path
+) -> None:
     first = orchestrator(2, data_dir=tmp_path)
     module_hash = start(first, probe_wasm)
     spawn(first, *MESH)

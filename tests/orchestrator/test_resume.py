@@ -18,17 +18,26 @@ from tests.orchestrator.fakepool import MODULE, FakeEngine
 
 
 def manager(data_dir: Path, shipped: list[JournalRecord]) -> RunManager:
-    return RunManager(InProcessPools([FakeEngine(), FakeEngine()]), lambda h: b"",
-                      lambda: {MODULE}, lambda recs, _timeout: shipped.extend(recs),
-                      InferenceBridge(None), data_dir=data_dir)
+    return RunManager(
+        InProcessPools([FakeEngine(), FakeEngine()]),
+        lambda h: b"",
+        lambda: {MODULE},
+        lambda recs, _timeout: shipped.extend(recs),
+        InferenceBridge(None),
+        data_dir=data_dir,
+    )
 
 
 def test_a_resumed_run_continues_its_chain_and_journal(tmp_path: Path) -> None:
     shipped: list[JournalRecord] = []
     m = manager(tmp_path, shipped)
     m.start(opb.RunConfig(seed=5))
-    m.spawn([(opb.AgentSpawn(name=n, module=MODULE, args=a.encode()), MODULE)
-             for n, a in (("a", "to=b"), ("b", "to=a log=1"), ("c", "bcast=1"))])
+    m.spawn(
+        [
+            (opb.AgentSpawn(name=n, module=MODULE, args=a.encode()), MODULE)
+            for n, a in (("a", "to=b"), ("b", "to=a log=1"), ("c", "bcast=1"))
+        ]
+    )
     m.step(6)
     run_id = m.kernel.run_id
     assert m.interrupted_run() == run_id  # what a restarted orchestrator would find
@@ -47,8 +56,9 @@ def test_a_resumed_run_continues_its_chain_and_journal(tmp_path: Path) -> None:
     assert r.kernel.digests == want
     kinds = [(rec.tick, rec.kind) for rec in again]
     assert kinds[0] == (7, "run.resume") and ("run.start" not in {k for _t, k in kinds})
-    ticks = [rec.tick for rec in [*shipped, *again]
-             if rec.kind == "tick.digest" and rec.run_id == run_id]
+    ticks = [
+        rec.tick for rec in [*shipped, *again] if rec.kind == "tick.digest" and rec.run_id == run_id
+    ]
     assert ticks == list(range(1, 11))
     r.close(tmp_path, 1.0)  # a clean shutdown leaves nothing to resume
     assert r.interrupted_run() == ""
@@ -66,5 +76,6 @@ def test_a_restored_run_is_not_resumed_from_its_own_journal(tmp_path: Path) -> N
     m.step(1)
     restored = m.kernel.run_id
     with pytest.raises(PreconditionError, match="restored run"):
-        manager(tmp_path, []).resume([(r.tick, r.kind, r.payload) for r in shipped
-                                      if r.run_id == restored])
+        manager(tmp_path, []).resume(
+            [(r.tick, r.kind, r.payload) for r in shipped if r.run_id == restored]
+        )

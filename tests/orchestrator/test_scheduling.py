@@ -16,22 +16,32 @@ S = opb.AgentState
 
 def start(stub, probe_wasm: bytes, seed: int = 7, **config: Any):  # type: ignore[no-untyped-def]
     stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, **config)))
-    return stub.RegisterModule(opb.RegisterModuleRequest(wasm=probe_wasm, name="probe")
-                               ).module.module_hash
+    return stub.RegisterModule(
+        opb.RegisterModuleRequest(wasm=probe_wasm, name="probe")
+    ).module.module_hash
 
 
 def spawn(stub, *agents: tuple[str, str], priority: int = 0, **kw) -> None:  # type: ignore[no-untyped-def]
-    stub.SpawnAgents(opb.SpawnAgentsRequest(agents=[
-        opb.AgentSpawn(name=name, module="probe", args=args.encode(), priority=priority, **kw)
-        for name, args in agents]))
+    stub.SpawnAgents(
+        opb.SpawnAgentsRequest(
+            agents=[
+                opb.AgentSpawn(
+                    name=name, module="probe", args=args.encode(), priority=priority, **kw
+                )
+                for name, args in agents
+            ]
+        )
+    )
 
 
 def digests(stub) -> list[bytes]:  # type: ignore[no-untyped-def]
     return [d.digest for d in stub.GetDigests(opb.GetDigestsRequest()).digests]
 
 
-MESH = [(f"a{i}", f"to=a{(i + 1) % 6} topic=news sub=news echo=1" + (" bcast=1" if i == 0 else ""))
-        for i in range(6)]
+MESH = [
+    (f"a{i}", f"to=a{(i + 1) % 6} topic=news sub=news echo=1" + (" bcast=1" if i == 0 else ""))
+    for i in range(6)
+]
 
 
 def run_mesh(stub, probe_wasm: bytes, order: list[int], separate_calls: bool) -> list[bytes]:  # type: ignore[no-untyped-def]
@@ -50,7 +60,8 @@ def run_mesh(stub, probe_wasm: bytes, order: list[int], separate_calls: bool) ->
 
 
 def test_digests_do_not_depend_on_pool_count_or_spawn_call_order(
-        orchestrator: OrchestratorFactory, probe_wasm: bytes) -> None:
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     reference = run_mesh(orchestrator(1), probe_wasm, list(range(6)), separate_calls=False)
     assert len(reference) == 15 and len(set(reference)) == 15
     assert run_mesh(orchestrator(2), probe_wasm, [5, 3, 1, 0, 2, 4], True) == reference
@@ -63,24 +74,32 @@ def test_digests_do_not_depend_on_pool_count_or_spawn_call_order(
     assert digests(stub) != reference[:3]
 
 
-def faulty_run(stub, probe_wasm: bytes) -> tuple[list[bytes], opb.RunStatus, dict[str, opb.AgentInfo]]:  # type: ignore[no-untyped-def]
+def faulty_run(
+    stub, probe_wasm: bytes
+) -> tuple[list[bytes], opb.RunStatus, dict[str, opb.AgentInfo]]:  # type: ignore[no-untyped-def]
     start(stub, probe_wasm)
-    spawn(stub, ("talker", "to=ghost"), ("victim", "to=talker trap_at=4"),
-          ("sleeper", "to=talker"),
-          restart=opb.RestartPolicy(max_restarts=2, backoff_ticks=2))
+    spawn(
+        stub,
+        ("talker", "to=ghost"),
+        ("victim", "to=talker trap_at=4"),
+        ("sleeper", "to=talker"),
+        restart=opb.RestartPolicy(max_restarts=2, backoff_ticks=2),
+    )
     stub.Step(opb.StepRequest(ticks=5))
     stub.PauseAgents(opb.AgentSelector(names=["sleeper"]))
     stub.Step(opb.StepRequest(ticks=3))
     stub.ResumeAgents(opb.AgentSelector(names=["sleeper"]))
-    stub.SendMessages(opb.SendMessagesRequest(messages=[
-        opb.ExternalMessage(to="sleeper", payload=b"wake up")]))
+    stub.SendMessages(
+        opb.SendMessagesRequest(messages=[opb.ExternalMessage(to="sleeper", payload=b"wake up")])
+    )
     status = stub.Step(opb.StepRequest(ticks=4))
     infos = {a.name: a for a in stub.ListAgents(opb.ListAgentsRequest()).agents}
     return digests(stub), status, infos
 
 
 def test_faults_unknown_destinations_pause_and_resume_are_reproducible(
-        orchestrator: OrchestratorFactory, probe_wasm: bytes) -> None:
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     first, status, infos = faulty_run(orchestrator(2), probe_wasm)
     assert status.counters.faults == 1
     assert status.counters.restarts == 1
@@ -94,8 +113,9 @@ def test_faults_unknown_destinations_pause_and_resume_are_reproducible(
     assert first == second
 
 
-def test_max_steps_per_tick_keeps_fifo_order(orchestrator: OrchestratorFactory,
-                                             probe_wasm: bytes) -> None:
+def test_max_steps_per_tick_keeps_fifo_order(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     stub = orchestrator(1)
     start(stub, probe_wasm, max_steps_per_tick=2)
     spawn(stub, *[(f"p{i}", "") for i in range(5)])
@@ -107,8 +127,9 @@ def test_max_steps_per_tick_keeps_fifo_order(orchestrator: OrchestratorFactory,
     assert steps == {"p0": 1, "p1": 1, "p2": 1, "p3": 1, "p4": 0}  # waiting agents first
 
 
-def test_priority_idle_done_and_terminate(orchestrator: OrchestratorFactory,
-                                          probe_wasm: bytes) -> None:
+def test_priority_idle_done_and_terminate(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     stub = orchestrator(1)
     start(stub, probe_wasm, max_steps_per_tick=1)
     spawn(stub, ("low", ""))
@@ -117,8 +138,9 @@ def test_priority_idle_done_and_terminate(orchestrator: OrchestratorFactory,
     infos = {a.name: a for a in stub.ListAgents(opb.ListAgentsRequest()).agents}
     assert infos["high"].steps == 1 and infos["high"].state == S.AGENT_STATE_IDLE
     assert infos["low"].steps == 2
-    stub.SendMessages(opb.SendMessagesRequest(messages=[opb.ExternalMessage(to="high",
-                                                                            payload=b"x")]))
+    stub.SendMessages(
+        opb.SendMessagesRequest(messages=[opb.ExternalMessage(to="high", payload=b"x")])
+    )
     stub.Step(opb.StepRequest(ticks=1))
     assert stub.GetAgent(opb.GetAgentRequest(name="high")).steps == 2
     spawn(stub, ("quitter", "done_at=6"))
@@ -129,8 +151,9 @@ def test_priority_idle_done_and_terminate(orchestrator: OrchestratorFactory,
     assert status.agents_by_state["terminated"] == 2
 
 
-def test_bad_requests_get_precise_statuses(orchestrator: OrchestratorFactory,
-                                           probe_wasm: bytes) -> None:
+def test_bad_requests_get_precise_statuses(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     stub = orchestrator(1)
     start(stub, probe_wasm)
 
@@ -139,17 +162,27 @@ def test_bad_requests_get_precise_statuses(orchestrator: OrchestratorFactory,
             fn(req)
         return info.value.code(), info.value.details() or ""
 
-    assert code(stub.SpawnAgents, opb.SpawnAgentsRequest(agents=[
-        opb.AgentSpawn(name="x", module="nope")]))[0] == grpc.StatusCode.NOT_FOUND
-    c, d = code(stub.SpawnAgents, opb.SpawnAgentsRequest(agents=[
-        opb.AgentSpawn(name="bad name!", module="probe")]))
+    assert (
+        code(
+            stub.SpawnAgents,
+            opb.SpawnAgentsRequest(agents=[opb.AgentSpawn(name="x", module="nope")]),
+        )[0]
+        == grpc.StatusCode.NOT_FOUND
+    )
+    c, d = code(
+        stub.SpawnAgents,
+        opb.SpawnAgentsRequest(agents=[opb.AgentSpawn(name="bad name!", module="probe")]),
+    )
     assert c == grpc.StatusCode.INVALID_ARGUMENT and "bad agent name" in d
     spawn(stub, ("dup", ""))
-    c, d = code(stub.SpawnAgents, opb.SpawnAgentsRequest(agents=[
-        opb.AgentSpawn(name="dup", module="probe")]))
+    c, d = code(
+        stub.SpawnAgents,
+        opb.SpawnAgentsRequest(agents=[opb.AgentSpawn(name="dup", module="probe")]),
+    )
     assert c == grpc.StatusCode.ALREADY_EXISTS and "already exists" in d
-    assert code(stub.PauseAgents, opb.AgentSelector(names=["ghost"]))[0] == \
-        grpc.StatusCode.NOT_FOUND
+    assert (
+        code(stub.PauseAgents, opb.AgentSelector(names=["ghost"]))[0] == grpc.StatusCode.NOT_FOUND
+    )
     assert code(stub.Step, opb.StepRequest(ticks=0))[0] == grpc.StatusCode.INVALID_ARGUMENT
     c, d = code(stub.RegisterModule, opb.RegisterModuleRequest(wasm=b"\0asm junk", name="j"))
     assert c == grpc.StatusCode.INVALID_ARGUMENT
@@ -157,8 +190,9 @@ def test_bad_requests_get_precise_statuses(orchestrator: OrchestratorFactory,
     assert c == grpc.StatusCode.INVALID_ARGUMENT and "safety bound" in d
 
 
-def test_run_until_idle_streams_progress(orchestrator: OrchestratorFactory,
-                                         probe_wasm: bytes) -> None:
+def test_run_until_idle_streams_progress(
+    orchestrator: OrchestratorFactory, probe_wasm: bytes
+) -> None:
     stub = orchestrator(1)
     start(stub, probe_wasm)
     spawn(stub, ("a", "idle=1 to=b"), ("b", "idle=1"))

@@ -26,8 +26,13 @@ _EXPORTS = {
 }
 
 
-def module(*, imports: dict[str, str] | None = None, exports: dict[str, str] | None = None,
-           extra: str = "", memory: bool = True) -> bytes:
+def module(
+    *,
+    imports: dict[str, str] | None = None,
+    exports: dict[str, str] | None = None,
+    extra: str = "",
+    memory: bool = True,
+) -> bytes:
     imports = _IMPORTS if imports is None else imports
     exports = _EXPORTS if exports is None else exports
     text = "(module\n"
@@ -53,8 +58,9 @@ def test_batch_export_is_optional_and_extra_exports_are_allowed() -> None:
     assert abi_problems(module(exports=exports)) == []
 
 
-@pytest.mark.parametrize("name", ["agent_alloc", "agent_init", "agent_step", "agent_receive",
-                                  "agent_shutdown"])
+@pytest.mark.parametrize(
+    "name", ["agent_alloc", "agent_init", "agent_step", "agent_receive", "agent_shutdown"]
+)
 def test_each_required_export_is_named_when_missing(name: str) -> None:
     exports = {k: v for k, v in _EXPORTS.items() if k != name}
     assert abi_problems(module(exports=exports)) == [f"missing export {name}"]
@@ -65,8 +71,11 @@ def test_missing_memory() -> None:
 
 
 def test_wrong_export_signatures_are_spelled_out() -> None:
-    exports = dict(_EXPORTS, agent_step="(param i64) (result i32) (i32.const 0)",
-                   agent_receive_batch="(param i32)")
+    exports = dict(
+        _EXPORTS,
+        agent_step="(param i64) (result i32) (i32.const 0)",
+        agent_receive_batch="(param i32)",
+    )
     assert abi_problems(module(exports=exports)) == [
         "export agent_step has signature (i64) -> (i32), ABI v1 wants (i32) -> (i32)",
         "export agent_receive_batch has signature (i32) -> (), ABI v1 wants (i32) -> (i32)",
@@ -75,21 +84,31 @@ def test_wrong_export_signatures_are_spelled_out() -> None:
 
 def test_memory_must_be_a_memory_and_functions_functions() -> None:
     exports = {k: v for k, v in _EXPORTS.items() if k != "agent_init"}
-    wasm = module(exports=exports, memory=False, extra=(
-        '(memory 1) (global (export "agent_init") i32 (i32.const 0))'
-        '(func (export "memory") (result i32) (i32.const 0))'))
-    assert abi_problems(wasm) == ["export memory is not a memory",
-                                  "export agent_init is not a function"]
+    wasm = module(
+        exports=exports,
+        memory=False,
+        extra=(
+            '(memory 1) (global (export "agent_init") i32 (i32.const 0))'
+            '(func (export "memory") (result i32) (i32.const 0))'
+        ),
+    )
+    assert abi_problems(wasm) == [
+        "export memory is not a memory",
+        "export agent_init is not a function",
+    ]
 
 
-@pytest.mark.parametrize(("key", "hint"), [
-    ("env.seed", "Math.random"),
-    ("env.abort", "abort hook"),
-    ("env.Date.now", "use tick()"),
-    ("env.memcpy", "memcpy is a libc function"),
-    ("wasi_snapshot_preview1.clock_time_get", "WASI is not available"),
-    ("other.thing", "only lockstep_v1 functions are linked"),
-])
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("env.seed", "Math.random"),
+        ("env.abort", "abort hook"),
+        ("env.Date.now", "use tick()"),
+        ("env.memcpy", "memcpy is a libc function"),
+        ("wasi_snapshot_preview1.clock_time_get", "WASI is not available"),
+        ("other.thing", "only lockstep_v1 functions are linked"),
+    ],
+)
 def test_foreign_imports_are_refused_with_a_hint(key: str, hint: str) -> None:
     problems = abi_problems(module(imports={**_IMPORTS, key: "(param i32)"}))
     assert len(problems) == 1
@@ -105,8 +124,9 @@ def test_unknown_and_mistyped_lockstep_imports() -> None:
     ]
 
 
-@pytest.mark.parametrize("data", [b"", b"\x00asm", b"not wasm at all",
-                                  b"\x00asm\x01\x00\x00\x00\x07\x05"])
+@pytest.mark.parametrize(
+    "data", [b"", b"\x00asm", b"not wasm at all", b"\x00asm\x01\x00\x00\x00\x07\x05"]
+)
 def test_malformed_bytes_give_one_problem_not_a_crash(data: bytes) -> None:
     problems = abi_problems(data)
     assert len(problems) == 1 and "malformed wasm module" in problems[0]

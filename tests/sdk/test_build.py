@@ -34,8 +34,18 @@ from tests.sdk.conftest import Built
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = ["gossip.c", "market.c", "oracle.c", "pingpong.c", "pingpong.ts", "trader.c", "villager.c",
-            "wealth.c", "wealth.ts", "wealth_heavy.c"]
+EXAMPLES = [
+    "gossip.c",
+    "market.c",
+    "oracle.c",
+    "pingpong.c",
+    "pingpong.ts",
+    "trader.c",
+    "villager.c",
+    "wealth.c",
+    "wealth.ts",
+    "wealth_heavy.c",
+]
 
 I32, I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
 ABI_EXPORTS: dict[str, tuple[list[wasmtime.ValType], list[wasmtime.ValType]] | None] = {
@@ -63,7 +73,8 @@ def test_every_example_is_found() -> None:
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_exports_exactly_the_abi_and_imports_only_lockstep_v1(
-        built: Built, name: str) -> None:
+    built: Built, name: str
+) -> None:
     module = wasmtime.Module(wasmtime.Engine(), built.wasm(name))
     exports = {e.name: e.type for e in module.exports}
     assert sorted(exports) == sorted(ABI_EXPORTS)
@@ -89,8 +100,9 @@ def test_debug_builds_conform_too(built: Built, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["pingpong.c", "pingpong.ts"])
-def test_builds_are_reproducible_from_any_directory(built: Built, name: str,
-                                                    tmp_path: Path) -> None:
+def test_builds_are_reproducible_from_any_directory(
+    built: Built, name: str, tmp_path: Path
+) -> None:
     # The module hash identifies a module in journals: it must not depend on where the
     # checkout lives or where the output goes.
     copy = tmp_path / "elsewhere" / name
@@ -125,7 +137,8 @@ CAPABILITIES = {
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_examples_carry_a_least_privilege_manifest_and_register_in_dev_mode(
-        built: Built, name: str) -> None:
+    built: Built, name: str
+) -> None:
     wasm = built.wasm(name)
     manifest = read_manifest(wasm)
     assert manifest is not None
@@ -133,26 +146,31 @@ def test_examples_carry_a_least_privilege_manifest_and_register_in_dev_mode(
     assert (manifest.version, manifest.abi_version) == (DEFAULT_VERSION, "1.0")
     assert manifest.capabilities == CAPABILITIES[name]
     # The orchestrator's registration check, with its default grants, in dev mode.
-    policy = Policy(allowed_capabilities=frozenset({"send", "log", "random", "tick",
-                                                    "infer:*"}), dev_mode=True)
+    policy = Policy(
+        allowed_capabilities=frozenset({"send", "log", "random", "tick", "infer:*"}), dev_mode=True
+    )
     verdict = verify(wasm, policy=policy)
     assert verdict.verdict == VERDICT_UNSIGNED_DEV_MODE
     assert verdict.manifest == manifest
 
 
-def test_manifest_name_version_or_whole_manifest_can_be_given(built: Built,
-                                                              tmp_path: Path) -> None:
+def test_manifest_name_version_or_whole_manifest_can_be_given(built: Built, tmp_path: Path) -> None:
     src = built.sources["pingpong.c"]
     wasm = build_agent(src, tmp_path / "a.wasm", name="pp", version="2.0.1").read_bytes()
     got = read_manifest(wasm)
     assert got is not None and (got.name, got.version) == ("pp", "2.0.1")
-    mine = Manifest(name="custom", version="9", capabilities=("log", "send", "tick"),
-                    limits={"memory_pages": 16})
+    mine = Manifest(
+        name="custom",
+        version="9",
+        capabilities=("log", "send", "tick"),
+        limits={"memory_pages": 16},
+    )
     wasm = build_agent(src, tmp_path / "b.wasm", manifest=mine).read_bytes()
     assert read_manifest(wasm) == mine
     # Only the manifest section differs.
-    assert remove_custom_sections(wasm, "lockstep.manifest") == \
-        remove_custom_sections(built.wasm("pingpong.c"), "lockstep.manifest")
+    assert remove_custom_sections(wasm, "lockstep.manifest") == remove_custom_sections(
+        built.wasm("pingpong.c"), "lockstep.manifest"
+    )
 
 
 def test_odd_file_names_are_made_valid_manifest_names(built: Built, tmp_path: Path) -> None:
@@ -197,15 +215,20 @@ def test_c_syntax_error_names_file_line_and_problem(tmp_path: Path) -> None:
 
 
 def test_c_libc_call_is_an_undefined_symbol(tmp_path: Path) -> None:
-    src = write(tmp_path, "libc.c", C_PRELUDE + "void *malloc(unsigned long);\n"
-                "int32_t agent_step(int32_t p) { return malloc(8) != 0; }\n")
+    src = write(
+        tmp_path,
+        "libc.c",
+        C_PRELUDE + "void *malloc(unsigned long);\n"
+        "int32_t agent_step(int32_t p) { return malloc(8) != 0; }\n",
+    )
     with pytest.raises(CompileError, match="undefined symbol: malloc"):
         build_agent(src, tmp_path / "x.wasm")
 
 
 def test_c_undeclared_function_is_an_error(tmp_path: Path) -> None:
-    src = write(tmp_path, "undecl.c", C_PRELUDE + "int32_t agent_step(int32_t p) "
-                "{ return printf(\"hi\"); }\n")
+    src = write(
+        tmp_path, "undecl.c", C_PRELUDE + 'int32_t agent_step(int32_t p) { return printf("hi"); }\n'
+    )
     with pytest.raises(CompileError, match="printf"):
         build_agent(src, tmp_path / "x.wasm")
 
@@ -220,10 +243,14 @@ def test_c_missing_step_fails_the_abi_check(tmp_path: Path) -> None:
 
 
 def test_c_missing_init_without_the_default_macro(tmp_path: Path) -> None:
-    src = write(tmp_path, "noinit.c", '#define LOCKSTEP_DEFAULT_ALLOC\n#include "lockstep.h"\n'
-                "int32_t agent_step(int32_t p) { return 0; }\n"
-                "int32_t agent_receive(int32_t p) { return 0; }\n"
-                "int32_t agent_shutdown(void) { return 0; }\n")
+    src = write(
+        tmp_path,
+        "noinit.c",
+        '#define LOCKSTEP_DEFAULT_ALLOC\n#include "lockstep.h"\n'
+        "int32_t agent_step(int32_t p) { return 0; }\n"
+        "int32_t agent_receive(int32_t p) { return 0; }\n"
+        "int32_t agent_shutdown(void) { return 0; }\n",
+    )
     with pytest.raises(AbiCheckError, match="missing export agent_init"):
         build_agent(src, tmp_path / "x.wasm")
 
@@ -251,15 +278,19 @@ def test_as_math_random_is_refused_with_a_hint(tmp_path: Path) -> None:
     src = write(tmp_path, "rnd.ts", AS_AGENT.replace("STEP", "Math.random() > 0.5 ? IDLE : OK"))
     with pytest.raises(AbiCheckError) as info:
         build_agent(src, tmp_path / "x.wasm")
-    assert info.value.problems == ["import env.seed is not allowed (Math.random in "
-                                   "AssemblyScript; use randomU64()/randomBelow())"]
+    assert info.value.problems == [
+        "import env.seed is not allowed (Math.random in "
+        "AssemblyScript; use randomU64()/randomBelow())"
+    ]
 
 
 def test_as_abort_goes_to_the_sdk_not_to_an_env_import(tmp_path: Path) -> None:
-    src = write(tmp_path, "abort.ts", AS_AGENT.replace(
-        "STEP", 'c.tick > 3 ? IDLE : (abort("too early"), OK)'))
-    module = wasmtime.Module(wasmtime.Engine(), build_agent(src, tmp_path / "x.wasm")
-                             .read_bytes())
+    src = write(
+        tmp_path,
+        "abort.ts",
+        AS_AGENT.replace("STEP", 'c.tick > 3 ? IDLE : (abort("too early"), OK)'),
+    )
+    module = wasmtime.Module(wasmtime.Engine(), build_agent(src, tmp_path / "x.wasm").read_bytes())
     assert {f"{i.module}.{i.name}" for i in module.imports} == {"lockstep_v1.log"}
 
 
@@ -275,15 +306,17 @@ def test_missing_source(tmp_path: Path) -> None:
         build_agent(tmp_path / "nothere.c")
 
 
-def test_missing_node_is_a_toolchain_error(tmp_path: Path, built: Built,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_node_is_a_toolchain_error(
+    tmp_path: Path, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to run in there
     with pytest.raises(ToolchainMissingError, match="node is not on PATH"):
         build_agent(built.sources["pingpong.ts"], tmp_path / "x.wasm")
 
 
-def test_missing_sdk_is_a_toolchain_error(tmp_path: Path, built: Built,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sdk_is_a_toolchain_error(
+    tmp_path: Path, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LOCKSTEP_SDK_DIR", str(tmp_path / "nosdk"))
     with pytest.raises(ToolchainMissingError, match=r"lockstep\.h is missing"):
         build_agent(built.sources["pingpong.c"], tmp_path / "x.wasm")
@@ -294,22 +327,35 @@ def test_missing_sdk_is_a_toolchain_error(tmp_path: Path, built: Built,
 # --------------------------------------------------------------------------- CLI
 def test_cli_build_prints_path_size_and_sha256(tmp_path: Path, built: Built) -> None:
     out = tmp_path / "pp.wasm"
-    result = CliRunner().invoke(app, ["agent", "build", str(built.sources["pingpong.c"]),
-                                            "-o", str(out)])
+    result = CliRunner().invoke(
+        app, ["agent", "build", str(built.sources["pingpong.c"]), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
-    assert result.output.split() == [str(out), f"{len(data):,}", "bytes",
-                                     f"sha256:{hashlib.sha256(data).hexdigest()}"]
+    assert result.output.split() == [
+        str(out),
+        f"{len(data):,}",
+        "bytes",
+        f"sha256:{hashlib.sha256(data).hexdigest()}",
+    ]
 
 
 def test_cli_build_all_writes_every_example(tmp_path: Path, built: Built) -> None:
     result = CliRunner().invoke(app, ["agent", "build", "--all", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["gossip.wasm", "market.wasm", "oracle.wasm", "pingpong-as.wasm",
-                     "pingpong.wasm", "trader.wasm", "villager.wasm", "wealth-as.wasm",
-                     "wealth.wasm",
-                     "wealth_heavy.wasm"]
+    assert names == [
+        "gossip.wasm",
+        "market.wasm",
+        "oracle.wasm",
+        "pingpong-as.wasm",
+        "pingpong.wasm",
+        "trader.wasm",
+        "villager.wasm",
+        "wealth-as.wasm",
+        "wealth.wasm",
+        "wealth_heavy.wasm",
+    ]
     assert (tmp_path / "pingpong-as.wasm").read_bytes() == built.wasm("pingpong.ts")
     assert len(result.output.splitlines()) == len(names)
 
@@ -325,8 +371,20 @@ def test_cli_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
 
 def test_cli_build_names_the_manifest(tmp_path: Path, built: Built) -> None:
     out = tmp_path / "pp.wasm"
-    result = CliRunner().invoke(app, ["agent", "build", str(built.sources["pingpong.ts"]),
-                                      "-o", str(out), "--name", "ping.as", "--version", "1.2.3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "agent",
+            "build",
+            str(built.sources["pingpong.ts"]),
+            "-o",
+            str(out),
+            "--name",
+            "ping.as",
+            "--version",
+            "1.2.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out.read_bytes())
     assert manifest is not None and (manifest.name, manifest.version) == ("ping.as", "1.2.3")
@@ -339,7 +397,7 @@ def test_the_docs_examples_build(tmp_path: Path) -> None:
     text = (examples_dir().parents[1] / "docs" / "sdk.md").read_text()
     for lang, suffix in (("c", ".c"), ("ts", ".ts")):
         start = text.index(f"```{lang}\n") + len(lang) + 4
-        src = write(tmp_path, f"doc{suffix}", text[start:text.index("```", start)])
+        src = write(tmp_path, f"doc{suffix}", text[start : text.index("```", start)])
         wasm = build_agent(src, tmp_path / f"doc{suffix}.wasm").read_bytes()
         module = wasmtime.Module(wasmtime.Engine(), wasm)
         assert sorted(e.name for e in module.exports) == sorted(ABI_EXPORTS), lang

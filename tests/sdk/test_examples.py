@@ -50,8 +50,12 @@ def test_pingpong_pair_exchanges_n_rounds(built: Built, name: str) -> None:
 
 def test_pingpong_c_and_assemblyscript_make_identical_sends_and_logs(built: Built) -> None:
     c, ts = built.wasm("pingpong.c"), built.wasm("pingpong.ts")
-    with pingpong_run(c, c, 12) as ref, pingpong_run(ts, ts, 12) as other, \
-            pingpong_run(c, ts, 12) as mixed_a, pingpong_run(ts, c, 12) as mixed_b:
+    with (
+        pingpong_run(c, c, 12) as ref,
+        pingpong_run(ts, ts, 12) as other,
+        pingpong_run(c, ts, 12) as mixed_a,
+        pingpong_run(ts, c, 12) as mixed_b,
+    ):
         assert len(ref.sends()) == 24
         for world in (other, mixed_a, mixed_b):
             assert behaviour(world) == behaviour(ref)
@@ -71,8 +75,10 @@ def test_batch_export_and_per_message_receive_agree(built: Built, tmp_path: Path
     # The header's default agent_receive_batch against the host calling agent_receive
     # once per message: the same pingpong without the batch export.
     src = tmp_path / "pingpong_nobatch.c"
-    src.write_text("#define LOCKSTEP_NO_RECEIVE_BATCH\n"
-                   f'#include "{examples_dir() / "pingpong" / "pingpong.c"}"\n')
+    src.write_text(
+        "#define LOCKSTEP_NO_RECEIVE_BATCH\n"
+        f'#include "{examples_dir() / "pingpong" / "pingpong.c"}"\n'
+    )
     nobatch = build_agent(src, tmp_path / "nobatch.wasm").read_bytes()
     with World() as world:
         assert "agent_receive_batch" not in world.pool.module(world.load(nobatch)).exports
@@ -95,8 +101,10 @@ def test_many_and_large_messages_fit_the_scratch_allocator(built: Built, name: s
         events = world.step()
         assert world.faults() == []
         p = next(e for e in events if e.agent == "p")
-        assert p.logs == [(3, "unexpected message")] * 20 + [(2, "pong 1 -> q"),
-                                                           (2, "done: served=1")]
+        assert p.logs == [(3, "unexpected message")] * 20 + [
+            (2, "pong 1 -> q"),
+            (2, "done: served=1"),
+        ]
         assert p.sends == [("q", b"pong 1")]
 
 
@@ -105,8 +113,10 @@ def test_pingpong_to_an_unknown_peer_stops(built: Built, name: str) -> None:
     with World() as world:
         world.spawn("a", world.load(built.wasm(name)), b"peer=ghost start=1")
         world.run(10)
-        assert world.logs() == [(0, "a", 2, "ping 1 -> ghost"),
-                                (1, "a", 3, "undeliverable to ghost: unknown agent")]
+        assert world.logs() == [
+            (0, "a", 2, "ping 1 -> ghost"),
+            (1, "a", 3, "undeliverable to ghost: unknown agent"),
+        ]
         assert world.live() == []
 
 
@@ -166,8 +176,9 @@ def test_wealth_moves_one_unit_per_tick_to_a_random_other_agent(built: Built) ->
                 assert balance[sender] > 0
                 balance[sender] -= 1
             # Everyone with money gives; it arrives at the next tick.
-            assert sorted(senders) == sorted(a for a, v in balance.items()
-                                             if v + senders.count(a) > 0)
+            assert sorted(senders) == sorted(
+                a for a, v in balance.items() if v + senders.count(a) > 0
+            )
             for _, dest, _ in by_tick[tick]:
                 balance[dest] += 1
         assert sum(balance.values()) == n * w0
@@ -193,15 +204,20 @@ def test_wealth_c_and_assemblyscript_draw_and_send_identically(built: Built) -> 
 
 def test_wealth_is_deterministic_per_seed(built: Built) -> None:
     wasm = built.wasm("wealth.c")
-    with wealth_run(wasm, 8, 15, seed=1) as a, wealth_run(wasm, 8, 15, seed=1) as b, \
-            wealth_run(wasm, 8, 15, seed=2) as c:
+    with (
+        wealth_run(wasm, 8, 15, seed=1) as a,
+        wealth_run(wasm, 8, 15, seed=1) as b,
+        wealth_run(wasm, 8, 15, seed=2) as c,
+    ):
         assert a.sends() == b.sends()
         assert a.sends() != c.sends()
 
 
 def test_wealth_heavy_decides_like_wealth_but_works_harder(built: Built) -> None:
-    with wealth_run(built.wasm("wealth.c"), 8, 15, seed=3) as light, \
-            wealth_run(built.wasm("wealth_heavy.c"), 8, 15, seed=3) as heavy:
+    with (
+        wealth_run(built.wasm("wealth.c"), 8, 15, seed=3) as light,
+        wealth_run(built.wasm("wealth_heavy.c"), 8, 15, seed=3) as heavy,
+    ):
         assert heavy.sends() == light.sends()
         fuel = [sum(e.fuel for e in w.events) / len(w.events) for w in (light, heavy)]
         assert fuel[1] > 20 * fuel[0]
@@ -210,13 +226,14 @@ def test_wealth_heavy_decides_like_wealth_but_works_harder(built: Built) -> None
 def test_wealth_with_bad_name_or_args_is_done(built: Built) -> None:
     with World() as world:
         h = world.load(built.wasm("wealth.c"))
-        world.spawn("x1", h, b"n=4")       # name does not match the default prefix "w"
-        world.spawn("w9", h, b"n=4")       # index out of range
-        world.spawn("w0", h, b"")          # no n
+        world.spawn("x1", h, b"n=4")  # name does not match the default prefix "w"
+        world.spawn("w9", h, b"n=4")  # index out of range
+        world.spawn("w0", h, b"")  # no n
         world.step()
         assert [e.code for e in world.events[-3:]] == [2, 2, 2]
         assert {t for _, _, _, t in world.logs()} == {
-            "bad arguments: need n=N (>= 2) and my name = prefix<index>"}
+            "bad arguments: need n=N (>= 2) and my name = prefix<index>"
+        }
 
 
 # --------------------------------------------------------------------------- gossip
@@ -241,8 +258,9 @@ def test_gossip_each_hearer_tells_k_distinct_peers_once(built: Built) -> None:
             assert len(dests) == k and len(set(dests)) == k and sender not in dests
         # Termination reports how often each agent heard it again.
         handles = [world._live[a].handle for a in world.live()]
-        res = world.pool.destroy_agents(pb.DestroyAgentsRequest(
-            tick=world.tick, handles=handles, call_shutdown=True))
+        res = world.pool.destroy_agents(
+            pb.DestroyAgentsRequest(tick=world.tick, handles=handles, call_shutdown=True)
+        )
         texts = [log.text for r in res.results for log in r.logs]
         assert len(texts) == n
         assert sum(t.startswith("knew the rumour") for t in texts) == len(heard) + 1
@@ -258,16 +276,20 @@ def test_market_matches_deterministically_and_conserves_cash_and_shares(built: B
             world.spawn(f"t{i}", ht, b"orders=12 cash=5000 shares=50")
         world.run(200)
         handles = [world._live[a].handle for a in world.live()]
-        res = world.pool.destroy_agents(pb.DestroyAgentsRequest(
-            tick=world.tick, handles=handles, call_shutdown=True))
+        res = world.pool.destroy_agents(
+            pb.DestroyAgentsRequest(tick=world.tick, handles=handles, call_shutdown=True)
+        )
         return world, [log.text for r in res.results for log in r.logs]
 
     world, finals = run(42)
     with world:
         assert world.faults() == []
         assert world.live() == ["market"] + [f"t{i}" for i in range(8)]
-        fills = [(d, p.decode().split()) for _, s, d, p in world.sends() if s == "market"
-                 and p.startswith(b"fill")]
+        fills = [
+            (d, p.decode().split())
+            for _, s, d, p in world.sends()
+            if s == "market" and p.startswith(b"fill")
+        ]
         assert fills, "no trades happened"
         for _, (_, side, qty, price, limit) in fills:
             assert int(qty) > 0
@@ -341,7 +363,8 @@ def test_assemblyscript_abort_logs_where_and_faults_the_agent(tmp_path: Path) ->
         "}\n"
         "export function agent_receive(p: i32): i32 { return OK; }\n"
         "export function agent_receive_batch(p: i32): i32 { return receiveBatch(p, agent_receive); }\n"
-        "export function agent_shutdown(): i32 { return OK; }\n")
+        "export function agent_shutdown(): i32 { return OK; }\n"
+    )
     wasm = build_agent(src, tmp_path / "aborts.wasm").read_bytes()
     with World() as world:
         h = world.load(wasm)
@@ -360,10 +383,12 @@ def test_assemblyscript_abort_logs_where_and_faults_the_agent(tmp_path: Path) ->
 
 def test_c_agent_returning_an_error_code_faults(tmp_path: Path) -> None:
     src = tmp_path / "neg.c"
-    src.write_text('#define LOCKSTEP_DEFAULT_ALLOC\n#define LOCKSTEP_DEFAULT_INIT\n'
-                   '#define LOCKSTEP_DEFAULT_SHUTDOWN\n#include "lockstep.h"\n'
-                   "int32_t agent_receive(int32_t p) { return -7; }\n"
-                   "int32_t agent_step(int32_t p) { return LS_IDLE; }\n")
+    src.write_text(
+        "#define LOCKSTEP_DEFAULT_ALLOC\n#define LOCKSTEP_DEFAULT_INIT\n"
+        '#define LOCKSTEP_DEFAULT_SHUTDOWN\n#include "lockstep.h"\n'
+        "int32_t agent_receive(int32_t p) { return -7; }\n"
+        "int32_t agent_step(int32_t p) { return LS_IDLE; }\n"
+    )
     wasm = build_agent(src, tmp_path / "neg.wasm").read_bytes()
     with World() as world:
         world.spawn("a", world.load(wasm), b"")
@@ -372,5 +397,6 @@ def test_c_agent_returning_an_error_code_faults(tmp_path: Path) -> None:
         world.step()
         # The header's agent_receive_batch passes the negative code on, as the host
         # would see it from agent_receive.
-        assert world.faults() == [(1, "a", "FAULT_KIND_ERROR_CODE: agent_receive_batch "
-                                           "returned -7")]
+        assert world.faults() == [
+            (1, "a", "FAULT_KIND_ERROR_CODE: agent_receive_batch returned -7")
+        ]

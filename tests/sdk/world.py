@@ -34,12 +34,19 @@ KIND_UNDELIVERABLE = 4
 InferFn = Callable[[str, bytes], tuple[bool, bytes]]
 
 
-def message_record(kind: int, sender: bytes, dest: bytes, payload: bytes, sent_tick: int,
-                   correlation: int = 0) -> bytes:
+def message_record(
+    kind: int, sender: bytes, dest: bytes, payload: bytes, sent_tick: int, correlation: int = 0
+) -> bytes:
     """One message record, docs/abi.md "Message record"."""
     total = 32 + len(sender) + len(dest) + len(payload)
-    return _RECORD.pack(total, kind, 0, len(sender), sent_tick, correlation, len(payload),
-                        len(dest), 0) + sender + dest + payload
+    return (
+        _RECORD.pack(
+            total, kind, 0, len(sender), sent_tick, correlation, len(payload), len(dest), 0
+        )
+        + sender
+        + dest
+        + payload
+    )
 
 
 def batch_buffer(records: list[bytes]) -> bytes:
@@ -55,9 +62,9 @@ def unpack_sends(packed: bytes) -> list[tuple[str, bytes]]:
     while pos < len(packed):
         p_len, d_len = _SEND.unpack_from(packed, pos)
         pos += _SEND.size
-        dest = packed[pos:pos + d_len].decode()
+        dest = packed[pos : pos + d_len].decode()
         pos += d_len
-        out.append((dest, packed[pos:pos + p_len]))
+        out.append((dest, packed[pos : pos + p_len]))
         pos += p_len
     return out
 
@@ -86,8 +93,9 @@ class _Live:
 class World:
     """Agents in one WasmPool, ticked in lockstep. Use as a context manager."""
 
-    def __init__(self, seed: int = 7, infer: InferFn | None = None,
-                 config: WasmPoolConfig | None = None) -> None:
+    def __init__(
+        self, seed: int = 7, infer: InferFn | None = None, config: WasmPoolConfig | None = None
+    ) -> None:
         self.pool = WasmPool(config or WasmPoolConfig())
         self.seed = seed
         self.infer = infer
@@ -117,9 +125,13 @@ class World:
         """Create an agent (runs agent_init) at the current tick."""
         handle = self._next_handle
         self._next_handle += 1
-        resp = self.pool.create_agents(pb.CreateAgentsRequest(
-            tick=self.tick, seed=self.seed,
-            agents=[pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, args=args)]))
+        resp = self.pool.create_agents(
+            pb.CreateAgentsRequest(
+                tick=self.tick,
+                seed=self.seed,
+                agents=[pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, args=args)],
+            )
+        )
         event = self._record(name, resp.results[0])
         if not event.fault and event.code != 2:
             self._live[name] = _Live(handle, name)
@@ -127,8 +139,7 @@ class World:
 
     def send_external(self, dest: str, payload: bytes) -> None:
         """An operator message, delivered at the next step (kind 1, empty sender)."""
-        self._deliver(dest, message_record(KIND_EXTERNAL, b"", dest.encode(), payload,
-                                           self.tick))
+        self._deliver(dest, message_record(KIND_EXTERNAL, b"", dest.encode(), payload, self.tick))
 
     # ------------------------------------------------------------------ running
     def live(self) -> list[str]:
@@ -144,8 +155,13 @@ class World:
             records = mail.get(name, [])
             if agent.idle and not records:
                 continue
-            steps.append(pb.AgentStep(handle=agent.handle, inbox=batch_buffer(records)
-                                      if records else b"", inbox_count=len(records)))
+            steps.append(
+                pb.AgentStep(
+                    handle=agent.handle,
+                    inbox=batch_buffer(records) if records else b"",
+                    inbox_count=len(records),
+                )
+            )
             order.append(name)
         resp = self.pool.step_batch(pb.StepBatchRequest(tick=self.tick, steps=steps))
         events = []
@@ -169,9 +185,17 @@ class World:
         for requester, call in inferences:
             assert self.infer is not None, "an agent called infer but the world has no model"
             ok, out = self.infer(call.model, bytes(call.input))
-            self._deliver(requester, message_record(
-                KIND_INFER_RESULT if ok else KIND_INFER_ERROR, call.model.encode(),
-                requester.encode(), out, self.tick, call.request_id))
+            self._deliver(
+                requester,
+                message_record(
+                    KIND_INFER_RESULT if ok else KIND_INFER_ERROR,
+                    call.model.encode(),
+                    requester.encode(),
+                    out,
+                    self.tick,
+                    call.request_id,
+                ),
+            )
         self.tick += 1
         return events
 
@@ -188,8 +212,15 @@ class World:
         fault = ""
         if result.HasField("fault") and result.fault.kind:
             fault = f"{common_pb2.FaultKind.Name(result.fault.kind)}: {result.fault.detail}"
-        event = Event(self.tick, name, result.code, unpack_sends(result.sends),
-                      [(r.level, r.text) for r in result.logs], fault, result.fuel_used)
+        event = Event(
+            self.tick,
+            name,
+            result.code,
+            unpack_sends(result.sends),
+            [(r.level, r.text) for r in result.logs],
+            fault,
+            result.fuel_used,
+        )
         self.events.append(event)
         return event
 
@@ -214,8 +245,10 @@ class World:
         elif dest in self._live:
             self._deliver(dest, record)
         elif sender in self._live:
-            self._deliver(sender, message_record(KIND_UNDELIVERABLE, b"", dest.encode(),
-                                                 b"unknown agent", self.tick))
+            self._deliver(
+                sender,
+                message_record(KIND_UNDELIVERABLE, b"", dest.encode(), b"unknown agent", self.tick),
+            )
 
     def _deliver(self, dest: str, record: bytes) -> None:
         if dest in self._live:

@@ -21,8 +21,9 @@ from lockstep_telemetry import TelemetryConfig, TelemetryServer, start_telemetry
 class Telemetry:
     """One telemetry server on a temp database, with channels for every role."""
 
-    def __init__(self, db_path: Path, tokens: TokenStore, address: str = "127.0.0.1:0",
-                 **config: Any) -> None:
+    def __init__(
+        self, db_path: Path, tokens: TokenStore, address: str = "127.0.0.1:0", **config: Any
+    ) -> None:
         self.db_path = db_path
         self.tokens = tokens
         self.config = TelemetryConfig(db_path=db_path, **config)
@@ -74,8 +75,16 @@ def telemetry(tmp_path: Path, auth: tuple[Path, TokenStore]) -> Iterator[Telemet
     env.stop()
 
 
-def records(n: int, *, kind: str = "agent.log", start_tick: int = 0,
-            payload: bytes = b"p") -> list[pb.Record]:
+def records(
+    n: int, *, kind: str = "agent.log", start_tick: int = 0, payload: bytes = b"p"
+) -> list[pb.Record]:
     """n records, one per tick, payload `payload` + index."""
-    return [pb.Record(tick=start_tick + i, kind=kind, payload=payload + str(i).encode(),
-                      content_type="text/plain") for i in range(n)]
+    return [
+        pb.Record(
+            tick=start_tick + i,
+            kind=kind,
+            payload=payload + str(i).encode(),
+            content_type="text/plain",
+        )
+        for i in range(n)
+    ]

@@ -16,6 +16,7 @@ from tests.telemetry.conftest import records
 
 def reference_verify(db_path: Path) -> bytes:
     """The recipe from docs/telemetry.md, written without the service's code."""
+
     def lp(b: bytes) -> bytes:
         return struct.pack("<I", len(b)) + b
 
@@ -23,11 +24,16 @@ def reference_verify(db_path: Path) -> bytes:
     con = sqlite3.connect(db_path)
     expected = 1
     for seq, run_id, tick, kind, ctype, payload, stored in con.execute(
-            "SELECT seq, run_id, tick, kind, content_type, payload, hash FROM records "
-            "ORDER BY seq"):
+        "SELECT seq, run_id, tick, kind, content_type, payload, hash FROM records ORDER BY seq"
+    ):
         assert seq == expected, f"gap at {expected}"
-        rec = (struct.pack("<BQq", 1, seq, tick) + lp(run_id.encode()) + lp(kind.encode())
-               + lp(ctype.encode()) + lp(payload))
+        rec = (
+            struct.pack("<BQq", 1, seq, tick)
+            + lp(run_id.encode())
+            + lp(kind.encode())
+            + lp(ctype.encode())
+            + lp(payload)
+        )
         h = hashlib.sha256(h + rec).digest()
         assert h == stored, f"record {seq} altered"
         expected += 1
@@ -39,11 +45,18 @@ def reference_verify(db_path: Path) -> bytes:
 def test_golden_vector() -> None:
     rec = encode_record(1, "run-1", 7, "tick.digest", "application/octet-stream", b"\x00\x01")
     assert rec.hex() == (
-        "01" "0100000000000000" "0700000000000000"
-        "05000000" + b"run-1".hex()
-        + "0b000000" + b"tick.digest".hex()
-        + "18000000" + b"application/octet-stream".hex()
-        + "02000000" "0001")
+        "01"
+        "0100000000000000"
+        "0700000000000000"
+        "05000000"
+        + b"run-1".hex()
+        + "0b000000"
+        + b"tick.digest".hex()
+        + "18000000"
+        + b"application/octet-stream".hex()
+        + "02000000"
+        "0001"
+    )
     h1 = chain_hash(GENESIS, rec)
     assert h1 == hashlib.sha256(bytes(32) + rec).digest()
     # Pinned (also in docs/telemetry.md): changing the encoding needs a new record format.
@@ -70,10 +83,18 @@ def test_unicode_and_empty_fields(tmp_path: Path) -> None:
 
     db = tmp_path / "t.db"
     with Store(db) as store:
-        store.append("run-", [pb.Record(tick=0, kind="agent.log", payload=b"",
-                                             content_type="")])
-        store.append("r", [pb.Record(tick=2**62, kind="agent.log",
-                                     payload="héllo ✓".encode(), content_type="text/plain")])
+        store.append("run-", [pb.Record(tick=0, kind="agent.log", payload=b"", content_type="")])
+        store.append(
+            "r",
+            [
+                pb.Record(
+                    tick=2**62,
+                    kind="agent.log",
+                    payload="héllo ✓".encode(),
+                    content_type="text/plain",
+                )
+            ],
+        )
         assert store.verify().ok
         head = store.head()[1]
     assert reference_verify(db) == head
@@ -97,5 +118,9 @@ def test_docs_recipe_and_golden_vector_are_accurate(tmp_path: Path) -> None:
         head = store.head()[1]
     assert namespace["verify"](str(db)) == head  # type: ignore[operator]
     golden = "".join(re.findall(r"```\n(01 01.*?)```", text, re.S)[0].split())
-    assert golden == encode_record(1, "run-1", 7, "tick.digest", "application/octet-stream",
-                                   b"\x00\x01").hex()
+    assert (
+        golden
+        == encode_record(
+            1, "run-1", 7, "tick.digest", "application/octet-stream", b"\x00\x01"
+        ).hex()
+    )

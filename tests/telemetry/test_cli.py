@@ -21,16 +21,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def invoke(telemetry: Telemetry, *args: str, role: Role = Role.VIEWER):  # type: ignore[no-untyped-def]
     runner = CliRunner()
-    return runner.invoke(app, ["journal", *args, "--address", telemetry.address,
-                               "--token", telemetry.tokens.token(role)],
-                         env={"COLUMNS": "200"})
+    return runner.invoke(
+        app,
+        ["journal", *args, "--address", telemetry.address, "--token", telemetry.tokens.token(role)],
+        env={"COLUMNS": "200"},
+    )
 
 
 @pytest.fixture
 def filled(telemetry: Telemetry) -> Telemetry:
     client = telemetry.client()
-    client.append("run-1", [pb.Record(tick=0, kind="run.config", payload=b'{"seed":1}',
-                                      content_type="application/json")])
+    client.append(
+        "run-1",
+        [
+            pb.Record(
+                tick=0, kind="run.config", payload=b'{"seed":1}', content_type="application/json"
+            )
+        ],
+    )
     client.append("run-1", records(5, start_tick=1))
     client.append("run-2", [pb.Record(tick=3, kind="tick.digest", payload=bytes(range(200, 240)))])
     return telemetry
@@ -80,7 +88,9 @@ def test_runs(filled: Telemetry) -> None:
     assert result.exit_code == 0, result.output
     runs = [json.loads(line) for line in result.output.splitlines()]
     assert [(r["run_id"], r["record_count"], r["max_tick"]) for r in runs] == [
-        ("run-1", 6, 5), ("run-2", 1, 3)]
+        ("run-1", 6, 5),
+        ("run-2", 1, 3),
+    ]
     table = invoke(filled, "runs")
     assert "run-1" in table.output and "1..6" in table.output
 
@@ -100,8 +110,7 @@ def test_tail_shows_last_then_follows(filled: Telemetry) -> None:
     thread = threading.Thread(target=keep_appending)
     thread.start()
     try:
-        result = invoke(filled, "tail", "--run", "run-1", "--last", "2", "--count", "3",
-                        "--json")
+        result = invoke(filled, "tail", "--run", "run-1", "--last", "2", "--count", "3", "--json")
     finally:
         done.set()
         thread.join()
@@ -113,8 +122,9 @@ def test_tail_shows_last_then_follows(filled: Telemetry) -> None:
 
 def test_errors_are_one_line(filled: Telemetry) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["journal", "runs", "--address", filled.address,
-                                 "--token", "not-a-token"])
+    result = runner.invoke(
+        app, ["journal", "runs", "--address", filled.address, "--token", "not-a-token"]
+    )
     assert result.exit_code == 2
     assert "UNAUTHENTICATED" in result.output
     result = invoke(filled, "query", "--kind", "BAD")

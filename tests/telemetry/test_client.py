@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def test_append_query_verify_runs(telemetry: Telemetry) -> None:
     client = telemetry.client(max_batch_records=3)
-    head = client.append("run-1", records(8))            # 3 batches: 3 + 3 + 2
+    head = client.append("run-1", records(8))  # 3 batches: 3 + 3 + 2
     assert head.sequence == 8 and head == client.head()
-    assert client.append("run-2", []) == head              # nothing to store
+    assert client.append("run-2", []) == head  # nothing to store
     viewer = telemetry.client(Role.VIEWER)
     assert [r.tick for r in viewer.query("run-1", from_tick=6)] == [6, 7]
     assert viewer.verify().ok
@@ -48,7 +48,8 @@ def test_chunks_respect_byte_bound(telemetry: Telemetry) -> None:
     # 5 x 100 bytes in batches of <= 250 bytes: 3 batches, visible in the batch metrics.
     assert telemetry.server is not None
     stored = telemetry.server.metrics.registry.get_sample_value(
-        "lockstep_telemetry_append_batches_total", {"outcome": "stored"})
+        "lockstep_telemetry_append_batches_total", {"outcome": "stored"}
+    )
     assert stored == 3
 
 
@@ -56,12 +57,13 @@ def test_lost_response_is_not_stored_twice(telemetry: Telemetry) -> None:
     """The first attempt was stored but its response never reached the client: the
     client's retry carries the same batch id and is answered as a duplicate."""
     client = telemetry.client(client_id="orch")
-    first_attempt = telemetry.stub().AppendRecords(pb.AppendRecordsRequest(
-        run_id="run-1", records=records(4), batch_id="orch-1"), timeout=10)
+    first_attempt = telemetry.stub().AppendRecords(
+        pb.AppendRecordsRequest(run_id="run-1", records=records(4), batch_id="orch-1"), timeout=10
+    )
     head = client.append("run-1", records(4))  # the client's batch "orch-1"
     assert head == ChainHead.from_pb(first_attempt.head)
     assert client.head().sequence == 4
-    assert client.append("run-1", records(1)).sequence == 5   # "orch-2": a new batch
+    assert client.append("run-1", records(1)).sequence == 5  # "orch-2": a new batch
 
 
 def test_permanent_refusal_raises_at_once(telemetry: Telemetry) -> None:
@@ -72,8 +74,9 @@ def test_permanent_refusal_raises_at_once(telemetry: Telemetry) -> None:
         client.append("", records(1))
 
 
-def test_blocks_while_down_then_delivers_exactly_once(tmp_path: Path,
-                                                      auth: tuple[Path, TokenStore]) -> None:
+def test_blocks_while_down_then_delivers_exactly_once(
+    tmp_path: Path, auth: tuple[Path, TokenStore]
+) -> None:
     """Telemetry is down when the writer appends: the call blocks (it neither fails nor
     drops records) until a server comes up on the same address, then stores them once."""
     address = f"unix:{tmp_path / 'telemetry.sock'}"
@@ -96,8 +99,14 @@ def test_blocks_while_down_then_delivers_exactly_once(tmp_path: Path,
 def test_give_up_after_keeps_the_batch_id(tmp_path: Path, auth: tuple[Path, TokenStore]) -> None:
     address = f"unix:{tmp_path / 'telemetry.sock'}"
     channel = AuthedChannel(address, auth[1].token(Role.SERVICE))
-    client = TelemetryClient(channel, client_id="w", call_timeout=0.2, backoff_initial=0.01,
-                             give_up_after=0.3, max_batch_records=2)
+    client = TelemetryClient(
+        channel,
+        client_id="w",
+        call_timeout=0.2,
+        backoff_initial=0.01,
+        give_up_after=0.3,
+        max_batch_records=2,
+    )
     recs = records(5)
     with pytest.raises(TelemetryUnavailableError) as err:
         client.append("r", recs)
@@ -105,11 +114,12 @@ def test_give_up_after_keeps_the_batch_id(tmp_path: Path, auth: tuple[Path, Toke
     env = Telemetry(tmp_path / "t.db", auth[1], address=address)
     try:
         # The same records again: the unacknowledged batch is re-sent as "w-1".
-        head = client.append("r", recs[err.value.stored:])
+        head = client.append("r", recs[err.value.stored :])
         assert head.sequence == 5
         stub = env.stub()
-        again = stub.AppendRecords(pb.AppendRecordsRequest(run_id="r", records=recs[:2],
-                                                           batch_id="w-1"), timeout=10)
+        again = stub.AppendRecords(
+            pb.AppendRecordsRequest(run_id="r", records=recs[:2], batch_id="w-1"), timeout=10
+        )
         assert again.duplicate and again.first_sequence == 1
     finally:
         env.stop()
@@ -129,7 +139,12 @@ def test_record_buffer_is_bounded_and_ordered(telemetry: Telemetry) -> None:
     assert head is not None and head.sequence == 5 and buffer.flush() == head
     stored = list(telemetry.client(Role.VIEWER).query())
     assert [(r.run_id, r.tick) for r in stored] == [
-        ("run-1", 0), ("run-1", 1), ("run-1", 2), ("run-2", 0), ("run-1", 3)]
+        ("run-1", 0),
+        ("run-1", 1),
+        ("run-1", 2),
+        ("run-2", 0),
+        ("run-1", 3),
+    ]
     assert stored[3].content_type == "application/json"
     with pytest.raises(ValueError):
         RecordBuffer(telemetry.client(), max_records=0)

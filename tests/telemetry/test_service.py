@@ -19,13 +19,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def append(stub, run_id: str, recs: list[pb.Record], **kw) -> pb.AppendRecordsResponse:  # type: ignore[no-untyped-def]
     resp: pb.AppendRecordsResponse = stub.AppendRecords(
-        pb.AppendRecordsRequest(run_id=run_id, records=recs, **kw), timeout=10)
+        pb.AppendRecordsRequest(run_id=run_id, records=recs, **kw), timeout=10
+    )
     return resp
 
 
 def query(stub, **kw) -> list[pb.StoredRecord]:  # type: ignore[no-untyped-def]
-    return [r for batch in stub.QueryRecords(pb.QueryRecordsRequest(**kw), timeout=10)
-            for r in batch.records]
+    return [
+        r
+        for batch in stub.QueryRecords(pb.QueryRecordsRequest(**kw), timeout=10)
+        for r in batch.records
+    ]
 
 
 def test_append_assigns_consecutive_sequences_and_chains(telemetry: Telemetry) -> None:
@@ -44,7 +48,11 @@ def test_append_assigns_consecutive_sequences_and_chains(telemetry: Telemetry) -
     assert [r.sequence for r in stored] == [1, 2, 3, 4, 5]
     assert stored[2].hash == r1.head.hash
     assert (stored[0].run_id, stored[0].kind, stored[0].payload, stored[0].content_type) == (
-        "run-1", "run.config", b"p0", "text/plain")
+        "run-1",
+        "run.config",
+        b"p0",
+        "text/plain",
+    )
     assert reference_verify(telemetry.db_path) == head.hash
     verdict = stub.VerifyChain(pb.VerifyChainRequest(), timeout=10)
     assert verdict.ok and verdict.records_checked == 5 and verdict.hash == head.hash
@@ -52,25 +60,42 @@ def test_append_assigns_consecutive_sequences_and_chains(telemetry: Telemetry) -
 
 def test_query_filters(telemetry: Telemetry) -> None:
     stub = telemetry.stub()
-    append(stub, "run-1", records(10, kind="agent.log"))           # 1..10, ticks 0..9
-    append(stub, "run-2", records(5, kind="agent.log"))            # 11..15
+    append(stub, "run-1", records(10, kind="agent.log"))  # 1..10, ticks 0..9
+    append(stub, "run-2", records(5, kind="agent.log"))  # 11..15
     append(stub, "run-1", records(4, kind="tick.digest", start_tick=10))  # 16..19
     viewer = telemetry.stub(Role.VIEWER)
     assert [r.sequence for r in query(viewer, run_id="run-2")] == [11, 12, 13, 14, 15]
     assert [r.sequence for r in query(viewer, run_id="run-1", kinds=["tick.digest"])] == [
-        16, 17, 18, 19]
+        16,
+        17,
+        18,
+        19,
+    ]
     assert [r.tick for r in query(viewer, run_id="run-1", from_tick=8, to_tick=11)] == [
-        8, 9, 10, 11]
-    assert [r.sequence for r in query(viewer, from_sequence=9, to_sequence=12)] == [
-        9, 10, 11, 12]
+        8,
+        9,
+        10,
+        11,
+    ]
+    assert [r.sequence for r in query(viewer, from_sequence=9, to_sequence=12)] == [9, 10, 11, 12]
     assert [r.sequence for r in query(viewer, run_id="run-1", limit=3, from_sequence=5)] == [
-        5, 6, 7]
+        5,
+        6,
+        7,
+    ]
     assert query(viewer, run_id="no-such-run") == []
-    assert [r.sequence for r in query(viewer, kinds=["agent.log", "tick.digest"],
-                                      from_tick=9)] == [10, 16, 17, 18, 19]
+    assert [r.sequence for r in query(viewer, kinds=["agent.log", "tick.digest"], from_tick=9)] == [
+        10,
+        16,
+        17,
+        18,
+        19,
+    ]
     runs = viewer.ListRuns(pb.ListRunsRequest(), timeout=10).runs
-    assert [(r.run_id, r.first_sequence, r.last_sequence, r.record_count, r.min_tick,
-             r.max_tick) for r in runs] == [("run-1", 1, 19, 14, 0, 13), ("run-2", 11, 15, 5, 0, 4)]
+    assert [
+        (r.run_id, r.first_sequence, r.last_sequence, r.record_count, r.min_tick, r.max_tick)
+        for r in runs
+    ] == [("run-1", 1, 19, 14, 0, 13), ("run-2", 11, 15, 5, 0, 4)]
     assert len(viewer.ListRuns(pb.ListRunsRequest(limit=1), timeout=10).runs) == 1
 
 
@@ -93,8 +118,11 @@ def test_retried_batch_id_is_stored_once(telemetry: Telemetry) -> None:
     assert (again.first_sequence, again.count, again.head) == (1, 4, first.head)
     assert stub.GetHead(pb.GetHeadRequest(), timeout=10).head.sequence == 5
     # The same id with other content is a client bug, refused loudly.
-    for run_id, recs in [("run-1", records(4, payload=b"q")), ("run-1", records(3)),
-                         ("run-2", records(4))]:
+    for run_id, recs in [
+        ("run-1", records(4, payload=b"q")),
+        ("run-1", records(3)),
+        ("run-2", records(4)),
+    ]:
         with pytest.raises(grpc.RpcError) as err:
             append(stub, run_id, recs, batch_id="w-1")
         assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
@@ -115,28 +143,56 @@ def test_expected_next_sequence(telemetry: Telemetry) -> None:
     assert append(stub, "r", records(1), batch_id="b", expected_next_sequence=4).duplicate
 
 
-@pytest.mark.parametrize("run_id, recs, batch_id, code, detail", [
-    ("", records(1), "", "INVALID_ARGUMENT", "run_id is empty"),
-    ("r" * 129, records(1), "", "INVALID_ARGUMENT", "run_id"),
-    ("run\n1", records(1), "", "INVALID_ARGUMENT", "printable ASCII"),
-    ("r", [], "", "INVALID_ARGUMENT", "at least one record"),
-    ("r", [*records(2), pb.Record(tick=0, kind="Agent.Log")], "", "INVALID_ARGUMENT",
-     "record 2: kind 'Agent.Log' must match"),
-    ("r", [pb.Record(tick=0, kind="")], "", "INVALID_ARGUMENT", "kind '' must match"),
-    ("r", [pb.Record(tick=-1, kind="agent.log")], "", "INVALID_ARGUMENT",
-     "record 0: tick -1 is negative"),
-    ("r", [pb.Record(tick=0, kind="a", content_type="x" * 129)], "", "INVALID_ARGUMENT",
-     "content_type"),
-    ("r", records(1), "b" * 129, "INVALID_ARGUMENT", "batch_id is longer"),
-    ("r", records(101), "", "RESOURCE_EXHAUSTED", "batch of 101 records exceeds the limit"),
-    ("r", [pb.Record(tick=0, kind="a", payload=bytes(1025))], "", "RESOURCE_EXHAUSTED",
-     "payload of 1025 bytes exceeds the limit of 1024"),
-    ("r", [pb.Record(tick=0, kind="a", payload=bytes(1000))] * 5, "", "RESOURCE_EXHAUSTED",
-     "batch payloads total 5000 bytes"),
-])
+@pytest.mark.parametrize(
+    "run_id, recs, batch_id, code, detail",
+    [
+        ("", records(1), "", "INVALID_ARGUMENT", "run_id is empty"),
+        ("r" * 129, records(1), "", "INVALID_ARGUMENT", "run_id"),
+        ("run\n1", records(1), "", "INVALID_ARGUMENT", "printable ASCII"),
+        ("r", [], "", "INVALID_ARGUMENT", "at least one record"),
+        (
+            "r",
+            [*records(2), pb.Record(tick=0, kind="Agent.Log")],
+            "",
+            "INVALID_ARGUMENT",
+            "record 2: kind 'Agent.Log' must match",
+        ),
+        ("r", [pb.Record(tick=0, kind="")], "", "INVALID_ARGUMENT", "kind '' must match"),
+        (
+            "r",
+            [pb.Record(tick=-1, kind="agent.log")],
+            "",
+            "INVALID_ARGUMENT",
+            "record 0: tick -1 is negative",
+        ),
+        (
+            "r",
+            [pb.Record(tick=0, kind="a", content_type="x" * 129)],
+            "",
+            "INVALID_ARGUMENT",
+            "content_type",
+        ),
+        ("r", records(1), "b" * 129, "INVALID_ARGUMENT", "batch_id is longer"),
+        ("r", records(101), "", "RESOURCE_EXHAUSTED", "batch of 101 records exceeds the limit"),
+        (
+            "r",
+            [pb.Record(tick=0, kind="a", payload=bytes(1025))],
+            "",
+            "RESOURCE_EXHAUSTED",
+            "payload of 1025 bytes exceeds the limit of 1024",
+        ),
+        (
+            "r",
+            [pb.Record(tick=0, kind="a", payload=bytes(1000))] * 5,
+            "",
+            "RESOURCE_EXHAUSTED",
+            "batch payloads total 5000 bytes",
+        ),
+    ],
+)
 def test_bad_appends_are_refused_with_precise_status(
-        telemetry: Telemetry, run_id: str, recs: list[pb.Record], batch_id: str, code: str,
-        detail: str) -> None:
+    telemetry: Telemetry, run_id: str, recs: list[pb.Record], batch_id: str, code: str, detail: str
+) -> None:
     telemetry.restart(max_batch_records=100, max_payload_bytes=1024, max_batch_bytes=4096)
     stub = telemetry.stub()
     with pytest.raises(grpc.RpcError) as err:
@@ -148,13 +204,16 @@ def test_bad_appends_are_refused_with_precise_status(
     assert append(stub, "r", records(1)).first_sequence == 1
 
 
-@pytest.mark.parametrize("request_, detail", [
-    (pb.QueryRecordsRequest(from_tick=5, to_tick=4), "from_tick 5 is after to_tick 4"),
-    (pb.QueryRecordsRequest(from_sequence=5, to_sequence=4), "from_sequence 5 is after"),
-    (pb.QueryRecordsRequest(kinds=["BAD KIND"]), "kind 'BAD KIND' must match"),
-    (pb.QueryRecordsRequest(run_id="x" * 200), "run_id"),
-    (pb.QueryRecordsRequest(kinds=["k"] * 65), "at most 64 kinds"),
-])
+@pytest.mark.parametrize(
+    "request_, detail",
+    [
+        (pb.QueryRecordsRequest(from_tick=5, to_tick=4), "from_tick 5 is after to_tick 4"),
+        (pb.QueryRecordsRequest(from_sequence=5, to_sequence=4), "from_sequence 5 is after"),
+        (pb.QueryRecordsRequest(kinds=["BAD KIND"]), "kind 'BAD KIND' must match"),
+        (pb.QueryRecordsRequest(run_id="x" * 200), "run_id"),
+        (pb.QueryRecordsRequest(kinds=["k"] * 65), "at most 64 kinds"),
+    ],
+)
 def test_bad_queries(telemetry: Telemetry, request_: pb.QueryRecordsRequest, detail: str) -> None:
     with pytest.raises(grpc.RpcError) as err:
         list(telemetry.stub(Role.VIEWER).QueryRecords(request_, timeout=10))
@@ -176,14 +235,17 @@ def test_bad_verify_requests(telemetry: Telemetry) -> None:
         assert err.value.code().name == code
     # Partial ranges verify from the stored hash before them.
     part = stub.VerifyChain(pb.VerifyChainRequest(from_sequence=2, to_sequence=3), timeout=10)
-    assert part.ok and part.records_checked == 2 and (part.from_sequence, part.to_sequence) == (
-        2, 3)
+    assert (
+        part.ok and part.records_checked == 2 and (part.from_sequence, part.to_sequence) == (2, 3)
+    )
 
 
 def test_roles(telemetry: Telemetry) -> None:
-    for role, code in [(Role.VIEWER, grpc.StatusCode.PERMISSION_DENIED),
-                       (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED),
-                       (None, grpc.StatusCode.UNAUTHENTICATED)]:
+    for role, code in [
+        (Role.VIEWER, grpc.StatusCode.PERMISSION_DENIED),
+        (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED),
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+    ]:
         with pytest.raises(grpc.RpcError) as err:
             append(telemetry.stub(role), "r", records(1))
         assert err.value.code() == code
@@ -209,8 +271,8 @@ def test_follow_history_then_live_records(telemetry: Telemetry) -> None:
     for batch in call:
         got += [r.sequence for r in batch.records]
         if got == [2, 3]:
-            append(writer, "run-2", records(2))                       # 4, 5: other run
-            append(writer, "run-1", records(2, kind="agent.fault"))   # 6, 7
+            append(writer, "run-2", records(2))  # 4, 5: other run
+            append(writer, "run-1", records(2, kind="agent.fault"))  # 6, 7
         if len(got) == 4:
             break
     assert got == [2, 3, 6, 7]

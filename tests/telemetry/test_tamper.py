@@ -29,7 +29,9 @@ def tamper(db_path: Path, *statements: str) -> None:
 
 def verify(telemetry: Telemetry, **kw: object) -> pb.VerifyChainResponse:
     resp: pb.VerifyChainResponse = telemetry.stub(Role.VIEWER).VerifyChain(
-        pb.VerifyChainRequest(**kw), timeout=10)  # type: ignore[arg-type]
+        pb.VerifyChainRequest(**kw),  # type: ignore[arg-type]
+        timeout=10,
+    )
     return resp
 
 
@@ -37,34 +39,44 @@ def verify(telemetry: Telemetry, **kw: object) -> pb.VerifyChainResponse:
 def filled(telemetry: Telemetry) -> Telemetry:
     stub = telemetry.stub()
     for i in range(4):
-        stub.AppendRecords(pb.AppendRecordsRequest(
-            run_id=f"run-{i % 2}", records=records(5, start_tick=i * 5)), timeout=10)
+        stub.AppendRecords(
+            pb.AppendRecordsRequest(run_id=f"run-{i % 2}", records=records(5, start_tick=i * 5)),
+            timeout=10,
+        )
     assert verify(telemetry).ok
     return telemetry
 
 
 def test_triggers_refuse_plain_edits(filled: Telemetry) -> None:
     con = sqlite3.connect(filled.db_path)
-    for sql in ("UPDATE records SET payload = x'00' WHERE seq = 3",
-                "DELETE FROM records WHERE seq = 3"):
+    for sql in (
+        "UPDATE records SET payload = x'00' WHERE seq = 3",
+        "DELETE FROM records WHERE seq = 3",
+    ):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             con.execute(sql)
     con.close()
 
 
-@pytest.mark.parametrize("sql, fault, reason", [
-    ("UPDATE records SET payload = x'deadbeef' WHERE seq = 7", "HASH_MISMATCH",
-     "record 7: recomputed hash"),
-    ("UPDATE records SET payload = 'text now' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
-    ("UPDATE records SET tick = 99 WHERE seq = 7", "HASH_MISMATCH", "record 7"),
-    ("UPDATE records SET run_id = 'run-x' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
-    ("UPDATE records SET kind = 'agent.fault' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
-    ("UPDATE records SET hash = zeroblob(32) WHERE seq = 7", "HASH_MISMATCH", "record 7"),
-    ("UPDATE records SET hash = x'00' WHERE seq = 7", "MALFORMED", "record 7"),
-    ("UPDATE records SET tick = 'seven' WHERE seq = 7", "MALFORMED", "record 7"),
-    ("DELETE FROM records WHERE seq = 7", "SEQUENCE_GAP", "record 7 is missing"),
-    ("DELETE FROM records WHERE seq IN (7, 8, 9)", "SEQUENCE_GAP", "record 7 is missing"),
-])
+@pytest.mark.parametrize(
+    "sql, fault, reason",
+    [
+        (
+            "UPDATE records SET payload = x'deadbeef' WHERE seq = 7",
+            "HASH_MISMATCH",
+            "record 7: recomputed hash",
+        ),
+        ("UPDATE records SET payload = 'text now' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
+        ("UPDATE records SET tick = 99 WHERE seq = 7", "HASH_MISMATCH", "record 7"),
+        ("UPDATE records SET run_id = 'run-x' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
+        ("UPDATE records SET kind = 'agent.fault' WHERE seq = 7", "HASH_MISMATCH", "record 7"),
+        ("UPDATE records SET hash = zeroblob(32) WHERE seq = 7", "HASH_MISMATCH", "record 7"),
+        ("UPDATE records SET hash = x'00' WHERE seq = 7", "MALFORMED", "record 7"),
+        ("UPDATE records SET tick = 'seven' WHERE seq = 7", "MALFORMED", "record 7"),
+        ("DELETE FROM records WHERE seq = 7", "SEQUENCE_GAP", "record 7 is missing"),
+        ("DELETE FROM records WHERE seq IN (7, 8, 9)", "SEQUENCE_GAP", "record 7 is missing"),
+    ],
+)
 def test_edit_is_named_by_sequence(filled: Telemetry, sql: str, fault: str, reason: str) -> None:
     tamper(filled.db_path, sql)
     verdict = verify(filled)
@@ -92,15 +104,17 @@ def test_rewritten_chain_is_caught_by_the_anchor(filled: Telemetry) -> None:
     con = sqlite3.connect(filled.db_path, isolation_level=None)
     con.execute("DROP TRIGGER records_no_update")
     prev = con.execute("SELECT hash FROM records WHERE seq = 11").fetchone()[0]
-    rows = con.execute("SELECT seq, run_id, tick, kind, content_type, payload FROM records "
-                       "WHERE seq >= 12 ORDER BY seq").fetchall()
+    rows = con.execute(
+        "SELECT seq, run_id, tick, kind, content_type, payload FROM records "
+        "WHERE seq >= 12 ORDER BY seq"
+    ).fetchall()
     for seq, run_id, tick, kind, ctype, payload in rows:
         if seq == 12:
             payload = b"forged"
-        prev = hashlib.sha256(prev + encode_record(seq, run_id, tick, kind, ctype,
-                                                   payload)).digest()
-        con.execute("UPDATE records SET payload = ?, hash = ? WHERE seq = ?",
-                    (payload, prev, seq))
+        prev = hashlib.sha256(
+            prev + encode_record(seq, run_id, tick, kind, ctype, payload)
+        ).digest()
+        con.execute("UPDATE records SET payload = ?, hash = ? WHERE seq = ?", (payload, prev, seq))
     con.close()
     assert verify(filled).ok  # without an anchor the forgery is self-consistent
     verdict = verify(filled, to_sequence=anchor.sequence, expected_hash=anchor.hash)
@@ -119,8 +133,12 @@ def test_tampered_database_refuses_verify_on_start(filled: Telemetry) -> None:
         filled.start(verify_on_start=True)
     # Without the check it starts, and appends continue the stored chain.
     filled.start(verify_on_start=False)
-    assert filled.stub().AppendRecords(pb.AppendRecordsRequest(
-        run_id="r", records=records(1)), timeout=10).first_sequence == 21
+    assert (
+        filled.stub()
+        .AppendRecords(pb.AppendRecordsRequest(run_id="r", records=records(1)), timeout=10)
+        .first_sequence
+        == 21
+    )
     assert verify(filled).first_bad_sequence == 5
 
 

@@ -25,17 +25,28 @@ def wat(text: str) -> bytes:
     return bytes(wasmtime.wat2wasm(text))
 
 
-def agent_wat(*, step: str = "(i32.const 0)", receive: str = "(i32.const 0)",
-              init: str = "(i32.const 0)", shutdown: str = "(i32.const 0)",
-              alloc: str = "(i32.const 4096)", batch: str | None = None, extra: str = "",
-              memory: str = "1", imports: str = IMPORTS) -> bytes:
+def agent_wat(
+    *,
+    step: str = "(i32.const 0)",
+    receive: str = "(i32.const 0)",
+    init: str = "(i32.const 0)",
+    shutdown: str = "(i32.const 0)",
+    alloc: str = "(i32.const 4096)",
+    batch: str | None = None,
+    extra: str = "",
+    memory: str = "1",
+    imports: str = IMPORTS,
+) -> bytes:
     """A complete ABI v1 agent; bodies are WAT instruction sequences returning i32.
 
     Memory layout: 0..63 "peer", 16 "hello", 32 "ok"; the host buffer from agent_alloc is
     at 4096; a mutable global $count counts received messages.
     """
-    batch_fn = "" if batch is None else \
-        f'(func (export "agent_receive_batch") (param $p i32) (result i32) {batch})'
+    batch_fn = (
+        ""
+        if batch is None
+        else f'(func (export "agent_receive_batch") (param $p i32) (result i32) {batch})'
+    )
     text = f"""
 (module
   {imports}
@@ -60,16 +71,33 @@ def agent_wat(*, step: str = "(i32.const 0)", receive: str = "(i32.const 0)",
 # A well-behaved agent: counts receives, sends "ok" to "peer" every step.
 GOOD = agent_wat(
     step="(drop (call $send (i32.const 0) (i32.const 4) (i32.const 32) (i32.const 2))) "
-         "(i32.const 0)",
+    "(i32.const 0)",
     receive="(global.set $count (i32.add (global.get $count) (i32.const 1))) (i32.const 0)",
 )
 
 
-def record(payload: bytes, *, sender: bytes = b"src", dest: bytes = b"a", kind: int = 0,
-           tick: int = 0, corr: int = 0) -> bytes:
+def record(
+    payload: bytes,
+    *,
+    sender: bytes = b"src",
+    dest: bytes = b"a",
+    kind: int = 0,
+    tick: int = 0,
+    corr: int = 0,
+) -> bytes:
     """One ABI message record."""
-    head = struct.pack("<IBBHqqIHH", 32 + len(sender) + len(dest) + len(payload), kind, 0,
-                       len(sender), tick, corr, len(payload), len(dest), 0)
+    head = struct.pack(
+        "<IBBHqqIHH",
+        32 + len(sender) + len(dest) + len(payload),
+        kind,
+        0,
+        len(sender),
+        tick,
+        corr,
+        len(payload),
+        len(dest),
+        0,
+    )
     return head + sender + dest + payload
 
 
@@ -113,8 +141,9 @@ def pool(request: pytest.FixtureRequest) -> Iterator[WasmPool]:
         yield p
 
 
-def create(pool: WasmPool, *agents: tuple[int, str, bytes], seed: int = 7,
-           tick: int = 0) -> pb.CreateAgentsResponse:
+def create(
+    pool: WasmPool, *agents: tuple[int, str, bytes], seed: int = 7, tick: int = 0
+) -> pb.CreateAgentsResponse:
     """Load each module and create the agents (handle, name, wasm)."""
     specs = []
     for handle, name, wasm in agents:
@@ -123,9 +152,14 @@ def create(pool: WasmPool, *agents: tuple[int, str, bytes], seed: int = 7,
     return pool.create_agents(pb.CreateAgentsRequest(tick=tick, seed=seed, agents=specs))
 
 
-def step(pool: WasmPool, tick: int, *handles: int,
-         inboxes: dict[int, tuple[bytes, int]] | None = None) -> list[pb.AgentStepResult]:
+def step(
+    pool: WasmPool, tick: int, *handles: int, inboxes: dict[int, tuple[bytes, int]] | None = None
+) -> list[pb.AgentStepResult]:
     inboxes = inboxes or {}
-    steps = [pb.AgentStep(handle=h, inbox=inboxes.get(h, (b"", 0))[0],
-                          inbox_count=inboxes.get(h, (b"", 0))[1]) for h in handles]
+    steps = [
+        pb.AgentStep(
+            handle=h, inbox=inboxes.get(h, (b"", 0))[0], inbox_count=inboxes.get(h, (b"", 0))[1]
+        )
+        for h in handles
+    ]
     return list(pool.step_batch(pb.StepBatchRequest(tick=tick, steps=steps)).results)

@@ -20,30 +20,36 @@ def test_config_from_flags_and_environment() -> None:
     parser = argparse.ArgumentParser()
     WasmPoolConfig.add_arguments(parser)
     args = parser.parse_args(["--fuel-per-step", "5_000", "--fast-path", "0"])
-    env = {"LOCKSTEP_POOL_FUEL_PER_STEP": "7", "LOCKSTEP_POOL_MAX_MEMORY_PAGES": "0x20",
-           "LOCKSTEP_POOL_MODULE_CACHE_DIR": "/tmp/x"}
+    env = {
+        "LOCKSTEP_POOL_FUEL_PER_STEP": "7",
+        "LOCKSTEP_POOL_MAX_MEMORY_PAGES": "0x20",
+        "LOCKSTEP_POOL_MODULE_CACHE_DIR": "/tmp/x",
+    }
     cfg = WasmPoolConfig.from_sources(args, env)
     assert cfg.fuel_per_step == 5000  # the flag wins over the environment
     assert cfg.max_memory_pages == 32 and cfg.fast_path is False
     assert str(cfg.module_cache_dir) == "/tmp/x"
     assert WasmPoolConfig.from_sources(None, {}) == WasmPoolConfig()
-    assert WasmPoolConfig.from_sources(None, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == \
-        "python"
+    assert WasmPoolConfig.from_sources(None, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "python"
     flagged = parser.parse_args(["--engine", "native"])
-    assert WasmPoolConfig.from_sources(flagged, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == \
-        "native"
+    assert (
+        WasmPoolConfig.from_sources(flagged, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "native"
+    )
     with WasmPool(cfg) as pool:
         assert pool.info().default_limits.fuel_per_step == 5000
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"LOCKSTEP_POOL_FUEL_PER_STEP": "many"}, "bad value 'many' for fuel_per_step"),
-    ({"LOCKSTEP_POOL_FUEL_PER_STEP": "0"}, "fuel_per_step must be > 0"),
-    ({"LOCKSTEP_POOL_MAX_LOG_BYTES": "-1"}, "max_log_bytes must be >= 0"),
-    ({"LOCKSTEP_POOL_MAX_MEMORY_PAGES": "600"}, "max_memory_pages must be <="),
-    ({"LOCKSTEP_POOL_FAST_PATH": "yes"}, "bad value 'yes' for fast_path"),
-    ({"LOCKSTEP_POOL_ENGINE": "fast"}, "engine must be one of auto, native, python"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOCKSTEP_POOL_FUEL_PER_STEP": "many"}, "bad value 'many' for fuel_per_step"),
+        ({"LOCKSTEP_POOL_FUEL_PER_STEP": "0"}, "fuel_per_step must be > 0"),
+        ({"LOCKSTEP_POOL_MAX_LOG_BYTES": "-1"}, "max_log_bytes must be >= 0"),
+        ({"LOCKSTEP_POOL_MAX_MEMORY_PAGES": "600"}, "max_memory_pages must be <="),
+        ({"LOCKSTEP_POOL_FAST_PATH": "yes"}, "bad value 'yes' for fast_path"),
+        ({"LOCKSTEP_POOL_ENGINE": "fast"}, "engine must be one of auto, native, python"),
+    ],
+)
 def test_bad_config_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         WasmPoolConfig.from_sources(None, env)
@@ -53,10 +59,12 @@ def test_thousands_of_agents_in_one_pool() -> None:
     with WasmPool() as pool:
         digest = pool.load_module(GOOD).module_hash
         n = 2000
-        pool.create_agents(pb.CreateAgentsRequest(agents=[
-            spec(i + 1, f"a{i}", digest) for i in range(n)]))
-        results = pool.step_batch(pb.StepBatchRequest(tick=1, steps=[
-            pb.AgentStep(handle=i + 1) for i in range(n)])).results
+        pool.create_agents(
+            pb.CreateAgentsRequest(agents=[spec(i + 1, f"a{i}", digest) for i in range(n)])
+        )
+        results = pool.step_batch(
+            pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1) for i in range(n)])
+        ).results
         assert len(results) == n and not any(r.HasField("fault") for r in results)
         assert pool.reset().dropped == n
 
@@ -64,8 +72,9 @@ def test_thousands_of_agents_in_one_pool() -> None:
 def test_pools_in_threads_keep_their_faults_apart() -> None:
     # Host faults travel through a process-global slot in wasmtime-py; pools serialise
     # wasm calls so that two threads never mix them up.
-    bad = agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) "
-                         "(i32.const 1))")
+    bad = agent_wat(
+        step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) (i32.const 1))"
+    )
     trap = agent_wat(step="unreachable")
     errors: list[BaseException] = []
 

@@ -39,14 +39,25 @@ def test_zoo_byte_identical(seed: int) -> None:
     for i, (p, q) in enumerate(zip(x, y, strict=True)):
         assert p == q, f"batch {i} differs"
     kinds = {int(k) for out in y for k in wire.parse_results(out).rows["fault_kind"]}
-    assert {cpb.FAULT_KIND_TRAP, cpb.FAULT_KIND_FUEL_EXHAUSTED, cpb.FAULT_KIND_STACK_OVERFLOW,
-            cpb.FAULT_KIND_MEMORY_LIMIT, cpb.FAULT_KIND_BAD_POINTER, cpb.FAULT_KIND_ERROR_CODE,
-            cpb.FAULT_KIND_ABI_VIOLATION} <= kinds
+    assert {
+        cpb.FAULT_KIND_TRAP,
+        cpb.FAULT_KIND_FUEL_EXHAUSTED,
+        cpb.FAULT_KIND_STACK_OVERFLOW,
+        cpb.FAULT_KIND_MEMORY_LIMIT,
+        cpb.FAULT_KIND_BAD_POINTER,
+        cpb.FAULT_KIND_ERROR_CODE,
+        cpb.FAULT_KIND_ABI_VIOLATION,
+    } <= kinds
 
 
 def test_zoo_with_tight_limits_byte_identical() -> None:
-    cfg = WasmPoolConfig(max_log_bytes=3, max_infers_per_step=1, max_random_bytes=8,
-                         max_messages_per_step=2, fuel_per_step=50_000)
+    cfg = WasmPoolConfig(
+        max_log_bytes=3,
+        max_infers_per_step=1,
+        max_random_bytes=8,
+        max_messages_per_step=2,
+        fuel_per_step=50_000,
+    )
     with python(WasmPoolConfig(**{**cfg.__dict__, "engine": "python"})) as a, native(cfg) as b:
         x = play(Scenario(packed_runner(a)), load(a), ticks=3)
         y = play(Scenario(packed_runner(b)), load(b), ticks=3)
@@ -58,18 +69,36 @@ def test_protobuf_methods_identical() -> None:
         out: list[list[bytes] | list[int]] = []
         for pool in (a, b):
             digest = pool.load_module(CHATTY).module_hash
-            created = pool.create_agents(pb.CreateAgentsRequest(seed=3, tick=0, agents=[
-                pb.AgentSpec(handle=h, name=f"n{h}", module_hash=digest) for h in (1, 2, 3)]))
+            created = pool.create_agents(
+                pb.CreateAgentsRequest(
+                    seed=3,
+                    tick=0,
+                    agents=[
+                        pb.AgentSpec(handle=h, name=f"n{h}", module_hash=digest) for h in (1, 2, 3)
+                    ],
+                )
+            )
             steps = []
             for tick in range(1, 4):
                 body = record(struct.pack("<I", tick))
                 inbox = struct.pack("<II", 8 + len(body), 1) + body
-                steps.append(pool.step_batch(pb.StepBatchRequest(tick=tick, steps=[
-                    pb.AgentStep(handle=h, inbox=inbox, inbox_count=1) for h in (3, 1, 2)])))
-            destroyed = pool.destroy_agents(pb.DestroyAgentsRequest(tick=4, handles=[2],
-                                                                    call_shutdown=True))
-            out.append([m.SerializeToString(deterministic=True)
-                        for m in (created, *steps, destroyed)])
+                steps.append(
+                    pool.step_batch(
+                        pb.StepBatchRequest(
+                            tick=tick,
+                            steps=[
+                                pb.AgentStep(handle=h, inbox=inbox, inbox_count=1)
+                                for h in (3, 1, 2)
+                            ],
+                        )
+                    )
+                )
+            destroyed = pool.destroy_agents(
+                pb.DestroyAgentsRequest(tick=4, handles=[2], call_shutdown=True)
+            )
+            out.append(
+                [m.SerializeToString(deterministic=True) for m in (created, *steps, destroyed)]
+            )
             out.append([s.SerializeToString(deterministic=True) for s in pool.snapshot([])])
             out.append(pool.handles())
         assert out[0:3] == out[3:6]
@@ -81,14 +110,22 @@ def test_snapshot_restore_identical_across_engines() -> None:
     with python() as a, native() as b:
         for pool in (a, b):
             hashes = [pool.load_module(w).module_hash for w in wasms]
-            pool.create_packed(wire.pack_create(0, 5, [
-                wire.AgentSpec(h, f"a{h}", hashes[h - 1], b"xy", pages=0 if h % 2 else 3)
-                for h in range(1, len(wasms) + 1)]))
+            pool.create_packed(
+                wire.pack_create(
+                    0,
+                    5,
+                    [
+                        wire.AgentSpec(h, f"a{h}", hashes[h - 1], b"xy", pages=0 if h % 2 else 3)
+                        for h in range(1, len(wasms) + 1)
+                    ],
+                )
+            )
             for tick in (1, 2):
                 live = pool.handles()
                 boxes = [inbox_for(h, tick) for h in live]
-                pool.step_packed(wire.pack_step(tick, live, [x for x, _ in boxes],
-                                                [n for _, n in boxes]))
+                pool.step_packed(
+                    wire.pack_step(tick, live, [x for x, _ in boxes], [n for _, n in boxes])
+                )
         sa, sb = a.snapshot([]), b.snapshot([])
         assert [s.SerializeToString() for s in sa] == [s.SerializeToString() for s in sb]
         with python() as a2, native() as b2:
@@ -101,19 +138,25 @@ def test_snapshot_restore_identical_across_engines() -> None:
             outs = []
             for pool in (a, b, a2, b2):
                 boxes = [inbox_for(h, 3) for h in live]
-                outs.append(pool.step_packed(wire.pack_step(3, live, [x for x, _ in boxes],
-                                                            [n for _, n in boxes])))
+                outs.append(
+                    pool.step_packed(
+                        wire.pack_step(3, live, [x for x, _ in boxes], [n for _, n in boxes])
+                    )
+                )
             assert outs[0] == outs[1] == outs[2] == outs[3]
-            assert [s.state_hash for s in a2.snapshot([])] == \
-                [s.state_hash for s in b2.snapshot([])]
+            assert [s.state_hash for s in a2.snapshot([])] == [
+                s.state_hash for s in b2.snapshot([])
+            ]
 
 
 def test_random_stream_matches_the_reference() -> None:
     from lockstep.abi import chacha20_keystream, random_key
 
-    big = agent_wat(step="(drop (call $random (i32.const 256) (i32.const 3000))) "
-                         "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 256) "
-                         "(i32.const 3000))) (i32.const 0)")
+    big = agent_wat(
+        step="(drop (call $random (i32.const 256) (i32.const 3000))) "
+        "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 256) "
+        "(i32.const 3000))) (i32.const 0)"
+    )
     with native() as b:
         digest = b.load_module(big).module_hash
         b.create_packed(wire.pack_create(0, 99, [wire.AgentSpec(1, "r", digest)]))
@@ -130,8 +173,9 @@ def test_native_refuses_like_python() -> None:
 
     with native() as b:
         digest = b.load_module(GOOD).module_hash
-        b.create_packed(wire.pack_create(0, 1, [wire.AgentSpec(1, "a", digest),
-                                                wire.AgentSpec(2, "b", digest)]))
+        b.create_packed(
+            wire.pack_create(0, 1, [wire.AgentSpec(1, "a", digest), wire.AgentSpec(2, "b", digest)])
+        )
         step = wire.pack_step(1, [1, 2], [record(b"x"), b""], [1, 0])
         for bad in (step[:-1], step + b"\0", b"LSSQ", step[:8] + b"\xff" + step[9:]):
             with pytest.raises(wire.BatchError):

@@ -15,8 +15,12 @@ pytestmark = pytest.mark.unit
 SEND_THEN = "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 16) (i32.const 5))) "
 
 
-def run_with_good(pool: WasmPool, bad: bytes, *, inbox: tuple[bytes, int] | None = None,
-                  ) -> tuple[cpb.Fault, list[pb.AgentStepResult]]:
+def run_with_good(
+    pool: WasmPool,
+    bad: bytes,
+    *,
+    inbox: tuple[bytes, int] | None = None,
+) -> tuple[cpb.Fault, list[pb.AgentStepResult]]:
     """Create good(1), bad(2), good(3); step all at tick 1; check the good ones ran."""
     created = create(pool, (1, "g1", GOOD), (2, "bad", bad), (3, "g3", GOOD))
     assert [r.HasField("fault") for r in created.results] == [False, False, False]
@@ -57,8 +61,9 @@ def test_trap_out_of_bounds_access(pool: WasmPool) -> None:
 
 
 def test_fuel_exhausted(pool: WasmPool) -> None:
-    fault, results = run_with_good(pool, agent_wat(step=SEND_THEN + "(loop $l (br $l)) "
-                                                   "(i32.const 0)"))
+    fault, results = run_with_good(
+        pool, agent_wat(step=SEND_THEN + "(loop $l (br $l)) (i32.const 0)")
+    )
     assert fault.kind == cpb.FAULT_KIND_FUEL_EXHAUSTED
     assert fault.entry_point == "agent_step"
     assert "10000000" in fault.detail
@@ -66,9 +71,11 @@ def test_fuel_exhausted(pool: WasmPool) -> None:
 
 
 def test_stack_overflow(pool: WasmPool) -> None:
-    bad = agent_wat(step="(call $rec (i32.const 0))",
-                    extra="(func $rec (param i32) (result i32) "
-                          "(call $rec (i32.add (local.get 0) (i32.const 1))))")
+    bad = agent_wat(
+        step="(call $rec (i32.const 0))",
+        extra="(func $rec (param i32) (result i32) "
+        "(call $rec (i32.add (local.get 0) (i32.const 1))))",
+    )
     fault, _ = run_with_good(pool, bad)
     assert fault.kind == cpb.FAULT_KIND_STACK_OVERFLOW
     assert fault.entry_point == "agent_step"
@@ -85,8 +92,7 @@ def test_memory_limit_on_grow(pool: WasmPool) -> None:
 
 
 def test_memory_limit_at_instantiation(pool: WasmPool) -> None:
-    created = create(pool, (1, "g1", GOOD), (2, "big", agent_wat(memory="300")),
-                     (3, "g3", GOOD))
+    created = create(pool, (1, "g1", GOOD), (2, "big", agent_wat(memory="300")), (3, "g3", GOOD))
     fault = created.results[1].fault
     assert fault.kind == cpb.FAULT_KIND_MEMORY_LIMIT
     assert fault.entry_point == "instantiate"
@@ -96,20 +102,24 @@ def test_memory_limit_at_instantiation(pool: WasmPool) -> None:
 
 
 def test_bad_pointer_in_host_call(pool: WasmPool) -> None:
-    bad = agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) "
-                         "(i32.const 1))")
+    bad = agent_wat(
+        step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) (i32.const 1))"
+    )
     fault, _ = run_with_good(pool, bad)
     assert fault.kind == cpb.FAULT_KIND_BAD_POINTER
     assert fault.entry_point == "agent_step"
     assert fault.detail.startswith("send: destination [0xfffa, +10) is outside memory")
 
 
-@pytest.mark.parametrize("call", [
-    "(call $log (i32.const 2) (i32.const -1) (i32.const 4))",
-    "(call $random (i32.const 65535) (i32.const 2))",
-    "(i32.wrap_i64 (call $infer (i32.const 0) (i32.const 4) (i32.const 65536) (i32.const 1)))",
-    "(call $send (i32.const 0) (i32.const 4) (i32.const 70000) (i32.const 1))",
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "(call $log (i32.const 2) (i32.const -1) (i32.const 4))",
+        "(call $random (i32.const 65535) (i32.const 2))",
+        "(i32.wrap_i64 (call $infer (i32.const 0) (i32.const 4) (i32.const 65536) (i32.const 1)))",
+        "(call $send (i32.const 0) (i32.const 4) (i32.const 70000) (i32.const 1))",
+    ],
+)
 def test_bad_pointer_every_host_function(pool: WasmPool, call: str) -> None:
     fault, _ = run_with_good(pool, agent_wat(step=call))
     assert fault.kind == cpb.FAULT_KIND_BAD_POINTER
@@ -161,8 +171,9 @@ def test_trap_in_start_function(pool: WasmPool) -> None:
 
 
 def test_faulted_agent_logs_are_kept_and_handle_reusable(pool: WasmPool) -> None:
-    bad = agent_wat(step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) "
-                         "unreachable")
+    bad = agent_wat(
+        step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) unreachable"
+    )
     _fault, results = run_with_good(pool, bad)
     assert [log.text for log in results[1].logs] == ["hello"]
     # The orchestrator restarts by re-creating the same handle.
@@ -172,9 +183,11 @@ def test_faulted_agent_logs_are_kept_and_handle_reusable(pool: WasmPool) -> None
 
 def test_small_stack_config_still_isolates() -> None:
     with WasmPool(WasmPoolConfig(max_wasm_stack=64 * 1024)) as small:
-        bad = agent_wat(step="(call $rec (i32.const 0))",
-                        extra="(func $rec (param i32) (result i32) "
-                              "(call $rec (i32.add (local.get 0) (i32.const 1))))")
+        bad = agent_wat(
+            step="(call $rec (i32.const 0))",
+            extra="(func $rec (param i32) (result i32) "
+            "(call $rec (i32.add (local.get 0) (i32.const 1))))",
+        )
         fault, _ = run_with_good(small, bad)
         assert fault.kind == cpb.FAULT_KIND_STACK_OVERFLOW
 
@@ -189,7 +202,9 @@ def test_fuel_exhausted_in_start_function(pool: WasmPool) -> None:
 
 
 def test_start_function_sends_belong_to_init(pool: WasmPool) -> None:
-    wasm = agent_wat(extra="(func $start (drop (call $send (i32.const 0) (i32.const 4) "
-                           "(i32.const 16) (i32.const 5)))) (start $start)")
+    wasm = agent_wat(
+        extra="(func $start (drop (call $send (i32.const 0) (i32.const 4) "
+        "(i32.const 16) (i32.const 5)))) (start $start)"
+    )
     created = create(pool, (1, "a", wasm))
     assert unpack_sends(created.results[0].sends) == [(b"peer", b"hello")]

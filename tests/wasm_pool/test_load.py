@@ -30,10 +30,16 @@ def rejected(pool: WasmPool, wasm: bytes) -> ModuleRejectedError:
 def test_good_module_info_and_cache(pool: WasmPool) -> None:
     info = pool.load_module(GOOD)
     assert info.module_hash == "sha256:" + hashlib.sha256(GOOD).hexdigest()
-    assert list(info.imports) == [f"lockstep_v1.{n}" for n in
-                                  ("send", "log", "tick", "random", "infer")]
-    assert set(info.exports) == {"agent_alloc", "agent_init", "agent_step", "agent_receive",
-                                 "agent_shutdown"}
+    assert list(info.imports) == [
+        f"lockstep_v1.{n}" for n in ("send", "log", "tick", "random", "infer")
+    ]
+    assert set(info.exports) == {
+        "agent_alloc",
+        "agent_init",
+        "agent_step",
+        "agent_receive",
+        "agent_shutdown",
+    }
     assert not info.has_receive_batch
     assert pool.load_module(GOOD) == info
     assert list(pool.info().modules) == [info.module_hash]
@@ -46,16 +52,26 @@ def test_malformed(pool: WasmPool) -> None:
     assert rejected(pool, b"not wasm").kind == cpb.FAULT_KIND_MALFORMED_MODULE
 
 
-@pytest.mark.parametrize(("imports", "needle"), [
-    ('(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
-     "import wasi_snapshot_preview1.fd_write is not allowed"),
-    ('(import "env" "abort" (func))', "import env.abort is not allowed"),
-    ('(import "lockstep_v1" "clock" (func (result i64)))', "import lockstep_v1.clock is unknown"),
-    ('(import "lockstep_v1" "tick" (func (result i32)))',
-     "import lockstep_v1.tick has signature () -> (i32), ABI v1 wants () -> (i64)"),
-    ('(import "lockstep_v1" "send" (global i32))', "import lockstep_v1.send has signature"),
-    ('(import "env" "mem" (memory 1))', "import env.mem is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("imports", "needle"),
+    [
+        (
+            '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+            "import wasi_snapshot_preview1.fd_write is not allowed",
+        ),
+        ('(import "env" "abort" (func))', "import env.abort is not allowed"),
+        (
+            '(import "lockstep_v1" "clock" (func (result i64)))',
+            "import lockstep_v1.clock is unknown",
+        ),
+        (
+            '(import "lockstep_v1" "tick" (func (result i32)))',
+            "import lockstep_v1.tick has signature () -> (i32), ABI v1 wants () -> (i64)",
+        ),
+        ('(import "lockstep_v1" "send" (global i32))', "import lockstep_v1.send has signature"),
+        ('(import "env" "mem" (memory 1))', "import env.mem is not allowed"),
+    ],
+)
 def test_bad_imports(pool: WasmPool, imports: str, needle: str) -> None:
     text = f"""(module {imports}
       (memory (export "memory") 1)
@@ -71,16 +87,27 @@ def test_bad_imports(pool: WasmPool, imports: str, needle: str) -> None:
     assert needle in exc.detail
 
 
-@pytest.mark.parametrize(("drop", "replace", "needle"), [
-    ('(func (export "agent_step") (param $ctx i32) (result i32) (i32.const 0))', "",
-     "missing export agent_step"),
-    ('(memory (export "memory") 1)', "(memory 1)", "missing export memory"),
-    ('(func (export "agent_init") (result i32) (i32.const 0))',
-     '(func (export "agent_init") (param i32) (result i32) (i32.const 0))',
-     "export agent_init has signature (i32) -> (i32), ABI v1 wants () -> (i32)"),
-    ('(func (export "agent_shutdown") (result i32) (i32.const 0))',
-     '(global (export "agent_shutdown") i32 (i32.const 0))', "export agent_shutdown is not a"),
-])
+@pytest.mark.parametrize(
+    ("drop", "replace", "needle"),
+    [
+        (
+            '(func (export "agent_step") (param $ctx i32) (result i32) (i32.const 0))',
+            "",
+            "missing export agent_step",
+        ),
+        ('(memory (export "memory") 1)', "(memory 1)", "missing export memory"),
+        (
+            '(func (export "agent_init") (result i32) (i32.const 0))',
+            '(func (export "agent_init") (param i32) (result i32) (i32.const 0))',
+            "export agent_init has signature (i32) -> (i32), ABI v1 wants () -> (i32)",
+        ),
+        (
+            '(func (export "agent_shutdown") (result i32) (i32.const 0))',
+            '(global (export "agent_shutdown") i32 (i32.const 0))',
+            "export agent_shutdown is not a",
+        ),
+    ],
+)
 def test_bad_exports(pool: WasmPool, drop: str, replace: str, needle: str) -> None:
     text = _good_text().replace(drop, replace)
     assert text != _good_text()
@@ -90,33 +117,47 @@ def test_bad_exports(pool: WasmPool, drop: str, replace: str, needle: str) -> No
 
 
 def test_bad_batch_signature(pool: WasmPool) -> None:
-    exc = rejected(pool, wat(_good_text().replace(
-        "(global $count", '(func (export "agent_receive_batch") (result i32) (i32.const 0)) '
-        "(global $count")))
+    exc = rejected(
+        pool,
+        wat(
+            _good_text().replace(
+                "(global $count",
+                '(func (export "agent_receive_batch") (result i32) (i32.const 0)) (global $count',
+            )
+        ),
+    )
     assert "export agent_receive_batch has signature () -> (i32)" in exc.detail
 
 
 def test_reserved_export_and_stateful_instructions(pool: WasmPool) -> None:
-    exc = rejected(pool, agent_wat(extra='(global (export "__lockstep_global_0") i32 '
-                                         "(i32.const 0))"))
+    exc = rejected(
+        pool, agent_wat(extra='(global (export "__lockstep_global_0") i32 (i32.const 0))')
+    )
     assert "reserved prefix" in exc.detail
-    exc = rejected(pool, agent_wat(extra="(table 1 funcref) (func (table.set 0 (i32.const 0) "
-                                         "(ref.null func)))"))
+    exc = rejected(
+        pool,
+        agent_wat(extra="(table 1 funcref) (func (table.set 0 (i32.const 0) (ref.null func)))"),
+    )
     assert "table.set" in exc.detail
     exc = rejected(pool, agent_wat(extra='(data "x") (func (data.drop 3))'))
     assert "data.drop" in exc.detail
 
 
 def test_rejected_module_faults_agents_at_create(pool: WasmPool) -> None:
-    bad = wat('(module (import "wasi_snapshot_preview1" "random_get" '
-                            "(func (param i32 i32) (result i32))))")
+    bad = wat(
+        '(module (import "wasi_snapshot_preview1" "random_get" '
+        "(func (param i32 i32) (result i32))))"
+    )
     exc = rejected(pool, bad)
     # Loading it again gives the same answer from the cache.
     assert rejected(pool, bad).detail == exc.detail
     good = pool.load_module(GOOD).module_hash
     bad_hash = "sha256:" + hashlib.sha256(bad).hexdigest()
-    resp = pool.create_agents(pb.CreateAgentsRequest(agents=[
-        spec(1, "a", good), spec(2, "b", bad_hash), spec(3, "c", good)]))
+    resp = pool.create_agents(
+        pb.CreateAgentsRequest(
+            agents=[spec(1, "a", good), spec(2, "b", bad_hash), spec(3, "c", good)]
+        )
+    )
     assert [r.HasField("fault") for r in resp.results] == [False, True, False]
     assert resp.results[1].fault.kind == cpb.FAULT_KIND_ABI_VIOLATION
     assert "wasi_snapshot_preview1.random_get" in resp.results[1].fault.detail
@@ -130,25 +171,26 @@ def test_create_request_validation(pool: WasmPool) -> None:
     with pytest.raises(InvalidRequestError, match="bad agent name"):
         pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a b", good)]))
     with pytest.raises(InvalidRequestError, match="args are 65537 bytes"):
-        pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good,
-                                                               args=bytes(65537))]))
+        pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good, args=bytes(65537))]))
     from lockstep_wasm_pool import AlreadyExistsError
+
     with pytest.raises(AlreadyExistsError, match="handle is already live"):
-        pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good),
-                                                          spec(1, "b", good)]))
+        pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good), spec(1, "b", good)]))
     assert pool.handles() == []  # nothing half-created
 
 
 def test_module_size_bound() -> None:
-    with WasmPool(WasmPoolConfig(max_module_bytes=100)) as pool, \
-            pytest.raises(InvalidRequestError, match="above the pool limit of 100"):
+    with (
+        WasmPool(WasmPoolConfig(max_module_bytes=100)) as pool,
+        pytest.raises(InvalidRequestError, match="above the pool limit of 100"),
+    ):
         pool.load_module(GOOD)
 
 
 def test_memory_grow_within_limit_works(pool: WasmPool) -> None:
     from tests.wasm_pool.conftest import create, step
-    wasm = agent_wat(step="(i32.store (i32.const 600) (memory.grow (i32.const 2))) "
-                          "(i32.const 0)")
+
+    wasm = agent_wat(step="(i32.store (i32.const 600) (memory.grow (i32.const 2))) (i32.const 0)")
     create(pool, (1, "a", wasm))
     (result,) = step(pool, 1, 1)
     assert not result.HasField("fault")
@@ -170,6 +212,7 @@ def _good_text() -> str:
 
 def test_serialized_module_cache(tmp_path: Path) -> None:
     from tests.wasm_pool.conftest import create, step
+
     cache = tmp_path / "modules"
     with WasmPool(WasmPoolConfig(module_cache_dir=cache)) as first:
         digest = first.load_module(GOOD).module_hash

@@ -36,8 +36,7 @@ def _instance(text: str) -> tuple[wasmtime.Store, wasmtime.Instance, _native.Hos
         return x * 2
 
     _native.define_host(linker, "h", "f", 1, "i32", boom, state, keep, fast=True)
-    _native.define_host(linker, "h", "g", 0, "i64", lambda: -(1 << 40), state, keep,
-                        fast=True)
+    _native.define_host(linker, "h", "g", 0, "i64", lambda: -(1 << 40), state, keep, fast=True)
     inst = linker.instantiate(store, wasmtime.Module(engine, wat(text)))
     store.keep = keep  # type: ignore[attr-defined]
     return store, inst, state
@@ -72,8 +71,10 @@ def test_make_call_results_traps_and_host_exceptions(fast: bool) -> None:
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_memory_accessor(fast: bool) -> None:
-    store, inst, _ = _instance('(module (memory (export "memory") 1) '
-                               '(func (export "grow") (result i32) (memory.grow (i32.const 1))))')
+    store, inst, _ = _instance(
+        '(module (memory (export "memory") 1) '
+        '(func (export "grow") (result i32) (memory.grow (i32.const 1))))'
+    )
     memory = inst.exports(store)["memory"]
     assert isinstance(memory, wasmtime.Memory)
     mem = _native.make_memory(store, memory, fast=fast)
@@ -94,12 +95,20 @@ def test_memory_accessor(fast: bool) -> None:
 def test_global_bits_both_paths(type_name: str) -> None:
     engine = wasmtime.Engine()
     store = wasmtime.Store(engine)
-    ty = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64(),
-          "f32": wasmtime.ValType.f32(), "f64": wasmtime.ValType.f64()}[type_name]
+    ty = {
+        "i32": wasmtime.ValType.i32(),
+        "i64": wasmtime.ValType.i64(),
+        "f32": wasmtime.ValType.f32(),
+        "f64": wasmtime.ValType.f64(),
+    }[type_name]
     init: object = 0.0 if type_name[0] == "f" else 0
     glob = wasmtime.Global(store, wasmtime.GlobalType(ty, True), init)
-    bits = {"i32": struct.pack("<i", -5), "i64": struct.pack("<q", 1 << 40),
-            "f32": struct.pack("<f", 2.5), "f64": struct.pack("<d", -0.125)}[type_name]
+    bits = {
+        "i32": struct.pack("<i", -5),
+        "i64": struct.pack("<q", 1 << 40),
+        "f32": struct.pack("<f", 2.5),
+        "f64": struct.pack("<d", -0.125),
+    }[type_name]
     for fast in (True, False):
         _native.global_set_bits(store, glob, type_name, bits, fast=fast)
         assert _native.global_get_bits(store, glob, type_name, fast=True) == bits
@@ -108,14 +117,16 @@ def test_global_bits_both_paths(type_name: str) -> None:
 
 def test_fast_and_public_paths_agree_byte_for_byte() -> None:
     scenario = [
-        GOOD, CHATTY,
-        agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) "
-                       "(i32.const 1))"),
+        GOOD,
+        CHATTY,
+        agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) (i32.const 1))"),
         agent_wat(step="(loop $l (br $l)) (i32.const 0)"),
         agent_wat(step="(drop (memory.grow (i32.const 300))) (i32.const 0)"),
         agent_wat(receive="(i32.const -4)"),
-        agent_wat(extra='(func $s (drop (call $send (i32.const 0) (i32.const 4) '
-                        '(i32.const 70000) (i32.const 1)))) (start $s)'),
+        agent_wat(
+            extra="(func $s (drop (call $send (i32.const 0) (i32.const 4) "
+            "(i32.const 70000) (i32.const 1)))) (start $s)"
+        ),
     ]
     outputs = []
     for fast in (True, False):
@@ -125,8 +136,10 @@ def test_fast_and_public_paths_agree_byte_for_byte() -> None:
             inbox = (batch(record(b"m1"), record(b"m2")), 2)
             for tick in (1, 2):
                 live = pool.handles()
-                out += [r.SerializeToString(deterministic=True) for r in
-                        step(pool, tick, *live, inboxes={h: inbox for h in live})]
+                out += [
+                    r.SerializeToString(deterministic=True)
+                    for r in step(pool, tick, *live, inboxes={h: inbox for h in live})
+                ]
             out += [s.SerializeToString(deterministic=True) for s in pool.snapshot([])]
             outputs.append(out)
             kinds = [r.fault.kind for r in created.results]

@@ -26,8 +26,9 @@ Auth = tuple[Path, TokenStore]
 
 @pytest.fixture
 def server(auth: Auth) -> Iterator[str]:
-    bound = create_server("127.0.0.1:0", auth=auth[1],
-                          config=WasmPoolConfig(max_module_bytes=1 << 20))
+    bound = create_server(
+        "127.0.0.1:0", auth=auth[1], config=WasmPoolConfig(max_module_bytes=1 << 20)
+    )
     try:
         wait_serving(bound.address)
         yield bound.address
@@ -35,8 +36,11 @@ def server(auth: Auth) -> Iterator[str]:
         bound.stop(grace=0)
 
 
-def stub(address: str, store: TokenStore | None, role: Role | None = Role.SERVICE,
-         ) -> pb_grpc.WasmPoolServiceStub:
+def stub(
+    address: str,
+    store: TokenStore | None,
+    role: Role | None = Role.SERVICE,
+) -> pb_grpc.WasmPoolServiceStub:
     token = store.token(role) if store is not None and role is not None else None
     return pb_grpc.WasmPoolServiceStub(AuthedChannel(address, token))
 
@@ -48,7 +52,8 @@ def test_roles(server: str, auth: Auth) -> None:
     cases: list[tuple[Role | None, grpc.StatusCode]] = [
         (None, grpc.StatusCode.UNAUTHENTICATED),
         (Role.VIEWER, grpc.StatusCode.PERMISSION_DENIED),
-        (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED)]
+        (Role.OPERATOR, grpc.StatusCode.PERMISSION_DENIED),
+    ]
     for role, code in cases:
         s = stub(server, store, role)
         with pytest.raises(grpc.RpcError) as info:
@@ -81,8 +86,7 @@ def test_status_codes(server: str, auth: Auth) -> None:
         s.CreateAgents(pb.CreateAgentsRequest(agents=[spec(1, "a", digest)]))
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
     with pytest.raises(grpc.RpcError) as info:
-        s.StepBatch(pb.StepBatchRequest(steps=[pb.AgentStep(handle=1, inbox=b"xx",
-                                                            inbox_count=1)]))
+        s.StepBatch(pb.StepBatchRequest(steps=[pb.AgentStep(handle=1, inbox=b"xx", inbox_count=1)]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as info:
         list(s.Snapshot(pb.SnapshotRequest(handles=[5])))
@@ -97,17 +101,22 @@ def ticks(s: pb_grpc.WasmPoolServiceStub, first: int, last: int) -> list[bytes]:
     for tick in range(first, last):
         inbox = batch(record(tick.to_bytes(4, "little")))
         steps = [pb.AgentStep(handle=h, inbox=inbox, inbox_count=1) for h in (1, 2)]
-        out.append(s.StepBatch(pb.StepBatchRequest(tick=tick, steps=steps))
-                   .SerializeToString(deterministic=True))
+        out.append(
+            s.StepBatch(pb.StepBatchRequest(tick=tick, steps=steps)).SerializeToString(
+                deterministic=True
+            )
+        )
     return out
 
 
 def test_snapshot_restore_into_fresh_process(
-        server: str, auth: Auth, service_factory: Callable[..., ServiceProcess]) -> None:
+    server: str, auth: Auth, service_factory: Callable[..., ServiceProcess]
+) -> None:
     a = stub(server, auth[1])
     digest = a.LoadModule(pb.LoadModuleRequest(wasm=CHATTY)).module_hash
-    a.CreateAgents(pb.CreateAgentsRequest(seed=11, agents=[spec(1, "a", digest),
-                                                           spec(2, "b", digest)]))
+    a.CreateAgents(
+        pb.CreateAgentsRequest(seed=11, agents=[spec(1, "a", digest), spec(2, "b", digest)])
+    )
     ticks(a, 1, 4)
     snaps = list(a.Snapshot(pb.SnapshotRequest()))
     assert [s.spec.handle for s in snaps] == [1, 2]
@@ -124,9 +133,21 @@ def test_snapshot_restore_into_fresh_process(
 
 def test_bad_config_fails_at_start(auth: Auth) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lockstep_wasm_pool", "--address", "127.0.0.1:0",
-         "--auth-file", str(auth[0]), "--max-memory-pages", "lots"],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "lockstep_wasm_pool",
+            "--address",
+            "127.0.0.1:0",
+            "--auth-file",
+            str(auth[0]),
+            "--max-memory-pages",
+            "lots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "bad value 'lots' for max_memory_pages" in proc.stderr
 
@@ -136,8 +157,13 @@ def test_packed_wire_over_grpc(server: str, auth: Auth) -> None:
 
     s = stub(server, auth[1])
     digest = s.LoadModule(pb.LoadModuleRequest(wasm=GOOD)).module_hash
-    out = s.CreateAgents(pb.CreateAgentsRequest(batch=wire.pack_create(
-        0, 3, [wire.AgentSpec(1, "a", digest), wire.AgentSpec(2, "b", digest)]))).batch
+    out = s.CreateAgents(
+        pb.CreateAgentsRequest(
+            batch=wire.pack_create(
+                0, 3, [wire.AgentSpec(1, "a", digest), wire.AgentSpec(2, "b", digest)]
+            )
+        )
+    ).batch
     assert list(wire.parse_results(out).rows["handle"]) == [1, 2]
     step = wire.pack_step(1, [1, 2], [record(b"hi"), b""], [1, 0])
     res = wire.parse_results(s.StepBatch(pb.StepBatchRequest(batch=step)).batch)

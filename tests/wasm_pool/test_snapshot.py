@@ -21,16 +21,16 @@ pytestmark = pytest.mark.unit
 # State in memory, in an unexported i32/i64/f64 global, in the random stream and request ids.
 CHATTY = agent_wat(
     step="(drop (call $random (i32.const 3000) (i32.const 8))) "
-         "(global.set $count (i32.add (global.get $count) (i32.const 1))) "
-         "(global.set $wide (i64.mul (global.get $wide) (i64.const 3))) "
-         "(global.set $fl (f64.mul (global.get $fl) (f64.const 1.25))) "
-         "(i32.store (i32.const 700) (global.get $count)) "
-         "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 3000) (i32.const 8))) "
-         "(drop (call $infer (i32.const 0) (i32.const 4) (i32.const 3000) (i32.const 4))) "
-         "(drop (call $log (i32.const 1) (i32.const 3000) (i32.const 8))) "
-         "(i32.const 0)",
+    "(global.set $count (i32.add (global.get $count) (i32.const 1))) "
+    "(global.set $wide (i64.mul (global.get $wide) (i64.const 3))) "
+    "(global.set $fl (f64.mul (global.get $fl) (f64.const 1.25))) "
+    "(i32.store (i32.const 700) (global.get $count)) "
+    "(drop (call $send (i32.const 0) (i32.const 4) (i32.const 3000) (i32.const 8))) "
+    "(drop (call $infer (i32.const 0) (i32.const 4) (i32.const 3000) (i32.const 4))) "
+    "(drop (call $log (i32.const 1) (i32.const 3000) (i32.const 8))) "
+    "(i32.const 0)",
     receive="(i32.store (i32.const 704) (i32.add (i32.load (i32.const 704)) "
-            "(i32.load (local.get $msg)))) (i32.const 0)",
+    "(i32.load (local.get $msg)))) (i32.const 0)",
 )
 
 
@@ -49,9 +49,13 @@ def test_same_batches_give_identical_results() -> None:
         with WasmPool() as pool:
             created = create(pool, (1, "a", CHATTY), (2, "b", CHATTY), seed=99)
             responses = run_ticks(pool, 1, 6)
-            runs.append(([created.SerializeToString(deterministic=True)]
-                         + [r.SerializeToString(deterministic=True) for r in responses],
-                         [s.state_hash for s in pool.snapshot([])]))
+            runs.append(
+                (
+                    [created.SerializeToString(deterministic=True)]
+                    + [r.SerializeToString(deterministic=True) for r in responses],
+                    [s.state_hash for s in pool.snapshot([])],
+                )
+            )
     assert runs[0] == runs[1]
     # And the agents really differ from each other (the name keys the random stream).
     with WasmPool() as pool:
@@ -97,8 +101,9 @@ def test_restore_then_step_matches_uninterrupted_run() -> None:
 
 def test_restore_nan_bits_exactly(pool: WasmPool) -> None:
     # f64.reinterpret of an odd NaN pattern is not canonicalised; the snapshot keeps it.
-    wasm = agent_wat(step="(global.set $fl (f64.reinterpret_i64 (i64.const 0x7ff4000000000123)))"
-                          " (i32.const 0)")
+    wasm = agent_wat(
+        step="(global.set $fl (f64.reinterpret_i64 (i64.const 0x7ff4000000000123))) (i32.const 0)"
+    )
     create(pool, (1, "a", wasm))
     step(pool, 1, 1)
     snap = pool.snapshot([1])[0]
@@ -109,8 +114,10 @@ def test_restore_nan_bits_exactly(pool: WasmPool) -> None:
 
 
 def test_restore_grown_memory(pool: WasmPool) -> None:
-    wasm = agent_wat(step="(drop (memory.grow (i32.const 3))) (i32.store (i32.const 200000) "
-                          "(i32.const 77)) (i32.const 0)")
+    wasm = agent_wat(
+        step="(drop (memory.grow (i32.const 3))) (i32.store (i32.const 200000) "
+        "(i32.const 77)) (i32.const 0)"
+    )
     create(pool, (1, "a", wasm))
     step(pool, 1, 1)
     snap = pool.snapshot([1])[0]

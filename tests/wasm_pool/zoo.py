@@ -37,15 +37,22 @@ BUSY_STEP = (
     "(global.set $count (i32.add (global.get $count) (i32.const 1))) "
     "(global.set $wide (i64.mul (global.get $wide) (i64.const 3))) "
     "(global.set $fl (f64.mul (global.get $fl) (f64.const 1.25))) "
-    "(i32.const 0)")
-BUSY_DATA = ('(data (i32.const 2048) "\\ff\\fe\\41\\c3") (data (i32.const 2100) "m1") '
-             '(data (i32.const 2110) "*#news") (data (i32.const 2120) "b d")')
+    "(i32.const 0)"
+)
+BUSY_DATA = (
+    '(data (i32.const 2048) "\\ff\\fe\\41\\c3") (data (i32.const 2100) "m1") '
+    '(data (i32.const 2110) "*#news") (data (i32.const 2120) "b d")'
+)
 # Echo every delivered record back to "peer" (checks the delivered bytes).
-ECHO_RECEIVE = ("(drop (call $send (i32.const 0) (i32.const 4) (local.get $msg) "
-                "(i32.load (local.get $msg)))) "
-                "(global.set $count (i32.add (global.get $count) (i32.const 1))) (i32.const 0)")
-ECHO_BATCH = ("(drop (call $send (i32.const 0) (i32.const 4) (local.get $p) "
-              "(i32.load (local.get $p)))) (i32.const 0)")
+ECHO_RECEIVE = (
+    "(drop (call $send (i32.const 0) (i32.const 4) (local.get $msg) "
+    "(i32.load (local.get $msg)))) "
+    "(global.set $count (i32.add (global.get $count) (i32.const 1))) (i32.const 0)"
+)
+ECHO_BATCH = (
+    "(drop (call $send (i32.const 0) (i32.const 4) (local.get $p) "
+    "(i32.load (local.get $p)))) (i32.const 0)"
+)
 GROW_STEP = "(drop (memory.grow (i32.const 1))) (i32.const 0)"
 STACK = "(func $rec (param i32) (result i32) (call $rec (i32.add (local.get 0) (i32.const 1))))"
 
@@ -54,14 +61,21 @@ LIVING: list[tuple[str, bytes]] = [
     ("good", GOOD),
     ("busy", agent_wat(step=BUSY_STEP, receive=ECHO_RECEIVE, extra=BUSY_DATA)),
     ("echo", agent_wat(step=SEND_THEN + "(i32.const 0)", receive=ECHO_RECEIVE)),
-    ("batcher", agent_wat(step=SEND_THEN + "(i32.const 0)", receive="(i32.const -9)",
-                          batch=ECHO_BATCH)),
+    (
+        "batcher",
+        agent_wat(step=SEND_THEN + "(i32.const 0)", receive="(i32.const -9)", batch=ECHO_BATCH),
+    ),
     ("grower", agent_wat(step=GROW_STEP)),
     ("idler", agent_wat(step="(i32.const 1)")),
     ("odd", agent_wat(step="(i32.const 77)", shutdown="(i32.const 5)")),
-    ("starter", agent_wat(extra="(func $start (drop (call $send (i32.const 0) (i32.const 4) "
-                                "(i32.const 16) (i32.const 5))) (drop (call $log (i32.const 0)"
-                                " (i32.const 16) (i32.const 5)))) (start $start)")),
+    (
+        "starter",
+        agent_wat(
+            extra="(func $start (drop (call $send (i32.const 0) (i32.const 4) "
+            "(i32.const 16) (i32.const 5))) (drop (call $log (i32.const 0)"
+            " (i32.const 16) (i32.const 5)))) (start $start)"
+        ),
+    ),
     ("shutter", agent_wat(shutdown=SEND_THEN + "(i32.const -4)")),
 ]
 FAULTING: list[tuple[str, bytes]] = [
@@ -71,20 +85,31 @@ FAULTING: list[tuple[str, bytes]] = [
     ("fuel", agent_wat(step=SEND_THEN + "(loop $l (br $l)) (i32.const 0)")),
     ("stack", agent_wat(step="(call $rec (i32.const 0))", extra=STACK)),
     ("growbig", agent_wat(step="(drop (memory.grow (i32.const 300))) (i32.const 0)")),
-    ("badsend", agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) "
-                               "(i32.const 1))")),
+    (
+        "badsend",
+        agent_wat(step="(call $send (i32.const 65530) (i32.const 10) (i32.const 0) (i32.const 1))"),
+    ),
     ("badlog", agent_wat(step="(call $log (i32.const 2) (i32.const -1) (i32.const 4))")),
     ("badrandom", agent_wat(step="(call $random (i32.const 65535) (i32.const 2))")),
-    ("badinfer", agent_wat(step="(i32.wrap_i64 (call $infer (i32.const 0) (i32.const 4) "
-                                "(i32.const 65536) (i32.const 1)))")),
-    ("badpay", agent_wat(step="(call $send (i32.const 0) (i32.const 4) (i32.const 70000) "
-                              "(i32.const 1))")),
+    (
+        "badinfer",
+        agent_wat(
+            step="(i32.wrap_i64 (call $infer (i32.const 0) (i32.const 4) "
+            "(i32.const 65536) (i32.const 1)))"
+        ),
+    ),
+    (
+        "badpay",
+        agent_wat(step="(call $send (i32.const 0) (i32.const 4) (i32.const 70000) (i32.const 1))"),
+    ),
     ("badalloc", agent_wat(alloc="(i32.const 65530)")),
     ("negstep", agent_wat(step=SEND_THEN + "(i32.const -7)")),
     ("negrecv", agent_wat(receive="(i32.const -3)", step=SEND_THEN + "(i32.const 0)")),
     ("negbatch", agent_wat(batch="(i32.const -2)")),
-    ("logthentrap", agent_wat(step="(drop (call $log (i32.const 3) (i32.const 16) "
-                                   "(i32.const 5))) unreachable")),
+    (
+        "logthentrap",
+        agent_wat(step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) unreachable"),
+    ),
     ("recvtrap", agent_wat(receive="unreachable")),
     ("done", agent_wat(step=SEND_THEN + "(i32.const 2)")),
 ]
@@ -94,14 +119,24 @@ CREATE_FAULTING: list[tuple[str, bytes]] = [
     ("neginit", agent_wat(init="(i32.const -1)")),
     ("starttrap", agent_wat(extra="(func $start unreachable) (start $start)")),
     ("startfuel", agent_wat(extra="(func $start (loop $l (br $l))) (start $start)")),
-    ("startbad", agent_wat(extra="(func $start (drop (call $send (i32.const 65530) "
-                                 "(i32.const 10) (i32.const 0) (i32.const 1)))) "
-                                 "(start $start)")),
+    (
+        "startbad",
+        agent_wat(
+            extra="(func $start (drop (call $send (i32.const 65530) "
+            "(i32.const 10) (i32.const 0) (i32.const 1)))) "
+            "(start $start)"
+        ),
+    ),
     ("inittrap", agent_wat(init="(call $rec (i32.const 0))", extra=STACK)),
     ("initdone", agent_wat(init="(i32.const 2)")),
     ("initidle", agent_wat(init="(i32.const 1)")),
-    ("rejected", agent_wat(imports='(import "wasi_snapshot_preview1" "fd_write" '
-                                   '(func (param i32 i32 i32 i32) (result i32)))')),
+    (
+        "rejected",
+        agent_wat(
+            imports='(import "wasi_snapshot_preview1" "fd_write" '
+            "(func (param i32 i32 i32 i32) (result i32)))"
+        ),
+    ),
 ]
 ALL = LIVING + FAULTING + CREATE_FAULTING
 
@@ -109,9 +144,17 @@ ALL = LIVING + FAULTING + CREATE_FAULTING
 def inbox_for(handle: int, tick: int) -> tuple[bytes, int]:
     """Records (no batch header) for one agent at one tick: 0-3 messages of every kind."""
     n = (handle + tick) % 4
-    recs = [record(struct.pack("<IQ", tick, handle) + bytes([i]) * i, sender=b"s%d" % i,
-                   dest=b"#t" if i == 2 else b"a", kind=i % 5, tick=tick - 1,
-                   corr=7 if i % 5 in (2, 3) else 0) for i in range(n)]
+    recs = [
+        record(
+            struct.pack("<IQ", tick, handle) + bytes([i]) * i,
+            sender=b"s%d" % i,
+            dest=b"#t" if i == 2 else b"a",
+            kind=i % 5,
+            tick=tick - 1,
+            corr=7 if i % 5 in (2, 3) else 0,
+        )
+        for i in range(n)
+    ]
     return b"".join(recs), n
 
 
@@ -126,17 +169,25 @@ class Scenario:
     live: list[int] = field(default_factory=list)
 
     def create(self, tick: int, hashes: dict[str, str]) -> None:
-        specs = [wire.AgentSpec(handle=h, name=name, module_hash=hashes[name],
-                                args=b"args-%d" % h, fuel=0 if h % 3 else 2_000_000,
-                                logs=0 if h % 2 else 3)
-                 for h, (name, _) in enumerate(self.agents, start=1)]
+        specs = [
+            wire.AgentSpec(
+                handle=h,
+                name=name,
+                module_hash=hashes[name],
+                args=b"args-%d" % h,
+                fuel=0 if h % 3 else 2_000_000,
+                logs=0 if h % 2 else 3,
+            )
+            for h, (name, _) in enumerate(self.agents, start=1)
+        ]
         out = self.run("create", wire.pack_create(tick, self.seed, specs))
         self._note(out)
 
     def step(self, tick: int) -> None:
         boxes = [inbox_for(h, tick) for h in self.live]
-        out = self.run("step", wire.pack_step(tick, self.live, [b for b, _ in boxes],
-                                              [n for _, n in boxes]))
+        out = self.run(
+            "step", wire.pack_step(tick, self.live, [b for b, _ in boxes], [n for _, n in boxes])
+        )
         self._note(out)
 
     def destroy(self, tick: int, handles: list[int], shutdown: bool) -> None:

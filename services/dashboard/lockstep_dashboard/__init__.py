@@ -9,5 +9,12 @@ from lockstep_dashboard._config import DashboardConfig, read_viewer_token
 from lockstep_dashboard._server import bind, serve
 from lockstep_dashboard._source import Source, SourceError
 
-__all__ = ["DashboardConfig", "Source", "SourceError", "bind", "create_app",
-           "read_viewer_token", "serve"]
+__all__ = [
+    "DashboardConfig",
+    "Source",
+    "SourceError",
+    "bind",
+    "create_app",
+    "read_viewer_token",
+    "serve",
+]

@@ -39,13 +39,17 @@ PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.mi
 ALLOWED_METHODS = ("GET", "HEAD")
 # plotly.js sets inline styles on the elements it draws, hence 'unsafe-inline' for styles;
 # scripts come from this origin only (no inline script, no eval).
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
-SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY")]
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,18 +76,24 @@ class ReadOnly:
             await send(message)
 
         if scope["method"] not in ALLOWED_METHODS:
-            response = PlainTextResponse("405 Method Not Allowed: this dashboard is read-only "
-                                         "(GET only)\n", status_code=405,
-                                         headers={"Allow": ", ".join(ALLOWED_METHODS)})
+            response = PlainTextResponse(
+                "405 Method Not Allowed: this dashboard is read-only (GET only)\n",
+                status_code=405,
+                headers={"Allow": ", ".join(ALLOWED_METHODS)},
+            )
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
     def dash(value: Any) -> Any:
         return "—" if value is None or value == "" else value
@@ -97,14 +107,13 @@ def _environment() -> jinja2.Environment:
 
     def short(value: Any, n: int = 12) -> str:
         text = "" if value is None else str(value)
-        return text if len(text) <= n + 7 else text[:n + 7] + "…"
+        return text if len(text) <= n + 7 else text[: n + 7] + "…"
 
     env.filters.update(dash=dash, num=num, short=short)
     return env
 
 
-def _int(request: Request, name: str, default: int | None = None,
-         minimum: int = 0) -> int | None:
+def _int(request: Request, name: str, default: int | None = None, minimum: int = 0) -> int | None:
     raw = request.query_params.get(name, "")
     if raw == "":
         return default
@@ -134,35 +143,56 @@ def create_app(config: DashboardConfig, source: Source | None = None) -> ASGIApp
             pairs = [(k, v) for k, v in params.items() if v != ""]
             return "?" + urlencode(pairs) if pairs else "?"
 
-        return templates.TemplateResponse(request, name, {**ctx, "qs": qs, "config": config},
-                                          status_code=status)
+        return templates.TemplateResponse(
+            request, name, {**ctx, "qs": qs, "config": config}, status_code=status
+        )
 
     def run_list(request: Request) -> Response:
-        ctx = views.run_list(src, request.query_params.get("q", ""),
-                             request.query_params.get("status", ""), _int(request, "page", 1) or 1)
+        ctx = views.run_list(
+            src,
+            request.query_params.get("q", ""),
+            request.query_params.get("status", ""),
+            _int(request, "page", 1) or 1,
+        )
         return render(request, "runs.html", ctx)
 
     def run_page(request: Request) -> Response:
-        ctx = views.run_page(src, request.path_params["run_id"], _int(request, "from_tick"),
-                             _int(request, "to_tick"))
+        ctx = views.run_page(
+            src, request.path_params["run_id"], _int(request, "from_tick"), _int(request, "to_tick")
+        )
         return render(request, "run.html", ctx)
 
     def agents(request: Request) -> Response:
         p = request.query_params
-        ctx = views.agents_page(src, request.path_params["run_id"], p.get("q", ""),
-                                p.get("sort", "sequence"), p.get("order", "asc"),
-                                _int(request, "page", 1) or 1)
+        ctx = views.agents_page(
+            src,
+            request.path_params["run_id"],
+            p.get("q", ""),
+            p.get("sort", "sequence"),
+            p.get("order", "asc"),
+            _int(request, "page", 1) or 1,
+        )
         return render(request, "agents.html", ctx)
 
     def agent(request: Request) -> Response:
-        ctx = views.agent_page(src, request.path_params["run_id"], request.path_params["name"],
-                               _int(request, "from_tick"), _int(request, "to_tick"),
-                               _int(request, "page", 1) or 1)
+        ctx = views.agent_page(
+            src,
+            request.path_params["run_id"],
+            request.path_params["name"],
+            _int(request, "from_tick"),
+            _int(request, "to_tick"),
+            _int(request, "page", 1) or 1,
+        )
         return render(request, "agent.html", ctx)
 
     def flow(request: Request) -> Response:
-        ctx = views.flow_page(src, request.path_params["run_id"], _int(request, "from_tick"),
-                              _int(request, "to_tick"), _int(request, "page", 1) or 1)
+        ctx = views.flow_page(
+            src,
+            request.path_params["run_id"],
+            _int(request, "from_tick"),
+            _int(request, "to_tick"),
+            _int(request, "page", 1) or 1,
+        )
         return render(request, "flow.html", ctx)
 
     def digests(request: Request) -> Response:
@@ -171,14 +201,21 @@ def create_app(config: DashboardConfig, source: Source | None = None) -> ASGIApp
 
     def journal(request: Request) -> Response:
         p = request.query_params
-        ctx = views.journal_page(src, request.path_params["run_id"], p.getlist("kind"),
-                                 p.get("agent", ""), _int(request, "from_tick"),
-                                 _int(request, "to_tick"), _int(request, "after", 0) or 0)
+        ctx = views.journal_page(
+            src,
+            request.path_params["run_id"],
+            p.getlist("kind"),
+            p.get("agent", ""),
+            _int(request, "from_tick"),
+            _int(request, "to_tick"),
+            _int(request, "after", 0) or 0,
+        )
         return render(request, "journal.html", ctx)
 
     def inference(request: Request) -> Response:
-        ctx = views.inference_page(src, request.path_params["run_id"],
-                                   _int(request, "after", 0) or 0)
+        ctx = views.inference_page(
+            src, request.path_params["run_id"], _int(request, "after", 0) or 0
+        )
         return render(request, "inference.html", ctx)
 
     def checkpoints(request: Request) -> Response:
@@ -186,35 +223,44 @@ def create_app(config: DashboardConfig, source: Source | None = None) -> ASGIApp
         return render(request, "checkpoints.html", ctx)
 
     def compare(request: Request) -> Response:
-        ctx = views.compare_page(src, request.query_params.get("a", ""),
-                                 request.query_params.get("b", ""))
+        ctx = views.compare_page(
+            src, request.query_params.get("a", ""), request.query_params.get("b", "")
+        )
         return render(request, "compare.html", ctx)
 
     def live(request: Request) -> Response:
-        data = views.live_update(src, request.path_params["run_id"],
-                                 _int(request, "after", 0) or 0)
+        data = views.live_update(src, request.path_params["run_id"], _int(request, "after", 0) or 0)
         return JSONResponse(data, headers={"cache-control": "no-store"})
 
     def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     def plotly_js(_request: Request) -> Response:
-        return FileResponse(PLOTLY_JS, media_type="text/javascript",
-                            headers={"cache-control": "max-age=86400"})
+        return FileResponse(
+            PLOTLY_JS, media_type="text/javascript", headers={"cache-control": "max-age=86400"}
+        )
 
     async def on_source_error(request: Request, exc: Exception) -> Response:
-        return render(request, "error.html", {"title": "A service is not answering",
-                                              "message": str(exc)}, status=503)
+        return render(
+            request,
+            "error.html",
+            {"title": "A service is not answering", "message": str(exc)},
+            status=503,
+        )
 
     async def on_not_found(request: Request, exc: Exception) -> Response:
-        return render(request, "error.html", {"title": "Not found", "message": str(exc)},
-                      status=404)
+        return render(
+            request, "error.html", {"title": "Not found", "message": str(exc)}, status=404
+        )
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return render(request, "error.html", {"title": f"Error {exc.status_code}",
-                                              "message": exc.detail},
-                      status=exc.status_code)
+        return render(
+            request,
+            "error.html",
+            {"title": f"Error {exc.status_code}", "message": exc.detail},
+            status=exc.status_code,
+        )
 
     def get(path: str, endpoint: Callable[[Request], Response]) -> Route:
         return Route(path, endpoint, methods=["GET"])
@@ -242,8 +288,11 @@ def create_app(config: DashboardConfig, source: Source | None = None) -> ASGIApp
             get("/static/plotly.min.js", plotly_js),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        exception_handlers={SourceError: on_source_error, views.NotFound: on_not_found,
-                            HTTPException: on_http},
+        exception_handlers={
+            SourceError: on_source_error,
+            views.NotFound: on_not_found,
+            HTTPException: on_http,
+        },
         lifespan=lifespan,
     )
     return ReadOnly(app)

@@ -51,8 +51,12 @@ class _Chain:
         info = run_info(run_id, source.start_records(run_id))
         self.parent: _Chain | None = None
         self.at = 0
-        if info.parent is not None and info.parent[0] and depth < 32 \
-                and source.run(info.parent[0]) is not None:
+        if (
+            info.parent is not None
+            and info.parent[0]
+            and depth < 32
+            and source.run(info.parent[0]) is not None
+        ):
             self.parent = _Chain(source, info.parent[0], depth + 1)
             self.at = info.parent[2]
 
@@ -67,12 +71,21 @@ class _Chain:
             out.update(self.parent.window(lo, min(hi, self.at)))
             lo = self.at + 1
         if lo <= hi:
-            recs = self.source.records(self.run_id, kinds=["tick.digest"], from_tick=lo,
-                                       to_tick=hi, limit=(hi - lo + 1) * 4 + 16)
+            recs = self.source.records(
+                self.run_id,
+                kinds=["tick.digest"],
+                from_tick=lo,
+                to_tick=hi,
+                limit=(hi - lo + 1) * 4 + 16,
+            )
             # A later record of the same tick (after pool recovery) wins, as in diff.
-            out.update({r.tick: (str(r.payload.get("digest", "")),
-                                 str(r.payload.get("agents", "")))
-                        for r in recs if r.kind == "tick.digest"})
+            out.update(
+                {
+                    r.tick: (str(r.payload.get("digest", "")), str(r.payload.get("agents", "")))
+                    for r in recs
+                    if r.kind == "tick.digest"
+                }
+            )
         return out
 
     def names(self, limit: int) -> dict[int, str]:
@@ -112,7 +125,17 @@ def compare_runs(source: Source, a: str, b: str) -> Comparison:
     names = {**ca.names(source.config.max_scan), **cb.names(source.config.max_scan)}
     near_a = ca.window(max(0, first - 2), first + 2)
     near_b = cb.window(max(0, first - 2), first + 2)
-    rows = [(t, near_a[t][0] if t in near_a else None, near_b[t][0] if t in near_b else None)
-            for t in sorted(set(near_a) | set(near_b))]
-    return Comparison(a, b, ca.last_tick, cb.last_tick, checked, first,
-                      tuple(names.get(s, f"#{s}") for s in seqs), rows)
+    rows = [
+        (t, near_a[t][0] if t in near_a else None, near_b[t][0] if t in near_b else None)
+        for t in sorted(set(near_a) | set(near_b))
+    ]
+    return Comparison(
+        a,
+        b,
+        ca.last_tick,
+        cb.last_tick,
+        checked,
+        first,
+        tuple(names.get(s, f"#{s}") for s in seqs),
+        rows,
+    )

@@ -63,8 +63,10 @@ def read_viewer_token(path: Path) -> str:
             raise ConfigError(f"credential file {path} is not valid JSON: {exc}") from None
         if not isinstance(raw, dict) or set(raw) != {"viewer"}:
             roles = ", ".join(sorted(raw)) if isinstance(raw, dict) else "?"
-            raise ConfigError(f"credential file {path} must hold only the viewer token "
-                              f"(it holds: {roles}); the dashboard takes no other role")
+            raise ConfigError(
+                f"credential file {path} must hold only the viewer token "
+                f"(it holds: {roles}); the dashboard takes no other role"
+            )
         text = str(raw["viewer"])
     if len(text) < 16 or any(c.isspace() for c in text):
         raise ConfigError(f"credential file {path} does not hold a token (>= 16 characters)")

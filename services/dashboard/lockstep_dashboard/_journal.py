@@ -45,8 +45,21 @@ STATS_FIELDS: tuple[tuple[str, str], ...] = (
     ("fuel", "fuel"),
     ("faults", "faults"),
 )
-ALL_STATS = ("wall_ms", "steps", "messages", "sent", "bytes", "fuel", "faults",
-             "undeliverable", "restarts", "spawned", "done", "agents", "inference_in_flight")
+ALL_STATS = (
+    "wall_ms",
+    "steps",
+    "messages",
+    "sent",
+    "bytes",
+    "fuel",
+    "faults",
+    "undeliverable",
+    "restarts",
+    "spawned",
+    "done",
+    "agents",
+    "inference_in_flight",
+)
 
 
 @dataclass(frozen=True)
@@ -82,9 +95,16 @@ def run_info(run_id: str, records: Iterable[JournalRecord]) -> RunInfo:
         return int(value) if isinstance(value, int | float) else None
 
     label = start.get("label")
-    return RunInfo(run_id, str(label) if label is not None else None, num("seed"), digest,
-                   num("pools"), num("inference_latency"), num("max_steps_per_tick"),
-                   parent_of(recs))
+    return RunInfo(
+        run_id,
+        str(label) if label is not None else None,
+        num("seed"),
+        digest,
+        num("pools"),
+        num("inference_latency"),
+        num("max_steps_per_tick"),
+        parent_of(recs),
+    )
 
 
 def stats_row(record: JournalRecord) -> dict[str, Any]:
@@ -112,8 +132,11 @@ class LogRow:
 
     @property
     def level_name(self) -> str:
-        return ("trace", "debug", "info", "warn", "error", "observe")[self.level] \
-            if 0 <= self.level <= 5 else str(self.level)
+        return (
+            ("trace", "debug", "info", "warn", "error", "observe")[self.level]
+            if 0 <= self.level <= 5
+            else str(self.level)
+        )
 
 
 def log_row(record: JournalRecord) -> LogRow:
@@ -127,8 +150,9 @@ def log_row(record: JournalRecord) -> LogRow:
             obs = tuple(decode_observation(text))
         except ValueError:
             obs = None
-    return LogRow(record.sequence, int(p.get("tick", record.tick)), str(p.get("agent", "")),
-                  level, text, obs)
+    return LogRow(
+        record.sequence, int(p.get("tick", record.tick)), str(p.get("agent", "")), level, text, obs
+    )
 
 
 def text_of_hex(value: Any, limit: int = 200) -> str:
@@ -149,14 +173,14 @@ class InferenceRow:
     """One journalled inference result (`infer.result`)."""
 
     sequence: int
-    tick: int              # the tick its result is delivered at
+    tick: int  # the tick its result is delivered at
     request_tick: int | None  # tick - inference latency, when the latency is known
     agent: str
     request_id: int | None
     model: str
     model_version: str
     provider: str
-    key: str               # "<run seed>/<agent spawn sequence>/<request id>": seeds sampling
+    key: str  # "<run seed>/<agent spawn sequence>/<request id>": seeds sampling
     seed: str
     latency_ticks: int | None
     latency_ms: float | None
@@ -172,12 +196,21 @@ def inference_row(record: JournalRecord, latency: int | None) -> InferenceRow:
     wall = p.get("latency_ms")
     rid = p.get("request_id")
     return InferenceRow(
-        record.sequence, record.tick,
+        record.sequence,
+        record.tick,
         record.tick - latency if latency is not None else None,
-        str(p.get("agent", "")), int(rid) if isinstance(rid, int) else None,
-        str(p.get("model", "")), str(p.get("model_version", "")), str(p.get("provider", "")),
-        key, seed, latency, float(wall) if isinstance(wall, int | float) else None,
-        str(p.get("error", "")), text_of_hex(p.get("output")))
+        str(p.get("agent", "")),
+        int(rid) if isinstance(rid, int) else None,
+        str(p.get("model", "")),
+        str(p.get("model_version", "")),
+        str(p.get("provider", "")),
+        key,
+        seed,
+        latency,
+        float(wall) if isinstance(wall, int | float) else None,
+        str(p.get("error", "")),
+        text_of_hex(p.get("output")),
+    )
 
 
 @dataclass
@@ -206,8 +239,9 @@ def flow_edges(records: Iterable[JournalRecord], latency: int | None) -> list[Ed
     edges: dict[tuple[str, str, str], Edge] = {}
 
     def add(source: str, target: str, kind: str, tick: int, sample: str) -> None:
-        edge = edges.setdefault((source, target, kind), Edge(source, target, kind,
-                                                             first_tick=tick, last_tick=tick))
+        edge = edges.setdefault(
+            (source, target, kind), Edge(source, target, kind, first_tick=tick, last_tick=tick)
+        )
         edge.count += 1
         edge.first_tick = min(edge.first_tick, tick)
         edge.last_tick = max(edge.last_tick, tick)
@@ -217,8 +251,13 @@ def flow_edges(records: Iterable[JournalRecord], latency: int | None) -> list[Ed
     for r in records:
         p = r.payload
         if r.kind == "control.message":
-            add(OUTSIDE, str(p.get("to", "")), "external message", r.tick,
-                text_of_hex(p.get("payload"), 80))
+            add(
+                OUTSIDE,
+                str(p.get("to", "")),
+                "external message",
+                r.tick,
+                text_of_hex(p.get("payload"), 80),
+            )
         elif r.kind == "infer.result":
             agent, model = str(p.get("agent", "")), "model " + str(p.get("model", ""))
             request_tick = r.tick - latency if latency is not None else r.tick

@@ -80,8 +80,9 @@ def bound_address(sock: socket.socket) -> str:
 class _Server(uvicorn.Server):
     """uvicorn's server, writing the ready file once it accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, ready_file: Path | None, address: str,
-                 metrics: str = "") -> None:
+    def __init__(
+        self, config: uvicorn.Config, ready_file: Path | None, address: str, metrics: str = ""
+    ) -> None:
         super().__init__(config)
         self.ready_file = ready_file
         self.address = address
@@ -94,8 +95,9 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        original = {sig: signal.signal(sig, self.handle_exit)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        original = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             yield
         finally:
@@ -108,8 +110,16 @@ class _Server(uvicorn.Server):
             return
         if self.ready_file is not None:
             tmp = self.ready_file.with_suffix(self.ready_file.suffix + ".tmp")
-            tmp.write_text(json.dumps({"address": self.address, "pid": os.getpid(),
-                                       "metrics": self.metrics, "url": f"http://{self.address}/"}))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "address": self.address,
+                        "pid": os.getpid(),
+                        "metrics": self.metrics,
+                        "url": f"http://{self.address}/",
+                    }
+                )
+            )
             os.replace(tmp, self.ready_file)
         log.info("serving on %s (pid %d): http://%s/", self.address, os.getpid(), self.address)
 
@@ -132,8 +142,13 @@ def _watch_supervisor(server: uvicorn.Server) -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
-def serve(config: DashboardConfig, address: str, ready_file: Path | None = None,
-          metrics_address: str = "", **uvicorn_options: Any) -> None:
+def serve(
+    config: DashboardConfig,
+    address: str,
+    ready_file: Path | None = None,
+    metrics_address: str = "",
+    **uvicorn_options: Any,
+) -> None:
     """Serve the dashboard on `address` until SIGTERM/SIGINT (uvicorn handles both), and
     Prometheus metrics on `metrics_address` when given."""
     sock = bind(address)
@@ -144,8 +159,14 @@ def serve(config: DashboardConfig, address: str, ready_file: Path | None = None,
         if metrics_address:
             metrics, stop_metrics = serve_metrics(metrics_address)
         app = create_app(config)
-        uconfig = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                 server_header=False, **uvicorn_options)
+        uconfig = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            **uvicorn_options,
+        )
         server = _Server(uconfig, ready_file, actual, metrics)
         _watch_supervisor(server)
         server.run(sockets=[sock])

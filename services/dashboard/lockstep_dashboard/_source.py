@@ -92,8 +92,13 @@ class Source:
     def _orchestrator(self, what: str, request: Any, ttl: float | None = None) -> Any:
         method = getattr(self._orch, what)
         key = ("orchestrator", what, request.SerializeToString(deterministic=True))
-        return self._cache.get(key, ttl, lambda: self._call(
-            "orchestrator", what, lambda: method(request, timeout=CALL_TIMEOUT_S)))
+        return self._cache.get(
+            key,
+            ttl,
+            lambda: self._call(
+                "orchestrator", what, lambda: method(request, timeout=CALL_TIMEOUT_S)
+            ),
+        )
 
     # ---- orchestrator -----------------------------------------------------------------
 
@@ -112,8 +117,9 @@ class Source:
 
     def digests(self, from_tick: int, to_tick: int) -> dict[int, str]:
         """{tick: digest hex} of the current run from the orchestrator's own chain."""
-        resp = self._orchestrator("GetDigests", opb.GetDigestsRequest(
-            from_tick=from_tick, to_tick=to_tick))
+        resp = self._orchestrator(
+            "GetDigests", opb.GetDigestsRequest(from_tick=from_tick, to_tick=to_tick)
+        )
         return {int(d.tick): bytes(d.digest).hex() for d in resp.digests}
 
     def current_run_id(self) -> str | None:
@@ -128,33 +134,66 @@ class Source:
     def runs(self) -> list[tpb.RunSummary]:
         """Every journalled run's summary, in order of first record (cached)."""
         key = ("telemetry", "ListRuns")
-        resp = self._cache.get(key, None, lambda: self._call(
-            "telemetry", "ListRuns",
-            lambda: self._tel.ListRuns(tpb.ListRunsRequest(), timeout=CALL_TIMEOUT_S)))
+        resp = self._cache.get(
+            key,
+            None,
+            lambda: self._call(
+                "telemetry",
+                "ListRuns",
+                lambda: self._tel.ListRuns(tpb.ListRunsRequest(), timeout=CALL_TIMEOUT_S),
+            ),
+        )
         return list(resp.runs)
 
     def run(self, run_id: str) -> tpb.RunSummary | None:
         """One run's summary, or None if telemetry has no record of it."""
         return next((r for r in self.runs() if r.run_id == run_id), None)
 
-    def records(self, run_id: str, *, kinds: Sequence[str] = (), from_tick: int | None = None,
-                to_tick: int | None = None, from_sequence: int = 0, to_sequence: int = 0,
-                limit: int) -> list[JournalRecord]:
+    def records(
+        self,
+        run_id: str,
+        *,
+        kinds: Sequence[str] = (),
+        from_tick: int | None = None,
+        to_tick: int | None = None,
+        from_sequence: int = 0,
+        to_sequence: int = 0,
+        limit: int,
+    ) -> list[JournalRecord]:
         """At most `limit` records (limit >= 1: a page never reads a whole run)."""
         if limit < 1:
             raise ValueError("records() needs a limit >= 1")
-        return list(self.iter_records(run_id, kinds=kinds, from_tick=from_tick,
-                                      to_tick=to_tick, from_sequence=from_sequence,
-                                      to_sequence=to_sequence, limit=limit))
+        return list(
+            self.iter_records(
+                run_id,
+                kinds=kinds,
+                from_tick=from_tick,
+                to_tick=to_tick,
+                from_sequence=from_sequence,
+                to_sequence=to_sequence,
+                limit=limit,
+            )
+        )
 
-    def iter_records(self, run_id: str, *, kinds: Sequence[str] = (),
-                     from_tick: int | None = None, to_tick: int | None = None,
-                     from_sequence: int = 0, to_sequence: int = 0,
-                     limit: int) -> Iterator[JournalRecord]:
+    def iter_records(
+        self,
+        run_id: str,
+        *,
+        kinds: Sequence[str] = (),
+        from_tick: int | None = None,
+        to_tick: int | None = None,
+        from_sequence: int = 0,
+        to_sequence: int = 0,
+        limit: int,
+    ) -> Iterator[JournalRecord]:
         """The same, streamed (the service sends batches of at most 1000 records)."""
-        req = tpb.QueryRecordsRequest(run_id=run_id, kinds=list(kinds),
-                                      from_sequence=from_sequence, to_sequence=to_sequence,
-                                      limit=max(1, limit))
+        req = tpb.QueryRecordsRequest(
+            run_id=run_id,
+            kinds=list(kinds),
+            from_sequence=from_sequence,
+            to_sequence=to_sequence,
+            limit=max(1, limit),
+        )
         if from_tick is not None:
             req.from_tick = max(0, from_tick)
         if to_tick is not None:
@@ -166,8 +205,9 @@ class Source:
                 for rec in batch.records:
                     yield JournalRecord.from_stored(rec)
         except grpc.RpcError as exc:
-            raise SourceError("telemetry", "QueryRecords", exc.code().name,
-                              str(exc.details())) from None
+            raise SourceError(
+                "telemetry", "QueryRecords", exc.code().name, str(exc.details())
+            ) from None
 
     def start_records(self, run_id: str) -> list[JournalRecord]:
         """A run's `run.start` and (for a restored run) `run.restore` records, kept."""
@@ -188,7 +228,12 @@ class Source:
         key = ("telemetry", "VerifyChain", from_sequence, to_sequence)
         req = tpb.VerifyChainRequest(from_sequence=from_sequence, to_sequence=to_sequence)
         resp: tpb.VerifyChainResponse = self._cache.get(
-            key, max(self.config.cache_ttl_s, 5.0), lambda: self._call(
-                "telemetry", "VerifyChain",
-                lambda: self._tel.VerifyChain(req, timeout=VERIFY_TIMEOUT_S)))
+            key,
+            max(self.config.cache_ttl_s, 5.0),
+            lambda: self._call(
+                "telemetry",
+                "VerifyChain",
+                lambda: self._tel.VerifyChain(req, timeout=VERIFY_TIMEOUT_S),
+            ),
+        )
         return resp

@@ -32,13 +32,15 @@ class EmbeddingAdapter:
         name = str(spec.get("tokenizer", "tokenizer.json"))
         path = (files.directory / name).resolve()
         if files.directory.resolve() not in path.parents:
-            raise ModelLoadError(f"model {files.name!r}: tokenizer path {name!r} leaves the "
-                                 "model directory")
+            raise ModelLoadError(
+                f"model {files.name!r}: tokenizer path {name!r} leaves the model directory"
+            )
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:
-            raise ModelLoadError(f"model {files.name!r}: cannot load tokenizer {name}: "
-                                 f"{exc}") from None
+            raise ModelLoadError(
+                f"model {files.name!r}: cannot load tokenizer {name}: {exc}"
+            ) from None
         self.max_length = int(spec.get("max_length", 128))
         # No padding: every text is encoded alone, so its vector cannot depend on which
         # other texts share a batch (padding length changes kernel shapes).
@@ -84,10 +86,10 @@ class CharLMAdapter:
     def __init__(self, files: ModelFiles) -> None:
         spec = files.spec
         vocab = spec.get("vocab")
-        if not isinstance(vocab, list) or not vocab or not all(
-                isinstance(v, str) for v in vocab):
-            raise ModelLoadError(f"model {files.name!r}: char_lm needs a 'vocab' list of "
-                                 "strings in lockstep.json")
+        if not isinstance(vocab, list) or not vocab or not all(isinstance(v, str) for v in vocab):
+            raise ModelLoadError(
+                f"model {files.name!r}: char_lm needs a 'vocab' list of strings in lockstep.json"
+            )
         self.vocab: list[str] = vocab
         self.index = {ch: i for i, ch in enumerate(vocab)}
         self.block_size = int(spec.get("block_size", 8))
@@ -104,8 +106,9 @@ class CharLMAdapter:
             tok = self.index.get(ch)
             if tok is None or tok == self.eos_token:
                 allowed = "".join(v for i, v in enumerate(self.vocab) if i != self.eos_token)
-                raise InvalidInputError(f"prompt character {ch!r} at {pos} is not in the "
-                                        f"model's vocabulary {allowed!r}")
+                raise InvalidInputError(
+                    f"prompt character {ch!r} at {pos} is not in the model's vocabulary {allowed!r}"
+                )
             ids.append(tok)
         return ids
 
@@ -115,7 +118,7 @@ class CharLMAdapter:
 
     def logits(self, session: OrtSession, context: list[int]) -> np.ndarray:
         """Next-token logits (float32 [vocab]) for the last block_size tokens."""
-        window = ([self.eos_token] * self.block_size + context)[-self.block_size:]
+        window = ([self.eos_token] * self.block_size + context)[-self.block_size :]
         (out,) = session.run({self.input: np.asarray([window], dtype=np.int64)}, [self.output])
         return np.asarray(out, dtype=np.float32).reshape(-1)
 

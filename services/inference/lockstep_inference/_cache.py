@@ -51,8 +51,9 @@ Loader = Callable[[str], tuple[ModelFiles, OrtSession, Any, int]]
 class ModelCache:
     """Loaded models by name; thread-safe."""
 
-    def __init__(self, budget: int, loader: Loader, size_hint: Callable[[str], int],
-                 busy_wait_s: float = 0.0) -> None:
+    def __init__(
+        self, budget: int, loader: Loader, size_hint: Callable[[str], int], busy_wait_s: float = 0.0
+    ) -> None:
         self.budget = budget
         self._loader = loader
         self._size_hint = size_hint
@@ -96,8 +97,10 @@ class ModelCache:
                     return current
             hint = self._size_hint(name)
             if hint > self.budget:
-                raise CacheFullError(f"model {name!r} needs at least {hint} bytes, more than the "
-                                     f"cache budget of {self.budget} bytes")
+                raise CacheFullError(
+                    f"model {name!r} needs at least {hint} bytes, more than the "
+                    f"cache budget of {self.budget} bytes"
+                )
             try:
                 files, session, adapter, charged = self._loader(name)
             except ModelNotFoundError:
@@ -116,8 +119,10 @@ class ModelCache:
                         return current
                     if current.in_flight:
                         session.close()
-                        raise ModelBusyError(f"model {name!r} has {current.in_flight} requests "
-                                             "in flight; reload it when they are done")
+                        raise ModelBusyError(
+                            f"model {name!r} has {current.in_flight} requests "
+                            "in flight; reload it when they are done"
+                        )
                     del self._entries[name]
                     current.session.close()
                 deadline: float | None = None
@@ -132,16 +137,23 @@ class ModelCache:
                         if now >= deadline or not self._idle.wait(deadline - now):
                             session.close()
                             raise
-                entry = CacheEntry(files=files, session=session, adapter=adapter,
-                                   charged=charged, last_use=self._tick())
+                entry = CacheEntry(
+                    files=files,
+                    session=session,
+                    adapter=adapter,
+                    charged=charged,
+                    last_use=self._tick(),
+                )
                 self._entries[name] = entry
                 return entry
 
     def _make_room(self, need: int, name: str) -> None:
         # Caller holds self._lock.
         if need > self.budget:
-            raise CacheFullError(f"model {name!r} is charged {need} bytes, more than the cache "
-                                 f"budget of {self.budget} bytes")
+            raise CacheFullError(
+                f"model {name!r} is charged {need} bytes, more than the cache "
+                f"budget of {self.budget} bytes"
+            )
         used = sum(e.charged for e in self._entries.values())
         while used + need > self.budget:
             idle = [e for e in self._entries.values() if e.in_flight == 0]
@@ -149,7 +161,8 @@ class ModelCache:
                 busy = ", ".join(sorted(self._entries))
                 raise CacheFullError(
                     f"cache full: model {name!r} needs {need} bytes, {used} of "
-                    f"{self.budget} are used by models with requests in flight ({busy})")
+                    f"{self.budget} are used by models with requests in flight ({busy})"
+                )
             victim = min(idle, key=lambda e: (e.last_use, e.name))
             del self._entries[victim.name]
             victim.session.close()
@@ -163,8 +176,10 @@ class ModelCache:
             if entry is None:
                 return False, 0
             if entry.in_flight:
-                raise ModelBusyError(f"model {name!r} has {entry.in_flight} requests in flight; "
-                                     "unload it when they are done")
+                raise ModelBusyError(
+                    f"model {name!r} has {entry.in_flight} requests in flight; "
+                    "unload it when they are done"
+                )
             del self._entries[name]
         entry.session.close()
         return True, entry.charged

@@ -74,17 +74,29 @@ class InferenceConfig:
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
-            raise ConfigError(f"provider must be one of {', '.join(PROVIDERS)}, "
-                              f"got {self.provider!r}")
+            raise ConfigError(
+                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
         if self.graph_optimization not in GRAPH_LEVELS:
-            raise ConfigError(f"graph_optimization must be one of {', '.join(GRAPH_LEVELS)}, "
-                              f"got {self.graph_optimization!r}")
+            raise ConfigError(
+                f"graph_optimization must be one of {', '.join(GRAPH_LEVELS)}, "
+                f"got {self.graph_optimization!r}"
+            )
         if self.memory_charge not in MEMORY_CHARGES:
-            raise ConfigError(f"memory_charge must be one of {', '.join(MEMORY_CHARGES)}, "
-                              f"got {self.memory_charge!r}")
-        for name in ("cache_budget_bytes", "intra_op_threads", "inter_op_threads",
-                     "max_tensor_bytes", "max_batch_requests", "max_generate_tokens",
-                     "max_llm_batch", "default_generate_tokens"):
+            raise ConfigError(
+                f"memory_charge must be one of {', '.join(MEMORY_CHARGES)}, "
+                f"got {self.memory_charge!r}"
+            )
+        for name in (
+            "cache_budget_bytes",
+            "intra_op_threads",
+            "inter_op_threads",
+            "max_tensor_bytes",
+            "max_batch_requests",
+            "max_generate_tokens",
+            "max_llm_batch",
+            "default_generate_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cache_busy_wait_s < 0:
@@ -97,10 +109,12 @@ class InferenceConfig:
     @property
     def settings_text(self) -> str:
         """Canonical text of the session settings, recorded with every result."""
-        return (f"graph_optimization={self.graph_optimization};"
-                f"intra_op_threads={self.intra_op_threads};"
-                f"inter_op_threads={self.inter_op_threads};"
-                "execution_mode=sequential;deterministic_compute=1")
+        return (
+            f"graph_optimization={self.graph_optimization};"
+            f"intra_op_threads={self.intra_op_threads};"
+            f"inter_op_threads={self.inter_op_threads};"
+            "execution_mode=sequential;deterministic_compute=1"
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> InferenceConfig:
@@ -125,29 +139,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The service's own flags; each defaults to an environment variable."""
     env = os.environ.get
     d = InferenceConfig.__dataclass_fields__
-    parser.add_argument("--model-repo", "--model-repository", dest="model_repo",
-                        default=str(default_repository()),
-                        help="model repository directory [env LOCKSTEP_MODEL_REPOSITORY]")
-    parser.add_argument("--cache-bytes",
-                        default=env("LOCKSTEP_INFERENCE_CACHE_BYTES",
-                                    str(d["cache_budget_bytes"].default)),
-                        help="model cache budget in bytes [env LOCKSTEP_INFERENCE_CACHE_BYTES]")
-    parser.add_argument("--memory-charge", choices=MEMORY_CHARGES,
-                        default=env("LOCKSTEP_INFERENCE_MEMORY_CHARGE", "measured"),
-                        help="how models are charged [env LOCKSTEP_INFERENCE_MEMORY_CHARGE]")
-    parser.add_argument("--provider", default=env("LOCKSTEP_INFERENCE_PROVIDER", "cuda"),
-                        help="cuda (fallback to CPU) | cpu | require-cuda "
-                             "[env LOCKSTEP_INFERENCE_PROVIDER]")
-    parser.add_argument("--device-id", default=env("LOCKSTEP_INFERENCE_DEVICE_ID", "0"),
-                        help="CUDA device [env LOCKSTEP_INFERENCE_DEVICE_ID]")
-    parser.add_argument("--intra-op-threads", default=env("LOCKSTEP_INFERENCE_INTRA_THREADS", "1"),
-                        help="ORT intra-op threads [env LOCKSTEP_INFERENCE_INTRA_THREADS]")
-    parser.add_argument("--inter-op-threads", default=env("LOCKSTEP_INFERENCE_INTER_THREADS", "1"),
-                        help="ORT inter-op threads [env LOCKSTEP_INFERENCE_INTER_THREADS]")
-    parser.add_argument("--graph-optimization",
-                        default=env("LOCKSTEP_INFERENCE_GRAPH_OPT", "basic"),
-                        help="disabled|basic|extended|all [env LOCKSTEP_INFERENCE_GRAPH_OPT]")
-    parser.add_argument("--max-tensor-bytes",
-                        default=env("LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES",
-                                    str(d["max_tensor_bytes"].default)),
-                        help="largest input tensor [env LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES]")
+    parser.add_argument(
+        "--model-repo",
+        "--model-repository",
+        dest="model_repo",
+        default=str(default_repository()),
+        help="model repository directory [env LOCKSTEP_MODEL_REPOSITORY]",
+    )
+    parser.add_argument(
+        "--cache-bytes",
+        default=env("LOCKSTEP_INFERENCE_CACHE_BYTES", str(d["cache_budget_bytes"].default)),
+        help="model cache budget in bytes [env LOCKSTEP_INFERENCE_CACHE_BYTES]",
+    )
+    parser.add_argument(
+        "--memory-charge",
+        choices=MEMORY_CHARGES,
+        default=env("LOCKSTEP_INFERENCE_MEMORY_CHARGE", "measured"),
+        help="how models are charged [env LOCKSTEP_INFERENCE_MEMORY_CHARGE]",
+    )
+    parser.add_argument(
+        "--provider",
+        default=env("LOCKSTEP_INFERENCE_PROVIDER", "cuda"),
+        help="cuda (fallback to CPU) | cpu | require-cuda [env LOCKSTEP_INFERENCE_PROVIDER]",
+    )
+    parser.add_argument(
+        "--device-id",
+        default=env("LOCKSTEP_INFERENCE_DEVICE_ID", "0"),
+        help="CUDA device [env LOCKSTEP_INFERENCE_DEVICE_ID]",
+    )
+    parser.add_argument(
+        "--intra-op-threads",
+        default=env("LOCKSTEP_INFERENCE_INTRA_THREADS", "1"),
+        help="ORT intra-op threads [env LOCKSTEP_INFERENCE_INTRA_THREADS]",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        default=env("LOCKSTEP_INFERENCE_INTER_THREADS", "1"),
+        help="ORT inter-op threads [env LOCKSTEP_INFERENCE_INTER_THREADS]",
+    )
+    parser.add_argument(
+        "--graph-optimization",
+        default=env("LOCKSTEP_INFERENCE_GRAPH_OPT", "basic"),
+        help="disabled|basic|extended|all [env LOCKSTEP_INFERENCE_GRAPH_OPT]",
+    )
+    parser.add_argument(
+        "--max-tensor-bytes",
+        default=env("LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES", str(d["max_tensor_bytes"].default)),
+        help="largest input tensor [env LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES]",
+    )

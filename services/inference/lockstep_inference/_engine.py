@@ -67,8 +67,12 @@ class InferenceEngine:
     def __init__(self, config: InferenceConfig) -> None:
         self.config = config
         self.repository = ModelRepository(config.model_repository)
-        self.cache = ModelCache(config.cache_budget_bytes, self._load, self.repository.file_size,
-                                busy_wait_s=config.cache_busy_wait_s)
+        self.cache = ModelCache(
+            config.cache_budget_bytes,
+            self._load,
+            self.repository.file_size,
+            busy_wait_s=config.cache_busy_wait_s,
+        )
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -84,8 +88,13 @@ class InferenceEngine:
         charged = size if self.config.memory_charge == "file" else max(size, session.rss_delta)
         # The cache keeps the version, not the bytes (the session has its own copy).
         files = dataclasses.replace(files, model_bytes=b"")
-        log.info("loaded model %s %s on %s (charged %d bytes)", name, files.version,
-                 session.provider, charged)
+        log.info(
+            "loaded model %s %s on %s (charged %d bytes)",
+            name,
+            files.version,
+            session.provider,
+            charged,
+        )
         return files, session, adapter, charged
 
     def load(self, name: str) -> CacheEntry:
@@ -126,39 +135,51 @@ class InferenceEngine:
         for t in tensors:
             spec = declared.get(t.name)
             if spec is None:
-                raise InvalidInputError(f"model {entry.name!r} has no input {t.name!r} "
-                                        f"(inputs: {', '.join(declared)})")
+                raise InvalidInputError(
+                    f"model {entry.name!r} has no input {t.name!r} (inputs: {', '.join(declared)})"
+                )
             if t.name in feeds:
                 raise InvalidInputError(f"input {t.name!r} given twice")
             if t.datatype != spec.datatype:
-                raise InvalidInputError(f"input {t.name!r}: datatype {t.datatype} given, model "
-                                        f"expects {spec.datatype}")
+                raise InvalidInputError(
+                    f"input {t.name!r}: datatype {t.datatype} given, model expects {spec.datatype}"
+                )
             dtype = numpy_of_kserve(t.datatype)
             if len(t.shape) != len(spec.shape):
-                raise InvalidInputError(f"input {t.name!r}: shape {list(t.shape)} has rank "
-                                        f"{len(t.shape)}, model expects {list(spec.shape)}")
+                raise InvalidInputError(
+                    f"input {t.name!r}: shape {list(t.shape)} has rank "
+                    f"{len(t.shape)}, model expects {list(spec.shape)}"
+                )
             for axis, (got, want) in enumerate(zip(t.shape, spec.shape, strict=True)):
                 if got < 0:
                     raise InvalidInputError(f"input {t.name!r}: negative dimension {got}")
                 if want >= 0 and got != want:
-                    raise InvalidInputError(f"input {t.name!r}: dimension {axis} is {got}, model "
-                                            f"expects {want} (shape {list(spec.shape)})")
+                    raise InvalidInputError(
+                        f"input {t.name!r}: dimension {axis} is {got}, model "
+                        f"expects {want} (shape {list(spec.shape)})"
+                    )
             count = math.prod(t.shape)
             nbytes = count * dtype.itemsize
             if nbytes > self.config.max_tensor_bytes:
-                raise TensorTooLargeError(f"input {t.name!r}: {nbytes} bytes is above the "
-                                          f"limit of {self.config.max_tensor_bytes} bytes")
+                raise TensorTooLargeError(
+                    f"input {t.name!r}: {nbytes} bytes is above the "
+                    f"limit of {self.config.max_tensor_bytes} bytes"
+                )
             if isinstance(t.data, np.ndarray):
                 arr = t.data
                 if arr.size != count:
-                    raise InvalidInputError(f"input {t.name!r}: {arr.size} elements given, "
-                                            f"shape {list(t.shape)} needs {count}")
+                    raise InvalidInputError(
+                        f"input {t.name!r}: {arr.size} elements given, "
+                        f"shape {list(t.shape)} needs {count}"
+                    )
                 arr = arr.astype(dtype.newbyteorder("="), copy=False).reshape(t.shape)
             else:
                 if len(t.data) != nbytes:
-                    raise InvalidInputError(f"input {t.name!r}: {len(t.data)} bytes given, "
-                                            f"shape {list(t.shape)} of {t.datatype} needs "
-                                            f"{nbytes}")
+                    raise InvalidInputError(
+                        f"input {t.name!r}: {len(t.data)} bytes given, "
+                        f"shape {list(t.shape)} of {t.datatype} needs "
+                        f"{nbytes}"
+                    )
                 arr = np.frombuffer(t.data, dtype=dtype).astype(dtype.newbyteorder("="))
                 arr = arr.reshape(t.shape)
             feeds[t.name] = arr
@@ -167,20 +188,26 @@ class InferenceEngine:
             raise InvalidInputError(f"model {entry.name!r}: missing inputs {', '.join(missing)}")
         return feeds
 
-    def infer(self, model: str, tensors: list[TensorIn], output_names: list[str],
-              expected_version: str = "",
-              ) -> tuple[CacheEntry, list[tuple[str, np.ndarray]]]:
+    def infer(
+        self,
+        model: str,
+        tensors: list[TensorIn],
+        output_names: list[str],
+        expected_version: str = "",
+    ) -> tuple[CacheEntry, list[tuple[str, np.ndarray]]]:
         """Run a model on validated tensors; outputs in requested (or graph) order."""
         with self.use(model) as entry:
             if expected_version and expected_version != entry.version:
-                raise VersionMismatchError(f"model {model!r} is {entry.version}, request "
-                                           f"expects {expected_version}")
+                raise VersionMismatchError(
+                    f"model {model!r} is {entry.version}, request expects {expected_version}"
+                )
             known = [s.name for s in entry.session.outputs]
             names = list(output_names) or known
             for n in names:
                 if n not in known:
-                    raise InvalidInputError(f"model {model!r} has no output {n!r} "
-                                            f"(outputs: {', '.join(known)})")
+                    raise InvalidInputError(
+                        f"model {model!r} has no output {n!r} (outputs: {', '.join(known)})"
+                    )
             if len(set(names)) != len(names):
                 raise InvalidInputError("an output is requested twice")
             feeds = self.feeds(entry, tensors)
@@ -194,16 +221,27 @@ class InferenceEngine:
         p = params or pb.SamplingParams()
         max_tokens = p.max_tokens or self.config.default_generate_tokens
         if max_tokens > self.config.max_generate_tokens:
-            raise InvalidInputError(f"max_tokens {max_tokens} is above the limit of "
-                                    f"{self.config.max_generate_tokens}")
-        return Sampling(max_tokens=max_tokens, temperature=p.temperature, top_k=p.top_k,
-                        top_p=p.top_p, seed=p.seed)
+            raise InvalidInputError(
+                f"max_tokens {max_tokens} is above the limit of {self.config.max_generate_tokens}"
+            )
+        return Sampling(
+            max_tokens=max_tokens,
+            temperature=p.temperature,
+            top_k=p.top_k,
+            top_p=p.top_p,
+            seed=p.seed,
+        )
 
     # -- llm -------------------------------------------------------------------------------
 
-    def llm_request(self, lm: LLMAdapter, prompt: str, params: pb.SamplingParams | None,
-                    messages: list[tuple[str, str]] | None = None, chat: bool = False,
-                    ) -> LLMRequest:
+    def llm_request(
+        self,
+        lm: LLMAdapter,
+        prompt: str,
+        params: pb.SamplingParams | None,
+        messages: list[tuple[str, str]] | None = None,
+        chat: bool = False,
+    ) -> LLMRequest:
         """A validated llm request: raw prompt, or chat messages rendered by the template."""
         sampling = self.sampling(params)
         stop = tuple(params.stop) if params is not None else ()
@@ -213,27 +251,49 @@ class InferenceEngine:
         if chat and not msgs:
             msgs = [("user", prompt)]
         text = lm.render(msgs) if msgs else prompt
-        req = LLMRequest(prompt=text, prompt_ids=lm.encode(text), sampling=sampling, stop=stop,
-                         messages=tuple(msgs))
+        req = LLMRequest(
+            prompt=text,
+            prompt_ids=lm.encode(text),
+            sampling=sampling,
+            stop=stop,
+            messages=tuple(msgs),
+        )
         lm.check(req)
         return req
 
-    def _llm_log(self, model: str, entry: CacheEntry, req: LLMRequest, res: LLMResult,
-                 ) -> pb.GenerationLog:
+    def _llm_log(
+        self,
+        model: str,
+        entry: CacheEntry,
+        req: LLMRequest,
+        res: LLMResult,
+    ) -> pb.GenerationLog:
         s = req.sampling
         return pb.GenerationLog(
-            model=model, model_version=entry.version, prompt=req.prompt,
-            params=pb.SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature,
-                                     top_k=s.top_k, top_p=s.top_p, seed=s.seed,
-                                     stop=list(req.stop)),
-            steps=[_pb_step(st) for st in res.steps], finish_reason=res.finish_reason,
+            model=model,
+            model_version=entry.version,
+            prompt=req.prompt,
+            params=pb.SamplingParams(
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                top_k=s.top_k,
+                top_p=s.top_p,
+                seed=s.seed,
+                stop=list(req.stop),
+            ),
+            steps=[_pb_step(st) for st in res.steps],
+            finish_reason=res.finish_reason,
             run_info=self.run_info(entry),
             messages=[pb.ChatMessage(role=r, content=c) for r, c in req.messages],
-            prompt_tokens=len(req.prompt_ids), batch_size=res.batch_size)
+            prompt_tokens=len(req.prompt_ids),
+            batch_size=res.batch_size,
+        )
 
-    def llm_batch(self, model: str, items: list[tuple[str, pb.SamplingParams,
-                                                      list[tuple[str, str]]]],
-                  ) -> list[pb.GenerateResponse | InferenceError]:
+    def llm_batch(
+        self,
+        model: str,
+        items: list[tuple[str, pb.SamplingParams, list[tuple[str, str]]]],
+    ) -> list[pb.GenerateResponse | InferenceError]:
         """Generations on one llm model, decoded in batches of max_llm_batch (request
         order); a request that fails validation gets its error and leaves the batch."""
         with self.use(model) as entry:
@@ -248,7 +308,7 @@ class InferenceEngine:
                     out.append(exc)
             size = self.config.max_llm_batch
             for start in range(0, len(reqs), size):
-                chunk = reqs[start:start + size]
+                chunk = reqs[start : start + size]
                 results = llm_decode_batch(entry.session, lm, [r for _, r in chunk])
                 for (i, req), res in zip(chunk, results, strict=True):
                     out[i] = _response(self._llm_log(model, entry, req, res), replayed=False)
@@ -257,20 +317,28 @@ class InferenceEngine:
     @staticmethod
     def _llm(entry: CacheEntry) -> LLMAdapter:
         if not isinstance(entry.adapter, LLMAdapter):
-            raise InvalidInputError(f"model {entry.name!r} is of kind {entry.files.kind!r}, "
-                                    "not 'llm'")
+            raise InvalidInputError(
+                f"model {entry.name!r} is of kind {entry.files.kind!r}, not 'llm'"
+            )
         return entry.adapter
 
     @staticmethod
     def _char_lm(entry: CacheEntry) -> CharLMAdapter:
         if not isinstance(entry.adapter, CharLMAdapter):
-            raise InvalidInputError(f"model {entry.name!r} is of kind {entry.files.kind!r}; "
-                                    "generation needs a 'char_lm' model")
+            raise InvalidInputError(
+                f"model {entry.name!r} is of kind {entry.files.kind!r}; "
+                "generation needs a 'char_lm' model"
+            )
         return entry.adapter
 
-    def generate_iter(self, model: str, prompt: str, params: pb.SamplingParams | None,
-                      messages: list[tuple[str, str]] | None = None, chat: bool = False,
-                      ) -> Iterator[pb.GenerationStep | pb.GenerateResponse]:
+    def generate_iter(
+        self,
+        model: str,
+        prompt: str,
+        params: pb.SamplingParams | None,
+        messages: list[tuple[str, str]] | None = None,
+        chat: bool = False,
+    ) -> Iterator[pb.GenerationStep | pb.GenerateResponse]:
         """Yield each step as it is sampled, then the full response."""
         sampling = self.sampling(params)
         with self.use(model) as entry:
@@ -283,8 +351,10 @@ class InferenceEngine:
                         yield _response(self._llm_log(model, entry, req, item), replayed=False)
                 return
             if messages:
-                raise InvalidInputError(f"model {model!r} is of kind {entry.files.kind!r}: "
-                                        "chat messages need an 'llm' model")
+                raise InvalidInputError(
+                    f"model {model!r} is of kind {entry.files.kind!r}: "
+                    "chat messages need an 'llm' model"
+                )
             if params is not None and params.stop:
                 raise InvalidInputError("stop sequences need an 'llm' model")
             lm = self._char_lm(entry)
@@ -298,8 +368,13 @@ class InferenceEngine:
                     token = sample(logits, sampling, u)
                 except InferenceError as exc:
                     raise InferenceError(f"model {model!r} step {i}: {exc}") from None
-                step = pb.GenerationStep(index=i, token=token, text=lm.text_of(token), draw=u,
-                                         logits_sha256=logits_sha256(logits))
+                step = pb.GenerationStep(
+                    index=i,
+                    token=token,
+                    text=lm.text_of(token),
+                    draw=u,
+                    logits_sha256=logits_sha256(logits),
+                )
                 steps.append(step)
                 yield step
                 if token == lm.eos_token:
@@ -307,17 +382,30 @@ class InferenceEngine:
                     break
                 context.append(token)
             log_msg = pb.GenerationLog(
-                model=model, model_version=entry.version, prompt=prompt,
-                params=pb.SamplingParams(max_tokens=sampling.max_tokens,
-                                         temperature=sampling.temperature,
-                                         top_k=sampling.top_k, top_p=sampling.top_p,
-                                         seed=sampling.seed),
-                steps=steps, finish_reason=finish, run_info=self.run_info(entry))
+                model=model,
+                model_version=entry.version,
+                prompt=prompt,
+                params=pb.SamplingParams(
+                    max_tokens=sampling.max_tokens,
+                    temperature=sampling.temperature,
+                    top_k=sampling.top_k,
+                    top_p=sampling.top_p,
+                    seed=sampling.seed,
+                ),
+                steps=steps,
+                finish_reason=finish,
+                run_info=self.run_info(entry),
+            )
             yield _response(log_msg, replayed=False)
 
-    def generate(self, model: str, prompt: str, params: pb.SamplingParams | None,
-                 messages: list[tuple[str, str]] | None = None, chat: bool = False,
-                 ) -> pb.GenerateResponse:
+    def generate(
+        self,
+        model: str,
+        prompt: str,
+        params: pb.SamplingParams | None,
+        messages: list[tuple[str, str]] | None = None,
+        chat: bool = False,
+    ) -> pb.GenerateResponse:
         """Generate and return the full response."""
         last: Any = None
         for item in self.generate_iter(model, prompt, params, messages, chat):
@@ -327,21 +415,29 @@ class InferenceEngine:
 
     def replay(self, log_msg: pb.GenerationLog, verify: bool) -> pb.GenerateResponse:
         """Tokens of a log, without running the model; `verify` reruns and compares."""
-        sampling = Sampling(max_tokens=max(1, log_msg.params.max_tokens),
-                            temperature=log_msg.params.temperature, top_k=log_msg.params.top_k,
-                            top_p=log_msg.params.top_p, seed=log_msg.params.seed)
+        sampling = Sampling(
+            max_tokens=max(1, log_msg.params.max_tokens),
+            temperature=log_msg.params.temperature,
+            top_k=log_msg.params.top_k,
+            top_p=log_msg.params.top_p,
+            seed=log_msg.params.seed,
+        )
         if not log_msg.steps:
             raise InvalidInputError("generation log has no steps")
         if len(log_msg.steps) > sampling.max_tokens:
-            raise InvalidInputError(f"generation log has {len(log_msg.steps)} steps, more than "
-                                    f"its max_tokens {sampling.max_tokens}")
+            raise InvalidInputError(
+                f"generation log has {len(log_msg.steps)} steps, more than "
+                f"its max_tokens {sampling.max_tokens}"
+            )
         for i, step in enumerate(log_msg.steps):
             if step.index != i:
                 raise InvalidInputError(f"generation log step {i} has index {step.index}")
             # The draws follow from the seed alone, so they are checked even without the model.
             if step.draw != draw(sampling.seed, i):
-                raise ReplayMismatchError(f"step {i}: logged draw {step.draw!r} is not the draw "
-                                          f"of seed {sampling.seed} ({draw(sampling.seed, i)!r})")
+                raise ReplayMismatchError(
+                    f"step {i}: logged draw {step.draw!r} is not the draw "
+                    f"of seed {sampling.seed} ({draw(sampling.seed, i)!r})"
+                )
         if verify:
             self._verify(log_msg, sampling)
         return _response(log_msg, replayed=True)
@@ -349,8 +445,10 @@ class InferenceEngine:
     def _verify(self, log_msg: pb.GenerationLog, sampling: Sampling) -> None:
         with self.use(log_msg.model) as entry:
             if entry.version != log_msg.model_version:
-                raise VersionMismatchError(f"model {log_msg.model!r} is {entry.version}, the "
-                                           f"log was made with {log_msg.model_version}")
+                raise VersionMismatchError(
+                    f"model {log_msg.model!r} is {entry.version}, the "
+                    f"log was made with {log_msg.model_version}"
+                )
             if isinstance(entry.adapter, LLMAdapter):
                 self._verify_llm(entry, log_msg, sampling)
                 return
@@ -363,48 +461,61 @@ class InferenceEngine:
                     raise ReplayMismatchError(
                         f"step {i}: logits hash {digest.hex()[:16]}... differs from the "
                         f"logged {bytes(step.logits_sha256).hex()[:16]}... (provider "
-                        f"{entry.session.provider}, logged {log_msg.run_info.provider})")
+                        f"{entry.session.provider}, logged {log_msg.run_info.provider})"
+                    )
                 token = sample(logits, sampling, step.draw)
                 if token != step.token:
-                    raise ReplayMismatchError(f"step {i}: sampled token {token}, the log has "
-                                              f"{step.token}")
+                    raise ReplayMismatchError(
+                        f"step {i}: sampled token {token}, the log has {step.token}"
+                    )
                 context.append(token)
 
-    def _verify_llm(self, entry: CacheEntry, log_msg: pb.GenerationLog,
-                    sampling: Sampling) -> None:
+    def _verify_llm(self, entry: CacheEntry, log_msg: pb.GenerationLog, sampling: Sampling) -> None:
         """Rerun alone: every token must match; logits hashes too when the log's batch was
         of one, else the sampled token's logit within LLM_VERIFY_LOGIT_TOL."""
         lm = self._llm(entry)
-        req = LLMRequest(prompt=log_msg.prompt, prompt_ids=lm.encode(log_msg.prompt),
-                         sampling=sampling, stop=tuple(log_msg.params.stop))
+        req = LLMRequest(
+            prompt=log_msg.prompt,
+            prompt_ids=lm.encode(log_msg.prompt),
+            sampling=sampling,
+            stop=tuple(log_msg.params.stop),
+        )
         (res,) = llm_decode_batch(entry.session, lm, [req])
         exact = log_msg.batch_size <= 1 and entry.session.provider == log_msg.run_info.provider
         for i, step in enumerate(log_msg.steps):
             if i >= len(res.steps):
-                raise ReplayMismatchError(f"step {i}: the rerun stopped after {len(res.steps)} "
-                                          "steps")
+                raise ReplayMismatchError(
+                    f"step {i}: the rerun stopped after {len(res.steps)} steps"
+                )
             got = res.steps[i]
             if exact and got.logits_sha256 != step.logits_sha256:
                 raise ReplayMismatchError(
                     f"step {i}: logits hash {got.logits_sha256.hex()[:16]}... differs from the "
-                    f"logged {bytes(step.logits_sha256).hex()[:16]}...")
+                    f"logged {bytes(step.logits_sha256).hex()[:16]}..."
+                )
             if not exact and abs(got.logit - step.logit) > LLM_VERIFY_LOGIT_TOL:
-                raise ReplayMismatchError(f"step {i}: logit {got.logit} of the sampled token "
-                                          f"differs from the logged {step.logit}")
+                raise ReplayMismatchError(
+                    f"step {i}: logit {got.logit} of the sampled token "
+                    f"differs from the logged {step.logit}"
+                )
             if got.token != step.token:
-                raise ReplayMismatchError(f"step {i}: sampled token {got.token}, the log has "
-                                          f"{step.token}")
+                raise ReplayMismatchError(
+                    f"step {i}: sampled token {got.token}, the log has {step.token}"
+                )
         if len(res.steps) != len(log_msg.steps):
-            raise ReplayMismatchError(f"the rerun has {len(res.steps)} steps, the log "
-                                      f"{len(log_msg.steps)}")
+            raise ReplayMismatchError(
+                f"the rerun has {len(res.steps)} steps, the log {len(log_msg.steps)}"
+            )
 
     # -- agents ----------------------------------------------------------------------------
 
     def agent_batch(self, requests: list[pb.AgentInferRequest]) -> list[pb.AgentInferResult]:
         """Answer a tick's agent requests in order; failures are per request."""
         if len(requests) > self.config.max_batch_requests:
-            raise TensorTooLargeError(f"{len(requests)} requests in one batch, the limit is "
-                                      f"{self.config.max_batch_requests}")
+            raise TensorTooLargeError(
+                f"{len(requests)} requests in one batch, the limit is "
+                f"{self.config.max_batch_requests}"
+            )
         seen: set[str] = set()
         for req in requests:
             if not req.key:
@@ -422,15 +533,23 @@ class InferenceEngine:
                 results.append(self._agent_one(req))
             except InferenceError as exc:
                 entry = self.cache.get(req.model) if req.model else None
-                results.append(pb.AgentInferResult(
-                    key=req.key, error=str(exc), error_code=exc.code,
-                    model_version=entry.version if entry else "",
-                ))
+                results.append(
+                    pb.AgentInferResult(
+                        key=req.key,
+                        error=str(exc),
+                        error_code=exc.code,
+                        model_version=entry.version if entry else "",
+                    )
+                )
             except Exception as exc:  # one broken request must not fail the whole tick
                 log.exception("agent request %r on model %r failed", req.key, req.model)
-                results.append(pb.AgentInferResult(
-                    key=req.key, error=f"internal error: {type(exc).__name__}: {exc}",
-                    error_code="INTERNAL"))
+                results.append(
+                    pb.AgentInferResult(
+                        key=req.key,
+                        error=f"internal error: {type(exc).__name__}: {exc}",
+                        error_code="INTERNAL",
+                    )
+                )
         return results
 
     def _agent_llm(self, requests: list[pb.AgentInferRequest]) -> dict[int, pb.AgentInferResult]:
@@ -453,43 +572,56 @@ class InferenceEngine:
                     items.append(_agent_llm_input(requests[i], self.config.max_generate_tokens))
                     parsed.append(i)
                 except InferenceError as exc:
-                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
-                                                 error_code=exc.code)
+                    out[i] = pb.AgentInferResult(
+                        key=requests[i].key, error=str(exc), error_code=exc.code
+                    )
             if not items:
                 continue
             try:
                 answers = self.llm_batch(model, items)
             except InferenceError as exc:
                 for i in parsed:
-                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(exc),
-                                                 error_code=exc.code)
+                    out[i] = pb.AgentInferResult(
+                        key=requests[i].key, error=str(exc), error_code=exc.code
+                    )
                 continue
             except Exception as exc:  # one broken batch must not fail the whole tick
                 log.exception("llm batch on model %r failed", model)
                 for i in parsed:
                     out[i] = pb.AgentInferResult(
-                        key=requests[i].key, error=f"internal error: {type(exc).__name__}: "
-                                                   f"{exc}", error_code="INTERNAL")
+                        key=requests[i].key,
+                        error=f"internal error: {type(exc).__name__}: {exc}",
+                        error_code="INTERNAL",
+                    )
                 continue
             for i, ans in zip(parsed, answers, strict=True):
                 if isinstance(ans, InferenceError):
-                    out[i] = pb.AgentInferResult(key=requests[i].key, error=str(ans),
-                                                 error_code=ans.code)
+                    out[i] = pb.AgentInferResult(
+                        key=requests[i].key, error=str(ans), error_code=ans.code
+                    )
                 else:
                     out[i] = pb.AgentInferResult(
-                        key=requests[i].key, output=ans.text.encode("utf-8"),
-                        generation=ans.log, provider=ans.log.run_info.provider,
-                        model_version=ans.log.model_version)
+                        key=requests[i].key,
+                        output=ans.text.encode("utf-8"),
+                        generation=ans.log,
+                        provider=ans.log.run_info.provider,
+                        model_version=ans.log.model_version,
+                    )
         return out
 
     def _agent_one(self, req: pb.AgentInferRequest) -> pb.AgentInferResult:
         if len(req.input) > self.config.max_tensor_bytes:
-            raise TensorTooLargeError(f"input of {len(req.input)} bytes is above the limit of "
-                                      f"{self.config.max_tensor_bytes} bytes")
+            raise TensorTooLargeError(
+                f"input of {len(req.input)} bytes is above the limit of "
+                f"{self.config.max_tensor_bytes} bytes"
+            )
         with self.use(req.model) as entry:
             adapter = entry.adapter
-            base = {"key": req.key, "provider": entry.session.provider,
-                    "model_version": entry.version}
+            base = {
+                "key": req.key,
+                "provider": entry.session.provider,
+                "model_version": entry.version,
+            }
             if isinstance(adapter, EmbeddingAdapter):
                 text = _utf8(req.input)
                 vec = adapter.embed(entry.session, text)
@@ -499,22 +631,30 @@ class InferenceEngine:
                 model = req.model
         if isinstance(adapter, CharLMAdapter):
             resp = self.generate(model, prompt, params)
-            return pb.AgentInferResult(output=resp.text.encode("utf-8"), generation=resp.log,
-                                       key=req.key, provider=resp.log.run_info.provider,
-                                       model_version=resp.log.model_version)
+            return pb.AgentInferResult(
+                output=resp.text.encode("utf-8"),
+                generation=resp.log,
+                key=req.key,
+                provider=resp.log.run_info.provider,
+                model_version=resp.log.model_version,
+            )
         return self._agent_tensor(req)
 
     def _agent_tensor(self, req: pb.AgentInferRequest) -> pb.AgentInferResult:
         with self.use(req.model) as entry:
             ins, outs = entry.session.inputs, entry.session.outputs
             if len(ins) != 1 or not outs:
-                raise InvalidInputError(f"model {req.model!r} has {len(ins)} inputs; the agent "
-                                        "convention for tensor models needs exactly one")
+                raise InvalidInputError(
+                    f"model {req.model!r} has {len(ins)} inputs; the agent "
+                    "convention for tensor models needs exactly one"
+                )
             spec = ins[0]
             dtype = numpy_of_kserve(spec.datatype)
             if len(req.input) % dtype.itemsize:
-                raise InvalidInputError(f"input of {len(req.input)} bytes is not a whole number "
-                                        f"of {spec.datatype} elements")
+                raise InvalidInputError(
+                    f"input of {len(req.input)} bytes is not a whole number "
+                    f"of {spec.datatype} elements"
+                )
             n = len(req.input) // dtype.itemsize
             free = [i for i, d in enumerate(spec.shape) if d < 0]
             fixed = math.prod(d for d in spec.shape if d >= 0)
@@ -530,9 +670,12 @@ class InferenceEngine:
             (out,) = entry.session.run(self.feeds(entry, [tensor]), [outs[0].name])
             kserve_of_numpy(out.dtype)  # string/object outputs have no byte convention
             data = np.ascontiguousarray(out, dtype=out.dtype.newbyteorder("<")).tobytes()
-            return pb.AgentInferResult(key=req.key, output=data,
-                                       provider=entry.session.provider,
-                                       model_version=entry.version)
+            return pb.AgentInferResult(
+                key=req.key,
+                output=data,
+                provider=entry.session.provider,
+                model_version=entry.version,
+            )
 
     def close(self) -> None:
         """Close every session."""
@@ -542,17 +685,29 @@ class InferenceEngine:
 def _response(log_msg: pb.GenerationLog, *, replayed: bool) -> pb.GenerateResponse:
     return pb.GenerateResponse(
         text="".join(s.text for s in log_msg.steps),
-        tokens=[s.token for s in log_msg.steps], log=log_msg, replayed=replayed)
+        tokens=[s.token for s in log_msg.steps],
+        log=log_msg,
+        replayed=replayed,
+    )
 
 
 def _pb_step(st: LLMStep) -> pb.GenerationStep:
-    return pb.GenerationStep(index=st.index, token=st.token, text=st.text, draw=st.draw,
-                             logits_sha256=st.logits_sha256, logit=st.logit,
-                             logprob=st.logprob, cumulative_logprob=st.cumulative_logprob)
+    return pb.GenerationStep(
+        index=st.index,
+        token=st.token,
+        text=st.text,
+        draw=st.draw,
+        logits_sha256=st.logits_sha256,
+        logit=st.logit,
+        logprob=st.logprob,
+        cumulative_logprob=st.cumulative_logprob,
+    )
 
 
-def _agent_llm_input(req: pb.AgentInferRequest, max_tokens: int,
-                     ) -> tuple[str, pb.SamplingParams, list[tuple[str, str]]]:
+def _agent_llm_input(
+    req: pb.AgentInferRequest,
+    max_tokens: int,
+) -> tuple[str, pb.SamplingParams, list[tuple[str, str]]]:
     """Agent llm input: plain text = one user message; or a JSON object with "messages"
     (a list of {"role", "content"}) or "prompt" (raw, no template), the sampling keys and
     "stop". Defaults: LLM_AGENT_DEFAULTS, seed from the key."""
@@ -568,31 +723,38 @@ def _agent_llm_input(req: pb.AgentInferRequest, max_tokens: int,
             raise InvalidInputError("JSON input must be an object")
         unknown = sorted(set(raw) - _AGENT_LLM_KEYS)
         if unknown:
-            raise InvalidInputError(f"unknown JSON keys {unknown} (allowed: "
-                                    f"{sorted(_AGENT_LLM_KEYS)})")
+            raise InvalidInputError(
+                f"unknown JSON keys {unknown} (allowed: {sorted(_AGENT_LLM_KEYS)})"
+            )
         fields = raw
     messages: list[tuple[str, str]] = []
     raw_msgs = fields.get("messages", [])
     if not isinstance(raw_msgs, list):
-        raise InvalidInputError("'messages' must be a list of {\"role\", \"content\"}")
+        raise InvalidInputError('\'messages\' must be a list of {"role", "content"}')
     for m in raw_msgs:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or \
-                not isinstance(m.get("content"), str) or set(m) - {"role", "content"}:
-            raise InvalidInputError("each message must be {\"role\": str, \"content\": str}")
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+            or set(m) - {"role", "content"}
+        ):
+            raise InvalidInputError('each message must be {"role": str, "content": str}')
         messages.append((m["role"], m["content"]))
     prompt = fields.get("prompt", "")
     if not isinstance(prompt, str):
         raise InvalidInputError("'prompt' must be a string")
     if not prompt and not messages:
         raise InvalidInputError("give 'messages' or 'prompt'")
-    merged = {**LLM_AGENT_DEFAULTS, **{k: v for k, v in fields.items()
-                                       if k in LLM_AGENT_DEFAULTS or k == "seed"}}
-    probe = pb.AgentInferRequest(key=req.key, model=req.model,
-                                 input=json.dumps(merged).encode())
+    merged = {
+        **LLM_AGENT_DEFAULTS,
+        **{k: v for k, v in fields.items() if k in LLM_AGENT_DEFAULTS or k == "seed"},
+    }
+    probe = pb.AgentInferRequest(key=req.key, model=req.model, input=json.dumps(merged).encode())
     _, params = _agent_generation(probe, int(LLM_AGENT_DEFAULTS["max_tokens"]))
     if params.max_tokens > max_tokens:
-        raise InvalidInputError(f"max_tokens {params.max_tokens} is above the limit of "
-                                f"{max_tokens}")
+        raise InvalidInputError(
+            f"max_tokens {params.max_tokens} is above the limit of {max_tokens}"
+        )
     params.stop.extend(parse_stop(fields.get("stop")))
     return prompt, params, messages
 
@@ -604,8 +766,10 @@ def _utf8(data: bytes) -> str:
         raise InvalidInputError(f"input is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _agent_generation(req: pb.AgentInferRequest, default_tokens: int,
-                      ) -> tuple[str, pb.SamplingParams]:
+def _agent_generation(
+    req: pb.AgentInferRequest,
+    default_tokens: int,
+) -> tuple[str, pb.SamplingParams]:
     """Agent char_lm input: JSON object or plain text; seed from the key when absent."""
     text = _utf8(req.input)
     fields: dict[str, Any] = {}
@@ -618,8 +782,9 @@ def _agent_generation(req: pb.AgentInferRequest, default_tokens: int,
             raise InvalidInputError("JSON input must be an object")
         unknown = sorted(set(raw) - _AGENT_JSON_KEYS)
         if unknown:
-            raise InvalidInputError(f"unknown JSON keys {unknown} (allowed: "
-                                    f"{sorted(_AGENT_JSON_KEYS)})")
+            raise InvalidInputError(
+                f"unknown JSON keys {unknown} (allowed: {sorted(_AGENT_JSON_KEYS)})"
+            )
         fields = raw
     else:
         fields = {"prompt": text}
@@ -642,6 +807,9 @@ def _agent_generation(req: pb.AgentInferRequest, default_tokens: int,
     seed = num("seed", 0, 2**64 - 1) if "seed" in fields else seed_from_key(req.key)
     params = pb.SamplingParams(
         max_tokens=num("max_tokens", default_tokens, 2**32 - 1),
-        temperature=num("temperature", 1.0), top_k=num("top_k", 0, 2**32 - 1),
-        top_p=num("top_p", 1.0), seed=seed)
+        temperature=num("temperature", 1.0),
+        top_k=num("top_k", 0, 2**32 - 1),
+        top_p=num("top_p", 1.0),
+        seed=seed,
+    )
     return prompt, params

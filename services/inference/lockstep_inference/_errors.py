@@ -1,15 +1,15 @@
 """Errors of the inference service and the gRPC status each maps to.
 
-    InferenceError (lockstep.errors.LockstepError)        INTERNAL
-    ├── ModelNotFoundError       unknown model name        NOT_FOUND
-    ├── InvalidInputError        bad tensor/prompt/params  INVALID_ARGUMENT
-    ├── TensorTooLargeError      tensor above the limit    RESOURCE_EXHAUSTED
-    ├── CacheFullError           model does not fit        RESOURCE_EXHAUSTED
-    ├── ModelLoadError           corrupt/unreadable model  FAILED_PRECONDITION
-    ├── ModelBusyError           unload while in use       FAILED_PRECONDITION
-    ├── VersionMismatchError     expected version differs  FAILED_PRECONDITION
-    ├── ProviderUnavailableError require-cuda without GPU  FAILED_PRECONDITION
-    └── ReplayMismatchError      verify found a divergence ABORTED (also a DeterminismError)
+InferenceError (lockstep.errors.LockstepError)        INTERNAL
+├── ModelNotFoundError       unknown model name        NOT_FOUND
+├── InvalidInputError        bad tensor/prompt/params  INVALID_ARGUMENT
+├── TensorTooLargeError      tensor above the limit    RESOURCE_EXHAUSTED
+├── CacheFullError           model does not fit        RESOURCE_EXHAUSTED
+├── ModelLoadError           corrupt/unreadable model  FAILED_PRECONDITION
+├── ModelBusyError           unload while in use       FAILED_PRECONDITION
+├── VersionMismatchError     expected version differs  FAILED_PRECONDITION
+├── ProviderUnavailableError require-cuda without GPU  FAILED_PRECONDITION
+└── ReplayMismatchError      verify found a divergence ABORTED (also a DeterminismError)
 """
 
 from __future__ import annotations

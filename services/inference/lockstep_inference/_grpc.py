@@ -23,8 +23,9 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
         context.set_trailing_metadata((("lockstep-error", type(exc).__name__),))
         context.abort(exc.status, str(exc))
     log.exception("%s: unexpected error", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"{method}: internal error: {type(exc).__name__}: "
-                                            f"{exc}")
+    context.abort(
+        grpc.StatusCode.INTERNAL, f"{method}: internal error: {type(exc).__name__}: {exc}"
+    )
 
 
 def grpc_errors(fn: F) -> F:

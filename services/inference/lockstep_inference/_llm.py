@@ -83,8 +83,9 @@ class LLMAdapter:
             name = str(spec.get(key, default))
             path = (files.directory / name).resolve()
             if files.directory.resolve() not in path.parents:
-                raise ModelLoadError(f"model {files.name!r}: {key} path {name!r} leaves the "
-                                     "model directory")
+                raise ModelLoadError(
+                    f"model {files.name!r}: {key} path {name!r} leaves the model directory"
+                )
             return str(path)
 
         try:
@@ -102,16 +103,16 @@ class LLMAdapter:
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(f"model {files.name!r}: bad llm files: {exc}") from None
         except Exception as exc:  # tokenizers raises its own exception type
-            raise ModelLoadError(f"model {files.name!r}: cannot load the tokenizer: "
-                                 f"{exc}") from None
+            raise ModelLoadError(
+                f"model {files.name!r}: cannot load the tokenizer: {exc}"
+            ) from None
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         # ChatML (<|im_start|>role\ncontent<|im_end|>\n); the template's default system
         # message is used when a conversation does not start with one.
         found = re.search(r"'<\|im_start\|>system\n(.*?)<\|im_end\|>", self.template, re.S)
         if "<|im_start|>" not in self.template:
-            raise ModelLoadError(f"model {files.name!r}: only ChatML chat templates are "
-                                 "rendered")
+            raise ModelLoadError(f"model {files.name!r}: only ChatML chat templates are rendered")
         self.default_system = found.group(1) if found else ""
         self._special = {self.tokenizer.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>")}
 
@@ -157,11 +158,14 @@ class LLMAdapter:
         if len(req.prompt_ids) + req.sampling.max_tokens > self.context_length:
             raise InvalidInputError(
                 f"prompt of {len(req.prompt_ids)} tokens plus max_tokens "
-                f"{req.sampling.max_tokens} exceeds the context of {self.context_length}")
+                f"{req.sampling.max_tokens} exceeds the context of {self.context_length}"
+            )
         if len(req.stop) > MAX_STOP or any(
-                not s or len(s.encode()) > MAX_STOP_BYTES for s in req.stop):
-            raise InvalidInputError(f"at most {MAX_STOP} stop sequences of 1..{MAX_STOP_BYTES} "
-                                    "bytes")
+            not s or len(s.encode()) > MAX_STOP_BYTES for s in req.stop
+        ):
+            raise InvalidInputError(
+                f"at most {MAX_STOP} stop sequences of 1..{MAX_STOP_BYTES} bytes"
+            )
 
 
 def _log_softmax_at(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -203,8 +207,14 @@ class _Row:
                     break
         return best
 
-    def push(self, token: int, u: float, digest: bytes, logit: float, logprob: float,
-             ) -> LLMStep:
+    def push(
+        self,
+        token: int,
+        u: float,
+        digest: bytes,
+        logit: float,
+        logprob: float,
+    ) -> LLMStep:
         i = len(self.tokens)
         self.tokens.append(token)
         self.cum += logprob
@@ -224,27 +234,34 @@ class _Row:
             if not finish and len(self.tokens) >= self.req.sampling.max_tokens:
                 finish, final = "length", self.decoded
         if finish:
-            text = final[self.emitted:] if len(final) >= self.emitted else ""
+            text = final[self.emitted :] if len(final) >= self.emitted else ""
             self.done = True
             self.result.finish_reason = finish
-            self.result.text = final[:self.emitted] + text
+            self.result.text = final[: self.emitted] + text
         else:
             upto = len(self.decoded) - self._held()
-            text = self.decoded[self.emitted:upto]
+            text = self.decoded[self.emitted : upto]
             self.emitted = max(self.emitted, upto)
         step = LLMStep(i, token, text, u, digest, logit, logprob, self.cum)
         self.result.steps.append(step)
         return step
 
 
-def decode_batch(session: OrtSession, adapter: LLMAdapter, requests: list[LLMRequest],
-                 on_step: Callable[[int, LLMStep], None] | None = None) -> list[LLMResult]:
+def decode_batch(
+    session: OrtSession,
+    adapter: LLMAdapter,
+    requests: list[LLMRequest],
+    on_step: Callable[[int, LLMStep], None] | None = None,
+) -> list[LLMResult]:
     """Generate for every request as one batch; results in request order."""
     return list(_run(session, adapter, requests, on_step))
 
 
-def iter_single(session: OrtSession, adapter: LLMAdapter, req: LLMRequest,
-                ) -> Iterator[LLMStep | LLMResult]:
+def iter_single(
+    session: OrtSession,
+    adapter: LLMAdapter,
+    req: LLMRequest,
+) -> Iterator[LLMStep | LLMResult]:
     """One generation, yielding each step as it is sampled, then the result (streaming)."""
     steps: list[LLMStep] = []
     gen = _run(session, adapter, [req], lambda _r, s: steps.append(s), lazy=True)
@@ -255,9 +272,13 @@ def iter_single(session: OrtSession, adapter: LLMAdapter, req: LLMRequest,
             yield item
 
 
-def _run(session: OrtSession, adapter: LLMAdapter, requests: list[LLMRequest],
-         on_step: Callable[[int, LLMStep], None] | None, lazy: bool = False,
-         ) -> Iterator[Any]:
+def _run(
+    session: OrtSession,
+    adapter: LLMAdapter,
+    requests: list[LLMRequest],
+    on_step: Callable[[int, LLMStep], None] | None,
+    lazy: bool = False,
+) -> Iterator[Any]:
     for req in requests:
         adapter.check(req)
     rows = [_Row(adapter, r) for r in requests]
@@ -269,8 +290,8 @@ def _run(session: OrtSession, adapter: LLMAdapter, requests: list[LLMRequest],
     mask = np.zeros((batch, longest), dtype=np.int64)
     for b, r in enumerate(rows):
         n = len(r.req.prompt_ids)
-        ids[b, longest - n:] = r.req.prompt_ids
-        mask[b, longest - n:] = 1
+        ids[b, longest - n :] = r.req.prompt_ids
+        mask[b, longest - n :] = 1
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     past = adapter.empty_past(batch)
     past_names, present_names = adapter.past_names(), adapter.present_names()
@@ -296,8 +317,13 @@ def _run(session: OrtSession, adapter: LLMAdapter, requests: list[LLMRequest],
         for line, r_index in enumerate(active):
             row = rows[r_index]
             token = int(picks[line])
-            step = row.push(token, draws[line], logits_sha256(logits[line]),
-                            float(logits[line, token]), float(logprobs[line]))
+            step = row.push(
+                token,
+                draws[line],
+                logits_sha256(logits[line]),
+                float(logits[line, token]),
+                float(logprobs[line]),
+            )
             if on_step is not None:
                 on_step(r_index, step)
         if lazy:

@@ -34,8 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lockstep.errors import ConfigError
 
-__all__ = ["LlamaConfig", "build_decoder", "build_tokenizer_json", "chat_template_of",
-           "read_gguf"]
+__all__ = ["LlamaConfig", "build_decoder", "build_tokenizer_json", "chat_template_of", "read_gguf"]
 
 ONNX_OPSET = 17
 CONTROL_TOKEN_TYPE = 3  # gguf TokenType.CONTROL
@@ -70,8 +69,10 @@ def _field(reader: Any, key: str) -> Any:
     return f.contents()
 
 
-def read_gguf(path: Path, progress: Any = None,
-              ) -> tuple[LlamaConfig, dict[str, np.ndarray], dict[str, Any]]:
+def read_gguf(
+    path: Path,
+    progress: Any = None,
+) -> tuple[LlamaConfig, dict[str, np.ndarray], dict[str, Any]]:
     """Config, float32 weights (numpy [out, in] layout) and tokenizer metadata of a GGUF."""
     import gguf
     from gguf.quants import dequantize
@@ -84,10 +85,13 @@ def read_gguf(path: Path, progress: Any = None,
     d_model = int(_field(reader, a + "embedding_length"))
     n_heads = int(_field(reader, a + "attention.head_count"))
     cfg = LlamaConfig(
-        n_layers=int(_field(reader, a + "block_count")), d_model=d_model,
-        d_ff=int(_field(reader, a + "feed_forward_length")), n_heads=n_heads,
+        n_layers=int(_field(reader, a + "block_count")),
+        d_model=d_model,
+        d_ff=int(_field(reader, a + "feed_forward_length")),
+        n_heads=n_heads,
         n_kv_heads=int(_field(reader, a + "attention.head_count_kv")),
-        head_dim=d_model // n_heads, rope_base=float(_field(reader, a + "rope.freq_base")),
+        head_dim=d_model // n_heads,
+        rope_base=float(_field(reader, a + "rope.freq_base")),
         rms_eps=float(_field(reader, a + "attention.layer_norm_rms_epsilon")),
         vocab_size=int(_field(reader, a + "vocab_size")),
         context_length=int(_field(reader, a + "context_length")),
@@ -128,20 +132,25 @@ def build_tokenizer_json(tok: dict[str, Any]) -> str:
     bpe = models.BPE(vocab=vocab, merges=merges, fuse_unk=False)
     tokenizer = Tokenizer(bpe)
     # SmolLM ("smollm" pre-tokenizer): single digits, then GPT-2 byte-level splitting.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
-    special = [AddedToken(t, special=True, normalized=False)
-               for t, kind in zip(tok["tokens"], tok["token_type"], strict=True)
-               if kind == CONTROL_TOKEN_TYPE]
+    special = [
+        AddedToken(t, special=True, normalized=False)
+        for t, kind in zip(tok["tokens"], tok["token_type"], strict=True)
+        if kind == CONTROL_TOKEN_TYPE
+    ]
     tokenizer.add_special_tokens(special)
     text: str = tokenizer.to_str()
     return text
 
 
 # -- the ONNX graph -------------------------------------------------------------------------
+
 
 class _Graph:
     def __init__(self) -> None:
@@ -203,13 +212,22 @@ def build_decoder(cfg: LlamaConfig, w: dict[str, np.ndarray]) -> onnx.ModelProto
     past_len = g.op("Sub", [total, seq])
     key_idx = g.op("Range", [zero_i, total, one_i])
     query_idx = g.op("Range", [past_len, total, one_i])
-    causal = g.op("LessOrEqual", [g.op("Unsqueeze", [key_idx, i64("ax0", [0])]),
-                                  g.op("Unsqueeze", [query_idx, i64("ax1", [1])])])  # [S, T]
-    pad = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], to=TensorProto.BOOL),
-                             i64("ax1b", [1])])  # [B, 1, T]
+    causal = g.op(
+        "LessOrEqual",
+        [
+            g.op("Unsqueeze", [key_idx, i64("ax0", [0])]),
+            g.op("Unsqueeze", [query_idx, i64("ax1", [1])]),
+        ],
+    )  # [S, T]
+    pad = g.op(
+        "Unsqueeze", [g.op("Cast", ["attention_mask"], to=TensorProto.BOOL), i64("ax1b", [1])]
+    )  # [B, 1, T]
     allowed = g.op("And", [g.op("Unsqueeze", [causal, i64("ax0b", [0])]), pad])  # [B, S, T]
-    bias = g.op("Unsqueeze", [g.op("Where", [allowed, zero_f, neg_big]), i64("ax12", [1, 2])],
-                name="attn_bias")
+    bias = g.op(
+        "Unsqueeze",
+        [g.op("Where", [allowed, zero_f, neg_big]), i64("ax12", [1, 2])],
+        name="attn_bias",
+    )
 
     # RoPE tables [batch, 1, seq, head_dim], each frequency on an adjacent pair.
     inv = 1.0 / (cfg.rope_base ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
@@ -227,53 +245,75 @@ def build_decoder(cfg: LlamaConfig, w: dict[str, np.ndarray]) -> onnx.ModelProto
         rot = g.op("Reshape", [rot, shp_hd])
         return g.op("Add", [g.op("Mul", [x, cos]), g.op("Mul", [rot, sin])])
 
-    x = g.op("Gather", [g.const("token_embd.weight", w["token_embd.weight"]), "input_ids"],
-             axis=0)
+    x = g.op("Gather", [g.const("token_embd.weight", w["token_embd.weight"]), "input_ids"], axis=0)
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
         helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                             ["batch", cfg.vocab_size])]
+    outputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", cfg.vocab_size])
+    ]
     for layer in range(cfg.n_layers):
         p = f"blk.{layer}."
         for kv in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(
-                f"past.{layer}.{kv}", TensorProto.FLOAT, ["batch", nkv, "past", hd]))
-            outputs.append(helper.make_tensor_value_info(
-                f"present.{layer}.{kv}", TensorProto.FLOAT, ["batch", nkv, "total", hd]))
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past.{layer}.{kv}", TensorProto.FLOAT, ["batch", nkv, "past", hd]
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present.{layer}.{kv}", TensorProto.FLOAT, ["batch", nkv, "total", hd]
+                )
+            )
         h = rms(x, p + "attn_norm.weight")
-        q = g.op("Transpose", [g.op("Reshape", [linear(h, p + "attn_q.weight"), shp_heads])],
-                 perm=[0, 2, 1, 3])
-        k = g.op("Transpose", [g.op("Reshape", [linear(h, p + "attn_k.weight"), shp_kv])],
-                 perm=[0, 2, 1, 3])
-        v = g.op("Transpose", [g.op("Reshape", [linear(h, p + "attn_v.weight"), shp_kv])],
-                 perm=[0, 2, 1, 3])
+        q = g.op(
+            "Transpose",
+            [g.op("Reshape", [linear(h, p + "attn_q.weight"), shp_heads])],
+            perm=[0, 2, 1, 3],
+        )
+        k = g.op(
+            "Transpose",
+            [g.op("Reshape", [linear(h, p + "attn_k.weight"), shp_kv])],
+            perm=[0, 2, 1, 3],
+        )
+        v = g.op(
+            "Transpose",
+            [g.op("Reshape", [linear(h, p + "attn_v.weight"), shp_kv])],
+            perm=[0, 2, 1, 3],
+        )
         q, k = rope(q), rope(k)
         k_all = g.op("Concat", [f"past.{layer}.key", k], f"present.{layer}.key", axis=2)
         v_all = g.op("Concat", [f"past.{layer}.value", v], f"present.{layer}.value", axis=2)
-        q5 = g.op("Reshape", [g.op("Mul", [q, scale]), shp_gqa])          # [B, kv, grp, S, hd]
-        k5 = g.op("Transpose", [g.op("Unsqueeze", [k_all, i64(f"ax2_{layer}", [2])])],
-                  perm=[0, 1, 2, 4, 3])                                      # [B, kv, 1, hd, T]
-        v5 = g.op("Unsqueeze", [v_all, i64(f"ax2v_{layer}", [2])])          # [B, kv, 1, T, hd]
+        q5 = g.op("Reshape", [g.op("Mul", [q, scale]), shp_gqa])  # [B, kv, grp, S, hd]
+        k5 = g.op(
+            "Transpose",
+            [g.op("Unsqueeze", [k_all, i64(f"ax2_{layer}", [2])])],
+            perm=[0, 1, 2, 4, 3],
+        )  # [B, kv, 1, hd, T]
+        v5 = g.op("Unsqueeze", [v_all, i64(f"ax2v_{layer}", [2])])  # [B, kv, 1, T, hd]
         scores = g.op("Add", [g.op("MatMul", [q5, k5]), bias])
         probs = g.op("Softmax", [scores], axis=-1)
-        ctx = g.op("Reshape", [g.op("MatMul", [probs, v5]), shp_merge])     # [B, H, S, hd]
+        ctx = g.op("Reshape", [g.op("MatMul", [probs, v5]), shp_merge])  # [B, H, S, hd]
         ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), shp_model])
         x = g.op("Add", [x, linear(ctx, p + "attn_output.weight")])
         h = rms(x, p + "ffn_norm.weight")
         gate = linear(h, p + "ffn_gate.weight")
-        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]),
-                           linear(h, p + "ffn_up.weight")])
+        act = g.op(
+            "Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), linear(h, p + "ffn_up.weight")]
+        )
         x = g.op("Add", [x, linear(act, p + "ffn_down.weight")])
     x = rms(x, "output_norm.weight")
     last = g.op("Gather", [x, g.const("last_index", np.asarray(-1, dtype=np.int64))], axis=1)
     # Tied embeddings: logits = h @ E^T, E shared with the input Gather.
     g.op("Gemm", [last, "token_embd.weight"], "logits", transB=1)
     graph = helper.make_graph(g.nodes, "llama_decoder", inputs, outputs, initializer=g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="lockstep models prepare")
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="lockstep models prepare",
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model

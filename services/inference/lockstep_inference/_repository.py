@@ -1,8 +1,8 @@
 """The model repository: one directory per model.
 
-    <root>/<name>/model.onnx      the model (its SHA-256 is the version)
-    <root>/<name>/lockstep.json   optional adapter settings (kind, tokenizer, vocabulary)
-    <root>/<name>/...             files lockstep.json names (tokenizer.json)
+<root>/<name>/model.onnx      the model (its SHA-256 is the version)
+<root>/<name>/lockstep.json   optional adapter settings (kind, tokenizer, vocabulary)
+<root>/<name>/...             files lockstep.json names (tokenizer.json)
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def check_name(name: str) -> str:
     if not _NAME.match(name) or ".." in name:
         raise InvalidInputError(
             f"bad model name {name[:80]!r}: use 1-128 of [A-Za-z0-9_.-], starting with a "
-            "letter or digit")
+            "letter or digit"
+        )
     return name
 
 
@@ -60,16 +61,21 @@ class ModelRepository:
         """Models present (directories holding model.onnx), sorted."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if _NAME.match(p.name) and (p / MODEL_FILE).is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if _NAME.match(p.name) and (p / MODEL_FILE).is_file()
+        )
 
     def directory(self, name: str) -> Path:
         """The directory of model `name`; NOT_FOUND when absent."""
         check_name(name)
         path = self.root / name
         if not (path / MODEL_FILE).is_file():
-            raise ModelNotFoundError(f"unknown model {name!r}: no {name}/{MODEL_FILE} in the "
-                                     f"model repository {self.root}")
+            raise ModelNotFoundError(
+                f"unknown model {name!r}: no {name}/{MODEL_FILE} in the "
+                f"model repository {self.root}"
+            )
         return path
 
     def file_size(self, name: str) -> int:
@@ -106,7 +112,14 @@ class ModelRepository:
             spec = raw
         kind = spec.get("kind", "tensor")
         if kind not in KINDS:
-            raise ModelLoadError(f"model {name!r}: unknown kind {kind!r} in {SPEC_FILE} "
-                                 f"(known: {', '.join(KINDS)})")
-        return ModelFiles(name=name, directory=directory, model_bytes=data,
-                          version=version_of(data), kind=str(kind), spec=spec)
+            raise ModelLoadError(
+                f"model {name!r}: unknown kind {kind!r} in {SPEC_FILE} (known: {', '.join(KINDS)})"
+            )
+        return ModelFiles(
+            name=name,
+            directory=directory,
+            model_bytes=data,
+            version=version_of(data),
+            kind=str(kind),
+            spec=spec,
+        )

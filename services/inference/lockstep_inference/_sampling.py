@@ -21,8 +21,15 @@ import numpy as np
 
 from lockstep_inference._errors import InferenceError, InvalidInputError
 
-__all__ = ["DRAW_DOMAIN", "Sampling", "draw", "logits_sha256", "sample", "sample_vocab",
-           "seed_from_key"]
+__all__ = [
+    "DRAW_DOMAIN",
+    "Sampling",
+    "draw",
+    "logits_sha256",
+    "sample",
+    "sample_vocab",
+    "seed_from_key",
+]
 
 DRAW_DOMAIN = b"lockstep.sampling.v1"
 SEED_DOMAIN = b"lockstep.agent-seed.v1"
@@ -41,8 +48,9 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise InvalidInputError(f"temperature must be a finite number >= 0, "
-                                    f"got {self.temperature}")
+            raise InvalidInputError(
+                f"temperature must be a finite number >= 0, got {self.temperature}"
+            )
         if not math.isfinite(self.top_p) or not 0.0 <= self.top_p <= 1.0:
             raise InvalidInputError(f"top_p must be in [0, 1], got {self.top_p}")
         if self.top_k < 0:
@@ -55,15 +63,15 @@ class Sampling:
 
 def draw(seed: int, step: int) -> float:
     """The uniform draw in [0, 1) of `step` for `seed` (see the module docstring)."""
-    h = hashlib.sha256(DRAW_DOMAIN + (seed & _U64).to_bytes(8, "little")
-                       + step.to_bytes(8, "little")).digest()
+    h = hashlib.sha256(
+        DRAW_DOMAIN + (seed & _U64).to_bytes(8, "little") + step.to_bytes(8, "little")
+    ).digest()
     return (int.from_bytes(h[:8], "little") >> 11) / float(1 << 53)
 
 
 def seed_from_key(key: str) -> int:
     """Seed of an agent request that gives none: first 8 bytes (LE) of SHA-256(domain||key)."""
-    return int.from_bytes(hashlib.sha256(SEED_DOMAIN + key.encode("utf-8")).digest()[:8],
-                          "little")
+    return int.from_bytes(hashlib.sha256(SEED_DOMAIN + key.encode("utf-8")).digest()[:8], "little")
 
 
 def logits_sha256(logits: np.ndarray) -> bytes:
@@ -82,7 +90,7 @@ def sample(logits: np.ndarray, params: Sampling, u: float) -> int:
     if params.temperature == 0.0:
         return order[0]
     if params.top_k:
-        order = order[:params.top_k]
+        order = order[: params.top_k]
     top = values[order[0]]
     weights = [math.exp((values[i] - top) / params.temperature) for i in order]
     if 0.0 < params.top_p < 1.0:
@@ -124,7 +132,7 @@ def sample_vocab(logits: np.ndarray, params: Sampling, u: float) -> int:
         return int(np.argmax(v))
     n = v.size
     if params.top_k and params.top_k < n:
-        cand = np.argpartition(-v, params.top_k - 1)[:params.top_k]
+        cand = np.argpartition(-v, params.top_k - 1)[: params.top_k]
         order = cand[np.lexsort((cand, -v[cand]))]
     else:
         order = np.argsort(-v, kind="stable")

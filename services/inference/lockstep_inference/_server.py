@@ -28,9 +28,12 @@ log = logging.getLogger("lockstep.inference")
 
 def _probe_model() -> bytes:
     node = helper.make_node("Identity", ["x"], ["y"])
-    graph = helper.make_graph([node], "probe",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [node],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
@@ -49,28 +52,48 @@ def probe_provider(config: InferenceConfig) -> tuple[str, str]:
         raise ConfigError(str(exc)) from None
 
 
-def create_server(address: str, *, auth: TokenStore | None,
-                  config: InferenceConfig | None = None) -> BoundServer:
+def create_server(
+    address: str, *, auth: TokenStore | None, config: InferenceConfig | None = None
+) -> BoundServer:
     """Start the inference server (own API + KServe v2) on `address`."""
     cfg = config or InferenceConfig()
     provider, reason = probe_provider(cfg)
-    log.info("provider policy %s: sessions get %s%s", cfg.provider, provider,
-             f" ({reason})" if reason else "")
+    log.info(
+        "provider policy %s: sessions get %s%s",
+        cfg.provider,
+        provider,
+        f" ({reason})" if reason else "",
+    )
     if not cfg.model_repository.is_dir():
-        log.warning("model repository %s does not exist (yet); run `lockstep models prepare`",
-                    cfg.model_repository)
+        log.warning(
+            "model repository %s does not exist (yet); run `lockstep models prepare`",
+            cfg.model_repository,
+        )
     engine = InferenceEngine(cfg)
     registry = service_registry()
     own = InferenceServicer(engine, InferenceMetrics(registry, engine, provider, cfg.provider))
     kserve = KServeServicer(engine)
-    bound = build_server(address, [
-        ServiceBinding(lambda s: pb_grpc.add_InferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
-                           own, s),
-                       SERVICE_NAME, ROLE_TABLE),
-        ServiceBinding(lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
-                           kserve, s),
-                       KSERVE_SERVICE_NAME, KSERVE_ROLE_TABLE),
-    ], auth=auth, registry=registry)
+    bound = build_server(
+        address,
+        [
+            ServiceBinding(
+                lambda s: pb_grpc.add_InferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
+                    own, s
+                ),
+                SERVICE_NAME,
+                ROLE_TABLE,
+            ),
+            ServiceBinding(
+                lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
+                    kserve, s
+                ),
+                KSERVE_SERVICE_NAME,
+                KSERVE_ROLE_TABLE,
+            ),
+        ],
+        auth=auth,
+        registry=registry,
+    )
     bound.on_stop.append(engine.close)
     return bound
 
@@ -78,5 +101,3 @@ def create_server(address: str, *, auth: TokenStore | None,
 def create_from_args(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
     """`run_service` factory: config from flags/env, then create_server."""
     return create_server(args.address, auth=auth, config=InferenceConfig.from_args(args))
-
-

@@ -42,12 +42,18 @@ ROLE_TABLE = role_table(_SERVICE, _METHOD_ROLES)
 def model_info(engine: InferenceEngine, name: str, entry: CacheEntry | None) -> pb.ModelInfo:
     """ModelInfo of one model, loaded or not."""
     if entry is None:
-        return pb.ModelInfo(name=name, loaded=False,
-                            reason=engine.cache.load_errors.get(name, ""))
+        return pb.ModelInfo(name=name, loaded=False, reason=engine.cache.load_errors.get(name, ""))
     return pb.ModelInfo(
-        name=name, version=entry.version, kind=entry.files.kind, loaded=True,
-        charged_bytes=entry.charged, provider=entry.session.provider,
-        requests=entry.requests, errors=entry.errors, in_flight=entry.in_flight)
+        name=name,
+        version=entry.version,
+        kind=entry.files.kind,
+        loaded=True,
+        charged_bytes=entry.charged,
+        provider=entry.session.provider,
+        requests=entry.requests,
+        errors=entry.errors,
+        in_flight=entry.in_flight,
+    )
 
 
 def _specs(specs: list[TensorSpecInfo]) -> list[pb.TensorSpec]:
@@ -57,8 +63,7 @@ def _specs(specs: list[TensorSpecInfo]) -> list[pb.TensorSpec]:
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
     """Thin gRPC layer over InferenceEngine."""
 
-    def __init__(self, engine: InferenceEngine, metrics: InferenceMetrics | None = None
-                 ) -> None:
+    def __init__(self, engine: InferenceEngine, metrics: InferenceMetrics | None = None) -> None:
         self.engine = engine
         self.metrics = metrics
 
@@ -67,87 +72,136 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             self.metrics.count(model, method)
 
     @grpc_errors
-    def LoadModel(self, request: pb.LoadModelRequest,  # noqa: N802
-                  context: grpc.ServicerContext) -> pb.ModelInfo:
+    def LoadModel(
+        self,
+        request: pb.LoadModelRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ModelInfo:
         entry = self.engine.load(request.name)
         return model_info(self.engine, entry.name, entry)
 
     @grpc_errors
-    def UnloadModel(self, request: pb.UnloadModelRequest,  # noqa: N802
-                    context: grpc.ServicerContext) -> pb.UnloadModelResponse:
+    def UnloadModel(
+        self,
+        request: pb.UnloadModelRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.UnloadModelResponse:
         was, released = self.engine.unload(request.name)
         return pb.UnloadModelResponse(was_loaded=was, released_bytes=released)
 
     @grpc_errors
-    def ListModels(self, request: pb.ListModelsRequest,  # noqa: N802
-                   context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def ListModels(
+        self,
+        request: pb.ListModelsRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ListModelsResponse:
         cache = self.engine.cache
         return pb.ListModelsResponse(
             models=[model_info(self.engine, n, cache.get(n)) for n in self.engine.model_names()],
-            cache_budget_bytes=cache.budget, cache_used_bytes=cache.used)
+            cache_budget_bytes=cache.budget,
+            cache_used_bytes=cache.used,
+        )
 
     @grpc_errors
-    def GetModelMetadata(self, request: pb.GetModelMetadataRequest,  # noqa: N802
-                         context: grpc.ServicerContext) -> pb.ModelMetadata:
+    def GetModelMetadata(
+        self,
+        request: pb.GetModelMetadataRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ModelMetadata:
         with self.engine.use(request.name) as entry:
             return pb.ModelMetadata(
                 info=model_info(self.engine, entry.name, entry),
-                inputs=_specs(entry.session.inputs), outputs=_specs(entry.session.outputs),
-                run_info=self.engine.run_info(entry))
+                inputs=_specs(entry.session.inputs),
+                outputs=_specs(entry.session.outputs),
+                run_info=self.engine.run_info(entry),
+            )
 
     @grpc_errors
-    def GetServerInfo(self, request: pb.GetServerInfoRequest,  # noqa: N802
-                      context: grpc.ServicerContext) -> pb.ServerInfo:
+    def GetServerInfo(
+        self,
+        request: pb.GetServerInfoRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ServerInfo:
         cfg = self.engine.config
         return pb.ServerInfo(
             onnxruntime_version=ort.__version__,
             available_providers=list(ort.get_available_providers()),
-            requested_provider=cfg.provider, settings=cfg.settings_text,
+            requested_provider=cfg.provider,
+            settings=cfg.settings_text,
             model_repository=str(cfg.model_repository),
             cache_budget_bytes=self.engine.cache.budget,
-            cache_used_bytes=self.engine.cache.used, max_tensor_bytes=cfg.max_tensor_bytes)
+            cache_used_bytes=self.engine.cache.used,
+            max_tensor_bytes=cfg.max_tensor_bytes,
+        )
 
     @grpc_errors
-    def Infer(self, request: pb.InferRequest,  # noqa: N802
-              context: grpc.ServicerContext) -> pb.InferResponse:
+    def Infer(
+        self,
+        request: pb.InferRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.InferResponse:
         self._count(request.model, "Infer")
         tensors = [TensorIn(t.name, t.datatype, tuple(t.shape), t.data) for t in request.inputs]
-        entry, outs = self.engine.infer(request.model, tensors, list(request.output_names),
-                                        request.expected_version)
+        entry, outs = self.engine.infer(
+            request.model, tensors, list(request.output_names), request.expected_version
+        )
         return pb.InferResponse(
-            model=request.model, model_version=entry.version,
-            outputs=[_tensor(n, a) for n, a in outs], run_info=self.engine.run_info(entry))
+            model=request.model,
+            model_version=entry.version,
+            outputs=[_tensor(n, a) for n, a in outs],
+            run_info=self.engine.run_info(entry),
+        )
 
     @grpc_errors
-    def Generate(self, request: pb.GenerateRequest,  # noqa: N802
-                 context: grpc.ServicerContext) -> pb.GenerateResponse:
+    def Generate(
+        self,
+        request: pb.GenerateRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.GenerateResponse:
         self._count(request.model, "Generate")
         params = request.params if request.HasField("params") else None
-        return self.engine.generate(request.model, request.prompt, params,
-                                    [(m.role, m.content) for m in request.messages],
-                                    request.chat)
+        return self.engine.generate(
+            request.model,
+            request.prompt,
+            params,
+            [(m.role, m.content) for m in request.messages],
+            request.chat,
+        )
 
     @grpc_errors_stream
-    def GenerateStream(self, request: pb.GenerateRequest,  # noqa: N802
-                       context: grpc.ServicerContext) -> Iterator[pb.GenerateEvent]:
+    def GenerateStream(
+        self,
+        request: pb.GenerateRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.GenerateEvent]:
         self._count(request.model, "GenerateStream")
         params = request.params if request.HasField("params") else None
-        for item in self.engine.generate_iter(request.model, request.prompt, params,
-                                              [(m.role, m.content) for m in request.messages],
-                                              request.chat):
+        for item in self.engine.generate_iter(
+            request.model,
+            request.prompt,
+            params,
+            [(m.role, m.content) for m in request.messages],
+            request.chat,
+        ):
             if isinstance(item, pb.GenerationStep):
                 yield pb.GenerateEvent(step=item)
             else:
                 yield pb.GenerateEvent(done=item)
 
     @grpc_errors
-    def ReplayGeneration(self, request: pb.ReplayGenerationRequest,  # noqa: N802
-                         context: grpc.ServicerContext) -> pb.GenerateResponse:
+    def ReplayGeneration(
+        self,
+        request: pb.ReplayGenerationRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.GenerateResponse:
         return self.engine.replay(request.log, request.verify)
 
     @grpc_errors
-    def AgentInferBatch(self, request: pb.AgentInferBatchRequest,  # noqa: N802
-                        context: grpc.ServicerContext) -> pb.AgentInferBatchResponse:
+    def AgentInferBatch(
+        self,
+        request: pb.AgentInferBatchRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.AgentInferBatchResponse:
         if self.metrics is not None:
             for r in request.requests:
                 self.metrics.count(r.model, "AgentInferBatch")
@@ -157,5 +211,6 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
 def _tensor(name: str, arr: np.ndarray) -> pb.Tensor:
     data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-    return pb.Tensor(name=name, datatype=kserve_of_numpy(arr.dtype), shape=list(arr.shape),
-                     data=data)
+    return pb.Tensor(
+        name=name, datatype=kserve_of_numpy(arr.dtype), shape=list(arr.shape), data=data
+    )

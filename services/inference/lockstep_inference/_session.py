@@ -90,35 +90,37 @@ class OrtSession:
         with _CREATE_LOCK:
             rss_before = psutil.Process().memory_info().rss
             try:
-                session = ort.InferenceSession(model_bytes, sess_options=opts,
-                                               providers=providers)
+                session = ort.InferenceSession(model_bytes, sess_options=opts, providers=providers)
             except Exception as exc:
                 if not want_cuda or not self._is_provider_failure(exc):
-                    raise ModelLoadError(f"model {label!r}: onnxruntime cannot load it: "
-                                         f"{_short(exc)}") from None
+                    raise ModelLoadError(
+                        f"model {label!r}: onnxruntime cannot load it: {_short(exc)}"
+                    ) from None
                 if config.provider == "require-cuda":
                     raise ProviderUnavailableError(
-                        f"model {label!r}: CUDA required but session creation failed: "
-                        f"{_short(exc)}") from None
+                        f"model {label!r}: CUDA required but session creation failed: {_short(exc)}"
+                    ) from None
                 # CUDA blew up while building the session: retry on CPU explicitly.
                 self.fallback_reason = f"CUDA session creation failed: {_short(exc)}"
                 try:
-                    session = ort.InferenceSession(model_bytes, sess_options=opts,
-                                                   providers=[CPU])
+                    session = ort.InferenceSession(model_bytes, sess_options=opts, providers=[CPU])
                 except Exception as exc2:
-                    raise ModelLoadError(f"model {label!r}: onnxruntime cannot load it: "
-                                         f"{_short(exc2)}") from None
+                    raise ModelLoadError(
+                        f"model {label!r}: onnxruntime cannot load it: {_short(exc2)}"
+                    ) from None
             self.rss_delta = max(0, psutil.Process().memory_info().rss - rss_before)
         got = list(session.get_providers())
         self.provider = got[0] if got else CPU
         if want_cuda and self.provider != CUDA:
             if not self.fallback_reason:
-                self.fallback_reason = (f"CUDA requested, session got {got} "
-                                        "(no usable CUDA device or libraries)")
+                self.fallback_reason = (
+                    f"CUDA requested, session got {got} (no usable CUDA device or libraries)"
+                )
             if config.provider == "require-cuda":
                 del session
                 raise ProviderUnavailableError(
-                    f"model {label!r}: CUDA required but not available: {self.fallback_reason}")
+                    f"model {label!r}: CUDA required but not available: {self.fallback_reason}"
+                )
             log.warning("model %s: falling back to CPU: %s", label, self.fallback_reason)
         self._session: ort.InferenceSession | None = session
         # Kept (CUDA sessions only) so a failed GPU run can be rebuilt on CPU (ADR-009).
@@ -133,8 +135,11 @@ class OrtSession:
         text = str(exc)
         return "CUDA" in text or "cuda" in text or "cudnn" in text.lower()
 
-    def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None,
-            ) -> list[np.ndarray]:
+    def run(
+        self,
+        feeds: dict[str, np.ndarray],
+        output_names: list[str] | None = None,
+    ) -> list[np.ndarray]:
         """Run the model; ONNX Runtime's input complaints become INVALID_ARGUMENT."""
         session = self._session
         if session is None:
@@ -143,15 +148,18 @@ class OrtSession:
             outs = session.run(output_names, feeds)
         except Exception as exc:
             name = type(exc).__name__
-            if name in ("InvalidArgument", "InvalidGraph", "NotImplemented") or \
-                    isinstance(exc, (ValueError, TypeError)):
-                raise InvalidInputError(f"model {self.label!r} rejected the inputs: "
-                                        f"{_short(exc)}") from None
+            if name in ("InvalidArgument", "InvalidGraph", "NotImplemented") or isinstance(
+                exc, (ValueError, TypeError)
+            ):
+                raise InvalidInputError(
+                    f"model {self.label!r} rejected the inputs: {_short(exc)}"
+                ) from None
             if self.provider == CUDA and self.requested_provider == "cuda":
                 self._fall_back_to_cpu(exc)
                 return self.run(feeds, output_names)
-            raise InferenceError(f"model {self.label!r}: onnxruntime failed: "
-                                 f"{_short(exc)}") from None
+            raise InferenceError(
+                f"model {self.label!r}: onnxruntime failed: {_short(exc)}"
+            ) from None
         return [np.asarray(o) for o in outs]
 
     def _fall_back_to_cpu(self, exc: Exception) -> None:
@@ -159,15 +167,18 @@ class OrtSession:
         with self._swap_lock:
             if self.provider != CUDA:
                 return  # another thread already swapped
-            log.warning("model %s: CUDA run failed, falling back to CPU: %s", self.label,
-                        _short(exc))
+            log.warning(
+                "model %s: CUDA run failed, falling back to CPU: %s", self.label, _short(exc)
+            )
             try:
-                cpu = ort.InferenceSession(self._model_bytes,
-                                           sess_options=session_options(self._config),
-                                           providers=[CPU])
+                cpu = ort.InferenceSession(
+                    self._model_bytes, sess_options=session_options(self._config), providers=[CPU]
+                )
             except Exception as exc2:
-                raise InferenceError(f"model {self.label!r}: CUDA run failed and the CPU "
-                                     f"fallback could not be built: {_short(exc2)}") from None
+                raise InferenceError(
+                    f"model {self.label!r}: CUDA run failed and the CPU "
+                    f"fallback could not be built: {_short(exc2)}"
+                ) from None
             self._session = cpu
             self.provider = CPU
             self.fallback_reason = f"CUDA run failed: {_short(exc)}"

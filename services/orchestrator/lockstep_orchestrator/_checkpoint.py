@@ -49,24 +49,50 @@ def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
     """The committed state of a run and its instances' snapshots."""
     c = kernel.state
     w = c.world
-    due = {str(tick): [{"seq": d.seq, "request_id": d.request_id, "model": d.model,
-                        "input": d.input.hex(), "output": r.output.hex(), "error": r.error,
-                        "provider": r.provider, "model_version": r.model_version}
-                       for d, r in ((d, kernel.inference.result(d.handle)) for d in items)]
-           for tick, items in sorted(kernel.infer_due.items())}
+    due = {
+        str(tick): [
+            {
+                "seq": d.seq,
+                "request_id": d.request_id,
+                "model": d.model,
+                "input": d.input.hex(),
+                "output": r.output.hex(),
+                "error": r.error,
+                "provider": r.provider,
+                "model_version": r.model_version,
+            }
+            for d, r in ((d, kernel.inference.result(d.handle)) for d in items)
+        ]
+        for tick, items in sorted(kernel.infer_due.items())
+    }
     with kernel._queue:
         pending = list(kernel.pending)
     state = {
-        "format": FORMAT, "run_id": kernel.run_id, "config": _hex(kernel.config),
-        "tick": c.tick, "digests": [d.hex() for d in c.digests[:c.tick]],
-        "agent_checks": c.agent_checks.hex(), "counters": _hex(c.counters),
+        "format": FORMAT,
+        "run_id": kernel.run_id,
+        "config": _hex(kernel.config),
+        "tick": c.tick,
+        "digests": [d.hex() for d in c.digests[: c.tick]],
+        "agent_checks": c.agent_checks.hex(),
+        "counters": _hex(c.counters),
         "columns": {name: getattr(w, name).tolist() for name in _SAVED_COLUMNS},
-        "agents": [{"name": m.name, "module_hash": m.module, "limits": _hex(m.limits),
-                    "args": m.args.hex(), "restart": _hex(m.restart), "topics": list(m.topics),
-                    "last_fault": _hex(m.last_fault) if m.last_fault is not None else None}
-                   for m in w.metas],
-        "mail": {**{f: getattr(w.mail, f).tolist() for f in _MAIL},
-                 "buf": w.mail.buf.hex(), "canonical": w.mail.canonical},
+        "agents": [
+            {
+                "name": m.name,
+                "module_hash": m.module,
+                "limits": _hex(m.limits),
+                "args": m.args.hex(),
+                "restart": _hex(m.restart),
+                "topics": list(m.topics),
+                "last_fault": _hex(m.last_fault) if m.last_fault is not None else None,
+            }
+            for m in w.metas
+        ],
+        "mail": {
+            **{f: getattr(w.mail, f).tolist() for f in _MAIL},
+            "buf": w.mail.buf.hex(),
+            "canonical": w.mail.canonical,
+        },
         "arrival": w.arrival,
         "pending": [[journal_kind(a), Journal.payload(a).decode()] for a in pending],
         "infer_due": due,
@@ -74,13 +100,17 @@ def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
     by_pool: dict[int, list[int]] = {}
     for i in np.flatnonzero((w.state != TERMINATED) & (w.state != FAULTED)).tolist():
         by_pool.setdefault(int(w.pool[i]), []).append(i + 1)
-    snapshots = [snap for pool, handles in sorted(by_pool.items())
-                 for snap in kernel.pools.snapshot(pool, handles)]
+    snapshots = [
+        snap
+        for pool, handles in sorted(by_pool.items())
+        for snap in kernel.pools.snapshot(pool, handles)
+    ]
     return state, snapshots
 
 
-def save(directory: Path, checkpoint_id: str, state: dict[str, Any],
-         snapshots: list[ppb.AgentSnapshot]) -> int:
+def save(
+    directory: Path, checkpoint_id: str, state: dict[str, Any], snapshots: list[ppb.AgentSnapshot]
+) -> int:
     """Write the two files; returns their total size."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # every agent's memory
     data = json.dumps(state, sort_keys=True).encode()
@@ -101,8 +131,12 @@ def _private(path: Path) -> BinaryIO:
 
 
 def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
-    if (not checkpoint_id or len(checkpoint_id) > 128 or "/" in checkpoint_id
-            or checkpoint_id.startswith(".")):
+    if (
+        not checkpoint_id
+        or len(checkpoint_id) > 128
+        or "/" in checkpoint_id
+        or checkpoint_id.startswith(".")
+    ):
         raise InvalidRequestError(f"bad checkpoint id {quote(checkpoint_id)}")
     try:
         state = json.loads((directory / f"{checkpoint_id}.json").read_bytes())
@@ -110,12 +144,14 @@ def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.
     except FileNotFoundError:
         raise CheckpointNotFoundError(f"no checkpoint {quote(checkpoint_id)}") from None
     if state.get("format") != FORMAT:
-        raise PreconditionError(f"checkpoint {checkpoint_id} has format {state.get('format')}, "
-                          f"this orchestrator reads {FORMAT}")
+        raise PreconditionError(
+            f"checkpoint {checkpoint_id} has format {state.get('format')}, "
+            f"this orchestrator reads {FORMAT}"
+        )
     snapshots, off = [], 0
     while off < len(blob):
         (n,) = _LEN.unpack_from(blob, off)
-        snapshots.append(ppb.AgentSnapshot.FromString(blob[off + _LEN.size:off + _LEN.size + n]))
+        snapshots.append(ppb.AgentSnapshot.FromString(blob[off + _LEN.size : off + _LEN.size + n]))
         off += _LEN.size + n
     return state, snapshots
 
@@ -124,8 +160,7 @@ def modules_of(state: dict[str, Any]) -> set[str]:
     return {a["module_hash"] for a in state["agents"]}
 
 
-def restore_into(kernel: Kernel, state: dict[str, Any],
-                 snapshots: list[ppb.AgentSnapshot]) -> None:
+def restore_into(kernel: Kernel, state: dict[str, Any], snapshots: list[ppb.AgentSnapshot]) -> None:
     """Fill a fresh kernel (made with the checkpoint's config) and recreate the instances.
 
     Agents are placed over the pools the orchestrator has now (placement never enters a
@@ -133,28 +168,48 @@ def restore_into(kernel: Kernel, state: dict[str, Any],
     npools = len(kernel.pools)
     w = World()
     cols = state["columns"]
-    metas = [AgentMeta(a["name"], a["module_hash"],
-                       cpb.Limits.FromString(bytes.fromhex(a["limits"])),
-                       bytes.fromhex(a["args"]),
-                       opb.RestartPolicy.FromString(bytes.fromhex(a["restart"])),
-                       tuple(a["topics"]),
-                       cpb.Fault.FromString(bytes.fromhex(a["last_fault"]))
-                       if a["last_fault"] is not None else None)
-             for a in state["agents"]]
+    metas = [
+        AgentMeta(
+            a["name"],
+            a["module_hash"],
+            cpb.Limits.FromString(bytes.fromhex(a["limits"])),
+            bytes.fromhex(a["args"]),
+            opb.RestartPolicy.FromString(bytes.fromhex(a["restart"])),
+            tuple(a["topics"]),
+            cpb.Fault.FromString(bytes.fromhex(a["last_fault"]))
+            if a["last_fault"] is not None
+            else None,
+        )
+        for a in state["agents"]
+    ]
     n = len(metas)
     w.add_agents(metas, cols["priority"], [i % npools for i in range(n)], 0)
     for name in _SAVED_COLUMNS:
         getattr(w, name)[:] = np.asarray(cols[name], dtype=COLUMNS[name])
     m = state["mail"]
     cols = [np.asarray(m[f], dtype=np.int64) for f in _MAIL]
-    w.mail = Mail(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6],
-                  buf=bytes.fromhex(m["buf"]), canonical=bool(m["canonical"]))
+    w.mail = Mail(
+        cols[0],
+        cols[1],
+        cols[2],
+        cols[3],
+        cols[4],
+        cols[5],
+        cols[6],
+        buf=bytes.fromhex(m["buf"]),
+        canonical=bool(m["canonical"]),
+    )
     w.arrival = int(state["arrival"])
     digests = [bytes.fromhex(d) for d in state["digests"]]
     tick = int(state["tick"])
-    kernel.state = Committed(tick, digests[-1] if digests else bytes(32), digests, w,
-                             opb.RunCounters.FromString(bytes.fromhex(state["counters"])),
-                             bytes.fromhex(state["agent_checks"]))
+    kernel.state = Committed(
+        tick,
+        digests[-1] if digests else bytes(32),
+        digests,
+        w,
+        opb.RunCounters.FromString(bytes.fromhex(state["counters"])),
+        bytes.fromhex(state["agent_checks"]),
+    )
     actions = []
     for kind, body in state["pending"]:
         event = parse_event(tick, kind, body.encode())
@@ -163,9 +218,17 @@ def restore_into(kernel: Kernel, state: dict[str, Any],
     kernel.enqueue(actions)
     for t, items in state["infer_due"].items():
         kernel.infer_due[int(t)] = [
-            _Due(i["seq"], i["request_id"], i["model"], bytes.fromhex(i["input"]),
-                 InferResult(bytes.fromhex(i["output"]), i["error"], i["provider"],
-                             i["model_version"])) for i in items]
+            _Due(
+                i["seq"],
+                i["request_id"],
+                i["model"],
+                bytes.fromhex(i["input"]),
+                InferResult(
+                    bytes.fromhex(i["output"]), i["error"], i["provider"], i["model_version"]
+                ),
+            )
+            for i in items
+        ]
     by_pool: dict[int, list[ppb.AgentSnapshot]] = {}
     for snap in snapshots:
         seq = snap.spec.handle

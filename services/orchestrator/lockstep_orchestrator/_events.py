@@ -99,24 +99,41 @@ class Spawn(Action):
         return self.seq
 
     def digest(self) -> bytes:
-        return (b"SPWN" + u64(self.seq) + lp(self.name.encode()) + lp(self.module.encode())
-                + i64(self.priority) + lp(self.limits.SerializeToString(deterministic=True))
-                + lp(self.args) + lp(",".join(self.topics).encode()))
+        return (
+            b"SPWN"
+            + u64(self.seq)
+            + lp(self.name.encode())
+            + lp(self.module.encode())
+            + i64(self.priority)
+            + lp(self.limits.SerializeToString(deterministic=True))
+            + lp(self.args)
+            + lp(",".join(self.topics).encode())
+        )
 
     def journal(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "name": self.name, "module": self.module,
-            "priority": self.priority, "args": self.args.hex(), "topics": list(self.topics),
+            "seq": self.seq,
+            "name": self.name,
+            "module": self.module,
+            "priority": self.priority,
+            "args": self.args.hex(),
+            "topics": list(self.topics),
             "restart": {f: getattr(self.restart, f) for f in RESTART_FIELDS},
             "limits": {f: getattr(self.limits, f) for f in LIMIT_FIELDS},
         }
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> Spawn:
-        return cls(name=body["name"], module=body["module"], priority=body["priority"],
-                   args=bytes.fromhex(body["args"]), topics=tuple(body["topics"]),
-                   restart=opb.RestartPolicy(**body["restart"]),
-                   limits=cpb.Limits(**body["limits"]), seq=body.get("seq", 0))
+        return cls(
+            name=body["name"],
+            module=body["module"],
+            priority=body["priority"],
+            args=bytes.fromhex(body["args"]),
+            topics=tuple(body["topics"]),
+            restart=opb.RestartPolicy(**body["restart"]),
+            limits=cpb.Limits(**body["limits"]),
+            seq=body.get("seq", 0),
+        )
 
     @classmethod
     def from_request(cls, spawn: opb.AgentSpawn, module_hash: str) -> Spawn:
@@ -124,9 +141,15 @@ class Spawn(Action):
         restart.CopyFrom(spawn.restart)
         limits = cpb.Limits()
         limits.CopyFrom(spawn.limits)
-        return cls(name=spawn.name, module=module_hash, priority=spawn.priority,
-                   args=bytes(spawn.args), topics=tuple(sorted(set(spawn.topics))),
-                   restart=restart, limits=limits)
+        return cls(
+            name=spawn.name,
+            module=module_hash,
+            priority=spawn.priority,
+            args=bytes(spawn.args),
+            topics=tuple(sorted(set(spawn.topics))),
+            restart=restart,
+            limits=limits,
+        )
 
 
 @dataclass(frozen=True)
@@ -207,13 +230,20 @@ class LogLine(Event):
         return b"LOG " + i64(self.level) + lp(self.text)
 
     def journal(self) -> dict[str, Any]:
-        return {"agent": self.name, "level": self.level,
-                "text": self.text.decode("utf-8", "replace")}
+        return {
+            "agent": self.name,
+            "level": self.level,
+            "text": self.text.decode("utf-8", "replace"),
+        }
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> LogLine:
-        return cls(seq=0, level=int(body["level"]), text=str(body["text"]).encode(),
-                   name=str(body["agent"]))
+        return cls(
+            seq=0,
+            level=int(body["level"]),
+            text=str(body["text"]).encode(),
+            name=str(body["agent"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -250,8 +280,16 @@ class AgentResult(Event):
         return self.seq
 
     def digest(self) -> bytes:
-        return (self.marker + self.phase + u64(self.seq) + i64(self.code) + u64(self.fuel)
-                + u32(self.send_count) + lp(self.sends) + u32(self.refused))
+        return (
+            self.marker
+            + self.phase
+            + u64(self.seq)
+            + i64(self.code)
+            + u64(self.fuel)
+            + u32(self.send_count)
+            + lp(self.sends)
+            + u32(self.refused)
+        )
 
 
 @dataclass(frozen=True)
@@ -272,23 +310,34 @@ class Fault(Event):
         return self.seq
 
     def digest(self) -> bytes:
-        return (b"FALT" + u32(self.kind) + lp(self.detail.encode())
-                + lp(self.entry_point.encode()))
+        return b"FALT" + u32(self.kind) + lp(self.detail.encode()) + lp(self.entry_point.encode())
 
     def journal(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": cpb.FaultKind.Name(self.kind),
-                "detail": self.detail, "entry_point": self.entry_point,
-                "restart_in_ticks": self.restart_in}
+        return {
+            "name": self.name,
+            "kind": cpb.FaultKind.Name(self.kind),
+            "detail": self.detail,
+            "entry_point": self.entry_point,
+            "restart_in_ticks": self.restart_in,
+        }
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> Fault:
-        return cls(name=body["name"], seq=0, kind=cpb.FaultKind.Value(body["kind"]),
-                   detail=body["detail"], entry_point=body["entry_point"],
-                   restart_in=body["restart_in_ticks"])
+        return cls(
+            name=body["name"],
+            seq=0,
+            kind=cpb.FaultKind.Value(body["kind"]),
+            detail=body["detail"],
+            entry_point=body["entry_point"],
+            restart_in=body["restart_in_ticks"],
+        )
 
     def proto(self) -> cpb.Fault:
-        return cpb.Fault(kind=self.kind, detail=self.detail,  # type: ignore[arg-type]
-                         entry_point=self.entry_point)
+        return cpb.Fault(
+            kind=self.kind,  # type: ignore[arg-type]
+            detail=self.detail,
+            entry_point=self.entry_point,
+        )
 
 
 @dataclass(frozen=True)
@@ -359,22 +408,41 @@ class InferResult(Event):
         return self.output if self.error == "" else self.error.encode()
 
     def digest(self) -> bytes:
-        return (b"IRES" + u64(self.seq) + i64(self.request_id) + u32(self.message_kind)
-                + lp(self.payload))
+        return (
+            b"IRES"
+            + u64(self.seq)
+            + i64(self.request_id)
+            + u32(self.message_kind)
+            + lp(self.payload)
+        )
 
     def journal(self) -> dict[str, Any]:
-        return {"agent": self.name, "request_id": self.request_id, "model": self.model,
-                "key": self.key, "input_sha256": self.input_sha256,
-                "output": self.payload.hex(), "error": self.error,
-                "provider": self.provider, "model_version": self.model_version}
+        return {
+            "agent": self.name,
+            "request_id": self.request_id,
+            "model": self.model,
+            "key": self.key,
+            "input_sha256": self.input_sha256,
+            "output": self.payload.hex(),
+            "error": self.error,
+            "provider": self.provider,
+            "model_version": self.model_version,
+        }
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> InferResult:
-        return cls(name=body["agent"], seq=0, request_id=body["request_id"],
-                   model=body["model"], key=body["key"], input_sha256=body["input_sha256"],
-                   output=bytes.fromhex(body["output"]) if not body["error"] else b"",
-                   error=body["error"], provider=body.get("provider", ""),
-                   model_version=body.get("model_version", ""))
+        return cls(
+            name=body["agent"],
+            seq=0,
+            request_id=body["request_id"],
+            model=body["model"],
+            key=body["key"],
+            input_sha256=body["input_sha256"],
+            output=bytes.fromhex(body["output"]) if not body["error"] else b"",
+            error=body["error"],
+            provider=body.get("provider", ""),
+            model_version=body.get("model_version", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -411,8 +479,11 @@ class TickDigest(Event):
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> TickDigest:
-        return cls(bytes.fromhex(body["digest"]), bytes.fromhex(body.get("agents", "")),
-                   int(body.get("agents_v", 1)))
+        return cls(
+            bytes.fromhex(body["digest"]),
+            bytes.fromhex(body.get("agents", "")),
+            int(body.get("agents_v", 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -450,13 +521,30 @@ class TickStats(Event):
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> TickStats:
-        return cls(**{f: body[f] for f in TICK_STATS_FIELDS if f in body
-                      and f != "pools_ms"}, pools_ms=tuple(body.get("pools_ms", ())))
+        return cls(
+            **{f: body[f] for f in TICK_STATS_FIELDS if f in body and f != "pools_ms"},
+            pools_ms=tuple(body.get("pools_ms", ())),
+        )
 
 
-TICK_STATS_FIELDS = ("wall_ms", "steps", "messages", "sent", "bytes", "fuel", "faults",
-                     "undeliverable", "restarts", "spawned", "done", "agents",
-                     "inference_in_flight", "pools_ms", "started", "step_at_ms")
+TICK_STATS_FIELDS = (
+    "wall_ms",
+    "steps",
+    "messages",
+    "sent",
+    "bytes",
+    "fuel",
+    "faults",
+    "undeliverable",
+    "restarts",
+    "spawned",
+    "done",
+    "agents",
+    "inference_in_flight",
+    "pools_ms",
+    "started",
+    "step_at_ms",
+)
 
 
 @dataclass(frozen=True)
@@ -469,15 +557,24 @@ class RunStart(Event):
 
     def journal(self) -> dict[str, Any]:
         c = self.config
-        return {"run_id": self.run_id, "seed": c.seed,
-                "max_steps_per_tick": c.max_steps_per_tick, "inference_latency": self.latency,
-                "label": c.label, "pools": self.pools,
-                "config": c.SerializeToString(deterministic=True).hex()}
+        return {
+            "run_id": self.run_id,
+            "seed": c.seed,
+            "max_steps_per_tick": c.max_steps_per_tick,
+            "inference_latency": self.latency,
+            "label": c.label,
+            "pools": self.pools,
+            "config": c.SerializeToString(deterministic=True).hex(),
+        }
 
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> RunStart:
-        return cls(str(body["run_id"]), opb.RunConfig.FromString(bytes.fromhex(body["config"])),
-                   int(body.get("inference_latency", 1)), int(body.get("pools", 0)))
+        return cls(
+            str(body["run_id"]),
+            opb.RunConfig.FromString(bytes.fromhex(body["config"])),
+            int(body.get("inference_latency", 1)),
+            int(body.get("pools", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -492,11 +589,27 @@ class Note(Event):
         return self.body
 
 
-KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (  # type: ignore[misc]
-    Spawn, Pause, Resume, Terminate, ExternalMessage, Fault, Done, Restart, InferResult,
-    TickDigest, TickStats, RunStart, LogLine)}
-NOTE_KINDS = frozenset({"module.register", "run.checkpoint", "run.restore", "run.recover",
-                        "run.resume"})
+KINDS: dict[str, type[Event]] = {
+    cls.KIND: cls  # type: ignore[misc]
+    for cls in (
+        Spawn,
+        Pause,
+        Resume,
+        Terminate,
+        ExternalMessage,
+        Fault,
+        Done,
+        Restart,
+        InferResult,
+        TickDigest,
+        TickStats,
+        RunStart,
+        LogLine,
+    )
+}
+NOTE_KINDS = frozenset(
+    {"module.register", "run.checkpoint", "run.restore", "run.recover", "run.resume"}
+)
 # Journal kinds that describe the run rather than its behaviour (tick.stats: wall time and
 # counts, not deterministic), or (agent.log) whose bytes the tick digest already covers and
 # which journals written before log lines were journalled lack: replay does not compare

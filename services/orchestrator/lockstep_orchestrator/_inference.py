@@ -73,12 +73,17 @@ class InferenceBridge:
         if self._stub is None or not batch.requests:
             return
         self._current = _Batch()
-        span = _tracer.start_span("inference batch", attributes={
-            "lockstep.requests": len(batch.requests),
-            "lockstep.models": sorted({r.model for r in batch.requests})})
+        span = _tracer.start_span(
+            "inference batch",
+            attributes={
+                "lockstep.requests": len(batch.requests),
+                "lockstep.models": sorted({r.model for r in batch.requests}),
+            },
+        )
         with trace.use_span(span):
             batch.future = self._stub.AgentInferBatch.future(
-                ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S)
+                ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S
+            )
         batch.future.add_done_callback(lambda _f: span.end())
 
     def result(self, handle: Any) -> InferResult:
@@ -101,11 +106,13 @@ class InferenceBridge:
                 return response
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                    raise ServiceError(f"inference batch failed: {exc.code().name}: "
-                                       f"{exc.details()}") from None
+                    raise ServiceError(
+                        f"inference batch failed: {exc.code().name}: {exc.details()}"
+                    ) from None
                 log.warning("inference unavailable; retrying in %.1fs", delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 assert self._stub is not None
                 batch.future = self._stub.AgentInferBatch.future(
-                    ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S)
+                    ipb.AgentInferBatchRequest(requests=batch.requests), timeout=RPC_TIMEOUT_S
+                )

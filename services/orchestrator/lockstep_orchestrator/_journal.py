@@ -104,9 +104,22 @@ class Journal:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a") as fh:
                 for rec in self._buffer:
-                    fh.write(json.dumps({"run_id": rec.run_id, "tick": rec.tick,
-                                         "kind": rec.kind, "payload": rec.payload.decode()},
-                                        sort_keys=True) + "\n")
-            log.error("telemetry unreachable at shutdown (%s): %d journal records written to %s",
-                      exc, len(self._buffer), path)
+                    fh.write(
+                        json.dumps(
+                            {
+                                "run_id": rec.run_id,
+                                "tick": rec.tick,
+                                "kind": rec.kind,
+                                "payload": rec.payload.decode(),
+                            },
+                            sort_keys=True,
+                        )
+                        + "\n"
+                    )
+            log.error(
+                "telemetry unreachable at shutdown (%s): %d journal records written to %s",
+                exc,
+                len(self._buffer),
+                path,
+            )
         self._buffer = []

@@ -91,17 +91,38 @@ MAX_DELIVERY_BYTES = 16 * 1024 * 1024
 AGENT_CHECKS_VERSION = 2
 
 DEFAULT_LIMITS = cpb.Limits(
-    fuel_per_step=10_000_000, max_memory_pages=256, max_messages_per_step=1024,
-    max_message_bytes=65536, max_logs_per_step=64,
+    fuel_per_step=10_000_000,
+    max_memory_pages=256,
+    max_messages_per_step=1024,
+    max_message_bytes=65536,
+    max_logs_per_step=64,
 )
 I64 = npt.NDArray[np.int64]
 _STEP_HEAD = struct.Struct("<4sHHIIq")
 _FIX_INBOX = np.dtype([("seq", "<u8"), ("lp", "<u4"), ("total", "<u4"), ("count", "<u4")])
-_FIX_RESULT = np.dtype([("phase", "S4"), ("seq", "<u8"), ("code", "<i8"), ("fuel", "<u8"),
-                        ("send_count", "<u4"), ("sends_len", "<u4")])
-_RECORD = np.dtype([("total", "<u4"), ("kind", "u1"), ("r", "u1"), ("slen", "<u2"),
-                    ("tick", "<i8"), ("corr", "<i8"), ("plen", "<u4"), ("dlen", "<u2"),
-                    ("r2", "<u2")])
+_FIX_RESULT = np.dtype(
+    [
+        ("phase", "S4"),
+        ("seq", "<u8"),
+        ("code", "<i8"),
+        ("fuel", "<u8"),
+        ("send_count", "<u4"),
+        ("sends_len", "<u4"),
+    ]
+)
+_RECORD = np.dtype(
+    [
+        ("total", "<u4"),
+        ("kind", "u1"),
+        ("r", "u1"),
+        ("slen", "<u2"),
+        ("tick", "<i8"),
+        ("corr", "<i8"),
+        ("plen", "<u4"),
+        ("dlen", "<u2"),
+        ("r2", "<u2"),
+    ]
+)
 _CHECK = np.dtype([("seq", "<u4"), ("check", "<u8")])
 assert _FIX_INBOX.itemsize == 20 and _FIX_RESULT.itemsize == 36 and _RECORD.itemsize == 32
 
@@ -210,7 +231,7 @@ def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, version: int) -
         for g, hi in enumerate(group_end.tolist()):
             h = hashlib.sha256()
             for a, b in zip(st[lo:hi].tolist(), ln[lo:hi].tolist(), strict=True):
-                h.update(mv[a:a + b])
+                h.update(mv[a : a + b])
             out.append(u32(int(group_seq[g])) + h.digest()[:8])
             lo = hi
         return b"".join(out)
@@ -224,8 +245,10 @@ def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, version: int) -
 
 def decode_checks(blob: bytes) -> dict[int, bytes]:
     """u32 seq + 8 bytes per agent (either version)."""
-    return {int.from_bytes(blob[i:i + 4], "little"): blob[i + 4:i + 12]
-            for i in range(0, len(blob), 12)}
+    return {
+        int.from_bytes(blob[i : i + 4], "little"): blob[i + 4 : i + 12]
+        for i in range(0, len(blob), 12)
+    }
 
 
 @dataclass
@@ -266,8 +289,16 @@ class _Tx:
         if event.KIND is not None:
             self.journal.append(event)
 
-    def host_message(self, target: int, kind: int, sender: bytes, dest: bytes, corr: int,
-                     payload: bytes, send_tick: int) -> None:
+    def host_message(
+        self,
+        target: int,
+        kind: int,
+        sender: bytes,
+        dest: bytes,
+        corr: int,
+        payload: bytes,
+        send_tick: int,
+    ) -> None:
         """Host-made messages sort before agents' (sender sequence 0); never dropped."""
         self.hseq += 1
         rec = message_record(kind, sender, dest, send_tick, corr, payload)
@@ -282,11 +313,17 @@ class _Tx:
         target = np.fromiter((h[0] for h in self.host), dtype=np.int64, count=k)
         recs = [h[3] for h in self.host]
         lens = np.fromiter((len(r) for r in recs), dtype=np.int64, count=k)
-        part = Mail(target, np.fromiter((h[1] for h in self.host), dtype=np.int64, count=k),
-                    np.zeros(k, dtype=np.int64),
-                    np.fromiter((h[2] for h in self.host), dtype=np.int64, count=k),
-                    w.arrival + np.arange(k, dtype=np.int64), np.cumsum(lens) - lens, lens,
-                    b"".join(recs), canonical=False)
+        part = Mail(
+            target,
+            np.fromiter((h[1] for h in self.host), dtype=np.int64, count=k),
+            np.zeros(k, dtype=np.int64),
+            np.fromiter((h[2] for h in self.host), dtype=np.int64, count=k),
+            w.arrival + np.arange(k, dtype=np.int64),
+            np.cumsum(lens) - lens,
+            lens,
+            b"".join(recs),
+            canonical=False,
+        )
         w.arrival += k
         np.add.at(w.inbox_n, target - 1, 1)
         np.add.at(w.inbox_bytes, target - 1, lens)
@@ -297,10 +334,16 @@ class _Tx:
 class Kernel:
     """One run: its committed state, its queue of control actions, its tick."""
 
-    def __init__(self, config: opb.RunConfig, pools: Pools,
-                 module_bytes: Callable[[str], bytes], journal: Journal,
-                 inference: InferenceBridge, run_id: str = "",
-                 record_start: bool = True) -> None:
+    def __init__(
+        self,
+        config: opb.RunConfig,
+        pools: Pools,
+        module_bytes: Callable[[str], bytes],
+        journal: Journal,
+        inference: InferenceBridge,
+        run_id: str = "",
+        record_start: bool = True,
+    ) -> None:
         self.config = config
         self.pools = pools
         self.module_bytes = module_bytes
@@ -336,7 +379,7 @@ class Kernel:
     @property
     def digests(self) -> list[bytes]:
         c = self.state
-        return c.digests[:c.tick]
+        return c.digests[: c.tick]
 
     @property
     def world(self) -> World:
@@ -364,34 +407,52 @@ class Kernel:
         w = self.state.world
         if not w.n:
             return True
-        return not bool(((w.state == RUNNING) | (w.restart_at >= 0)
-                         | ((w.state == IDLE) & (w.inbox_n > 0))).any())
+        return not bool(
+            (
+                (w.state == RUNNING) | (w.restart_at >= 0) | ((w.state == IDLE) & (w.inbox_n > 0))
+            ).any()
+        )
 
     # ---- the tick ------------------------------------------------------------------------
     def step_tick(self) -> None:
         """Compute tick `tick + 1` completely, then commit it; on failure commit nothing.
         With OpenTelemetry on, the tick is a span (its pool and inference batches child
         spans)."""
-        with _tracer.start_as_current_span("tick", attributes={
-                "lockstep.run_id": self.run_id, "lockstep.tick": self.state.tick + 1}) as span:
+        with _tracer.start_as_current_span(
+            "tick",
+            attributes={"lockstep.run_id": self.run_id, "lockstep.tick": self.state.tick + 1},
+        ) as span:
             self._step_tick()
             st = self.last_stats
             if st is not None and span.is_recording():
-                span.set_attributes({"lockstep.steps": st.steps,
-                                     "lockstep.messages": st.messages,
-                                     "lockstep.faults": st.faults, "lockstep.agents": st.agents})
+                span.set_attributes(
+                    {
+                        "lockstep.steps": st.steps,
+                        "lockstep.messages": st.messages,
+                        "lockstep.faults": st.faults,
+                        "lockstep.agents": st.agents,
+                    }
+                )
 
     def _step_tick(self) -> None:
         if self.pools_dirty:
-            raise TickFailedError(self.tick + 1, ServiceError(
-                "the pools no longer hold the committed state; rebuild them first"))
+            raise TickFailedError(
+                self.tick + 1,
+                ServiceError("the pools no longer hold the committed state; rebuild them first"),
+            )
         with self._queue:
             actions = list(self.pending)
             self.in_flight = True
         t = self.state.tick + 1
         try:
-            tx = _Tx(t, self.state.world.fork(), _copy_counters(self.state.counters),
-                     _Digest(t), started=time.perf_counter(), started_unix=time.time())
+            tx = _Tx(
+                t,
+                self.state.world.fork(),
+                _copy_counters(self.state.counters),
+                _Digest(t),
+                started=time.perf_counter(),
+                started_unix=time.time(),
+            )
             self._apply_actions(tx, actions)
             due = self._deliver_inference(tx)
             self._restart_due(tx)
@@ -416,21 +477,26 @@ class Kernel:
         checks = agent_checks(data, seqs, starts, lens, self.checks_version)
         self._last = (data, seqs, starts, lens)
         records: list[Event] = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
-        self.last_records = [(journal_kind(e), self.journal.payload(e)) for e in tx.journal
-                             if journal_kind(e) not in NOT_COMPARED]
+        self.last_records = [
+            (journal_kind(e), self.journal.payload(e))
+            for e in tx.journal
+            if journal_kind(e) not in NOT_COMPARED
+        ]
         if due:
             self.infer_due.pop(t, None)
         for seq, call in tx.infer_new:
-            handle = self.inference.submit(self._infer_key(seq, call.request_id), call.model,
-                                           call.input)
+            handle = self.inference.submit(
+                self._infer_key(seq, call.request_id), call.model, call.input
+            )
             self.infer_due.setdefault(t + self.latency, []).append(
-                _Due(seq, call.request_id, call.model, call.input, handle))
+                _Due(seq, call.request_id, call.model, call.input, handle)
+            )
         self.inference.flush()
         stats = self._stats(tx)
         records.append(stats)
         self.last_stats = stats
         chain = self.state.digests
-        del chain[t - 1:]
+        del chain[t - 1 :]
         chain.append(digest)
         self.state = Committed(t, digest, chain, tx.world, tx.counters, checks)
         with self._queue:
@@ -446,17 +512,22 @@ class Kernel:
         npools = len(self.pools)
         return TickStats(
             wall_ms=(time.perf_counter() - tx.started) * 1e3,
-            steps=after.steps - before.steps, messages=after.messages - before.messages,
-            sent=tx.sent, bytes=tx.sent_bytes, fuel=after.fuel_used - before.fuel_used,
+            steps=after.steps - before.steps,
+            messages=after.messages - before.messages,
+            sent=tx.sent,
+            bytes=tx.sent_bytes,
+            fuel=after.fuel_used - before.fuel_used,
             faults=after.faults - before.faults,
             undeliverable=after.undeliverable - before.undeliverable,
-            restarts=after.restarts - before.restarts, spawned=tx.spawned,
+            restarts=after.restarts - before.restarts,
+            spawned=tx.spawned,
             done=sum(len(v) for v in tx.done.values()),
             agents=int(w.live_mask().sum()) if w.n else 0,
             inference_in_flight=sum(len(v) for v in self.infer_due.values()),
             pools_ms=tuple(tx.pools_s.get(p, 0.0) * 1e3 for p in range(npools)),
             started=tx.started_unix,
-            step_at_ms=(tx.step_at - tx.started) * 1e3 if tx.step_at else 0.0)
+            step_at_ms=(tx.step_at - tx.started) * 1e3 if tx.step_at else 0.0,
+        )
 
     def checks_of_last_tick(self, version: int) -> bytes:
         """The last tick's per-agent checks in a given version (replay names the divergent
@@ -477,8 +548,9 @@ class Kernel:
                 limits = merge_limits(DEFAULT_LIMITS, self.config.default_limits, sp.limits)
                 ev = replace(sp, seq=seq, limits=limits)
                 events.append(ev)
-                metas.append(AgentMeta(sp.name, sp.module, limits, sp.args, sp.restart,
-                                       tuple(sp.topics)))
+                metas.append(
+                    AgentMeta(sp.name, sp.module, limits, sp.args, sp.restart, tuple(sp.topics))
+                )
                 prio.append(sp.priority)
                 pools.append((seq - 1) % npools)
             w.add_agents(metas, prio, pools, t)
@@ -517,8 +589,9 @@ class Kernel:
             requests: dict[int, list[int]] = {}
             for seq in terminated:
                 requests.setdefault(int(w.pool[seq - 1]), []).append(seq)
-            results = self.pools.destroy({p: pack_destroy(t, hs, True)
-                                          for p, hs in sorted(requests.items())})
+            results = self.pools.destroy(
+                {p: pack_destroy(t, hs, True) for p, hs in sorted(requests.items())}
+            )
             found = self._by_handle(results, requests)
             for seq in terminated:
                 res, row = found[seq]
@@ -533,44 +606,58 @@ class Kernel:
             pool = int(w.pool[seq - 1])
             self.pools.ensure_module(pool, meta.module, self.module_bytes(meta.module))
             lim = meta.limits
-            requests.setdefault(pool, []).append(AgentSpec(
-                seq, meta.name, meta.module, meta.args, lim.fuel_per_step,
-                lim.max_memory_pages, lim.max_messages_per_step, lim.max_message_bytes,
-                lim.max_logs_per_step))
-        results = self.pools.create({p: pack_create(tx.t, self.config.seed, specs)
-                                     for p, specs in sorted(requests.items())})
-        found = self._by_handle(results, {p: [s.handle for s in specs]
-                                          for p, specs in requests.items()})
+            requests.setdefault(pool, []).append(
+                AgentSpec(
+                    seq,
+                    meta.name,
+                    meta.module,
+                    meta.args,
+                    lim.fuel_per_step,
+                    lim.max_memory_pages,
+                    lim.max_messages_per_step,
+                    lim.max_message_bytes,
+                    lim.max_logs_per_step,
+                )
+            )
+        results = self.pools.create(
+            {p: pack_create(tx.t, self.config.seed, specs) for p, specs in sorted(requests.items())}
+        )
+        found = self._by_handle(
+            results, {p: [s.handle for s in specs] for p, specs in requests.items()}
+        )
         for seq in seqs:
             res, row = found[seq]
             w.state[seq - 1] = RUNNING
             self._absorb_row(tx, res, row, b"init", b"INIT")
 
     @staticmethod
-    def _by_handle(results: dict[int, bytes], requested: dict[int, list[int]]
-                   ) -> dict[int, tuple[Results, int]]:
+    def _by_handle(
+        results: dict[int, bytes], requested: dict[int, list[int]]
+    ) -> dict[int, tuple[Results, int]]:
         out: dict[int, tuple[Results, int]] = {}
         for pool, handles in requested.items():
             res = _parse(results.get(pool), pool)
             got = res.rows["handle"].astype(np.int64)
             if len(got) != len(handles) or (got != np.asarray(handles, dtype=np.int64)).any():
-                raise PoolProtocolError(f"pool {pool} answered for handles {got.tolist()[:8]}, "
-                                        f"asked for {handles[:8]}")
+                raise PoolProtocolError(
+                    f"pool {pool} answered for handles {got.tolist()[:8]}, asked for {handles[:8]}"
+                )
             for row, handle in enumerate(handles):
                 out[handle] = (res, row)
         return out
 
-    def _absorb_row(self, tx: _Tx, res: Results, row: int, phase: bytes,
-                    marker: bytes) -> None:
+    def _absorb_row(self, tx: _Tx, res: Results, row: int, phase: bytes, marker: bytes) -> None:
         """Fold one (rare-path) result into the world and the tick's events."""
         for event in self._result_events(tx, res, row, phase, marker):
             tx.emit(event)
         seq = int(res.rows[row]["handle"])
-        tx.sources.append(_Source(np.array([seq], dtype=np.int64), res,
-                                  np.array([row], dtype=np.int64)))
+        tx.sources.append(
+            _Source(np.array([seq], dtype=np.int64), res, np.array([row], dtype=np.int64))
+        )
 
-    def _result_events(self, tx: _Tx, res: Results, row: int, phase: bytes,
-                       marker: bytes, count_fuel: bool = True) -> list[Event]:
+    def _result_events(
+        self, tx: _Tx, res: Results, row: int, phase: bytes, marker: bytes, count_fuel: bool = True
+    ) -> list[Event]:
         """The events of one result (digest order), with their effect on the world."""
         w = tx.world
         r = res.rows[row]
@@ -580,9 +667,18 @@ class Kernel:
         if count_fuel:
             w.fuel[i] += fuel
             tx.counters.fuel_used += fuel
-        events: list[Event] = [AgentResult(phase, seq, int(r["code"]), fuel,
-                                           int(r["send_count"]), res.sends(row),
-                                           int(r["refused"]), marker)]
+        events: list[Event] = [
+            AgentResult(
+                phase,
+                seq,
+                int(r["code"]),
+                fuel,
+                int(r["send_count"]),
+                res.sends(row),
+                int(r["refused"]),
+                marker,
+            )
+        ]
         logs = res.logs(row)
         if logs:
             name = w.metas[i].name
@@ -598,8 +694,9 @@ class Kernel:
             restart_in = None
             restarts = int(w.restarts[i])
             if restarts < policy.max_restarts:
-                wait = max(1, policy.backoff_ticks) * (max(1, policy.backoff_multiplier)
-                                                       ** restarts)
+                wait = max(1, policy.backoff_ticks) * (
+                    max(1, policy.backoff_multiplier) ** restarts
+                )
                 if policy.max_backoff_ticks:
                     wait = min(wait, policy.max_backoff_ticks)
                 w.restart_at[i] = tx.t + wait
@@ -622,9 +719,16 @@ class Kernel:
             w.state[i] = RUNNING
         if int(w.state[i]) in (RUNNING, IDLE):
             for c in infers:
-                tx.infer_new.append((seq, cpb.InferCall(
-                    request_id=c.request_id, model=c.model.decode("utf-8", "replace"),
-                    input=c.input)))
+                tx.infer_new.append(
+                    (
+                        seq,
+                        cpb.InferCall(
+                            request_id=c.request_id,
+                            model=c.model.decode("utf-8", "replace"),
+                            input=c.input,
+                        ),
+                    )
+                )
         return events
 
     # ---- inference and restarts ------------------------------------------------------------
@@ -640,14 +744,29 @@ class Kernel:
             result: BridgeResult = self.inference.result(d.handle)
             tx.counters.inferences += 1
             meta = w.metas[d.seq - 1]
-            ev = InferResult(meta.name, d.seq, d.request_id, d.model,
-                             self._infer_key(d.seq, d.request_id),
-                             hashlib.sha256(d.input).hexdigest(), result.output, result.error,
-                             result.provider, result.model_version)
+            ev = InferResult(
+                meta.name,
+                d.seq,
+                d.request_id,
+                d.model,
+                self._infer_key(d.seq, d.request_id),
+                hashlib.sha256(d.input).hexdigest(),
+                result.output,
+                result.error,
+                result.provider,
+                result.model_version,
+            )
             tx.emit(ev)
             if w.is_live(d.seq):
-                tx.host_message(d.seq, ev.message_kind, d.model.encode(), meta.name_b,
-                                d.request_id, ev.payload, tx.t - 1)
+                tx.host_message(
+                    d.seq,
+                    ev.message_kind,
+                    d.model.encode(),
+                    meta.name_b,
+                    d.request_id,
+                    ev.payload,
+                    tx.t - 1,
+                )
         return due
 
     def _restart_due(self, tx: _Tx) -> None:
@@ -714,10 +833,8 @@ class Kernel:
         cnt = np.bincount(dpos, minlength=n).astype(np.int64)
         blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
         src = _native.Sources([mail.buf])
-        records = _native.gather(src, np.zeros(len(order), dtype=np.int32),
-                                 mail.off[order], dlen)
-        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else \
-            Mail.empty()
+        records = _native.gather(src, np.zeros(len(order), dtype=np.int32), mail.off[order], dlen)
+        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else Mail.empty()
         w.inbox_n[sel] -= cnt
         w.inbox_bytes[sel] -= blen
         w.received[sel] += cnt
@@ -741,10 +858,14 @@ class Kernel:
             base = _STEP_HEAD.size + len(idx) * STEP_ROW.itemsize
             lens = blen[idx]
             rows["off"] = base + np.cumsum(lens) - lens
-            data = records if len(idx) == n else _native.gather(
-                rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
-            requests[p] = b"".join((_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t),
-                                    rows.tobytes(), data))
+            data = (
+                records
+                if len(idx) == n
+                else _native.gather(rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
+            )
+            requests[p] = b"".join(
+                (_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t), rows.tobytes(), data)
+            )
         tx.step_at = time.perf_counter()
         responses = self.pools.step(requests)
         tx.pools_s = dict(self.pools.last_seconds)
@@ -755,8 +876,7 @@ class Kernel:
         local = np.zeros(n, dtype=np.int64)
         for b, (p, idx) in enumerate(sorted(members.items())):
             res = _parse(responses.get(p), p)
-            if len(res) != len(idx) or (res.rows["handle"].astype(np.int64)
-                                        != seqs[idx]).any():
+            if len(res) != len(idx) or (res.rows["handle"].astype(np.int64) != seqs[idx]).any():
                 raise PoolProtocolError(f"pool {p}: step results do not match the request")
             bufs.append(res)
             which[idx] = b
@@ -764,9 +884,19 @@ class Kernel:
             table[idx] = res.rows
         self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
 
-    def _absorb_steps(self, tx: _Tx, sel: I64, table: np.ndarray, which: npt.NDArray[np.int32],
-                      local: I64, bufs: list[Results], cnt: I64, blen: I64,
-                      records: bytes, rec_off: I64) -> None:
+    def _absorb_steps(
+        self,
+        tx: _Tx,
+        sel: I64,
+        table: np.ndarray,
+        which: npt.NDArray[np.int32],
+        local: I64,
+        bufs: list[Results],
+        cnt: I64,
+        blen: I64,
+        records: bytes,
+        rec_off: I64,
+    ) -> None:
         w = tx.world
         n = len(sel)
         seqs = sel + 1
@@ -777,16 +907,21 @@ class Kernel:
         tx.counters.fuel_used += int(fuel.sum())
         tx.counters.steps += n
         fault_kind = table["fault_kind"]
-        special = (fault_kind != 0) | (code == 2) | (table["log_count"] != 0) | \
-            (table["infer_count"] != 0)
+        special = (
+            (fault_kind != 0)
+            | (code == 2)
+            | (table["log_count"] != 0)
+            | (table["infer_count"] != 0)
+        )
         st = w.state[sel]
         normal = ~special
         w.state[sel[normal & (code == 1) & (st == RUNNING)]] = IDLE
         w.state[sel[normal & (code != 1) & (st == IDLE)]] = RUNNING
         extras: dict[int, bytes] = {}  # row -> its extra digest bytes (special rows only)
         for j in np.flatnonzero(special).tolist():
-            events = self._result_events(tx, bufs[which[j]], int(local[j]), b"step", b"",
-                                         count_fuel=False)
+            events = self._result_events(
+                tx, bufs[which[j]], int(local[j]), b"step", b"", count_fuel=False
+            )
             extras[j] = b"".join(e.digest() for e in events[1:])
             tx.journal.extend(e for e in events if e.KIND is not None)
         # Digest block: "STEP" u32 n; per agent u64 seq + lp(inbox batch); per agent result.
@@ -808,19 +943,31 @@ class Kernel:
         for j, x in extras.items():
             xlens[j] = len(x)
         xbuf = b"".join(extras[j] for j in sorted(extras))  # rows in order; others are empty
-        srcs = _native.Sources([fix_in.tobytes(), records, fix_res.tobytes(), refused.tobytes(),
-                                xbuf, *[r.buf for r in bufs]])
+        srcs = _native.Sources(
+            [
+                fix_in.tobytes(),
+                records,
+                fix_res.tobytes(),
+                refused.tobytes(),
+                xbuf,
+                *[r.buf for r in bufs],
+            ]
+        )
         ar = np.arange(n, dtype=np.int64)
         in_w = np.stack([np.zeros(n, np.int32), np.ones(n, np.int32)], axis=1).ravel()
         in_s = np.stack([ar * 20, rec_off], axis=1).ravel()
         in_l = np.stack([np.where(has, 20, 12), blen], axis=1).ravel()
         sends_len = table["sends_len"].astype(np.int64)
-        res_w = np.stack([np.full(n, 2, np.int32), which + 5, np.full(n, 3, np.int32),
-                          np.full(n, 4, np.int32)], axis=1).ravel()
-        res_s = np.stack([ar * 36, table["off"].astype(np.int64), ar * 4,
-                          np.cumsum(xlens) - xlens], axis=1).ravel()
-        res_l = np.stack([np.full(n, 36, np.int64), sends_len, np.full(n, 4, np.int64), xlens],
-                         axis=1).ravel()
+        res_w = np.stack(
+            [np.full(n, 2, np.int32), which + 5, np.full(n, 3, np.int32), np.full(n, 4, np.int32)],
+            axis=1,
+        ).ravel()
+        res_s = np.stack(
+            [ar * 36, table["off"].astype(np.int64), ar * 4, np.cumsum(xlens) - xlens], axis=1
+        ).ravel()
+        res_l = np.stack(
+            [np.full(n, 36, np.int64), sends_len, np.full(n, 4, np.int64), xlens], axis=1
+        ).ravel()
         all_w = np.concatenate([in_w, res_w])
         all_s = np.concatenate([in_s, res_s])
         all_l = np.concatenate([in_l, res_l])
@@ -830,9 +977,12 @@ class Kernel:
         res_len = res_l.reshape(n, 4).sum(axis=1)
         in_start = 8 + np.cumsum(in_len) - in_len
         res_start = 8 + int(in_len.sum()) + np.cumsum(res_len) - res_len
-        tx.digest.add_block(head + body, np.concatenate([seqs, seqs]),
-                            np.concatenate([in_start, res_start]),
-                            np.concatenate([in_len, res_len]))
+        tx.digest.add_block(
+            head + body,
+            np.concatenate([seqs, seqs]),
+            np.concatenate([in_start, res_start]),
+            np.concatenate([in_len, res_len]),
+        )
         for b, res in enumerate(bufs):
             idx = np.flatnonzero(which == b)
             tx.sources.append(_Source(seqs[idx], res, self._rows_in(res, len(idx))))
@@ -844,8 +994,9 @@ class Kernel:
     def _destroy_done(self, tx: _Tx) -> None:
         """Agents that returned done are destroyed in one batch per pool."""
         if tx.done:
-            self.pools.destroy({p: pack_destroy(tx.t, hs, False)
-                                for p, hs in sorted(tx.done.items())})
+            self.pools.destroy(
+                {p: pack_destroy(tx.t, hs, False) for p, hs in sorted(tx.done.items())}
+            )
 
     # ---- routing ---------------------------------------------------------------------------
     def _targets(self, w: World, dest: str, sender: int) -> list[int]:
@@ -855,8 +1006,11 @@ class Kernel:
         if dest.startswith("#"):
             topic = dest[1:]
             live = w.live_mask()
-            return [s for s in (np.flatnonzero(live) + 1).tolist()
-                    if s != sender and topic in w.metas[s - 1].topics]
+            return [
+                s
+                for s in (np.flatnonzero(live) + 1).tolist()
+                if s != sender and topic in w.metas[s - 1].topics
+            ]
         seq = w.by_name.get(dest)
         return [seq] if seq is not None and w.is_live(seq) else []
 
@@ -877,17 +1031,20 @@ class Kernel:
             big = np.frombuffer(b"".join(bufs), dtype=np.uint8)
             seq = np.concatenate([srcs[i].seq for g in members for i in g])
             # Canonical order: sender sequence, then the order the results were produced.
-            pos = np.concatenate([np.full(len(srcs[i].seq), i, dtype=np.int64)
-                                  for g in members for i in g])
-            sub = np.concatenate([np.arange(len(srcs[i].seq), dtype=np.int64)
-                                  for g in members for i in g])
+            pos = np.concatenate(
+                [np.full(len(srcs[i].seq), i, dtype=np.int64) for g in members for i in g]
+            )
+            sub = np.concatenate(
+                [np.arange(len(srcs[i].seq), dtype=np.int64) for g in members for i in g]
+            )
             picks = [np.concatenate([srcs[i].rows for i in g]) for g in members]
             tables = [srcs[g[0]].res.rows for g in members]
 
             def column(name: str) -> I64:
                 # Field first, then the rows: indexing a structured array copies whole rows.
-                return np.concatenate([t[name][k] for t, k in zip(tables, picks, strict=True)]
-                                      ).astype(np.int64)
+                return np.concatenate(
+                    [t[name][k] for t, k in zip(tables, picks, strict=True)]
+                ).astype(np.int64)
 
             fk = column("fault_kind")
             count = column("send_count")
@@ -898,13 +1055,24 @@ class Kernel:
             if len(order):
                 np.add.at(w.sent, seq[order] - 1, count[order])
                 repeated = bool((np.diff(seq[order]) == 0).any())
-                parts.append(self._route_sends(tx, big, seq[order], off[order], slen[order],
-                                               count[order], repeated))
+                parts.append(
+                    self._route_sends(
+                        tx, big, seq[order], off[order], slen[order], count[order], repeated
+                    )
+                )
         tx.flush_host()
         w.mail = Mail.concat(parts + tx.host_parts)
 
-    def _route_sends(self, tx: _Tx, big: npt.NDArray[np.uint8], sender_of_row: I64,
-                     off: I64, slen: I64, count: I64, repeated: bool) -> Mail:
+    def _route_sends(
+        self,
+        tx: _Tx,
+        big: npt.NDArray[np.uint8],
+        sender_of_row: I64,
+        off: I64,
+        slen: I64,
+        count: I64,
+        repeated: bool,
+    ) -> Mail:
         w, t = tx.world, tx.t
         row, idx, doff, dlen, poff, plen = _native.parse_sends(big, off, slen, count)
         m = len(row)
@@ -938,17 +1106,25 @@ class Kernel:
         srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
         ar = np.arange(k, dtype=np.int64)
         seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
-        seg_s = np.stack([ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]],
-                         axis=1).ravel()
-        seg_l = np.stack([np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi],
-                          plen[fi]], axis=1).ravel()
+        seg_s = np.stack([ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]], axis=1).ravel()
+        seg_l = np.stack(
+            [np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi], plen[fi]], axis=1
+        ).ravel()
         buf = _native.gather(srcs, seg_w, seg_s, seg_l)
         lens = rec_len[fi]
         np.add.at(w.inbox_n, target[fi] - 1, 1)
         np.add.at(w.inbox_bytes, target[fi] - 1, lens)
-        fast_mail = Mail(target[fi], np.full(k, t, dtype=np.int64), sender[fi], idx[fi],
-                         arrival[fi], np.cumsum(lens) - lens, lens, buf,
-                         canonical=not repeated)
+        fast_mail = Mail(
+            target[fi],
+            np.full(k, t, dtype=np.int64),
+            sender[fi],
+            idx[fi],
+            arrival[fi],
+            np.cumsum(lens) - lens,
+            lens,
+            buf,
+            canonical=not repeated,
+        )
         if not len(general):
             return fast_mail
         # The general path: broadcast, topics, subscriptions, unknown or gone agents, full
@@ -958,23 +1134,37 @@ class Kernel:
         for j in general.tolist():
             s = int(sender[j])
             d0, dl, p0, pl = int(doff[j]), int(dlen[j]), int(poff[j]), int(plen[j])
-            self._route_one(tx, s, int(idx[j]), raw[d0:d0 + dl], raw[p0:p0 + pl],
-                            int(arrival[j]), out)
+            self._route_one(
+                tx, s, int(idx[j]), raw[d0 : d0 + dl], raw[p0 : p0 + pl], int(arrival[j]), out
+            )
         if not out:
             return fast_mail
         q = len(out)
         recs = [o[4] for o in out]
         ql = np.fromiter((len(r) for r in recs), dtype=np.int64, count=q)
-        slow = Mail(np.fromiter((o[0] for o in out), dtype=np.int64, count=q),
-                    np.full(q, t, dtype=np.int64),
-                    np.fromiter((o[1] for o in out), dtype=np.int64, count=q),
-                    np.fromiter((o[2] for o in out), dtype=np.int64, count=q),
-                    np.fromiter((o[3] for o in out), dtype=np.int64, count=q),
-                    np.cumsum(ql) - ql, ql, b"".join(recs), canonical=False)
+        slow = Mail(
+            np.fromiter((o[0] for o in out), dtype=np.int64, count=q),
+            np.full(q, t, dtype=np.int64),
+            np.fromiter((o[1] for o in out), dtype=np.int64, count=q),
+            np.fromiter((o[2] for o in out), dtype=np.int64, count=q),
+            np.fromiter((o[3] for o in out), dtype=np.int64, count=q),
+            np.cumsum(ql) - ql,
+            ql,
+            b"".join(recs),
+            canonical=False,
+        )
         return Mail.concat([fast_mail, slow])
 
-    def _route_one(self, tx: _Tx, sender: int, n: int, dest_b: bytes, payload: bytes,
-                   arrival: int, out: list[tuple[int, int, int, int, bytes]]) -> None:
+    def _route_one(
+        self,
+        tx: _Tx,
+        sender: int,
+        n: int,
+        dest_b: bytes,
+        payload: bytes,
+        arrival: int,
+        out: list[tuple[int, int, int, int, bytes]],
+    ) -> None:
         w, t = tx.world, tx.t
         dest = dest_b.decode("utf-8", "replace")
         meta = w.metas[sender - 1]
@@ -990,9 +1180,16 @@ class Kernel:
         reason = ""
         if not targets and not dest.startswith(("*", "#")):
             known = w.by_name.get(dest)
-            reason = "unknown agent" if known is None else (
-                "agent " + opb.AgentState.Name(int(w.state[known - 1]))
-                .removeprefix("AGENT_STATE_").lower())
+            reason = (
+                "unknown agent"
+                if known is None
+                else (
+                    "agent "
+                    + opb.AgentState.Name(int(w.state[known - 1]))
+                    .removeprefix("AGENT_STATE_")
+                    .lower()
+                )
+            )
         for target in targets:
             if int(w.inbox_n[target - 1]) >= MAX_INBOX:
                 reason = f"inbox of {w.metas[target - 1].name} full"
@@ -1012,20 +1209,41 @@ class Kernel:
         i = seq - 1
         m = w.metas[i]
         return opb.AgentInfo(
-            name=m.name, sequence=seq, module_hash=m.module, priority=int(w.priority[i]),
-            state=int(w.state[i]), pool=int(w.pool[i]), steps=int(w.steps[i]),  # type: ignore[arg-type]
-            messages_sent=int(w.sent[i]), messages_received=int(w.received[i]),
-            fuel_used=int(w.fuel[i]), restarts=int(w.restarts[i]), last_fault=m.last_fault,
-            spawn_tick=int(w.spawn_tick[i]), inbox=int(w.inbox_n[i]), topics=list(m.topics))
+            name=m.name,
+            sequence=seq,
+            module_hash=m.module,
+            priority=int(w.priority[i]),
+            state=int(w.state[i]),  # type: ignore[arg-type]
+            pool=int(w.pool[i]),
+            steps=int(w.steps[i]),
+            messages_sent=int(w.sent[i]),
+            messages_received=int(w.received[i]),
+            fuel_used=int(w.fuel[i]),
+            restarts=int(w.restarts[i]),
+            last_fault=m.last_fault,
+            spawn_tick=int(w.spawn_tick[i]),
+            inbox=int(w.inbox_n[i]),
+            topics=list(m.topics),
+        )
 
     def status(self, addresses: list[str]) -> opb.RunStatus:
         c = self.state
         counts = np.bincount(c.world.state.astype(np.int64)) if c.world.n else np.zeros(0)
-        by_state = {opb.AgentState.Name(s).removeprefix("AGENT_STATE_").lower(): int(k)
-                    for s, k in enumerate(counts.tolist()) if k}
-        return opb.RunStatus(run_id=self.run_id, tick=c.tick, digest=c.digest,
-                             agents_by_state=by_state, counters=c.counters,
-                             config=self.config, pools=addresses, idle=self.idle())
+        by_state = {
+            opb.AgentState.Name(s).removeprefix("AGENT_STATE_").lower(): int(k)
+            for s, k in enumerate(counts.tolist())
+            if k
+        }
+        return opb.RunStatus(
+            run_id=self.run_id,
+            tick=c.tick,
+            digest=c.digest,
+            agents_by_state=by_state,
+            counters=c.counters,
+            config=self.config,
+            pools=addresses,
+            idle=self.idle(),
+        )
 
 
 def _parse(buf: bytes | None, pool: int) -> Results:

@@ -117,11 +117,18 @@ _BYTES_PER_AGENT = 128 * 1024  # the size estimate of an instance before one is 
 class RunManager:
     """The one current run of an orchestrator."""
 
-    def __init__(self, pools: Pools, module_bytes: Callable[[str], bytes],
-                 known_modules: Callable[[], set[str]], sink: Sink | None,
-                 inference: InferenceBridge, recovery_s: float = 60.0,
-                 data_dir: Path | None = None, caps: Caps | None = None,
-                 auto: AutoCheckpoints | None = None) -> None:
+    def __init__(
+        self,
+        pools: Pools,
+        module_bytes: Callable[[str], bytes],
+        known_modules: Callable[[], set[str]],
+        sink: Sink | None,
+        inference: InferenceBridge,
+        recovery_s: float = 60.0,
+        data_dir: Path | None = None,
+        caps: Caps | None = None,
+        auto: AutoCheckpoints | None = None,
+    ) -> None:
         self.pools = pools
         self.caps = caps or Caps()
         self.auto = auto or AutoCheckpoints()
@@ -142,10 +149,12 @@ class RunManager:
         self.on_commit: Callable[[Kernel], None] | None = None  # after each committed tick
         self.kernel = self._new_kernel(opb.RunConfig())
 
-    def _new_kernel(self, config: opb.RunConfig, inference: InferenceBridge | None = None
-                    ) -> Kernel:
-        return Kernel(config, self.pools, self.module_bytes, Journal(self.sink),
-                      inference or self.inference)
+    def _new_kernel(
+        self, config: opb.RunConfig, inference: InferenceBridge | None = None
+    ) -> Kernel:
+        return Kernel(
+            config, self.pools, self.module_bytes, Journal(self.sink), inference or self.inference
+        )
 
     def close(self, spill_dir: Path, timeout: float) -> None:
         """A clean shutdown: ship the journal; nothing is left to resume."""
@@ -158,7 +167,8 @@ class RunManager:
             if lim.max_inbox_bytes < MAX_DELIVERY_BYTES:
                 raise PreconditionError(
                     f"pool {self.pools.addresses[i]} accepts inboxes of {lim.max_inbox_bytes} "
-                    f"bytes; the orchestrator delivers up to {MAX_DELIVERY_BYTES}")
+                    f"bytes; the orchestrator delivers up to {MAX_DELIVERY_BYTES}"
+                )
 
     # ---- run control -----------------------------------------------------------------
     def check_config(self, config: opb.RunConfig) -> None:
@@ -166,16 +176,19 @@ class RunManager:
         caps = self.caps
         if len(config.label.encode()) > caps.max_label_bytes:
             raise InvalidRequestError(
-                f"run label {quote(config.label)} is longer than {caps.max_label_bytes} bytes")
+                f"run label {quote(config.label)} is longer than {caps.max_label_bytes} bytes"
+            )
         if config.inference_latency > caps.max_inference_latency:
             raise InvalidRequestError(
                 f"inference_latency {config.inference_latency} is above the cap of "
-                f"{caps.max_inference_latency} ticks (--max-inference-latency)")
+                f"{caps.max_inference_latency} ticks (--max-inference-latency)"
+            )
         fuel = config.default_limits.fuel_per_step
         if fuel > caps.max_fuel_per_step:
             raise InvalidRequestError(
                 f"default fuel_per_step {fuel} is above the cap of {caps.max_fuel_per_step} "
-                f"(--max-fuel-per-step)")
+                f"(--max-fuel-per-step)"
+            )
 
     def start(self, config: opb.RunConfig) -> opb.RunStatus:
         self.check_config(config)
@@ -228,19 +241,26 @@ class RunManager:
         parsed = parse_journal(entries)
         missing = sorted(parsed.modules() - self.known_modules())
         if missing:
-            raise PreconditionError(
-                f"register these modules before resuming: {', '.join(missing)}")
+            raise PreconditionError(f"register these modules before resuming: {', '.join(missing)}")
         if any(kind == "run.restore" for _t, kind, _p in entries):
-            raise PreconditionError("a restored run is not replayable from its own journal: "
-                                    "restore its checkpoint instead")
+            raise PreconditionError(
+                "a restored run is not replayable from its own journal: "
+                "restore its checkpoint instead"
+            )
         with self._tick_lock:
             self.pools.wait_all_serving(self.recovery_s or 10.0)
             self.pools.forget_modules()
             self.pools.reset()
             self._check_pools()
-            k = Kernel(parsed.config, self.pools, self.module_bytes, Journal(None),
-                       JournalInference(parsed.inference), run_id=parsed.run_id,
-                       record_start=False)
+            k = Kernel(
+                parsed.config,
+                self.pools,
+                self.module_bytes,
+                Journal(None),
+                JournalInference(parsed.inference),
+                run_id=parsed.run_id,
+                record_start=False,
+            )
             last = parsed.last_tick
             for t in range(1, last + 1):
                 try:
@@ -252,14 +272,16 @@ class RunManager:
                     raise DeterminismError(f"resume: replay diverged at tick {t}")
             journal = Journal(self.sink)
             journal.run_id = parsed.run_id
-            journal.records = [JournalRecord(parsed.run_id, t, kind, payload)
-                               for t, kind, payload in entries]
+            journal.records = [
+                JournalRecord(parsed.run_id, t, kind, payload) for t, kind, payload in entries
+            ]
             k.journal = journal
             k.inference = self.inference
             for items in k.infer_due.values():
                 for d in items:
-                    d.handle = self.inference.submit(k._infer_key(d.seq, d.request_id),
-                                                     d.model, d.input)
+                    d.handle = self.inference.submit(
+                        k._infer_key(d.seq, d.request_id), d.model, d.input
+                    )
             self.inference.flush()
             k.journal.append(last + 1, Note("run.resume", {"tick": last}))
             self._base = None
@@ -288,7 +310,8 @@ class RunManager:
                 name = spawn.name
                 if not valid_name(name):
                     raise InvalidRequestError(
-                        f"bad agent name {quote(name)}: use [A-Za-z0-9_.:/-], 1..64 bytes")
+                        f"bad agent name {quote(name)}: use [A-Za-z0-9_.:/-], 1..64 bytes"
+                    )
                 if name in w.by_name or name in pending:
                     raise AlreadyExistsError(f"agent {name!r} already exists in this run")
                 if name in names:
@@ -298,18 +321,21 @@ class RunManager:
                     if not valid_name(topic):
                         raise InvalidRequestError(
                             f"bad topic {quote(topic)} for agent {name!r}: use "
-                            f"[A-Za-z0-9_.:/-], 1..64 bytes")
+                            f"[A-Za-z0-9_.:/-], 1..64 bytes"
+                        )
                 if len(spawn.args) > max_args:
                     raise InvalidRequestError(f"args of {name!r} exceed {max_args} bytes")
                 merged = merge_limits(DEFAULT_LIMITS, k.config.default_limits, spawn.limits)
                 if merged.max_memory_pages > cap_pages:
                     raise InvalidRequestError(
                         f"agent {name!r}: max_memory_pages {merged.max_memory_pages} is above "
-                        f"the pools' cap of {cap_pages}")
+                        f"the pools' cap of {cap_pages}"
+                    )
                 if merged.fuel_per_step > self.caps.max_fuel_per_step:
                     raise InvalidRequestError(
                         f"agent {name!r}: fuel_per_step {merged.fuel_per_step} is above the "
-                        f"cap of {self.caps.max_fuel_per_step} (--max-fuel-per-step)")
+                        f"cap of {self.caps.max_fuel_per_step} (--max-fuel-per-step)"
+                    )
                 actions.append(Spawn.from_request(spawn, module_hash))
             self._check_capacity(k, len(actions))
             return k.enqueue(list(actions))
@@ -321,7 +347,8 @@ class RunManager:
         if total > self.caps.max_agents_per_run:
             raise CapacityError(
                 f"a run holds at most {self.caps.max_agents_per_run} agents "
-                f"(--max-agents-per-run); this spawn would make {total}")
+                f"(--max-agents-per-run); this spawn would make {total}"
+            )
         npools = len(self.pools)
         live = (w.state != TERMINATED) & ((w.state != FAULTED) | (w.restart_at >= 0))
         held = np.bincount(w.pool[live], minlength=npools)
@@ -332,7 +359,8 @@ class RunManager:
             if held[i] > lim.max_agents:
                 raise CapacityError(
                     f"pool {self.pools.addresses[i]} holds at most {lim.max_agents} agents; "
-                    f"this spawn would place {int(held[i])} there")
+                    f"this spawn would place {int(held[i])} there"
+                )
 
     def _seq(self, name: str) -> int:
         seq = self.kernel.world.by_name.get(name)
@@ -351,11 +379,11 @@ class RunManager:
             for msg in messages:
                 if len(msg.payload) > MAX_PAYLOAD:
                     raise InvalidRequestError(
-                        f"message to {quote(msg.to)} exceeds {MAX_PAYLOAD} bytes")
+                        f"message to {quote(msg.to)} exceeds {MAX_PAYLOAD} bytes"
+                    )
                 if msg.to != "*" and not msg.to.startswith("#"):
                     self._seq(msg.to)
-            return self.kernel.enqueue([ExternalMessage(m.to, bytes(m.payload))
-                                        for m in messages])
+            return self.kernel.enqueue([ExternalMessage(m.to, bytes(m.payload)) for m in messages])
 
     # ---- ticks -------------------------------------------------------------------------
     def tick_once(self) -> None:
@@ -376,10 +404,10 @@ class RunManager:
                 rebuilding = k.pools_dirty
                 try:
                     if k.pools_dirty:
-                        remaining = (self.recovery_s if deadline is None
-                                     else deadline - time.monotonic())
-                        self._rebuild(k, max(remaining, 1.0) if self.recovery_s else 10.0,
-                                      attempts)
+                        remaining = (
+                            self.recovery_s if deadline is None else deadline - time.monotonic()
+                        )
+                        self._rebuild(k, max(remaining, 1.0) if self.recovery_s else 10.0, attempts)
                     rebuilding = False
                     k.step_tick()
                     break
@@ -392,14 +420,22 @@ class RunManager:
                         deadline = now + self.recovery_s
                     k.pools_dirty = True
                     if now >= deadline:
-                        raise TickFailedError(k.tick + 1, ServiceError(  # UNAVAILABLE
-                            f"pool recovery gave up after {self.recovery_s:g} s and "
-                            f"{attempts} attempts (pool_recovery_s); last error: "
-                            f"{_cause(exc)}; the run is intact at tick {k.tick}: retry once "
-                            f"the pools serve")) from None
-                    log.warning("%s %d failed (%s): rebuilding the pools (attempt %d)",
-                                "rebuild for tick" if rebuilding else "tick", k.tick + 1,
-                                _cause(exc), attempts)
+                        raise TickFailedError(
+                            k.tick + 1,
+                            ServiceError(  # UNAVAILABLE
+                                f"pool recovery gave up after {self.recovery_s:g} s and "
+                                f"{attempts} attempts (pool_recovery_s); last error: "
+                                f"{_cause(exc)}; the run is intact at tick {k.tick}: retry once "
+                                f"the pools serve"
+                            ),
+                        ) from None
+                    log.warning(
+                        "%s %d failed (%s): rebuilding the pools (attempt %d)",
+                        "rebuild for tick" if rebuilding else "tick",
+                        k.tick + 1,
+                        _cause(exc),
+                        attempts,
+                    )
                     if attempts > 1:  # the first retry is immediate: the pool may be back
                         time.sleep(min(delay, max(0.0, deadline - now)))
                         delay = min(delay * 2, 2.0)
@@ -411,16 +447,25 @@ class RunManager:
         taken when the next tick is asked for. Never part of the journal or the digests; a
         failure only puts it off."""
         every = self.auto.every
-        if not every or not k.tick or k.tick % every or (self._auto
-                                                          and self._auto[-1].tick == k.tick):
+        if (
+            not every
+            or not k.tick
+            or k.tick % every
+            or (self._auto and self._auto[-1].tick == k.tick)
+        ):
             return
         live = int(k.world.live_mask().sum()) if k.world.n else 0
         if live * self._agent_bytes > self.auto.max_bytes:
             if not self._auto_warned:
-                log.warning("automatic checkpoints skipped from tick %d: %d instances of "
-                            "about %d bytes exceed %d bytes (a failed pool is rebuilt by "
-                            "replay from the last one)", k.tick, live, self._agent_bytes,
-                            self.auto.max_bytes)
+                log.warning(
+                    "automatic checkpoints skipped from tick %d: %d instances of "
+                    "about %d bytes exceed %d bytes (a failed pool is rebuilt by "
+                    "replay from the last one)",
+                    k.tick,
+                    live,
+                    self._agent_bytes,
+                    self.auto.max_bytes,
+                )
                 self._auto_warned = True
             return
         try:  # waits for inference results in flight: the next tick needs them anyway
@@ -432,7 +477,7 @@ class RunManager:
         if snapshots:
             self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
         self._auto.append(_Base(k.tick, state, snapshots, k.digest))
-        del self._auto[:-max(1, self.auto.keep)]
+        del self._auto[: -max(1, self.auto.keep)]
 
     def _rebuild(self, k: Kernel, wait_s: float = 10.0, failures: int = 0) -> None:
         """Put the pools back into the committed state of `k`: wait for them, reset, restore
@@ -444,21 +489,33 @@ class RunManager:
         self.pools.forget_modules()
         self.pools.reset()
         parsed = parse_journal([(r.tick, r.kind, r.payload) for r in k.journal.records])
-        fresh = Kernel(parsed.config, self.pools, self.module_bytes, Journal(None),
-                       JournalInference(parsed.inference), run_id=k.run_id, record_start=False)
-        base = max((b for b in [self._base, *self._auto] if b is not None and b.tick <= k.tick),
-                   key=lambda b: b.tick, default=None)
+        fresh = Kernel(
+            parsed.config,
+            self.pools,
+            self.module_bytes,
+            Journal(None),
+            JournalInference(parsed.inference),
+            run_id=k.run_id,
+            record_start=False,
+        )
+        base = max(
+            (b for b in [self._base, *self._auto] if b is not None and b.tick <= k.tick),
+            key=lambda b: b.tick,
+            default=None,
+        )
         first = 1
         if base is not None:
             if base.tick and base.digest != k.digests[base.tick - 1]:
-                raise DeterminismError(f"pool rebuild: the checkpoint of tick {base.tick} "
-                                       f"is not of this run")
+                raise DeterminismError(
+                    f"pool rebuild: the checkpoint of tick {base.tick} is not of this run"
+                )
             restore_into(fresh, base.state, base.snapshots)
             with fresh._queue:
                 fresh.pending.clear()
             first = base.tick + 1
-        log.info("rebuilding the pools from tick %d: replaying ticks %d..%d", first - 1,
-                 first, k.tick)
+        log.info(
+            "rebuilding the pools from tick %d: replaying ticks %d..%d", first - 1, first, k.tick
+        )
         for t in range(first, k.tick + 1):
             reexecute_tick(fresh, parsed, t)
             if fresh.digest != k.digests[t - 1]:
@@ -466,9 +523,17 @@ class RunManager:
         k.pools_dirty = False
         self.recoveries += 1
         self.replayed_ticks += k.tick - first + 1
-        k.journal.append(k.tick + 1, Note("run.recover", {
-            "replayed_ticks": k.tick - first + 1, "from_tick": first - 1,
-            "failures": failures}))
+        k.journal.append(
+            k.tick + 1,
+            Note(
+                "run.recover",
+                {
+                    "replayed_ticks": k.tick - first + 1,
+                    "from_tick": first - 1,
+                    "failures": failures,
+                },
+            ),
+        )
 
     def step(self, ticks: int) -> opb.RunStatus:
         for _ in range(ticks):
@@ -477,8 +542,13 @@ class RunManager:
         return self.status()
 
     # ---- replay ------------------------------------------------------------------------
-    def replay(self, parsed: ParsedJournal, verify_inference: bool, every: int,
-               trace: tuple[int, int] | None = None) -> Iterator[opb.ReplayProgress]:
+    def replay(
+        self,
+        parsed: ParsedJournal,
+        verify_inference: bool,
+        every: int,
+        trace: tuple[int, int] | None = None,
+    ) -> Iterator[opb.ReplayProgress]:
         """Re-execute a journal as a new run, comparing every tick. With `trace` (ticks
         from, to; 0 = unbounded) the progress messages also carry the messages delivered
         at those ticks."""
@@ -486,7 +556,8 @@ class RunManager:
         missing = sorted(parsed.modules() - self.known_modules())
         if missing:
             raise PreconditionError(
-                f"register these modules before replaying: {', '.join(missing)}")
+                f"register these modules before replaying: {', '.join(missing)}"
+            )
         with self._tick_lock:
             self.kernel.journal.flush()
             self.pools.reset()
@@ -512,29 +583,53 @@ class RunManager:
                     pending += delivered_messages(k.trace, names, *trace)
                     k.trace.clear()
                 expected = parsed.digests.get(t)
-                if (expected is None or k.digest != expected.digest_bytes
-                        or k.last_records != parsed.events.get(t, [])):
+                if (
+                    expected is None
+                    or k.digest != expected.digest_bytes
+                    or k.last_records != parsed.events.get(t, [])
+                ):
                     k.journal.flush()
                     name, detail = divergence(k, parsed, t)
                     yield opb.ReplayProgress(
-                        tick=t, total_ticks=total, done=True, ok=False, divergent_tick=t,
-                        divergent_agent=name, replay_run_id=k.run_id, detail=detail)
+                        tick=t,
+                        total_ticks=total,
+                        done=True,
+                        ok=False,
+                        divergent_tick=t,
+                        divergent_agent=name,
+                        replay_run_id=k.run_id,
+                        detail=detail,
+                    )
                     return
             while len(pending) > TRACE_BATCH:  # bounded progress messages
-                yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
-                                         replay_run_id=self.kernel.run_id,
-                                         messages=pending[:TRACE_BATCH])
+                yield opb.ReplayProgress(
+                    tick=t,
+                    total_ticks=total,
+                    ok=True,
+                    replay_run_id=self.kernel.run_id,
+                    messages=pending[:TRACE_BATCH],
+                )
                 del pending[:TRACE_BATCH]
             if t % every == 0:
-                yield opb.ReplayProgress(tick=t, total_ticks=total, ok=True,
-                                         replay_run_id=self.kernel.run_id, messages=pending)
+                yield opb.ReplayProgress(
+                    tick=t,
+                    total_ticks=total,
+                    ok=True,
+                    replay_run_id=self.kernel.run_id,
+                    messages=pending,
+                )
                 pending = []
         with self._tick_lock:
             self.kernel.journal.flush()
-            yield opb.ReplayProgress(tick=total, total_ticks=total, done=True, ok=True,
-                                     replay_run_id=self.kernel.run_id,
-                                     detail=f"{total} tick digests identical",
-                                     messages=pending)
+            yield opb.ReplayProgress(
+                tick=total,
+                total_ticks=total,
+                done=True,
+                ok=True,
+                replay_run_id=self.kernel.run_id,
+                detail=f"{total} tick digests identical",
+                messages=pending,
+            )
 
     # ---- checkpoints -----------------------------------------------------------------
     def _checkpoint_dir(self) -> Path:
@@ -544,8 +639,9 @@ class RunManager:
 
     def checkpoint(self, label: str) -> opb.CheckpointInfo:
         if len(label.encode()) > self.caps.max_label_bytes:
-            raise InvalidRequestError(f"checkpoint label {quote(label)} is longer than "
-                                      f"{self.caps.max_label_bytes} bytes")
+            raise InvalidRequestError(
+                f"checkpoint label {quote(label)} is longer than {self.caps.max_label_bytes} bytes"
+            )
         with self._tick_lock:
             directory = self._checkpoint_dir()
             k = self.kernel
@@ -556,8 +652,13 @@ class RunManager:
             state["label"] = label
             checkpoint_id = f"{k.run_id}-t{k.tick}"
             size = save(directory, checkpoint_id, state, snapshots)
-            k.journal.append(k.tick, Note("run.checkpoint", {
-                "id": checkpoint_id, "label": label, "agents": len(snapshots)}))
+            k.journal.append(
+                k.tick,
+                Note(
+                    "run.checkpoint",
+                    {"id": checkpoint_id, "label": label, "agents": len(snapshots)},
+                ),
+            )
             return opb.CheckpointInfo(id=checkpoint_id, tick=k.tick, digest=k.digest, size=size)
 
     def restore(self, checkpoint_id: str) -> opb.RunStatus:
@@ -566,15 +667,24 @@ class RunManager:
             missing = sorted(modules_of(state) - self.known_modules())
             if missing:
                 raise PreconditionError(
-                    f"register these modules before restoring: {', '.join(missing)}")
+                    f"register these modules before restoring: {', '.join(missing)}"
+                )
             self.kernel.journal.flush()
             self.pools.reset()
             config = opb.RunConfig.FromString(bytes.fromhex(state["config"]))
             k = self._new_kernel(config)
             restore_into(k, state, snapshots)
-            k.journal.append(k.tick, Note("run.restore", {
-                "checkpoint": checkpoint_id, "from_run": state["run_id"],
-                "digest": k.digest.hex()}))
+            k.journal.append(
+                k.tick,
+                Note(
+                    "run.restore",
+                    {
+                        "checkpoint": checkpoint_id,
+                        "from_run": state["run_id"],
+                        "digest": k.digest.hex(),
+                    },
+                ),
+            )
             self._base = _Base(k.tick, state, snapshots, k.digest)
             self._auto = []
             self.kernel = k

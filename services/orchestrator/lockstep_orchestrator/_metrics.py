@@ -14,8 +14,9 @@ from lockstep_orchestrator._kernel import Kernel
 
 __all__ = ["OrchestratorMetrics"]
 
-_STATES = [opb.AgentState.Name(v).removeprefix("AGENT_STATE_").lower()
-           for v in opb.AgentState.values()]
+_STATES = [
+    opb.AgentState.Name(v).removeprefix("AGENT_STATE_").lower() for v in opb.AgentState.values()
+]
 # tick.stats field -> (counter name, help)
 _COUNTED = {
     "steps": ("lockstep_orchestrator_agent_steps", "Agent steps executed"),
@@ -34,32 +35,52 @@ class OrchestratorMetrics:
     """Counters over every run this process executed; gauges of the current run."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.ticks = Counter("lockstep_orchestrator_ticks", "Ticks committed",
-                             registry=registry)
+        self.ticks = Counter("lockstep_orchestrator_ticks", "Ticks committed", registry=registry)
         self.tick_seconds = Histogram(
-            "lockstep_orchestrator_tick_duration_seconds", "Wall time of a committed tick",
-            buckets=LATENCY_BUCKETS, registry=registry)
+            "lockstep_orchestrator_tick_duration_seconds",
+            "Wall time of a committed tick",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.pool_step_seconds = Histogram(
             "lockstep_orchestrator_pool_step_seconds",
-            "Round trip of one pool's step batch, by pool index", ["pool"],
-            buckets=LATENCY_BUCKETS, registry=registry)
-        self.counted = {k: Counter(name, doc, registry=registry)
-                        for k, (name, doc) in _COUNTED.items()}
-        self.tick = Gauge("lockstep_orchestrator_tick",
-                          "Last committed tick of the current run", registry=registry)
-        self.agents = Gauge("lockstep_orchestrator_agents", "Agents of the current run by state",
-                            ["state"], registry=registry)
+            "Round trip of one pool's step batch, by pool index",
+            ["pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.counted = {
+            k: Counter(name, doc, registry=registry) for k, (name, doc) in _COUNTED.items()
+        }
+        self.tick = Gauge(
+            "lockstep_orchestrator_tick",
+            "Last committed tick of the current run",
+            registry=registry,
+        )
+        self.agents = Gauge(
+            "lockstep_orchestrator_agents",
+            "Agents of the current run by state",
+            ["state"],
+            registry=registry,
+        )
         self.inference_in_flight = Gauge(
             "lockstep_orchestrator_inference_in_flight",
-            "Agent inference requests sent and not yet delivered", registry=registry)
+            "Agent inference requests sent and not yet delivered",
+            registry=registry,
+        )
         meter = otel_metrics.get_meter("lockstep.orchestrator")
-        self.o_ticks = meter.create_counter("lockstep.orchestrator.ticks", unit="{tick}",
-                                            description="Ticks committed")
+        self.o_ticks = meter.create_counter(
+            "lockstep.orchestrator.ticks", unit="{tick}", description="Ticks committed"
+        )
         self.o_tick_seconds = meter.create_histogram(
-            "lockstep.orchestrator.tick.duration", unit="s",
-            description="Wall time of a committed tick")
-        self.o_counted = {k: meter.create_counter(f"lockstep.orchestrator.{k}", description=doc)
-                          for k, (_name, doc) in _COUNTED.items()}
+            "lockstep.orchestrator.tick.duration",
+            unit="s",
+            description="Wall time of a committed tick",
+        )
+        self.o_counted = {
+            k: meter.create_counter(f"lockstep.orchestrator.{k}", description=doc)
+            for k, (_name, doc) in _COUNTED.items()
+        }
 
     def on_tick(self, kernel: Kernel) -> None:
         """Fold one committed tick in (called by the run manager after each commit)."""
@@ -85,8 +106,11 @@ class OrchestratorMetrics:
 
     def set_agents(self, kernel: Kernel) -> None:
         w = kernel.world
-        counts = np.bincount(w.state.astype(np.int64), minlength=len(_STATES)) if w.n else \
-            np.zeros(len(_STATES), dtype=np.int64)
+        counts = (
+            np.bincount(w.state.astype(np.int64), minlength=len(_STATES))
+            if w.n
+            else np.zeros(len(_STATES), dtype=np.int64)
+        )
         for state, n in zip(_STATES, counts.tolist(), strict=False):
             if state != "unspecified":
                 self.agents.labels(state=state).set(n)

@@ -44,14 +44,31 @@ def _build() -> ctypes.CDLL | None:
             out.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
             os.close(fd)
-            subprocess.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-shared", "-fPIC",
-                            "-o", tmp, str(SOURCE)], check=True, capture_output=True,
-                           timeout=300)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ziglang",
+                    "cc",
+                    "-O2",
+                    "-shared",
+                    "-fPIC",
+                    "-o",
+                    tmp,
+                    str(SOURCE),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             os.replace(tmp, out)
         lib = ctypes.CDLL(str(out))
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("orchestrator native helpers unavailable (%s): using the slow numpy "
-                    "fallback, same results", exc)
+        log.warning(
+            "orchestrator native helpers unavailable (%s): using the slow numpy "
+            "fallback, same results",
+            exc,
+        )
         return None
     lib.ls_gather.restype = ctypes.c_int64
     lib.ls_gather.argtypes = [_P, _P, _P, _P, ctypes.c_int64, _P]
@@ -97,8 +114,9 @@ def gather(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens: I6
     if _LIB is not None:
         out = bytearray(total)
         ob = (ctypes.c_char * total).from_buffer(out)
-        _LIB.ls_gather(_ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens), n,
-                       ctypes.addressof(ob))
+        _LIB.ls_gather(
+            _ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens), n, ctypes.addressof(ob)
+        )
         del ob
         return bytes(out)
     # Fallback: per-byte index arithmetic on one concatenated buffer.
@@ -118,8 +136,9 @@ class SendsError(ValueError):
         self.row = row
 
 
-def parse_sends(buf: np.ndarray, offs: I64, lens: I64, counts: I64
-                ) -> tuple[I64, I64, I64, I64, I64, I64]:
+def parse_sends(
+    buf: np.ndarray, offs: I64, lens: I64, counts: I64
+) -> tuple[I64, I64, I64, I64, I64, I64]:
     """(row, index, dest off, dest len, payload off, payload len) of every send, in row
     order then send order."""
     n = len(offs)
@@ -131,8 +150,9 @@ def parse_sends(buf: np.ndarray, offs: I64, lens: I64, counts: I64
     lens = np.ascontiguousarray(lens, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     if _LIB is not None:
-        got = _LIB.ls_parse_sends(_ptr(buf), n, _ptr(offs), _ptr(lens), _ptr(counts),
-                                  *[_ptr(o) for o in outs])
+        got = _LIB.ls_parse_sends(
+            _ptr(buf), n, _ptr(offs), _ptr(lens), _ptr(counts), *[_ptr(o) for o in outs]
+        )
         if got < 0:
             raise SendsError(-got - 1)
         return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
@@ -143,8 +163,8 @@ def parse_sends(buf: np.ndarray, offs: I64, lens: I64, counts: I64
         for k in range(1, int(counts[r]) + 1):
             if pos + 6 > end:
                 raise SendsError(r)
-            pl = int.from_bytes(raw[pos:pos + 4], "little")
-            dl = int.from_bytes(raw[pos + 4:pos + 6], "little")
+            pl = int.from_bytes(raw[pos : pos + 4], "little")
+            dl = int.from_bytes(raw[pos + 4 : pos + 6], "little")
             if pos + 6 + dl + pl > end:
                 raise SendsError(r)
             for o, v in zip(outs, (r, k, pos + 6, dl, pos + 6 + dl, pl), strict=True):
@@ -156,8 +176,9 @@ def parse_sends(buf: np.ndarray, offs: I64, lens: I64, counts: I64
     return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
 
 
-def group_fnv(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens: I64,
-              group_end: I64) -> npt.NDArray[np.uint64]:
+def group_fnv(
+    sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens: I64, group_end: I64
+) -> npt.NDArray[np.uint64]:
     """FNV-1a 64 of each group's concatenated segments."""
     g = len(group_end)
     out = np.zeros(g, dtype=np.uint64)
@@ -168,8 +189,9 @@ def group_fnv(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens:
     lens = np.ascontiguousarray(lens, dtype=np.int64)
     group_end = np.ascontiguousarray(group_end, dtype=np.int64)
     if _LIB is not None:
-        _LIB.ls_group_fnv(_ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens),
-                          _ptr(group_end), g, _ptr(out))
+        _LIB.ls_group_fnv(
+            _ptr(sources.ptrs), _ptr(which), _ptr(starts), _ptr(lens), _ptr(group_end), g, _ptr(out)
+        )
         return out
     i = 0
     mask = (1 << 64) - 1
@@ -177,7 +199,7 @@ def group_fnv(sources: Sources, which: npt.NDArray[np.int32], starts: I64, lens:
         h = FNV_OFFSET
         while i < group_end[gi]:
             a = sources.arrays[int(which[i])]
-            for byte in a[int(starts[i]):int(starts[i] + lens[i])].tobytes():
+            for byte in a[int(starts[i]) : int(starts[i] + lens[i])].tobytes():
                 h = ((h ^ byte) * FNV_PRIME) & mask
             i += 1
         out[gi] = h

@@ -55,8 +55,9 @@ class PoolFailureError(ServiceError):
     """A pool call failed during a tick or a control operation. `code` is the gRPC status
     the pool answered (UNAVAILABLE when it is gone), `pool` its index."""
 
-    def __init__(self, pool: int, address: str, method: str, code: grpc.StatusCode,
-                 detail: str) -> None:
+    def __init__(
+        self, pool: int, address: str, method: str, code: grpc.StatusCode, detail: str
+    ) -> None:
         super().__init__(f"pool {address}: {method} failed: {code.name}: {detail}")
         self.pool = pool
         self.method = method
@@ -109,41 +110,66 @@ def create_proto(buf: bytes) -> pb.CreateAgentsRequest:
     for i in range(len(batch.rows)):
         row = batch.rows[i]
         name, module, args = batch.strings(i)
-        req.agents.add(handle=int(row["handle"]), name=name, module_hash=module, args=args,
-                       limits=cpb.Limits(fuel_per_step=int(row["fuel"]),
-                                         max_memory_pages=int(row["pages"]),
-                                         max_messages_per_step=int(row["sends"]),
-                                         max_message_bytes=int(row["message_bytes"]),
-                                         max_logs_per_step=int(row["logs"])))
+        req.agents.add(
+            handle=int(row["handle"]),
+            name=name,
+            module_hash=module,
+            args=args,
+            limits=cpb.Limits(
+                fuel_per_step=int(row["fuel"]),
+                max_memory_pages=int(row["pages"]),
+                max_messages_per_step=int(row["sends"]),
+                max_message_bytes=int(row["message_bytes"]),
+                max_logs_per_step=int(row["logs"]),
+            ),
+        )
     return req
 
 
 def destroy_proto(buf: bytes) -> pb.DestroyAgentsRequest:
     batch = parse_destroy(buf)
-    return pb.DestroyAgentsRequest(tick=batch.tick, handles=[int(h) for h in batch.handles],
-                                   call_shutdown=batch.call_shutdown)
+    return pb.DestroyAgentsRequest(
+        tick=batch.tick, handles=[int(h) for h in batch.handles], call_shutdown=batch.call_shutdown
+    )
 
 
 def results_packed(results: Sequence[pb.AgentStepResult]) -> bytes:
-    return pack_results([Result(
-        handle=r.handle, code=r.code, fuel=r.fuel_used, sends=r.sends, send_count=r.send_count,
-        refused=r.refused_calls, logs=[LogLine(x.level, x.text.encode()) for x in r.logs],
-        infers=[InferCall(c.request_id, c.model.encode(), c.input) for c in r.infers],
-        fault=(Fault(r.fault.kind, r.fault.detail, r.fault.entry_point)
-               if r.fault.kind else None)) for r in results])
+    return pack_results(
+        [
+            Result(
+                handle=r.handle,
+                code=r.code,
+                fuel=r.fuel_used,
+                sends=r.sends,
+                send_count=r.send_count,
+                refused=r.refused_calls,
+                logs=[LogLine(x.level, x.text.encode()) for x in r.logs],
+                infers=[InferCall(c.request_id, c.model.encode(), c.input) for c in r.infers],
+                fault=(
+                    Fault(r.fault.kind, r.fault.detail, r.fault.entry_point)
+                    if r.fault.kind
+                    else None
+                ),
+            )
+            for r in results
+        ]
+    )
 
 
 # ------------------------------------------------------------------ gRPC adapter
-_PROTO = {"CreateAgents": (create_proto, pb.CreateAgentsRequest),
-          "StepBatch": (step_proto, pb.StepBatchRequest),
-          "DestroyAgents": (destroy_proto, pb.DestroyAgentsRequest)}
+_PROTO = {
+    "CreateAgents": (create_proto, pb.CreateAgentsRequest),
+    "StepBatch": (step_proto, pb.StepBatchRequest),
+    "DestroyAgents": (destroy_proto, pb.DestroyAgentsRequest),
+}
 
 
 class GrpcPools:
     """Pool processes over gRPC, packed `batch` fields both ways."""
 
-    def __init__(self, addresses: Sequence[str], token: str | None,
-                 transport: str = "auto") -> None:
+    def __init__(
+        self, addresses: Sequence[str], token: str | None, transport: str = "auto"
+    ) -> None:
         """`transport`: "auto" (the shared-memory tick channel for pools on this host,
         gRPC for the others), "grpc", or one of those per pool, comma-separated."""
         if not addresses:
@@ -153,8 +179,9 @@ class GrpcPools:
         if len(choices) == 1:
             choices *= len(self.addresses)
         if len(choices) != len(self.addresses) or set(choices) - {"auto", "grpc"}:
-            raise ConfigError(f"pool transport {transport!r}: auto or grpc, or one per pool "
-                              "(comma-separated)")
+            raise ConfigError(
+                f"pool transport {transport!r}: auto or grpc, or one per pool (comma-separated)"
+            )
         if not tick_channel.supported():
             choices = ["grpc"] * len(choices)
         self._transport = choices
@@ -196,8 +223,9 @@ class GrpcPools:
         if module_hash in self._loaded[pool]:
             return
         try:
-            resp = self._stubs[pool].LoadModule(pb.LoadModuleRequest(wasm=wasm),
-                                                timeout=RPC_TIMEOUT_S)
+            resp = self._stubs[pool].LoadModule(
+                pb.LoadModuleRequest(wasm=wasm), timeout=RPC_TIMEOUT_S
+            )
         except grpc.RpcError as exc:
             raise self._fail(pool, "LoadModule", exc) from None
         self._loaded[pool].add(resp.module_hash)
@@ -206,7 +234,8 @@ class GrpcPools:
         """Compile and ABI-check a module in pool 0 (the registration check)."""
         try:
             resp: pb.LoadModuleResponse = self._stubs[0].LoadModule(
-                pb.LoadModuleRequest(wasm=wasm), timeout=RPC_TIMEOUT_S)
+                pb.LoadModuleRequest(wasm=wasm), timeout=RPC_TIMEOUT_S
+            )
         except grpc.RpcError as exc:
             raise self._fail(0, "LoadModule", exc) from None
         self._loaded[0].add(resp.module_hash)
@@ -227,12 +256,18 @@ class GrpcPools:
             def done(_f: Any) -> None:
                 seconds[i] = time.perf_counter() - started
                 spans[i].end()
+
             return done
 
         for i, buf in sorted(requests.items()):
-            spans[i] = _tracer.start_span(f"pool {method}", attributes={
-                "lockstep.pool": i, "lockstep.pool.address": self.addresses[i],
-                "lockstep.batch_bytes": len(buf)})
+            spans[i] = _tracer.start_span(
+                f"pool {method}",
+                attributes={
+                    "lockstep.pool": i,
+                    "lockstep.pool.address": self.addresses[i],
+                    "lockstep.batch_bytes": len(buf),
+                },
+            )
             chan = self._tick_channel(i)
             if chan is not None:
                 spans[i].set_attribute("lockstep.transport", "shm")
@@ -260,8 +295,9 @@ class GrpcPools:
                     out[i] = fut.receive(RPC_TIMEOUT_S)
                 except ChannelRefusedError as exc:
                     code = getattr(grpc.StatusCode, exc.status, grpc.StatusCode.UNKNOWN)
-                    error = error or PoolFailureError(i, self.addresses[i], method, code,
-                                                      exc.detail)
+                    error = error or PoolFailureError(
+                        i, self.addresses[i], method, code, exc.detail
+                    )
                 except ChannelClosedError as exc:
                     error = error or self._lost(i, method, exc)
                 seconds[i] = time.perf_counter() - started
@@ -297,11 +333,15 @@ class GrpcPools:
         address = self.addresses[i]
         try:
             resp = self._stubs[i].OpenTickChannel(
-                pb.OpenTickChannelRequest(versions=[tick_channel.VERSION]),
-                timeout=RPC_TIMEOUT_S)
+                pb.OpenTickChannelRequest(versions=[tick_channel.VERSION]), timeout=RPC_TIMEOUT_S
+            )
         except grpc.RpcError as exc:
-            log.info("pool %s: no shared-memory tick channel (%s: %s); using gRPC", address,
-                     exc.code().name, exc.details())
+            log.info(
+                "pool %s: no shared-memory tick channel (%s: %s); using gRPC",
+                address,
+                exc.code().name,
+                exc.details(),
+            )
             return None
         if not resp.host or resp.host != tick_channel.host_identity():
             log.info("pool %s is on another host or network namespace; using gRPC", address)
@@ -322,8 +362,7 @@ class GrpcPools:
         if chan is not None:
             chan.close()
         self._shm_tried[i] = False
-        return PoolFailureError(i, self.addresses[i], method, grpc.StatusCode.UNAVAILABLE,
-                                str(exc))
+        return PoolFailureError(i, self.addresses[i], method, grpc.StatusCode.UNAVAILABLE, str(exc))
 
     def transports(self) -> list[str]:
         """Per pool: "shm" when its batches use the tick channel, else "grpc"."""
@@ -340,8 +379,11 @@ class GrpcPools:
 
     def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
         try:
-            return list(self._stubs[pool].Snapshot(pb.SnapshotRequest(handles=handles),
-                                                   timeout=RPC_TIMEOUT_S))
+            return list(
+                self._stubs[pool].Snapshot(
+                    pb.SnapshotRequest(handles=handles), timeout=RPC_TIMEOUT_S
+                )
+            )
         except grpc.RpcError as exc:
             raise self._fail(pool, "Snapshot", exc) from None
 
@@ -379,8 +421,11 @@ def limits_of(info: Any) -> PoolLimits:
     """Pool limits from a GetPoolInfoResponse (fields a pool does not report keep the
     documented defaults)."""
     known = {f.name for f in info.DESCRIPTOR.fields}
-    values = {name: getattr(info, name) for name in PoolLimits.__dataclass_fields__
-              if name in known and getattr(info, name)}
+    values = {
+        name: getattr(info, name)
+        for name in PoolLimits.__dataclass_fields__
+        if name in known and getattr(info, name)
+    }
     return PoolLimits(**values)
 
 
@@ -426,20 +471,25 @@ class InProcessPools:
         out = []
         for e in self.engines:
             c = e.config
-            out.append(PoolLimits(c.max_agents, c.max_memory_pages_cap, c.max_inbox_bytes,
-                                  c.max_args_bytes))
+            out.append(
+                PoolLimits(
+                    c.max_agents, c.max_memory_pages_cap, c.max_inbox_bytes, c.max_args_bytes
+                )
+            )
         return out
 
     def ensure_module(self, pool: int, module_hash: str, wasm: bytes) -> None:
         self._guard(pool, "LoadModule", self.engines[pool].load_module, wasm)
 
     def check_module(self, wasm: bytes) -> pb.LoadModuleResponse:
-        resp: pb.LoadModuleResponse = self._guard(0, "LoadModule",
-                                                  self.engines[0].load_module, wasm)
+        resp: pb.LoadModuleResponse = self._guard(
+            0, "LoadModule", self.engines[0].load_module, wasm
+        )
         return resp
 
-    def _each(self, method: str, packed: str, proto: str, convert: Any,
-              requests: dict[int, bytes]) -> dict[int, bytes]:
+    def _each(
+        self, method: str, packed: str, proto: str, convert: Any, requests: dict[int, bytes]
+    ) -> dict[int, bytes]:
         out = {}
         self.last_seconds = {}
         for i, buf in sorted(requests.items()):
@@ -456,19 +506,20 @@ class InProcessPools:
         return out
 
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]:
-        return self._each("CreateAgents", "create_packed", "create_agents", create_proto,
-                          requests)
+        return self._each("CreateAgents", "create_packed", "create_agents", create_proto, requests)
 
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._each("StepBatch", "step_packed", "step_batch", step_proto, requests)
 
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
-        return self._each("DestroyAgents", "destroy_packed", "destroy_agents", destroy_proto,
-                          requests)
+        return self._each(
+            "DestroyAgents", "destroy_packed", "destroy_agents", destroy_proto, requests
+        )
 
     def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
-        snaps: list[pb.AgentSnapshot] = self._guard(pool, "Snapshot",
-                                                    self.engines[pool].snapshot, handles)
+        snaps: list[pb.AgentSnapshot] = self._guard(
+            pool, "Snapshot", self.engines[pool].snapshot, handles
+        )
         return snaps
 
     def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None:

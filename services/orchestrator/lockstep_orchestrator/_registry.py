@@ -51,8 +51,11 @@ class ModuleRegistry:
                 log.warning("registered module %s not loaded: %s", module_hash, exc)
                 continue
             if info.module_hash != module_hash:
-                log.warning("registered module %s not loaded: its file holds %s",
-                            module_hash, info.module_hash)
+                log.warning(
+                    "registered module %s not loaded: its file holds %s",
+                    module_hash,
+                    info.module_hash,
+                )
                 continue
             self._add(info, stripped)
         log.info("%d registered modules read back from %s", len(self._modules), directory)
@@ -63,9 +66,14 @@ class ModuleRegistry:
         if name and name != manifest.name:
             raise ModuleError(f"module manifest names it {manifest.name!r}, not {quote(name)}")
         info = opb.ModuleInfo(
-            module_hash=verdict.module_hash, name=manifest.name, version=manifest.version,
-            abi_version=manifest.abi_version, capabilities=list(manifest.capabilities),
-            signer=verdict.signer, verdict=verdict.verdict, size=verdict.size,
+            module_hash=verdict.module_hash,
+            name=manifest.name,
+            version=manifest.version,
+            abi_version=manifest.abi_version,
+            capabilities=list(manifest.capabilities),
+            signer=verdict.signer,
+            verdict=verdict.verdict,
+            size=verdict.size,
         )
         return info, strip_signature(wasm)
 
@@ -114,8 +122,9 @@ class ModuleRegistry:
         return self._modules[module_hash][1]
 
     def list(self) -> list[opb.ModuleInfo]:
-        return sorted((info for info, _ in self._modules.values()),
-                      key=lambda i: (i.name, i.module_hash))
+        return sorted(
+            (info for info, _ in self._modules.values()), key=lambda i: (i.name, i.module_hash)
+        )
 
 
 def _write(path: Path, data: bytes) -> None:

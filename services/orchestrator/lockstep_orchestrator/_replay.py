@@ -31,8 +31,15 @@ from lockstep_orchestrator._kernel import Kernel, decode_checks
 
 STACK_OVERFLOW = b'"kind":"FAULT_KIND_STACK_OVERFLOW"'  # in an agent.fault payload
 
-__all__ = ["NOT_COMPARED", "JournalInference", "ParsedJournal", "divergence",
-           "first_difference", "parse_journal", "reexecute_tick"]
+__all__ = [
+    "NOT_COMPARED",
+    "JournalInference",
+    "ParsedJournal",
+    "divergence",
+    "first_difference",
+    "parse_journal",
+    "reexecute_tick",
+]
 
 
 @dataclass
@@ -53,8 +60,7 @@ class ParsedJournal:
     def modules(self) -> set[str]:
         from lockstep_orchestrator._events import Spawn
 
-        return {a.module for acts in self.actions.values() for a in acts
-                if isinstance(a, Spawn)}
+        return {a.module for acts in self.actions.values() for a in acts if isinstance(a, Spawn)}
 
 
 def parse_journal(entries: Iterable[tuple[int, str, bytes]]) -> ParsedJournal:
@@ -76,8 +82,9 @@ def parse_journal(entries: Iterable[tuple[int, str, bytes]]) -> ParsedJournal:
         elif isinstance(event, Action):
             parsed.actions.setdefault(tick, []).append(event)
         elif isinstance(event, InferResult):
-            parsed.inference[event.key] = BridgeResult(event.output, event.error,
-                                                       event.provider, event.model_version)
+            parsed.inference[event.key] = BridgeResult(
+                event.output, event.error, event.provider, event.model_version
+            )
     if parsed is None:
         raise DeterminismError("journal has no run.start record")
     return parsed
@@ -100,15 +107,16 @@ def reexecute_tick(kernel: Kernel, parsed: ParsedJournal, tick: int) -> None:
     kernel.step_tick()
 
 
-def first_difference(original: list[tuple[str, bytes]], replayed: list[tuple[str, bytes]]
-                     ) -> str:
+def first_difference(original: list[tuple[str, bytes]], replayed: list[tuple[str, bytes]]) -> str:
     """The first journal event at a tick that differs between two runs."""
     for i in range(max(len(original), len(replayed))):
         a = original[i] if i < len(original) else None
         b = replayed[i] if i < len(replayed) else None
         if a != b:
+
             def show(e: tuple[str, bytes] | None) -> str:
                 return "nothing" if e is None else f"{e[0]} {e[1].decode(errors='replace')}"
+
             return f"journal had {show(a)}; replay produced {show(b)}"
     return "the events of the tick agree; the agents' messages, logs or fuel differ"
 
@@ -125,16 +133,21 @@ def divergence(kernel: Kernel, parsed: ParsedJournal, t: int) -> tuple[str, str]
     name = w.metas[first - 1].name if first is not None and first <= w.n else ""
     original_events = parsed.events.get(t, [])
     detail = first_difference(original_events, kernel.last_records)
-    if any(kind == "agent.fault" and STACK_OVERFLOW in raw
-           for kind, raw in [*original_events, *kernel.last_records]):
-        detail = (f"environment-dependent: a stack-overflow fault at this tick (wasmtime's "
-                  f"stack limit differs across wasmtime versions and platforms; "
-                  f"docs/determinism.md); {detail}")
+    if any(
+        kind == "agent.fault" and STACK_OVERFLOW in raw
+        for kind, raw in [*original_events, *kernel.last_records]
+    ):
+        detail = (
+            f"environment-dependent: a stack-overflow fault at this tick (wasmtime's "
+            f"stack limit differs across wasmtime versions and platforms; "
+            f"docs/determinism.md); {detail}"
+        )
     return name, detail
 
 
-def delivered_messages(trace: list[tuple[int, Any, Any, bytes]], names: list[str],
-                       lo: int, hi: int) -> list[opb.DeliveredMessage]:
+def delivered_messages(
+    trace: list[tuple[int, Any, Any, bytes]], names: list[str], lo: int, hi: int
+) -> list[opb.DeliveredMessage]:
     """The kernel's trace of delivered records (Kernel.trace) as messages, ticks lo..hi
     (0 = unbounded); `names[seq - 1]` is agent seq's name."""
     out = []
@@ -144,14 +157,21 @@ def delivered_messages(trace: list[tuple[int, Any, Any, bytes]], names: list[str
         off = 0
         for seq, n in zip(seqs.tolist(), counts.tolist(), strict=True):
             for _ in range(n):
-                (total, kind, _r, slen, send_tick, corr, plen, dlen,
-                 _r2) = RECORD_HEADER.unpack_from(records, off)
+                (total, kind, _r, slen, send_tick, corr, plen, dlen, _r2) = (
+                    RECORD_HEADER.unpack_from(records, off)
+                )
                 a = off + RECORD_HEADER.size
-                out.append(opb.DeliveredMessage(
-                    tick=tick, receiver=names[seq - 1],
-                    sender=records[a:a + slen].decode("utf-8", "replace"),
-                    kind=kind, send_tick=send_tick,
-                    destination=records[a + slen:a + slen + dlen].decode("utf-8", "replace"),
-                    correlation=corr, payload=records[a + slen + dlen:a + slen + dlen + plen]))
+                out.append(
+                    opb.DeliveredMessage(
+                        tick=tick,
+                        receiver=names[seq - 1],
+                        sender=records[a : a + slen].decode("utf-8", "replace"),
+                        kind=kind,
+                        send_tick=send_tick,
+                        destination=records[a + slen : a + slen + dlen].decode("utf-8", "replace"),
+                        correlation=corr,
+                        payload=records[a + slen + dlen : a + slen + dlen + plen],
+                    )
+                )
                 off += total
     return out

@@ -34,11 +34,22 @@ SERVICE_NAME = _SERVICE.full_name
 S = opb.AgentState
 
 ROLES = {
-    "RegisterModule": ADMIN_ONLY, "ListModules": VIEWER, "StartRun": OPERATOR,
-    "SpawnAgents": OPERATOR, "PauseAgents": OPERATOR, "ResumeAgents": OPERATOR,
-    "TerminateAgents": OPERATOR, "SendMessages": OPERATOR, "ListAgents": VIEWER,
-    "GetAgent": VIEWER, "Step": OPERATOR, "RunUntil": OPERATOR, "GetStatus": VIEWER,
-    "GetDigests": VIEWER, "CreateCheckpoint": OPERATOR, "RestoreCheckpoint": OPERATOR,
+    "RegisterModule": ADMIN_ONLY,
+    "ListModules": VIEWER,
+    "StartRun": OPERATOR,
+    "SpawnAgents": OPERATOR,
+    "PauseAgents": OPERATOR,
+    "ResumeAgents": OPERATOR,
+    "TerminateAgents": OPERATOR,
+    "SendMessages": OPERATOR,
+    "ListAgents": VIEWER,
+    "GetAgent": VIEWER,
+    "Step": OPERATOR,
+    "RunUntil": OPERATOR,
+    "GetStatus": VIEWER,
+    "GetDigests": VIEWER,
+    "CreateCheckpoint": OPERATOR,
+    "RestoreCheckpoint": OPERATOR,
     "Replay": OPERATOR,
 }
 MAX_TICKS_PER_CALL = 10_000_000
@@ -103,28 +114,49 @@ class OrchestratorConfig:
 class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
     """Thin typed servicer over one `RunManager`."""
 
-    def __init__(self, config: OrchestratorConfig, service_token: str | None,
-                 journal_sink: Sink | None = None) -> None:
+    def __init__(
+        self,
+        config: OrchestratorConfig,
+        service_token: str | None,
+        journal_sink: Sink | None = None,
+    ) -> None:
         self.config = config
         if config.trusted_keys is not None:
             load_trusted_keys(config.trusted_keys)  # fail at start-up, not at registration
-        self._telemetry = (TelemetryClient(AuthedChannel(config.telemetry, service_token))
-                           if config.telemetry else None)
+        self._telemetry = (
+            TelemetryClient(AuthedChannel(config.telemetry, service_token))
+            if config.telemetry
+            else None
+        )
         self.pools = GrpcPools(config.pools, service_token, config.pool_transport)
-        policy = Policy(allowed_capabilities=config.capabilities,
-                        trusted_keys_dir=config.trusted_keys, dev_mode=config.dev_mode)
+        policy = Policy(
+            allowed_capabilities=config.capabilities,
+            trusted_keys_dir=config.trusted_keys,
+            dev_mode=config.dev_mode,
+        )
         self.modules = ModuleRegistry(
-            self.pools, config.data_dir / "modules" if config.data_dir else None, policy)
+            self.pools, config.data_dir / "modules" if config.data_dir else None, policy
+        )
         self._inference = InferenceBridge(config.inference, service_token)
-        self.manager = RunManager(self.pools, self.modules.wasm, self.modules.known,
-                                  journal_sink, self._inference, config.pool_recovery_s,
-                                  config.data_dir,
-                                  Caps(max_fuel_per_step=config.max_fuel_per_step,
-                                       max_agents_per_run=config.max_agents_per_run,
-                                       max_inference_latency=config.max_inference_latency),
-                                  AutoCheckpoints(every=config.checkpoint_every,
-                                                  keep=config.checkpoint_keep,
-                                                  max_bytes=config.checkpoint_max_bytes))
+        self.manager = RunManager(
+            self.pools,
+            self.modules.wasm,
+            self.modules.known,
+            journal_sink,
+            self._inference,
+            config.pool_recovery_s,
+            config.data_dir,
+            Caps(
+                max_fuel_per_step=config.max_fuel_per_step,
+                max_agents_per_run=config.max_agents_per_run,
+                max_inference_latency=config.max_inference_latency,
+            ),
+            AutoCheckpoints(
+                every=config.checkpoint_every,
+                keep=config.checkpoint_keep,
+                max_bytes=config.checkpoint_max_bytes,
+            ),
+        )
 
         if config.resume:
             self._resume_interrupted()
@@ -157,26 +189,28 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         self._inference.close()
 
     # ---- modules ----
-    def RegisterModule(self, request: opb.RegisterModuleRequest, context: Any) -> Any:  # noqa: N802
+    def RegisterModule(self, request: opb.RegisterModuleRequest, context: Any) -> Any:
         try:
             info = self.modules.register(request.wasm, request.name)
-            self.manager.note("module.register", {
-                "module": info.module_hash, "name": info.name, "verdict": info.verdict})
+            self.manager.note(
+                "module.register",
+                {"module": info.module_hash, "name": info.name, "verdict": info.verdict},
+            )
             return opb.RegisterModuleResponse(module=info)
         except Exception as exc:
             abort(context, exc)
 
-    def ListModules(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ListModules(self, request: Any, context: Any) -> Any:
         return opb.ListModulesResponse(modules=self.modules.list())
 
     # ---- run control ----
-    def StartRun(self, request: opb.StartRunRequest, context: Any) -> Any:  # noqa: N802
+    def StartRun(self, request: opb.StartRunRequest, context: Any) -> Any:
         try:
             return self.manager.start(request.config)
         except Exception as exc:
             abort(context, exc)
 
-    def SpawnAgents(self, request: opb.SpawnAgentsRequest, context: Any) -> Any:  # noqa: N802
+    def SpawnAgents(self, request: opb.SpawnAgentsRequest, context: Any) -> Any:
         try:
             resolved = [(s, self.modules.resolve(s.module)) for s in request.agents]
             return opb.ControlResponse(effective_tick=self.manager.spawn(resolved))
@@ -190,49 +224,51 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         except Exception as exc:
             abort(context, exc)
 
-    def PauseAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def PauseAgents(self, request: Any, context: Any) -> Any:
         return self._lifecycle("pause", request, context)
 
-    def ResumeAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def ResumeAgents(self, request: Any, context: Any) -> Any:
         return self._lifecycle("resume", request, context)
 
-    def TerminateAgents(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def TerminateAgents(self, request: Any, context: Any) -> Any:
         return self._lifecycle("terminate", request, context)
 
-    def SendMessages(self, request: opb.SendMessagesRequest, context: Any) -> Any:  # noqa: N802
+    def SendMessages(self, request: opb.SendMessagesRequest, context: Any) -> Any:
         try:
             return opb.ControlResponse(effective_tick=self.manager.send(list(request.messages)))
         except Exception as exc:
             abort(context, exc)
 
     # ---- queries (never wait for a tick) ----
-    def ListAgents(self, request: opb.ListAgentsRequest, context: Any) -> Any:  # noqa: N802
+    def ListAgents(self, request: opb.ListAgentsRequest, context: Any) -> Any:
         return opb.ListAgentsResponse(agents=self.manager.agents(set(request.states)))
 
-    def GetAgent(self, request: opb.GetAgentRequest, context: Any) -> Any:  # noqa: N802
+    def GetAgent(self, request: opb.GetAgentRequest, context: Any) -> Any:
         try:
             return self.manager.agent(request.name)
         except Exception as exc:
             abort(context, exc)
 
-    def GetStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetStatus(self, request: Any, context: Any) -> Any:
         return self.manager.status()
 
-    def GetDigests(self, request: opb.GetDigestsRequest, context: Any) -> Any:  # noqa: N802
+    def GetDigests(self, request: opb.GetDigestsRequest, context: Any) -> Any:
         return opb.GetDigestsResponse(
-            digests=self.manager.digests(request.from_tick, request.to_tick))
+            digests=self.manager.digests(request.from_tick, request.to_tick)
+        )
 
     # ---- ticks ----
-    def Step(self, request: opb.StepRequest, context: Any) -> Any:  # noqa: N802
+    def Step(self, request: opb.StepRequest, context: Any) -> Any:
         try:
             if not 1 <= request.ticks <= MAX_TICKS_PER_CALL:
                 raise InvalidRequestError(
-                    f"ticks must be in 1..{MAX_TICKS_PER_CALL}, got {request.ticks}")
+                    f"ticks must be in 1..{MAX_TICKS_PER_CALL}, got {request.ticks}"
+                )
             return self.manager.step(request.ticks)
         except Exception as exc:
             abort(context, exc)
 
-    def RunUntil(self, request: opb.RunUntilRequest, context: Any) -> Iterator[Any]:  # noqa: N802
+    def RunUntil(self, request: opb.RunUntilRequest, context: Any) -> Iterator[Any]:
         try:
             if not request.until_tick and not request.until_idle:
                 raise InvalidRequestError("set until_tick and/or until_idle")
@@ -241,11 +277,12 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 raise InvalidRequestError(f"until_tick must be positive, got {request.until_tick}")
             if request.until_tick and request.until_tick < now:
                 raise InvalidRequestError(
-                    f"until_tick {request.until_tick} has already passed: the run is at tick "
-                    f"{now}")
+                    f"until_tick {request.until_tick} has already passed: the run is at tick {now}"
+                )
             if request.until_idle and not request.until_tick and not request.max_ticks:
-                raise InvalidRequestError("until_idle needs max_ticks or until_tick as a "
-                                          "safety bound")
+                raise InvalidRequestError(
+                    "until_idle needs max_ticks or until_tick as a safety bound"
+                )
             every = max(1, request.progress_every)
             done_ticks = 0
             m = self.manager
@@ -280,40 +317,48 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
         if not request.run_id:
             raise InvalidRequestError("give a run_id or the journal entries")
         if self._telemetry is None:
-            raise InvalidRequestError("no telemetry service configured: pass the journal "
-                                      "entries")
+            raise InvalidRequestError("no telemetry service configured: pass the journal entries")
         entries = [(r.tick, r.kind, r.payload) for r in self._telemetry.query(request.run_id)]
         if not entries:
             raise NotFoundError(f"no journal records for run {request.run_id!r}")
         return entries
 
-    def Replay(self, request: opb.ReplayRequest, context: Any) -> Iterator[Any]:  # noqa: N802
+    def Replay(self, request: opb.ReplayRequest, context: Any) -> Iterator[Any]:
         try:
             parsed = parse_journal(self._journal_entries(request))
-            trace = ((request.trace_from_tick, request.trace_to_tick)
-                     if request.trace_messages else None)
-            yield from self.manager.replay(parsed, request.verify_inference,
-                                           request.progress_every or 100, trace)
+            trace = (
+                (request.trace_from_tick, request.trace_to_tick) if request.trace_messages else None
+            )
+            yield from self.manager.replay(
+                parsed, request.verify_inference, request.progress_every or 100, trace
+            )
         except Exception as exc:
             abort(context, exc)
 
-    def CreateCheckpoint(self, request: opb.CreateCheckpointRequest,  # noqa: N802
-                         context: Any) -> Any:
+    def CreateCheckpoint(
+        self,
+        request: opb.CreateCheckpointRequest,
+        context: Any,
+    ) -> Any:
         try:
             return self.manager.checkpoint(request.label)
         except Exception as exc:
             abort(context, exc)
 
-    def RestoreCheckpoint(self, request: opb.RestoreCheckpointRequest,  # noqa: N802
-                          context: Any) -> Any:
+    def RestoreCheckpoint(
+        self,
+        request: opb.RestoreCheckpointRequest,
+        context: Any,
+    ) -> Any:
         try:
             return self.manager.restore(request.id)
         except Exception as exc:
             abort(context, exc)
 
 
-def create_server(address: str, *, auth: TokenStore | None,
-                  config: OrchestratorConfig | None = None) -> BoundServer:
+def create_server(
+    address: str, *, auth: TokenStore | None, config: OrchestratorConfig | None = None
+) -> BoundServer:
     """Start an orchestrator on `address` ("127.0.0.1:0", "unix:/path")."""
     if config is None:
         raise ConfigError("the orchestrator needs a config with at least one pool address")

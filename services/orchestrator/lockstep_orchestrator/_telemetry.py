@@ -14,9 +14,16 @@ def telemetry_sink(address: str, token: str | None) -> Sink:
     blocking = TelemetryClient(channel)
 
     def sink(records: list[JournalRecord], timeout: float | None) -> None:
-        client = blocking if timeout is None else TelemetryClient(
-            channel, client_id=blocking.client_id + "-final", give_up_after=timeout,
-            call_timeout=timeout)
+        client = (
+            blocking
+            if timeout is None
+            else TelemetryClient(
+                channel,
+                client_id=blocking.client_id + "-final",
+                give_up_after=timeout,
+                call_timeout=timeout,
+            )
+        )
         # A run's records are contiguous in the buffer; send each run's slice in order.
         start = 0
         while start < len(records):
@@ -24,8 +31,13 @@ def telemetry_sink(address: str, token: str | None) -> Sink:
             end = start
             while end < len(records) and records[end].run_id == run_id:
                 end += 1
-            client.append(run_id, [make_record(r.tick, r.kind, r.payload, "application/json")
-                                   for r in records[start:end]])
+            client.append(
+                run_id,
+                [
+                    make_record(r.tick, r.kind, r.payload, "application/json")
+                    for r in records[start:end]
+                ],
+            )
             start = end
 
     return sink

@@ -27,10 +27,21 @@ TERMINATED = int(S.AGENT_STATE_TERMINATED)
 
 I64 = npt.NDArray[np.int64]
 COLUMNS: dict[str, type] = {
-    "state": np.int8, "priority": np.int64, "pool": np.int32, "ready_since": np.int64,
-    "restart_at": np.int64, "spawn_tick": np.int64, "steps": np.int64, "sent": np.int64,
-    "received": np.int64, "fuel": np.int64, "restarts": np.int64, "inbox_n": np.int64,
-    "inbox_bytes": np.int64, "name_off": np.int64, "name_len": np.int64,
+    "state": np.int8,
+    "priority": np.int64,
+    "pool": np.int32,
+    "ready_since": np.int64,
+    "restart_at": np.int64,
+    "spawn_tick": np.int64,
+    "steps": np.int64,
+    "sent": np.int64,
+    "received": np.int64,
+    "fuel": np.int64,
+    "restarts": np.int64,
+    "inbox_n": np.int64,
+    "inbox_bytes": np.int64,
+    "name_off": np.int64,
+    "name_len": np.int64,
 }
 NONE = -1  # ready_since / restart_at "not set"
 
@@ -84,18 +95,35 @@ class Mail:
         if len(parts) == 1:
             return parts[0]
         bases = np.cumsum([0] + [len(p.buf) for p in parts[:-1]])
-        cols = [np.concatenate([getattr(p, f) for p in parts])
-                for f in ("target", "tick", "sseq", "nseq", "arrival")]
-        return Mail(cols[0], cols[1], cols[2], cols[3], cols[4],
-                    off=np.concatenate([p.off + b for p, b in zip(parts, bases, strict=True)]),
-                    length=np.concatenate([p.length for p in parts]),
-                    buf=b"".join(p.buf for p in parts), canonical=False)
+        cols = [
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("target", "tick", "sseq", "nseq", "arrival")
+        ]
+        return Mail(
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            cols[4],
+            off=np.concatenate([p.off + b for p, b in zip(parts, bases, strict=True)]),
+            length=np.concatenate([p.length for p in parts]),
+            buf=b"".join(p.buf for p in parts),
+            canonical=False,
+        )
 
     def take(self, rows: I64) -> Mail:
         """The given rows, same buffer."""
-        return Mail(self.target[rows], self.tick[rows], self.sseq[rows], self.nseq[rows],
-                    self.arrival[rows], self.off[rows], self.length[rows], self.buf,
-                    self.canonical)
+        return Mail(
+            self.target[rows],
+            self.tick[rows],
+            self.sseq[rows],
+            self.nseq[rows],
+            self.arrival[rows],
+            self.off[rows],
+            self.length[rows],
+            self.buf,
+            self.canonical,
+        )
 
     def canonical_order(self, first: I64 | None = None) -> I64:
         """Row order by (first key, canonical key): `first` groups rows (e.g. by position in
@@ -166,8 +194,9 @@ class World:
             self._own_metas = True
         self.metas[seq - 1] = dataclasses.replace(self.metas[seq - 1], **changes)  # type: ignore[arg-type]
 
-    def add_agents(self, metas: list[AgentMeta], priority: list[int], pool: list[int],
-                   tick: int) -> None:
+    def add_agents(
+        self, metas: list[AgentMeta], priority: list[int], pool: list[int], tick: int
+    ) -> None:
         """Append agents (RUNNING, spawned at `tick`), sequences n+1..n+k."""
         k = len(metas)
         if not k:
@@ -202,8 +231,7 @@ class World:
     def live_mask(self) -> npt.NDArray[np.bool_]:
         """Has an instance in a pool, or will have after a pending restart."""
         st = self.state
-        out: npt.NDArray[np.bool_] = (st != TERMINATED) & ((st != FAULTED)
-                                                          | (self.restart_at >= 0))
+        out: npt.NDArray[np.bool_] = (st != TERMINATED) & ((st != FAULTED) | (self.restart_at >= 0))
         return out
 
     def is_live(self, seq: int) -> bool:
@@ -215,8 +243,7 @@ class World:
         got = self._name_index.get(width)
         if got is None:
             seqs = np.flatnonzero(self.name_len <= width).astype(np.int64) + 1
-            keys = np.array([self.metas[s - 1].name_b for s in seqs.tolist()],
-                            dtype=f"S{width}")
+            keys = np.array([self.metas[s - 1].name_b for s in seqs.tolist()], dtype=f"S{width}")
             order = np.argsort(keys, kind="stable")
             got = (keys[order], seqs[order])
             self._name_index = dict(self._name_index)

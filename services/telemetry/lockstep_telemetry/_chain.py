@@ -42,15 +42,22 @@ def lp(data: bytes) -> bytes:
 
 def encode_body(run_id: str, tick: int, kind: str, content_type: str, payload: bytes) -> bytes:
     """The record without its version byte and sequence number."""
-    return (_I64.pack(tick) + lp(run_id.encode()) + lp(kind.encode())
-            + lp(content_type.encode()) + lp(payload))
+    return (
+        _I64.pack(tick)
+        + lp(run_id.encode())
+        + lp(kind.encode())
+        + lp(content_type.encode())
+        + lp(payload)
+    )
 
 
-def encode_record(sequence: int, run_id: str, tick: int, kind: str, content_type: str,
-                  payload: bytes) -> bytes:
+def encode_record(
+    sequence: int, run_id: str, tick: int, kind: str, content_type: str, payload: bytes
+) -> bytes:
     """The canonical bytes of one record, as hashed into the chain."""
-    return _PREFIX.pack(RECORD_FORMAT, sequence) + encode_body(run_id, tick, kind,
-                                                               content_type, payload)
+    return _PREFIX.pack(RECORD_FORMAT, sequence) + encode_body(
+        run_id, tick, kind, content_type, payload
+    )
 
 
 def chain_hash(previous: bytes, record: bytes) -> bytes:

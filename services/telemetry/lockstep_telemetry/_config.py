@@ -51,16 +51,26 @@ class TelemetryConfig:
 
     def __post_init__(self) -> None:
         if self.synchronous not in SYNCHRONOUS_MODES:
-            raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, "
-                              f"got {self.synchronous!r}")
-        for name in ("max_batch_records", "max_payload_bytes", "max_batch_bytes",
-                     "max_followers", "stream_batch_records", "stream_batch_bytes"):
+            raise ConfigError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, "
+                f"got {self.synchronous!r}"
+            )
+        for name in (
+            "max_batch_records",
+            "max_payload_bytes",
+            "max_batch_bytes",
+            "max_followers",
+            "stream_batch_records",
+            "stream_batch_bytes",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.max_workers < self.max_followers + 4:
-            raise ConfigError(f"max_workers ({self.max_workers}) must exceed max_followers "
-                              f"({self.max_followers}) by at least 4")
+            raise ConfigError(
+                f"max_workers ({self.max_workers}) must exceed max_followers "
+                f"({self.max_followers}) by at least 4"
+            )
         if self.metrics_address:
             if self.metrics_address.startswith("unix:"):
                 raise ConfigError("metrics address must be HOST:PORT, not a unix socket")
@@ -79,19 +89,33 @@ def _env_int(name: str, default: int) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The telemetry service's own flags (each also read from an environment variable)."""
-    parser.add_argument("--db", type=Path, default=os.environ.get("LOCKSTEP_TELEMETRY_DB"),
-                        help="SQLite database file [env LOCKSTEP_TELEMETRY_DB]")
-    parser.add_argument("--synchronous", type=str.upper,
-                        default=os.environ.get("LOCKSTEP_TELEMETRY_SYNCHRONOUS", "FULL"),
-                        help="FULL (default, durable on power loss) or NORMAL "
-                             "[env LOCKSTEP_TELEMETRY_SYNCHRONOUS]")
-    parser.add_argument("--max-batch-records", type=int, default=None,
-                        help="most records per AppendRecords call (default 10000)")
-    parser.add_argument("--max-payload-bytes", type=int, default=None,
-                        help="largest record payload (default 1 MiB)")
-    parser.add_argument("--verify-on-start", action="store_true",
-                        default=os.environ.get("LOCKSTEP_TELEMETRY_VERIFY_ON_START") == "1",
-                        help="verify the whole chain before serving; refuse to start if broken")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=os.environ.get("LOCKSTEP_TELEMETRY_DB"),
+        help="SQLite database file [env LOCKSTEP_TELEMETRY_DB]",
+    )
+    parser.add_argument(
+        "--synchronous",
+        type=str.upper,
+        default=os.environ.get("LOCKSTEP_TELEMETRY_SYNCHRONOUS", "FULL"),
+        help="FULL (default, durable on power loss) or NORMAL [env LOCKSTEP_TELEMETRY_SYNCHRONOUS]",
+    )
+    parser.add_argument(
+        "--max-batch-records",
+        type=int,
+        default=None,
+        help="most records per AppendRecords call (default 10000)",
+    )
+    parser.add_argument(
+        "--max-payload-bytes", type=int, default=None, help="largest record payload (default 1 MiB)"
+    )
+    parser.add_argument(
+        "--verify-on-start",
+        action="store_true",
+        default=os.environ.get("LOCKSTEP_TELEMETRY_VERIFY_ON_START") == "1",
+        help="verify the whole chain before serving; refuse to start if broken",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TelemetryConfig:

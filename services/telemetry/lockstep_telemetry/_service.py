@@ -33,8 +33,14 @@ from lockstep_telemetry._store import (
     check_run_id,
 )
 
-__all__ = ["ROLES", "SERVICE_NAME", "TelemetryServer", "TelemetryServicer", "create_server",
-           "start_telemetry"]
+__all__ = [
+    "ROLES",
+    "SERVICE_NAME",
+    "TelemetryServer",
+    "TelemetryServicer",
+    "create_server",
+    "start_telemetry",
+]
 
 log = logging.getLogger("lockstep.telemetry")
 
@@ -49,6 +55,7 @@ ROLES: dict[str, frozenset[Role]] = {
     "ListRuns": VIEWER,
 }
 MAX_FILTER_KINDS = 64
+
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, detail: str) -> NoReturn:
     context.abort(code, detail)
@@ -116,11 +123,15 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
 
     # -- appends -------------------------------------------------------------------
 
-    def AppendRecords(self, request: pb.AppendRecordsRequest,  # noqa: N802
-                      context: grpc.ServicerContext) -> pb.AppendRecordsResponse:
+    def AppendRecords(
+        self,
+        request: pb.AppendRecordsRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.AppendRecordsResponse:
         started = time.perf_counter()  # metrics only; never decides anything
-        expected = (request.expected_next_sequence
-                    if request.HasField("expected_next_sequence") else None)
+        expected = (
+            request.expected_next_sequence if request.HasField("expected_next_sequence") else None
+        )
         try:
             out = self.store.append(request.run_id, request.records, request.batch_id, expected)
         except (StoreError, sqlite3.Error) as exc:
@@ -134,14 +145,20 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
             self.metrics.batches.labels(outcome="stored").inc()
             self.metrics.count_records(out.kinds)
             self.metrics.head_sequence.set(out.head_seq)
-        return pb.AppendRecordsResponse(first_sequence=out.first_seq, count=out.count,
-                                        head=_head_pb(out.head_seq, out.head_hash),
-                                        duplicate=out.duplicate)
+        return pb.AppendRecordsResponse(
+            first_sequence=out.first_seq,
+            count=out.count,
+            head=_head_pb(out.head_seq, out.head_hash),
+            duplicate=out.duplicate,
+        )
 
     # -- reads -----------------------------------------------------------------------
 
-    def GetHead(self, request: pb.GetHeadRequest,  # noqa: N802
-                context: grpc.ServicerContext) -> pb.GetHeadResponse:
+    def GetHead(
+        self,
+        request: pb.GetHeadRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.GetHeadResponse:
         seq, digest = self.store.head()
         return pb.GetHeadResponse(head=_head_pb(seq, digest), record_format=RECORD_FORMAT)
 
@@ -152,13 +169,22 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
         size = 0
         for row in rows:
             try:
-                batch.append(pb.StoredRecord(
-                    sequence=row.seq, run_id=row.run_id, tick=row.tick, kind=row.kind,
-                    content_type=row.content_type, payload=row.payload, hash=row.hash))
+                batch.append(
+                    pb.StoredRecord(
+                        sequence=row.seq,
+                        run_id=row.run_id,
+                        tick=row.tick,
+                        kind=row.kind,
+                        content_type=row.content_type,
+                        payload=row.payload,
+                        hash=row.hash,
+                    )
+                )
             except (TypeError, ValueError):
                 raise CorruptRecordError(
                     f"stored record {row.seq} has a field of the wrong type (it was altered "
-                    "outside the service); run VerifyChain") from None
+                    "outside the service); run VerifyChain"
+                ) from None
             size += len(row.payload) + 128
             if len(batch) >= max_records or size >= max_bytes:
                 yield pb.RecordBatch(records=batch)
@@ -166,34 +192,54 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
         if batch:
             yield pb.RecordBatch(records=batch)
 
-    def QueryRecords(self, request: pb.QueryRecordsRequest,  # noqa: N802
-                     context: grpc.ServicerContext) -> Iterator[pb.RecordBatch]:
+    def QueryRecords(
+        self,
+        request: pb.QueryRecordsRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.RecordBatch]:
         kinds = _check_filters(context, request.run_id, request.kinds)
         from_tick = request.from_tick if request.HasField("from_tick") else None
         to_tick = request.to_tick if request.HasField("to_tick") else None
         if from_tick is not None and to_tick is not None and from_tick > to_tick:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                   f"from_tick {from_tick} is after to_tick {to_tick}")
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"from_tick {from_tick} is after to_tick {to_tick}",
+            )
         if request.to_sequence and request.from_sequence > request.to_sequence:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                   f"from_sequence {request.from_sequence} is after to_sequence "
-                   f"{request.to_sequence}")
-        rows = self.store.query(run_id=request.run_id, kinds=kinds, from_tick=from_tick,
-                                to_tick=to_tick, from_seq=request.from_sequence,
-                                to_seq=request.to_sequence, limit=request.limit)
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"from_sequence {request.from_sequence} is after to_sequence {request.to_sequence}",
+            )
+        rows = self.store.query(
+            run_id=request.run_id,
+            kinds=kinds,
+            from_tick=from_tick,
+            to_tick=to_tick,
+            from_seq=request.from_sequence,
+            to_seq=request.to_sequence,
+            limit=request.limit,
+        )
         try:
             yield from self._batches(rows)
         except (StoreError, sqlite3.Error) as exc:
             _abort_store(context, exc)
 
-    def FollowRecords(self, request: pb.FollowRecordsRequest,  # noqa: N802
-                      context: grpc.ServicerContext) -> Iterator[pb.RecordBatch]:
+    def FollowRecords(
+        self,
+        request: pb.FollowRecordsRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.RecordBatch]:
         kinds = _check_filters(context, request.run_id, request.kinds)
         stop = threading.Event()
         with self._followers_lock:
             if self._followers >= self.config.max_followers:
-                _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"too many followers (limit {self.config.max_followers}); close one")
+                _abort(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many followers (limit {self.config.max_followers}); close one",
+                )
             self._followers += 1
             self._stops.add(stop)
             self.metrics.followers.set(self._followers)
@@ -211,8 +257,9 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
                     self.store.wait_beyond(cursor - 1, stop)
                     continue
                 # Records up to `head` are committed, so one query sees all of them.
-                rows = self.store.query(run_id=request.run_id, kinds=kinds, from_seq=cursor,
-                                        to_seq=head)
+                rows = self.store.query(
+                    run_id=request.run_id, kinds=kinds, from_seq=cursor, to_seq=head
+                )
                 for batch in self._batches(rows):
                     if stop.is_set():
                         return
@@ -228,40 +275,71 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
                 self._stops.discard(stop)
                 self.metrics.followers.set(self._followers)
 
-    def VerifyChain(self, request: pb.VerifyChainRequest,  # noqa: N802
-                    context: grpc.ServicerContext) -> pb.VerifyChainResponse:
+    def VerifyChain(
+        self,
+        request: pb.VerifyChainRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.VerifyChainResponse:
         if request.to_sequence and request.from_sequence > request.to_sequence:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                   f"from_sequence {request.from_sequence} is after to_sequence "
-                   f"{request.to_sequence}")
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"from_sequence {request.from_sequence} is after to_sequence {request.to_sequence}",
+            )
         if request.expected_hash and len(request.expected_hash) != 32:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                   f"expected_hash must be 32 bytes, got {len(request.expected_hash)}")
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"expected_hash must be 32 bytes, got {len(request.expected_hash)}",
+            )
         head = self.store.head()[0]
         if request.from_sequence > max(head, 1):
-            _abort(context, grpc.StatusCode.OUT_OF_RANGE,
-                   f"from_sequence {request.from_sequence} is beyond the head ({head})")
+            _abort(
+                context,
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"from_sequence {request.from_sequence} is beyond the head ({head})",
+            )
         try:
-            res = self.store.verify(request.from_sequence, request.to_sequence,
-                                    bytes(request.expected_hash))
+            res = self.store.verify(
+                request.from_sequence, request.to_sequence, bytes(request.expected_hash)
+            )
         except (StoreError, sqlite3.Error) as exc:
             _abort_store(context, exc)
         if not res.ok:
             log.warning("chain verification failed: %s", res.reason)
         return pb.VerifyChainResponse(
-            ok=res.ok, from_sequence=res.from_seq, to_sequence=res.to_seq,
-            records_checked=res.checked, hash=res.hash, first_bad_sequence=res.first_bad,
-            fault=pb.ChainFault.Name(res.fault), reason=res.reason)
+            ok=res.ok,
+            from_sequence=res.from_seq,
+            to_sequence=res.to_seq,
+            records_checked=res.checked,
+            hash=res.hash,
+            first_bad_sequence=res.first_bad,
+            fault=pb.ChainFault.Name(res.fault),
+            reason=res.reason,
+        )
 
-    def ListRuns(self, request: pb.ListRunsRequest,  # noqa: N802
-                 context: grpc.ServicerContext) -> pb.ListRunsResponse:
+    def ListRuns(
+        self,
+        request: pb.ListRunsRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ListRunsResponse:
         try:
             runs = self.store.runs(request.limit)
         except (StoreError, sqlite3.Error) as exc:
             _abort_store(context, exc)
-        return pb.ListRunsResponse(runs=[
-            pb.RunSummary(run_id=r[0], first_sequence=r[1], last_sequence=r[2],
-                          record_count=r[3], min_tick=r[4], max_tick=r[5]) for r in runs])
+        return pb.ListRunsResponse(
+            runs=[
+                pb.RunSummary(
+                    run_id=r[0],
+                    first_sequence=r[1],
+                    last_sequence=r[2],
+                    record_count=r[3],
+                    min_tick=r[4],
+                    max_tick=r[5],
+                )
+                for r in runs
+            ]
+        )
 
 
 @dataclass
@@ -292,21 +370,26 @@ class TelemetryServer:
         self.stop(0)
 
 
-def start_telemetry(address: str, *, auth: TokenStore | None,
-                    config: TelemetryConfig) -> TelemetryServer:
+def start_telemetry(
+    address: str, *, auth: TokenStore | None, config: TelemetryConfig
+) -> TelemetryServer:
     """Open the store, start the gRPC server (and the metrics endpoint when configured)."""
-    store = Store(config.db_path, synchronous=config.synchronous,
-                  max_batch_records=config.max_batch_records,
-                  max_payload_bytes=config.max_payload_bytes,
-                  max_batch_bytes=config.max_batch_bytes)
+    store = Store(
+        config.db_path,
+        synchronous=config.synchronous,
+        max_batch_records=config.max_batch_records,
+        max_payload_bytes=config.max_payload_bytes,
+        max_batch_bytes=config.max_batch_bytes,
+    )
     registry = service_registry()
     metrics = Metrics(registry)
     try:
         if config.verify_on_start:
             res = store.verify()
             if not res.ok:
-                raise ConfigError(f"telemetry database {config.db_path}: chain verification "
-                                  f"failed: {res.reason}")
+                raise ConfigError(
+                    f"telemetry database {config.db_path}: chain verification failed: {res.reason}"
+                )
             log.info("chain verified: %d records", res.checked)
         servicer = TelemetryServicer(store, config, metrics)
         binding = ServiceBinding(
@@ -316,8 +399,14 @@ def start_telemetry(address: str, *, auth: TokenStore | None,
         )
         # Append payloads may total max_batch_bytes; leave room for the framing.
         max_message = max(64 * 1024 * 1024, config.max_batch_bytes + 4 * 1024 * 1024)
-        bound = build_server(address, [binding], auth=auth, max_workers=config.max_workers,
-                             max_message_bytes=max_message, registry=registry)
+        bound = build_server(
+            address,
+            [binding],
+            auth=auth,
+            max_workers=config.max_workers,
+            max_message_bytes=max_message,
+            registry=registry,
+        )
     except BaseException:
         store.close()
         raise
@@ -333,8 +422,9 @@ def start_telemetry(address: str, *, auth: TokenStore | None,
     return TelemetryServer(bound, store, metrics, servicer)
 
 
-def create_server(address: str, *, auth: TokenStore | None,
-                  config: TelemetryConfig | None = None) -> BoundServer:
+def create_server(
+    address: str, *, auth: TokenStore | None, config: TelemetryConfig | None = None
+) -> BoundServer:
     """Start a telemetry server on `address` ("127.0.0.1:0", "unix:/path").
 
     `config` is required in practice (it names the database file); raises ConfigError

@@ -177,24 +177,32 @@ def check_run_id(run_id: str) -> None:
     if not run_id:
         raise InvalidRecordError("run_id is empty")
     if len(run_id) > MAX_RUN_ID or not run_id.isascii() or not run_id.isprintable():
-        raise InvalidRecordError(f"run_id {run_id[:40]!r} must be 1..{MAX_RUN_ID} printable "
-                             "ASCII characters")
+        raise InvalidRecordError(
+            f"run_id {run_id[:40]!r} must be 1..{MAX_RUN_ID} printable ASCII characters"
+        )
 
 
 def check_kind(kind: str) -> None:
     """Raise InvalidRecordError unless `kind` is a lowercase dotted name."""
     if not KIND_RE.match(kind):
-        raise InvalidRecordError(f"kind {kind[:80]!r} must match [a-z0-9_.-]{{1,64}}, "
-                             "e.g. 'tick.digest'")
+        raise InvalidRecordError(
+            f"kind {kind[:80]!r} must match [a-z0-9_.-]{{1,64}}, e.g. 'tick.digest'"
+        )
 
 
 class Store:
     """The telemetry database. Thread-safe: one lock serialises writers; each read opens
     its own read-only connection (WAL lets readers run beside the writer)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch_records: int = 10_000,
-                 max_payload_bytes: int = 1024 * 1024,
-                 max_batch_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        max_batch_records: int = 10_000,
+        max_payload_bytes: int = 1024 * 1024,
+        max_batch_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
         self.path = Path(path)
         self.max_batch_records = max_batch_records
         self.max_payload_bytes = max_payload_bytes
@@ -218,8 +226,9 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create directory {path.parent} for the telemetry "
-                              f"database: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot create directory {path.parent} for the telemetry database: {exc.strerror}"
+            ) from None
         try:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -231,8 +240,10 @@ class Store:
             db.enable_wal()
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise ConfigError(f"telemetry database {path}: cannot enable WAL mode "
-                                  f"(journal_mode is {mode!r}; is it on a network filesystem?)")
+                raise ConfigError(
+                    f"telemetry database {path}: cannot enable WAL mode "
+                    f"(journal_mode is {mode!r}; is it on a network filesystem?)"
+                )
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             self._create_schema(db)
         except sqlite3.Error as exc:
@@ -252,36 +263,55 @@ class Store:
             if stored and stored.get("schema_version") != SCHEMA_VERSION:
                 raise ConfigError(
                     f"telemetry database {self.path} has schema version "
-                    f"{stored.get('schema_version')!r}; this service reads {SCHEMA_VERSION!r}")
+                    f"{stored.get('schema_version')!r}; this service reads {SCHEMA_VERSION!r}"
+                )
             if not stored:
-                conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
-                    ("schema_version", SCHEMA_VERSION),
-                    ("record_format", str(RECORD_FORMAT)),
-                ])
+                conn.executemany(
+                    "INSERT INTO meta(key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("record_format", str(RECORD_FORMAT)),
+                    ],
+                )
             records = db.table("records")
             records.create(
-                {"seq": int, "run_id": str, "tick": int, "kind": str, "content_type": str,
-                 "payload": bytes, "hash": bytes},
-                pk="seq", not_null={"run_id", "tick", "kind", "content_type", "payload", "hash"},
+                {
+                    "seq": int,
+                    "run_id": str,
+                    "tick": int,
+                    "kind": str,
+                    "content_type": str,
+                    "payload": bytes,
+                    "hash": bytes,
+                },
+                pk="seq",
+                not_null={"run_id", "tick", "kind", "content_type", "payload", "hash"},
                 if_not_exists=True,
             )
             # (run_id) indexes (run_id, seq): a run's records in sequence order.
-            records.create_index(["run_id"], index_name="records_by_run",
-                                       if_not_exists=True)
+            records.create_index(["run_id"], index_name="records_by_run", if_not_exists=True)
             db.table("batches").create(
-                {"batch_id": str, "run_id": str, "first_seq": int, "count": int,
-                 "digest": bytes},
-                pk="batch_id", if_not_exists=True,
+                {"batch_id": str, "run_id": str, "first_seq": int, "count": int, "digest": bytes},
+                pk="batch_id",
+                if_not_exists=True,
             )
             db.table("runs").create(
-                {"run_id": str, "first_seq": int, "last_seq": int, "record_count": int,
-                 "min_tick": int, "max_tick": int},
-                pk="run_id", if_not_exists=True,
+                {
+                    "run_id": str,
+                    "first_seq": int,
+                    "last_seq": int,
+                    "record_count": int,
+                    "min_tick": int,
+                    "max_tick": int,
+                },
+                pk="run_id",
+                if_not_exists=True,
             )
             for op in ("UPDATE", "DELETE"):
                 conn.execute(
                     f"CREATE TRIGGER IF NOT EXISTS records_no_{op.lower()} BEFORE {op} ON records "
-                    "BEGIN SELECT RAISE(ABORT, 'telemetry records are append-only'); END")
+                    "BEGIN SELECT RAISE(ABORT, 'telemetry records are append-only'); END"
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -324,8 +354,13 @@ class Store:
 
     # -- appending -------------------------------------------------------------------
 
-    def append(self, run_id: str, records: Sequence[RecordLike], batch_id: str = "",
-               expected_next: int | None = None) -> AppendOutcome:
+    def append(
+        self,
+        run_id: str,
+        records: Sequence[RecordLike],
+        batch_id: str = "",
+        expected_next: int | None = None,
+    ) -> AppendOutcome:
         """Store `records` of one run atomically; see AppendRecordsRequest for semantics."""
         check_run_id(run_id)
         if len(batch_id) > MAX_BATCH_ID:
@@ -334,8 +369,10 @@ class Store:
         if n == 0:
             raise InvalidRecordError("a batch needs at least one record")
         if n > self.max_batch_records:
-            raise LimitExceededError(f"batch of {n} records exceeds the limit of "
-                                f"{self.max_batch_records} records per call")
+            raise LimitExceededError(
+                f"batch of {n} records exceeds the limit of "
+                f"{self.max_batch_records} records per call"
+            )
         with self._lock:
             if self._closed:
                 raise StoreClosedError("the telemetry store is closed")
@@ -359,9 +396,14 @@ class Store:
                 self._changed.notify_all()
         return outcome
 
-    def _append_locked(self, conn: sqlite3.Connection, run_id: str,
-                       records: Sequence[RecordLike], batch_id: str,
-                       expected_next: int | None) -> AppendOutcome:
+    def _append_locked(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        records: Sequence[RecordLike],
+        batch_id: str,
+        expected_next: int | None,
+    ) -> AppendOutcome:
         seq, prev = self._tail(conn)
         if len(prev) != 32:
             raise StoreError(f"stored hash of record {seq} is malformed; run VerifyChain")
@@ -394,8 +436,10 @@ class Store:
                 except InvalidRecordError as exc:
                     raise InvalidRecordError(f"record {i}: {exc}") from None
                 if len(ctype) > MAX_CONTENT_TYPE or not ctype.isprintable():
-                    raise InvalidRecordError(f"record {i}: content_type must be at most "
-                                         f"{MAX_CONTENT_TYPE} printable characters")
+                    raise InvalidRecordError(
+                        f"record {i}: content_type must be at most "
+                        f"{MAX_CONTENT_TYPE} printable characters"
+                    )
                 kb = kind.encode()
                 cb = ctype.encode()
                 middle = pack_len(len(kb)) + kb + pack_len(len(cb)) + cb
@@ -404,8 +448,9 @@ class Store:
                 raise InvalidRecordError(f"record {i}: tick {tick} is negative")
             size = len(payload)
             if size > max_payload:
-                raise LimitExceededError(f"record {i}: payload of {size} bytes exceeds the limit "
-                                    f"of {max_payload} bytes")
+                raise LimitExceededError(
+                    f"record {i}: payload of {size} bytes exceeds the limit of {max_payload} bytes"
+                )
             total += size
             if tick < min_tick:
                 min_tick = tick
@@ -418,41 +463,57 @@ class Store:
             prev = sha256(prev + pack_prefix(RECORD_FORMAT, seq) + body).digest()
             rows.append((seq, run_id, tick, kind, ctype, payload, prev))
         if total > self.max_batch_bytes:
-            raise LimitExceededError(f"batch payloads total {total} bytes, over the limit of "
-                                f"{self.max_batch_bytes} bytes per call")
+            raise LimitExceededError(
+                f"batch payloads total {total} bytes, over the limit of "
+                f"{self.max_batch_bytes} bytes per call"
+            )
         batch_digest = digest.digest()
         if batch_id:
             found = conn.execute(
                 "SELECT run_id, first_seq, count, digest FROM batches WHERE batch_id = ?",
-                (batch_id,)).fetchone()
+                (batch_id,),
+            ).fetchone()
             if found is not None:
                 if found[0] != run_id or found[2] != len(rows) or found[3] != batch_digest:
                     raise BatchConflictError(
                         f"batch_id {batch_id!r} was already used for different records "
-                        f"(run {found[0]!r}, {found[2]} records from sequence {found[1]})")
+                        f"(run {found[0]!r}, {found[2]} records from sequence {found[1]})"
+                    )
                 last = int(found[1]) + int(found[2]) - 1
                 row = conn.execute("SELECT hash FROM records WHERE seq = ?", (last,)).fetchone()
-                return AppendOutcome(int(found[1]), int(found[2]), last,
-                                     row[0] if row is not None else b"", duplicate=True)
+                return AppendOutcome(
+                    int(found[1]),
+                    int(found[2]),
+                    last,
+                    row[0] if row is not None else b"",
+                    duplicate=True,
+                )
         if expected_next is not None and expected_next != first:
-            raise SequenceMismatchError(f"expected_next_sequence is {expected_next} but the next "
-                                   f"sequence is {first}")
+            raise SequenceMismatchError(
+                f"expected_next_sequence is {expected_next} but the next sequence is {first}"
+            )
         conn.executemany(
             "INSERT INTO records(seq, run_id, tick, kind, content_type, payload, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         if batch_id:
-            conn.execute("INSERT INTO batches(batch_id, run_id, first_seq, count, digest) "
-                         "VALUES (?, ?, ?, ?, ?)", (batch_id, run_id, first, len(rows),
-                                                    batch_digest))
+            conn.execute(
+                "INSERT INTO batches(batch_id, run_id, first_seq, count, digest) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (batch_id, run_id, first, len(rows), batch_digest),
+            )
         conn.execute(
             "INSERT INTO runs(run_id, first_seq, last_seq, record_count, min_tick, max_tick) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
             "last_seq = excluded.last_seq, record_count = record_count + excluded.record_count, "
             "min_tick = min(min_tick, excluded.min_tick), "
             "max_tick = max(max_tick, excluded.max_tick)",
-            (run_id, first, seq, len(rows), min_tick, max_tick))
-        return AppendOutcome(first, len(rows), seq, prev, duplicate=False,
-                             kinds=tuple(sorted(kind_counts.items())))
+            (run_id, first, seq, len(rows), min_tick, max_tick),
+        )
+        return AppendOutcome(
+            first, len(rows), seq, prev, duplicate=False, kinds=tuple(sorted(kind_counts.items()))
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -465,10 +526,18 @@ class Store:
         conn.execute("PRAGMA busy_timeout = 10000")
         return conn
 
-    def query(self, *, run_id: str = "", kinds: Sequence[str] = (),
-              from_tick: int | None = None, to_tick: int | None = None,
-              from_seq: int = 1, to_seq: int = 0, limit: int = 0,
-              page: int = 1024) -> Iterator[StoredRow]:
+    def query(
+        self,
+        *,
+        run_id: str = "",
+        kinds: Sequence[str] = (),
+        from_tick: int | None = None,
+        to_tick: int | None = None,
+        from_seq: int = 1,
+        to_seq: int = 0,
+        limit: int = 0,
+        page: int = 1024,
+    ) -> Iterator[StoredRow]:
         """Rows matching every filter, in sequence order, read page by page (so no read
         snapshot stays open for a whole long stream)."""
         where = ["seq >= ?"]
@@ -488,8 +557,10 @@ class Store:
         if to_seq:
             where.append("seq <= ?")
             base.append(to_seq)
-        sql = ("SELECT seq, run_id, tick, kind, content_type, payload, hash FROM records "
-               f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?")
+        sql = (
+            "SELECT seq, run_id, tick, kind, content_type, payload, hash FROM records "
+            f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        )
         cursor = max(from_seq, 1)
         remaining = limit if limit > 0 else -1
         conn = self.reader()
@@ -529,16 +600,18 @@ class Store:
         try:
             rows = conn.execute(
                 "SELECT run_id, first_seq, last_seq, record_count, min_tick, max_tick FROM runs "
-                "ORDER BY first_seq LIMIT ?", (limit if limit > 0 else -1,)).fetchall()
+                "ORDER BY first_seq LIMIT ?",
+                (limit if limit > 0 else -1,),
+            ).fetchall()
         finally:
             conn.close()
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
-                for r in rows]
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows]
 
     # -- verification ----------------------------------------------------------------
 
-    def verify(self, from_seq: int = 0, to_seq: int = 0,
-               expected_hash: bytes = b"") -> VerifyResult:
+    def verify(
+        self, from_seq: int = 0, to_seq: int = 0, expected_hash: bytes = b""
+    ) -> VerifyResult:
         """Recompute h over [from_seq, to_seq] and compare it with the stored hashes."""
         conn = self.reader()
         try:
@@ -548,8 +621,9 @@ class Store:
         finally:
             conn.close()
 
-    def _verify(self, conn: sqlite3.Connection, start: int, to_seq: int,
-                expected_hash: bytes) -> VerifyResult:
+    def _verify(
+        self, conn: sqlite3.Connection, start: int, to_seq: int, expected_hash: bytes
+    ) -> VerifyResult:
         tail = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
         tail = int(tail) if tail is not None else 0
         high = self._high_water
@@ -559,64 +633,145 @@ class Store:
         else:
             row = conn.execute("SELECT hash FROM records WHERE seq = ?", (start - 1,)).fetchone()
             if row is None:
-                return VerifyResult(False, start, end, 0, b"", start - 1, FAULT_SEQUENCE_GAP,
-                                    f"record {start - 1} (the starting point) is missing")
+                return VerifyResult(
+                    False,
+                    start,
+                    end,
+                    0,
+                    b"",
+                    start - 1,
+                    FAULT_SEQUENCE_GAP,
+                    f"record {start - 1} (the starting point) is missing",
+                )
             if not isinstance(row[0], bytes) or len(row[0]) != 32:
-                return VerifyResult(False, start, end, 0, b"", start - 1, FAULT_MALFORMED,
-                                    f"record {start - 1}: stored hash is not 32 bytes")
+                return VerifyResult(
+                    False,
+                    start,
+                    end,
+                    0,
+                    b"",
+                    start - 1,
+                    FAULT_MALFORMED,
+                    f"record {start - 1}: stored hash is not 32 bytes",
+                )
             prev = row[0]
         expected = start
         checked = 0
         cur = conn.execute(
             "SELECT seq, run_id, tick, kind, content_type, payload, hash FROM records "
-            "WHERE seq >= ? AND seq <= ? ORDER BY seq", (start, end))
+            "WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            (start, end),
+        )
         while rows := cur.fetchmany(512):
             for seq, run_id, tick, kind, ctype, payload, stored in rows:
                 if seq != expected:
                     return VerifyResult(
-                        False, start, end, checked, prev, expected, FAULT_SEQUENCE_GAP,
-                        f"record {expected} is missing: the next stored record is {seq}")
+                        False,
+                        start,
+                        end,
+                        checked,
+                        prev,
+                        expected,
+                        FAULT_SEQUENCE_GAP,
+                        f"record {expected} is missing: the next stored record is {seq}",
+                    )
                 if isinstance(payload, str):
                     # Someone wrote text into the blob column; hash its UTF-8 bytes so the
                     # report says what happened (a content mismatch) at this sequence.
                     payload = payload.encode()
-                if not (isinstance(run_id, str) and isinstance(tick, int)
-                        and isinstance(kind, str) and isinstance(ctype, str)
-                        and isinstance(payload, bytes)):
+                if not (
+                    isinstance(run_id, str)
+                    and isinstance(tick, int)
+                    and isinstance(kind, str)
+                    and isinstance(ctype, str)
+                    and isinstance(payload, bytes)
+                ):
                     return VerifyResult(
-                        False, start, end, checked, prev, seq, FAULT_MALFORMED,
-                        f"record {seq}: a stored field has the wrong type (record altered)")
+                        False,
+                        start,
+                        end,
+                        checked,
+                        prev,
+                        seq,
+                        FAULT_MALFORMED,
+                        f"record {seq}: a stored field has the wrong type (record altered)",
+                    )
                 if not isinstance(stored, bytes) or len(stored) != 32:
-                    return VerifyResult(False, start, end, checked, prev, seq, FAULT_MALFORMED,
-                                        f"record {seq}: stored hash is not 32 bytes")
+                    return VerifyResult(
+                        False,
+                        start,
+                        end,
+                        checked,
+                        prev,
+                        seq,
+                        FAULT_MALFORMED,
+                        f"record {seq}: stored hash is not 32 bytes",
+                    )
                 try:
                     record = encode_record(seq, run_id, tick, kind, ctype, payload)
                 except (struct.error, UnicodeEncodeError) as exc:
-                    return VerifyResult(False, start, end, checked, prev, seq, FAULT_MALFORMED,
-                                        f"record {seq} cannot be encoded: {exc}")
+                    return VerifyResult(
+                        False,
+                        start,
+                        end,
+                        checked,
+                        prev,
+                        seq,
+                        FAULT_MALFORMED,
+                        f"record {seq} cannot be encoded: {exc}",
+                    )
                 computed = hashlib.sha256(prev + record).digest()
                 if computed != stored:
                     return VerifyResult(
-                        False, start, end, checked, prev, seq, FAULT_HASH_MISMATCH,
+                        False,
+                        start,
+                        end,
+                        checked,
+                        prev,
+                        seq,
+                        FAULT_HASH_MISMATCH,
                         f"record {seq}: recomputed hash {computed.hex()[:16]}... differs from "
                         f"the stored hash {stored.hex()[:16]}... (the record or an earlier "
-                        "hash was altered)")
+                        "hash was altered)",
+                    )
                 prev = computed
                 checked += 1
                 expected += 1
         if expected <= end:
-            return VerifyResult(False, start, end, checked, prev, expected, FAULT_SEQUENCE_GAP,
-                                f"records {expected}..{end} are missing")
+            return VerifyResult(
+                False,
+                start,
+                end,
+                checked,
+                prev,
+                expected,
+                FAULT_SEQUENCE_GAP,
+                f"records {expected}..{end} are missing",
+            )
         wanted_end = to_seq if to_seq else high
         if wanted_end > tail and high > tail:
             return VerifyResult(
-                False, start, end, checked, prev, tail + 1, FAULT_TRUNCATED,
+                False,
+                start,
+                end,
+                checked,
+                prev,
+                tail + 1,
+                FAULT_TRUNCATED,
                 f"records {tail + 1}..{high} were stored by this service but are gone "
-                "(chain truncated)")
+                "(chain truncated)",
+            )
         if expected_hash and expected_hash != prev:
             return VerifyResult(
-                False, start, end, checked, prev, end, FAULT_ANCHOR_MISMATCH,
+                False,
+                start,
+                end,
+                checked,
+                prev,
+                end,
+                FAULT_ANCHOR_MISMATCH,
                 f"the recomputed hash at record {end} ({prev.hex()[:16]}...) differs from the "
                 f"expected hash ({expected_hash.hex()[:16]}...): the chain was rewritten at or "
-                f"before record {end}")
+                f"before record {end}",
+            )
         return VerifyResult(True, start, end, checked, prev)

@@ -87,9 +87,17 @@ class WasmPoolConfig:
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{f.name} must be >= 0, got {value}")
-        positive = ["fuel_per_step", "max_memory_pages", "max_message_bytes", "max_log_bytes",
-                    "max_module_bytes", "max_memory_pages_cap", "max_modules", "max_agents",
-                    "max_wasm_stack"]
+        positive = [
+            "fuel_per_step",
+            "max_memory_pages",
+            "max_message_bytes",
+            "max_log_bytes",
+            "max_module_bytes",
+            "max_memory_pages_cap",
+            "max_modules",
+            "max_agents",
+            "max_wasm_stack",
+        ]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0")
@@ -107,18 +115,33 @@ class WasmPoolConfig:
             flag = "--" + f.name.replace("_", "-")
             env = _ENV_PREFIX + f.name.upper()
             if f.type in ("bool", bool):
-                parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
-                                    choices=["0", "1"], help=f"[env {env}]")
+                parser.add_argument(
+                    flag,
+                    dest=f"pool_{f.name}",
+                    default=None,
+                    choices=["0", "1"],
+                    help=f"[env {env}]",
+                )
             elif f.name == "engine":
-                parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
-                                    choices=list(ENGINES), help=f"default {f.default} [env {env}]")
+                parser.add_argument(
+                    flag,
+                    dest=f"pool_{f.name}",
+                    default=None,
+                    choices=list(ENGINES),
+                    help=f"default {f.default} [env {env}]",
+                )
             else:
-                parser.add_argument(flag, dest=f"pool_{f.name}", default=None,
-                                    help=f"default {f.default} [env {env}]")
+                parser.add_argument(
+                    flag,
+                    dest=f"pool_{f.name}",
+                    default=None,
+                    help=f"default {f.default} [env {env}]",
+                )
 
     @classmethod
-    def from_sources(cls, args: argparse.Namespace | None = None,
-                     environ: Mapping[str, str] | None = None) -> WasmPoolConfig:
+    def from_sources(
+        cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    ) -> WasmPoolConfig:
         """Build from flags (when given) over environment variables over defaults."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}

@@ -29,40 +29,68 @@ class CoreUnavailable(RuntimeError):  # noqa: N818 - a reason, not a failure of 
 
 class Settings(ctypes.Structure):
     _fields_ = [
-        ("max_log_bytes", ctypes.c_uint64), ("max_infers", ctypes.c_uint64),
-        ("max_infer_input", ctypes.c_uint64), ("max_random", ctypes.c_uint64),
+        ("max_log_bytes", ctypes.c_uint64),
+        ("max_infers", ctypes.c_uint64),
+        ("max_infer_input", ctypes.c_uint64),
+        ("max_random", ctypes.c_uint64),
         ("max_inbox", ctypes.c_uint64),
-        ("code_stack_overflow", ctypes.c_int32), ("code_unreachable", ctypes.c_int32),
-        ("code_out_of_fuel", ctypes.c_int32), ("pad", ctypes.c_int32),
-        ("fk", ctypes.c_int32 * 7), ("pad2", ctypes.c_int32),
+        ("code_stack_overflow", ctypes.c_int32),
+        ("code_unreachable", ctypes.c_int32),
+        ("code_out_of_fuel", ctypes.c_int32),
+        ("pad", ctypes.c_int32),
+        ("fk", ctypes.c_int32 * 7),
+        ("pad2", ctypes.c_int32),
     ]
 
 
 class Fixup(ctypes.Structure):
-    _fields_ = [("row", ctypes.c_uint32), ("type", ctypes.c_uint32),
-                ("trap_code", ctypes.c_int32), ("text_off", ctypes.c_uint32),
-                ("text_len", ctypes.c_uint32), ("entry", ctypes.c_uint32)]
+    _fields_ = [
+        ("row", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("trap_code", ctypes.c_int32),
+        ("text_off", ctypes.c_uint32),
+        ("text_len", ctypes.c_uint32),
+        ("entry", ctypes.c_uint32),
+    ]
 
 
 class Info(ctypes.Structure):
     _fields_ = [
-        ("fuel", ctypes.c_uint64), ("seed", ctypes.c_uint64), ("rand_pos", ctypes.c_uint64),
+        ("fuel", ctypes.c_uint64),
+        ("seed", ctypes.c_uint64),
+        ("rand_pos", ctypes.c_uint64),
         ("next_request_id", ctypes.c_uint64),
-        ("pages", ctypes.c_uint32), ("sends", ctypes.c_uint32),
-        ("message_bytes", ctypes.c_uint32), ("logs", ctypes.c_uint32),
-        ("raw_fuel", ctypes.c_uint64), ("raw_pages", ctypes.c_uint32),
-        ("raw_sends", ctypes.c_uint32), ("raw_mb", ctypes.c_uint32),
+        ("pages", ctypes.c_uint32),
+        ("sends", ctypes.c_uint32),
+        ("message_bytes", ctypes.c_uint32),
+        ("logs", ctypes.c_uint32),
+        ("raw_fuel", ctypes.c_uint64),
+        ("raw_pages", ctypes.c_uint32),
+        ("raw_sends", ctypes.c_uint32),
+        ("raw_mb", ctypes.c_uint32),
         ("raw_logs", ctypes.c_uint32),
-        ("module", ctypes.c_int32), ("name_len", ctypes.c_uint32),
-        ("args_len", ctypes.c_uint32), ("n_globals", ctypes.c_uint32),
-        ("mem_size", ctypes.c_uint64), ("strings", ctypes.c_void_p), ("mem", ctypes.c_void_p),
-        ("idle", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+        ("module", ctypes.c_int32),
+        ("name_len", ctypes.c_uint32),
+        ("args_len", ctypes.c_uint32),
+        ("n_globals", ctypes.c_uint32),
+        ("mem_size", ctypes.c_uint64),
+        ("strings", ctypes.c_void_p),
+        ("mem", ctypes.c_void_p),
+        ("idle", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     ]
 
 
 FIX_TRAP, FIX_ERROR, FIX_LOGS, FIX_REJECTED = 1, 2, 3, 4
-ENTRIES = ("agent_alloc", "agent_init", "agent_step", "agent_receive", "agent_receive_batch",
-           "agent_shutdown", "instantiate")
+ENTRIES = (
+    "agent_alloc",
+    "agent_init",
+    "agent_step",
+    "agent_receive",
+    "agent_receive_batch",
+    "agent_shutdown",
+    "instantiate",
+)
 
 _P = ctypes.c_void_p
 _SIGS: dict[str, tuple[Any, list[Any]]] = {
@@ -71,8 +99,10 @@ _SIGS: dict[str, tuple[Any, list[Any]]] = {
     "ls_pool_new": (_P, [_P, ctypes.POINTER(Settings)]),
     "ls_pool_free": (None, [_P]),
     "ls_error": (ctypes.c_char_p, [_P]),
-    "ls_module_add": (ctypes.c_int, [_P, _P, ctypes.c_int, ctypes.c_int64, ctypes.c_uint32,
-                                     _P, _P]),
+    "ls_module_add": (
+        ctypes.c_int,
+        [_P, _P, ctypes.c_int, ctypes.c_int64, ctypes.c_uint32, _P, _P],
+    ),
     "ls_create": (ctypes.c_int, [_P, _P, ctypes.c_size_t, _P, _P, _P, _P, _P, _P, _P]),
     "ls_step": (ctypes.c_int, [_P, _P, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint32)]),
     "ls_destroy": (ctypes.c_int, [_P, _P, ctypes.c_uint32, ctypes.c_int, ctypes.c_int64]),
@@ -84,11 +114,33 @@ _SIGS: dict[str, tuple[Any, list[Any]]] = {
     "ls_live": (ctypes.c_size_t, [_P]),
     "ls_reset": (None, [_P]),
     "ls_agent_info": (ctypes.c_int, [_P, ctypes.c_uint64, ctypes.POINTER(Info), _P]),
-    "ls_restore": (ctypes.c_int, [
-        _P, ctypes.c_uint64, ctypes.c_int32, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32,
-        ctypes.c_uint32, ctypes.c_uint32, _P, ctypes.c_uint64, _P, ctypes.c_uint16, _P,
-        ctypes.c_uint32, _P, ctypes.c_uint64, _P, ctypes.c_uint64, ctypes.c_uint64,
-        ctypes.c_int, _P, ctypes.POINTER(ctypes.c_uint64)]),
+    "ls_restore": (
+        ctypes.c_int,
+        [
+            _P,
+            ctypes.c_uint64,
+            ctypes.c_int32,
+            ctypes.c_uint64,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            _P,
+            ctypes.c_uint64,
+            _P,
+            ctypes.c_uint16,
+            _P,
+            ctypes.c_uint32,
+            _P,
+            ctypes.c_uint64,
+            _P,
+            ctypes.c_uint64,
+            ctypes.c_uint64,
+            ctypes.c_int,
+            _P,
+            ctypes.POINTER(ctypes.c_uint64),
+        ],
+    ),
     "ls_chacha": (None, [_P, ctypes.c_uint64, _P, ctypes.c_size_t]),
 }
 
@@ -99,11 +151,20 @@ def _expected_layout() -> list[int]:
 
     ext = b.wasmtime_extern_t
     val = b.wasmtime_val_t
-    return [ctypes.sizeof(b.wasmtime_func_t), ctypes.sizeof(b.wasmtime_memory_t),
-            ctypes.sizeof(b.wasmtime_global_t), ctypes.sizeof(b.wasmtime_instance_t),
-            ctypes.sizeof(ext), ext.of.offset, ctypes.sizeof(b.wasmtime_val_raw_t),
-            ctypes.sizeof(val), val.of.offset, ctypes.sizeof(b.wasm_byte_vec_t),
-            ctypes.sizeof(b.wasm_frame_vec_t), ctypes.sizeof(b.wasmtime_extern_union_t)]
+    return [
+        ctypes.sizeof(b.wasmtime_func_t),
+        ctypes.sizeof(b.wasmtime_memory_t),
+        ctypes.sizeof(b.wasmtime_global_t),
+        ctypes.sizeof(b.wasmtime_instance_t),
+        ctypes.sizeof(ext),
+        ext.of.offset,
+        ctypes.sizeof(b.wasmtime_val_raw_t),
+        ctypes.sizeof(val),
+        val.of.offset,
+        ctypes.sizeof(b.wasm_byte_vec_t),
+        ctypes.sizeof(b.wasm_frame_vec_t),
+        ctypes.sizeof(b.wasmtime_extern_union_t),
+    ]
 
 
 def _check_enums() -> None:
@@ -113,10 +174,15 @@ def _check_enums() -> None:
     want = {"WASMTIME_EXTERN_FUNC": 0, "WASMTIME_EXTERN_GLOBAL": 1, "WASMTIME_EXTERN_MEMORY": 3}
     for name, value in want.items():
         if getattr(ffi, name).value != value:
-            raise CoreUnavailable(f"wasmtime-py's {name} is {getattr(ffi, name).value}, the "
-                                  f"core assumes {value}")
-    for name in ("wasmtime_func_unchecked_callback_t", "_wasmtime_linker_instantiate_pre",
-                 "_wasmtime_instance_pre_instantiate", "_wasmtime_func_call_unchecked"):
+            raise CoreUnavailable(
+                f"wasmtime-py's {name} is {getattr(ffi, name).value}, the core assumes {value}"
+            )
+    for name in (
+        "wasmtime_func_unchecked_callback_t",
+        "_wasmtime_linker_instantiate_pre",
+        "_wasmtime_instance_pre_instantiate",
+        "_wasmtime_func_call_unchecked",
+    ):
         if not hasattr(b, name):
             raise CoreUnavailable(f"wasmtime-py lacks {name}")
 
@@ -132,8 +198,10 @@ def load() -> Any:
     if not sys.platform.startswith("linux"):
         raise CoreUnavailable(f"the native core is built for linux only, not {sys.platform}")
     if not LIBRARY.is_file():
-        raise CoreUnavailable(f"{LIBRARY.name} is not built (python3 dev.py setup, or "
-                              "python services/wasm_pool/native/build.py)")
+        raise CoreUnavailable(
+            f"{LIBRARY.name} is not built (python3 dev.py setup, or "
+            "python services/wasm_pool/native/build.py)"
+        )
     build = HERE.parent / "native" / "build.py"
     if build.is_file():  # a source checkout: the stamp must match the source and versions
         import importlib.util
@@ -143,8 +211,10 @@ def load() -> Any:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         if not mod.up_to_date():
-            raise CoreUnavailable(f"{LIBRARY.name} is stale (the C source or the wasmtime or "
-                                  "zig version changed): rerun python3 dev.py setup")
+            raise CoreUnavailable(
+                f"{LIBRARY.name} is stale (the C source or the wasmtime or "
+                "zig version changed): rerun python3 dev.py setup"
+            )
     from wasmtime import _ffi as ffi
 
     wasmtime_path = getattr(ffi.dll, "_name", None)
@@ -165,8 +235,9 @@ def load() -> Any:
     want = _expected_layout()
     got = [lib.ls_layout(i) for i in range(len(want))]
     if got != want:
-        raise CoreUnavailable(f"wasmtime struct layouts differ between the core {got} and "
-                              f"wasmtime-py {want}")
+        raise CoreUnavailable(
+            f"wasmtime struct layouts differ between the core {got} and wasmtime-py {want}"
+        )
     _check_enums()
     _LIB = lib
     return lib

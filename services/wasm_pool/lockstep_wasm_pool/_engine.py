@@ -50,16 +50,21 @@ from ._host import HostFunctions
 from ._modules import WASMTIME_VERSION, ModuleInfo, compile_module, make_engine
 from ._snapshots import check_snapshot, state_hash
 
-__all__ = ["WASMTIME_VERSION", "ModuleInfo", "WasmPool", "instantiate_fault", "make_engine",
-           "state_hash", "trap_detail"]
+__all__ = [
+    "WASMTIME_VERSION",
+    "ModuleInfo",
+    "WasmPool",
+    "instantiate_fault",
+    "make_engine",
+    "state_hash",
+    "trap_detail",
+]
 
 log = logging.getLogger("lockstep.wasm_pool")
 
 # wasmtime-py keeps the exception raised by a host function in a process-global slot
 # until the call returns, so two threads must never run wasm at the same time.
 _WASM_LOCK = threading.RLock()
-
-
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,13 @@ class _Limits:
     logs: int
 
     def proto(self) -> common_pb2.Limits:
-        return common_pb2.Limits(fuel_per_step=self.fuel, max_memory_pages=self.pages,
-                                 max_messages_per_step=self.sends,
-                                 max_message_bytes=self.message_bytes,
-                                 max_logs_per_step=self.logs)
+        return common_pb2.Limits(
+            fuel_per_step=self.fuel,
+            max_memory_pages=self.pages,
+            max_messages_per_step=self.sends,
+            max_message_bytes=self.message_bytes,
+            max_logs_per_step=self.logs,
+        )
 
 
 @dataclass
@@ -165,8 +173,13 @@ class WasmPool(HostFunctions):
     def default_limits(self) -> common_pb2.Limits:
         """The limits applied to zero fields of AgentSpec.limits."""
         c = self.config
-        return _Limits(c.fuel_per_step, c.max_memory_pages, c.max_messages_per_step,
-                       c.max_message_bytes, c.max_logs_per_step).proto()
+        return _Limits(
+            c.fuel_per_step,
+            c.max_memory_pages,
+            c.max_messages_per_step,
+            c.max_message_bytes,
+            c.max_logs_per_step,
+        ).proto()
 
     # ------------------------------------------------------------------ modules
     def _compile(self, digest: str, wasm: bytes) -> ModuleInfo:
@@ -175,8 +188,10 @@ class WasmPool(HostFunctions):
     def load_module(self, wasm: bytes) -> pb.LoadModuleResponse:
         """Validate and compile a module (cached by hash). Raises ModuleRejectedError."""
         if len(wasm) > self.config.max_module_bytes:
-            raise InvalidRequestError(f"module is {len(wasm)} bytes, above the pool limit of "
-                                      f"{self.config.max_module_bytes}")
+            raise InvalidRequestError(
+                f"module is {len(wasm)} bytes, above the pool limit of "
+                f"{self.config.max_module_bytes}"
+            )
         digest = "sha256:" + hashlib.sha256(wasm).hexdigest()
         with _WASM_LOCK:
             if digest in self._modules:
@@ -213,9 +228,11 @@ class WasmPool(HostFunctions):
                 self._create_one(spec, request.seed, request.tick, plan, response.results.add())
             return response
 
-    def _check_new_agents(self, specs: Sequence[pb.AgentSpec],
-                          snaps: Sequence[pb.AgentSnapshot | None],
-                          ) -> list[ModuleInfo | ModuleRejectedError]:
+    def _check_new_agents(
+        self,
+        specs: Sequence[pb.AgentSpec],
+        snaps: Sequence[pb.AgentSnapshot | None],
+    ) -> list[ModuleInfo | ModuleRejectedError]:
         """Validate a whole request before changing anything."""
         if len(self._agents) + len(specs) > self.config.max_agents:
             raise LimitReachedError(f"pool would hold more than {self.config.max_agents} agents")
@@ -227,20 +244,24 @@ class WasmPool(HostFunctions):
             if spec.handle in self._agents or spec.handle in handles:
                 raise AlreadyExistsError(f"{where}: handle is already live")
             if not _abi.is_valid_name(spec.name.encode()):
-                raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
-                                          "(1-64 bytes of [A-Za-z0-9_.:/-])")
+                raise InvalidRequestError(
+                    f"{where}: bad agent name {spec.name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
+                )
             if spec.name in self._names or spec.name in names:
                 raise AlreadyExistsError(f"{where}: agent name {spec.name!r} is already live")
             if len(spec.args) > self.config.max_args_bytes:
-                raise InvalidRequestError(f"{where}: args are {len(spec.args)} bytes, above the "
-                                          f"limit of {self.config.max_args_bytes}")
+                raise InvalidRequestError(
+                    f"{where}: args are {len(spec.args)} bytes, above the "
+                    f"limit of {self.config.max_args_bytes}"
+                )
             self._resolve_limits(spec.limits, where)
             try:
                 plan: ModuleInfo | ModuleRejectedError = self.module(spec.module_hash)
             except ModuleRejectedError as exc:
                 if snaps[i] is not None:
-                    raise InvalidRequestError(f"{where}: module {spec.module_hash} was rejected: "
-                                              f"{exc.detail}") from None
+                    raise InvalidRequestError(
+                        f"{where}: module {spec.module_hash} was rejected: {exc.detail}"
+                    ) from None
                 plan = exc
             plans.append(plan)
             handles.add(spec.handle)
@@ -251,12 +272,17 @@ class WasmPool(HostFunctions):
         c = self.config
         pages = lim.max_memory_pages or c.max_memory_pages
         if pages > c.max_memory_pages_cap:
-            raise InvalidRequestError(f"{where}: max_memory_pages {pages} is above the pool cap of "
-                                      f"{c.max_memory_pages_cap}")
-        return _Limits(lim.fuel_per_step or c.fuel_per_step, pages,
-                       lim.max_messages_per_step or c.max_messages_per_step,
-                       lim.max_message_bytes or c.max_message_bytes,
-                       lim.max_logs_per_step or c.max_logs_per_step)
+            raise InvalidRequestError(
+                f"{where}: max_memory_pages {pages} is above the pool cap of "
+                f"{c.max_memory_pages_cap}"
+            )
+        return _Limits(
+            lim.fuel_per_step or c.fuel_per_step,
+            pages,
+            lim.max_messages_per_step or c.max_messages_per_step,
+            lim.max_message_bytes or c.max_message_bytes,
+            lim.max_logs_per_step or c.max_logs_per_step,
+        )
 
     def _new_agent(self, spec: pb.AgentSpec, seed: int, info: ModuleInfo) -> _Agent:
         """A Store, the instance and its bound exports, as one complete record; raises
@@ -290,22 +316,42 @@ class WasmPool(HostFunctions):
         name_bytes = spec.name.encode()
         args = bytes(spec.args)
         return _Agent(
-            handle=spec.handle, name=spec.name, name_bytes=name_bytes, spec=own_spec,
-            seed=seed, module=info, limits=limits, store=store, fuel=fuel,
+            handle=spec.handle,
+            name=spec.name,
+            name_bytes=name_bytes,
+            spec=own_spec,
+            seed=seed,
+            module=info,
+            limits=limits,
+            store=store,
+            fuel=fuel,
             random=_abi.RandomStream(seed, spec.name),
-            memory=memory, mem=_native.make_memory(store, memory, fast=fast),
-            f_alloc=entry("agent_alloc", 1), f_init=entry("agent_init", 0),
-            f_step=entry("agent_step", 1), f_receive=entry("agent_receive", 1),
+            memory=memory,
+            mem=_native.make_memory(store, memory, fast=fast),
+            f_alloc=entry("agent_alloc", 1),
+            f_init=entry("agent_init", 0),
+            f_step=entry("agent_step", 1),
+            f_receive=entry("agent_receive", 1),
             f_shutdown=entry("agent_shutdown", 0),
             f_batch=entry("agent_receive_batch", 1) if info.has_receive_batch else None,
             f_start=entry(_wasmbin.START_EXPORT, 0) if info.has_start else None,
-            globals=[(index, type_name, exports[_wasmbin.global_export_name(index)])
-                     for index, type_name in info.mutable_globals],
-            ctx_tail=name_bytes + args, ctx_total=24 + len(name_bytes) + len(args),
-            ctx_args_len=len(args))
+            globals=[
+                (index, type_name, exports[_wasmbin.global_export_name(index)])
+                for index, type_name in info.mutable_globals
+            ],
+            ctx_tail=name_bytes + args,
+            ctx_total=24 + len(name_bytes) + len(args),
+            ctx_args_len=len(args),
+        )
 
-    def _create_one(self, spec: pb.AgentSpec, seed: int, tick: int,
-                    plan: ModuleInfo | ModuleRejectedError, result: pb.AgentStepResult) -> None:
+    def _create_one(
+        self,
+        spec: pb.AgentSpec,
+        seed: int,
+        tick: int,
+        plan: ModuleInfo | ModuleRejectedError,
+        result: pb.AgentStepResult,
+    ) -> None:
         if isinstance(plan, ModuleRejectedError):
             result.handle = spec.handle
             result.fault.CopyFrom(plan.fault)
@@ -360,12 +406,14 @@ class WasmPool(HostFunctions):
                     if len(inbox) > self.config.max_inbox_bytes:
                         raise InvalidRequestError(
                             f"steps[{i}]: inbox is {len(inbox)} bytes, above the limit of "
-                            f"{self.config.max_inbox_bytes}")
+                            f"{self.config.max_inbox_bytes}"
+                        )
                     try:
                         records = _abi.split_inbox(inbox, step.inbox_count)
                     except ValueError as exc:
-                        raise InvalidRequestError(f"steps[{i}] (handle {handle}): bad inbox: "
-                                                  f"{exc}") from None
+                        raise InvalidRequestError(
+                            f"steps[{i}] (handle {handle}): bad inbox: {exc}"
+                        ) from None
                 plans.append((agent, inbox, records))
             response = pb.StepBatchResponse()
             add = response.results.add
@@ -374,8 +422,14 @@ class WasmPool(HostFunctions):
                 self._step_one(agent, tick, inbox, records, add())
             return response
 
-    def _step_one(self, agent: _Agent, tick: int, inbox: bytes, records: list[bytes],
-                  result: pb.AgentStepResult) -> None:
+    def _step_one(
+        self,
+        agent: _Agent,
+        tick: int,
+        inbox: bytes,
+        records: list[bytes],
+        result: pb.AgentStepResult,
+    ) -> None:
         self._begin(agent, tick)
         code = 0
         fault: _Fault | None = None
@@ -386,9 +440,17 @@ class WasmPool(HostFunctions):
                 else:
                     for record in records:
                         self._entry_buffer(agent, agent.f_receive, record, "agent_receive")
-            context = _abi.CONTEXT_HEADER.pack(agent.ctx_total, _abi.ABI_VERSION,
-                                               len(agent.name_bytes), tick, len(records),
-                                               agent.ctx_args_len) + agent.ctx_tail
+            context = (
+                _abi.CONTEXT_HEADER.pack(
+                    agent.ctx_total,
+                    _abi.ABI_VERSION,
+                    len(agent.name_bytes),
+                    tick,
+                    len(records),
+                    agent.ctx_args_len,
+                )
+                + agent.ctx_tail
+            )
             code = self._entry_buffer(agent, agent.f_step, context, "agent_step")
             agent.idle = code == 1
         except _Fault as exc:
@@ -432,18 +494,30 @@ class WasmPool(HostFunctions):
         for i in range(len(req.rows)):
             row = req.rows[i]
             name, module_hash, args = req.strings(i)
-            spec = pb.AgentSpec(handle=int(row["handle"]), name=name,
-                                module_hash=module_hash, args=args)
-            limits = (int(row["fuel"]), int(row["pages"]), int(row["sends"]),
-                      int(row["message_bytes"]), int(row["logs"]))
+            spec = pb.AgentSpec(
+                handle=int(row["handle"]), name=name, module_hash=module_hash, args=args
+            )
+            limits = (
+                int(row["fuel"]),
+                int(row["pages"]),
+                int(row["sends"]),
+                int(row["message_bytes"]),
+                int(row["logs"]),
+            )
             if any(limits):  # all zero: no limits message, as the native core snapshots it
-                spec.limits.CopyFrom(common_pb2.Limits(
-                    fuel_per_step=limits[0], max_memory_pages=limits[1],
-                    max_messages_per_step=limits[2], max_message_bytes=limits[3],
-                    max_logs_per_step=limits[4]))
+                spec.limits.CopyFrom(
+                    common_pb2.Limits(
+                        fuel_per_step=limits[0],
+                        max_memory_pages=limits[1],
+                        max_messages_per_step=limits[2],
+                        max_message_bytes=limits[3],
+                        max_logs_per_step=limits[4],
+                    )
+                )
             specs.append(spec)
-        response = self.create_agents(pb.CreateAgentsRequest(tick=req.tick, seed=req.seed,
-                                                             agents=specs))
+        response = self.create_agents(
+            pb.CreateAgentsRequest(tick=req.tick, seed=req.seed, agents=specs)
+        )
         return wire.pack_results([result_of(r) for r in response.results])
 
     def step_packed(self, buf: bytes) -> bytes:
@@ -477,9 +551,13 @@ class WasmPool(HostFunctions):
     def destroy_packed(self, buf: bytes) -> bytes:
         """DestroyAgents with a packed request (magic LSDQ); answers packed results."""
         req = wire.parse_destroy(bytes(buf))
-        response = self.destroy_agents(pb.DestroyAgentsRequest(
-            tick=req.tick, handles=[int(h) for h in req.handles],
-            call_shutdown=req.call_shutdown))
+        response = self.destroy_agents(
+            pb.DestroyAgentsRequest(
+                tick=req.tick,
+                handles=[int(h) for h in req.handles],
+                call_shutdown=req.call_shutdown,
+            )
+        )
         return wire.pack_results([result_of(r) for r in response.results])
 
     def reset(self) -> pb.ResetResponse:
@@ -493,10 +571,12 @@ class WasmPool(HostFunctions):
     def info(self) -> pb.GetPoolInfoResponse:
         """Counts, versions and default limits."""
         with _WASM_LOCK:
-            return pb.GetPoolInfoResponse(agents=len(self._agents),
-                                          modules=sorted(self._modules),
-                                          wasmtime_version=WASMTIME_VERSION,
-                                          default_limits=self.default_limits)
+            return pb.GetPoolInfoResponse(
+                agents=len(self._agents),
+                modules=sorted(self._modules),
+                wasmtime_version=WASMTIME_VERSION,
+                default_limits=self.default_limits,
+            )
 
     def handles(self) -> list[int]:
         """Live agent handles, ascending."""
@@ -520,14 +600,24 @@ class WasmPool(HostFunctions):
 
     def _snapshot_one(self, agent: _Agent) -> pb.AgentSnapshot:
         memory = agent.mem.read(0, agent.mem.size())
-        values = [(index, type_name,
-                   _native.global_get_bits(agent.store, glob, type_name, fast=self._fast))
-                  for index, type_name, glob in agent.globals]
+        values = [
+            (
+                index,
+                type_name,
+                _native.global_get_bits(agent.store, glob, type_name, fast=self._fast),
+            )
+            for index, type_name, glob in agent.globals
+        ]
         return pb.AgentSnapshot(
-            spec=agent.spec, seed=agent.seed, memory=memory,
+            spec=agent.spec,
+            seed=agent.seed,
+            memory=memory,
             globals=[pb.GlobalValue(index=i, type=t, bits=b) for i, t, b in values],
-            random_position=agent.random.position, next_request_id=agent.next_request_id,
-            state_hash=state_hash(memory, values), idle=agent.idle)
+            random_position=agent.random.position,
+            next_request_id=agent.next_request_id,
+            state_hash=state_hash(memory, values),
+            idle=agent.idle,
+        )
 
     def state_hash_of(self, handle: int) -> bytes:
         """The state hash of one live agent (same as its snapshot's)."""
@@ -565,8 +655,10 @@ class WasmPool(HostFunctions):
         size = agent.mem.size()
         if size > len(snap.memory):
             agent.close()
-            raise InvalidRequestError(f"{where}: memory of {len(snap.memory)} bytes is smaller "
-                                      f"than the module's initial {size}")
+            raise InvalidRequestError(
+                f"{where}: memory of {len(snap.memory)} bytes is smaller "
+                f"than the module's initial {size}"
+            )
         if size < len(snap.memory):
             agent.memory.grow(agent.store, (len(snap.memory) - size) // WASM_PAGE)
         agent.mem.write(0, snap.memory)
@@ -593,8 +685,9 @@ class WasmPool(HostFunctions):
         agent.fuel.set(agent.limits.fuel)
         self._current = agent
 
-    def _finish(self, agent: _Agent, code: int, fault: _Fault | None,
-                result: pb.AgentStepResult) -> None:
+    def _finish(
+        self, agent: _Agent, code: int, fault: _Fault | None, result: pb.AgentStepResult
+    ) -> None:
         """Fill `result` with what the call sequence did (protobuf fields set only if used)."""
         self._current = None
         result.handle = agent.handle
@@ -636,9 +729,12 @@ class WasmPool(HostFunctions):
             raise self._call_fault(exc, agent, "agent_alloc") from None
         size = agent.mem.put(ptr, data)
         if ptr + n > size:
-            raise _Fault(FK.FAULT_KIND_BAD_POINTER,
-                         f"agent_alloc({n}) returned 0x{ptr:x}, which does not leave "
-                         f"{n} bytes inside memory ({size} bytes) for {entry}", "agent_alloc")
+            raise _Fault(
+                FK.FAULT_KIND_BAD_POINTER,
+                f"agent_alloc({n}) returned 0x{ptr:x}, which does not leave "
+                f"{n} bytes inside memory ({size} bytes) for {entry}",
+                "agent_alloc",
+            )
         try:
             code: int = func(ptr)
         except Exception as exc:
@@ -665,20 +761,27 @@ class WasmPool(HostFunctions):
         # A bug in a host function must not take the batch or the pool down: the agent
         # faults (its state is suspect) and the error is logged for the operator.
         log.error("host error in %s of agent %s: %r", entry, agent.name, exc, exc_info=exc)
-        return _Fault(FK.FAULT_KIND_TRAP, f"internal host error in {entry}: "
-                      f"{type(exc).__name__}", entry)
+        return _Fault(
+            FK.FAULT_KIND_TRAP, f"internal host error in {entry}: {type(exc).__name__}", entry
+        )
+
 
 # ---------------------------------------------------------------------- helpers
 def result_of(r: pb.AgentStepResult) -> wire.Result:
     """A protobuf result as the packed codec's `Result` (the same facts, docs/wire.md)."""
-    fault = wire.Fault(r.fault.kind, r.fault.detail, r.fault.entry_point) \
-        if r.HasField("fault") else None
+    fault = (
+        wire.Fault(r.fault.kind, r.fault.detail, r.fault.entry_point)
+        if r.HasField("fault")
+        else None
+    )
     return wire.Result(
-        handle=r.handle, code=r.code, fuel=r.fuel_used, sends=bytes(r.sends),
-        send_count=r.send_count, refused=r.refused_calls,
+        handle=r.handle,
+        code=r.code,
+        fuel=r.fuel_used,
+        sends=bytes(r.sends),
+        send_count=r.send_count,
+        refused=r.refused_calls,
         logs=[wire.LogLine(x.level, x.text.encode()) for x in r.logs],
-        infers=[wire.InferCall(c.request_id, c.model.encode(), bytes(c.input))
-                for c in r.infers],
-        fault=fault)
-
-
+        infers=[wire.InferCall(c.request_id, c.model.encode(), bytes(c.input)) for c in r.infers],
+        fault=fault,
+    )

@@ -1,13 +1,13 @@
 """Errors of the pool. Agent faults are *results* (a Fault in AgentStepResult), not errors.
 
-    LockstepError
-    ├── ModuleError            (lockstep.errors)
-    │   └── ModuleRejectedError     a module failed validation; `fault` says why
-    └── PoolError              a request the pool cannot honour
-        ├── InvalidRequestError     malformed or out-of-bounds input  -> INVALID_ARGUMENT
-        ├── NotFoundError           unknown agent handle / module     -> NOT_FOUND
-        ├── AlreadyExistsError      handle or name already live       -> ALREADY_EXISTS
-        └── LimitReachedError       pool capacity (agents, modules)   -> RESOURCE_EXHAUSTED
+LockstepError
+├── ModuleError            (lockstep.errors)
+│   └── ModuleRejectedError     a module failed validation; `fault` says why
+└── PoolError              a request the pool cannot honour
+    ├── InvalidRequestError     malformed or out-of-bounds input  -> INVALID_ARGUMENT
+    ├── NotFoundError           unknown agent handle / module     -> NOT_FOUND
+    ├── AlreadyExistsError      handle or name already live       -> ALREADY_EXISTS
+    └── LimitReachedError       pool capacity (agents, modules)   -> RESOURCE_EXHAUSTED
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ FK = common_pb2
 class _Fault(Exception):  # noqa: N818 - a result carried as an exception
     """Raised inside one call sequence; turned into AgentStepResult.fault."""
 
-    def __init__(self, kind: common_pb2.FaultKind, detail: str, entry_point: str = "",
-                 code: int = 0) -> None:
+    def __init__(
+        self, kind: common_pb2.FaultKind, detail: str, entry_point: str = "", code: int = 0
+    ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -48,15 +49,19 @@ def instantiate_fault(text: str, fuel: int) -> _Fault:
     cause = text.split("Caused by:", 1)[-1].strip()
     msg = _first_line(cause)
     if "memory" in msg and "limit" in msg:
-        return _Fault(FK.FAULT_KIND_MEMORY_LIMIT, f"instantiation failed: {msg}",
-                      "instantiate")
+        return _Fault(FK.FAULT_KIND_MEMORY_LIMIT, f"instantiation failed: {msg}", "instantiate")
     if "fuel" in msg:
-        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {fuel} for this tick exhausted in the "
-                      "start function", "instantiate")
+        return _Fault(
+            FK.FAULT_KIND_FUEL_EXHAUSTED,
+            f"fuel budget of {fuel} for this tick exhausted in the start function",
+            "instantiate",
+        )
     if "stack" in msg and ("overflow" in msg or "exhausted" in msg):
-        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, "wasm call stack overflowed in the start "
-                      "function", "instantiate")
+        return _Fault(
+            FK.FAULT_KIND_STACK_OVERFLOW,
+            "wasm call stack overflowed in the start function",
+            "instantiate",
+        )
     return _Fault(FK.FAULT_KIND_TRAP, f"instantiation failed: {msg}", "instantiate")
 
 
@@ -67,9 +72,12 @@ def _trap_fault(exc: wasmtime.Trap, entry: str, agent: _Agent) -> _Fault:
         frames = exc.frames
         if frames and frames[0].func_index == helper:
             pages = agent.mem.size() // WASM_PAGE
-            return _Fault(FK.FAULT_KIND_MEMORY_LIMIT,
-                          f"memory.grow failed in {entry}: memory is {pages} pages and the "
-                          f"agent's limit is {agent.limits.pages} pages", entry)
+            return _Fault(
+                FK.FAULT_KIND_MEMORY_LIMIT,
+                f"memory.grow failed in {entry}: memory is {pages} pages and the "
+                f"agent's limit is {agent.limits.pages} pages",
+                entry,
+            )
     return _trap_fault_of(exc, entry, agent.limits.fuel)
 
 
@@ -78,11 +86,13 @@ def _trap_fault_of(exc: wasmtime.Trap, entry: str, fuel: int) -> _Fault:
     code = exc.trap_code
     message = str(exc.message).strip()
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
-        return _Fault(FK.FAULT_KIND_FUEL_EXHAUSTED,
-                      f"fuel budget of {fuel} for this tick exhausted in {entry}", entry)
+        return _Fault(
+            FK.FAULT_KIND_FUEL_EXHAUSTED,
+            f"fuel budget of {fuel} for this tick exhausted in {entry}",
+            entry,
+        )
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}",
-                      entry)
+        return _Fault(FK.FAULT_KIND_STACK_OVERFLOW, f"wasm call stack overflowed in {entry}", entry)
     name = code.name.lower() if code is not None else "trap"
     return _Fault(FK.FAULT_KIND_TRAP, trap_detail(name, message), entry)
 
@@ -92,7 +102,8 @@ def trap_detail(name: str, message: str) -> str:
     # wasmtime's text is "error while executing at wasm backtrace: <frames> Caused by:
     # <reason>"; keep the reason first and the frames compact on one line.
     cause = _first_line(message.split("Caused by:", 1)[-1])
-    lines = [line.strip() for line in message.splitlines()
-             if line.strip()[:1].isdigit() and ":" in line]
+    lines = [
+        line.strip() for line in message.splitlines() if line.strip()[:1].isdigit() and ":" in line
+    ]
     where = f" [wasm backtrace: {'; '.join(lines)}]" if lines else ""
     return f"{name}: {cause}{where}"

@@ -43,8 +43,17 @@ class HostFunctions:
         for name, (fn, params, result) in funcs.items():
             want = _abi.IMPORTS[name]
             assert (want.params, want.results) == (("i32",) * params, (result,))
-            _native.define_host(linker, _abi.IMPORT_MODULE, name, params, result, fn,
-                                self._host, self._keep, fast=self._fast)
+            _native.define_host(
+                linker,
+                _abi.IMPORT_MODULE,
+                name,
+                params,
+                result,
+                fn,
+                self._host,
+                self._keep,
+                fast=self._fast,
+            )
         return linker
 
     def _agent(self) -> _Agent:
@@ -64,9 +73,10 @@ class HostFunctions:
 
     @staticmethod
     def _out_of_bounds(fn: str, what: str, ptr: int, length: int, size: int) -> NoReturn:
-        raise _HostFault(FK.FAULT_KIND_BAD_POINTER,
-                         f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory "
-                         f"({size} bytes)")
+        raise _HostFault(
+            FK.FAULT_KIND_BAD_POINTER,
+            f"{fn}: {what} [0x{ptr:x}, +{length}) is outside memory ({size} bytes)",
+        )
 
     def _read(self, agent: _Agent, fn: str, what: str, ptr: int, length: int) -> bytes:
         ptr &= 0xFFFFFFFF
@@ -119,8 +129,9 @@ class HostFunctions:
         text = self._read(agent, "log", "text", ptr, length)
         if len(agent.logs) >= agent.limits.logs:
             return self._refuse(agent, _abi.LS_ERR_QUOTA)
-        agent.logs.append(common_pb2.LogRecord(level=level,
-                                               text=text.decode("utf-8", errors="replace")))
+        agent.logs.append(
+            common_pb2.LogRecord(level=level, text=text.decode("utf-8", errors="replace"))
+        )
         return 0
 
     def _h_tick(self) -> int:
@@ -159,6 +170,7 @@ class HostFunctions:
             return self._refuse(agent, _abi.LS_ERR_BAD_NAME)
         request_id = agent.next_request_id
         agent.next_request_id += 1
-        agent.infers.append(common_pb2.InferCall(request_id=request_id, model=model.decode(),
-                                                 input=data))
+        agent.infers.append(
+            common_pb2.InferCall(request_id=request_id, model=model.decode(), input=data)
+        )
         return request_id

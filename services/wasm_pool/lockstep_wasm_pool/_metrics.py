@@ -17,27 +17,38 @@ from lockstep.metrics import LATENCY_BUCKETS
 __all__ = ["PoolMetrics"]
 
 T = TypeVar("T")
-_KINDS = {v: cpb.FaultKind.Name(v).removeprefix("FAULT_KIND_").lower()
-          for v in cpb.FaultKind.values() if v}
+_KINDS = {
+    v: cpb.FaultKind.Name(v).removeprefix("FAULT_KIND_").lower()
+    for v in cpb.FaultKind.values()
+    if v
+}
 
 
 class PoolMetrics:
     """Counters of one pool server; `instances` reads the engine when scraped."""
 
     def __init__(self, registry: CollectorRegistry, agents: Callable[[], int]) -> None:
-        self.instances = Gauge("lockstep_pool_instances", "Live agent instances",
-                               registry=registry)
+        self.instances = Gauge("lockstep_pool_instances", "Live agent instances", registry=registry)
         self.instances.set_function(lambda: float(agents()))
-        self.calls = Counter("lockstep_pool_agent_calls",
-                             "Agent entry-point calls by phase (init, step, shutdown)",
-                             ["phase"], registry=registry)
-        self.faults = Counter("lockstep_pool_faults",
-                              "Agent faults (traps, fuel exhausted, memory limit...) by kind",
-                              ["kind"], registry=registry)
+        self.calls = Counter(
+            "lockstep_pool_agent_calls",
+            "Agent entry-point calls by phase (init, step, shutdown)",
+            ["phase"],
+            registry=registry,
+        )
+        self.faults = Counter(
+            "lockstep_pool_faults",
+            "Agent faults (traps, fuel exhausted, memory limit...) by kind",
+            ["kind"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "lockstep_pool_batch_duration_seconds",
-            "Server-side time of one create, step or destroy batch", ["method"],
-            buckets=LATENCY_BUCKETS, registry=registry)
+            "Server-side time of one create, step or destroy batch",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         for kind in _KINDS.values():
             self.faults.labels(kind=kind)  # every kind shows, at 0 until it happens
 
@@ -50,8 +61,11 @@ class PoolMetrics:
         return out
 
     def _count(self, phase: str, response: Any) -> None:
-        packed = bytes(response) if isinstance(response, bytes | memoryview) else getattr(
-            response, "batch", b"")
+        packed = (
+            bytes(response)
+            if isinstance(response, bytes | memoryview)
+            else getattr(response, "batch", b"")
+        )
         if packed:
             rows = parse_results(packed).rows
             n = len(rows)

@@ -73,40 +73,53 @@ class ModuleInfo:
     has_start: bool = False  # its start function is exported as wasmbin.START_EXPORT
 
     def response(self) -> pb.LoadModuleResponse:
-        return pb.LoadModuleResponse(module_hash=self.hash, imports=self.imports,
-                                     exports=self.exports,
-                                     has_receive_batch=self.has_receive_batch)
+        return pb.LoadModuleResponse(
+            module_hash=self.hash,
+            imports=self.imports,
+            exports=self.exports,
+            has_receive_batch=self.has_receive_batch,
+        )
 
 
-def compile_module(engine: wasmtime.Engine, linker: wasmtime.Linker, config: WasmPoolConfig,
-                   digest: str, wasm: bytes) -> ModuleInfo:
+def compile_module(
+    engine: wasmtime.Engine,
+    linker: wasmtime.Linker,
+    config: WasmPoolConfig,
+    digest: str,
+    wasm: bytes,
+) -> ModuleInfo:
     """Validate, rewrite (lockstep.wasmbin), check against ABI v1 and compile a module;
     ModuleRejectedError says why not."""
     try:
         wasmtime.Module.validate(engine, wasm)
     except wasmtime.WasmtimeError as exc:
-        raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                  f"invalid wasm module: {_first_line(str(exc))}") from None
+        raise ModuleRejectedError(
+            FK.FAULT_KIND_MALFORMED_MODULE, f"invalid wasm module: {_first_line(str(exc))}"
+        ) from None
     try:
         prepared = _wasmbin.prepare(wasm)
     except _wasmbin.RewriteError as exc:
-        raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                  f"unsupported wasm module: {exc}") from None
+        raise ModuleRejectedError(
+            FK.FAULT_KIND_ABI_VIOLATION, f"unsupported wasm module: {exc}"
+        ) from None
     except _wasmbin.MalformedModuleError as exc:
         raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE, str(exc)) from None
     layout = prepared.layout
     for name in layout.export_names:
         if name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX):
-            raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                      f"export {name!r} uses the reserved prefix "
-                                      f"{_wasmbin.RESERVED_EXPORT_PREFIX!r}")
+            raise ModuleRejectedError(
+                FK.FAULT_KIND_ABI_VIOLATION,
+                f"export {name!r} uses the reserved prefix {_wasmbin.RESERVED_EXPORT_PREFIX!r}",
+            )
     mutable: list[tuple[int, str]] = []
     for g in layout.globals:
         if g.mutable and not g.imported:
             if g.type_name not in _NUMERIC:
-                raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION,
-                                          f"mutable global {g.index} has type {g.type_name}; "
-                                          "ABI v1 snapshots support only i32/i64/f32/f64")
+                raise ModuleRejectedError(
+                    FK.FAULT_KIND_ABI_VIOLATION,
+                    f"mutable global {g.index} has type {g.type_name}; "
+                    "ABI v1 snapshots support only i32/i64/f32/f64",
+                )
             mutable.append((g.index, g.type_name))
     module = _compile_cached(engine, config, digest, prepared.wasm)
     imports, exports, has_batch = _check_abi(prepared.wasm)
@@ -114,20 +127,33 @@ def compile_module(engine: wasmtime.Engine, linker: wasmtime.Linker, config: Was
         pre = linker.instantiate_pre(module)
     except wasmtime.WasmtimeError as exc:  # pragma: no cover - _check_abi covers imports
         raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(str(exc))) from None
-    return ModuleInfo(digest, module, pre, imports, exports, has_batch, mutable,
-                      prepared.grow_helper, prepared.has_start)
+    return ModuleInfo(
+        digest,
+        module,
+        pre,
+        imports,
+        exports,
+        has_batch,
+        mutable,
+        prepared.grow_helper,
+        prepared.has_start,
+    )
 
-def _compile_cached(engine: wasmtime.Engine, config: WasmPoolConfig, digest: str,
-                    wasm: bytes) -> wasmtime.Module:
+
+def _compile_cached(
+    engine: wasmtime.Engine, config: WasmPoolConfig, digest: str, wasm: bytes
+) -> wasmtime.Module:
     cache_dir = config.module_cache_dir
     path: Path | None = None
     if cache_dir is not None:
         # Keyed by the engine too: a serialized module is only valid for the same
         # wasmtime version and settings.
         c = config
-        engine_key = (f"{WASMTIME_VERSION}|{c.memory_reservation}|{c.memory_guard_size}|"
-                      f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}|"
-                      f"cow={int(c.memory_init_cow)}")
+        engine_key = (
+            f"{WASMTIME_VERSION}|{c.memory_reservation}|{c.memory_guard_size}|"
+            f"{c.max_wasm_stack}|{_wasmbin.REWRITE_VERSION}|"
+            f"cow={int(c.memory_init_cow)}"
+        )
         key = hashlib.sha256(f"{engine_key}|{digest}".encode())
         path = cache_dir / f"{key.hexdigest()}.cwasm"
         if path.is_file():
@@ -138,8 +164,9 @@ def _compile_cached(engine: wasmtime.Engine, config: WasmPoolConfig, digest: str
     try:
         module = wasmtime.Module(engine, wasm)
     except wasmtime.WasmtimeError as exc:
-        raise ModuleRejectedError(FK.FAULT_KIND_MALFORMED_MODULE,
-                                  f"cannot compile module: {_first_line(str(exc))}") from None
+        raise ModuleRejectedError(
+            FK.FAULT_KIND_MALFORMED_MODULE, f"cannot compile module: {_first_line(str(exc))}"
+        ) from None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -156,6 +183,10 @@ def _check_abi(wasm: bytes) -> tuple[list[str], list[str], bool]:
     if found:
         raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _abi.describe(found[0]))
     imports = [f"{imp.module}.{imp.name}" for imp in module.imports]
-    exports = [e.name for e in module.exports if e.kind == _wasmbin.ExternKind.FUNC
-               and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)]
+    exports = [
+        e.name
+        for e in module.exports
+        if e.kind == _wasmbin.ExternKind.FUNC
+        and not e.name.startswith(_wasmbin.RESERVED_EXPORT_PREFIX)
+    ]
     return imports, exports, module.export("agent_receive_batch") is not None

@@ -58,30 +58,42 @@ def _internals() -> tuple[Any, Any]:
 def _probe() -> bool:
     try:
         ffi, bindings = _internals()
-        needed = ["_wasmtime_func_call_unchecked", "_wasmtime_linker_define_func_unchecked",
-                  "_wasmtime_memory_data", "_wasmtime_memory_data_size", "_wasmtime_trap_new",
-                  "_wasmtime_global_get", "_wasmtime_global_set", "wasmtime_val_raw",
-                  "_wasmtime_caller_export_get",
-                  "wasmtime_func_unchecked_callback_t"]
-        if not all(hasattr(bindings, n) for n in needed) or \
-                not hasattr(ffi, "WASMTIME_EXTERN_MEMORY"):
+        needed = [
+            "_wasmtime_func_call_unchecked",
+            "_wasmtime_linker_define_func_unchecked",
+            "_wasmtime_memory_data",
+            "_wasmtime_memory_data_size",
+            "_wasmtime_trap_new",
+            "_wasmtime_global_get",
+            "_wasmtime_global_set",
+            "wasmtime_val_raw",
+            "_wasmtime_caller_export_get",
+            "wasmtime_func_unchecked_callback_t",
+        ]
+        if not all(hasattr(bindings, n) for n in needed) or not hasattr(
+            ffi, "WASMTIME_EXTERN_MEMORY"
+        ):
             return False
         raw_fields = dict((f[0], f[1]) for f in ffi.wasmtime_val_raw._fields_)
         val_fields = dict((f[0], f[1]) for f in ffi.wasmtime_valunion._fields_)
-        if raw_fields.get("i32") is not ctypes.c_int32 or \
-                raw_fields.get("i64") is not ctypes.c_int64 or \
-                val_fields.get("i32") is not ctypes.c_int32 or \
-                val_fields.get("i64") is not ctypes.c_int64:
+        if (
+            raw_fields.get("i32") is not ctypes.c_int32
+            or raw_fields.get("i64") is not ctypes.c_int64
+            or val_fields.get("i32") is not ctypes.c_int32
+            or val_fields.get("i64") is not ctypes.c_int64
+        ):
             return False
         if ctypes.sizeof(ffi.wasmtime_val_raw) != 16:
             return False
         # The attributes the adapter reads from public objects.
-        return "_func" in wasmtime.Func.__annotations__ \
-            and "_global" in wasmtime.Global.__annotations__ \
-            and "_memory" in wasmtime.Memory.__annotations__ \
-            and hasattr(wasmtime.Store, "_context") \
-            and hasattr(wasmtime.Trap, "_from_ptr") \
+        return (
+            "_func" in wasmtime.Func.__annotations__
+            and "_global" in wasmtime.Global.__annotations__
+            and "_memory" in wasmtime.Memory.__annotations__
+            and hasattr(wasmtime.Store, "_context")
+            and hasattr(wasmtime.Trap, "_from_ptr")
             and hasattr(wasmtime.WasmtimeError, "_from_ptr")
+        )
     except Exception:  # any surprise in the internals means: use the public API
         return False
 
@@ -118,17 +130,20 @@ class HostState:
 
 
 # ----------------------------------------------------------------------------- calls
-def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: HostState,
-              *, fast: bool) -> Callable[..., int]:
+def make_call(
+    store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: HostState, *, fast: bool
+) -> Callable[..., int]:
     """A callable ``f(*i32 args) -> i32 result`` for an export of type (i32*) -> i32.
 
     Raises what ``Func.__call__`` raises (wasmtime.Trap / WasmtimeError), or the
     exception a host function left in `state`.
     """
     if not (fast and AVAILABLE):
+
         def public(*args: int) -> int:
             result = func(store, *args)
             return 0 if result is None else int(result)  # a start function returns nothing
+
         return public
     ffi, _ = _internals()
     ctx = store._context()
@@ -142,6 +157,7 @@ def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: Hos
     error_from_ptr = _error_from_address
 
     if nargs == 0:
+
         def call0() -> int:
             err = raw_call(ctx, ref, buf, size, trap_ref)
             if err or trap:
@@ -162,8 +178,7 @@ def make_call(store: wasmtime.Store, func: wasmtime.Func, nargs: int, state: Hos
     raise ValueError("make_call supports 0 or 1 arguments")  # pragma: no cover
 
 
-def _slow_finish(err: Any, trap: Any, state: HostState, trap_ref: Any,
-                 error_from_ptr: Any) -> int:
+def _slow_finish(err: Any, trap: Any, state: HostState, trap_ref: Any, error_from_ptr: Any) -> int:
     """Turn a failed raw call into the exception the public API would raise."""
     ffi, _ = _internals()
     if trap:
@@ -183,8 +198,9 @@ def _slow_finish(err: Any, trap: Any, state: HostState, trap_ref: Any,
 
 def _error_from_address(address: int) -> wasmtime.WasmtimeError:
     ffi, _ = _internals()
-    return wasmtime.WasmtimeError._from_ptr(ctypes.cast(address,
-                                                        ctypes.POINTER(ffi.wasmtime_error_t)))
+    return wasmtime.WasmtimeError._from_ptr(
+        ctypes.cast(address, ctypes.POINTER(ffi.wasmtime_error_t))
+    )
 
 
 def _reset_pointer(ptr: Any) -> None:
@@ -263,8 +279,13 @@ class Memory:
         if data:
             self.memory.write(self.store, data, ptr)
 
-    def read_pair(self, p1: int, n1: int, p2: int, n2: int,
-                  ) -> tuple[int, bytes | None, bytes | None]:
+    def read_pair(
+        self,
+        p1: int,
+        n1: int,
+        p2: int,
+        n2: int,
+    ) -> tuple[int, bytes | None, bytes | None]:
         """(size, bytes at p1, bytes at p2); a span outside memory reads as None."""
         size = self.size()
         a = self.read(p1, n1) if p1 + n1 <= size else None
@@ -300,8 +321,13 @@ class _RawMemory(Memory):
         if data:
             ctypes.memmove(self._data(self._ctx, self._ref) + ptr, data, len(data))
 
-    def read_pair(self, p1: int, n1: int, p2: int, n2: int,
-                  ) -> tuple[int, bytes | None, bytes | None]:
+    def read_pair(
+        self,
+        p1: int,
+        n1: int,
+        p2: int,
+        n2: int,
+    ) -> tuple[int, bytes | None, bytes | None]:
         ctx, ref = self._ctx, self._ref
         size: int = self._size(ctx, ref)
         base: int = self._data(ctx, ref)
@@ -326,8 +352,11 @@ def make_memory(store: wasmtime.Store, memory: wasmtime.Memory, *, fast: bool) -
     return Memory(store, memory)
 
 
-def caller_memory(store: wasmtime.Store, state: HostState, name: str = "memory",
-                  ) -> Memory | None:
+def caller_memory(
+    store: wasmtime.Store,
+    state: HostState,
+    name: str = "memory",
+) -> Memory | None:
     """The calling instance's exported memory, from inside a host call (else None)."""
     caller = state.caller
     if caller is None:
@@ -342,17 +371,29 @@ def caller_memory(store: wasmtime.Store, state: HostState, name: str = "memory",
         raw = name.encode()
         if not bindings._wasmtime_caller_export_get(caller, raw, len(raw), ctypes.byref(item)):
             return None
-        memory = wasmtime.Memory._from_raw(item.of.memory) \
-            if item.kind == ffi.WASMTIME_EXTERN_MEMORY.value else None
+        memory = (
+            wasmtime.Memory._from_raw(item.of.memory)
+            if item.kind == ffi.WASMTIME_EXTERN_MEMORY.value
+            else None
+        )
     if not isinstance(memory, wasmtime.Memory):
         return None
     return Memory(store, memory)
 
 
 # ----------------------------------------------------------------------------- host funcs
-def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
-                result: str, fn: Callable[..., int], state: HostState, keep: list[object],
-                *, fast: bool) -> None:
+def define_host(
+    linker: wasmtime.Linker,
+    module: str,
+    name: str,
+    params: int,
+    result: str,
+    fn: Callable[..., int],
+    state: HostState,
+    keep: list[object],
+    *,
+    fast: bool,
+) -> None:
     """Define host function `module.name`: `params` i32 parameters, one `result` value.
 
     `fn` takes the i32 arguments (signed ints) and returns the result; an exception it
@@ -364,12 +405,14 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
     ty = wasmtime.FuncType([i32] * params, [res])
     keep.append(ty)
     if not (fast and AVAILABLE):
+
         def public(caller: wasmtime.Caller, *args: int) -> int:
             state.caller = caller
             try:
                 return fn(*args)
             finally:
                 state.caller = None
+
         linker.define_func(module, name, ty, public, access_caller=True)
         return
     _, bindings = _internals()
@@ -396,8 +439,17 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, params: int,
     name_b = name.encode()
     null_finalizer = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
     define = _raw("wasmtime_linker_define_func_unchecked", ctypes.c_void_p)
-    err = define(linker.ptr(), mod_b, ctypes.c_size_t(len(mod_b)), name_b,
-                 ctypes.c_size_t(len(name_b)), ty.ptr(), cb, None, null_finalizer)
+    err = define(
+        linker.ptr(),
+        mod_b,
+        ctypes.c_size_t(len(mod_b)),
+        name_b,
+        ctypes.c_size_t(len(name_b)),
+        ty.ptr(),
+        cb,
+        None,
+        null_finalizer,
+    )
     if err:
         raise _error_from_address(err)
 
@@ -407,11 +459,18 @@ def _sx(v: int) -> int:
     return ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
 
 
-def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], state: HostState,
-              fault: Callable[[BaseException], int]) -> Callable[..., int]:
+def _callback(
+    params: int,
+    wide: bool,
+    stride: int,
+    fn: Callable[..., int],
+    state: HostState,
+    fault: Callable[[BaseException], int],
+) -> Callable[..., int]:
     """A raw callback specialised by arity (host calls are hot; no generic unpacking)."""
     a, b, c, d = 0, stride, 2 * stride, 3 * stride
     if params == 4 and not wide:
+
         def cb4(_env: Any, caller: Any, args: Any, _n: int) -> int:
             state.caller = caller
             try:
@@ -421,8 +480,10 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
                 return fault(exc)
             finally:
                 state.caller = None
+
         return cb4
     if params == 4:
+
         def cb4w(_env: Any, caller: Any, args: Any, _n: int) -> int:
             state.caller = caller
             try:
@@ -432,8 +493,10 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
                 return fault(exc)
             finally:
                 state.caller = None
+
         return cb4w
     if params == 3 and not wide:
+
         def cb3(_env: Any, caller: Any, args: Any, _n: int) -> int:
             state.caller = caller
             try:
@@ -443,8 +506,10 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
                 return fault(exc)
             finally:
                 state.caller = None
+
         return cb3
     if params == 2 and not wide:
+
         def cb2(_env: Any, caller: Any, args: Any, _n: int) -> int:
             state.caller = caller
             try:
@@ -454,8 +519,10 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
                 return fault(exc)
             finally:
                 state.caller = None
+
         return cb2
     if params == 0:
+
         def cb0(_env: Any, caller: Any, args: Any, _n: int) -> int:
             state.caller = caller
             try:
@@ -465,6 +532,7 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
                 return fault(exc)
             finally:
                 state.caller = None
+
         return cb0
 
     def cbn(_env: Any, caller: Any, args: Any, _n: int) -> int:
@@ -477,24 +545,37 @@ def _callback(params: int, wide: bool, stride: int, fn: Callable[..., int], stat
             return fault(exc)
         finally:
             state.caller = None
+
     return cbn
 
 
-_CB32 = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t)
-_CB64 = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
-                         ctypes.POINTER(ctypes.c_int64), ctypes.c_size_t)
+_CB32 = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_int32),
+    ctypes.c_size_t,
+)
+_CB64 = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_int64),
+    ctypes.c_size_t,
+)
 
 
 # ----------------------------------------------------------------------------- globals
-def global_get_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str,
-                    *, fast: bool = True) -> bytes:
+def global_get_bits(
+    store: wasmtime.Store, glob: wasmtime.Global, type_name: str, *, fast: bool = True
+) -> bytes:
     """The raw little-endian bits of a numeric global (exact, NaN payloads included)."""
     if fast and AVAILABLE:
         ffi, bindings = _internals()
         raw = ffi.wasmtime_val_t()
-        bindings._wasmtime_global_get(store._context(), ctypes.byref(glob._global),
-                                      ctypes.byref(raw))
+        bindings._wasmtime_global_get(
+            store._context(), ctypes.byref(glob._global), ctypes.byref(raw)
+        )
         if raw.kind != _KINDS[type_name]:
             raise TypeError(f"global is not {type_name}")
         if _WIDTH[type_name] == 4:
@@ -505,8 +586,9 @@ def global_get_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str
     return struct.pack(fmt, value)
 
 
-def global_set_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str,
-                    bits: bytes, *, fast: bool = True) -> None:
+def global_set_bits(
+    store: wasmtime.Store, glob: wasmtime.Global, type_name: str, bits: bytes, *, fast: bool = True
+) -> None:
     """Set a numeric global from raw little-endian bits."""
     if len(bits) != _WIDTH[type_name]:
         raise ValueError(f"{type_name} global needs {_WIDTH[type_name]} bytes, got {len(bits)}")
@@ -518,8 +600,9 @@ def global_set_bits(store: wasmtime.Store, glob: wasmtime.Global, type_name: str
             raw.of.i32 = struct.unpack("<i", bits)[0]
         else:
             raw.of.i64 = struct.unpack("<q", bits)[0]
-        err = bindings._wasmtime_global_set(store._context(), ctypes.byref(glob._global),
-                                            ctypes.byref(raw))
+        err = bindings._wasmtime_global_set(
+            store._context(), ctypes.byref(glob._global), ctypes.byref(raw)
+        )
         if err:
             raise wasmtime.WasmtimeError._from_ptr(err)
         return

@@ -75,9 +75,15 @@ class NativePool(WasmPool):
         s.code_stack_overflow = wasmtime.TrapCode.STACK_OVERFLOW.value
         s.code_unreachable = wasmtime.TrapCode.UNREACHABLE.value
         s.code_out_of_fuel = wasmtime.TrapCode.OUT_OF_FUEL.value
-        kinds = [FK.FAULT_KIND_ABI_VIOLATION, FK.FAULT_KIND_TRAP, FK.FAULT_KIND_FUEL_EXHAUSTED,
-                 FK.FAULT_KIND_MEMORY_LIMIT, FK.FAULT_KIND_STACK_OVERFLOW,
-                 FK.FAULT_KIND_BAD_POINTER, FK.FAULT_KIND_ERROR_CODE]
+        kinds = [
+            FK.FAULT_KIND_ABI_VIOLATION,
+            FK.FAULT_KIND_TRAP,
+            FK.FAULT_KIND_FUEL_EXHAUSTED,
+            FK.FAULT_KIND_MEMORY_LIMIT,
+            FK.FAULT_KIND_STACK_OVERFLOW,
+            FK.FAULT_KIND_BAD_POINTER,
+            FK.FAULT_KIND_ERROR_CODE,
+        ]
         for i, k in enumerate(kinds):
             s.fk[i] = k
         self._core = self._lib.ls_pool_new(_addr(self.engine), ctypes.byref(s))
@@ -114,15 +120,21 @@ class NativePool(WasmPool):
             if digest not in self._module_ids:
                 info = self._modules[digest]
                 idx = np.array([i for i, _ in info.mutable_globals] or [0], dtype=np.uint32)
-                kinds = np.array([_KIND[t] for _, t in info.mutable_globals] or [0],
-                                 dtype=np.uint8)
+                kinds = np.array([_KIND[t] for _, t in info.mutable_globals] or [0], dtype=np.uint8)
                 mid = self._lib.ls_module_add(
-                    self._core, _addr(info.module), int(info.has_receive_batch),
+                    self._core,
+                    _addr(info.module),
+                    int(info.has_receive_batch),
                     -1 if info.grow_helper is None else info.grow_helper,
-                    len(info.mutable_globals), idx.ctypes.data, kinds.ctypes.data)
+                    len(info.mutable_globals),
+                    idx.ctypes.data,
+                    kinds.ctypes.data,
+                )
                 if mid < 0:  # pragma: no cover - _check_abi covers imports
-                    raise ModuleRejectedError(FK.FAULT_KIND_ABI_VIOLATION, _first_line(
-                        self._lib.ls_error(self._core).decode("utf-8", "replace")))
+                    raise ModuleRejectedError(
+                        FK.FAULT_KIND_ABI_VIOLATION,
+                        _first_line(self._lib.ls_error(self._core).decode("utf-8", "replace")),
+                    )
                 self._module_ids[digest] = mid
                 self._module_hashes.append(digest)
                 self._module_infos.append(info)
@@ -147,18 +159,20 @@ class NativePool(WasmPool):
             text = ctypes.string_at(text_base + f.text_off, f.text_len) if f.text_len else b""
             entry = _core.ENTRIES[f.entry]
             if f.type == _core.FIX_LOGS:
-                r.logs = [wire.LogLine(x.level, x.text.decode("utf-8", "replace").encode())
-                          for x in r.logs or ()]
+                r.logs = [
+                    wire.LogLine(x.level, x.text.decode("utf-8", "replace").encode())
+                    for x in r.logs or ()
+                ]
             elif f.type == _core.FIX_REJECTED:
                 assert plans is not None
                 plan = plans[f.row]
                 assert plan is not None
                 r.fault = wire.Fault(plan.kind, plan.detail, "load")
             elif f.type == _core.FIX_TRAP:
-                name = wasmtime.TrapCode(f.trap_code).name.lower() if f.trap_code >= 0 \
-                    else "trap"
-                r.fault = wire.Fault(FK.FAULT_KIND_TRAP,
-                                     trap_detail(name, text.decode("utf-8").strip()), entry)
+                name = wasmtime.TrapCode(f.trap_code).name.lower() if f.trap_code >= 0 else "trap"
+                r.fault = wire.Fault(
+                    FK.FAULT_KIND_TRAP, trap_detail(name, text.decode("utf-8").strip()), entry
+                )
             else:  # FIX_ERROR
                 msg = text.decode("utf-8")
                 if entry == "instantiate":
@@ -192,10 +206,12 @@ class NativePool(WasmPool):
         self._lib.ls_lookup(self._core, handles.ctypes.data, n, slots.ctypes.data)
         pages = np.where(rows["pages"] == 0, c.max_memory_pages, rows["pages"]).astype(np.uint32)
         fuel = np.where(rows["fuel"] == 0, c.fuel_per_step, rows["fuel"]).astype(np.uint64)
-        sends = np.where(rows["sends"] == 0, c.max_messages_per_step,
-                         rows["sends"]).astype(np.uint32)
-        mb = np.where(rows["message_bytes"] == 0, c.max_message_bytes,
-                      rows["message_bytes"]).astype(np.uint32)
+        sends = np.where(rows["sends"] == 0, c.max_messages_per_step, rows["sends"]).astype(
+            np.uint32
+        )
+        mb = np.where(
+            rows["message_bytes"] == 0, c.max_message_bytes, rows["message_bytes"]
+        ).astype(np.uint32)
         logs = np.where(rows["logs"] == 0, c.max_logs_per_step, rows["logs"]).astype(np.uint32)
         modules = np.empty(n, dtype=np.int32)
         keys = bytearray(32 * n)
@@ -211,16 +227,20 @@ class NativePool(WasmPool):
             if slots[i] >= 0 or handle in seen:
                 raise AlreadyExistsError(f"{where}: handle is already live")
             if not _abi.is_valid_name(name.encode()):
-                raise InvalidRequestError(f"{where}: bad agent name {name!r} "
-                                          "(1-64 bytes of [A-Za-z0-9_.:/-])")
+                raise InvalidRequestError(
+                    f"{where}: bad agent name {name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
+                )
             if name in live_names or name in names:
                 raise AlreadyExistsError(f"{where}: agent name {name!r} is already live")
             if len(args) > c.max_args_bytes:
-                raise InvalidRequestError(f"{where}: args are {len(args)} bytes, above the "
-                                          f"limit of {c.max_args_bytes}")
+                raise InvalidRequestError(
+                    f"{where}: args are {len(args)} bytes, above the limit of {c.max_args_bytes}"
+                )
             if pages[i] > c.max_memory_pages_cap:
-                raise InvalidRequestError(f"{where}: max_memory_pages {int(pages[i])} is above "
-                                          f"the pool cap of {c.max_memory_pages_cap}")
+                raise InvalidRequestError(
+                    f"{where}: max_memory_pages {int(pages[i])} is above "
+                    f"the pool cap of {c.max_memory_pages_cap}"
+                )
             mid = self._module_ids.get(module_hash)
             if mid is None:
                 try:
@@ -231,14 +251,23 @@ class NativePool(WasmPool):
                 else:  # pragma: no cover - every loaded module is registered
                     raise AssertionError(module_hash)
             modules[i] = mid
-            keys[32 * i:32 * i + 32] = hashlib.sha256(seed_bytes + name.encode()).digest()
+            keys[32 * i : 32 * i + 32] = hashlib.sha256(seed_bytes + name.encode()).digest()
             seen.add(handle)
             names[name] = handle
         self._row_fuel = _RowFuel(handles, fuel)
         kb = bytes(keys)
-        self._lib.ls_create(self._core, _buf(buf), len(buf), modules.ctypes.data,
-                            fuel.ctypes.data, pages.ctypes.data, sends.ctypes.data,
-                            mb.ctypes.data, logs.ctypes.data, _buf(kb))
+        self._lib.ls_create(
+            self._core,
+            _buf(buf),
+            len(buf),
+            modules.ctypes.data,
+            fuel.ctypes.data,
+            pages.ctypes.data,
+            sends.ctypes.data,
+            mb.ctypes.data,
+            logs.ctypes.data,
+            _buf(kb),
+        )
         out = self._take_out(plans)
         res = np.frombuffer(out, dtype=wire.RESULT_ROW, count=n, offset=16)
         all_names = list(names)
@@ -250,16 +279,25 @@ class NativePool(WasmPool):
         return out
 
     def create_agents(self, request: pb.CreateAgentsRequest) -> pb.CreateAgentsResponse:
-        specs = [wire.AgentSpec(handle=s.handle, name=s.name, module_hash=s.module_hash,
-                                args=s.args, fuel=s.limits.fuel_per_step,
-                                pages=s.limits.max_memory_pages,
-                                sends=s.limits.max_messages_per_step,
-                                message_bytes=s.limits.max_message_bytes,
-                                logs=s.limits.max_logs_per_step) for s in request.agents]
+        specs = [
+            wire.AgentSpec(
+                handle=s.handle,
+                name=s.name,
+                module_hash=s.module_hash,
+                args=s.args,
+                fuel=s.limits.fuel_per_step,
+                pages=s.limits.max_memory_pages,
+                sends=s.limits.max_messages_per_step,
+                message_bytes=s.limits.max_message_bytes,
+                logs=s.limits.max_logs_per_step,
+            )
+            for s in request.agents
+        ]
         for i, s in enumerate(specs):  # what pack_create cannot carry
             if len(s.name.encode()) > 0xFFFF or len(s.module_hash.encode()) > 0xFFFF:
-                raise InvalidRequestError(f"agents[{i}] (handle {s.handle}): bad agent name or "
-                                          "module hash")
+                raise InvalidRequestError(
+                    f"agents[{i}] (handle {s.handle}): bad agent name or module hash"
+                )
             if s.fuel >= 1 << 64 or s.pages >= 1 << 32:
                 raise InvalidRequestError(f"agents[{i}]: limit out of range")
         out = self.create_packed(wire.pack_create(request.tick, request.seed, specs))
@@ -314,12 +352,14 @@ class NativePool(WasmPool):
                     if len(inbox) > self.config.max_inbox_bytes:
                         raise InvalidRequestError(
                             f"steps[{i}]: inbox is {len(inbox)} bytes, above the limit of "
-                            f"{self.config.max_inbox_bytes}")
+                            f"{self.config.max_inbox_bytes}"
+                        )
                     try:
                         _abi.split_inbox(inbox, step.inbox_count)
                     except ValueError as exc:
-                        raise InvalidRequestError(f"steps[{i}] (handle {handle}): bad inbox: "
-                                                  f"{exc}") from None
+                        raise InvalidRequestError(
+                            f"steps[{i}] (handle {handle}): bad inbox: {exc}"
+                        ) from None
                     body = inbox[8:]
                 handles.append(handle)
                 inboxes.append(body)
@@ -331,8 +371,9 @@ class NativePool(WasmPool):
     def destroy_packed(self, buf: bytes) -> bytes:
         req = wire.parse_destroy(bytes(buf))
         with _WASM_LOCK:
-            return self._destroy(np.ascontiguousarray(req.handles, dtype=np.uint64), req.tick,
-                                 req.call_shutdown)
+            return self._destroy(
+                np.ascontiguousarray(req.handles, dtype=np.uint64), req.tick, req.call_shutdown
+            )
 
     def _destroy(self, handles: np.ndarray, tick: int, shutdown: bool) -> bytes:
         n = len(handles)
@@ -376,10 +417,12 @@ class NativePool(WasmPool):
 
     def info(self) -> pb.GetPoolInfoResponse:
         with _WASM_LOCK:
-            return pb.GetPoolInfoResponse(agents=int(self._lib.ls_live(self._core)),
-                                          modules=sorted(self._modules),
-                                          wasmtime_version=_wasmtime_version(),
-                                          default_limits=self.default_limits)
+            return pb.GetPoolInfoResponse(
+                agents=int(self._lib.ls_live(self._core)),
+                modules=sorted(self._modules),
+                wasmtime_version=_wasmtime_version(),
+                default_limits=self.default_limits,
+            )
 
     def handles(self) -> list[int]:
         with _WASM_LOCK:
@@ -411,22 +454,37 @@ class NativePool(WasmPool):
         strings = ctypes.string_at(info.strings, info.name_len + info.args_len)
         memory = ctypes.string_at(info.mem, info.mem_size)
         raw = bytes(gbits)
-        values = [(index, t, raw[8 * g:8 * g + _WIDTH[t]])
-                  for g, (index, t) in enumerate(module.mutable_globals)]
-        spec = pb.AgentSpec(handle=handle, name=strings[:info.name_len].decode(),
-                            module_hash=self._module_hashes[info.module],
-                            args=strings[info.name_len:])
+        values = [
+            (index, t, raw[8 * g : 8 * g + _WIDTH[t]])
+            for g, (index, t) in enumerate(module.mutable_globals)
+        ]
+        spec = pb.AgentSpec(
+            handle=handle,
+            name=strings[: info.name_len].decode(),
+            module_hash=self._module_hashes[info.module],
+            args=strings[info.name_len :],
+        )
         raw_limits = (info.raw_fuel, info.raw_pages, info.raw_sends, info.raw_mb, info.raw_logs)
         if any(raw_limits):  # as the Python engine keeps the spec: no limits = unset
-            spec.limits.CopyFrom(common_pb2.Limits(
-                fuel_per_step=info.raw_fuel, max_memory_pages=info.raw_pages,
-                max_messages_per_step=info.raw_sends, max_message_bytes=info.raw_mb,
-                max_logs_per_step=info.raw_logs))
+            spec.limits.CopyFrom(
+                common_pb2.Limits(
+                    fuel_per_step=info.raw_fuel,
+                    max_memory_pages=info.raw_pages,
+                    max_messages_per_step=info.raw_sends,
+                    max_message_bytes=info.raw_mb,
+                    max_logs_per_step=info.raw_logs,
+                )
+            )
         return pb.AgentSnapshot(
-            spec=spec, seed=info.seed, memory=memory,
+            spec=spec,
+            seed=info.seed,
+            memory=memory,
             globals=[pb.GlobalValue(index=i, type=t, bits=b) for i, t, b in values],
-            random_position=info.rand_pos, next_request_id=info.next_request_id,
-            state_hash=state_hash(memory, values), idle=bool(info.idle))
+            random_position=info.rand_pos,
+            next_request_id=info.next_request_id,
+            state_hash=state_hash(memory, values),
+            idle=bool(info.idle),
+        )
 
     def restore(self, snapshots: Iterable[pb.AgentSnapshot]) -> pb.RestoreResponse:
         snaps = list(snapshots)
@@ -444,8 +502,9 @@ class NativePool(WasmPool):
                 raise
             return pb.RestoreResponse(handles=created)
 
-    def _check_native_new(self, specs: Sequence[pb.AgentSpec],
-                          snaps: Sequence[pb.AgentSnapshot]) -> None:
+    def _check_native_new(
+        self, specs: Sequence[pb.AgentSpec], snaps: Sequence[pb.AgentSnapshot]
+    ) -> None:
         c = self.config
         if int(self._lib.ls_live(self._core)) + len(specs) > c.max_agents:
             raise LimitReachedError(f"pool would hold more than {c.max_agents} agents")
@@ -459,19 +518,23 @@ class NativePool(WasmPool):
             if found[i] >= 0 or spec.handle in handles:
                 raise AlreadyExistsError(f"{where}: handle is already live")
             if not _abi.is_valid_name(spec.name.encode()):
-                raise InvalidRequestError(f"{where}: bad agent name {spec.name!r} "
-                                          "(1-64 bytes of [A-Za-z0-9_.:/-])")
+                raise InvalidRequestError(
+                    f"{where}: bad agent name {spec.name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
+                )
             if spec.name in self._native_names or spec.name in names:
                 raise AlreadyExistsError(f"{where}: agent name {spec.name!r} is already live")
             if len(spec.args) > c.max_args_bytes:
-                raise InvalidRequestError(f"{where}: args are {len(spec.args)} bytes, above the "
-                                          f"limit of {c.max_args_bytes}")
+                raise InvalidRequestError(
+                    f"{where}: args are {len(spec.args)} bytes, above the "
+                    f"limit of {c.max_args_bytes}"
+                )
             self._resolve_limits(spec.limits, where)
             try:
                 self.module(spec.module_hash)
             except ModuleRejectedError as exc:
-                raise InvalidRequestError(f"{where}: module {spec.module_hash} was rejected: "
-                                          f"{exc.detail}") from None
+                raise InvalidRequestError(
+                    f"{where}: module {spec.module_hash} was rejected: {exc.detail}"
+                ) from None
             handles.add(spec.handle)
             names.add(spec.name)
         _ = snaps
@@ -488,25 +551,50 @@ class NativePool(WasmPool):
         memory = bytes(snap.memory)
         key = _abi.random_key(snap.seed, spec.name)
         lim = spec.limits
-        raw = (ctypes.c_uint64 * 5)(lim.fuel_per_step, lim.max_memory_pages,
-                                    lim.max_messages_per_step, lim.max_message_bytes,
-                                    lim.max_logs_per_step)
+        raw = (ctypes.c_uint64 * 5)(
+            lim.fuel_per_step,
+            lim.max_memory_pages,
+            lim.max_messages_per_step,
+            lim.max_message_bytes,
+            lim.max_logs_per_step,
+        )
         size = ctypes.c_uint64(0)
-        self._row_fuel = _RowFuel(np.array([spec.handle], dtype=np.uint64),
-                                  np.array([limits.fuel], dtype=np.uint64))
+        self._row_fuel = _RowFuel(
+            np.array([spec.handle], dtype=np.uint64), np.array([limits.fuel], dtype=np.uint64)
+        )
         st = self._lib.ls_restore(
-            self._core, spec.handle, self._module_ids[spec.module_hash], limits.fuel,
-            limits.pages, limits.sends, limits.message_bytes, limits.logs, _buf(key),
-            snap.seed, _buf(name), len(name), _buf(args), len(args), _buf(memory), len(memory),
-            _buf(gbits), snap.random_position, snap.next_request_id, int(snap.idle), raw,
-            ctypes.byref(size))
+            self._core,
+            spec.handle,
+            self._module_ids[spec.module_hash],
+            limits.fuel,
+            limits.pages,
+            limits.sends,
+            limits.message_bytes,
+            limits.logs,
+            _buf(key),
+            snap.seed,
+            _buf(name),
+            len(name),
+            _buf(args),
+            len(args),
+            _buf(memory),
+            len(memory),
+            _buf(gbits),
+            snap.random_position,
+            snap.next_request_id,
+            int(snap.idle),
+            raw,
+            ctypes.byref(size),
+        )
         if st == 1:
             fault = wire.parse_results(self._take_out()).fault(0)
             detail = fault.detail if fault is not None else "?"
             raise InvalidRequestError(f"{where}: cannot re-instantiate: {detail}")
         if st == 2:
-            raise InvalidRequestError(f"{where}: memory of {len(memory)} bytes is smaller "
-                                      f"than the module's initial {size.value}")
+            raise InvalidRequestError(
+                f"{where}: memory of {len(memory)} bytes is smaller "
+                f"than the module's initial {size.value}"
+            )
         if st:
             raise InvalidRequestError(f"{where}: cannot restore memory or globals (status {st})")
         self._native_names[spec.name] = spec.handle
@@ -559,4 +647,3 @@ def _proto_results(out: bytes) -> list[pb.AgentStepResult]:
             p.fault.entry_point = r.fault.entry_point
         results.append(p)
     return results
-

@@ -24,8 +24,7 @@ from ._engine import WasmPool
 from ._metrics import PoolMetrics
 from ._modules import WASMTIME_VERSION
 
-__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server",
-           "open_pool"]
+__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server", "open_pool"]
 
 log = logging.getLogger("lockstep.wasm_pool")
 
@@ -62,84 +61,145 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     def __init__(self, pool: WasmPool, metrics: PoolMetrics | None = None) -> None:
         self.pool = pool
         self.metrics = metrics or PoolMetrics(service_registry(), lambda: pool.info().agents)
-        self.channels = ChannelServer(self.run_packed, _refusal) if tick_channel.supported() \
-            else None
+        self.channels = (
+            ChannelServer(self.run_packed, _refusal) if tick_channel.supported() else None
+        )
 
     def run_packed(self, method: str, batch: bytes) -> bytes:
         """One packed batch (the tick channel's handler; the RPCs below do the same)."""
-        fn, phase = {"CreateAgents": (self.pool.create_packed, "init"),
-                     "StepBatch": (self.pool.step_packed, "step"),
-                     "DestroyAgents": (self.pool.destroy_packed, "shutdown")}[method]
+        fn, phase = {
+            "CreateAgents": (self.pool.create_packed, "init"),
+            "StepBatch": (self.pool.step_packed, "step"),
+            "DestroyAgents": (self.pool.destroy_packed, "shutdown"),
+        }[method]
         return bytes(self.metrics.timed(method, phase, lambda: fn(batch)))
 
     def close(self) -> None:
         if self.channels is not None:
             self.channels.close()
 
-    def OpenTickChannel(self, request: pb.OpenTickChannelRequest,  # noqa: N802
-                        context: grpc.ServicerContext) -> pb.OpenTickChannelResponse:
+    def OpenTickChannel(
+        self,
+        request: pb.OpenTickChannelRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.OpenTickChannelResponse:
         """A shared-memory tick channel for a caller on this host (Linux only)."""
         if self.channels is None or tick_channel.VERSION not in request.versions:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          "no shared-memory tick channel here (Linux only, protocol v1)")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no shared-memory tick channel here (Linux only, protocol v1)",
+            )
         assert self.channels is not None
         name, secret = _guard(context, self.channels.open)
-        return pb.OpenTickChannelResponse(version=tick_channel.VERSION, socket=name,
-                                          secret=secret, host=tick_channel.host_identity())
+        return pb.OpenTickChannelResponse(
+            version=tick_channel.VERSION,
+            socket=name,
+            secret=secret,
+            host=tick_channel.host_identity(),
+        )
 
-    def LoadModule(self, request: pb.LoadModuleRequest,  # noqa: N802
-                   context: grpc.ServicerContext) -> pb.LoadModuleResponse:
+    def LoadModule(
+        self,
+        request: pb.LoadModuleRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.LoadModuleResponse:
         """Compile and check a module; INVALID_ARGUMENT names what is wrong with it."""
         return _guard(context, lambda: self.pool.load_module(request.wasm))
 
-    def CreateAgents(self, request: pb.CreateAgentsRequest,  # noqa: N802
-                     context: grpc.ServicerContext) -> pb.CreateAgentsResponse:
+    def CreateAgents(
+        self,
+        request: pb.CreateAgentsRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.CreateAgentsResponse:
         """Instantiate agents and run agent_init."""
         if request.batch:
-            return _guard(context, lambda: self.metrics.timed(
-                "CreateAgents", "init", lambda: pb.CreateAgentsResponse(
-                    batch=self.pool.create_packed(request.batch))))
-        return _guard(context, lambda: self.metrics.timed(
-            "CreateAgents", "init", lambda: self.pool.create_agents(request)))
+            return _guard(
+                context,
+                lambda: self.metrics.timed(
+                    "CreateAgents",
+                    "init",
+                    lambda: pb.CreateAgentsResponse(batch=self.pool.create_packed(request.batch)),
+                ),
+            )
+        return _guard(
+            context,
+            lambda: self.metrics.timed(
+                "CreateAgents", "init", lambda: self.pool.create_agents(request)
+            ),
+        )
 
-    def StepBatch(self, request: pb.StepBatchRequest,  # noqa: N802
-                  context: grpc.ServicerContext) -> pb.StepBatchResponse:
+    def StepBatch(
+        self,
+        request: pb.StepBatchRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.StepBatchResponse:
         """Step a batch of agents for one tick."""
         if request.batch:
-            return _guard(context, lambda: self.metrics.timed(
-                "StepBatch", "step", lambda: pb.StepBatchResponse(
-                    batch=self.pool.step_packed(request.batch))))
-        return _guard(context, lambda: self.metrics.timed(
-            "StepBatch", "step", lambda: self.pool.step_batch(request)))
+            return _guard(
+                context,
+                lambda: self.metrics.timed(
+                    "StepBatch",
+                    "step",
+                    lambda: pb.StepBatchResponse(batch=self.pool.step_packed(request.batch)),
+                ),
+            )
+        return _guard(
+            context,
+            lambda: self.metrics.timed("StepBatch", "step", lambda: self.pool.step_batch(request)),
+        )
 
-    def DestroyAgents(self, request: pb.DestroyAgentsRequest,  # noqa: N802
-                      context: grpc.ServicerContext) -> pb.DestroyAgentsResponse:
+    def DestroyAgents(
+        self,
+        request: pb.DestroyAgentsRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.DestroyAgentsResponse:
         """Call agent_shutdown (optionally) and drop agents."""
         if request.batch:
-            return _guard(context, lambda: self.metrics.timed(
-                "DestroyAgents", "shutdown", lambda: pb.DestroyAgentsResponse(
-                    batch=self.pool.destroy_packed(request.batch))))
-        return _guard(context, lambda: self.metrics.timed(
-            "DestroyAgents", "shutdown", lambda: self.pool.destroy_agents(request)))
+            return _guard(
+                context,
+                lambda: self.metrics.timed(
+                    "DestroyAgents",
+                    "shutdown",
+                    lambda: pb.DestroyAgentsResponse(batch=self.pool.destroy_packed(request.batch)),
+                ),
+            )
+        return _guard(
+            context,
+            lambda: self.metrics.timed(
+                "DestroyAgents", "shutdown", lambda: self.pool.destroy_agents(request)
+            ),
+        )
 
-    def Snapshot(self, request: pb.SnapshotRequest,  # noqa: N802
-                 context: grpc.ServicerContext) -> Iterator[pb.AgentSnapshot]:
+    def Snapshot(
+        self,
+        request: pb.SnapshotRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.AgentSnapshot]:
         """Stream the complete state of the requested agents."""
         snaps = _guard(context, lambda: self.pool.snapshot(list(request.handles)))
         yield from snaps
 
-    def Restore(self, request_iterator: Iterator[pb.AgentSnapshot],  # noqa: N802
-                context: grpc.ServicerContext) -> pb.RestoreResponse:
+    def Restore(
+        self,
+        request_iterator: Iterator[pb.AgentSnapshot],
+        context: grpc.ServicerContext,
+    ) -> pb.RestoreResponse:
         """Recreate agents from a stream of snapshots (all or nothing)."""
         return _guard(context, lambda: self.pool.restore(request_iterator))
 
-    def Reset(self, request: pb.ResetRequest,  # noqa: N802
-              context: grpc.ServicerContext) -> pb.ResetResponse:
+    def Reset(
+        self,
+        request: pb.ResetRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.ResetResponse:
         """Drop every agent."""
         return self.pool.reset()
 
-    def GetPoolInfo(self, request: pb.GetPoolInfoRequest,  # noqa: N802
-                    context: grpc.ServicerContext) -> pb.GetPoolInfoResponse:
+    def GetPoolInfo(
+        self,
+        request: pb.GetPoolInfoRequest,
+        context: grpc.ServicerContext,
+    ) -> pb.GetPoolInfoResponse:
         """Pool facts."""
         return self.pool.info()
 
@@ -148,8 +208,11 @@ def binding(servicer: WasmPoolServicer) -> ServiceBinding:
     """The service and its role table, for `lockstep.server.build_server`."""
     return ServiceBinding(
         add=lambda server: pb_grpc.add_WasmPoolServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
-            servicer, server),
-        full_name=SERVICE_NAME, methods=METHODS)
+            servicer, server
+        ),
+        full_name=SERVICE_NAME,
+        methods=METHODS,
+    )
 
 
 def open_pool(config: WasmPoolConfig | None = None) -> WasmPool:
@@ -169,32 +232,36 @@ def open_pool(config: WasmPoolConfig | None = None) -> WasmPool:
         pool = NativePool(config)
     except CoreUnavailable as exc:
         if config.engine == "native":
-            raise ConfigError(f"engine=native but the native core is unavailable: {exc}") \
-                from None
-        log.warning("pool engine: NATIVE CORE UNAVAILABLE, falling back to the slower Python "
-                    "engine (same results): %s", exc)
+            raise ConfigError(f"engine=native but the native core is unavailable: {exc}") from None
+        log.warning(
+            "pool engine: NATIVE CORE UNAVAILABLE, falling back to the slower Python "
+            "engine (same results): %s",
+            exc,
+        )
         return WasmPool(config)
     log.info("pool engine: native (C core on wasmtime %s)", WASMTIME_VERSION)
     return pool
 
 
-def create_server(address: str, *, auth: TokenStore | None,
-                  config: WasmPoolConfig | None = None) -> BoundServer:
+def create_server(
+    address: str, *, auth: TokenStore | None, config: WasmPoolConfig | None = None
+) -> BoundServer:
     """Start a pool server on `address` ("127.0.0.1:0" picks a free port).
 
     `auth=None` disables role checks (dev mode). The pool is closed when the server stops.
     """
     pool = open_pool(config)
     if pool.config.fast_path and not _native.AVAILABLE:
-        log.warning("wasmtime-py internals are not as expected (wasmtime %s): using the "
-                    "slower public API; pin wasmtime==50.0.1 for the fast path",
-                    WASMTIME_VERSION)
+        log.warning(
+            "wasmtime-py internals are not as expected (wasmtime %s): using the "
+            "slower public API; pin wasmtime==50.0.1 for the fast path",
+            WASMTIME_VERSION,
+        )
     registry = service_registry()
     servicer = WasmPoolServicer(pool, PoolMetrics(registry, lambda: pool.info().agents))
     # Requests are serialised on the wasm lock anyway; a few workers keep health and
     # reflection answering while a long batch runs (and a scrape of the metrics).
-    bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4,
-                         registry=registry)
+    bound = build_server(address, [binding(servicer)], auth=auth, max_workers=4, registry=registry)
     bound.on_stop.append(pool.close)
     bound.on_stop.append(servicer.close)
     return bound

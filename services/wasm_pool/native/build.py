@@ -24,8 +24,17 @@ SOURCE = HERE / "lockstep_core.c"
 PACKAGE = HERE.parent / "lockstep_wasm_pool"
 OUTPUT = PACKAGE / "_lockstep_core.so"
 STAMP = PACKAGE / "_lockstep_core.stamp"
-FLAGS = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing",
-         "-target", "x86_64-linux-gnu.2.28"]
+FLAGS = [
+    "-shared",
+    "-fPIC",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-fno-strict-aliasing",
+    "-target",
+    "x86_64-linux-gnu.2.28",
+]
 
 
 def _version(dist: str) -> str:
@@ -56,8 +65,11 @@ def build(force: bool = False) -> bool:
     print("+", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        print(f"native core build failed (the pool will use the Python engine):\n"
-              f"{proc.stdout}{proc.stderr}", file=sys.stderr)
+        print(
+            f"native core build failed (the pool will use the Python engine):\n"
+            f"{proc.stdout}{proc.stderr}",
+            file=sys.stderr,
+        )
         tmp.unlink(missing_ok=True)
         return False
     tmp.replace(OUTPUT)

@@ -29,6 +29,7 @@ REQUIRED_EXPORTS = _REQUIRED
 #: Every ABI export name: ``memory`` and the functions above.
 ABI_EXPORTS: frozenset[str] = frozenset({"memory", *REQUIRED_EXPORTS, *OPTIONAL_EXPORTS})
 
+
 def abi_problems(wasm: bytes) -> list[str]:
     """Every way ``wasm`` breaks ABI v1, one line each (empty: it conforms).
 

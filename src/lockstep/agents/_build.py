@@ -55,6 +55,7 @@ DEFAULT_VERSION = "0.1.0"
 #: Longest a single compiler run may take.
 _TIMEOUT_S = 300.0
 
+
 def sdk_dir() -> Path:
     """The SDK directory (holding c/lockstep.h and assemblyscript/).
 
@@ -77,8 +78,11 @@ def example_sources() -> list[Path]:
     root = examples_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("*/*") if p.suffix in SOURCE_SUFFIXES
-                  and p.is_file() and not p.name.startswith("_"))
+    return sorted(
+        p
+        for p in root.glob("*/*")
+        if p.suffix in SOURCE_SUFFIXES and p.is_file() and not p.name.startswith("_")
+    )
 
 
 def example_output_name(source: Path) -> str:
@@ -88,8 +92,16 @@ def example_output_name(source: Path) -> str:
 
 def _run(cmd: list[str], cwd: Path | None, source: Path, tool: str) -> None:
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, encoding="utf-8",
-                              errors="replace", timeout=_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=_TIMEOUT_S,
+            check=False,
+        )
     except FileNotFoundError as exc:
         raise ToolchainMissingError(f"{tool}: cannot run {cmd[0]}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
@@ -103,7 +115,10 @@ def _run(cmd: list[str], cwd: Path | None, source: Path, tool: str) -> None:
 def c_command(source: Path, output: Path, *, optimize: bool = True) -> list[str]:
     """The zig cc command line that builds a C agent (useful to reproduce by hand)."""
     return [
-        sys.executable, "-m", "ziglang", "cc",
+        sys.executable,
+        "-m",
+        "ziglang",
+        "cc",
         "--target=wasm32-freestanding",
         "-O2" if optimize else "-O0",
         "-g0",  # no DWARF: it would embed absolute paths and change the module hash
@@ -114,8 +129,10 @@ def c_command(source: Path, output: Path, *, optimize: bool = True) -> list[str]
         "-ffreestanding",
         "-Wl,--no-entry",
         f"-Wl,-z,stack-size={C_STACK_SIZE}",
-        "-I", str(sdk_dir() / "c"),
-        "-o", str(output),
+        "-I",
+        str(sdk_dir() / "c"),
+        "-o",
+        str(output),
         str(source),
     ]
 
@@ -124,11 +141,13 @@ def _build_c(source: Path, output: Path, optimize: bool) -> None:
     if importlib.util.find_spec("ziglang") is None:
         raise ToolchainMissingError(
             "C agents are built with zig from the PyPI package ziglang, which is not "
-            "installed: pip install ziglang==0.17.1 (or pip install -e '.[dev]')")
+            "installed: pip install ziglang==0.17.1 (or pip install -e '.[dev]')"
+        )
     header = sdk_dir() / "c" / "lockstep.h"
     if not header.is_file():
-        raise ToolchainMissingError(f"the C SDK header {header} is missing "
-                                    "(set LOCKSTEP_SDK_DIR to the sdk/ directory)")
+        raise ToolchainMissingError(
+            f"the C SDK header {header} is missing (set LOCKSTEP_SDK_DIR to the sdk/ directory)"
+        )
     _run(c_command(source, output, optimize=optimize), None, source, "zig cc")
 
 
@@ -137,23 +156,27 @@ def _asc(source: Path) -> tuple[str, Path, Path]:
     """(node, asc.js, SDK package dir), running `npm ci` once if node_modules is missing."""
     node = shutil.which("node")
     if node is None:
-        raise ToolchainMissingError("AssemblyScript agents need Node.js >= 20: node is not "
-                                    "on PATH")
+        raise ToolchainMissingError("AssemblyScript agents need Node.js >= 20: node is not on PATH")
     package = sdk_dir() / "assemblyscript"
     if not (package / "package-lock.json").is_file():
-        raise ToolchainMissingError(f"the AssemblyScript SDK {package} is missing "
-                                    "(set LOCKSTEP_SDK_DIR to the sdk/ directory)")
+        raise ToolchainMissingError(
+            f"the AssemblyScript SDK {package} is missing "
+            "(set LOCKSTEP_SDK_DIR to the sdk/ directory)"
+        )
     asc = package / "node_modules" / "assemblyscript" / "bin" / "asc.js"
     if not asc.is_file():
         npm = shutil.which("npm")
         if npm is None:
-            raise ToolchainMissingError(f"{asc} is missing and npm is not on PATH to install "
-                                        f"it: run `npm ci` in {package}")
+            raise ToolchainMissingError(
+                f"{asc} is missing and npm is not on PATH to install it: run `npm ci` in {package}"
+            )
         try:
             _run([npm, "ci", "--no-audit", "--no-fund"], package, source, "npm ci")
         except CompileError as exc:
-            raise ToolchainMissingError(f"cannot install the AssemblyScript compiler with "
-                                        f"`npm ci` in {package}:\n{exc.output}") from None
+            raise ToolchainMissingError(
+                f"cannot install the AssemblyScript compiler with "
+                f"`npm ci` in {package}:\n{exc.output}"
+            ) from None
         if not asc.is_file():
             raise ToolchainMissingError(f"`npm ci` in {package} did not install {asc}")
     return node, asc, package
@@ -169,12 +192,20 @@ def _build_ts(source: Path, output: Path, optimize: bool) -> None:
         pkg.mkdir(parents=True)
         for name in ("index.ts", "package.json"):
             shutil.copyfile(package / name, pkg / name)
-        cmd = [node, str(asc), str(source),
-               "--config", str(package / "asconfig.json"),
-               "--target", "release" if optimize else "debug",
-               "--path", tmp,
-               "--outFile", str(output),
-               "--noColors"]
+        cmd = [
+            node,
+            str(asc),
+            str(source),
+            "--config",
+            str(package / "asconfig.json"),
+            "--target",
+            "release" if optimize else "debug",
+            "--path",
+            tmp,
+            "--outFile",
+            str(output),
+            "--noColors",
+        ]
         _run(cmd, None, source, "asc")
 
 
@@ -194,9 +225,15 @@ def default_manifest(wasm: bytes, name: str, version: str = DEFAULT_VERSION) -> 
     return Manifest(name=clean, version=version, capabilities=abi.capabilities_for(wasm))
 
 
-def build_agent(source: Path, output: Path | None = None, *, optimize: bool = True,
-                name: str | None = None, version: str | None = None,
-                manifest: Manifest | None = None) -> Path:
+def build_agent(
+    source: Path,
+    output: Path | None = None,
+    *,
+    optimize: bool = True,
+    name: str | None = None,
+    version: str | None = None,
+    manifest: Manifest | None = None,
+) -> Path:
     """Build an agent source into a wasm module and return the module's path.
 
     ``source`` is a C file (built with zig cc against sdk/c/lockstep.h) or an
@@ -216,8 +253,10 @@ def build_agent(source: Path, output: Path | None = None, *, optimize: bool = Tr
     """
     source = Path(source)
     if source.suffix not in SOURCE_SUFFIXES:
-        raise AgentBuildError(f"{source}: unsupported source type {source.suffix or '(none)'!r}; "
-                              "expected .c (C) or .ts (AssemblyScript)")
+        raise AgentBuildError(
+            f"{source}: unsupported source type {source.suffix or '(none)'!r}; "
+            "expected .c (C) or .ts (AssemblyScript)"
+        )
     if not source.is_file():
         raise AgentBuildError(f"{source}: no such source file")
     source = source.resolve()
@@ -230,8 +269,7 @@ def build_agent(source: Path, output: Path | None = None, *, optimize: bool = Tr
         else:
             _build_ts(source, built, optimize)
         if not built.is_file():
-            raise CompileError(source, "build", "the compiler reported success but wrote no "
-                                                "module")
+            raise CompileError(source, "build", "the compiler reported success but wrote no module")
         wasm = built.read_bytes()
     problems = abi_problems(wasm)
     if problems:

@@ -1,10 +1,10 @@
 """Errors of the agent build.
 
-    LockstepError
-    └── AgentBuildError          a source could not be built into an agent module
-        ├── ToolchainMissingError  zig (PyPI ziglang), node, npm or asc is not available
-        ├── CompileError           the compiler rejected the source; carries its output
-        └── AbiCheckError          the build produced a module that breaks agent ABI v1
+LockstepError
+└── AgentBuildError          a source could not be built into an agent module
+    ├── ToolchainMissingError  zig (PyPI ziglang), node, npm or asc is not available
+    ├── CompileError           the compiler rejected the source; carries its output
+    └── AbiCheckError          the build produced a module that breaks agent ABI v1
 """
 
 from __future__ import annotations
@@ -54,5 +54,6 @@ class AbiCheckError(AgentBuildError):
     def __init__(self, source: Path, problems: list[str]) -> None:
         self.source = source
         self.problems = list(problems)
-        super().__init__(f"{source}: the built module breaks agent ABI v1: "
-                         + "; ".join(self.problems))
+        super().__init__(
+            f"{source}: the built module breaks agent ABI v1: " + "; ".join(self.problems)
+        )

@@ -46,9 +46,12 @@ class Collector:
     `get_agent_vars_dataframe` work too.
     """
 
-    def __init__(self, model_reporters: Mapping[str, ModelReporter] | None = None,
-                 agent_reporters: Mapping[str, AgentReporter] | None = None,
-                 every: int = 1) -> None:
+    def __init__(
+        self,
+        model_reporters: Mapping[str, ModelReporter] | None = None,
+        agent_reporters: Mapping[str, AgentReporter] | None = None,
+        every: int = 1,
+    ) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         self.model_reporters = dict(model_reporters or {})
@@ -92,25 +95,25 @@ class Collector:
     def agent_vars(self) -> pd.DataFrame:
         """One row per (tick, agent) sampled (MultiIndex)."""
         if not self._agents:
-            return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []],
-                                                                names=["tick", "agent"]))
+            return pd.DataFrame(index=pd.MultiIndex.from_arrays([[], []], names=["tick", "agent"]))
         frame = pd.concat(self._agents, ignore_index=True)
-        return frame.drop_duplicates(["tick", "agent"], keep="last").set_index(
-            ["tick", "agent"])
+        return frame.drop_duplicates(["tick", "agent"], keep="last").set_index(["tick", "agent"])
 
     get_model_vars_dataframe = model_vars
     get_agent_vars_dataframe = agent_vars
 
 
-def model_reporters(observations: pd.DataFrame,
-                    reporters: Mapping[str, Callable[[pd.DataFrame], Any]]) -> pd.DataFrame:
+def model_reporters(
+    observations: pd.DataFrame, reporters: Mapping[str, Callable[[pd.DataFrame], Any]]
+) -> pd.DataFrame:
     """Model-level values per tick computed from observations (the (tick, agent, key, value)
     DataFrame of `Run.observations()`): each reporter gets, per tick, a DataFrame with one
     row per agent and one column per observed key. Index: tick."""
     if observations.empty:
         return pd.DataFrame(columns=list(reporters), index=pd.Index([], name="tick"))
-    wide = observations.pivot_table(index=["tick", "agent"], columns="key", values="value",
-                                    aggfunc="last")
+    wide = observations.pivot_table(
+        index=["tick", "agent"], columns="key", values="value", aggfunc="last"
+    )
     rows = {}
     for tick, frame in wide.groupby(level="tick"):
         per_agent = frame.droplevel("tick")

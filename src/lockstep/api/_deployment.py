@@ -55,15 +55,37 @@ from lockstep.telemetry_client import TelemetryClient
 
 __all__ = ["AGENT_COLUMNS", "MESSAGE_COLUMNS", "Checkpoint", "Deployment", "Run", "RunStatus"]
 
-MESSAGE_COLUMNS = ["tick", "receiver", "sender", "kind", "send_tick", "destination",
-                   "correlation", "payload"]
+MESSAGE_COLUMNS = [
+    "tick",
+    "receiver",
+    "sender",
+    "kind",
+    "send_tick",
+    "destination",
+    "correlation",
+    "payload",
+]
 
 Progress = Callable[[int, int], None]  # (tick, target tick)
 ScenarioLike = Scenario | str | os.PathLike[str]
 
-AGENT_COLUMNS = ["name", "sequence", "state", "module_hash", "priority", "pool", "steps",
-                 "messages_sent", "messages_received", "fuel_used", "restarts", "spawn_tick",
-                 "inbox", "topics", "last_fault"]
+AGENT_COLUMNS = [
+    "name",
+    "sequence",
+    "state",
+    "module_hash",
+    "priority",
+    "pool",
+    "steps",
+    "messages_sent",
+    "messages_received",
+    "fuel_used",
+    "restarts",
+    "spawn_tick",
+    "inbox",
+    "topics",
+    "last_fault",
+]
 
 _build_lock = threading.Lock()
 _built: dict[tuple[str, str, int, int], bytes] = {}
@@ -105,10 +127,17 @@ class RunStatus:
 
     @classmethod
     def from_pb(cls, st: opb.RunStatus) -> RunStatus:
-        counters = {fd.name: int(getattr(st.counters, fd.name))
-                    for fd in opb.RunCounters.DESCRIPTOR.fields}
-        return cls(st.run_id, int(st.tick), st.digest.hex(),
-                   dict(sorted(st.agents_by_state.items())), counters, bool(st.idle))
+        counters = {
+            fd.name: int(getattr(st.counters, fd.name)) for fd in opb.RunCounters.DESCRIPTOR.fields
+        }
+        return cls(
+            st.run_id,
+            int(st.tick),
+            st.digest.hex(),
+            dict(sorted(st.agents_by_state.items())),
+            counters,
+            bool(st.idle),
+        )
 
 
 @dataclass(frozen=True)
@@ -143,9 +172,16 @@ class Deployment:
     earlier runs stay readable from the journal (digests, journal, logs, observations).
     """
 
-    def __init__(self, *, orchestrator: str, telemetry: str, token: str,
-                 state_dir: Path | None = None, signing_key: Path | None = None,
-                 owned: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        orchestrator: str,
+        telemetry: str,
+        token: str,
+        state_dir: Path | None = None,
+        signing_key: Path | None = None,
+        owned: bool = False,
+    ) -> None:
         self.orchestrator_address = orchestrator
         self.telemetry_address = telemetry
         self.state_dir = state_dir
@@ -168,8 +204,9 @@ class Deployment:
     # ---- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    def local(cls, pools: int = 1, *, state_dir: Path | str | None = None,
-              timeout: float = 120.0) -> Deployment:
+    def local(
+        cls, pools: int = 1, *, state_dir: Path | str | None = None, timeout: float = 120.0
+    ) -> Deployment:
         """Start every service as its own process (`lockstep up`) on loopback port 0, in
         `state_dir` (default: a new temporary directory, removed at `close`). Use it as a
         context manager, or call `close()`; either stops the services."""
@@ -179,10 +216,21 @@ class Deployment:
             directory = Path(tmp.name) / "state"
         else:
             directory = Path(state_dir)
-        cmd = [sys.executable, "-m", "lockstep.cli", "up", "--state-dir", str(directory),
-               "--pools", str(pools), "--timeout", str(timeout)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL)
+        cmd = [
+            sys.executable,
+            "-m",
+            "lockstep.cli",
+            "up",
+            "--state-dir",
+            str(directory),
+            "--pools",
+            str(pools),
+            "--timeout",
+            str(timeout),
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+        )
         if proc.returncode != 0:
             if tmp is not None:
                 tmp.cleanup()
@@ -200,9 +248,15 @@ class Deployment:
         return dep
 
     @classmethod
-    def connect(cls, state_dir: Path | str | None = None, *, orchestrator: str | None = None,
-                telemetry: str | None = None, token: str | None = None,
-                signing_key: Path | str | None = None) -> Deployment:
+    def connect(
+        cls,
+        state_dir: Path | str | None = None,
+        *,
+        orchestrator: str | None = None,
+        telemetry: str | None = None,
+        token: str | None = None,
+        signing_key: Path | str | None = None,
+    ) -> Deployment:
         """Connect to a running deployment: addresses and the admin token from its state
         directory (default $LOCKSTEP_HOME or ~/.lockstep), unless given. Modules without a
         signature are signed with the deployment's local key (or `signing_key`)."""
@@ -211,16 +265,26 @@ class Deployment:
             directory = Path(state_dir) if state_dir is not None else default_state_dir()
             state = SupervisorState.load(directory)
             if state is None or not state.supervisor_alive():
-                raise ConfigError(f"Lockstep is not running (no live supervisor in "
-                                  f"{directory}); start it with `lockstep up` or use "
-                                  "Deployment.local()")
+                raise ConfigError(
+                    f"Lockstep is not running (no live supervisor in "
+                    f"{directory}); start it with `lockstep up` or use "
+                    "Deployment.local()"
+                )
             orchestrator = orchestrator or state.service("orchestrator").address
             telemetry = telemetry or state.service("telemetry").address
             token = token or TokenStore.load(state.tokens_path).token(Role.ADMIN)
-        key = Path(signing_key) if signing_key is not None else (
-            local_signing_key(directory) if directory is not None else None)
-        return cls(orchestrator=orchestrator, telemetry=telemetry, token=token,
-                   state_dir=directory, signing_key=key)
+        key = (
+            Path(signing_key)
+            if signing_key is not None
+            else (local_signing_key(directory) if directory is not None else None)
+        )
+        return cls(
+            orchestrator=orchestrator,
+            telemetry=telemetry,
+            token=token,
+            state_dir=directory,
+            signing_key=key,
+        )
 
     def close(self) -> None:
         """Close the channels; stop the services if this object started them."""
@@ -239,8 +303,12 @@ class Deployment:
     def __enter__(self) -> Deployment:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # ---- runs -------------------------------------------------------------------------
@@ -252,14 +320,23 @@ class Deployment:
         for name, path in sorted(scenario.modules.items()):
             key = (str(path), name)
             wasm = _module_wasm(path, name, self.build_dir, self.signing_key)
-            resp = _rpc(f"register module {name}", self.stub.RegisterModule,
-                        opb.RegisterModuleRequest(wasm=wasm, name=name))
+            resp = _rpc(
+                f"register module {name}",
+                self.stub.RegisterModule,
+                opb.RegisterModuleRequest(wasm=wasm, name=name),
+            )
             hashes[name] = resp.module.module_hash
             self._modules[key] = hashes[name]
         return hashes
 
-    def start(self, scenario: ScenarioLike, *, overrides: Mapping[str, Any] | None = None,
-              seed: int | None = None, ticks: int | None = None) -> Run:
+    def start(
+        self,
+        scenario: ScenarioLike,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        ticks: int | None = None,
+    ) -> Run:
         """Start a fresh run of `scenario` (a `Scenario` or a path), with optional
         overrides, register its modules and spawn its agents; no tick has run yet (the
         spawns take effect at tick 1). Returns the new current run."""
@@ -268,9 +345,12 @@ class Deployment:
             sc = sc.with_overrides(overrides, seed=seed, ticks=ticks)
         with self._lock:
             config = opb.RunConfig(
-                seed=sc.seed, max_steps_per_tick=sc.max_steps_per_tick,
-                inference_latency=sc.inference_latency, label=sc.label,
-                default_limits=cpb.Limits(**sc.limits))
+                seed=sc.seed,
+                max_steps_per_tick=sc.max_steps_per_tick,
+                inference_latency=sc.inference_latency,
+                label=sc.label,
+                default_limits=cpb.Limits(**sc.limits),
+            )
             modules = self.register(sc)
             st = _rpc("start run", self.stub.StartRun, opb.StartRunRequest(config=config))
             run = Run(self, st.run_id, sc, modules)
@@ -280,9 +360,16 @@ class Deployment:
             self._current = run
             return run
 
-    def run(self, scenario: ScenarioLike, *, overrides: Mapping[str, Any] | None = None,
-            seed: int | None = None, ticks: int | None = None,
-            collector: Collector | None = None, progress: Progress | None = None) -> Run:
+    def run(
+        self,
+        scenario: ScenarioLike,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        ticks: int | None = None,
+        collector: Collector | None = None,
+        progress: Progress | None = None,
+    ) -> Run:
         """Start `scenario` and run it as `lockstep run` does (its actions at their ticks,
         until its `ticks`, or earlier when idle if `until_idle`); returns the finished run
         (the same digests as `lockstep run` of the same file)."""
@@ -308,8 +395,7 @@ class Deployment:
         `run.start` and `run.restore`, which names the parent run and checkpoint)."""
         cid = checkpoint.id if isinstance(checkpoint, Checkpoint) else checkpoint
         with self._lock:
-            st = _rpc("restore", self.stub.RestoreCheckpoint,
-                      opb.RestoreCheckpointRequest(id=cid))
+            st = _rpc("restore", self.stub.RestoreCheckpoint, opb.RestoreCheckpointRequest(id=cid))
             run = Run(self, st.run_id, None, {})
             if isinstance(checkpoint, Checkpoint):
                 run._parent = (checkpoint.run_id, checkpoint.id, checkpoint.tick)
@@ -318,17 +404,34 @@ class Deployment:
 
     def runs(self) -> pd.DataFrame:
         """Runs with records in the journal (run_id, records, first/last sequence, ticks)."""
-        rows = [{"run_id": r.run_id, "records": r.record_count,
-                 "first_sequence": r.first_sequence, "last_sequence": r.last_sequence,
-                 "min_tick": r.min_tick, "max_tick": r.max_tick}
-                for r in self.telemetry.runs()]
-        return pd.DataFrame(rows, columns=["run_id", "records", "first_sequence",
-                                           "last_sequence", "min_tick", "max_tick"])
+        rows = [
+            {
+                "run_id": r.run_id,
+                "records": r.record_count,
+                "first_sequence": r.first_sequence,
+                "last_sequence": r.last_sequence,
+                "min_tick": r.min_tick,
+                "max_tick": r.max_tick,
+            }
+            for r in self.telemetry.runs()
+        ]
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "run_id",
+                "records",
+                "first_sequence",
+                "last_sequence",
+                "min_tick",
+                "max_tick",
+            ],
+        )
 
     def records(self, run_id: str, kinds: Sequence[str] = ()) -> list[JournalRecord]:
         """The journal records of one run, in order."""
-        return [JournalRecord.from_stored(r)
-                for r in self.telemetry.query(run_id, kinds=list(kinds))]
+        return [
+            JournalRecord.from_stored(r) for r in self.telemetry.query(run_id, kinds=list(kinds))
+        ]
 
     def status(self) -> RunStatus:
         """The current run's status."""
@@ -336,9 +439,12 @@ class Deployment:
 
 
 def _down(directory: Path) -> None:
-    subprocess.run([sys.executable, "-m", "lockstep.cli", "down", "--state-dir",
-                    str(directory)], capture_output=True, check=False,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "lockstep.cli", "down", "--state-dir", str(directory)],
+        capture_output=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _as_scenario(scenario: ScenarioLike) -> Scenario:
@@ -352,9 +458,15 @@ def _spawns(groups: Iterable[AgentGroup], modules: Mapping[str, str]) -> opb.Spa
     for group in groups:
         module = modules.get(group.module, group.module)
         for name, args in group.expand():
-            req.agents.add(name=name, module=module, priority=group.priority, args=args,
-                           topics=group.topics, restart=opb.RestartPolicy(**group.restart),
-                           limits=cpb.Limits(**group.limits))
+            req.agents.add(
+                name=name,
+                module=module,
+                priority=group.priority,
+                args=args,
+                topics=group.topics,
+                restart=opb.RestartPolicy(**group.restart),
+                limits=cpb.Limits(**group.limits),
+            )
     return req
 
 
@@ -367,8 +479,13 @@ class Run:
     `step`, `run_until` and `finish`.
     """
 
-    def __init__(self, deployment: Deployment, run_id: str, scenario: Scenario | None,
-                 modules: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        run_id: str,
+        scenario: Scenario | None,
+        modules: Mapping[str, str],
+    ) -> None:
         self.deployment = deployment
         self.run_id = run_id
         self.scenario = scenario
@@ -387,8 +504,10 @@ class Run:
     def _live(self) -> opb_grpc.OrchestratorServiceStub:
         st = self.deployment.status()
         if st.run_id != self.run_id:
-            raise ConfigError(f"run {self.run_id} is no longer the deployment's current run "
-                              f"(that is {st.run_id}); its journal is still readable")
+            raise ConfigError(
+                f"run {self.run_id} is no longer the deployment's current run "
+                f"(that is {st.run_id}); its journal is still readable"
+            )
         return self.deployment.stub
 
     def is_current(self) -> bool:
@@ -404,8 +523,9 @@ class Run:
             return st
         if self._last_status is not None:
             return self._last_status
-        raise ConfigError(f"run {self.run_id} is not the current run and this handle never "
-                          "saw its status")
+        raise ConfigError(
+            f"run {self.run_id} is not the current run and this handle never saw its status"
+        )
 
     @property
     def tick(self) -> int:
@@ -425,22 +545,35 @@ class Run:
         if not self.is_current():
             if self._last_agents is not None:
                 return self._last_agents.copy()
-            raise ConfigError(f"run {self.run_id} is not the current run; its agents' "
-                              "counters are only known live (read them before the next run)")
+            raise ConfigError(
+                f"run {self.run_id} is not the current run; its agents' "
+                "counters are only known live (read them before the next run)"
+            )
         resp = _rpc("list agents", self.deployment.stub.ListAgents, opb.ListAgentsRequest())
         rows = []
         for a in resp.agents:
             fault = a.last_fault
-            rows.append({
-                "name": a.name, "sequence": int(a.sequence), "state": _state_name(a.state),
-                "module_hash": a.module_hash, "priority": int(a.priority), "pool": int(a.pool),
-                "steps": int(a.steps), "messages_sent": int(a.messages_sent),
-                "messages_received": int(a.messages_received), "fuel_used": int(a.fuel_used),
-                "restarts": int(a.restarts), "spawn_tick": int(a.spawn_tick),
-                "inbox": int(a.inbox), "topics": ",".join(a.topics),
-                "last_fault": (f"{cpb.FaultKind.Name(fault.kind)}: {fault.detail}"
-                               if fault.kind else ""),
-            })
+            rows.append(
+                {
+                    "name": a.name,
+                    "sequence": int(a.sequence),
+                    "state": _state_name(a.state),
+                    "module_hash": a.module_hash,
+                    "priority": int(a.priority),
+                    "pool": int(a.pool),
+                    "steps": int(a.steps),
+                    "messages_sent": int(a.messages_sent),
+                    "messages_received": int(a.messages_received),
+                    "fuel_used": int(a.fuel_used),
+                    "restarts": int(a.restarts),
+                    "spawn_tick": int(a.spawn_tick),
+                    "inbox": int(a.inbox),
+                    "topics": ",".join(a.topics),
+                    "last_fault": (
+                        f"{cpb.FaultKind.Name(fault.kind)}: {fault.detail}" if fault.kind else ""
+                    ),
+                }
+            )
         frame = pd.DataFrame(rows, columns=AGENT_COLUMNS)
         self._last_agents = frame
         return frame.copy()
@@ -458,25 +591,39 @@ class Run:
 
     def _apply(self, action: Action) -> None:
         if action.spawn:
-            self._control("spawn", self.deployment.stub.SpawnAgents,
-                          _spawns(action.spawn, self.modules))
-        for names, rpc in ((action.pause, self.deployment.stub.PauseAgents),
-                           (action.resume, self.deployment.stub.ResumeAgents),
-                           (action.terminate, self.deployment.stub.TerminateAgents)):
+            self._control(
+                "spawn", self.deployment.stub.SpawnAgents, _spawns(action.spawn, self.modules)
+            )
+        for names, rpc in (
+            (action.pause, self.deployment.stub.PauseAgents),
+            (action.resume, self.deployment.stub.ResumeAgents),
+            (action.terminate, self.deployment.stub.TerminateAgents),
+        ):
             if names:
                 self._control("control", rpc, opb.AgentSelector(names=list(names)))
         if action.send:
-            self._control("send", self.deployment.stub.SendMessages, opb.SendMessagesRequest(
-                messages=[opb.ExternalMessage(to=to, payload=p) for to, p in action.send]))
+            self._control(
+                "send",
+                self.deployment.stub.SendMessages,
+                opb.SendMessagesRequest(
+                    messages=[opb.ExternalMessage(to=to, payload=p) for to, p in action.send]
+                ),
+            )
 
     def _control(self, what: str, rpc: Callable[..., Any], request: Any) -> int:
         self._live()
         resp = _rpc(what, rpc, request)
         return int(resp.effective_tick)
 
-    def _advance(self, until_tick: int, until_idle: bool, max_ticks: int,
-                 collector: Collector | None, progress: Progress | None,
-                 apply_actions: bool = True) -> RunStatus:
+    def _advance(
+        self,
+        until_tick: int,
+        until_idle: bool,
+        max_ticks: int,
+        collector: Collector | None,
+        progress: Progress | None,
+        apply_actions: bool = True,
+    ) -> RunStatus:
         stub = self._live()
         st = self.deployment.status()
         done = 0
@@ -491,9 +638,12 @@ class Run:
             stop = min(stop, st.tick + (max_ticks - done))
             if collector is not None:
                 stop = min(stop, st.tick + 1)
-            req = opb.RunUntilRequest(until_tick=stop, until_idle=until_idle,
-                                      max_ticks=max(1, stop - st.tick),
-                                      progress_every=max(1, (stop - st.tick) // 100))
+            req = opb.RunUntilRequest(
+                until_tick=stop,
+                until_idle=until_idle,
+                max_ticks=max(1, stop - st.tick),
+                progress_every=max(1, (stop - st.tick) // 100),
+            )
             last = opb.RunProgress()
             try:
                 for last in stub.RunUntil(req):
@@ -520,9 +670,15 @@ class Run:
         st = self.status()
         return self._advance(st.tick + ticks, False, ticks, collector, None)
 
-    def run_until(self, tick: int | None = None, *, idle: bool = False,
-                  max_ticks: int = 100_000, collector: Collector | None = None,
-                  progress: Progress | None = None) -> RunStatus:
+    def run_until(
+        self,
+        tick: int | None = None,
+        *,
+        idle: bool = False,
+        max_ticks: int = 100_000,
+        collector: Collector | None = None,
+        progress: Progress | None = None,
+    ) -> RunStatus:
         """Run until `tick`, and/or until nothing can change (`idle`), at most `max_ticks`
         more ticks."""
         if tick is None and not idle:
@@ -530,13 +686,15 @@ class Run:
         target = tick if tick is not None else self.status().tick + max_ticks
         return self._advance(target, idle, max_ticks, collector, progress)
 
-    def run_until_idle(self, max_ticks: int = 100_000, *,
-                       collector: Collector | None = None) -> RunStatus:
+    def run_until_idle(
+        self, max_ticks: int = 100_000, *, collector: Collector | None = None
+    ) -> RunStatus:
         """Run until nothing can change (every agent idle with an empty inbox, or gone)."""
         return self.run_until(idle=True, max_ticks=max_ticks, collector=collector)
 
-    def finish(self, *, collector: Collector | None = None,
-               progress: Progress | None = None) -> RunStatus:
+    def finish(
+        self, *, collector: Collector | None = None, progress: Progress | None = None
+    ) -> RunStatus:
         """Run to the scenario's end as `lockstep run` does: actions at their ticks (those
         at or past `ticks` are never applied), then until `ticks`, or earlier when idle if
         the scenario says `until_idle`. Reads the agents table at the end."""
@@ -556,33 +714,48 @@ class Run:
         """Send a message from outside (kind 1) to an agent, `*` or `#topic`; returns the tick
         at which it is delivered."""
         data = payload.encode() if isinstance(payload, str) else payload
-        return self._control("send", self.deployment.stub.SendMessages, opb.SendMessagesRequest(
-            messages=[opb.ExternalMessage(to=to, payload=data)]))
+        return self._control(
+            "send",
+            self.deployment.stub.SendMessages,
+            opb.SendMessagesRequest(messages=[opb.ExternalMessage(to=to, payload=data)]),
+        )
 
     def pause(self, *names: str) -> int:
         """Pause agents at the next tick (returns that tick)."""
-        return self._control("pause", self.deployment.stub.PauseAgents,
-                             opb.AgentSelector(names=list(names)))
+        return self._control(
+            "pause", self.deployment.stub.PauseAgents, opb.AgentSelector(names=list(names))
+        )
 
     def resume(self, *names: str) -> int:
         """Resume paused agents at the next tick."""
-        return self._control("resume", self.deployment.stub.ResumeAgents,
-                             opb.AgentSelector(names=list(names)))
+        return self._control(
+            "resume", self.deployment.stub.ResumeAgents, opb.AgentSelector(names=list(names))
+        )
 
     def terminate(self, *names: str) -> int:
         """Terminate agents at the next tick."""
-        return self._control("terminate", self.deployment.stub.TerminateAgents,
-                             opb.AgentSelector(names=list(names)))
+        return self._control(
+            "terminate", self.deployment.stub.TerminateAgents, opb.AgentSelector(names=list(names))
+        )
 
-    def spawn(self, name: str, module: str, args: bytes | str = b"", *, priority: int = 0,
-              topics: Sequence[str] = ()) -> int:
+    def spawn(
+        self,
+        name: str,
+        module: str,
+        args: bytes | str = b"",
+        *,
+        priority: int = 0,
+        topics: Sequence[str] = (),
+    ) -> int:
         """Spawn an agent at the next tick; `module` is a scenario module name or a
         registered module name / hash."""
         data = args.encode() if isinstance(args, str) else args
-        group = AgentGroup(module=module, name=name, priority=priority, args=data,
-                           topics=tuple(topics))
-        return self._control("spawn", self.deployment.stub.SpawnAgents,
-                             _spawns([group], self.modules))
+        group = AgentGroup(
+            module=module, name=name, priority=priority, args=data, topics=tuple(topics)
+        )
+        return self._control(
+            "spawn", self.deployment.stub.SpawnAgents, _spawns([group], self.modules)
+        )
 
     def schedule(self, actions: Iterable[Action]) -> None:
         """Add scenario actions, applied after their ticks as the run advances."""
@@ -594,13 +767,20 @@ class Run:
     def checkpoint(self, label: str = "") -> Checkpoint:
         """Checkpoint the run at its tick boundary."""
         self._live()
-        info = _rpc("checkpoint", self.deployment.stub.CreateCheckpoint,
-                    opb.CreateCheckpointRequest(label=label))
-        return Checkpoint(info.id, self.run_id, int(info.tick), info.digest.hex(),
-                          int(info.size))
+        info = _rpc(
+            "checkpoint",
+            self.deployment.stub.CreateCheckpoint,
+            opb.CreateCheckpointRequest(label=label),
+        )
+        return Checkpoint(info.id, self.run_id, int(info.tick), info.digest.hex(), int(info.size))
 
-    def fork(self, checkpoint: Checkpoint, actions: Iterable[Action] = (), *,
-             inherit_actions: bool = True) -> Run:
+    def fork(
+        self,
+        checkpoint: Checkpoint,
+        actions: Iterable[Action] = (),
+        *,
+        inherit_actions: bool = True,
+    ) -> Run:
         """A new run from `checkpoint` (of this run), with an intervention: `actions`
         (scenario `Action`s, at ticks >= the checkpoint's) applied from then on, plus, with
         `inherit_actions`, this run's own scenario actions after the checkpoint tick.
@@ -611,8 +791,10 @@ class Run:
         extra = list(actions)
         early = [a for a in extra if a.tick < checkpoint.tick]
         if early:
-            raise ConfigError(f"intervention at tick {early[0].tick} is before the "
-                              f"checkpoint (tick {checkpoint.tick})")
+            raise ConfigError(
+                f"intervention at tick {early[0].tick} is before the "
+                f"checkpoint (tick {checkpoint.tick})"
+            )
         child = self.deployment.restore(checkpoint)
         child.scenario = self.scenario
         child.modules = dict(self.modules)
@@ -630,32 +812,50 @@ class Run:
         restored from."""
         return parent_of(self.records(kinds=("run.restore",))) or self._parent
 
-    def replay(self, *, verify_inference: bool = False,
-               progress: Progress | None = None) -> ReplayResult:
+    def replay(
+        self, *, verify_inference: bool = False, progress: Progress | None = None
+    ) -> ReplayResult:
         """Re-execute this run from its journal and compare every tick (the replay becomes
         the deployment's current run). `ok` is False naming the divergent tick otherwise."""
         with self.deployment._lock:
-            result = replay_run(self.deployment._channel, self.run_id,
-                                verify_inference=verify_inference, progress=progress)
+            result = replay_run(
+                self.deployment._channel,
+                self.run_id,
+                verify_inference=verify_inference,
+                progress=progress,
+            )
             self.deployment._current = None
         return result
 
-    def messages(self, from_tick: int = 0, to_tick: int = 0, *,
-                 progress: Progress | None = None) -> pd.DataFrame:
+    def messages(
+        self, from_tick: int = 0, to_tick: int = 0, *, progress: Progress | None = None
+    ) -> pd.DataFrame:
         """The message trace: every message delivered at ticks from..to (0 = unbounded),
         as (tick, receiver, sender, kind, send_tick, destination, correlation, payload).
         Messages are not journalled, so this replays the run (which becomes the
         deployment's current run) and raises DeterminismError if the replay diverges."""
         with self.deployment._lock:
-            result, messages = message_trace(self.deployment._channel, self.run_id,
-                                             from_tick, to_tick, progress)
+            result, messages = message_trace(
+                self.deployment._channel, self.run_id, from_tick, to_tick, progress
+            )
             self.deployment._current = None
         if not result.ok:
-            raise DeterminismError(f"replay of {self.run_id} diverged at tick "
-                                   f"{result.divergent_tick}: {result.detail}")
-        rows = [{"tick": m.tick, "receiver": m.receiver, "sender": m.sender, "kind": m.kind,
-                 "send_tick": m.send_tick, "destination": m.destination,
-                 "correlation": m.correlation, "payload": bytes(m.payload)} for m in messages]
+            raise DeterminismError(
+                f"replay of {self.run_id} diverged at tick {result.divergent_tick}: {result.detail}"
+            )
+        rows = [
+            {
+                "tick": m.tick,
+                "receiver": m.receiver,
+                "sender": m.sender,
+                "kind": m.kind,
+                "send_tick": m.send_tick,
+                "destination": m.destination,
+                "correlation": m.correlation,
+                "payload": bytes(m.payload),
+            }
+            for m in messages
+        ]
         return pd.DataFrame(rows, columns=MESSAGE_COLUMNS)
 
     def verify(self, *, verify_inference: bool = False) -> ReplayResult:
@@ -663,8 +863,10 @@ class Run:
         result = self.replay(verify_inference=verify_inference)
         if not result.ok:
             where = f" (agent {result.divergent_agent})" if result.divergent_agent else ""
-            raise DeterminismError(f"replay of {self.run_id} diverged at tick "
-                                   f"{result.divergent_tick}{where}: {result.detail}")
+            raise DeterminismError(
+                f"replay of {self.run_id} diverged at tick "
+                f"{result.divergent_tick}{where}: {result.detail}"
+            )
         return result
 
     # ---- the journal ---------------------------------------------------------------------
@@ -680,10 +882,18 @@ class Run:
 
     def journal(self, kinds: Sequence[str] = ()) -> pd.DataFrame:
         """The journal as a DataFrame: sequence, run_id, tick, kind, payload (dict), hash."""
-        rows = [{"sequence": r.sequence, "run_id": r.run_id, "tick": r.tick, "kind": r.kind,
-                 "payload": r.payload, "hash": r.hash} for r in self.records(kinds)]
-        return pd.DataFrame(rows, columns=["sequence", "run_id", "tick", "kind", "payload",
-                                           "hash"])
+        rows = [
+            {
+                "sequence": r.sequence,
+                "run_id": r.run_id,
+                "tick": r.tick,
+                "kind": r.kind,
+                "payload": r.payload,
+                "hash": r.hash,
+            }
+            for r in self.records(kinds)
+        ]
+        return pd.DataFrame(rows, columns=["sequence", "run_id", "tick", "kind", "payload", "hash"])
 
     def ticks(self, *, lineage: bool = True) -> pd.DataFrame:
         """Per-tick statistics (the `tick.stats` records): tick, wall_ms, steps, messages
@@ -708,9 +918,14 @@ class Run:
         run includes its parent's ticks up to the checkpoint."""
         records = self.lineage_records() if lineage else self.records()
         names = spawned_names(records)
-        rows = [{"tick": t, "digest": d,
-                 "agents": {names.get(s, f"#{s}"): h for s, h in sorted(per.items())}}
-                for t, (d, per) in sorted(tick_digests(records).items())]
+        rows = [
+            {
+                "tick": t,
+                "digest": d,
+                "agents": {names.get(s, f"#{s}"): h for s, h in sorted(per.items())},
+            }
+            for t, (d, per) in sorted(tick_digests(records).items())
+        ]
         return pd.DataFrame(rows, columns=["tick", "digest", "agents"])
 
     def logs(self) -> pd.DataFrame:
@@ -729,16 +944,20 @@ class Run:
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary: run id, label, tick, digest, agents by state, counters."""
         st = self.status()
-        return {"run_id": self.run_id,
-                "label": self.scenario.label if self.scenario is not None else "",
-                "tick": st.tick, "digest": st.digest, "agents_by_state": st.agents_by_state,
-                "counters": st.counters}
+        return {
+            "run_id": self.run_id,
+            "label": self.scenario.label if self.scenario is not None else "",
+            "tick": st.tick,
+            "digest": st.digest,
+            "agents_by_state": st.agents_by_state,
+            "counters": st.counters,
+        }
 
-    def export(self, out_dir: Path | str, fmt: str = "csv", *,
-               messages: bool = False) -> dict[str, Path]:
+    def export(
+        self, out_dir: Path | str, fmt: str = "csv", *, messages: bool = False
+    ) -> dict[str, Path]:
         """Write this run's tables to `out_dir` (see `lockstep.api.export_run`); with
         `messages`, the message trace too (regenerated by replay)."""
         from lockstep.api._export import export_run
 
         return export_run(self, Path(out_dir), fmt, messages)
-

@@ -19,8 +19,15 @@ from lockstep.api._records import (
 __all__ = ["RunDiff", "diff", "diff_records"]
 
 # Journal kinds that describe bookkeeping rather than what happened in the run.
-_BOOKKEEPING = {"tick.digest", "tick.stats", "run.start", "run.restore", "run.checkpoint",
-                "module.register", "run.recover"}
+_BOOKKEEPING = {
+    "tick.digest",
+    "tick.stats",
+    "run.start",
+    "run.restore",
+    "run.checkpoint",
+    "module.register",
+    "run.recover",
+}
 
 
 @dataclass(frozen=True)
@@ -58,16 +65,26 @@ class RunDiff:
     def describe(self) -> str:
         """A few lines for people."""
         if self.identical:
-            return (f"runs {self.run_a} and {self.run_b} are identical: {self.common_ticks} "
-                    "tick digests equal")
-        lines = [f"runs {self.run_a} and {self.run_b} diverge at tick {self.first_tick}"
-                 + (f", first in agent {self.first_agent}" if self.first_agent else
-                    " (not in any agent's digest)")]
+            return (
+                f"runs {self.run_a} and {self.run_b} are identical: {self.common_ticks} "
+                "tick digests equal"
+            )
+        lines = [
+            f"runs {self.run_a} and {self.run_b} diverge at tick {self.first_tick}"
+            + (
+                f", first in agent {self.first_agent}"
+                if self.first_agent
+                else " (not in any agent's digest)"
+            )
+        ]
         if len(self.first_agents) > 1:
-            lines.append(f"agents differing at tick {self.first_tick}: "
-                         f"{', '.join(self.first_agents)}")
-        lines.append(f"ticks: a {self.last_tick_a}, b {self.last_tick_b}; "
-                     f"{len(self.agents_diverged)} agent(s) differ from then on")
+            lines.append(
+                f"agents differing at tick {self.first_tick}: {', '.join(self.first_agents)}"
+            )
+        lines.append(
+            f"ticks: a {self.last_tick_a}, b {self.last_tick_b}; "
+            f"{len(self.agents_diverged)} agent(s) differ from then on"
+        )
         kinds = sorted(set(self.events_a) | set(self.events_b))
         for kind in kinds:
             a, b = self.events_a.get(kind, 0), self.events_b.get(kind, 0)
@@ -79,13 +96,21 @@ class RunDiff:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able."""
-        return {"run_a": self.run_a, "run_b": self.run_b, "identical": self.identical,
-                "first_tick": self.first_tick, "first_agent": self.first_agent,
-                "first_agents": list(self.first_agents), "last_tick_a": self.last_tick_a,
-                "last_tick_b": self.last_tick_b, "common_ticks": self.common_ticks,
-                "agents_diverged": list(self.agents_diverged), "events_a": self.events_a,
-                "events_b": self.events_b,
-                "observations": {k: list(v) for k, v in self.observations.items()}}
+        return {
+            "run_a": self.run_a,
+            "run_b": self.run_b,
+            "identical": self.identical,
+            "first_tick": self.first_tick,
+            "first_agent": self.first_agent,
+            "first_agents": list(self.first_agents),
+            "last_tick_a": self.last_tick_a,
+            "last_tick_b": self.last_tick_b,
+            "common_ticks": self.common_ticks,
+            "agents_diverged": list(self.agents_diverged),
+            "events_a": self.events_a,
+            "events_b": self.events_b,
+            "observations": {k: list(v) for k, v in self.observations.items()},
+        }
 
 
 def _obs_means(records: list[JournalRecord]) -> dict[str, float]:
@@ -102,14 +127,19 @@ def _obs_means(records: list[JournalRecord]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def diff_records(run_a: str, a: list[JournalRecord], run_b: str,
-                 b: list[JournalRecord]) -> RunDiff:
+def diff_records(run_a: str, a: list[JournalRecord], run_b: str, b: list[JournalRecord]) -> RunDiff:
     """Compare two runs given their records from tick 0 (see `lineage`)."""
     da, db = tick_digests(a), tick_digests(b)
     names = {**spawned_names(a), **spawned_names(b)}
     common = sorted(set(da) & set(db))
-    first = next((t for t in sorted(set(da) | set(db))
-                  if t not in da or t not in db or da[t][0] != db[t][0]), None)
+    first = next(
+        (
+            t
+            for t in sorted(set(da) | set(db))
+            if t not in da or t not in db or da[t][0] != db[t][0]
+        ),
+        None,
+    )
     last_a, last_b = max(da, default=0), max(db, default=0)
     if first is None:
         return RunDiff(run_a, run_b, last_a, last_b, len(common), None)
@@ -129,17 +159,34 @@ def diff_records(run_a: str, a: list[JournalRecord], run_b: str,
             ever.update(differing(t))
 
     def events(records: list[JournalRecord]) -> dict[str, int]:
-        return dict(sorted(Counter(r.kind for r in records if r.tick >= first
-                                   and r.kind not in _BOOKKEEPING).items()))
+        return dict(
+            sorted(
+                Counter(
+                    r.kind for r in records if r.tick >= first and r.kind not in _BOOKKEEPING
+                ).items()
+            )
+        )
 
     ma, mb = _obs_means(a), _obs_means(b)
     obs = {k: (ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb))}
-    return RunDiff(run_a, run_b, last_a, last_b, len(common), first, at_first,
-                   tuple(name(s) for s in sorted(ever)), events(a), events(b), obs)
+    return RunDiff(
+        run_a,
+        run_b,
+        last_a,
+        last_b,
+        len(common),
+        first,
+        at_first,
+        tuple(name(s) for s in sorted(ever)),
+        events(a),
+        events(b),
+        obs,
+    )
 
 
-def diff(run_a: Any, run_b: Any,
-         fetch: Callable[[str], list[JournalRecord]] | None = None) -> RunDiff:
+def diff(
+    run_a: Any, run_b: Any, fetch: Callable[[str], list[JournalRecord]] | None = None
+) -> RunDiff:
     """Compare two runs (`Run` objects, or run ids with `fetch`, e.g.
     `deployment.records`) by their journalled tick digests and per-agent digests; a run
     restored from a checkpoint is compared together with its parent's ticks up to it."""

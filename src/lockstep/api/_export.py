@@ -31,8 +31,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
     out = frame.copy()
     for col in out.columns:
         if out[col].map(lambda v: isinstance(v, dict | list | tuple)).any():
-            out[col] = out[col].map(lambda v: json.dumps(v, sort_keys=True,
-                                                         separators=(",", ":")))
+            out[col] = out[col].map(lambda v: json.dumps(v, sort_keys=True, separators=(",", ":")))
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         out.to_parquet(path, index=False)
@@ -56,24 +55,32 @@ def _ticks(run: Run) -> pd.DataFrame:
     number of each kind of journal event of that tick."""
     records = run.lineage_records()
     stats = {row["tick"]: row for row in tick_stats_rows(records)}
-    kinds = Counter((r.tick, r.kind) for r in records
-                    if r.kind not in ("tick.digest", "tick.stats", "run.start"))
+    kinds = Counter(
+        (r.tick, r.kind)
+        for r in records
+        if r.kind not in ("tick.digest", "tick.stats", "run.start")
+    )
     all_kinds = sorted({k for _, k in kinds})
     rows = []
     for tick, (digest, per_agent) in sorted(tick_digests(records).items()):
-        row: dict[str, Any] = {"tick": tick, "digest": digest,
-                               "agents_touched": len(per_agent)}
+        row: dict[str, Any] = {"tick": tick, "digest": digest, "agents_touched": len(per_agent)}
         st = stats.get(tick, {})
         for col in TICK_STATS_COLUMNS[1:]:
             value = st.get(col)
-            row[col] = (",".join(f"{x:g}" for x in value) if isinstance(value, list)
-                        else value)
+            row[col] = ",".join(f"{x:g}" for x in value) if isinstance(value, list) else value
         for kind in all_kinds:
             row[kind.replace(".", "_")] = kinds.get((tick, kind), 0)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["tick", "digest", "agents_touched",
-                                       *TICK_STATS_COLUMNS[1:],
-                                       *(k.replace(".", "_") for k in all_kinds)])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "tick",
+            "digest",
+            "agents_touched",
+            *TICK_STATS_COLUMNS[1:],
+            *(k.replace(".", "_") for k in all_kinds),
+        ],
+    )
 
 
 def _agents(run: Run) -> pd.DataFrame:
@@ -84,20 +91,29 @@ def _agents(run: Run) -> pd.DataFrame:
         records = run.lineage_records()
         spawns = [r for r in records if r.kind == "control.spawn"]
         names = spawned_names(spawns)
-        faults = Counter(str(r.payload.get("name", "")) for r in records
-                         if r.kind == "agent.fault")
+        faults = Counter(str(r.payload.get("name", "")) for r in records if r.kind == "agent.fault")
         done = {str(r.payload.get("name", "")) for r in records if r.kind == "agent.done"}
-        rows = [{"name": names[int(r.payload["seq"])], "sequence": int(r.payload["seq"]),
-                 "module_hash": r.payload.get("module", ""), "spawn_tick": r.tick,
-                 "priority": r.payload.get("priority", 0),
-                 "faults": faults.get(str(r.payload["name"]), 0),
-                 "done": str(r.payload["name"]) in done} for r in spawns]
-        return pd.DataFrame(rows, columns=["name", "sequence", "module_hash", "spawn_tick",
-                                           "priority", "faults", "done"])
+        rows = [
+            {
+                "name": names[int(r.payload["seq"])],
+                "sequence": int(r.payload["seq"]),
+                "module_hash": r.payload.get("module", ""),
+                "spawn_tick": r.tick,
+                "priority": r.payload.get("priority", 0),
+                "faults": faults.get(str(r.payload["name"]), 0),
+                "done": str(r.payload["name"]) in done,
+            }
+            for r in spawns
+        ]
+        return pd.DataFrame(
+            rows,
+            columns=["name", "sequence", "module_hash", "spawn_tick", "priority", "faults", "done"],
+        )
 
 
-def export_run(run: Run, out_dir: Path, fmt: str = "csv",
-               messages: bool = False) -> dict[str, Path]:
+def export_run(
+    run: Run, out_dir: Path, fmt: str = "csv", messages: bool = False
+) -> dict[str, Path]:
     """Write ticks, agents, observations, logs and journal tables of `run` into `out_dir`
     as `<table>.csv` or `<table>.parquet`; returns {table: path}.
 
@@ -112,11 +128,15 @@ def export_run(run: Run, out_dir: Path, fmt: str = "csv",
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    tables = {"ticks": _ticks(run), "agents": _agents(run), "observations": run.observations(),
-              "logs": run.logs(), "journal": run.journal()}
+    tables = {
+        "ticks": _ticks(run),
+        "agents": _agents(run),
+        "observations": run.observations(),
+        "logs": run.logs(),
+        "journal": run.journal(),
+    }
     if messages:
         trace = run.messages()
         trace["payload"] = trace["payload"].map(bytes.hex)
         tables["messages"] = trace
-    return {name: write_table(frame, out_dir / f"{name}.{fmt}")
-            for name, frame in tables.items()}
+    return {name: write_table(frame, out_dir / f"{name}.{fmt}") for name, frame in tables.items()}

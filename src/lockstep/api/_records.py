@@ -62,16 +62,33 @@ class JournalRecord:
                 payload = {"value": payload}
         except (ValueError, UnicodeDecodeError):
             payload = {"raw": raw.decode(errors="replace")}
-        return cls(int(rec.sequence), rec.run_id, int(rec.tick), rec.kind, payload,
-                   bytes(rec.hash).hex())
+        return cls(
+            int(rec.sequence), rec.run_id, int(rec.tick), rec.kind, payload, bytes(rec.hash).hex()
+        )
 
 
 # ---- per-tick statistics -----------------------------------------------------------------
 # The fields of a `tick.stats` record (docs/telemetry.md, "Per-tick statistics"); records
 # written by an older orchestrator may lack some (the value is then missing).
-TICK_STATS_COLUMNS = ("tick", "wall_ms", "steps", "messages", "sent", "bytes", "fuel",
-                      "faults", "undeliverable", "restarts", "spawned", "done", "agents",
-                      "inference_in_flight", "pools_ms", "started", "step_at_ms")
+TICK_STATS_COLUMNS = (
+    "tick",
+    "wall_ms",
+    "steps",
+    "messages",
+    "sent",
+    "bytes",
+    "fuel",
+    "faults",
+    "undeliverable",
+    "restarts",
+    "spawned",
+    "done",
+    "agents",
+    "inference_in_flight",
+    "pools_ms",
+    "started",
+    "step_at_ms",
+)
 
 
 def tick_stats_rows(records: Iterable[JournalRecord]) -> list[dict[str, Any]]:
@@ -83,30 +100,40 @@ def tick_stats_rows(records: Iterable[JournalRecord]) -> list[dict[str, Any]]:
 
 # ---- tick digests and per-agent digests --------------------------------------------------
 
+
 def agent_digests(payload: dict[str, Any]) -> dict[int, str]:
     """The per-agent digests of a `tick.digest` record: {spawn sequence: 16 hex digits}.
 
     Today's form (docs/architecture.md, "Journal"): `agents` is the hex of, per agent
     touched in the tick, a u32 little-endian spawn sequence and an 8-byte hash."""
     blob = bytes.fromhex(str(payload.get("agents", "")))
-    return {int.from_bytes(blob[i:i + 4], "little"): blob[i + 4:i + 12].hex()
-            for i in range(0, len(blob) - 11, 12)}
+    return {
+        int.from_bytes(blob[i : i + 4], "little"): blob[i + 4 : i + 12].hex()
+        for i in range(0, len(blob) - 11, 12)
+    }
 
 
 def tick_digests(records: Iterable[JournalRecord]) -> dict[int, tuple[str, dict[int, str]]]:
     """{tick: (digest hex, per-agent digests)} from `tick.digest` records (a later record of
     the same tick, as after pool recovery, wins)."""
-    return {r.tick: (str(r.payload.get("digest", "")), agent_digests(r.payload))
-            for r in records if r.kind == "tick.digest"}
+    return {
+        r.tick: (str(r.payload.get("digest", "")), agent_digests(r.payload))
+        for r in records
+        if r.kind == "tick.digest"
+    }
 
 
 def spawned_names(records: Iterable[JournalRecord]) -> dict[int, str]:
     """{spawn sequence: agent name} from `control.spawn` records."""
-    return {int(r.payload["seq"]): str(r.payload["name"])
-            for r in records if r.kind == "control.spawn" and "seq" in r.payload}
+    return {
+        int(r.payload["seq"]): str(r.payload["name"])
+        for r in records
+        if r.kind == "control.spawn" and "seq" in r.payload
+    }
 
 
 # ---- lineage: restored runs continue their parent's journal -------------------------------
+
 
 def parent_of(records: Sequence[JournalRecord]) -> tuple[str, str, int] | None:
     """(parent run id, checkpoint id, checkpoint tick) of a run restored from a checkpoint:
@@ -117,8 +144,9 @@ def parent_of(records: Sequence[JournalRecord]) -> tuple[str, str, int] | None:
     return None
 
 
-def lineage(fetch: Callable[[str], list[JournalRecord]], run_id: str,
-            max_depth: int = 64) -> list[JournalRecord]:
+def lineage(
+    fetch: Callable[[str], list[JournalRecord]], run_id: str, max_depth: int = 64
+) -> list[JournalRecord]:
     """The records that describe run `run_id` from tick 0: for a restored run, its
     ancestors' records up to the checkpoint tick, then its own (minus its `run.start`)."""
     own = fetch(run_id)
@@ -137,6 +165,7 @@ def lineage(fetch: Callable[[str], list[JournalRecord]], run_id: str,
 
 # ---- agent logs and observations ----------------------------------------------------------
 
+
 def log_rows(records: Iterable[JournalRecord]) -> list[tuple[int, str, int, str]]:
     """(tick, agent, level, text) of each `agent.log` record.
 
@@ -148,8 +177,14 @@ def log_rows(records: Iterable[JournalRecord]) -> list[tuple[int, str, int, str]
         if r.kind != "agent.log":
             continue
         p = r.payload
-        out.append((int(p.get("tick", r.tick)), str(p.get("agent", "")),
-                    int(p.get("level", 0)), str(p.get("text", ""))))
+        out.append(
+            (
+                int(p.get("tick", r.tick)),
+                str(p.get("agent", "")),
+                int(p.get("level", 0)),
+                str(p.get("text", "")),
+            )
+        )
     return out
 
 
@@ -188,8 +223,9 @@ def encode_observation(pairs: Iterable[tuple[str, float | int]]) -> str:
     return " ".join(tokens)
 
 
-def observation_rows(logs: Iterable[tuple[int, str, int, str]]
-                     ) -> tuple[list[tuple[int, str, str, float]], int]:
+def observation_rows(
+    logs: Iterable[tuple[int, str, int, str]],
+) -> tuple[list[tuple[int, str, str, float]], int]:
     """(tick, agent, key, value) rows from the level-5 log lines, and how many level-5
     lines were malformed (skipped, never guessed)."""
     rows: list[tuple[int, str, str, float]] = []

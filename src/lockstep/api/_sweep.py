@@ -87,10 +87,17 @@ def _observed(run: Any, keys: Sequence[str]) -> dict[str, float | None]:
     return out
 
 
-def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = None,
-          seeds: Iterable[int] = (0,), *, parallel: int = 1, repeats: int = 2,
-          pools: int | None = None, observe: Sequence[str] = (),
-          progress: SweepProgress | None = None) -> pd.DataFrame:
+def sweep(
+    scenario: ScenarioLike,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Iterable[int] = (0,),
+    *,
+    parallel: int = 1,
+    repeats: int = 2,
+    pools: int | None = None,
+    observe: Sequence[str] = (),
+    progress: SweepProgress | None = None,
+) -> pd.DataFrame:
     """Run `scenario` for every combination of `grid` values (dotted override paths ->
     values) and every seed, on `parallel` private local deployments, and return one row per
     combination: the parameters, seed, run id, final tick and digest, counters, agents by
@@ -111,11 +118,14 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = Non
     names = list(grid)
     combos = list(itertools.product(*(grid[n] for n in names))) or [()]
     seed_list = list(seeds)
-    cells = [_Cell(i, tuple(zip(names, combo, strict=True)), s)
-             for i, (combo, s) in enumerate(itertools.product(combos, seed_list))]
+    cells = [
+        _Cell(i, tuple(zip(names, combo, strict=True)), s)
+        for i, (combo, s) in enumerate(itertools.product(combos, seed_list))
+    ]
     # Validate every variant before starting anything.
     variants: dict[int, Scenario] = {
-        c.index: base.with_overrides(dict(c.params), seed=c.seed) for c in cells}
+        c.index: base.with_overrides(dict(c.params), seed=c.seed) for c in cells
+    }
     total = len(cells) * repeats
     n_workers = min(parallel, total)
     # Repeat r of combination i goes to deployment (i + r) mod N: with N > 1 the repeats of
@@ -140,9 +150,13 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = Non
                     run = dep.run(variants[cell.index])
                     st = run.status()
                     chain = tuple(run.digests(lineage=False)["digest"])
-                    row: dict[str, Any] = {"run_id": run.run_id, "tick": st.tick,
-                                           "digest": st.digest, "chain": chain,
-                                           "deployment": wid}
+                    row: dict[str, Any] = {
+                        "run_id": run.run_id,
+                        "tick": st.tick,
+                        "digest": st.digest,
+                        "chain": chain,
+                        "deployment": wid,
+                    }
                     row.update(st.counters)
                     row.update({f"agents_{k}": v for k, v in st.agents_by_state.items()})
                     row.update(_observed(run, observe))
@@ -155,8 +169,7 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Sequence[Any]] | None = Non
             with lock:
                 errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True)
-               for w in range(n_workers)]
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(n_workers)]
     for t in threads:
         t.start()
     for t in threads:

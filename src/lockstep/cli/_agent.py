@@ -23,7 +23,7 @@ __all__ = ["agent_app", "build"]
 
 agent_app = typer.Typer(
     help="Agents: build modules from C (.c) or AssemblyScript (.ts) sources (docs/sdk.md); "
-         "spawn, pause, resume, terminate, message, list and inspect agents of the current run.",
+    "spawn, pause, resume, terminate, message, list and inspect agents of the current run.",
     no_args_is_help=True,
 )
 
@@ -40,19 +40,29 @@ def _describe(path: Path) -> str:
 
 @agent_app.command()
 def build(
-    source: Annotated[Path | None, typer.Argument(
-        metavar="SRC", help="agent source: .c (zig cc) or .ts (AssemblyScript)")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="module to write (default: SRC with .wasm); with --all, the "
-                               "directory (default: <state dir>/build/agents)")] = None,
-    all_examples: Annotated[bool, typer.Option(
-        "--all", help="build every example under examples/agents")] = False,
-    debug: Annotated[bool, typer.Option(
-        "--debug", help="build without optimisation")] = False,
-    name: Annotated[str | None, typer.Option(
-        "--name", help="manifest name (default: the source file's stem)")] = None,
-    version: Annotated[str | None, typer.Option(
-        "--version", help=f"manifest version (default: {DEFAULT_VERSION})")] = None,
+    source: Annotated[
+        Path | None,
+        typer.Argument(metavar="SRC", help="agent source: .c (zig cc) or .ts (AssemblyScript)"),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="module to write (default: SRC with .wasm); with --all, the "
+            "directory (default: <state dir>/build/agents)",
+        ),
+    ] = None,
+    all_examples: Annotated[
+        bool, typer.Option("--all", help="build every example under examples/agents")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="build without optimisation")] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="manifest name (default: the source file's stem)")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help=f"manifest version (default: {DEFAULT_VERSION})")
+    ] = None,
     state_dir_opt: StateDirOption = None,
 ) -> None:
     """Build an agent module (with an unsigned manifest) and print its path, size and sha256.
@@ -65,8 +75,11 @@ def build(
         raise fail("--name names one module; with --all each is named after its file")
     try:
         if source is not None:
-            typer.echo(_describe(build_agent(source, output, optimize=not debug, name=name,
-                                             version=version)))
+            typer.echo(
+                _describe(
+                    build_agent(source, output, optimize=not debug, name=name, version=version)
+                )
+            )
             return
         sources = example_sources()
         if not sources:

@@ -16,8 +16,21 @@ app = typer.Typer(
 )
 
 # Command modules, imported for their side effect of registering commands on `app`.
-_COMMAND_MODULES = ("_services", "_run", "_agent", "_control", "_module", "_journal", "_models",
-                    "_bench", "_certs", "_sweep", "_diff", "_dashboard", "_observe")
+_COMMAND_MODULES = (
+    "_services",
+    "_run",
+    "_agent",
+    "_control",
+    "_module",
+    "_journal",
+    "_models",
+    "_bench",
+    "_certs",
+    "_sweep",
+    "_diff",
+    "_dashboard",
+    "_observe",
+)
 
 
 def main() -> None:

@@ -25,23 +25,36 @@ from lockstep.tls import issue, make_ca
 __all__ = ["certs", "deploy_init", "profile_app"]
 
 console = Console()
-deploy_app = typer.Typer(help="Set up a deployment on containers (compose, Kubernetes).",
-                         no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Set up a deployment on containers (compose, Kubernetes).", no_args_is_help=True
+)
 app.add_typer(deploy_app, name="deploy")
-profile_app = typer.Typer(help="Named remote deployments for `lockstep --profile NAME ...`.",
-                          no_args_is_help=True)
+profile_app = typer.Typer(
+    help="Named remote deployments for `lockstep --profile NAME ...`.", no_args_is_help=True
+)
 app.add_typer(profile_app, name="profile")
 
 DEFAULT_CLIENT = "client"
 
 
 def service_names(pools: int) -> list[str]:
-    return ["orchestrator", "telemetry", "inference", *(f"pool-{i}" for i in range(pools)),
-            "dashboard"]
+    return [
+        "orchestrator",
+        "telemetry",
+        "inference",
+        *(f"pool-{i}" for i in range(pools)),
+        "dashboard",
+    ]
 
 
-def make_certs(directory: Path, names: list[str], hosts: dict[str, list[str]],
-               shared_hosts: list[str], container_readable: bool, force: bool) -> list[Path]:
+def make_certs(
+    directory: Path,
+    names: list[str],
+    hosts: dict[str, list[str]],
+    shared_hosts: list[str],
+    container_readable: bool,
+    force: bool,
+) -> list[Path]:
     """A CA in `directory` (kept if there, unless `force`) and one certificate per name."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
@@ -49,8 +62,13 @@ def make_certs(directory: Path, names: list[str], hosts: dict[str, list[str]],
         make_ca(directory)
     written = []
     for name in names:
-        crt, _key = issue(directory, directory, name, [*hosts.get(name, []), *shared_hosts],
-                          key_mode=0o644 if container_readable else 0o600)
+        crt, _key = issue(
+            directory,
+            directory,
+            name,
+            [*hosts.get(name, []), *shared_hosts],
+            key_mode=0o644 if container_readable else 0o600,
+        )
         written.append(crt)
     return written
 
@@ -59,13 +77,26 @@ def make_certs(directory: Path, names: list[str], hosts: dict[str, list[str]],
 def certs(
     directory: Annotated[Path, typer.Argument(help="where to write ca.crt and NAME.crt/.key")],
     pools: Annotated[int, typer.Option(min=0, help="pool certificates pool-0..pool-N-1")] = 2,
-    name: Annotated[list[str] | None, typer.Option(
-        "--name", help="only these certificates, NAME or NAME=HOST,HOST (repeatable; "
-                       "default: every service and `client`)")] = None,
-    host: Annotated[list[str] | None, typer.Option(
-        "--host", help="extra DNS name or IP address in every certificate (repeatable)")] = None,
-    container_readable: Annotated[bool, typer.Option(
-        help="keys 0644 inside the owner-only directory, for containers' service user")] = False,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="only these certificates, NAME or NAME=HOST,HOST (repeatable; "
+            "default: every service and `client`)",
+        ),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host", help="extra DNS name or IP address in every certificate (repeatable)"
+        ),
+    ] = None,
+    container_readable: Annotated[
+        bool,
+        typer.Option(
+            help="keys 0644 inside the owner-only directory, for containers' service user"
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option(help="make a new CA even if one is there")] = False,
 ) -> None:
     """Make a local CA and per-service certificates (server and client auth) for TLS/mTLS.
@@ -84,22 +115,29 @@ def certs(
         written = make_certs(directory, names, hosts, host or [], container_readable, force)
     except (LockstepError, OSError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"CA {directory / 'ca.crt'}; certificates: "
-                  f"{', '.join(p.stem for p in written)}", soft_wrap=True)
+    console.print(
+        f"CA {directory / 'ca.crt'}; certificates: {', '.join(p.stem for p in written)}",
+        soft_wrap=True,
+    )
 
 
 @deploy_app.command("init")
 def deploy_init(
-    directory: Annotated[Path, typer.Option(
-        "--dir", help="deployment directory (docker-compose.yml reads ./deploy)")] = Path("deploy"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="deployment directory (docker-compose.yml reads ./deploy)")
+    ] = Path("deploy"),
     profile: Annotated[str, typer.Option(help="CLI profile to write for this deployment")] = (
-        "compose"),
+        "compose"
+    ),
     orchestrator: Annotated[str, typer.Option(help="orchestrator address for the profile")] = (
-        "127.0.0.1:7070"),
+        "127.0.0.1:7070"
+    ),
     telemetry: Annotated[str, typer.Option(help="telemetry address for the profile")] = (
-        "127.0.0.1:7090"),
+        "127.0.0.1:7090"
+    ),
     inference: Annotated[str, typer.Option(help="inference address for the profile")] = (
-        "127.0.0.1:7080"),
+        "127.0.0.1:7080"
+    ),
     tls: Annotated[bool, typer.Option(help="also make a CA and certificates (DIR/tls)")] = False,
     pools: Annotated[int, typer.Option(min=1, help="pool certificates with --tls")] = 2,
     force: Annotated[bool, typer.Option(help="replace existing tokens and keys")] = False,
@@ -140,21 +178,36 @@ def deploy_init(
         (keys / "trusted").chmod(0o755)
         for pub in (keys / "trusted").glob("*.pub"):
             pub.chmod(0o644)
-        values = {"orchestrator": orchestrator, "telemetry": telemetry, "inference": inference,
-                  "tokens": str(tokens), "keys": str(keys)}
+        values = {
+            "orchestrator": orchestrator,
+            "telemetry": telemetry,
+            "inference": inference,
+            "tokens": str(tokens),
+            "keys": str(keys),
+        }
         if tls:
             tls_dir = secrets / "tls"
-            make_certs(tls_dir, [*service_names(pools), DEFAULT_CLIENT],
-                       {f"pool-{i}": [f"pool-{i}"] for i in range(pools)}, [], True, force)
-            values |= {"tls_ca": str(tls_dir / "ca.crt"),
-                       "tls_cert": str(tls_dir / f"{DEFAULT_CLIENT}.crt"),
-                       "tls_key": str(tls_dir / f"{DEFAULT_CLIENT}.key")}
+            make_certs(
+                tls_dir,
+                [*service_names(pools), DEFAULT_CLIENT],
+                {f"pool-{i}": [f"pool-{i}"] for i in range(pools)},
+                [],
+                True,
+                force,
+            )
+            values |= {
+                "tls_ca": str(tls_dir / "ca.crt"),
+                "tls_cert": str(tls_dir / f"{DEFAULT_CLIENT}.crt"),
+                "tls_key": str(tls_dir / f"{DEFAULT_CLIENT}.key"),
+            }
             console.print(f"made TLS CA and certificates in {tls_dir}")
         path = save_profile(profile, values)
     except (LockstepError, OSError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"profile {profile!r} written to {path}: "
-                  f"`lockstep --profile {profile} run SCENARIO`", soft_wrap=True)
+    console.print(
+        f"profile {profile!r} written to {path}: `lockstep --profile {profile} run SCENARIO`",
+        soft_wrap=True,
+    )
 
 
 @profile_app.command("set")
@@ -171,11 +224,18 @@ def profile_set(
     tls_key: Annotated[str, typer.Option(help="its key")] = "",
 ) -> None:
     """Add or replace a profile (e.g. for a Kubernetes port-forward)."""
-    values = {"orchestrator": orchestrator, "telemetry": telemetry, "inference": inference,
-              "token": token, "tokens": str(Path(tokens).resolve()) if tokens else "",
-              "keys": str(Path(keys).resolve()) if keys else "",
-              **{k: str(Path(v).resolve()) if v else ""
-                 for k, v in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key))}}
+    values = {
+        "orchestrator": orchestrator,
+        "telemetry": telemetry,
+        "inference": inference,
+        "token": token,
+        "tokens": str(Path(tokens).resolve()) if tokens else "",
+        "keys": str(Path(keys).resolve()) if keys else "",
+        **{
+            k: str(Path(v).resolve()) if v else ""
+            for k, v in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key))
+        },
+    }
     try:
         path = save_profile(name, values)
         load_profile(name)

@@ -40,8 +40,18 @@ from lockstep.supervisor import SupervisorState, default_state_dir
 from lockstep.tls import TLSConfig
 
 PROFILE_SERVICES = ("orchestrator", "telemetry", "inference")
-_PROFILE_KEYS = frozenset({*PROFILE_SERVICES, "token", "tokens", "keys", "tls_ca", "tls_cert",
-                           "tls_key", "tls_server_name"})
+_PROFILE_KEYS = frozenset(
+    {
+        *PROFILE_SERVICES,
+        "token",
+        "tokens",
+        "keys",
+        "tls_ca",
+        "tls_cert",
+        "tls_key",
+        "tls_server_name",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,9 @@ def load_profile(name: str) -> Profile:
     profiles = _read_profiles(path)
     if name not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
-        raise ConfigError(f"no profile {name!r} in {path} (known: {known}); "
-                          "see `lockstep profile set`")
+        raise ConfigError(
+            f"no profile {name!r} in {path} (known: {known}); see `lockstep profile set`"
+        )
     data = profiles[name]
     unknown = set(data) - _PROFILE_KEYS
     if unknown:
@@ -98,11 +109,20 @@ def load_profile(name: str) -> Profile:
 
     tls = None
     if data.get("tls_ca") or data.get("tls_cert"):
-        tls = TLSConfig(cert=path_of("tls_cert"), key=path_of("tls_key"), ca=path_of("tls_ca"),
-                        server_name=data.get("tls_server_name") or None)
-    return Profile(name=name, addresses={s: str(data[s]) for s in PROFILE_SERVICES if s in data},
-                   token=data.get("token") or None, tokens=path_of("tokens"),
-                   keys=path_of("keys"), tls=tls)
+        tls = TLSConfig(
+            cert=path_of("tls_cert"),
+            key=path_of("tls_key"),
+            ca=path_of("tls_ca"),
+            server_name=data.get("tls_server_name") or None,
+        )
+    return Profile(
+        name=name,
+        addresses={s: str(data[s]) for s in PROFILE_SERVICES if s in data},
+        token=data.get("token") or None,
+        tokens=path_of("tokens"),
+        keys=path_of("keys"),
+        tls=tls,
+    )
 
 
 def save_profile(name: str, values: dict[str, str]) -> Path:
@@ -146,6 +166,7 @@ def _remember(key: str) -> Any:
         if ctx.parent is None or value:
             _chosen[key] = value or None
         return value
+
     return callback
 
 
@@ -153,21 +174,43 @@ def _remote(key: str) -> str | None:
     return None if _local_only[-1] else _chosen[key]
 
 
-RemoteAddressOption = Annotated[str | None, typer.Option(
-    "--address", callback=_remember("address"), expose_value=False,
-    help="address of the service this command talks to (HOST:PORT) [default: profile, "
-         "$LOCKSTEP_<SERVICE>_ADDRESS, the state directory]")]
-RemoteTokenOption = Annotated[str | None, typer.Option(
-    "--token", callback=_remember("token"), expose_value=False,
-    help="bearer token [default: profile, $LOCKSTEP_TOKEN, the state directory's]")]
-ProfileOption = Annotated[str | None, typer.Option(
-    "--profile", callback=_remember("profile"), expose_value=False, envvar="LOCKSTEP_PROFILE",
-    help="named remote deployment from profiles.toml [env LOCKSTEP_PROFILE]")]
+RemoteAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        callback=_remember("address"),
+        expose_value=False,
+        help="address of the service this command talks to (HOST:PORT) [default: profile, "
+        "$LOCKSTEP_<SERVICE>_ADDRESS, the state directory]",
+    ),
+]
+RemoteTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        callback=_remember("token"),
+        expose_value=False,
+        help="bearer token [default: profile, $LOCKSTEP_TOKEN, the state directory's]",
+    ),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        callback=_remember("profile"),
+        expose_value=False,
+        envvar="LOCKSTEP_PROFILE",
+        help="named remote deployment from profiles.toml [env LOCKSTEP_PROFILE]",
+    ),
+]
 
 
 @app.callback()
-def _remote_options(address: RemoteAddressOption = None, token: RemoteTokenOption = None,
-                    profile: ProfileOption = None) -> None:
+def _remote_options(
+    address: RemoteAddressOption = None,
+    token: RemoteTokenOption = None,
+    profile: ProfileOption = None,
+) -> None:
     """Remote options given before the command apply to whichever service it talks to."""
 
 
@@ -178,8 +221,11 @@ def remote_address() -> str | None:
 
 def remote_selected() -> bool:
     """Whether this invocation names a remote deployment (--profile, --address, env)."""
-    return bool(_remote("address") or _remote("profile")
-                or (os.environ.get("LOCKSTEP_PROFILE") and not _local_only[-1]))
+    return bool(
+        _remote("address")
+        or _remote("profile")
+        or (os.environ.get("LOCKSTEP_PROFILE") and not _local_only[-1])
+    )
 
 
 def current_profile() -> Profile | None:
@@ -197,10 +243,12 @@ def signing_key_override() -> Path | None:
     keys = sorted((profile.keys / "signing").glob("*.key"))
     return keys[0] if keys else None
 
+
 StateDirOption = Annotated[
     Path | None,
-    typer.Option("--state-dir",
-                 help="supervisor state directory (env LOCKSTEP_HOME, default ~/.lockstep)"),
+    typer.Option(
+        "--state-dir", help="supervisor state directory (env LOCKSTEP_HOME, default ~/.lockstep)"
+    ),
 ]
 
 
@@ -213,13 +261,20 @@ def running_state(value: Path | None) -> SupervisorState:
     directory = state_dir(value)
     state = SupervisorState.load(directory)
     if state is None or not state.supervisor_alive():
-        raise ConfigError(f"Lockstep is not running (no live supervisor in {directory}); "
-                          "start it with `lockstep up`")
+        raise ConfigError(
+            f"Lockstep is not running (no live supervisor in {directory}); "
+            "start it with `lockstep up`"
+        )
     return state
 
 
-def connect(service: str, role: Role, state_dir_opt: Path | None = None,
-            address: str | None = None, token: str | None = None) -> grpc.Channel:
+def connect(
+    service: str,
+    role: Role,
+    state_dir_opt: Path | None = None,
+    address: str | None = None,
+    token: str | None = None,
+) -> grpc.Channel:
     """A channel to `service` carrying a token for `role`.
 
     Address: `address`, else --address, else the profile's, else
@@ -228,12 +283,18 @@ def connect(service: str, role: Role, state_dir_opt: Path | None = None,
     directory's token file. TLS: the profile's, else $LOCKSTEP_TLS_* (lockstep.tls).
     """
     profile = current_profile()
-    address = address or _remote("address") or (
-        profile.addresses.get(service) if profile else None) or (os.environ.get(
-        f"LOCKSTEP_{service.upper()}_ADDRESS") if not _local_only[-1] else None)
-    token = token or _remote("token") or (
-        profile.token_for(role) if profile else None) or (
-        os.environ.get("LOCKSTEP_TOKEN") if not _local_only[-1] else None)
+    address = (
+        address
+        or _remote("address")
+        or (profile.addresses.get(service) if profile else None)
+        or (os.environ.get(f"LOCKSTEP_{service.upper()}_ADDRESS") if not _local_only[-1] else None)
+    )
+    token = (
+        token
+        or _remote("token")
+        or (profile.token_for(role) if profile else None)
+        or (os.environ.get("LOCKSTEP_TOKEN") if not _local_only[-1] else None)
+    )
     if profile is not None and (address is None or token is None):
         missing = "address for " + service if address is None else "token"
         raise ConfigError(f"profile {profile.name!r} has no {missing}")

@@ -21,18 +21,25 @@ from lockstep.supervisor._dashboard import VIEWER_TOKEN_FILE, write_viewer_token
 @app.command()
 def dashboard(
     state_dir_opt: StateDirOption = None,
-    address: Annotated[str, typer.Option(
-        help="HOST:PORT to serve on (loopback by default; port 0 = any free port)")]
-        = "127.0.0.1:8780",
-    orchestrator: Annotated[str | None, typer.Option(
-        help="orchestrator address (default: the state directory's)")] = None,
-    telemetry: Annotated[str | None, typer.Option(
-        help="telemetry address (default: the state directory's)")] = None,
-    token_file: Annotated[Path | None, typer.Option(
-        help="file holding only the viewer token (default: the state directory's "
-             "viewer.token)")] = None,
-    render_interval_ms: Annotated[int, typer.Option(
-        help="a live page redraws at most this often")] = 1000,
+    address: Annotated[
+        str,
+        typer.Option(help="HOST:PORT to serve on (loopback by default; port 0 = any free port)"),
+    ] = "127.0.0.1:8780",
+    orchestrator: Annotated[
+        str | None, typer.Option(help="orchestrator address (default: the state directory's)")
+    ] = None,
+    telemetry: Annotated[
+        str | None, typer.Option(help="telemetry address (default: the state directory's)")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="file holding only the viewer token (default: the state directory's viewer.token)"
+        ),
+    ] = None,
+    render_interval_ms: Annotated[
+        int, typer.Option(help="a live page redraws at most this often")
+    ] = 1000,
 ) -> None:
     """Serve the read-only web dashboard (GET only, viewer credential) until Ctrl-C."""
     try:
@@ -49,8 +56,23 @@ def dashboard(
     try:
         from lockstep_dashboard.__main__ import main as dashboard_main
     except ImportError:
-        raise fail("the dashboard is not installed: pip install -e services/dashboard "
-                   "(python3 dev.py setup does)") from None
-    raise typer.Exit(dashboard_main([
-        "--address", address, "--orchestrator", orchestrator, "--telemetry", telemetry,
-        "--auth-file", str(token_file), "--render-interval-ms", str(render_interval_ms)]))
+        raise fail(
+            "the dashboard is not installed: pip install -e services/dashboard "
+            "(python3 dev.py setup does)"
+        ) from None
+    raise typer.Exit(
+        dashboard_main(
+            [
+                "--address",
+                address,
+                "--orchestrator",
+                orchestrator,
+                "--telemetry",
+                telemetry,
+                "--auth-file",
+                str(token_file),
+                "--render-interval-ms",
+                str(render_interval_ms),
+            ]
+        )
+    )

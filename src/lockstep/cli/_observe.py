@@ -28,8 +28,10 @@ LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4, "observe": 5
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 _RANGE = re.compile(r"^(\d*)\.\.(\d*)$|^(\d+)$")
 
-RunArgument = Annotated[str | None, typer.Argument(
-    metavar="[RUN]", help="run id or a unique prefix (default: the latest run)")]
+RunArgument = Annotated[
+    str | None,
+    typer.Argument(metavar="[RUN]", help="run id or a unique prefix (default: the latest run)"),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 
 
@@ -80,8 +82,9 @@ def resolve_run(client: TelemetryClient, run: str | None) -> str:
     raise ConfigError(f"run prefix {run!r} is ambiguous: {', '.join(sorted(ids))}")
 
 
-def _log_lines(records: Iterable[Any], agent: str | None, levels: frozenset[int] | None
-               ) -> Iterator[dict[str, Any]]:
+def _log_lines(
+    records: Iterable[Any], agent: str | None, levels: frozenset[int] | None
+) -> Iterator[dict[str, Any]]:
     # Imported here: lockstep.api needs pandas, which the service images leave out and the
     # other commands never need.
     from lockstep.api._records import JournalRecord
@@ -94,23 +97,39 @@ def _log_lines(records: Iterable[Any], agent: str | None, levels: frozenset[int]
             continue
         if levels is not None and level not in levels:
             continue
-        yield {"run_id": rec.run_id, "tick": int(p.get("tick", rec.tick)), "agent": name,
-               "level": level, "text": str(p.get("text", ""))}
+        yield {
+            "run_id": rec.run_id,
+            "tick": int(p.get("tick", rec.tick)),
+            "agent": name,
+            "level": level,
+            "text": str(p.get("text", "")),
+        }
 
 
 @app.command("logs")
 def logs_cmd(
     run: RunArgument = None,
     agent: Annotated[str | None, typer.Option("--agent", help="only this agent")] = None,
-    ticks: Annotated[str | None, typer.Option(
-        "--ticks", metavar="X..Y", help="only these ticks (X..Y inclusive, X.., ..Y or X)")
+    ticks: Annotated[
+        str | None,
+        typer.Option(
+            "--ticks", metavar="X..Y", help="only these ticks (X..Y inclusive, X.., ..Y or X)"
+        ),
     ] = None,
-    level: Annotated[str | None, typer.Option(
-        "--level", help="trace, debug, info, warn or error: that level and above; observe: "
-                        "only observations (default: every line)")] = None,
-    follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="then keep printing new lines as the run goes on (Ctrl-C "
-                               "stops)")] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level",
+            help="trace, debug, info, warn or error: that level and above; observe: "
+            "only observations (default: every line)",
+        ),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="then keep printing new lines as the run goes on (Ctrl-C stops)"
+        ),
+    ] = False,
     as_json: JsonOption = False,
     state_dir_opt: StateDirOption = None,
 ) -> None:
@@ -126,15 +145,18 @@ def logs_cmd(
             client = TelemetryClient(channel)
             run_id = resolve_run(client, run)
             head = client.head().sequence
-            stream: Iterable[Any] = client.query(run_id, kinds=["agent.log"], from_tick=lo,
-                                                 to_tick=hi, to_sequence=head)
+            stream: Iterable[Any] = client.query(
+                run_id, kinds=["agent.log"], from_tick=lo, to_tick=hi, to_sequence=head
+            )
             shown = _print_lines(_log_lines(stream, agent, levels), as_json)
             if follow:
                 live = client.follow(head + 1, run_id, ["agent.log"])
                 try:
-                    lines = (ln for ln in _log_lines(live, agent, levels)
-                             if (lo is None or ln["tick"] >= lo)
-                             and (hi is None or ln["tick"] <= hi))
+                    lines = (
+                        ln
+                        for ln in _log_lines(live, agent, levels)
+                        if (lo is None or ln["tick"] >= lo) and (hi is None or ln["tick"] <= hi)
+                    )
                     shown += _print_lines(lines, as_json)
                 except KeyboardInterrupt:
                     pass
@@ -157,16 +179,27 @@ def _print_lines(lines: Iterable[dict[str, Any]], as_json: bool) -> int:
         style = {"warn": "yellow", "error": "red", "observe": "cyan"}.get(name, "")
         tag = f"[{style}]{name:<7}[/]" if style else f"{name:<7}"
         # Agent text is data, never markup: escape it.
-        console.print(f"t={ln['tick']:<6} {escape(ln['agent'])} {tag} {escape(ln['text'])}",
-                      soft_wrap=True)
+        console.print(
+            f"t={ln['tick']:<6} {escape(ln['agent'])} {tag} {escape(ln['text'])}", soft_wrap=True
+        )
     return n
 
 
-_TICK_COLUMNS = (("tick", "tick"), ("wall_ms", "wall ms"), ("steps", "steps"),
-                 ("messages", "delivered"), ("sent", "sent"), ("bytes", "bytes"),
-                 ("fuel", "fuel"), ("faults", "faults"), ("undeliverable", "undeliv."),
-                 ("restarts", "restarts"), ("agents", "agents"),
-                 ("inference_in_flight", "infer"), ("pools_ms", "pools ms"))
+_TICK_COLUMNS = (
+    ("tick", "tick"),
+    ("wall_ms", "wall ms"),
+    ("steps", "steps"),
+    ("messages", "delivered"),
+    ("sent", "sent"),
+    ("bytes", "bytes"),
+    ("fuel", "fuel"),
+    ("faults", "faults"),
+    ("undeliverable", "undeliv."),
+    ("restarts", "restarts"),
+    ("agents", "agents"),
+    ("inference_in_flight", "infer"),
+    ("pools_ms", "pools ms"),
+)
 
 
 def _cell(value: Any) -> str:
@@ -182,13 +215,21 @@ def _cell(value: Any) -> str:
 @app.command("ticks")
 def ticks_cmd(
     run: RunArgument = None,
-    ticks: Annotated[str | None, typer.Option(
-        "--ticks", metavar="X..Y", help="only these ticks (X..Y inclusive, X.., ..Y or X)")
+    ticks: Annotated[
+        str | None,
+        typer.Option(
+            "--ticks", metavar="X..Y", help="only these ticks (X..Y inclusive, X.., ..Y or X)"
+        ),
     ] = None,
     as_json: JsonOption = False,
-    chrome_trace_file: Annotated[Path | None, typer.Option(
-        "--chrome-trace", metavar="FILE", help="write the tick timeline as Chrome trace JSON "
-                                               "(open it in Perfetto or chrome://tracing)")
+    chrome_trace_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--chrome-trace",
+            metavar="FILE",
+            help="write the tick timeline as Chrome trace JSON "
+            "(open it in Perfetto or chrome://tracing)",
+        ),
     ] = None,
     state_dir_opt: StateDirOption = None,
 ) -> None:
@@ -205,8 +246,10 @@ def ticks_cmd(
         with channel:
             client = TelemetryClient(channel)
             run_id = resolve_run(client, run)
-            rows = tick_stats_rows(JournalRecord.from_stored(r) for r in client.query(
-                run_id, kinds=["tick.stats"], from_tick=lo, to_tick=hi))
+            rows = tick_stats_rows(
+                JournalRecord.from_stored(r)
+                for r in client.query(run_id, kinds=["tick.stats"], from_tick=lo, to_tick=hi)
+            )
             pools = _pools_of(client, run_id)
     except LockstepError as exc:
         raise fail(exc) from None
@@ -223,8 +266,11 @@ def ticks_cmd(
             typer.echo(json.dumps({"run_id": run_id, **row}, sort_keys=True))
         return
     if not rows:
-        typer.secho(f"run {run_id} has no tick.stats records in that range (journals of "
-                    "older versions have none)", err=True)
+        typer.secho(
+            f"run {run_id} has no tick.stats records in that range (journals of "
+            "older versions have none)",
+            err=True,
+        )
         return
     table = Table(title=f"run {run_id}: {len(rows)} ticks")
     for _key, head in _TICK_COLUMNS:

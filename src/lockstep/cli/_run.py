@@ -52,8 +52,15 @@ def local_deployment(pools: int, quiet: bool = False) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="lockstep-") as tmp, local_only():
         directory = Path(tmp)
         with chatter():
-            up(state_dir_opt=directory, pools=pools, unix=False, address=None,
-               dev_mode=False, foreground=False, timeout=120.0)
+            up(
+                state_dir_opt=directory,
+                pools=pools,
+                unix=False,
+                address=None,
+                dev_mode=False,
+                foreground=False,
+                timeout=120.0,
+            )
         try:
             yield directory
         finally:
@@ -66,7 +73,8 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
     with channel, _bar(scenario.label, quiet) as bar:
         task = bar.add_task("run", total=scenario.ticks)
         return run_scenario(
-            scenario, channel,
+            scenario,
+            channel,
             progress=lambda tick, total: bar.update(task, completed=tick, total=total),
             build_dir=state_dir(directory) / "build",
             signing_key=signing_key_override() or local_signing_key(state_dir(directory)),
@@ -74,23 +82,40 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
 
 
 def _bar(label: str, quiet: bool) -> Progress:
-    return Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("ticks"), TimeElapsedColumn(), console=console, disable=quiet,
-                    transient=True)
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ticks"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    )
 
 
-def replay_and_report(directory: Path | None, run_id: str, entries: list[object] | None,
-                      verify_inference: bool, quiet: bool = False) -> ReplayResult:
+def replay_and_report(
+    directory: Path | None,
+    run_id: str,
+    entries: list[object] | None,
+    verify_inference: bool,
+    quiet: bool = False,
+) -> ReplayResult:
     channel = connect("orchestrator", Role.OPERATOR, directory)
     with channel, _bar(f"replay {run_id or 'journal'}", quiet) as bar:
         task = bar.add_task("replay", total=None)
-        result = replay_run(channel, run_id, entries=entries,  # type: ignore[arg-type]
-                            verify_inference=verify_inference,
-                            progress=lambda t, total: bar.update(task, completed=t, total=total))
+        result = replay_run(
+            channel,
+            run_id,
+            entries=entries,  # type: ignore[arg-type]
+            verify_inference=verify_inference,
+            progress=lambda t, total: bar.update(task, completed=t, total=total),
+        )
     if not result.ok:
         where = f" (agent {result.divergent_agent})" if result.divergent_agent else ""
-        raise DeterminismError(f"replay diverged at tick {result.divergent_tick}{where}: "
-                               f"{result.detail}")
+        raise DeterminismError(
+            f"replay diverged at tick {result.divergent_tick}{where}: {result.detail}"
+        )
     return result
 
 
@@ -104,8 +129,13 @@ def print_summary(summary: RunSummary) -> None:
     for name, value in summary.counters.items():
         table.add_row(name.replace("_", " "), f"{value:,}")
     rate = summary.counters["messages"] / summary.seconds if summary.seconds else 0.0
-    table.add_row("wall time", f"{summary.seconds:.2f} s ({summary.tick / summary.seconds:.0f} "
-                  f"ticks/s, {rate:,.0f} msgs/s)" if summary.seconds else "-")
+    table.add_row(
+        "wall time",
+        f"{summary.seconds:.2f} s ({summary.tick / summary.seconds:.0f} "
+        f"ticks/s, {rate:,.0f} msgs/s)"
+        if summary.seconds
+        else "-",
+    )
     console.print(table)
     console.print(f"final digest (tick {summary.tick}): {summary.digest}", soft_wrap=True)
 
@@ -114,15 +144,24 @@ def print_summary(summary: RunSummary) -> None:
 def run_cmd(
     scenario_path: Annotated[Path, typer.Argument(metavar="SCENARIO", help="scenario TOML file")],
     state_dir_opt: StateDirOption = None,
-    local: Annotated[bool, typer.Option(
-        "--local", help="start a private deployment for this run and stop it afterwards")] = False,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local", help="start a private deployment for this run and stop it afterwards"
+        ),
+    ] = False,
     pools: Annotated[int | None, typer.Option(help="pools for --local (default: scenario)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     seed: Annotated[int | None, typer.Option(min=0, help="override [run].seed")] = None,
     ticks: Annotated[int | None, typer.Option(min=1, help="override [run].ticks")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="override any scenario value, PATH=VALUE (repeatable), e.g. "
-                      "agents.0.count=1000 (VALUE is TOML, else a string)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="override any scenario value, PATH=VALUE (repeatable), e.g. "
+            "agents.0.count=1000 (VALUE is TOML, else a string)",
+        ),
+    ] = None,
     address: RemoteAddressOption = None,
     token: RemoteTokenOption = None,
     profile: ProfileOption = None,
@@ -146,10 +185,14 @@ def run_cmd(
 @app.command()
 def replay(
     run_id: Annotated[str, typer.Argument(help="run to replay (see `lockstep journal runs`)")] = "",
-    journal: Annotated[Path | None, typer.Option(
-        help="replay this JSON-lines journal file instead of the telemetry copy")] = None,
-    verify_inference: Annotated[bool, typer.Option(
-        help="recompute inference results instead of taking them from the journal")] = False,
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="replay this JSON-lines journal file instead of the telemetry copy"),
+    ] = None,
+    verify_inference: Annotated[
+        bool,
+        typer.Option(help="recompute inference results instead of taking them from the journal"),
+    ] = False,
     state_dir_opt: StateDirOption = None,
     address: RemoteAddressOption = None,
     token: RemoteTokenOption = None,
@@ -160,25 +203,33 @@ def replay(
     try:
         entries = None
         if journal is not None:
-            entries = [opb.JournalEntry(tick=r["tick"], kind=r["kind"],
-                                        payload=r["payload"].encode())
-                       for r in map(json.loads, journal.read_text().splitlines()) if r]
+            entries = [
+                opb.JournalEntry(tick=r["tick"], kind=r["kind"], payload=r["payload"].encode())
+                for r in map(json.loads, journal.read_text().splitlines())
+                if r
+            ]
         elif not run_id:
             raise ConfigError("give a RUN_ID or --journal FILE")
-        result = replay_and_report(state_dir_opt, run_id, entries,  # type: ignore[arg-type]
-                                   verify_inference)
+        result = replay_and_report(
+            state_dir_opt,
+            run_id,
+            entries,  # type: ignore[arg-type]
+            verify_inference,
+        )
     except DeterminismError as exc:
         raise fail(exc, code=1) from None
     except (LockstepError, OSError, ValueError, KeyError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"[green]replay verified[/]: {result.detail} (replay run "
-                  f"{result.replay_run_id})")
+    console.print(f"[green]replay verified[/]: {result.detail} (replay run {result.replay_run_id})")
 
 
 @app.command()
 def demo(
-    scenario_path: Annotated[Path | None, typer.Option(
-        "--scenario", help=f"scenario to run (default: the checkout's {DEMO_SCENARIO})")
+    scenario_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--scenario", help=f"scenario to run (default: the checkout's {DEMO_SCENARIO})"
+        ),
     ] = None,
     pools: Annotated[int | None, typer.Option(help="pool processes (default: scenario)")] = None,
 ) -> None:
@@ -191,12 +242,16 @@ def demo(
         with local_deployment(n) as directory:
             first = execute(scenario, directory, quiet=False)
             print_summary(first)
-            console.print(f"replaying run {first.run_id} from its journal in the telemetry "
-                          "service, comparing every tick digest...")
+            console.print(
+                f"replaying run {first.run_id} from its journal in the telemetry "
+                "service, comparing every tick digest..."
+            )
             result = replay_and_report(directory, first.run_id, None, verify_inference=False)
-        console.print(f"[green]replay verified[/]: {result.ticks} tick digests identical "
-                      f"(replay run {result.replay_run_id}); final digest {first.digest}",
-                      soft_wrap=True)
+        console.print(
+            f"[green]replay verified[/]: {result.ticks} tick digests identical "
+            f"(replay run {result.replay_run_id}); final digest {first.digest}",
+            soft_wrap=True,
+        )
     except LockstepError as exc:
         raise fail(exc) from None
 

@@ -58,15 +58,22 @@ def _prepare_models(repository: Path) -> None:
 
         prepare_models(repository, None)
     except (ImportError, LockstepError) as exc:
-        console.print(f"[yellow]note[/]: models not prepared ({exc}); "
-                      "see `lockstep models prepare`")
+        console.print(
+            f"[yellow]note[/]: models not prepared ({exc}); see `lockstep models prepare`"
+        )
 
 
 def _services_table(state: SupervisorState, live: bool) -> Table:
     table = Table(title=f"Lockstep services (state: {state.state_dir})")
     with_metrics = any(svc.metrics for svc in state.services)
-    cols = ("service", "address", "pid", "status", "restarts", *(
-        ("metrics",) if with_metrics else ()))
+    cols = (
+        "service",
+        "address",
+        "pid",
+        "status",
+        "restarts",
+        *(("metrics",) if with_metrics else ()),
+    )
     for col in cols:
         table.add_column(col, overflow="fold")
     for svc in state.services:
@@ -82,8 +89,9 @@ def _services_table(state: SupervisorState, live: bool) -> Table:
     return table
 
 
-def _wait_started(directory: Path, proc: subprocess.Popen[bytes],
-                  timeout: float) -> SupervisorState:
+def _wait_started(
+    directory: Path, proc: subprocess.Popen[bytes], timeout: float
+) -> SupervisorState:
     deadline = time.monotonic() + timeout
     with console.status("starting services..."):
         while time.monotonic() < deadline:
@@ -91,16 +99,17 @@ def _wait_started(directory: Path, proc: subprocess.Popen[bytes],
             mine = state is not None and state.supervisor_pid == proc.pid
             if mine and state is not None and state.status == "running":
                 return state
-            if proc.poll() is not None or (mine and state is not None
-                                           and state.status == "failed"):
+            if proc.poll() is not None or (mine and state is not None and state.status == "failed"):
                 proc.wait(60)
                 if mine and state is not None:
                     state = SupervisorState.load(directory) or state
                     state.path.unlink(missing_ok=True)
                     if state.error:
                         raise ConfigError(state.error)
-                raise ConfigError("supervisor exited during start-up: "
-                                  + last_line(directory / "logs" / "supervisor.log"))
+                raise ConfigError(
+                    "supervisor exited during start-up: "
+                    + last_line(directory / "logs" / "supervisor.log")
+                )
             time.sleep(0.05)
     proc.terminate()
     raise ConfigError(f"services did not start within {timeout:.0f}s; see {directory / 'logs'}")
@@ -111,18 +120,32 @@ def up(
     state_dir_opt: StateDirOption = None,
     pools: Annotated[int, typer.Option(min=1, help="number of wasm_pool processes")] = 1,
     unix: Annotated[bool, typer.Option(help="listen on unix sockets in the state dir")] = False,
-    address: Annotated[list[str] | None, typer.Option(
-        "--address", help="fixed address for a service, NAME=HOST:PORT (repeatable)")] = None,
-    dev_mode: Annotated[bool, typer.Option(
-        "--dev-mode", help="accept unsigned modules (development only)")] = False,
-    shm: Annotated[bool, typer.Option(
-        "--shm/--no-shm", help="local pools' batches through the shared-memory tick channel "
-                               "(Linux; default) or all over gRPC")] = True,
-    metrics: Annotated[bool, typer.Option(
-        "--metrics", help="every service serves Prometheus metrics (a free loopback port "
-                          "each; `lockstep status` lists them)")] = False,
-    dashboard: Annotated[bool, typer.Option(
-        help="start the read-only web dashboard (docs/dashboard.md)")] = True,
+    address: Annotated[
+        list[str] | None,
+        typer.Option("--address", help="fixed address for a service, NAME=HOST:PORT (repeatable)"),
+    ] = None,
+    dev_mode: Annotated[
+        bool, typer.Option("--dev-mode", help="accept unsigned modules (development only)")
+    ] = False,
+    shm: Annotated[
+        bool,
+        typer.Option(
+            "--shm/--no-shm",
+            help="local pools' batches through the shared-memory tick channel "
+            "(Linux; default) or all over gRPC",
+        ),
+    ] = True,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="every service serves Prometheus metrics (a free loopback port "
+            "each; `lockstep status` lists them)",
+        ),
+    ] = False,
+    dashboard: Annotated[
+        bool, typer.Option(help="start the read-only web dashboard (docs/dashboard.md)")
+    ] = True,
     foreground: Annotated[bool, typer.Option(help="supervise in this terminal")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for SERVING")] = 120.0,
 ) -> None:
@@ -132,9 +155,11 @@ def up(
         _check_writable(directory)
         existing = SupervisorState.load(directory)
         if existing is not None and existing.supervisor_alive():
-            raise ConfigError(f"Lockstep is already running (supervisor pid "
-                              f"{existing.supervisor_pid}, state {directory}); "
-                              "see `lockstep status` or stop it with `lockstep down`")
+            raise ConfigError(
+                f"Lockstep is already running (supervisor pid "
+                f"{existing.supervisor_pid}, state {directory}); "
+                "see `lockstep status` or stop it with `lockstep down`"
+            )
         if existing is not None:
             _wait_orphans(existing)
         fixed: list[str] = []
@@ -144,8 +169,15 @@ def up(
                 raise ConfigError(f"bad --address {item!r}: expected NAME=HOST:PORT")
             parse_address(addr)
             fixed += ["--address", item]
-        args = ["--state-dir", str(directory), "--pools", str(pools), *fixed,
-                "--start-timeout", str(timeout)]
+        args = [
+            "--state-dir",
+            str(directory),
+            "--pools",
+            str(pools),
+            *fixed,
+            "--start-timeout",
+            str(timeout),
+        ]
         if unix:
             args.append("--unix")
         if dev_mode:
@@ -165,8 +197,11 @@ def up(
         with open(directory / "logs" / "supervisor.log", "ab") as logf:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lockstep.supervisor", *args],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         state = _wait_started(directory, proc, timeout + 30)
     except LockstepError as exc:
@@ -192,8 +227,12 @@ def _wait_orphans(state: SupervisorState, timeout: float = 15.0) -> None:
 
 
 @app.command()
-def status(state_dir_opt: StateDirOption = None, address: RemoteAddressOption = None,
-           token: RemoteTokenOption = None, profile: ProfileOption = None) -> None:
+def status(
+    state_dir_opt: StateDirOption = None,
+    address: RemoteAddressOption = None,
+    token: RemoteTokenOption = None,
+    profile: ProfileOption = None,
+) -> None:
     """Show each service's address, pid, health and restarts (of a remote deployment with
     --profile / --address: each service's health and the current run)."""
     if remote_selected():
@@ -207,10 +246,13 @@ def status(state_dir_opt: StateDirOption = None, address: RemoteAddressOption = 
         orphans = [s for s in (state.services if state else []) if pid_alive(s.pid)]
         if state is not None and orphans:
             # Never disown services that still serve: say what is left and how to clear it.
-            console.print(f"Lockstep's supervisor (pid {state.supervisor_pid}) is gone; its "
-                          f"services stop by themselves ({len(orphans)} still alive: "
-                          f"{', '.join(f'{s.name} pid {s.pid}' for s in orphans)}). "
-                          "`lockstep down` stops them now.", soft_wrap=True)
+            console.print(
+                f"Lockstep's supervisor (pid {state.supervisor_pid}) is gone; its "
+                f"services stop by themselves ({len(orphans)} still alive: "
+                f"{', '.join(f'{s.name} pid {s.pid}' for s in orphans)}). "
+                "`lockstep down` stops them now.",
+                soft_wrap=True,
+            )
         else:
             console.print(f"Lockstep is not running (no live supervisor in {directory}).")
         raise typer.Exit(3)
@@ -237,8 +279,9 @@ def _remote_status() -> int:
     addresses = dict(chosen.addresses) if chosen else {}
     if remote_address():
         addresses["orchestrator"] = str(remote_address())
-    table = Table(title=f"Lockstep services (profile {chosen.name})" if chosen else
-                  "Lockstep services")
+    table = Table(
+        title=f"Lockstep services (profile {chosen.name})" if chosen else "Lockstep services"
+    )
     for col in ("service", "address", "status"):
         table.add_column(col, overflow="fold")
     tls = chosen.tls if chosen else None
@@ -263,13 +306,17 @@ def _print_run(directory: Path | None) -> None:
     try:
         with connect("orchestrator", Role.VIEWER, directory) as channel:
             st = opb_grpc.OrchestratorServiceStub(channel).GetStatus(
-                opb.GetStatusRequest(), timeout=5)
+                opb.GetStatusRequest(), timeout=5
+            )
     except (grpc.RpcError, LockstepError):
         console.print("current run: orchestrator not answering")
         return
     agents = ", ".join(f"{n} {k}" for k, n in sorted(st.agents_by_state.items())) or "none"
-    console.print(f"current run {st.run_id}: tick {st.tick}, agents {agents}, "
-                  f"digest {st.digest.hex()[:16]}...", soft_wrap=True)
+    console.print(
+        f"current run {st.run_id}: tick {st.tick}, agents {agents}, "
+        f"digest {st.digest.hex()[:16]}...",
+        soft_wrap=True,
+    )
 
 
 @app.command()

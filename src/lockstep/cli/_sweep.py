@@ -23,22 +23,35 @@ console = Console(stderr=True)
 @app.command("sweep")
 def sweep_cmd(
     scenario_path: Annotated[Path, typer.Argument(metavar="SCENARIO", help="scenario TOML file")],
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="PATH=V1,V2,... values to sweep (repeatable; commas inside quotes or "
-                      "brackets do not split), e.g. agents.0.count=10,100")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="PATH=V1,V2,... values to sweep (repeatable; commas inside quotes or "
+            "brackets do not split), e.g. agents.0.count=10,100",
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="seeds: 1..10, 1,2,3 or a mix")] = "",
     parallel: Annotated[int, typer.Option(min=1, help="local deployments run at once")] = 1,
-    repeats: Annotated[int, typer.Option(
-        min=1, help="runs of each combination; with 2 or more the table says whether "
-                    "they gave the same digests (column reproduced)")] = 2,
-    pools: Annotated[int | None, typer.Option(min=1, help="pools per deployment "
-                                                          "(default: scenario)")] = None,
-    observe: Annotated[list[str] | None, typer.Option(
-        help="observation key to report (mean over agents at the last observed tick)")] = None,
-    out: Annotated[Path, typer.Option(help="results table: .csv or .parquet")] = Path(
-        "sweep.csv"),
-    as_json: Annotated[bool, typer.Option("--json", help="also print the rows as JSON "
-                                                         "lines on stdout")] = False,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="runs of each combination; with 2 or more the table says whether "
+            "they gave the same digests (column reproduced)",
+        ),
+    ] = 2,
+    pools: Annotated[
+        int | None, typer.Option(min=1, help="pools per deployment (default: scenario)")
+    ] = None,
+    observe: Annotated[
+        list[str] | None,
+        typer.Option(help="observation key to report (mean over agents at the last observed tick)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="results table: .csv or .parquet")] = Path("sweep.csv"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="also print the rows as JSON lines on stdout")
+    ] = False,
 ) -> None:
     """Run a scenario for every combination of --set values and every seed, each on private
     local deployments, and write one results table (parameters, seed, final digest,
@@ -59,13 +72,26 @@ def sweep_cmd(
             total *= len(values)
         if out.suffix not in (".csv", ".parquet"):
             raise ConfigError(f"--out {out}: use a .csv or .parquet file")
-        with Progress(TextColumn(f"[bold]sweep {scenario.label}[/]"), BarColumn(),
-                      MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
+        with Progress(
+            TextColumn(f"[bold]sweep {scenario.label}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("runs"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("sweep", total=total)
-            table = sweep(scenario, grid, seed_list, parallel=parallel, repeats=repeats,
-                          pools=pools, observe=observe or (),
-                          progress=lambda done, n: bar.update(task, completed=done, total=n))
+            table = sweep(
+                scenario,
+                grid,
+                seed_list,
+                parallel=parallel,
+                repeats=repeats,
+                pools=pools,
+                observe=observe or (),
+                progress=lambda done, n: bar.update(task, completed=done, total=n),
+            )
         write_table(table, out)
     except LockstepError as exc:
         raise fail(exc) from None
@@ -76,7 +102,9 @@ def sweep_cmd(
     console.print(f"{len(table)} combinations x {repeats} run(s) -> {out}", soft_wrap=True)
     if repeats > 1:
         if len(bad):
-            console.print(f"[red]{len(bad)} combination(s) gave different digests[/]: "
-                          f"run ids {', '.join(bad['run_id'])}")
+            console.print(
+                f"[red]{len(bad)} combination(s) gave different digests[/]: "
+                f"run ids {', '.join(bad['run_id'])}"
+            )
             raise typer.Exit(1)
         console.print("[green]every repeat of every combination gave the same digests[/]")

@@ -17,8 +17,7 @@ from pathlib import Path
 from lockstep.auth import Role, TokenStore
 from lockstep.errors import ServiceError
 
-__all__ = ["VIEWER_TOKEN_FILE", "dashboard_url", "http_status", "wait_http",
-           "write_viewer_token"]
+__all__ = ["VIEWER_TOKEN_FILE", "dashboard_url", "http_status", "wait_http", "write_viewer_token"]
 
 VIEWER_TOKEN_FILE = "viewer.token"
 
@@ -38,7 +37,7 @@ def dashboard_url(address: str) -> str:
 
 
 def http_status(address: str, timeout: float = 2.0) -> str:
-    """"SERVING" when GET http://ADDRESS/healthz answers 200, else "UNREACHABLE"."""
+    """ "SERVING" when GET http://ADDRESS/healthz answers 200, else "UNREACHABLE"."""
     try:
         with urllib.request.urlopen(f"http://{address}/healthz", timeout=timeout) as resp:
             return "SERVING" if resp.status == 200 else f"HTTP {resp.status}"
@@ -50,8 +49,9 @@ def wait_http(address: str, timeout: float = 30.0) -> None:
     """Block until the dashboard at `address` answers /healthz (it writes its ready file
     once it accepts connections, so the first probe normally succeeds)."""
     deadline = time.monotonic() + timeout
-    while http_status(address, timeout=max(0.1, min(2.0, deadline - time.monotonic()))) \
-            != "SERVING":
+    while (
+        http_status(address, timeout=max(0.1, min(2.0, deadline - time.monotonic()))) != "SERVING"
+    ):
         if time.monotonic() >= deadline:
             raise ServiceError(f"dashboard at {address} did not answer within {timeout:.0f}s")
         time.sleep(0.05)

@@ -88,28 +88,50 @@ def service_plan(config: SupervisorConfig) -> list[ServiceSpec]:
     """Services in start order: dependencies first, the orchestrator last."""
     data = config.state_dir / "data"
     specs = [
-        ServiceSpec("telemetry", "lockstep_telemetry",
-                    lambda _a: ["--db", str(data / "telemetry.db")]),
-        ServiceSpec("inference", "lockstep_inference",
-                    lambda _a: ["--model-repo", str(data / "models")]),
+        ServiceSpec(
+            "telemetry", "lockstep_telemetry", lambda _a: ["--db", str(data / "telemetry.db")]
+        ),
+        ServiceSpec(
+            "inference", "lockstep_inference", lambda _a: ["--model-repo", str(data / "models")]
+        ),
     ]
-    specs += [ServiceSpec(f"pool-{i}", "lockstep_wasm_pool", lambda _a: [])
-              for i in range(config.pools)]
+    specs += [
+        ServiceSpec(f"pool-{i}", "lockstep_wasm_pool", lambda _a: []) for i in range(config.pools)
+    ]
 
     def orchestrator_args(addr: dict[str, str]) -> list[str]:
         pools = ",".join(addr[f"pool-{i}"] for i in range(config.pools))
-        args = ["--pools", pools, "--telemetry", addr["telemetry"],
-                "--inference", addr["inference"], "--data-dir", str(data / "orchestrator"),
-                "--trusted-keys", str(config.state_dir / "keys" / "trusted")]
+        args = [
+            "--pools",
+            pools,
+            "--telemetry",
+            addr["telemetry"],
+            "--inference",
+            addr["inference"],
+            "--data-dir",
+            str(data / "orchestrator"),
+            "--trusted-keys",
+            str(config.state_dir / "keys" / "trusted"),
+        ]
         if not config.shm:
             args += ["--pool-transport", "grpc"]
         return [*args, "--dev-mode"] if config.dev_mode else args
 
     specs.append(ServiceSpec("orchestrator", "lockstep_orchestrator", orchestrator_args))
     if config.dashboard:
-        specs.append(ServiceSpec("dashboard", "lockstep_dashboard", lambda addr: [
-            "--orchestrator", addr["orchestrator"], "--telemetry", addr["telemetry"]],
-            http=True))
+        specs.append(
+            ServiceSpec(
+                "dashboard",
+                "lockstep_dashboard",
+                lambda addr: [
+                    "--orchestrator",
+                    addr["orchestrator"],
+                    "--telemetry",
+                    addr["telemetry"],
+                ],
+                http=True,
+            )
+        )
     return specs
 
 
@@ -136,17 +158,33 @@ class _Child:
         address = self.state.address or self.initial_address()
         # The dashboard gets a file with the viewer token only, never tokens.json.
         auth = tokens.with_name(VIEWER_TOKEN_FILE) if self.spec.http else tokens
-        cmd = [sys.executable, "-m", self.spec.module, "--address", address,
-               "--auth-file", str(auth), "--ready-file", str(ready), *self.spec.args(addresses)]
+        cmd = [
+            sys.executable,
+            "-m",
+            self.spec.module,
+            "--address",
+            address,
+            "--auth-file",
+            str(auth),
+            "--ready-file",
+            str(ready),
+            *self.spec.args(addresses),
+        ]
         if self.config.metrics:
             cmd += ["--metrics-address", self.state.metrics or f"{self.config.host}:0"]
         logf = open(self.state.log, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
                 # The service stops by itself if this supervisor dies (server.run_service).
-                env={**os.environ, "PYTHONUNBUFFERED": "1",
-                     "LOCKSTEP_SUPERVISOR_PID": str(os.getpid())},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "LOCKSTEP_SUPERVISOR_PID": str(os.getpid()),
+                },
             )
         finally:
             logf.close()
@@ -170,8 +208,10 @@ class _Child:
                 return str(info["address"]), str(info.get("metrics", ""))
             code = self.proc.poll()
             if code is not None:
-                raise ServiceError(f"{self.spec.name} exited with status {code} during start-up: "
-                                   f"{last_line(Path(self.state.log))}")
+                raise ServiceError(
+                    f"{self.spec.name} exited with status {code} during start-up: "
+                    f"{last_line(Path(self.state.log))}"
+                )
             time.sleep(0.02)
         raise ServiceError(f"{self.spec.name} did not bind within {self.config.start_timeout:.0f}s")
 
@@ -231,8 +271,11 @@ class Supervisor:
         self.state = SupervisorState(state_dir=str(config.state_dir), supervisor_pid=os.getpid())
         self.children: list[_Child] = []
         for spec in service_plan(config):
-            svc = ServiceState(name=spec.name, module=spec.module,
-                               log=str(config.state_dir / "logs" / f"{spec.name}.log"))
+            svc = ServiceState(
+                name=spec.name,
+                module=spec.module,
+                log=str(config.state_dir / "logs" / f"{spec.name}.log"),
+            )
             self.state.services.append(svc)
             self.children.append(_Child(spec, svc, config))
 
@@ -256,8 +299,9 @@ class Supervisor:
                 raise
             finally:
                 self.state.save()
-            log.info("%s serving on %s (pid %d)", child.spec.name, child.state.address,
-                     child.state.pid)
+            log.info(
+                "%s serving on %s (pid %d)", child.spec.name, child.state.address, child.state.pid
+            )
         self.state.status = "running"
         self.state.save()
 

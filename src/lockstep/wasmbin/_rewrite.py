@@ -53,10 +53,30 @@ REWRITE_VERSION = 2
 START_EXPORT = f"{RESERVED_EXPORT_PREFIX}start"
 
 # Canonical order of known sections (the binary format requires it; custom sections float).
-_SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11,
-                 10: 12, 11: 13}
-_VALTYPE_NAMES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128",
-                  0x70: "funcref", 0x6F: "externref"}
+_SECTION_RANK = {
+    1: 1,
+    2: 2,
+    3: 3,
+    4: 4,
+    5: 5,
+    13: 6,
+    6: 7,
+    7: 8,
+    8: 9,
+    9: 10,
+    12: 11,
+    10: 12,
+    11: 13,
+}
+_VALTYPE_NAMES = {
+    0x7F: "i32",
+    0x7E: "i64",
+    0x7D: "f32",
+    0x7C: "f64",
+    0x7B: "v128",
+    0x70: "funcref",
+    0x6F: "externref",
+}
 
 
 class RewriteError(ValueError):
@@ -116,7 +136,7 @@ class GlobalInfo:
 
     @property
     def type_name(self) -> str:
-        """"i32", "i64", "f32", "f64", "v128", ... ."""
+        """ "i32", "i64", "f32", "f64", "v128", ... ."""
         return _VALTYPE_NAMES.get(self.valtype, f"0x{self.valtype:02x}")
 
 
@@ -142,8 +162,9 @@ def parse_layout(wasm: bytes) -> ModuleLayout:
         if imp.kind == ExternKind.GLOBAL:  # detail is "[mut ]<valtype>"
             mutable = imp.detail.startswith("mut ")
             name = imp.detail.removeprefix("mut ")
-            globals_.append(GlobalInfo(len(globals_), _GLOBAL_TYPE_BYTE.get(name, 0), mutable,
-                                       True))
+            globals_.append(
+                GlobalInfo(len(globals_), _GLOBAL_TYPE_BYTE.get(name, 0), mutable, True)
+            )
     exports: list[str] = []
     try:
         for sec in secs:
@@ -183,8 +204,11 @@ def export_mutable_globals(wasm: bytes, layout: ModuleLayout | None = None) -> b
     byte is kept. A module without mutable globals is returned unchanged.
     """
     layout = layout or parse_layout(wasm)
-    extra = [(global_export_name(g.index), 0x03, g.index) for g in layout.globals
-             if g.mutable and not g.imported]
+    extra = [
+        (global_export_name(g.index), 0x03, g.index)
+        for g in layout.globals
+        if g.mutable and not g.imported
+    ]
     return _add_exports(wasm, layout, extra)
 
 
@@ -197,18 +221,20 @@ def _add_exports(wasm: bytes, layout: ModuleLayout, extra: list[tuple[str, int, 
     export_sec = next((s for s in layout.sections if s.id == SectionId.EXPORT), None)
     if export_sec is not None:
         old_count, body_pos = decode_u32(wasm, export_sec.payload_offset)
-        entries += wasm[body_pos:export_sec.end]
+        entries += wasm[body_pos : export_sec.end]
     for name_str, kind, index in extra:
         name = name_str.encode()
         entries += encode_u32(len(name)) + name + bytes([kind]) + encode_u32(index)
     new_section = _section(SectionId.EXPORT, encode_u32(old_count + len(extra)) + bytes(entries))
     if export_sec is not None:
-        return wasm[:export_sec.offset] + new_section + wasm[export_sec.end:]
+        return wasm[: export_sec.offset] + new_section + wasm[export_sec.end :]
     # No export section yet: insert before the first known section that must follow it.
     insert_at = len(wasm)
     for sec in layout.sections:
-        if sec.id != SectionId.CUSTOM and \
-                _SECTION_RANK.get(sec.id, 0) > _SECTION_RANK[SectionId.EXPORT]:
+        if (
+            sec.id != SectionId.CUSTOM
+            and _SECTION_RANK.get(sec.id, 0) > _SECTION_RANK[SectionId.EXPORT]
+        ):
             insert_at = sec.offset
             break
     return wasm[:insert_at] + new_section + wasm[insert_at:]
@@ -224,8 +250,14 @@ _SIMD_MEMARG_LANE = frozenset(range(84, 92))
 # Instructions that change table or segment state, which a snapshot (memory + globals)
 # cannot capture: table.set, table.init, elem.drop, table.copy, table.grow, table.fill,
 # data.drop.
-_STATEFUL_FC = {9: "data.drop", 12: "table.init", 13: "elem.drop", 14: "table.copy",
-                15: "table.grow", 17: "table.fill"}
+_STATEFUL_FC = {
+    9: "data.drop",
+    12: "table.init",
+    13: "elem.drop",
+    14: "table.copy",
+    15: "table.grow",
+    17: "table.fill",
+}
 
 
 def _skip_memarg(buf: bytes, pos: int) -> int:
@@ -250,8 +282,9 @@ def _scan_body(buf: bytes, pos: int, end: int) -> list[tuple[int, int]]:
             continue
         if op in _ONE_ULEB:
             if op == 0x26:
-                raise RewriteError("instruction table.set changes table state, which a "
-                                   "snapshot cannot capture")
+                raise RewriteError(
+                    "instruction table.set changes table state, which a snapshot cannot capture"
+                )
             _, pos = decode_u32(buf, pos)
         elif op in (0x02, 0x03, 0x04):  # block type: empty, a value type, or a type index
             if buf[pos] == 0x40 or buf[pos] in _VALTYPE_NAMES:
@@ -288,8 +321,10 @@ def _scan_body(buf: bytes, pos: int, end: int) -> list[tuple[int, int]]:
         elif op == 0xFC:
             sub, pos = decode_u32(buf, pos)
             if sub in _STATEFUL_FC:
-                raise RewriteError(f"instruction {_STATEFUL_FC[sub]} changes table or segment "
-                                   "state, which a snapshot cannot capture")
+                raise RewriteError(
+                    f"instruction {_STATEFUL_FC[sub]} changes table or segment "
+                    "state, which a snapshot cannot capture"
+                )
             if sub <= 7:
                 continue
             if sub in (8, 10):  # memory.init dataidx memidx / memory.copy memidx memidx
@@ -322,9 +357,29 @@ def _scan_body(buf: bytes, pos: int, end: int) -> list[tuple[int, int]]:
 #   (func (param i32) (result i32) (local i32)
 #     local.get 0  memory.grow 0  local.tee 1  i32.const -1  i32.eq
 #     if  unreachable  end  local.get 1)
-_GROW_HELPER_BODY = bytes([0x01, 0x01, 0x7F,
-                           0x20, 0x00, 0x40, 0x00, 0x22, 0x01, 0x41, 0x7F, 0x46,
-                           0x04, 0x40, 0x00, 0x0B, 0x20, 0x01, 0x0B])
+_GROW_HELPER_BODY = bytes(
+    [
+        0x01,
+        0x01,
+        0x7F,
+        0x20,
+        0x00,
+        0x40,
+        0x00,
+        0x22,
+        0x01,
+        0x41,
+        0x7F,
+        0x46,
+        0x04,
+        0x40,
+        0x00,
+        0x0B,
+        0x20,
+        0x01,
+        0x0B,
+    ]
+)
 _GROW_HELPER_TYPE = bytes([0x60, 0x01, 0x7F, 0x01, 0x7F])
 
 
@@ -401,12 +456,17 @@ def prepare(wasm: bytes) -> Prepared:
             body += wasm[last:end]
             new_bodies += encode_u32(len(body)) + body
         new_bodies += encode_u32(len(_GROW_HELPER_BODY)) + _GROW_HELPER_BODY
-        replaced[SectionId.TYPE] = _section(SectionId.TYPE, _vec_append(
-            wasm[types.payload_offset:types.end], 1, _GROW_HELPER_TYPE))
-        replaced[SectionId.FUNCTION] = _section(SectionId.FUNCTION, _vec_append(
-            wasm[funcs.payload_offset:funcs.end], 1, encode_u32(n_types)))
-        replaced[SectionId.CODE] = _section(SectionId.CODE, encode_u32(len(bodies) + 1)
-                                            + bytes(new_bodies))
+        replaced[SectionId.TYPE] = _section(
+            SectionId.TYPE,
+            _vec_append(wasm[types.payload_offset : types.end], 1, _GROW_HELPER_TYPE),
+        )
+        replaced[SectionId.FUNCTION] = _section(
+            SectionId.FUNCTION,
+            _vec_append(wasm[funcs.payload_offset : funcs.end], 1, encode_u32(n_types)),
+        )
+        replaced[SectionId.CODE] = _section(
+            SectionId.CODE, encode_u32(len(bodies) + 1) + bytes(new_bodies)
+        )
     start = by_id.get(SectionId.START)
     start_func: int | None = None
     if start is not None:
@@ -417,13 +477,17 @@ def prepare(wasm: bytes) -> Prepared:
         if sec.id != SectionId.CUSTOM and sec.id in replaced:
             out += replaced[sec.id]
         else:
-            out += wasm[sec.offset:sec.end]
+            out += wasm[sec.offset : sec.end]
     rewritten = bytes(out)
     if replaced:
         layout = parse_layout(rewritten)
-    extra = [(global_export_name(g.index), 0x03, g.index) for g in layout.globals
-             if g.mutable and not g.imported]
+    extra = [
+        (global_export_name(g.index), 0x03, g.index)
+        for g in layout.globals
+        if g.mutable and not g.imported
+    ]
     if start_func is not None:
         extra.append((START_EXPORT, 0x00, start_func))
-    return Prepared(_add_exports(rewritten, layout, extra), layout, grow_helper,
-                    start_func is not None)
+    return Prepared(
+        _add_exports(rewritten, layout, extra), layout, grow_helper, start_func is not None
+    )
