@@ -159,6 +159,7 @@ SURFACE = {
     ],
     "lockstep.metrics": ["LATENCY_BUCKETS", "MetricsEndpoint", "RpcMetrics", "service_registry"],
     "lockstep.otel": ["configure_otel", "otel_requested", "shutdown_otel"],
+    "lockstep.records": ["TICK_STATS_COUNTS", "TICK_STATS_FIELDS"],
     "lockstep.server": [
         "BoundServer",
         "ServiceBinding",

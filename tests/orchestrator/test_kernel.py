@@ -3,6 +3,7 @@ behind the in-process `Pools` adapter, and the real pool engine for the golden j
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -13,8 +14,10 @@ import pytest
 
 from lockstep.errors import CapacityError, InvalidRequestError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.records import TICK_STATS_FIELDS
 from lockstep_orchestrator._events import (
     NOT_COMPARED,
+    TickStats,
     i64,
     lp,
     parse_event,
@@ -362,6 +365,8 @@ def test_tick_stats_add_up_to_the_run_counters_and_stay_out_of_the_digest() -> N
     assert all(s["wall_ms"] >= 0 and len(s["pools_ms"]) == 2 for _, s in stats)
     assert all(s["sent"] >= s["undeliverable"] for _, s in stats)
     assert "tick.stats" in NOT_COMPARED
+    # The event's fields are the shared record schema (lockstep.records), in order.
+    assert tuple(f.name for f in dataclasses.fields(TickStats)) == TICK_STATS_FIELDS
     # The statistics follow the tick's digest record and parse back as their event.
     kinds = [k for _t, k, _p in records(m)]
     assert kinds[kinds.index("tick.stats") - 1] == "tick.digest"

@@ -21,6 +21,7 @@ from lockstep.api._records import (
     decode_observation,
     parent_of,
 )
+from lockstep.records import TICK_STATS_COUNTS
 
 __all__ = [
     "STATS_FIELDS",
@@ -45,21 +46,7 @@ STATS_FIELDS: tuple[tuple[str, str], ...] = (
     ("fuel", "fuel"),
     ("faults", "faults"),
 )
-ALL_STATS = (
-    "wall_ms",
-    "steps",
-    "messages",
-    "sent",
-    "bytes",
-    "fuel",
-    "faults",
-    "undeliverable",
-    "restarts",
-    "spawned",
-    "done",
-    "agents",
-    "inference_in_flight",
-)
+ALL_STATS = TICK_STATS_COUNTS
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import DeterminismError
 from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.records import TICK_STATS_FIELDS
 
 _I64 = struct.Struct("<q")
 _U64 = struct.Struct("<Q")
@@ -525,26 +526,6 @@ class TickStats(Event):
             **{f: body[f] for f in TICK_STATS_FIELDS if f in body and f != "pools_ms"},
             pools_ms=tuple(body.get("pools_ms", ())),
         )
-
-
-TICK_STATS_FIELDS = (
-    "wall_ms",
-    "steps",
-    "messages",
-    "sent",
-    "bytes",
-    "fuel",
-    "faults",
-    "undeliverable",
-    "restarts",
-    "spawned",
-    "done",
-    "agents",
-    "inference_in_flight",
-    "pools_ms",
-    "started",
-    "step_at_ms",
-)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockstep.errors import ConfigError
+from lockstep.records import TICK_STATS_FIELDS
 
 __all__ = [
     "OBSERVE_LEVEL",
@@ -70,25 +71,7 @@ class JournalRecord:
 # ---- per-tick statistics -----------------------------------------------------------------
 # The fields of a `tick.stats` record (docs/telemetry.md, "Per-tick statistics"); records
 # written by an older orchestrator may lack some (the value is then missing).
-TICK_STATS_COLUMNS = (
-    "tick",
-    "wall_ms",
-    "steps",
-    "messages",
-    "sent",
-    "bytes",
-    "fuel",
-    "faults",
-    "undeliverable",
-    "restarts",
-    "spawned",
-    "done",
-    "agents",
-    "inference_in_flight",
-    "pools_ms",
-    "started",
-    "step_at_ms",
-)
+TICK_STATS_COLUMNS = ("tick", *TICK_STATS_FIELDS)
 
 
 def tick_stats_rows(records: Iterable[JournalRecord]) -> list[dict[str, Any]]:
