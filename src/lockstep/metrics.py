@@ -136,10 +136,10 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return None
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
         done = self._done(service, method)
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
 
-            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+        def one_response(inner: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+            # unary-unary and stream-unary alike: (request or iterator, context) -> response
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
                 started = time.perf_counter()
                 try:
                     response = inner(request, context)
@@ -149,8 +149,19 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 done(started, context)
                 return response
 
+            return call
+
+        if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                one_response(handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                one_response(handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
@@ -166,22 +177,6 @@ class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            def stream_unary(requests: Any, context: grpc.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
-                    response = inner_su(requests, context)
-                except BaseException:
-                    done(started, context, failed=True)
-                    raise
-                done(started, context)
-                return response
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
             )
         return handler  # bidirectional streams: none in these services
 
