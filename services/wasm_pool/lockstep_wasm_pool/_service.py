@@ -34,6 +34,8 @@ SERVICE_NAME = _SERVICE.full_name
 METHODS = role_table(_SERVICE, {m.name: SERVICE for m in _SERVICE.methods})
 
 T = TypeVar("T")
+# The agent entry point each batch RPC calls (the pool's metrics count calls by phase).
+_PHASES = {"CreateAgents": "init", "StepBatch": "step", "DestroyAgents": "shutdown"}
 
 
 def _refusal(exc: BaseException) -> tuple[str, str]:
@@ -66,13 +68,18 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
         )
 
     def run_packed(self, method: str, batch: bytes) -> bytes:
-        """One packed batch (the tick channel's handler; the RPCs below do the same)."""
-        fn, phase = {
-            "CreateAgents": (self.pool.create_packed, "init"),
-            "StepBatch": (self.pool.step_packed, "step"),
-            "DestroyAgents": (self.pool.destroy_packed, "shutdown"),
+        """One packed batch: the tick channel's handler, and the packed form of the three
+        batch RPCs below."""
+        fn = {
+            "CreateAgents": self.pool.create_packed,
+            "StepBatch": self.pool.step_packed,
+            "DestroyAgents": self.pool.destroy_packed,
         }[method]
-        return bytes(self.metrics.timed(method, phase, lambda: fn(batch)))
+        return bytes(self.metrics.timed(method, _PHASES[method], lambda: fn(batch)))
+
+    def _proto_batch(self, method: str, fn: Callable[[], T]) -> T:
+        """The protobuf form of a batch RPC, counted like the packed one."""
+        return self.metrics.timed(method, _PHASES[method], fn)
 
     def close(self) -> None:
         if self.channels is not None:
@@ -113,19 +120,11 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     ) -> pb.CreateAgentsResponse:
         """Instantiate agents and run agent_init."""
         if request.batch:
-            return _guard(
-                context,
-                lambda: self.metrics.timed(
-                    "CreateAgents",
-                    "init",
-                    lambda: pb.CreateAgentsResponse(batch=self.pool.create_packed(request.batch)),
-                ),
-            )
+            out = _guard(context, lambda: self.run_packed("CreateAgents", request.batch))
+            return pb.CreateAgentsResponse(batch=out)
         return _guard(
             context,
-            lambda: self.metrics.timed(
-                "CreateAgents", "init", lambda: self.pool.create_agents(request)
-            ),
+            lambda: self._proto_batch("CreateAgents", lambda: self.pool.create_agents(request)),
         )
 
     def StepBatch(
@@ -135,17 +134,11 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     ) -> pb.StepBatchResponse:
         """Step a batch of agents for one tick."""
         if request.batch:
-            return _guard(
-                context,
-                lambda: self.metrics.timed(
-                    "StepBatch",
-                    "step",
-                    lambda: pb.StepBatchResponse(batch=self.pool.step_packed(request.batch)),
-                ),
-            )
+            out = _guard(context, lambda: self.run_packed("StepBatch", request.batch))
+            return pb.StepBatchResponse(batch=out)
         return _guard(
             context,
-            lambda: self.metrics.timed("StepBatch", "step", lambda: self.pool.step_batch(request)),
+            lambda: self._proto_batch("StepBatch", lambda: self.pool.step_batch(request)),
         )
 
     def DestroyAgents(
@@ -155,19 +148,11 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
     ) -> pb.DestroyAgentsResponse:
         """Call agent_shutdown (optionally) and drop agents."""
         if request.batch:
-            return _guard(
-                context,
-                lambda: self.metrics.timed(
-                    "DestroyAgents",
-                    "shutdown",
-                    lambda: pb.DestroyAgentsResponse(batch=self.pool.destroy_packed(request.batch)),
-                ),
-            )
+            out = _guard(context, lambda: self.run_packed("DestroyAgents", request.batch))
+            return pb.DestroyAgentsResponse(batch=out)
         return _guard(
             context,
-            lambda: self.metrics.timed(
-                "DestroyAgents", "shutdown", lambda: self.pool.destroy_agents(request)
-            ),
+            lambda: self._proto_batch("DestroyAgents", lambda: self.pool.destroy_agents(request)),
         )
 
     def Snapshot(
