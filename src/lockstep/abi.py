@@ -33,6 +33,7 @@ __all__ = [
     "KIND_INFER_ERROR",
     "KIND_INFER_RESULT",
     "KIND_UNDELIVERABLE",
+    "LOG_LEVELS",
     "LS_ERR_BAD_ARG",
     "LS_ERR_BAD_NAME",
     "LS_ERR_QUOTA",
@@ -275,6 +276,9 @@ LS_ERR_QUOTA = -1
 LS_ERR_TOO_LARGE = -2
 LS_ERR_BAD_NAME = -3
 LS_ERR_BAD_ARG = -4
+
+# `log` levels 0..5 by name (docs/abi.md); 5 carries observations.
+LOG_LEVELS = ("trace", "debug", "info", "warn", "error", "observe")
 
 KIND_AGENT = 0
 KIND_EXTERNAL = 1

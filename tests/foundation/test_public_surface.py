@@ -51,6 +51,7 @@ SURFACE = {
         "KIND_INFER_ERROR",
         "KIND_INFER_RESULT",
         "KIND_UNDELIVERABLE",
+        "LOG_LEVELS",
         "LS_ERR_BAD_ARG",
         "LS_ERR_BAD_NAME",
         "LS_ERR_QUOTA",

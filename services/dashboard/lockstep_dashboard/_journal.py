@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockstep.abi import LOG_LEVELS
 from lockstep.api._records import (
     OBSERVE_LEVEL,
     JournalRecord,
@@ -119,11 +120,7 @@ class LogRow:
 
     @property
     def level_name(self) -> str:
-        return (
-            ("trace", "debug", "info", "warn", "error", "observe")[self.level]
-            if 0 <= self.level <= 5
-            else str(self.level)
-        )
+        return LOG_LEVELS[self.level] if 0 <= self.level < len(LOG_LEVELS) else str(self.level)
 
 
 def log_row(record: JournalRecord) -> LogRow:

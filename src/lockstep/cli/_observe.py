@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lockstep.abi import LOG_LEVELS
 from lockstep.auth import Role
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail
@@ -24,8 +25,8 @@ __all__ = ["logs_cmd", "parse_level", "parse_tick_range", "ticks_cmd"]
 
 console = Console(highlight=False)
 
-LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4, "observe": 5}
-LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+LEVELS = {name: level for level, name in enumerate(LOG_LEVELS)}
+LEVEL_NAMES = dict(enumerate(LOG_LEVELS))
 _RANGE = re.compile(r"^(\d*)\.\.(\d*)$|^(\d+)$")
 
 RunArgument = Annotated[
