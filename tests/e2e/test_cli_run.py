@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_supervisor import lockstep
+from tests.e2e.test_supervisor import kill_and_wait_restart, lockstep
 
 pytestmark = pytest.mark.e2e
 SCENARIOS = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
@@ -158,11 +158,6 @@ def test_lifecycle_and_run_control_commands(deployment: str) -> None:
 def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None:
     """SIGKILL a pool between ticks: the supervisor restarts it, the orchestrator rebuilds
     the run by replay, and the digests equal those of an undisturbed run."""
-    import os
-    import signal
-
-    from lockstep.supervisor import SupervisorState
-    from tests.e2e.test_supervisor import wait_until
 
     state = str(tmp_path / "state")
     assert lockstep("up", "--state-dir", state, "--pools", "2").returncode == 0
@@ -186,20 +181,7 @@ def test_a_pool_killed_under_the_supervisor_is_recovered(tmp_path: Path) -> None
                 assert ok.returncode == 0, ok.stderr
             assert lockstep("step", "2", "--state-dir", state).returncode == 0
             if kill:
-                before = SupervisorState.load(Path(state))
-                assert before is not None
-                victim = before.service("pool-1")
-                os.kill(victim.pid, signal.SIGKILL)
-
-                def back() -> bool:
-                    now = SupervisorState.load(Path(state))
-                    return (
-                        now is not None
-                        and now.service("pool-1").restarts == victim.restarts + 1
-                        and now.service("pool-1").status == "serving"
-                    )
-
-                wait_until(back)
+                kill_and_wait_restart(state, "pool-1")
             out = lockstep("until", "--idle", "--max-ticks", "50", "--state-dir", state)
             assert out.returncode == 0, out.stderr
             return out.stdout.split("digest ")[-1].strip()

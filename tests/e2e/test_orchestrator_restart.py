@@ -5,15 +5,12 @@ stopped. (Resuming the interrupted run itself is not built: docs/adr/011.)"""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
 
-from lockstep.supervisor import SupervisorState
-from tests.e2e.test_supervisor import lockstep, wait_until
+from tests.e2e.test_supervisor import kill_and_wait_restart, lockstep
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,20 +25,7 @@ def final_digest(state: str, kill: bool) -> str:
     checkpoint_id = re.search(r"checkpoint (\S+) at tick 5", taken.stdout)
     assert checkpoint_id, taken.stdout
     if kill:
-        before = SupervisorState.load(Path(state))
-        assert before is not None
-        victim = before.service("orchestrator")
-        os.kill(victim.pid, signal.SIGKILL)
-
-        def back() -> bool:
-            now = SupervisorState.load(Path(state))
-            return (
-                now is not None
-                and now.service("orchestrator").restarts == victim.restarts + 1
-                and now.service("orchestrator").status == "serving"
-            )
-
-        wait_until(back, timeout=60)
+        kill_and_wait_restart(state, "orchestrator", timeout=60)
     restored = lockstep("restore", checkpoint_id[1], "--state-dir", state)
     assert restored.returncode == 0, restored.stderr
     out = lockstep("until", "--idle", "--max-ticks", "50", "--state-dir", state)

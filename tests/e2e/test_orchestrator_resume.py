@@ -7,8 +7,6 @@ complete journal (every tick once) that verifies and replays."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -17,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.api import Deployment
-from lockstep.supervisor import SupervisorState
-from tests.e2e.test_supervisor import lockstep, wait_until
+from tests.e2e.test_supervisor import journal, kill_and_wait_restart, lockstep, wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,22 +56,9 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_
             wait_until(lambda: dep.status().tick >= 200, timeout=120)
             killed_at = dep.status().tick
         assert killed_at < TICKS, "the run ended before the orchestrator could be killed"
-        before = SupervisorState.load(Path(state))
-        assert before is not None
-        victim = before.service("orchestrator")
-        os.kill(victim.pid, signal.SIGKILL)
+        kill_and_wait_restart(state, "orchestrator", timeout=120)
         until.communicate(timeout=60)
         assert until.returncode != 0  # its stream was cut; a later call finishes the run
-
-        def back() -> bool:
-            now = SupervisorState.load(Path(state))
-            return (
-                now is not None
-                and now.service("orchestrator").restarts == victim.restarts + 1
-                and now.service("orchestrator").status == "serving"
-            )
-
-        wait_until(back, timeout=120)
         log = (Path(state) / "logs" / "orchestrator.log").read_text()
         assert f"resumed interrupted run {run_id}" in log, log[-3000:]
         with Deployment.connect(state) as dep:
@@ -83,21 +67,7 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_
         done = lockstep("until", "--tick", str(TICKS), "--state-dir", state)
         assert done.returncode == 0, done.stderr
 
-        out = lockstep(
-            "journal",
-            "query",
-            "--run",
-            run_id,
-            "--kind",
-            "tick.digest",
-            "--limit",
-            "0",
-            "--json",
-            "--state-dir",
-            state,
-        )
-        assert out.returncode == 0, out.stderr
-        records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        records = journal(state, run_id, "tick.digest")
         ticks = Counter(r["tick"] for r in records)
         assert sorted(ticks) == list(range(1, TICKS + 1)) and set(ticks.values()) == {1}
         chain = [

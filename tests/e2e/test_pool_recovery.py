@@ -17,30 +17,12 @@ import pytest
 
 from lockstep.supervisor import SupervisorState
 from lockstep.supervisor._state import ServiceState
-from tests.e2e.test_supervisor import lockstep, wait_until
+from tests.e2e.test_supervisor import journal, lockstep, wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CHAINS = json.loads((ROOT / "tests" / "golden" / "chains.json").read_text())
 WEALTH = ROOT / "examples" / "scenarios" / "wealth.toml"  # 1,000 agents, 100 ticks
-
-
-def journal(state: str, run_id: str, kind: str) -> list[dict]:  # type: ignore[type-arg]
-    out = lockstep(
-        "journal",
-        "query",
-        "--run",
-        run_id,
-        "--kind",
-        kind,
-        "--limit",
-        "0",
-        "--json",
-        "--state-dir",
-        state,
-    )
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
 def restarted_pool(ready_file: Path, old: set[int]) -> int | None:

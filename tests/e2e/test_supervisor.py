@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -43,6 +44,44 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
+
+
+def kill_and_wait_restart(state: str | Path, name: str, timeout: float = 30.0) -> None:
+    """SIGKILL the supervised service `name`, then wait until the supervisor serves it
+    again (its restart count one higher)."""
+    before = SupervisorState.load(Path(state))
+    assert before is not None
+    victim = before.service(name)
+    os.kill(victim.pid, signal.SIGKILL)
+
+    def back() -> bool:
+        now = SupervisorState.load(Path(state))
+        return (
+            now is not None
+            and now.service(name).restarts == victim.restarts + 1
+            and now.service(name).status == "serving"
+        )
+
+    wait_until(back, timeout=timeout)
+
+
+def journal(state: str, run_id: str, kind: str) -> list[dict]:  # type: ignore[type-arg]
+    """A run's journal records of one kind, through `lockstep journal query --json`."""
+    out = lockstep(
+        "journal",
+        "query",
+        "--run",
+        run_id,
+        "--kind",
+        kind,
+        "--limit",
+        "0",
+        "--json",
+        "--state-dir",
+        state,
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
 @pytest.fixture
