@@ -50,8 +50,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from lockstep.auth import Role, write_token_file
     from lockstep.client import AuthedChannel, wait_serving
     from lockstep.errors import ConfigError
-    from lockstep.inference.v1 import inference_pb2 as pb
-    from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+    from lockstep.pb.inference.v1 import inference_pb2 as pb
+    from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
     from lockstep_inference import InferenceConfig, create_server, prepare_models
     from lockstep_inference._session import session_options
 

@@ -70,7 +70,7 @@ class Cluster:
         self, n_pools: int, pool_args: tuple[str, ...] = (), transport: str = "auto"
     ) -> None:
         from lockstep.client import AuthedChannel
-        from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
         from lockstep_orchestrator import OrchestratorConfig, create_server
 
         self.pools: list[ServiceProc] = []
@@ -101,7 +101,7 @@ class Cluster:
         """A fresh run with `n` agents <prefix>0.. of one module, all spawned at tick 1,
         or `per_tick` agents per tick when given (large runs: the orchestrator checks each
         spawn against every pending one, so one tick's spawns cost O(n^2))."""
-        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
         self.stub.StartRun(opb.StartRunRequest(config=opb.RunConfig(seed=seed, label=name)))
         digest = self.stub.RegisterModule(
@@ -123,7 +123,7 @@ class Cluster:
             self.step(1)  # spawns take effect (agents initialise and step) at the next tick
 
     def step(self, ticks: int) -> Any:
-        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
         status = None
         while ticks > 0:
@@ -133,7 +133,7 @@ class Cluster:
         return status
 
     def agents(self) -> list[Any]:
-        from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
         return list(self.stub.ListAgents(opb.ListAgentsRequest(), timeout=600).agents)
 
@@ -200,7 +200,7 @@ def echo_server() -> Iterator[Any]:
 def tick_payload(n: int, k: int) -> bytes:
     """The serialized StepBatchRequest of a flood tick: n agents, k 8-byte messages each."""
     from lockstep.abi import KIND_AGENT, batch_buffer, message_record
-    from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+    from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as ppb
 
     req = ppb.StepBatchRequest(tick=2)
     for i in range(n):
@@ -503,7 +503,7 @@ def profile(n: int, k: int, ticks: int, top: int = 25) -> str:
     import io
     import pstats
 
-    from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+    from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
     from lockstep_orchestrator import OrchestratorConfig
     from lockstep_orchestrator._service import OrchestratorServicer
 

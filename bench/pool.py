@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python bench/pool.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import metric, percentile, standalone
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig, make_engine
 
 AGENT = """

@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # `python bench/telemetry.py`
 
 from bench import metric, standalone
 from lockstep.auth import Role, write_token_file
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.spawn import start_service
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_telemetry import Store
 

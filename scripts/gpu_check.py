@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from lockstep.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2 as pb
 from lockstep_inference import InferenceConfig, InferenceEngine, OrtSession, prepare_models
 from lockstep_inference._server import probe_provider
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import grpc
 
 from lockstep import abi
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ModuleError
 from lockstep.modules import (
     Manifest,
@@ -20,8 +19,9 @@ from lockstep.modules import (
     read_signature,
     sign,
 )
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.scenario import AgentGroup, Scenario
 from lockstep.status import error_for
 

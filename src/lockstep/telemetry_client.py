@@ -1,6 +1,6 @@
 """Client of the telemetry service, for the orchestrator and tools.
 
-It depends only on the generated stubs (``lockstep.telemetry.v1``), never on the service
+It depends only on the generated stubs (``lockstep.pb.telemetry.v1``), never on the service
 package. Appends are idempotent: every batch carries a batch id made of this client's id
 and a counter, and a batch whose response was lost is re-sent with the same id, so the
 service answers it from the first attempt instead of storing it twice.
@@ -37,8 +37,8 @@ from typing import Any
 import grpc
 
 from lockstep.errors import ServiceError
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
-from lockstep.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 
 __all__ = [
     "ChainHead",

@@ -21,10 +21,10 @@ import pytest
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
 from lockstep.errors import ConfigError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
-from lockstep.telemetry.v1 import telemetry_pb2 as tpb
-from lockstep.telemetry.v1 import telemetry_pb2_grpc as tpb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as tpb
+from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as tpb_grpc
 from lockstep_dashboard import read_viewer_token
 from tests.dashboard.conftest import Env
 

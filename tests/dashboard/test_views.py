@@ -10,7 +10,7 @@ import pytest
 
 import lockstep
 from lockstep.api._records import JournalRecord, agent_digests
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from tests.dashboard.conftest import PAGE_SIZE, Env
 
 pytestmark = pytest.mark.e2e

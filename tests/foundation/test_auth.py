@@ -11,8 +11,8 @@ import pytest
 from lockstep.auth import VIEWER, Role, TokenStore, write_token_file
 from lockstep.client import AuthedChannel
 from lockstep.errors import ConfigError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import build_server, parse_address, role_table
 from lockstep_orchestrator import OrchestratorConfig, create_server
 

@@ -106,3 +106,21 @@ def test_no_installed_package_edits_sys_path() -> None:
             ):
                 bad.append(f"{m}:{node.lineno}")
     assert bad == []
+
+
+def test_generated_stubs_live_only_in_their_namespace() -> None:
+    """Generated code is `lockstep.pb.*` and nothing else: no stub elsewhere, and the stubs
+    import only protobuf, grpc and each other."""
+    src = ROOT / "src"
+    stubs = sorted(src.rglob("*_pb2*.py"))
+    assert stubs, "no generated stubs found"
+    assert [
+        str(p.relative_to(src)) for p in stubs if "pb" not in p.relative_to(src).parts[1:2]
+    ] == []
+    bad = [
+        f"{p.name} -> {i}"
+        for p in stubs
+        for i in imports(p)
+        if i.startswith("lockstep") and not under(i, ("lockstep.pb",))
+    ]
+    assert bad == []

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel, wait_serving
-from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
 from lockstep.server import BoundServer
 from lockstep_inference import InferenceConfig, create_server, prepare_models
 

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from lockstep.errors import ConfigError, DeterminismError
-from lockstep.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2 as pb
 from lockstep_inference import (
     CacheFullError,
     InferenceEngine,

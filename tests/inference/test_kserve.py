@@ -20,8 +20,8 @@ import pytest
 
 from lockstep.auth import Role
 from lockstep.client import AuthedChannel
-from lockstep.kserve.v2 import grpc_predict_v2_pb2 as kpb
-from lockstep.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
+from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2 as kpb
+from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from tests.inference.conftest import Server
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from lockstep.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2 as pb
 from lockstep_inference import InferenceEngine, InvalidInputError, prepare_models
 from lockstep_inference._llm import LLMAdapter, LLMRequest, decode_batch
 from lockstep_inference._sampling import Sampling, draw, sample, sample_vocab

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.inference.v1 import inference_pb2 as pb
-from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.pb.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lockstep.auth import Role
-from lockstep.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2 as pb
 from lockstep_inference import seed_from_key
 from lockstep_inference._prepare import _package_dir, charlm_reference, pokepy_vocab
 from tests.inference.conftest import Server, cpu_config, needs_real_models

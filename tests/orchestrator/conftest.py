@@ -10,7 +10,7 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.runner import prepare_module
 from lockstep_orchestrator import OrchestratorConfig, create_server
 from tests.conftest import ServiceProcess, start_service

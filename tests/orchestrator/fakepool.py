@@ -26,7 +26,7 @@ from lockstep.batch import (
     parse_destroy,
     parse_step,
 )
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 MODULE = "sha256:" + "ab" * 32
 _REC = struct.Struct("<IBBHqqIHH")

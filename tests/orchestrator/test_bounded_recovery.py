@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._kernel import TickFailedError
 from lockstep_orchestrator._manager import AutoCheckpoints, RunManager

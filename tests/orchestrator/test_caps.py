@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from lockstep.errors import QUOTE_CHARS
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from tests.orchestrator.conftest import OrchestratorFactory
 from tests.orchestrator.test_scheduling import spawn, start
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from tests.orchestrator.conftest import OrchestratorFactory
 from tests.orchestrator.test_scheduling import MESH, digests, spawn, start
 

@@ -4,7 +4,7 @@ diverges at a tick with one reports it as such, distinctly from a determinism bu
 from __future__ import annotations
 
 from lockstep.batch import Fault, Result
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._manager import RunManager
 from lockstep_orchestrator._ports import InProcessPools

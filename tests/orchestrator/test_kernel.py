@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lockstep.errors import CapacityError, InvalidRequestError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.records import TICK_STATS_FIELDS
 from lockstep_orchestrator._events import (
     NOT_COMPARED,

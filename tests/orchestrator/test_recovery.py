@@ -12,8 +12,8 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep_orchestrator import OrchestratorConfig, create_server
 from tests.orchestrator.conftest import OrchestratorFactory
 from tests.orchestrator.test_scheduling import MESH, digests, spawn, start

@@ -9,7 +9,7 @@ import pytest
 import wasmtime
 
 from lockstep.modules import keygen
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.runner import prepare_module
 from lockstep.supervisor._supervisor import make_signing_key
 from tests.orchestrator.conftest import OrchestratorFactory

@@ -10,7 +10,7 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.telemetry_client import TelemetryClient
 from tests.orchestrator.conftest import OrchestratorFactory
 from tests.orchestrator.test_scheduling import faulty_run
@@ -140,7 +140,7 @@ def test_unsent_journal_records_are_spilled_at_shutdown(
     probe_wasm: bytes,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+    from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
     from lockstep_orchestrator import OrchestratorConfig, create_server
 
     config = OrchestratorConfig(

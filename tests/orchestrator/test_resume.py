@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.errors import PreconditionError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import JournalRecord
 from lockstep_orchestrator._manager import RunManager

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 import pytest
 
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from tests.orchestrator.conftest import OrchestratorFactory
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.agents import build_agent, examples_dir
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from tests.sdk.conftest import Built
 from tests.sdk.world import World
 

@@ -16,8 +16,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lockstep.common.v1 import common_pb2
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 
 _RECORD = struct.Struct("<IBBHqqIHH")

@@ -12,8 +12,8 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel, wait_serving
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
-from lockstep.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from lockstep.telemetry_client import TelemetryClient
 from lockstep_telemetry import TelemetryConfig, TelemetryServer, start_telemetry
 

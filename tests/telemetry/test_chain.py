@@ -79,7 +79,7 @@ def test_store_chain_matches_reference(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_unicode_and_empty_fields(tmp_path: Path) -> None:
-    from lockstep.telemetry.v1 import telemetry_pb2 as pb
+    from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 
     db = tmp_path / "t.db"
     with Store(db) as store:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import lockstep.cli._journal  # noqa: F401 - registers the `journal` sub-app
 from lockstep.auth import Role
 from lockstep.cli._app import app
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from tests.telemetry.conftest import Telemetry, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

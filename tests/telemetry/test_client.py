@@ -11,7 +11,7 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry_client import (
     ChainHead,
     RecordBuffer,

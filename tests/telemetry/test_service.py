@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from lockstep.auth import Role
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from tests.telemetry.conftest import Telemetry, records
 from tests.telemetry.test_chain import reference_verify
 

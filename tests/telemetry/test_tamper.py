@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lockstep.auth import Role
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep_telemetry import encode_record
 from tests.telemetry.conftest import Telemetry, records
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import wasmtime
 
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 
 IMPORTS = """

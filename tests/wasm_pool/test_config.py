@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ConfigError
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import GOOD, agent_wat, create, spec, step
 

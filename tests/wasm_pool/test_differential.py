@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from lockstep import batch as wire
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import GOOD, NATIVE, agent_wat, record
 from tests.wasm_pool.test_packed import load, packed_runner

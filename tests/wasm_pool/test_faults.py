@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lockstep.abi import unpack_sends
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import GOOD, agent_wat, batch, create, record, step
 

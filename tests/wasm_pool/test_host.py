@@ -15,8 +15,8 @@ from lockstep.abi import (
     random_key,
     unpack_sends,
 )
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import agent_wat, batch, create, record, spec, step
 

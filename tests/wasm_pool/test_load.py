@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import (
     InvalidRequestError,
     ModuleRejectedError,

@@ -7,8 +7,8 @@ import struct
 import pytest
 import wasmtime
 
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import WasmPool, WasmPoolConfig, _native
 from tests.wasm_pool.conftest import GOOD, agent_wat, batch, create, record, step, wat
 from tests.wasm_pool.test_snapshot import CHATTY

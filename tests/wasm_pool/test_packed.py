@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockstep import batch as wire
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import NotFoundError, WasmPool, WasmPoolConfig
 from tests.wasm_pool.conftest import GOOD, create, record
 from tests.wasm_pool.zoo import Scenario, play

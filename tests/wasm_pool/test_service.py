@@ -12,8 +12,8 @@ import pytest
 
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel, wait_serving
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 from lockstep_wasm_pool import WasmPoolConfig, create_server
 from tests.conftest import ServiceProcess
 from tests.wasm_pool.conftest import GOOD, batch, record, spec

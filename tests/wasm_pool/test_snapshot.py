@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep_wasm_pool import (
     AlreadyExistsError,
     InvalidRequestError,

@@ -18,10 +18,10 @@ import grpc
 from lockstep.api._records import JournalRecord
 from lockstep.client import AuthedChannel
 from lockstep.errors import ServiceError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
-from lockstep.telemetry.v1 import telemetry_pb2 as tpb
-from lockstep.telemetry.v1 import telemetry_pb2_grpc as tpb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as tpb
+from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as tpb_grpc
 from lockstep_dashboard._config import DashboardConfig
 
 __all__ = ["Source", "SourceError"]

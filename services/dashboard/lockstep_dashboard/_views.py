@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockstep.api._records import spawned_names
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.telemetry.v1 import telemetry_pb2 as tpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as tpb
 from lockstep_dashboard._charts import flow_figure, timeline_figure
 from lockstep_dashboard._compare import compare_runs
 from lockstep_dashboard._journal import (

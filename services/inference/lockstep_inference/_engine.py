@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from lockstep.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2 as pb
 from lockstep_inference._adapters import CharLMAdapter, EmbeddingAdapter, adapter_for
 from lockstep_inference._cache import CacheEntry, ModelCache
 from lockstep_inference._config import InferenceConfig

@@ -11,8 +11,8 @@ import grpc
 import numpy as np
 
 from lockstep.auth import ADMIN_ONLY, OPERATOR, SERVICE, VIEWER, Role
-from lockstep.kserve.v2 import grpc_predict_v2_pb2 as kpb
-from lockstep.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
+from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2 as kpb
+from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from lockstep.server import role_table
 from lockstep_inference import __version__
 from lockstep_inference._dtypes import kserve_of_numpy, numpy_of_kserve

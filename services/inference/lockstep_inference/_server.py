@@ -9,9 +9,9 @@ from onnx import TensorProto, helper
 
 from lockstep.auth import TokenStore
 from lockstep.errors import ConfigError
-from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
-from lockstep.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from lockstep.metrics import service_registry
+from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server
 from lockstep_inference._config import InferenceConfig
 from lockstep_inference._engine import InferenceEngine

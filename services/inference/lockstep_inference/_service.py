@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from lockstep.auth import ADMIN_ONLY, OPERATOR, SERVICE, VIEWER, Role
-from lockstep.inference.v1 import inference_pb2 as pb
-from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.pb.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
 from lockstep.server import role_table
 from lockstep_inference._cache import CacheEntry
 from lockstep_inference._dtypes import kserve_of_numpy

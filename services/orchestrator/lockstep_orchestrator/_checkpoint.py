@@ -21,10 +21,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import InvalidRequestError, NotFoundError, PreconditionError, quote
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as ppb
 from lockstep_orchestrator._events import Action, journal_kind, parse_event
 from lockstep_orchestrator._inference import InferResult
 from lockstep_orchestrator._journal import Journal

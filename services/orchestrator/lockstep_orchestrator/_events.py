@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import DeterminismError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.records import TICK_STATS_FIELDS
 
 _I64 = struct.Struct("<q")

@@ -19,8 +19,8 @@ from opentelemetry import trace
 
 from lockstep.client import AuthedChannel
 from lockstep.errors import ServiceError
-from lockstep.inference.v1 import inference_pb2 as ipb
-from lockstep.inference.v1 import inference_pb2_grpc as ipb_grpc
+from lockstep.pb.inference.v1 import inference_pb2 as ipb
+from lockstep.pb.inference.v1 import inference_pb2_grpc as ipb_grpc
 
 log = logging.getLogger("lockstep.orchestrator.inference")
 

@@ -38,9 +38,9 @@ from lockstep.batch import (
     pack_destroy,
     parse_results,
 )
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ServiceError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator import _native
 from lockstep_orchestrator._events import (
     NOT_COMPARED,

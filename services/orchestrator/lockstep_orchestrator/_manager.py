@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from lockstep.abi import valid_name
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import (
     AlreadyExistsError,
     CapacityError,
@@ -33,8 +32,9 @@ from lockstep.errors import (
     ServiceError,
     quote,
 )
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as ppb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as ppb
 from lockstep_orchestrator._checkpoint import capture, load, modules_of, restore_into, save
 from lockstep_orchestrator._events import (
     ExternalMessage,

@@ -9,7 +9,7 @@ from opentelemetry import metrics as otel_metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lockstep.metrics import LATENCY_BUCKETS
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._kernel import Kernel
 
 __all__ = ["OrchestratorMetrics"]

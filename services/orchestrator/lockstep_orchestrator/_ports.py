@@ -31,11 +31,11 @@ from lockstep.batch import (
     parse_step,
 )
 from lockstep.client import AuthedChannel, wait_serving
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ConfigError, ServiceError
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 from lockstep.tick_channel import ChannelClient, ChannelClosedError, ChannelRefusedError
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
 RPC_TIMEOUT_S = 600.0
 _BATCH = struct.Struct("<II")

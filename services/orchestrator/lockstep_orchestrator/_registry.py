@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lockstep.errors import ModuleError, NotFoundError, quote
 from lockstep.modules import Policy, strip_signature, verify
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._ports import PoolFailureError, Pools
 
 log = logging.getLogger("lockstep.orchestrator.modules")

@@ -16,7 +16,7 @@ from typing import Any
 
 from lockstep.abi import RECORD_HEADER
 from lockstep.errors import DeterminismError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._events import (
     NOT_COMPARED,
     Action,

@@ -14,8 +14,8 @@ from lockstep.client import AuthedChannel
 from lockstep.errors import ConfigError, InvalidRequestError, LockstepError, NotFoundError
 from lockstep.metrics import service_registry
 from lockstep.modules import Policy, load_trusted_keys
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.status import abort
 from lockstep.telemetry_client import TelemetryClient

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lockstep.common.v1 import common_pb2 as cpb
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
 S = opb.AgentState
 RUNNING = int(S.AGENT_STATE_RUNNING)

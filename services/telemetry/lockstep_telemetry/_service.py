@@ -16,9 +16,9 @@ from lockstep import status
 from lockstep.auth import SERVICE, VIEWER, Role, TokenStore
 from lockstep.errors import ConfigError
 from lockstep.metrics import service_registry
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
-from lockstep.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from lockstep_telemetry._chain import RECORD_FORMAT
 from lockstep_telemetry._config import TelemetryConfig
 from lockstep_telemetry._metrics import Metrics

@@ -24,8 +24,8 @@ import wasmtime
 from lockstep import abi as _abi
 from lockstep import batch as wire
 from lockstep import wasmbin as _wasmbin
-from lockstep.common.v1 import common_pb2
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 from . import _native
 from ._config import WASM_PAGE, WasmPoolConfig

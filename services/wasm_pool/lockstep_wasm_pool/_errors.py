@@ -13,8 +13,8 @@ LockstepError
 from __future__ import annotations
 
 from lockstep import errors as _shared
-from lockstep.common.v1 import common_pb2
 from lockstep.errors import LockstepError, ModuleError
+from lockstep.pb.common.v1 import common_pb2
 
 __all__ = [
     "AlreadyExistsError",

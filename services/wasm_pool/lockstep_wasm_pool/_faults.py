@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import wasmtime
 
-from lockstep.common.v1 import common_pb2
+from lockstep.pb.common.v1 import common_pb2
 
 from ._config import WASM_PAGE
 

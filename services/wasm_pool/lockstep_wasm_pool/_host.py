@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 import wasmtime
 
 from lockstep import abi as _abi
-from lockstep.common.v1 import common_pb2
+from lockstep.pb.common.v1 import common_pb2
 
 from . import _native
 from ._config import WasmPoolConfig

@@ -11,8 +11,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lockstep.batch import parse_results
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.metrics import LATENCY_BUCKETS
+from lockstep.pb.common.v1 import common_pb2 as cpb
 
 __all__ = ["PoolMetrics"]
 

@@ -12,8 +12,8 @@ import wasmtime
 
 from lockstep import abi as _abi
 from lockstep import wasmbin as _wasmbin
-from lockstep.common.v1 import common_pb2
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.common.v1 import common_pb2
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 from ._config import WasmPoolConfig
 from ._errors import ModuleRejectedError

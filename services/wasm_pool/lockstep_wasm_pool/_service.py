@@ -13,10 +13,10 @@ from lockstep.auth import SERVICE, TokenStore
 from lockstep.batch import BatchError
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.metrics import service_registry
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.tick_channel import ChannelServer
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
-from lockstep.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
 
 from . import _native
 from ._config import WasmPoolConfig

@@ -8,7 +8,7 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as pb
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 
 from ._config import WASM_PAGE
 from ._errors import InvalidRequestError

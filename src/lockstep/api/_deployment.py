@@ -37,10 +37,10 @@ from lockstep.api._records import (
 from lockstep.api._trace import chrome_trace
 from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import ConfigError, DeterminismError, ServiceError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.runner import (
     ReplayResult,
     message_trace,

@@ -19,10 +19,10 @@ from lockstep.cli._agent import agent_app
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail
 from lockstep.cli._run import _bar
-from lockstep.common.v1 import common_pb2 as cpb
 from lockstep.errors import LockstepError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 
 console = Console()
 S = opb.AgentState

@@ -22,7 +22,7 @@ from lockstep.auth import Role
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail
 from lockstep.errors import LockstepError
-from lockstep.telemetry.v1 import telemetry_pb2 as pb
+from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry_client import TelemetryClient
 
 __all__ = ["journal_app"]

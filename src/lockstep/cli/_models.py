@@ -19,8 +19,8 @@ from lockstep.auth import Role
 from lockstep.cli._app import app
 from lockstep.cli._context import StateDirOption, connect, fail, state_dir
 from lockstep.errors import LockstepError
-from lockstep.inference.v1 import inference_pb2 as pb
-from lockstep.inference.v1 import inference_pb2_grpc as pb_grpc
+from lockstep.pb.inference.v1 import inference_pb2 as pb
+from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
 
 models_app = typer.Typer(
     help="Models of the inference service: prepare, list, load, unload, generate.",

@@ -31,7 +31,7 @@ from lockstep.cli._context import (
     state_dir,
 )
 from lockstep.errors import ConfigError, DeterminismError, LockstepError
-from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.runner import ReplayResult, RunSummary, replay_run, run_scenario
 from lockstep.scenario import Scenario, cli_overrides, load_scenario
 from lockstep.supervisor._supervisor import local_signing_key

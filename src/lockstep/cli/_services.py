@@ -300,8 +300,8 @@ def _print_run(directory: Path | None) -> None:
 
     from lockstep.auth import Role
     from lockstep.cli._context import connect
-    from lockstep.orchestrator.v1 import orchestrator_pb2 as opb
-    from lockstep.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
+    from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+    from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 
     try:
         with connect("orchestrator", Role.VIEWER, directory) as channel:

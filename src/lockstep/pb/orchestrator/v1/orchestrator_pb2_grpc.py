@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from lockstep.orchestrator.v1 import orchestrator_pb2 as lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as lockstep_dot_orchestrator_dot_v1_dot_orchestrator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

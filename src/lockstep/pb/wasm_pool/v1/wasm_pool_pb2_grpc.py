@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from lockstep.wasm_pool.v1 import wasm_pool_pb2 as lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2
+from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as lockstep_dot_wasm__pool_dot_v1_dot_wasm__pool__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
