@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from lockstep.auth import AuthInterceptor, Role, TokenStore
+from lockstep.config import add_flags, from_sources, setting
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.metrics import MetricsEndpoint, RpcMetrics, service_registry
 from lockstep.otel import configure_otel, shutdown_otel
@@ -34,17 +35,26 @@ from lockstep.reflection import enable_reflection
 from lockstep.tls import TLSConfig, process_tls, set_process_tls
 
 __all__ = [
+    "DEFAULT_ADDRESS",
     "BoundServer",
+    "ServeConfig",
+    "ServerFactory",
     "ServiceBinding",
     "build_server",
     "parse_address",
     "role_table",
     "run_service",
+    "service_parser",
 ]
 
 log = logging.getLogger("lockstep.server")
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Every service listens on loopback, on a free port, unless told otherwise (containers
+#: set LOCKSTEP_LISTEN in their Dockerfile; `lockstep up` passes --address).
+DEFAULT_ADDRESS = "127.0.0.1:0"
+C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class ServiceBinding:
     add: Callable[[grpc.Server], None]
     full_name: str
     methods: Mapping[str, frozenset[Role]]
+    servicer: object = None  # the object serving it (BoundServer.servicers, for tests)
 
 
 @dataclass
@@ -68,6 +79,8 @@ class BoundServer:
     # The service's Prometheus metrics (and the process collectors).
     registry: CollectorRegistry = field(default_factory=service_registry)
     metrics_address: str = ""  # HOST:PORT of /metrics once served, else ""
+    # Each hosted service's servicer, by full service name.
+    servicers: dict[str, object] = field(default_factory=dict)
 
     def serve_metrics(self, address: str) -> str:
         """Serve `registry` at http://HOST:PORT/metrics (port 0: any); the bound address."""
@@ -188,7 +201,12 @@ def build_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     bound = address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
     return BoundServer(
-        server=server, address=bound, port=port, health=health_servicer, registry=registry
+        server=server,
+        address=bound,
+        port=port,
+        health=health_servicer,
+        registry=registry,
+        servicers={svc.full_name: svc.servicer for svc in services},
     )
 
 
@@ -198,97 +216,85 @@ def _write_ready_file(path: Path, address: str, metrics: str) -> None:
     os.replace(tmp, path)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, default_address: str) -> None:
-    """Flags every service process accepts; each also reads an environment variable."""
-    parser.add_argument(
-        "--address",
-        default=os.environ.get("LOCKSTEP_LISTEN", default_address),
-        help="HOST:PORT (port 0 = any free port) or unix:PATH [env LOCKSTEP_LISTEN]",
+@dataclass(frozen=True)
+class ServeConfig:
+    """How every service process serves: the settings `run_service` adds to each service's
+    own (docs/services.md, "Every service")."""
+
+    ENV_PREFIX: ClassVar[str] = "LOCKSTEP_"
+
+    address: str = setting(
+        DEFAULT_ADDRESS,
+        env="LOCKSTEP_LISTEN",
+        help="Where to listen: HOST:PORT (port 0: a free port, announced in the ready file "
+        'and the log line "serving on ADDRESS") or unix:PATH.',
     )
-    parser.add_argument(
-        "--auth-file",
-        type=Path,
-        default=os.environ.get("LOCKSTEP_AUTH_FILE"),
-        help="JSON file of role -> token [env LOCKSTEP_AUTH_FILE]",
+    auth_file: Path | None = setting(
+        None,
+        help="JSON file of role -> bearer token (tokens.json); required unless --insecure-no-auth.",
     )
-    parser.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        default=os.environ.get("LOCKSTEP_INSECURE_NO_AUTH") == "1",
-        help="accept calls without credentials (development only) "
-        "[env LOCKSTEP_INSECURE_NO_AUTH=1]",
+    insecure_no_auth: bool = setting(
+        False, help="Accept calls without credentials (development only; logged loudly)."
     )
-    parser.add_argument(
-        "--ready-file",
-        type=Path,
-        default=None,
-        help="write {address, pid, metrics} as JSON here once serving (used by the supervisor)",
+    ready_file: Path | None = setting(
+        None,
+        env="",
+        help="Once serving, write {address, pid, metrics} as JSON here (atomically; the "
+        "supervisor waits on it).",
     )
-    parser.add_argument(
-        "--metrics-address",
-        default=os.environ.get("LOCKSTEP_METRICS_ADDRESS", ""),
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any free port; "
-        "default: off) [env LOCKSTEP_METRICS_ADDRESS]",
+    metrics_address: str = setting(
+        "",
+        help='Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port; "": off).',
     )
-    env = os.environ.get
-    parser.add_argument(
-        "--tls-cert",
-        type=Path,
-        default=env("LOCKSTEP_TLS_CERT") or None,
-        help="serve TLS only, with this certificate (PEM) [env LOCKSTEP_TLS_CERT]",
+    tls_cert: Path | None = setting(None, help="Serve TLS only, with this certificate (PEM).")
+    tls_key: Path | None = setting(None, help="The certificate's private key (PEM).")
+    tls_ca: Path | None = setting(
+        None,
+        help="CA that peers' certificates must chain to: clients must present one (mTLS) "
+        "and the channels this service opens use TLS.",
     )
-    parser.add_argument(
-        "--tls-key",
-        type=Path,
-        default=env("LOCKSTEP_TLS_KEY") or None,
-        help="its private key [env LOCKSTEP_TLS_KEY]",
-    )
-    parser.add_argument(
-        "--tls-ca",
-        type=Path,
-        default=env("LOCKSTEP_TLS_CA") or None,
-        help="CA that peers' certificates must chain to: clients must present "
-        "one (mTLS) and channels this service opens use TLS "
-        "[env LOCKSTEP_TLS_CA]",
-    )
-    parser.add_argument(
-        "--tls-client-auth",
+    tls_client_auth: str = setting(
+        "require",
         choices=("require", "none"),
-        default=env("LOCKSTEP_TLS_CLIENT_AUTH") or "require",
-        help="with --tls-ca: require client certificates (default) or not "
-        "[env LOCKSTEP_TLS_CLIENT_AUTH]",
+        help="With --tls-ca: require client certificates, or not.",
     )
-    parser.add_argument(
-        "--tls-required",
-        action="store_true",
-        default=env("LOCKSTEP_TLS_REQUIRED") == "1",
-        help="refuse to start without a TLS certificate [env LOCKSTEP_TLS_REQUIRED=1]",
+    tls_server_name: str | None = setting(
+        None, help="The name expected in the certificates of the services this one dials."
     )
+    tls_required: bool = setting(False, help="Refuse to start without a TLS certificate.")
 
+    def __post_init__(self) -> None:
+        parse_address(self.address)
+        if self.metrics_address:
+            if self.metrics_address.startswith("unix:"):
+                raise ConfigError("metrics address must be HOST:PORT, not a unix socket")
+            parse_address(self.metrics_address)
 
-def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
-    """The TLS configuration named by the common flags (None: plaintext)."""
-    config = TLSConfig(
-        cert=args.tls_cert,
-        key=args.tls_key,
-        ca=args.tls_ca,
-        client_auth=args.tls_client_auth,
-        server_name=os.environ.get("LOCKSTEP_TLS_SERVER_NAME") or None,
-        required=args.tls_required,
-    )
-    return config if (config.dials_tls or config.required) else None
-
-
-def load_auth(args: argparse.Namespace, service: str) -> TokenStore | None:
-    """The token store named by the flags, or None in explicit dev mode."""
-    if args.insecure_no_auth:
-        log.warning(
-            "%s: AUTHENTICATION DISABLED (--insecure-no-auth): any caller may do anything", service
+    def tls(self) -> TLSConfig | None:
+        """The TLS configuration these settings name (None: plaintext)."""
+        config = TLSConfig(
+            cert=self.tls_cert,
+            key=self.tls_key,
+            ca=self.tls_ca,
+            client_auth=self.tls_client_auth,
+            server_name=self.tls_server_name,
+            required=self.tls_required,
         )
-        return None
-    if args.auth_file is None:
-        raise ConfigError("no --auth-file / LOCKSTEP_AUTH_FILE given (or pass --insecure-no-auth)")
-    return TokenStore.load(Path(args.auth_file))
+        return config if (config.dials_tls or config.required) else None
+
+    def auth(self, service: str) -> TokenStore | None:
+        """The token store named by `auth_file`, or None in explicit dev mode."""
+        if self.insecure_no_auth:
+            log.warning(
+                "%s: AUTHENTICATION DISABLED (--insecure-no-auth): any caller may do anything",
+                service,
+            )
+            return None
+        if self.auth_file is None:
+            raise ConfigError(
+                "no --auth-file / LOCKSTEP_AUTH_FILE given (or pass --insecure-no-auth)"
+            )
+        return TokenStore.load(self.auth_file)
 
 
 def _watch_supervisor(stop: threading.Event) -> None:
@@ -308,14 +314,35 @@ def _watch_supervisor(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
+class ServerFactory(Protocol[C_contra]):
+    """A service's ``create_server(address, *, auth, config)``."""
+
+    def __call__(
+        self, address: str, *, auth: TokenStore | None, config: C_contra
+    ) -> BoundServer: ...
+
+
+def service_parser(name: str, config: type) -> argparse.ArgumentParser:
+    """The command line of service `name`: the serving settings, then its own (`config`)."""
+    parser = argparse.ArgumentParser(
+        prog=f"lockstep-{name.replace('_', '-')}",
+        description=f"Lockstep {name} service. Every setting is a flag and an environment "
+        "variable (flags win); docs/services.md lists them.",
+    )
+    add_flags(parser, ServeConfig, "serving (every service)")
+    add_flags(parser, config, f"{name} settings")
+    return parser
+
+
 def run_service(
     name: str,
     argv: Sequence[str] | None,
-    default_address: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    create: Callable[[argparse.Namespace, TokenStore | None], BoundServer],
+    config: type[C],
+    create: ServerFactory[C],
 ) -> int:
-    """Entry point shared by every service's ``__main__``: parse, bind, serve until SIGTERM.
+    """Entry point shared by every service's ``main()``: read the settings (flags over
+    environment over defaults, `ServeConfig` and the service's `config` class), bind,
+    announce the bound address, serve until SIGTERM/SIGINT.
 
     Configuration errors end the process with one line on stderr and exit status 2.
     """
@@ -324,28 +351,25 @@ def run_service(
         level=os.environ.get("LOCKSTEP_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
     )
-    parser = argparse.ArgumentParser(
-        prog=f"lockstep-{name.replace('_', '-')}", description=f"Lockstep {name} service"
-    )
-    add_common_arguments(parser, default_address)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = service_parser(name, config).parse_args(argv)
     try:
-        set_process_tls(tls_from_args(args))
+        serve = from_sources(ServeConfig, args)
+        settings = from_sources(config, args)
+        set_process_tls(serve.tls())
         configure_otel(name)
-        bound = create(args, load_auth(args, name))
-        if args.metrics_address and not bound.metrics_address:
+        bound = create(serve.address, auth=serve.auth(name), config=settings)
+        if serve.metrics_address and not bound.metrics_address:
             try:
-                bound.serve_metrics(args.metrics_address)
+                bound.serve_metrics(serve.metrics_address)
             except ConfigError:
                 bound.stop(grace=0)
                 raise
-        if args.ready_file is not None:
+        if serve.ready_file is not None:
             try:
-                _write_ready_file(args.ready_file, bound.address, bound.metrics_address)
+                _write_ready_file(serve.ready_file, bound.address, bound.metrics_address)
             except OSError as exc:
                 bound.stop(grace=0)
-                raise ConfigError(f"cannot write ready file {args.ready_file}: {exc}") from None
+                raise ConfigError(f"cannot write ready file {serve.ready_file}: {exc}") from None
     except LockstepError as exc:
         print(f"lockstep-{name}: error: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ def test_process_serves_and_reports_cpu(
     [
         (["--provider", "gpu"], "provider must be one of"),
         (["--cache-bytes", "0"], "cache_budget_bytes must be >= 1"),
-        (["--intra-op-threads", "x"], "bad inference setting"),
+        (["--intra-op-threads", "x"], "bad value 'x' for intra_op_threads (--intra-op-threads)"),
         (["--graph-optimization", "max"], "graph_optimization must be one of"),
     ],
 )

@@ -14,21 +14,28 @@ from lockstep.auth import Role, TokenStore
 from lockstep.client import AuthedChannel, wait_serving
 from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
+from lockstep.server import BoundServer
 from lockstep.telemetry_client import TelemetryClient
-from lockstep_telemetry import TelemetryConfig, TelemetryServer, start_telemetry
+from lockstep_telemetry import SERVICE_NAME, TelemetryConfig, TelemetryServicer, create_server
 
 
 class Telemetry:
     """One telemetry server on a temp database, with channels for every role."""
 
     def __init__(
-        self, db_path: Path, tokens: TokenStore, address: str = "127.0.0.1:0", **config: Any
+        self,
+        db_path: Path,
+        tokens: TokenStore,
+        address: str = "127.0.0.1:0",
+        metrics: bool = False,
+        **config: Any,
     ) -> None:
         self.db_path = db_path
         self.tokens = tokens
+        self.metrics = metrics
         self.config = TelemetryConfig(db_path=db_path, **config)
         self._channels: list[grpc.Channel] = []
-        self.server: TelemetryServer | None = None
+        self.server: BoundServer | None = None
         self.start(address)
 
     @property
@@ -36,10 +43,19 @@ class Telemetry:
         assert self.server is not None
         return self.server.address
 
-    def start(self, address: str = "127.0.0.1:0", **changes: Any) -> TelemetryServer:
+    @property
+    def servicer(self) -> TelemetryServicer:
+        assert self.server is not None
+        servicer = self.server.servicers[SERVICE_NAME]
+        assert isinstance(servicer, TelemetryServicer)
+        return servicer
+
+    def start(self, address: str = "127.0.0.1:0", **changes: Any) -> BoundServer:
         if changes:
             self.config = dataclasses.replace(self.config, **changes)
-        self.server = start_telemetry(address, auth=self.tokens, config=self.config)
+        self.server = create_server(address, auth=self.tokens, config=self.config)
+        if self.metrics:
+            self.server.serve_metrics("127.0.0.1:0")
         wait_serving(self.server.address)
         return self.server
 
@@ -51,7 +67,7 @@ class Telemetry:
             self.server.stop(0)
             self.server = None
 
-    def restart(self, **changes: Any) -> TelemetryServer:
+    def restart(self, **changes: Any) -> BoundServer:
         self.stop()
         return self.start(**changes)
 
@@ -70,7 +86,7 @@ class Telemetry:
 
 @pytest.fixture
 def telemetry(tmp_path: Path, auth: tuple[Path, TokenStore]) -> Iterator[Telemetry]:
-    env = Telemetry(tmp_path / "telemetry.db", auth[1], metrics_address="127.0.0.1:0")
+    env = Telemetry(tmp_path / "telemetry.db", auth[1], metrics=True)
     yield env
     env.stop()
 

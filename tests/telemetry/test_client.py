@@ -47,7 +47,7 @@ def test_chunks_respect_byte_bound(telemetry: Telemetry) -> None:
     assert runs[0].record_count == 5
     # 5 x 100 bytes in batches of <= 250 bytes: 3 batches, visible in the batch metrics.
     assert telemetry.server is not None
-    stored = telemetry.server.metrics.registry.get_sample_value(
+    stored = telemetry.server.registry.get_sample_value(
         "lockstep_telemetry_append_batches_total", {"outcome": "stored"}
     )
     assert stored == 3
@@ -157,7 +157,7 @@ def test_follow_generator_cancels_on_close(telemetry: Telemetry) -> None:
     assert [next(follow).sequence, next(follow).sequence] == [1, 2]
     follow.close()
     assert telemetry.server is not None
-    servicer = telemetry.server.servicer
+    servicer = telemetry.servicer
     done = threading.Event()
     while servicer.followers:
         done.wait(0.01)

@@ -321,7 +321,7 @@ def test_follow_limit_and_cancel_releases_slot(telemetry: Telemetry) -> None:
     # The slot is released once the server notices the cancellation; gRPC tells us when.
     released = threading.Event()
     assert telemetry.server is not None
-    servicer = telemetry.server.servicer
+    servicer = telemetry.servicer
     while servicer.followers > 1:
         released.wait(0.01)
     again = viewer.FollowRecords(pb.FollowRecordsRequest(from_sequence=1))

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from lockstep.config import add_flags, from_sources
 from lockstep.errors import ConfigError
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
@@ -18,22 +19,22 @@ pytestmark = pytest.mark.unit
 
 def test_config_from_flags_and_environment() -> None:
     parser = argparse.ArgumentParser()
-    WasmPoolConfig.add_arguments(parser)
+    add_flags(parser, WasmPoolConfig)
     args = parser.parse_args(["--fuel-per-step", "5_000", "--fast-path", "0"])
     env = {
         "LOCKSTEP_POOL_FUEL_PER_STEP": "7",
         "LOCKSTEP_POOL_MAX_MEMORY_PAGES": "0x20",
         "LOCKSTEP_POOL_MODULE_CACHE_DIR": "/tmp/x",
     }
-    cfg = WasmPoolConfig.from_sources(args, env)
+    cfg = from_sources(WasmPoolConfig, args, env)
     assert cfg.fuel_per_step == 5000  # the flag wins over the environment
     assert cfg.max_memory_pages == 32 and cfg.fast_path is False
     assert str(cfg.module_cache_dir) == "/tmp/x"
-    assert WasmPoolConfig.from_sources(None, {}) == WasmPoolConfig()
-    assert WasmPoolConfig.from_sources(None, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "python"
+    assert from_sources(WasmPoolConfig, None, {}) == WasmPoolConfig()
+    assert from_sources(WasmPoolConfig, None, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "python"
     flagged = parser.parse_args(["--engine", "native"])
     assert (
-        WasmPoolConfig.from_sources(flagged, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "native"
+        from_sources(WasmPoolConfig, flagged, {"LOCKSTEP_POOL_ENGINE": "python"}).engine == "native"
     )
     with WasmPool(cfg) as pool:
         assert pool.info().default_limits.fuel_per_step == 5000
@@ -52,7 +53,7 @@ def test_config_from_flags_and_environment() -> None:
 )
 def test_bad_config_values(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        WasmPoolConfig.from_sources(None, env)
+        from_sources(WasmPoolConfig, None, env)
 
 
 def test_thousands_of_agents_in_one_pool() -> None:

@@ -5,12 +5,13 @@ telemetry's read calls and serves HTML pages (GET only) on loopback.
 """
 
 from lockstep_dashboard._app import create_app
-from lockstep_dashboard._config import DashboardConfig, read_viewer_token
+from lockstep_dashboard._config import DashboardConfig, DashboardServeConfig, read_viewer_token
 from lockstep_dashboard._server import bind, serve
 from lockstep_dashboard._source import Source, SourceError
 
 __all__ = [
     "DashboardConfig",
+    "DashboardServeConfig",
     "Source",
     "SourceError",
     "bind",

@@ -5,35 +5,89 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from lockstep.config import setting
 from lockstep.errors import ConfigError
+from lockstep.server import parse_address
 
-__all__ = ["DashboardConfig", "read_viewer_token"]
+__all__ = ["DashboardConfig", "DashboardServeConfig", "read_viewer_token"]
+
+#: A browser's address, so a fixed port rather than port 0 (`lockstep up` passes port 0
+#: and prints the URL; containers set LOCKSTEP_DASHBOARD_LISTEN).
+DEFAULT_ADDRESS = "127.0.0.1:8780"
+
+
+@dataclass(frozen=True)
+class DashboardServeConfig:
+    """How the dashboard process serves (its counterpart of lockstep.server.ServeConfig:
+    HTTP on TCP, a viewer token file, TLS only towards the services)."""
+
+    ENV_PREFIX: ClassVar[str] = "LOCKSTEP_"
+
+    address: str = setting(
+        DEFAULT_ADDRESS,
+        env="LOCKSTEP_DASHBOARD_LISTEN",
+        help="HOST:PORT to serve HTTP on (loopback; port 0: a free port, in the ready file).",
+    )
+    auth_file: Path | None = setting(
+        None,
+        env="LOCKSTEP_DASHBOARD_TOKEN_FILE",
+        help='File holding only the viewer token (a bare token, or {"viewer": ...}); a '
+        "file with other roles' tokens is refused. Required.",
+    )
+    ready_file: Path | None = setting(
+        None, env="", help="Once serving, write {address, pid, url} as JSON here."
+    )
+    metrics_address: str = setting(
+        "", help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port)."
+    )
+    tls_ca: Path | None = setting(
+        None, help="CA of the services' certificates: dial them with TLS."
+    )
+    tls_cert: Path | None = setting(None, help="Client certificate for mTLS.")
+    tls_key: Path | None = setting(None, help="Its private key.")
+    tls_server_name: str | None = setting(
+        None, help="The name expected in the services' certificates."
+    )
+
+    def __post_init__(self) -> None:
+        parse_address(self.address)
+        if self.metrics_address:
+            parse_address(self.metrics_address)
 
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    """How the dashboard reaches the services and how much it reads per page.
+    """How the dashboard reaches the services and how much it reads per page: each field
+    but the token is a flag ``--<field-name>`` and a variable (docs/services.md)."""
 
-    orchestrator, telemetry: gRPC addresses ("host:port" or "unix:/path").
-    token: the viewer credential sent on every call (never an operator or admin token).
-    page_size: rows per page of every table (agents, journal, inference, digests, flow).
-    max_scan: the most journal records one page may read to fill itself (the agent
-        filter of the journal browser, the logs of one agent): a page never reads more.
-    max_ticks: the widest tick range one chart or flow view reads.
-    render_interval_ms: how often a live page redraws at most (Mesa's render interval).
-    cache_ttl_s: how long a pulled snapshot (status, agent table, run list) is served
-        from memory, so that page views do not become calls on the services.
-    """
+    ENV_PREFIX: ClassVar[str] = "LOCKSTEP_DASHBOARD_"
 
-    orchestrator: str
-    telemetry: str
-    token: str
-    page_size: int = 50
-    max_scan: int = 20_000
-    max_ticks: int = 2_000
-    render_interval_ms: int = 1_000
-    cache_ttl_s: float = 0.5
+    orchestrator: str = setting(
+        env="LOCKSTEP_ORCHESTRATOR_ADDRESS", help="The orchestrator's gRPC address."
+    )
+    telemetry: str = setting(env="LOCKSTEP_TELEMETRY_ADDRESS", help="Telemetry's gRPC address.")
+    #: The viewer credential sent on every call (never an operator or admin token); read
+    #: from --auth-file, never a flag itself.
+    token: str = setting(flag=False, help="The viewer token.")
+    page_size: int = setting(
+        50, help="Rows per page of every table (agents, journal, inference, digests, flow)."
+    )
+    max_scan: int = setting(
+        20_000,
+        help="The most journal records one page may read to fill itself (the agent filter "
+        "of the journal browser, the logs of one agent).",
+    )
+    max_ticks: int = setting(2_000, help="The widest tick range one chart or flow view reads.")
+    render_interval_ms: int = setting(
+        1_000, help="How often a live page redraws at most (Mesa's render interval)."
+    )
+    cache_ttl_s: float = setting(
+        0.5,
+        help="How long a pulled snapshot (status, agent table, run list) is served from "
+        "memory, so that page views do not become calls on the services.",
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 1_000:

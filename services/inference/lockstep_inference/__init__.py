@@ -25,9 +25,12 @@ from lockstep_inference._errors import (
 from lockstep_inference._prepare import PreparedModel, prepare_models
 from lockstep_inference._sampling import draw, seed_from_key
 from lockstep_inference._server import create_server
+from lockstep_inference._service import ROLE_TABLE, SERVICE_NAME
 from lockstep_inference._session import OrtSession
 
 __all__ = [
+    "ROLE_TABLE",
+    "SERVICE_NAME",
     "CacheFullError",
     "InferenceConfig",
     "InferenceEngine",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+from lockstep.config import setting
 from lockstep.errors import ConfigError
 
-__all__ = ["GRAPH_LEVELS", "PROVIDERS", "InferenceConfig", "add_arguments", "default_repository"]
+__all__ = ["GRAPH_LEVELS", "MEMORY_CHARGES", "PROVIDERS", "InferenceConfig", "default_repository"]
 
 #: Provider policies. "cuda" asks for CUDA and falls back to CPU (recorded) when the session
 #: does not get it; "require-cuda" fails instead; "cpu" never tries CUDA.
@@ -33,44 +34,68 @@ def default_repository() -> Path:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Inference service settings.
+    """Inference service settings: each field is a flag ``--<field-name>`` and the variable
+    ``LOCKSTEP_INFERENCE_<FIELD_NAME>`` unless it names another (docs/services.md)."""
 
-    model_repository: directory holding one sub-directory per model (`<name>/model.onnx`
-        plus optional `<name>/lockstep.json`), see docs/inference.md.
-    cache_budget_bytes: LRU cache budget; models are charged per `memory_charge`.
-    memory_charge: "measured" (RSS delta around session creation, file size as a floor)
-        or "file" (file size only; deterministic).
-    provider: "cuda" (default: CUDA, explicit CPU fallback), "cpu", or "require-cuda".
-    device_id: CUDA device ordinal.
-    intra_op_threads / inter_op_threads: ONNX Runtime thread pools; 1 by default because a
-        fixed, single-threaded reduction order is what makes CPU results bit-stable.
-    graph_optimization: ONNX Runtime graph optimisation level (fixed per server).
-    max_tensor_bytes: largest input tensor (and agent input) accepted.
-    max_batch_requests: most requests in one AgentInferBatch call.
-    max_generate_tokens: most tokens one generation may ask for.
-    default_generate_tokens: tokens generated when a request gives no max_tokens.
-    max_llm_batch: most llm generations decoded together; a tick with more is decoded in
-        consecutive batches of this size, in request order.
-    autoload: load a model from the repository on first use.
-    cache_busy_wait_s: how long a load waits for models with requests in flight to finish
-        when the budget is full of them, before RESOURCE_EXHAUSTED (0 = fail at once).
-    """
+    ENV_PREFIX: ClassVar[str] = "LOCKSTEP_INFERENCE_"
 
-    model_repository: Path = field(default_factory=default_repository)
-    cache_budget_bytes: int = 2 * 1024**3
-    memory_charge: str = "measured"
-    provider: str = "cuda"
-    device_id: int = 0
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    graph_optimization: str = "basic"
-    max_tensor_bytes: int = 16 * 1024 * 1024
-    max_batch_requests: int = 1024
-    max_generate_tokens: int = 256
-    default_generate_tokens: int = 32
-    max_llm_batch: int = 32
-    autoload: bool = True
-    cache_busy_wait_s: float = 10.0
+    model_repository: Path = setting(
+        default_factory=default_repository,
+        env="LOCKSTEP_MODEL_REPOSITORY",
+        aliases=("--model-repo",),
+        shown_default="$LOCKSTEP_HOME/data/models",
+        help="Directory holding one sub-directory per model (`<name>/model.onnx` plus an "
+        "optional `<name>/lockstep.json`), see docs/inference.md.",
+    )
+    cache_budget_bytes: int = setting(
+        2 * 1024**3,
+        env="LOCKSTEP_INFERENCE_CACHE_BYTES",
+        aliases=("--cache-bytes",),
+        help="LRU model cache budget; models are charged per `memory_charge`.",
+    )
+    memory_charge: str = setting(
+        "measured",
+        choices=MEMORY_CHARGES,
+        help="How the cache charges a model: `measured` (RSS growth around session "
+        "creation, the file size as a floor) or `file` (file size only; deterministic).",
+    )
+    provider: str = setting(
+        "cuda",
+        choices=PROVIDERS,
+        help="`cuda` (CUDA, with an explicit and recorded CPU fallback), `cpu`, or "
+        "`require-cuda` (refuse to start without CUDA).",
+    )
+    device_id: int = setting(0, help="CUDA device ordinal.")
+    intra_op_threads: int = setting(
+        1,
+        help="ONNX Runtime intra-op threads; 1 because a fixed, single-threaded reduction "
+        "order is what makes CPU results bit-stable.",
+    )
+    inter_op_threads: int = setting(1, help="ONNX Runtime inter-op threads (1, likewise).")
+    graph_optimization: str = setting(
+        "basic",
+        choices=GRAPH_LEVELS,
+        help="ONNX Runtime graph optimisation level (fixed per server).",
+    )
+    max_tensor_bytes: int = setting(
+        16 * 1024 * 1024, help="Largest input tensor (and agent input) accepted."
+    )
+    max_batch_requests: int = setting(1024, help="Most requests in one AgentInferBatch call.")
+    max_generate_tokens: int = setting(256, help="Most tokens one generation may ask for.")
+    default_generate_tokens: int = setting(
+        32, help="Tokens generated when a request gives no max_tokens."
+    )
+    max_llm_batch: int = setting(
+        32,
+        help="Most llm generations decoded together; a tick with more is decoded in "
+        "consecutive batches of this size, in request order.",
+    )
+    autoload: bool = setting(True, help="Load a model from the repository on first use.")
+    cache_busy_wait_s: float = setting(
+        10.0,
+        help="How long a load waits for models with requests in flight to finish when the "
+        "budget is full of them, before RESOURCE_EXHAUSTED (0: fail at once).",
+    )
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -115,75 +140,3 @@ class InferenceConfig:
             f"inter_op_threads={self.inter_op_threads};"
             "execution_mode=sequential;deterministic_compute=1"
         )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> InferenceConfig:
-        """Build from the flags added by `add_arguments` (which default to env vars)."""
-        try:
-            return cls(
-                model_repository=Path(args.model_repo),
-                cache_budget_bytes=int(args.cache_bytes),
-                memory_charge=str(args.memory_charge),
-                provider=str(args.provider),
-                device_id=int(args.device_id),
-                intra_op_threads=int(args.intra_op_threads),
-                inter_op_threads=int(args.inter_op_threads),
-                graph_optimization=str(args.graph_optimization),
-                max_tensor_bytes=int(args.max_tensor_bytes),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad inference setting: {exc}") from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The service's own flags; each defaults to an environment variable."""
-    env = os.environ.get
-    d = InferenceConfig.__dataclass_fields__
-    parser.add_argument(
-        "--model-repo",
-        "--model-repository",
-        dest="model_repo",
-        default=str(default_repository()),
-        help="model repository directory [env LOCKSTEP_MODEL_REPOSITORY]",
-    )
-    parser.add_argument(
-        "--cache-bytes",
-        default=env("LOCKSTEP_INFERENCE_CACHE_BYTES", str(d["cache_budget_bytes"].default)),
-        help="model cache budget in bytes [env LOCKSTEP_INFERENCE_CACHE_BYTES]",
-    )
-    parser.add_argument(
-        "--memory-charge",
-        choices=MEMORY_CHARGES,
-        default=env("LOCKSTEP_INFERENCE_MEMORY_CHARGE", "measured"),
-        help="how models are charged [env LOCKSTEP_INFERENCE_MEMORY_CHARGE]",
-    )
-    parser.add_argument(
-        "--provider",
-        default=env("LOCKSTEP_INFERENCE_PROVIDER", "cuda"),
-        help="cuda (fallback to CPU) | cpu | require-cuda [env LOCKSTEP_INFERENCE_PROVIDER]",
-    )
-    parser.add_argument(
-        "--device-id",
-        default=env("LOCKSTEP_INFERENCE_DEVICE_ID", "0"),
-        help="CUDA device [env LOCKSTEP_INFERENCE_DEVICE_ID]",
-    )
-    parser.add_argument(
-        "--intra-op-threads",
-        default=env("LOCKSTEP_INFERENCE_INTRA_THREADS", "1"),
-        help="ORT intra-op threads [env LOCKSTEP_INFERENCE_INTRA_THREADS]",
-    )
-    parser.add_argument(
-        "--inter-op-threads",
-        default=env("LOCKSTEP_INFERENCE_INTER_THREADS", "1"),
-        help="ORT inter-op threads [env LOCKSTEP_INFERENCE_INTER_THREADS]",
-    )
-    parser.add_argument(
-        "--graph-optimization",
-        default=env("LOCKSTEP_INFERENCE_GRAPH_OPT", "basic"),
-        help="disabled|basic|extended|all [env LOCKSTEP_INFERENCE_GRAPH_OPT]",
-    )
-    parser.add_argument(
-        "--max-tensor-bytes",
-        default=env("LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES", str(d["max_tensor_bytes"].default)),
-        help="largest input tensor [env LOCKSTEP_INFERENCE_MAX_TENSOR_BYTES]",
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from onnx import TensorProto, helper
@@ -21,7 +20,7 @@ from lockstep_inference._metrics import InferenceMetrics
 from lockstep_inference._service import ROLE_TABLE, SERVICE_NAME, InferenceServicer
 from lockstep_inference._session import OrtSession
 
-__all__ = ["create_from_args", "create_server", "probe_provider"]
+__all__ = ["create_server", "probe_provider"]
 
 log = logging.getLogger("lockstep.inference")
 
@@ -82,6 +81,7 @@ def create_server(
                 ),
                 SERVICE_NAME,
                 ROLE_TABLE,
+                own,
             ),
             ServiceBinding(
                 lambda s: kpb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call,unused-ignore]
@@ -89,6 +89,7 @@ def create_server(
                 ),
                 KSERVE_SERVICE_NAME,
                 KSERVE_ROLE_TABLE,
+                kserve,
             ),
         ],
         auth=auth,
@@ -96,8 +97,3 @@ def create_server(
     )
     bound.on_stop.append(engine.close)
     return bound
-
-
-def create_from_args(args: argparse.Namespace, auth: TokenStore | None) -> BoundServer:
-    """`run_service` factory: config from flags/env, then create_server."""
-    return create_server(args.address, auth=auth, config=InferenceConfig.from_args(args))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.server import BoundServer, ServiceBinding, build_server, role_table
 from lockstep.status import abort
 from lockstep.telemetry_client import TelemetryClient
+from lockstep_orchestrator._config import OrchestratorConfig
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Sink
 from lockstep_orchestrator._manager import AutoCheckpoints, Caps, RunManager
@@ -33,82 +33,30 @@ _SERVICE = opb.DESCRIPTOR.services_by_name["OrchestratorService"]
 SERVICE_NAME = _SERVICE.full_name
 S = opb.AgentState
 
-ROLES = {
-    "RegisterModule": ADMIN_ONLY,
-    "ListModules": VIEWER,
-    "StartRun": OPERATOR,
-    "SpawnAgents": OPERATOR,
-    "PauseAgents": OPERATOR,
-    "ResumeAgents": OPERATOR,
-    "TerminateAgents": OPERATOR,
-    "SendMessages": OPERATOR,
-    "ListAgents": VIEWER,
-    "GetAgent": VIEWER,
-    "Step": OPERATOR,
-    "RunUntil": OPERATOR,
-    "GetStatus": VIEWER,
-    "GetDigests": VIEWER,
-    "CreateCheckpoint": OPERATOR,
-    "RestoreCheckpoint": OPERATOR,
-    "Replay": OPERATOR,
-}
+ROLE_TABLE = role_table(
+    _SERVICE,
+    {
+        "RegisterModule": ADMIN_ONLY,
+        "ListModules": VIEWER,
+        "StartRun": OPERATOR,
+        "SpawnAgents": OPERATOR,
+        "PauseAgents": OPERATOR,
+        "ResumeAgents": OPERATOR,
+        "TerminateAgents": OPERATOR,
+        "SendMessages": OPERATOR,
+        "ListAgents": VIEWER,
+        "GetAgent": VIEWER,
+        "Step": OPERATOR,
+        "RunUntil": OPERATOR,
+        "GetStatus": VIEWER,
+        "GetDigests": VIEWER,
+        "CreateCheckpoint": OPERATOR,
+        "RestoreCheckpoint": OPERATOR,
+        "Replay": OPERATOR,
+    },
+)
 MAX_TICKS_PER_CALL = 10_000_000
 DURABLE_WITHIN_S = 1.0  # during a long RunUntil, journal records ship at least this often
-# Inference is a core feature, so the default policy grants it along with the rest.
-DEFAULT_GRANTED = frozenset({"send", "log", "random", "tick", "infer:*"})
-
-
-@dataclass(frozen=True)
-class OrchestratorConfig:
-    """Orchestrator settings.
-
-    pools: wasm_pool addresses in shard order (at least one).
-    telemetry: telemetry service address; None keeps the journal in memory only.
-    inference: inference service address; None answers agents' infer calls with errors.
-    data_dir: where registered modules are stored; None keeps them in memory.
-    trusted_keys: directory of *.pub keys trusted to sign modules; None trusts none.
-    capabilities: capabilities the operator grants to modules.
-    dev_mode: accept unsigned modules (loudly); every other check still applies.
-    shutdown_flush_s: at shutdown, how long to wait for telemetry before writing unsent
-        journal records to a file in data_dir.
-    pool_recovery_s: when a pool fails mid-tick, how long to wait for it to serve again
-        (the supervisor restarts it) before rebuilding the run by replay; 0 = fail the tick.
-    pool_transport: "auto" sends the batches of pools on this host through the
-        shared-memory tick channel (Linux; docs/adr/004), "grpc" never; or one per pool,
-        comma-separated.
-    max_fuel_per_step: the most fuel per step a run's default limits or a spawn may ask
-        for (requests above it are refused INVALID_ARGUMENT).
-    max_agents_per_run: the most agents one run may ever spawn (RESOURCE_EXHAUSTED).
-    max_inference_latency: the largest RunConfig.inference_latency, in ticks.
-    checkpoint_every: an automatic checkpoint (in memory, outside the journal) every K
-        ticks, from which a failed pool is rebuilt (0 = off: rebuild by replay from tick
-        1); the last `checkpoint_keep` are kept, and none is taken while the run's
-        instances would exceed `checkpoint_max_bytes`.
-    resume: at start-up, resume the run an orchestrator on the same data dir was running
-        when it died (needs data_dir and telemetry: the run's journal is read back).
-    """
-
-    pools: tuple[str, ...]
-    telemetry: str | None = None
-    inference: str | None = None
-    data_dir: Path | None = None
-    trusted_keys: Path | None = None
-    capabilities: frozenset[str] = DEFAULT_GRANTED
-    dev_mode: bool = False
-    shutdown_flush_s: float = 10.0
-    pool_recovery_s: float = 60.0
-    pool_transport: str = "auto"
-    max_fuel_per_step: int = Caps.max_fuel_per_step
-    max_agents_per_run: int = Caps.max_agents_per_run
-    max_inference_latency: int = Caps.max_inference_latency
-    checkpoint_every: int = AutoCheckpoints.every
-    checkpoint_keep: int = AutoCheckpoints.keep
-    checkpoint_max_bytes: int = AutoCheckpoints.max_bytes
-    resume: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.pools:
-            raise ConfigError("at least one wasm_pool address is required (--pools)")
 
 
 class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
@@ -375,11 +323,12 @@ def create_server(
     binding = ServiceBinding(
         add=lambda server: opb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server),
         full_name=SERVICE_NAME,
-        methods=role_table(_SERVICE, ROLES),
+        methods=ROLE_TABLE,
+        servicer=servicer,
     )
     bound = build_server(address, [binding], auth=auth, registry=registry)
     bound.on_stop.append(servicer.close)
     return bound
 
 
-__all__ = ["OrchestratorConfig", "OrchestratorServicer", "create_server"]
+__all__ = ["ROLE_TABLE", "SERVICE_NAME", "OrchestratorServicer", "create_server"]

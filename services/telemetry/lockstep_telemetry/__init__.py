@@ -7,27 +7,20 @@ the record encoding, the API and the metrics. Clients use ``lockstep.telemetry_c
 
 from lockstep_telemetry._chain import GENESIS, RECORD_FORMAT, chain_hash, encode_record
 from lockstep_telemetry._config import TelemetryConfig
-from lockstep_telemetry._service import (
-    ROLES,
-    SERVICE_NAME,
-    TelemetryServer,
-    create_server,
-    start_telemetry,
-)
+from lockstep_telemetry._service import ROLE_TABLE, SERVICE_NAME, TelemetryServicer, create_server
 from lockstep_telemetry._store import Store, StoreError, VerifyResult
 
 __all__ = [
     "GENESIS",
     "RECORD_FORMAT",
-    "ROLES",
+    "ROLE_TABLE",
     "SERVICE_NAME",
     "Store",
     "StoreError",
     "TelemetryConfig",
-    "TelemetryServer",
+    "TelemetryServicer",
     "VerifyResult",
     "chain_hash",
     "create_server",
     "encode_record",
-    "start_telemetry",
 ]

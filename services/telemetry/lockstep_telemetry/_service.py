@@ -7,7 +7,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
@@ -33,27 +32,23 @@ from lockstep_telemetry._store import (
     check_run_id,
 )
 
-__all__ = [
-    "ROLES",
-    "SERVICE_NAME",
-    "TelemetryServer",
-    "TelemetryServicer",
-    "create_server",
-    "start_telemetry",
-]
+__all__ = ["ROLE_TABLE", "SERVICE_NAME", "TelemetryServicer", "create_server"]
 
 log = logging.getLogger("lockstep.telemetry")
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["TelemetryService"]
 SERVICE_NAME = _SERVICE.full_name
-ROLES: dict[str, frozenset[Role]] = {
-    "AppendRecords": SERVICE,
-    "GetHead": VIEWER,
-    "QueryRecords": VIEWER,
-    "FollowRecords": VIEWER,
-    "VerifyChain": VIEWER,
-    "ListRuns": VIEWER,
-}
+ROLE_TABLE: dict[str, frozenset[Role]] = role_table(
+    _SERVICE,
+    {
+        "AppendRecords": SERVICE,
+        "GetHead": VIEWER,
+        "QueryRecords": VIEWER,
+        "FollowRecords": VIEWER,
+        "VerifyChain": VIEWER,
+        "ListRuns": VIEWER,
+    },
+)
 MAX_FILTER_KINDS = 64
 
 
@@ -342,38 +337,17 @@ class TelemetryServicer(pb_grpc.TelemetryServiceServicer):
         )
 
 
-@dataclass
-class TelemetryServer:
-    """A running telemetry server: the gRPC server, its store, and its metrics."""
+def create_server(
+    address: str, *, auth: TokenStore | None, config: TelemetryConfig | None = None
+) -> BoundServer:
+    """Open the store and start a telemetry server on `address` ("127.0.0.1:0",
+    "unix:/path"); the servicer is ``bound.servicers[SERVICE_NAME]``.
 
-    bound: BoundServer
-    store: Store
-    metrics: Metrics
-    servicer: TelemetryServicer
-
-    @property
-    def address(self) -> str:
-        return self.bound.address
-
-    @property
-    def metrics_address(self) -> str:
-        """HOST:PORT of the Prometheus endpoint ("" when disabled)."""
-        return self.bound.metrics_address
-
-    def stop(self, grace: float | None = 0) -> None:
-        self.bound.stop(grace)
-
-    def __enter__(self) -> TelemetryServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop(0)
-
-
-def start_telemetry(
-    address: str, *, auth: TokenStore | None, config: TelemetryConfig
-) -> TelemetryServer:
-    """Open the store, start the gRPC server (and the metrics endpoint when configured)."""
+    `config` is required in practice (it names the database file); raises ConfigError
+    when missing, or when the database cannot be opened or written.
+    """
+    if config is None:
+        raise ConfigError("the telemetry service needs a config naming its database (--db)")
     store = Store(
         config.db_path,
         synchronous=config.synchronous,
@@ -395,7 +369,8 @@ def start_telemetry(
         binding = ServiceBinding(
             add=lambda server: _add_servicer(servicer, server),
             full_name=SERVICE_NAME,
-            methods=role_table(_SERVICE, ROLES),
+            methods=ROLE_TABLE,
+            servicer=servicer,
         )
         # Append payloads may total max_batch_bytes; leave room for the framing.
         max_message = max(64 * 1024 * 1024, config.max_batch_bytes + 4 * 1024 * 1024)
@@ -411,25 +386,6 @@ def start_telemetry(
         store.close()
         raise
     bound.on_stop.append(servicer.close)
-    if config.metrics_address:
-        try:
-            bound.serve_metrics(config.metrics_address)
-        except ConfigError:
-            bound.stop(grace=0)
-            raise
     seq, _ = store.head()
     log.info("telemetry database %s: head at sequence %d", config.db_path, seq)
-    return TelemetryServer(bound, store, metrics, servicer)
-
-
-def create_server(
-    address: str, *, auth: TokenStore | None, config: TelemetryConfig | None = None
-) -> BoundServer:
-    """Start a telemetry server on `address` ("127.0.0.1:0", "unix:/path").
-
-    `config` is required in practice (it names the database file); raises ConfigError
-    when missing, or when the database cannot be opened or written.
-    """
-    if config is None:
-        raise ConfigError("the telemetry service needs a config naming its database (--db)")
-    return start_telemetry(address, auth=auth, config=config).bound
+    return bound

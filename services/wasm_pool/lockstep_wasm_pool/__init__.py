@@ -15,9 +15,16 @@ from lockstep_wasm_pool._errors import (
     NotFoundError,
     PoolError,
 )
-from lockstep_wasm_pool._service import SERVICE_NAME, WasmPoolServicer, create_server, open_pool
+from lockstep_wasm_pool._service import (
+    ROLE_TABLE,
+    SERVICE_NAME,
+    WasmPoolServicer,
+    create_server,
+    open_pool,
+)
 
 __all__ = [
+    "ROLE_TABLE",
     "SERVICE_NAME",
     "AlreadyExistsError",
     "InvalidRequestError",

@@ -1,19 +1,17 @@
-"""Pool configuration: one frozen dataclass, read once at start-up from flags or environment."""
+"""Pool configuration: one frozen dataclass, read once at start-up from flags or
+environment (lockstep.config)."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
+from lockstep.config import setting
 from lockstep.errors import ConfigError
 
 __all__ = ["WasmPoolConfig"]
 
-_ENV_PREFIX = "LOCKSTEP_POOL_"
 MIB = 1024 * 1024
 ENGINES = ("auto", "native", "python")
 WASM_PAGE = 65536
@@ -24,63 +22,111 @@ class WasmPoolConfig:
     """Settings of one pool process. Per-agent defaults follow docs/abi.md ("Limits").
 
     Every field can be set with a flag ``--<field-name>`` or the environment variable
-    ``LOCKSTEP_POOL_<FIELD_NAME>`` (flags win); see docs/pool.md.
+    ``LOCKSTEP_POOL_<FIELD_NAME>`` (flags win); see docs/services.md.
     """
 
+    ENV_PREFIX: ClassVar[str] = "LOCKSTEP_POOL_"
+
     # --- per-agent defaults (AgentSpec.limits fields that are zero take these) ---
-    #: Fuel for all calls into one agent in one tick together.
-    fuel_per_step: int = 10_000_000
-    #: Linear memory cap per agent, in 64 KiB pages (256 = 16 MiB).
-    max_memory_pages: int = 256
-    #: `send` calls accepted per agent per tick.
-    max_messages_per_step: int = 1024
-    #: Largest message payload, bytes.
-    max_message_bytes: int = 65_536
-    #: `log` calls accepted per agent per tick.
-    max_logs_per_step: int = 64
+    fuel_per_step: int = setting(
+        10_000_000,
+        help="Fuel for all calls into one agent in one tick together.",
+    )
+    max_memory_pages: int = setting(
+        256,
+        help="Linear memory cap per agent, in 64 KiB pages (256 = 16 MiB).",
+    )
+    max_messages_per_step: int = setting(
+        1024,
+        help="`send` calls accepted per agent per tick.",
+    )
+    max_message_bytes: int = setting(
+        65_536,
+        help="Largest message payload, bytes.",
+    )
+    max_logs_per_step: int = setting(
+        64,
+        help="`log` calls accepted per agent per tick.",
+    )
     # --- fixed per-agent limits (not in common.Limits) ---
-    #: Longest log line, bytes.
-    max_log_bytes: int = 4096
-    #: `infer` calls accepted per agent per tick.
-    max_infers_per_step: int = 16
-    #: Largest inference input, bytes.
-    max_infer_input_bytes: int = MIB
-    #: Most random bytes per `random` call.
-    max_random_bytes: int = 65_536
-    #: Largest spawn-argument blob, bytes.
-    max_args_bytes: int = 65_536
+    max_log_bytes: int = setting(
+        4096,
+        help="Longest log line, bytes.",
+    )
+    max_infers_per_step: int = setting(
+        16,
+        help="`infer` calls accepted per agent per tick.",
+    )
+    max_infer_input_bytes: int = setting(
+        MIB,
+        help="Largest inference input, bytes.",
+    )
+    max_random_bytes: int = setting(
+        65_536,
+        help="Most random bytes per `random` call.",
+    )
+    max_args_bytes: int = setting(
+        65_536,
+        help="Largest spawn-argument blob, bytes.",
+    )
     # --- request bounds ---
-    #: Largest module accepted by LoadModule, bytes.
-    max_module_bytes: int = 32 * MIB
-    #: Largest inbox of one agent in one StepBatch, bytes.
-    max_inbox_bytes: int = 16 * MIB
-    #: Upper bound on any agent's max_memory_pages. A snapshot travels as one gRPC message
-    #: (64 MiB at most), so the default keeps a whole memory (32 MiB) well inside it.
-    max_memory_pages_cap: int = 512
-    #: Most modules (accepted or rejected) remembered; LoadModule beyond it is refused.
-    max_modules: int = 1024
-    #: Most live agents in this pool.
-    max_agents: int = 100_000
+    max_module_bytes: int = setting(
+        32 * MIB,
+        help="Largest module accepted by LoadModule, bytes.",
+    )
+    max_inbox_bytes: int = setting(
+        16 * MIB,
+        help="Largest inbox of one agent in one StepBatch, bytes.",
+    )
+    max_memory_pages_cap: int = setting(
+        512,
+        help="Upper bound on any agent's max_memory_pages. A snapshot travels as one gRPC "
+        "message (64 MiB at most), so the default keeps a whole memory (32 MiB) well inside "
+        "it.",
+    )
+    max_modules: int = setting(
+        1024,
+        help="Most modules (accepted or rejected) remembered; LoadModule beyond it is refused.",
+    )
+    max_agents: int = setting(
+        100_000,
+        help="Most live agents in this pool.",
+    )
     # --- wasmtime engine ---
-    #: Virtual address space reserved per linear memory (0: memories are moved on growth).
-    memory_reservation: int = 0
-    #: Guard region after each linear memory (0: explicit bounds checks).
-    memory_guard_size: int = 0
-    #: Copy-on-write images for linear memory initialisation. Off (the default) costs no
-    #: memory mapping per instance; on costs 2, so vm.max_map_count caps a process near 32k
-    #: agents. Digests do not depend on it: instantiation is never charged fuel
-    #: (docs/pool.md, "Memory configuration").
-    memory_init_cow: bool = False
-    #: Most native stack a wasm call may use; deeper recursion is a STACK_OVERFLOW fault.
-    max_wasm_stack: int = 512 * 1024
-    #: Directory for serialized compiled modules (None = compile on every process start).
-    module_cache_dir: Path | None = None
-    #: Use the raw-call fast path on wasmtime-py internals when they are as expected.
-    fast_path: bool = True
-    #: Stepping engine: ``native`` (the C core, services/wasm_pool/native/; start-up fails
-    #: when it cannot load), ``python`` (the reference engine), or ``auto`` (native when it
-    #: loads, otherwise python with a WARNING). See docs/pool.md.
-    engine: str = "auto"
+    memory_reservation: int = setting(
+        0,
+        help="Virtual address space reserved per linear memory (0: memories are moved on growth).",
+    )
+    memory_guard_size: int = setting(
+        0,
+        help="Guard region after each linear memory (0: explicit bounds checks).",
+    )
+    memory_init_cow: bool = setting(
+        False,
+        help="Copy-on-write images for linear memory initialisation. Off (the default) costs "
+        "no memory mapping per instance; on costs 2, so vm.max_map_count caps a process near "
+        "32k agents. Digests do not depend on it: instantiation is never charged fuel "
+        '(docs/pool.md, "Memory configuration").',
+    )
+    max_wasm_stack: int = setting(
+        512 * 1024,
+        help="Most native stack a wasm call may use; deeper recursion is a STACK_OVERFLOW fault.",
+    )
+    module_cache_dir: Path | None = setting(
+        None,
+        help="Directory for serialized compiled modules (none: compile on every process start).",
+    )
+    fast_path: bool = setting(
+        True,
+        help="Use the raw-call fast path on wasmtime-py internals when they are as expected.",
+    )
+    engine: str = setting(
+        "auto",
+        choices=ENGINES,
+        help="Stepping engine: `native` (the C core, services/wasm_pool/native/; start-up "
+        "fails when it cannot load), `python` (the reference engine), or `auto` (native "
+        "when it loads, otherwise python with a WARNING). See docs/pool.md.",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -107,65 +153,3 @@ class WasmPoolConfig:
             raise ConfigError("max_memory_pages must be <= max_memory_pages_cap")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """Add one ``--<field>`` flag per field (default: environment, then built-in)."""
-        for f in fields(WasmPoolConfig):
-            flag = "--" + f.name.replace("_", "-")
-            env = _ENV_PREFIX + f.name.upper()
-            if f.type in ("bool", bool):
-                parser.add_argument(
-                    flag,
-                    dest=f"pool_{f.name}",
-                    default=None,
-                    choices=["0", "1"],
-                    help=f"[env {env}]",
-                )
-            elif f.name == "engine":
-                parser.add_argument(
-                    flag,
-                    dest=f"pool_{f.name}",
-                    default=None,
-                    choices=list(ENGINES),
-                    help=f"default {f.default} [env {env}]",
-                )
-            else:
-                parser.add_argument(
-                    flag,
-                    dest=f"pool_{f.name}",
-                    default=None,
-                    help=f"default {f.default} [env {env}]",
-                )
-
-    @classmethod
-    def from_sources(
-        cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
-    ) -> WasmPoolConfig:
-        """Build from flags (when given) over environment variables over defaults."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = getattr(args, f"pool_{f.name}", None) if args is not None else None
-            if raw is None:
-                raw = env.get(_ENV_PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _parse(f, str(raw))
-        return cls(**values)  # type: ignore[arg-type]
-
-
-def _parse(f: dataclasses.Field[object], raw: str) -> object:
-    kind = str(f.type)
-    try:
-        if "Path" in kind:
-            return Path(raw) if raw else None
-        if "bool" in kind:
-            if raw not in ("0", "1", "true", "false"):
-                raise ValueError(raw)
-            return raw in ("1", "true")
-        if kind in ("str", "<class 'str'>"):
-            return raw
-        return int(raw.replace("_", ""), 0)
-    except ValueError:
-        raise ConfigError(f"bad value {raw!r} for {f.name}") from None

@@ -24,14 +24,21 @@ from ._engine import WasmPool
 from ._metrics import PoolMetrics
 from ._modules import WASMTIME_VERSION
 
-__all__ = ["METHODS", "SERVICE_NAME", "WasmPoolServicer", "binding", "create_server", "open_pool"]
+__all__ = [
+    "ROLE_TABLE",
+    "SERVICE_NAME",
+    "WasmPoolServicer",
+    "binding",
+    "create_server",
+    "open_pool",
+]
 
 log = logging.getLogger("lockstep.wasm_pool")
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["WasmPoolService"]
 SERVICE_NAME = _SERVICE.full_name
 # Only the orchestrator's service identity (and admin) may drive a pool: every RPC.
-METHODS = role_table(_SERVICE, {m.name: SERVICE for m in _SERVICE.methods})
+ROLE_TABLE = role_table(_SERVICE, {m.name: SERVICE for m in _SERVICE.methods})
 
 T = TypeVar("T")
 # The agent entry point each batch RPC calls (the pool's metrics count calls by phase).
@@ -196,7 +203,8 @@ def binding(servicer: WasmPoolServicer) -> ServiceBinding:
             servicer, server
         ),
         full_name=SERVICE_NAME,
-        methods=METHODS,
+        methods=ROLE_TABLE,
+        servicer=servicer,
     )
 
 
