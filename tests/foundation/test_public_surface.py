@@ -182,6 +182,18 @@ SURFACE = {
         "service_parser",
     ],
     "lockstep.status": ["ERRORS", "abort", "error_for", "error_from", "status_of"],
+    "lockstep.faults": [
+        "ENV",
+        "Fault",
+        "Injector",
+        "KINDS",
+        "PHASES",
+        "Plan",
+        "draw",
+        "fired",
+        "injector",
+        "load",
+    ],
     "lockstep.telemetry_client": [
         "ChainHead",
         "RecordBuffer",

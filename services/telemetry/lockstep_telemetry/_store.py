@@ -33,6 +33,7 @@ from typing import ClassVar, Protocol
 
 import sqlite_utils
 
+from lockstep import faults
 from lockstep.errors import ConfigError, LockstepError
 from lockstep_telemetry._chain import (
     BATCH_DIGEST_TAG,
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("lockstep.telemetry.store")
+# Fault points (docs/faults.md): a failing or full disk under the append transaction, only
+# when LOCKSTEP_FAULTS names a plan; None otherwise (nothing is checked).
+_FAULTS = faults.injector("telemetry")
 
 SCHEMA_VERSION = "1"
 KIND_RE = re.compile(r"[a-z0-9_.\-]{1,64}\Z")
@@ -379,6 +383,10 @@ class Store:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if _FAULTS is not None:
+                    error = _FAULTS.store_error(max(r.tick for r in records))
+                    if error is not None:
+                        raise sqlite3.OperationalError(error)
                 outcome = self._append_locked(conn, run_id, records, batch_id, expected_next)
                 if outcome.duplicate:
                     conn.execute("ROLLBACK")
