@@ -3,6 +3,8 @@
 Records are kept in memory for the current run and shipped in batches to the telemetry
 service at tick boundaries: at the end of every Step/RunUntil call, at least once a second
 during a long RunUntil, and whenever 4,096 are buffered (what a resumed run starts from).
+Ticks a RunUntil progress message acknowledges before they are shipped are made durable in
+a write-ahead file first (`Journal.durable`), which a restarted orchestrator drains.
 When telemetry is down the orchestrator blocks once its bounded buffer is full (progress
 stops, nothing is lost).
 """
@@ -39,15 +41,63 @@ Sink = Callable[[list[JournalRecord], float | None], None]
 
 
 class Journal:
-    """Buffers records and ships them to `sink` when the buffer fills or on flush."""
+    """Buffers records and ships them to `sink` when the buffer fills or on flush.
 
-    def __init__(self, sink: Sink | None, max_buffer: int = 4096) -> None:
+    With `wal_dir`, `durable()` makes every record so far durable before a tick is
+    acknowledged to a client without waiting for telemetry: the records not yet shipped
+    are appended to `<wal_dir>/<run id>.jsonl` with one write and one fsync (a batch per
+    acknowledgement, never per record). A shipment that empties the buffer removes the
+    file; an orchestrator restarted after a crash drains what it holds (`read_wal`)."""
+
+    def __init__(
+        self, sink: Sink | None, max_buffer: int = 4096, wal_dir: Path | None = None
+    ) -> None:
         self._sink = sink
         self._max_buffer = max_buffer
         self._buffer: list[JournalRecord] = []
         self.records: list[JournalRecord] = []
         self.run_id = ""
         self._flushed_at = time.monotonic()
+        self._wal_dir = wal_dir if sink is not None else None
+        self._wal_fd = -1
+        self._durable = 0  # records[:_durable] are in telemetry or the write-ahead file
+
+    def durable(self) -> None:
+        """Make every record so far durable (see the class): before acknowledging ticks."""
+        n = len(self.records)
+        if self._wal_dir is None or self._durable >= n:
+            return
+        if not self._buffer:
+            self._durable = n
+            return
+        first = max(self._durable, n - len(self._buffer))
+        if self._wal_fd < 0:
+            self._wal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._wal_fd = os.open(
+                self._wal_dir / f"{self.run_id}.jsonl",
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o600,
+            )
+        lines = b"".join(_wal_line(i, self.records[i]) for i in range(first, n))
+        os.write(self._wal_fd, lines)
+        os.fdatasync(self._wal_fd)
+        self._durable = n
+
+    def _shipped(self) -> None:
+        """Everything so far is in telemetry: the write-ahead file is no longer needed."""
+        self._durable = len(self.records)
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+            self._wal_fd = -1
+        if self._wal_dir is not None and self.run_id:
+            (self._wal_dir / f"{self.run_id}.jsonl").unlink(missing_ok=True)
+
+    def adopt(self, records: list[JournalRecord], unsent: int) -> None:
+        """Continue a journal whose records are `records`, of which the last `unsent` are
+        not in telemetry yet (drained from a write-ahead file: shipped at the next flush)."""
+        self.records = list(records)
+        self._buffer = self.records[len(self.records) - unsent :] if unsent else []
+        self._durable = len(self.records)
 
     def record(self, kind: str, tick: int, payload: dict[str, Any]) -> None:
         if kind == "run.start":
@@ -90,6 +140,7 @@ class Journal:
         self._sink(self._buffer, None)
         self._buffer = []
         self._flushed_at = time.monotonic()
+        self._shipped()
 
     def close(self, spill_dir: Path, timeout: float = 10.0) -> None:
         """Final flush at shutdown: wait `timeout` seconds at most for telemetry, then write
@@ -98,6 +149,7 @@ class Journal:
             return
         try:
             self._sink(self._buffer, timeout)
+            self._shipped()
         except ServiceError as exc:
             spill_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = spill_dir / f"journal-{self.run_id}-unsent.jsonl"
@@ -123,3 +175,31 @@ class Journal:
                 path,
             )
         self._buffer = []
+
+
+def _wal_line(index: int, rec: JournalRecord) -> bytes:
+    return (
+        json.dumps(
+            {"i": index, "tick": rec.tick, "kind": rec.kind, "payload": rec.payload.decode()},
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+    )
+
+
+def read_wal(wal_dir: Path, run_id: str) -> dict[int, tuple[int, str, bytes]]:
+    """The records a crashed orchestrator left in its write-ahead file for `run_id`, by
+    their index in the run's journal (a torn last line, cut by the crash, is ignored: it
+    was never acknowledged)."""
+    out: dict[int, tuple[int, str, bytes]] = {}
+    try:
+        data = (wal_dir / f"{run_id}.jsonl").read_bytes()
+    except FileNotFoundError:
+        return out
+    for line in data.splitlines():
+        try:
+            raw = json.loads(line)
+            out[int(raw["i"])] = (int(raw["tick"]), str(raw["kind"]), raw["payload"].encode())
+        except (ValueError, KeyError, TypeError):
+            break
+    return out

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lockstep import faults as _faults
 from lockstep.abi import valid_name
 from lockstep.errors import (
     AlreadyExistsError,
@@ -44,8 +45,9 @@ from lockstep_orchestrator._events import (
     Spawn,
     Terminate,
 )
+from lockstep_orchestrator._faults import FaultyPools
 from lockstep_orchestrator._inference import InferenceBridge
-from lockstep_orchestrator._journal import Journal, JournalRecord, Sink
+from lockstep_orchestrator._journal import Journal, JournalRecord, Sink, read_wal
 from lockstep_orchestrator._kernel import (
     DEFAULT_LIMITS,
     MAX_DELIVERY_BYTES,
@@ -111,6 +113,7 @@ class _Base:
 
 
 RUN_FILE = "current-run.json"  # in the data dir: the run to resume after a crash
+WAL_DIR = "wal"  # in the data dir: journal records acknowledged but not yet in telemetry
 _BYTES_PER_AGENT = 128 * 1024  # the size estimate of an instance before one is measured
 
 
@@ -129,7 +132,9 @@ class RunManager:
         caps: Caps | None = None,
         auto: AutoCheckpoints | None = None,
     ) -> None:
-        self.pools = pools
+        # Fault points (docs/faults.md) only when LOCKSTEP_FAULTS names a plan.
+        self.faults = _faults.injector("orchestrator")
+        self.pools: Pools = pools if self.faults is None else FaultyPools(pools, self.faults)
         self.caps = caps or Caps()
         self.auto = auto or AutoCheckpoints()
         self._auto: list[_Base] = []  # the current run's automatic checkpoints, oldest first
@@ -153,14 +158,21 @@ class RunManager:
         self, config: opb.RunConfig, inference: InferenceBridge | None = None
     ) -> Kernel:
         return Kernel(
-            config, self.pools, self.module_bytes, Journal(self.sink), inference or self.inference
+            config, self.pools, self.module_bytes, self._journal(), inference or self.inference
         )
 
+    def _journal(self) -> Journal:
+        wal = self.data_dir / WAL_DIR if self.data_dir is not None else None
+        return Journal(self.sink, wal_dir=wal)
+
     def close(self, spill_dir: Path, timeout: float) -> None:
-        """A clean shutdown: ship the journal; nothing is left to resume."""
+        """A clean shutdown: ship the journal; nothing is left to resume, unless the
+        shutdown is the supervisor's death (services stop when it dies, docs/architecture.md):
+        then the run stays resumable by the next `lockstep up`."""
         with self._tick_lock:
             self.kernel.journal.close(spill_dir, timeout)
-            self.forget()
+            if not _supervisor_gone():
+                self.forget()
 
     def _check_pools(self) -> None:
         for i, lim in enumerate(self.pools.limits()):
@@ -200,6 +212,7 @@ class RunManager:
             self._auto = []
             self._auto_warned = False
             self.kernel = self._new_kernel(config)
+            self.kernel.journal.flush()  # run.start is durable before StartRun answers
             self._remember(resumable=True)
             return self.status()
 
@@ -238,6 +251,7 @@ class RunManager:
         digest, and continue its journal (records already durable are not sent again).
         In-flight inference requests are submitted again (results are keyed and seeded);
         control actions queued but not yet applied when it died are lost."""
+        entries, unsent = self._drain_wal(entries)
         parsed = parse_journal(entries)
         missing = sorted(parsed.modules() - self.known_modules())
         if missing:
@@ -270,11 +284,13 @@ class RunManager:
                 recorded = parsed.digests.get(t)
                 if recorded is None or k.digest != recorded.digest_bytes:
                     raise DeterminismError(f"resume: replay diverged at tick {t}")
-            journal = Journal(self.sink)
+            journal = self._journal()
             journal.run_id = parsed.run_id
-            journal.records = [
-                JournalRecord(parsed.run_id, t, kind, payload) for t, kind, payload in entries
-            ]
+            journal.adopt(
+                [JournalRecord(parsed.run_id, t, kind, payload) for t, kind, payload in entries],
+                unsent,
+            )
+            journal.flush()  # what the write-ahead file held goes to telemetry now
             k.journal = journal
             k.inference = self.inference
             for items in k.infer_due.values():
@@ -290,10 +306,35 @@ class RunManager:
             self._remember(resumable=True)
             return self.status()
 
+    def _drain_wal(
+        self, entries: list[tuple[int, str, bytes]]
+    ) -> tuple[list[tuple[int, str, bytes]], int]:
+        """The run's journal: telemetry's records, then those of the write-ahead file that
+        telemetry does not hold (acknowledged before the crash, not shipped); and how many
+        of those there are."""
+        if self.data_dir is None or not entries:
+            return entries, 0
+        run_id = str(json.loads(entries[0][2]).get("run_id", ""))
+        wal = read_wal(self.data_dir / WAL_DIR, run_id) if run_id else {}
+        more = []
+        i = len(entries)
+        while i in wal:
+            more.append(wal[i])
+            i += 1
+        if wal and not more and max(wal) >= len(entries):
+            raise DeterminismError(
+                f"resume: the write-ahead file of run {run_id} starts at record {min(wal)}, "
+                f"telemetry holds {len(entries)}: records are missing"
+            )
+        if more:
+            log.info("resume: %d journal records drained from the write-ahead file", len(more))
+        return [*entries, *more], len(more)
+
     def note(self, kind: str, body: dict[str, Any]) -> None:
         """A record about the run (module registration) at the next tick."""
         k = self.kernel
         k.journal.append(k.tick + 1, Note(kind, body))
+        k.journal.durable()  # before the registration is acknowledged
 
     # ---- control plane (validated now, applied at the next tick boundary) -------------
     def spawn(self, spawns: list[tuple[opb.AgentSpawn, str]]) -> int:
@@ -412,7 +453,11 @@ class RunManager:
                     k.step_tick()
                     break
                 except (TickFailedError, PoolFailureError, ServiceError) as exc:
-                    if not self.recovery_s or not _recoverable(exc, rebuilding):
+                    if (
+                        not self.recovery_s
+                        or not _recoverable(exc, rebuilding)
+                        or _supervisor_gone()  # its pools are stopping too: no use waiting
+                    ):
                         raise _failed(k, exc) from None
                     attempts += 1
                     now = time.monotonic()
@@ -488,6 +533,8 @@ class RunManager:
         self.pools.wait_all_serving(wait_s)
         self.pools.forget_modules()
         self.pools.reset()
+        if self.faults is not None:
+            self.faults.at("recovery", k.tick + 1)
         parsed = parse_journal([(r.tick, r.kind, r.payload) for r in k.journal.records])
         fresh = Kernel(
             parsed.config,
@@ -717,6 +764,13 @@ class RunManager:
         first = max(1, first or 1)
         last = min(c.tick, last or c.tick)
         return [cpb.TickDigest(tick=t, digest=c.digests[t - 1]) for t in range(first, last + 1)]
+
+
+def _supervisor_gone() -> bool:
+    """This process was started by `lockstep up` (LOCKSTEP_SUPERVISOR_PID) and that
+    supervisor is no longer its parent."""
+    raw = os.environ.get("LOCKSTEP_SUPERVISOR_PID", "")
+    return raw.isdigit() and os.getppid() != int(raw)
 
 
 def _retryable(exc: TickFailedError) -> bool:

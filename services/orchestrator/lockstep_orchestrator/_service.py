@@ -252,9 +252,11 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 m.tick_once()
                 done_ticks += 1
                 if done_ticks % every == 0:
-                    # Bound what a crash can lose: ship at least once a second (every
-                    # progress message would cost a telemetry append per tick).
+                    # Durable before acknowledged: the ticks a progress message reports are
+                    # in the write-ahead file (one fsync per message); telemetry gets them
+                    # at least once a second (an append per message would cost more).
                     m.kernel.journal.flush(older_than=DURABLE_WITHIN_S)
+                    m.kernel.journal.durable()
                     yield opb.RunProgress(status=m.status())
         except Exception as exc:
             abort(context, exc)
