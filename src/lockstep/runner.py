@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from lockstep import abi
-from lockstep.errors import ModuleError
+from lockstep.errors import DeterminismError, ModuleError, ServiceError
 from lockstep.modules import (
     Manifest,
     embed_manifest,
@@ -36,6 +36,9 @@ __all__ = [
 
 
 Progress = Callable[[int, int], None]  # (tick, target tick)
+# A stream cut by the orchestrator's death (UNAVAILABLE: Stream removed, or a reset).
+_GONE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED})
+RECONNECT_S = 120.0  # how long a waiting run waits for the orchestrator to come back
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,21 @@ def run_scenario(
     progress: Progress | None = None,
     build_dir: Path | None = None,
     signing_key: Path | None = None,
+    resume: str = "",
+    reconnect_s: float = RECONNECT_S,
+    alive: Callable[[], bool] | None = None,
 ) -> RunSummary:
     """Start a fresh run for `scenario`, execute it, and return its summary.
 
     Modules get a manifest if they lack one, and are signed with `signing_key` if unsigned.
+
+    When the orchestrator dies mid-run (the supervisor restarts it and it resumes the run
+    from its durable journal), the run reconnects with backoff for up to `reconnect_s`
+    seconds (sooner when `alive` says the deployment is gone), checks that the orchestrator
+    resumed this run, sends again the control actions it had acknowledged but not applied
+    (those whose effective tick is past the resumed tick: lost with the orchestrator's
+    queue), and goes on. With `resume` (a run id), no new run is started: that run, already
+    resumed by the orchestrator, is finished (actions before its tick are not sent again).
     """
     stub = opb_grpc.OrchestratorServiceStub(channel)
     started = time.perf_counter()
@@ -201,36 +215,115 @@ def run_scenario(
         name: prepare_module(module_bytes(path, name, build_dir), name, signing_key)
         for name, path in sorted(scenario.modules.items())
     }
-    _call("start run", stub.StartRun, opb.StartRunRequest(config=config))
+    # Control actions acknowledged: (effective tick, how to send it again).
+    acked: list[tuple[int, Callable[[], int]]] = []
+
+    def control(what: str, fn: Callable[..., object], req: object) -> None:
+        def send() -> int:
+            resp = _call(what, fn, req)
+            return int(resp.effective_tick)  # type: ignore[attr-defined]
+
+        acked.append((send(), send))
+
+    run_id = resume
+    if resume:
+        now: opb.RunStatus = _call("status", stub.GetStatus, opb.GetStatusRequest())  # type: ignore[assignment]
+        if now.run_id != resume:
+            raise ServiceError(
+                f"run {resume} is not the orchestrator's current run ({now.run_id or 'none'}): "
+                f"it resumes an interrupted run when it restarts; replay it with "
+                f"`lockstep replay {resume}`"
+            )
+        first_tick = now.tick
+    else:
+        st0: opb.RunStatus = _call("start run", stub.StartRun, opb.StartRunRequest(config=config))  # type: ignore[assignment]
+        run_id = st0.run_id
+        first_tick = 0
     modules: dict[str, str] = {}
+    if resume:  # registered before the crash (and read back): registering again would
+        # journal the registration a second time
+        listed = _call("list modules", stub.ListModules, opb.ListModulesRequest())
+        known = {m.name: m.module_hash for m in listed.modules}  # type: ignore[attr-defined]
+        modules = {name: known[name] for name in wasm if name in known}
     for name, data in wasm.items():
+        if name in modules:
+            continue
         resp = _call(
             f"register module {name}",
             stub.RegisterModule,
             opb.RegisterModuleRequest(wasm=data, name=name),
         )
         modules[name] = resp.module.module_hash  # type: ignore[attr-defined]
-    _call("spawn agents", stub.SpawnAgents, _spawns(scenario.agents, modules))
+    if not resume:
+        control("spawn agents", stub.SpawnAgents, _spawns(scenario.agents, modules))
+
+    def reconnected(exc: grpc.RpcError, give_up_at: float) -> None:
+        """Wait for the orchestrator to serve this run again; re-send lost actions."""
+        delay = 0.05
+        while True:
+            try:
+                st: opb.RunStatus = stub.GetStatus(opb.GetStatusRequest(), timeout=10)
+            except grpc.RpcError as again:
+                if again.code() not in _GONE and again.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise error_for("reconnect", again) from None
+                gone = alive is not None and not alive()
+                if gone or time.monotonic() >= give_up_at:
+                    why = "the deployment stopped" if gone else f"not back after {reconnect_s:g} s"
+                    raise ServiceError(
+                        f"run {run_id}: the orchestrator went away ({exc.code().name}: "
+                        f"{exc.details()}) and {why}; once it serves again, finish the run "
+                        f"with `lockstep run SCENARIO --resume {run_id}`"
+                    ) from None
+                time.sleep(delay)  # client backoff while the supervisor restarts it
+                delay = min(delay * 2, 1.0)
+                continue
+            if st.run_id != run_id:
+                raise ServiceError(
+                    f"run {run_id}: the orchestrator came back on run {st.run_id or '(none)'} "
+                    f"without resuming it; replay it with `lockstep replay {run_id}`"
+                )
+            for tick, send in acked:
+                if tick > st.tick:
+                    again_at = send()
+                    if again_at != tick:
+                        raise DeterminismError(
+                            f"run {run_id}: a control action acknowledged for tick {tick} "
+                            f"would now apply at tick {again_at} (resumed at tick {st.tick})"
+                        )
+            return
 
     def run_until(tick: int, until_idle: bool) -> None:
         if tick <= 0:
             return
-        req = opb.RunUntilRequest(
-            until_tick=tick, until_idle=until_idle, progress_every=max(1, scenario.ticks // 200)
-        )
-        try:
-            for update in stub.RunUntil(req):
-                if progress is not None:
-                    progress(update.status.tick, scenario.ticks)
-        except grpc.RpcError as exc:
-            raise error_for("run", exc) from None
+        give_up_at = 0.0
+        while True:
+            req = opb.RunUntilRequest(
+                until_tick=tick, until_idle=until_idle, progress_every=max(1, scenario.ticks // 200)
+            )
+            try:
+                for update in stub.RunUntil(req):
+                    give_up_at = 0.0
+                    if progress is not None:
+                        progress(update.status.tick, scenario.ticks)
+                    if update.done:
+                        return
+            except grpc.RpcError as exc:
+                if exc.code() not in _GONE or not reconnect_s:
+                    raise error_for("run", exc) from None
+                if not give_up_at:
+                    give_up_at = time.monotonic() + reconnect_s
+                reconnected(exc, give_up_at)
+                continue
+            return
 
     for action in scenario.actions:
         if action.tick >= scenario.ticks:
             break
+        if action.tick < first_tick:
+            continue
         run_until(action.tick, False)
         if action.spawn:
-            _call("spawn", stub.SpawnAgents, _spawns(action.spawn, modules))
+            control("spawn", stub.SpawnAgents, _spawns(action.spawn, modules))
         for kind, names in (
             ("pause", action.pause),
             ("resume", action.resume),
@@ -242,9 +335,9 @@ def run_scenario(
                     "resume": stub.ResumeAgents,
                     "terminate": stub.TerminateAgents,
                 }[kind]
-                _call(kind, rpc, opb.AgentSelector(names=names))
+                control(kind, rpc, opb.AgentSelector(names=names))
         if action.send:
-            _call(
+            control(
                 "send",
                 stub.SendMessages,
                 opb.SendMessagesRequest(

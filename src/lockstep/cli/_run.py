@@ -27,6 +27,7 @@ from lockstep.cli._context import (
     connect,
     fail,
     local_only,
+    remote_selected,
     signing_key_override,
     state_dir,
 )
@@ -34,6 +35,7 @@ from lockstep.errors import ConfigError, DeterminismError, LockstepError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.runner import ReplayResult, RunSummary, replay_run, run_scenario
 from lockstep.scenario import Scenario, cli_overrides, load_scenario
+from lockstep.supervisor import SupervisorState
 from lockstep.supervisor._supervisor import local_signing_key
 
 console = Console()
@@ -68,8 +70,12 @@ def local_deployment(pools: int, quiet: bool = False) -> Iterator[Path]:
                 down(state_dir_opt=directory, timeout=30.0)
 
 
-def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSummary:
+def execute(
+    scenario: Scenario, directory: Path | None, quiet: bool, resume: str = ""
+) -> RunSummary:
     channel = connect("orchestrator", Role.ADMIN, directory)
+    # A local deployment is gone once its supervisor is (no use waiting to reconnect).
+    alive = None if remote_selected() else lambda: _supervisor_alive(state_dir(directory))
     with channel, _bar(scenario.label, quiet) as bar:
         task = bar.add_task("run", total=scenario.ticks)
         return run_scenario(
@@ -78,7 +84,14 @@ def execute(scenario: Scenario, directory: Path | None, quiet: bool) -> RunSumma
             progress=lambda tick, total: bar.update(task, completed=tick, total=total),
             build_dir=state_dir(directory) / "build",
             signing_key=signing_key_override() or local_signing_key(state_dir(directory)),
+            resume=resume,
+            alive=alive,
         )
+
+
+def _supervisor_alive(directory: Path) -> bool:
+    state = SupervisorState.load(directory)
+    return state is not None and state.supervisor_alive()
 
 
 def _bar(label: str, quiet: bool) -> Progress:
@@ -162,18 +175,32 @@ def run_cmd(
             "agents.0.count=1000 (VALUE is TOML, else a string)",
         ),
     ] = None,
+    resume: Annotated[
+        str,
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="finish run RUN of this scenario instead of starting one (the orchestrator "
+            "resumed it after a crash)",
+        ),
+    ] = "",
     address: RemoteAddressOption = None,
     token: RemoteTokenOption = None,
     profile: ProfileOption = None,
 ) -> None:
-    """Run a scenario on the running services (or on a private deployment with --local)."""
+    """Run a scenario on the running services (or on a private deployment with --local).
+
+    If the orchestrator dies mid-run, the run waits for it to come back (the supervisor
+    restarts it and it resumes the run) and finishes."""
     try:
         scenario = load_scenario(scenario_path, cli_overrides(set_, seed, ticks))
         if local:
+            if resume:
+                raise ConfigError("--resume needs a running deployment, not --local")
             with local_deployment(pools or scenario.pools, quiet=as_json) as directory:
                 summary = execute(scenario, directory, as_json)
         else:
-            summary = execute(scenario, state_dir_opt, as_json)
+            summary = execute(scenario, state_dir_opt, as_json, resume)
     except LockstepError as exc:
         raise fail(exc) from None
     if as_json:
