@@ -1,7 +1,8 @@
 """The digest chain of every example scenario, recorded before the tick path was rebuilt
 (tests/golden/chains.json), must come out identical: on 3 pool processes (it was recorded on
 2) with their batches through the shared-memory tick channel, on the forced Python pool
-engine, and with a mixed deployment (pools 0 and 2 over gRPC, pool 1 on shared memory). A deliberate change of encoding regenerates the
+engine, with a mixed deployment (pools 0 and 2 over gRPC, pool 1 on shared memory), and
+with the orchestrator's numpy fallback instead of its C helpers. A deliberate change of encoding regenerates the
 file with tests/golden/record_chains.py in the same commit (docs/determinism.md)."""
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def test_every_example_scenario_has_a_recorded_chain() -> None:
     assert sorted(CHAINS) == sorted(PATHS)
 
 
-SETTINGS = {  # pool engine, pool transport
-    "default": ("auto", "auto"),
-    "python": ("python", "auto"),
-    "mixed": ("auto", "grpc,auto,grpc"),
+SETTINGS = {  # pool engine, pool transport, orchestrator's native helpers
+    "default": ("auto", "auto", "1"),
+    "python": ("python", "auto", "1"),
+    "mixed": ("auto", "grpc,auto,grpc", "1"),
+    "numpy": ("auto", "auto", "0"),  # the orchestrator's numpy fallback, no C helpers
 }
 
 
@@ -45,8 +47,12 @@ def deployment(
 ) -> Iterator[tuple[str, str]]:
     state = str(tmp_path_factory.mktemp("chains") / "state")
     # The supervisor passes its environment to the services it starts.
-    engine, transport = SETTINGS[request.param]
-    env = {"LOCKSTEP_POOL_ENGINE": engine, "LOCKSTEP_POOL_TRANSPORT": transport}
+    engine, transport, native = SETTINGS[request.param]
+    env = {
+        "LOCKSTEP_POOL_ENGINE": engine,
+        "LOCKSTEP_POOL_TRANSPORT": transport,
+        "LOCKSTEP_ORCHESTRATOR_NATIVE": native,
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -80,4 +86,5 @@ def test_the_pools_use_the_transport_asked_for(deployment: tuple[str, str]) -> N
     state, name = deployment
     text = (Path(state) / "logs" / "orchestrator.log").read_text()
     on_shm = set(re.findall(r"pool (\S+): batches through the shared-memory tick channel", text))
-    assert len(on_shm) == {"default": 3, "python": 3, "mixed": 1}[name], text[-2000:]
+    assert len(on_shm) == {"default": 3, "python": 3, "mixed": 1, "numpy": 3}[name], text[-2000:]
+    assert ("native helpers off" in text) == (name == "numpy"), text[-2000:]

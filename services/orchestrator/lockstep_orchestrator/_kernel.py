@@ -623,7 +623,7 @@ class Kernel:
             {p: pack_create(tx.t, self.config.seed, specs) for p, specs in sorted(requests.items())}
         )
         found = self._by_handle(
-            results, {p: [s.handle for s in specs] for p, specs in requests.items()}
+            results, {p: [s.sequence for s in specs] for p, specs in requests.items()}
         )
         for seq in seqs:
             res, row = found[seq]
@@ -816,31 +816,17 @@ class Kernel:
         pos[sel] = np.arange(n, dtype=np.int64)
         # Delivery: the selected agents' mail in (step position, canonical key) order,
         # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step).
-        mpos = pos[mail.target - 1] if len(mail) else np.zeros(0, dtype=np.int64)
-        order = mail.canonical_order(mpos)
-        order = order[mpos[order] >= 0]
-        dpos = mpos[order]
-        dlen = mail.length[order]
-        if len(order):
-            start_of = np.searchsorted(dpos, dpos)  # first row of each agent's run
-            cum = np.cumsum(dlen)
-            within = cum - (cum[start_of] - dlen[start_of])
-            keep = (within + 8 <= MAX_DELIVERY_BYTES) | (order == order[start_of])
-            if not keep.all():
-                order, dpos, dlen = order[keep], dpos[keep], dlen[keep]
-        delivered = np.zeros(len(mail), dtype=bool)
-        delivered[order] = True
-        cnt = np.bincount(dpos, minlength=n).astype(np.int64)
-        blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
-        src = _native.Sources([mail.buf])
-        records = _native.gather(src, np.zeros(len(order), dtype=np.int32), mail.off[order], dlen)
-        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else Mail.empty()
+        if _native.AVAILABLE:
+            cnt, blen, records, rest = self._deliver_native(mail, pos, n)
+            w.mail = mail.take(rest) if len(rest) else Mail.empty()
+        else:
+            cnt, blen, records = self._deliver_numpy(w, mail, pos, n)
         w.inbox_n[sel] -= cnt
         w.inbox_bytes[sel] -= blen
         w.received[sel] += cnt
         tx.counters.messages += int(cnt.sum())
         seqs = sel + 1
-        if self.trace is not None and len(order):
+        if self.trace is not None and len(records):
             self.trace.append((t, seqs, cnt, records))
         # One packed step request per pool, agents in step order.
         pool_of = w.pool[sel]
@@ -884,6 +870,38 @@ class Kernel:
             table[idx] = res.rows
         self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
 
+    @staticmethod
+    def _deliver_native(mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes, I64]:
+        order = None if mail.canonical else mail.canonical_order()
+        cnt, blen, _rows, records, rest = _native.deliver(
+            order, mail.target, mail.off, mail.length, mail.buf, pos, n, MAX_DELIVERY_BYTES
+        )
+        return cnt, blen, records, rest
+
+    @staticmethod
+    def _deliver_numpy(w: World, mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes]:
+        """`_deliver_native` in numpy (sets the world's waiting mail itself)."""
+        mpos = pos[mail.target - 1] if len(mail) else np.zeros(0, dtype=np.int64)
+        order = mail.canonical_order(mpos)
+        order = order[mpos[order] >= 0]
+        dpos = mpos[order]
+        dlen = mail.length[order]
+        if len(order):
+            start_of = np.searchsorted(dpos, dpos)  # first row of each agent's run
+            cum = np.cumsum(dlen)
+            within = cum - (cum[start_of] - dlen[start_of])
+            keep = (within + 8 <= MAX_DELIVERY_BYTES) | (order == order[start_of])
+            if not keep.all():
+                order, dpos, dlen = order[keep], dpos[keep], dlen[keep]
+        delivered = np.zeros(len(mail), dtype=bool)
+        delivered[order] = True
+        cnt = np.bincount(dpos, minlength=n).astype(np.int64)
+        blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
+        src = _native.Sources([mail.buf])
+        records = _native.gather(src, np.zeros(len(order), dtype=np.int32), mail.off[order], dlen)
+        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else Mail.empty()
+        return cnt, blen, records
+
     def _absorb_steps(
         self,
         tx: _Tx,
@@ -924,65 +942,20 @@ class Kernel:
             )
             extras[j] = b"".join(e.digest() for e in events[1:])
             tx.journal.extend(e for e in events if e.KIND is not None)
-        # Digest block: "STEP" u32 n; per agent u64 seq + lp(inbox batch); per agent result.
-        fix_in = np.zeros(n, dtype=_FIX_INBOX)
-        fix_in["seq"] = seqs
-        has = cnt > 0
-        fix_in["lp"] = np.where(has, blen + 8, 0)
-        fix_in["total"] = blen + 8
-        fix_in["count"] = cnt
-        fix_res = np.zeros(n, dtype=_FIX_RESULT)
-        fix_res["phase"] = b"step"
-        fix_res["seq"] = seqs
-        fix_res["code"] = code
-        fix_res["fuel"] = fuel
-        fix_res["send_count"] = table["send_count"]
-        fix_res["sends_len"] = table["sends_len"]
-        refused = np.ascontiguousarray(table["refused"].astype("<u4"))
         xlens = np.zeros(n, dtype=np.int64)
         for j, x in extras.items():
             xlens[j] = len(x)
         xbuf = b"".join(extras[j] for j in sorted(extras))  # rows in order; others are empty
-        srcs = _native.Sources(
-            [
-                fix_in.tobytes(),
-                records,
-                fix_res.tobytes(),
-                refused.tobytes(),
-                xbuf,
-                *[r.buf for r in bufs],
-            ]
-        )
-        ar = np.arange(n, dtype=np.int64)
-        in_w = np.stack([np.zeros(n, np.int32), np.ones(n, np.int32)], axis=1).ravel()
-        in_s = np.stack([ar * 20, rec_off], axis=1).ravel()
-        in_l = np.stack([np.where(has, 20, 12), blen], axis=1).ravel()
-        sends_len = table["sends_len"].astype(np.int64)
-        res_w = np.stack(
-            [np.full(n, 2, np.int32), which + 5, np.full(n, 3, np.int32), np.full(n, 4, np.int32)],
-            axis=1,
-        ).ravel()
-        res_s = np.stack(
-            [ar * 36, table["off"].astype(np.int64), ar * 4, np.cumsum(xlens) - xlens], axis=1
-        ).ravel()
-        res_l = np.stack(
-            [np.full(n, 36, np.int64), sends_len, np.full(n, 4, np.int64), xlens], axis=1
-        ).ravel()
-        all_w = np.concatenate([in_w, res_w])
-        all_s = np.concatenate([in_s, res_s])
-        all_l = np.concatenate([in_l, res_l])
-        body = _native.gather(srcs, all_w, all_s, all_l)
-        head = b"STEP" + u32(n)
-        in_len = in_l.reshape(n, 2).sum(axis=1)
-        res_len = res_l.reshape(n, 4).sum(axis=1)
-        in_start = 8 + np.cumsum(in_len) - in_len
-        res_start = 8 + int(in_len.sum()) + np.cumsum(res_len) - res_len
-        tx.digest.add_block(
-            head + body,
-            np.concatenate([seqs, seqs]),
-            np.concatenate([in_start, res_start]),
-            np.concatenate([in_len, res_len]),
-        )
+        raw = [r.buf for r in bufs]
+        if _native.AVAILABLE:
+            block, starts, lens = _native.step_block(
+                table, which, raw, cnt, blen, records, rec_off, xbuf, xlens
+            )
+        else:
+            block, starts, lens = _step_block_numpy(
+                table, which, raw, cnt, blen, records, rec_off, xbuf, xlens
+            )
+        tx.digest.add_block(block, np.concatenate([seqs, seqs]), starts, lens)
         for b, res in enumerate(bufs):
             idx = np.flatnonzero(which == b)
             tx.sources.append(_Source(seqs[idx], res, self._rows_in(res, len(idx))))
@@ -1097,21 +1070,39 @@ class Kernel:
             general = np.arange(m, dtype=np.int64)
         fi = np.flatnonzero(fast)
         k = len(fi)
-        hdr = np.zeros(k, dtype=_RECORD)
-        hdr["total"] = rec_len[fi]
-        hdr["slen"] = w.name_len[sender[fi] - 1]
-        hdr["tick"] = t
-        hdr["plen"] = plen[fi]
-        hdr["dlen"] = dlen[fi]
-        srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
-        ar = np.arange(k, dtype=np.int64)
-        seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
-        seg_s = np.stack([ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]], axis=1).ravel()
-        seg_l = np.stack(
-            [np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi], plen[fi]], axis=1
-        ).ravel()
-        buf = _native.gather(srcs, seg_w, seg_s, seg_l)
         lens = rec_len[fi]
+        if _native.AVAILABLE:
+            buf = _native.records(
+                fi,
+                sender,
+                doff,
+                dlen,
+                poff,
+                plen,
+                big,
+                w.names_buf,
+                w.name_off,
+                w.name_len,
+                t,
+                int(lens.sum()),
+            )
+        else:
+            hdr = np.zeros(k, dtype=_RECORD)
+            hdr["total"] = lens
+            hdr["slen"] = w.name_len[sender[fi] - 1]
+            hdr["tick"] = t
+            hdr["plen"] = plen[fi]
+            hdr["dlen"] = dlen[fi]
+            srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
+            ar = np.arange(k, dtype=np.int64)
+            seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
+            seg_s = np.stack(
+                [ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]], axis=1
+            ).ravel()
+            seg_l = np.stack(
+                [np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi], plen[fi]], axis=1
+            ).ravel()
+            buf = _native.gather(srcs, seg_w, seg_s, seg_l)
         np.add.at(w.inbox_n, target[fi] - 1, 1)
         np.add.at(w.inbox_bytes, target[fi] - 1, lens)
         fast_mail = Mail(
@@ -1244,6 +1235,78 @@ class Kernel:
             pools=addresses,
             idle=self.idle(),
         )
+
+
+def _step_block_numpy(
+    table: np.ndarray,
+    which: npt.NDArray[np.int32],
+    bufs: list[bytes],
+    cnt: I64,
+    blen: I64,
+    records: bytes,
+    rec_off: I64,
+    xbuf: bytes,
+    xlens: I64,
+) -> tuple[bytes, I64, I64]:
+    """`_native.step_block` in numpy (where the C helpers cannot be built)."""
+    n = len(table)
+    seqs = table["handle"].astype(np.int64)
+    code = table["code"].astype(np.int64)
+    fuel = table["fuel"].astype(np.int64)
+    # Digest block: "STEP" u32 n; per agent u64 seq + lp(inbox batch); per agent result.
+    fix_in = np.zeros(n, dtype=_FIX_INBOX)
+    fix_in["seq"] = seqs
+    has = cnt > 0
+    fix_in["lp"] = np.where(has, blen + 8, 0)
+    fix_in["total"] = blen + 8
+    fix_in["count"] = cnt
+    fix_res = np.zeros(n, dtype=_FIX_RESULT)
+    fix_res["phase"] = b"step"
+    fix_res["seq"] = seqs
+    fix_res["code"] = code
+    fix_res["fuel"] = fuel
+    fix_res["send_count"] = table["send_count"]
+    fix_res["sends_len"] = table["sends_len"]
+    refused = np.ascontiguousarray(table["refused"].astype("<u4"))
+    srcs = _native.Sources(
+        [
+            fix_in.tobytes(),
+            records,
+            fix_res.tobytes(),
+            refused.tobytes(),
+            xbuf,
+            *bufs,
+        ]
+    )
+    ar = np.arange(n, dtype=np.int64)
+    in_w = np.stack([np.zeros(n, np.int32), np.ones(n, np.int32)], axis=1).ravel()
+    in_s = np.stack([ar * 20, rec_off], axis=1).ravel()
+    in_l = np.stack([np.where(has, 20, 12), blen], axis=1).ravel()
+    sends_len = table["sends_len"].astype(np.int64)
+    res_w = np.stack(
+        [np.full(n, 2, np.int32), which + 5, np.full(n, 3, np.int32), np.full(n, 4, np.int32)],
+        axis=1,
+    ).ravel()
+    res_s = np.stack(
+        [ar * 36, table["off"].astype(np.int64), ar * 4, np.cumsum(xlens) - xlens], axis=1
+    ).ravel()
+    res_l = np.stack(
+        [np.full(n, 36, np.int64), sends_len, np.full(n, 4, np.int64), xlens], axis=1
+    ).ravel()
+    all_w = np.concatenate([in_w, res_w])
+    all_s = np.concatenate([in_s, res_s])
+    all_l = np.concatenate([in_l, res_l])
+    body = _native.gather(srcs, all_w, all_s, all_l)
+    head = b"STEP" + u32(n)
+    in_len = in_l.reshape(n, 2).sum(axis=1)
+    res_len = res_l.reshape(n, 4).sum(axis=1)
+    in_start = 8 + np.cumsum(in_len) - in_len
+    res_start = 8 + int(in_len.sum()) + np.cumsum(res_len) - res_len
+    return (
+        head + body,
+        np.concatenate([in_start, res_start]),
+        np.concatenate([in_len, res_len]),
+    )
 
 
 def _parse(buf: bytes | None, pool: int) -> Results:

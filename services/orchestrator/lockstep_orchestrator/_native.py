@@ -36,6 +36,10 @@ def _cache_dir() -> Path:
 
 def _build() -> ctypes.CDLL | None:
     if os.environ.get("LOCKSTEP_ORCHESTRATOR_NATIVE") == "0":
+        log.warning(
+            "orchestrator native helpers off (LOCKSTEP_ORCHESTRATOR_NATIVE=0): using the slow "
+            "numpy fallback, same results"
+        )
         return None
     try:
         tag = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
@@ -76,6 +80,17 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_parse_sends.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P, _P, _P, _P]
     lib.ls_group_fnv.restype = None
     lib.ls_group_fnv.argtypes = [_P] * 5 + [ctypes.c_int64, _P]
+    lib.ls_names_build.restype = None
+    lib.ls_names_build.argtypes = [_P, _P, _P, ctypes.c_int64, _P, ctypes.c_int64]
+    lib.ls_names_lookup.restype = None
+    i64 = ctypes.c_int64
+    lib.ls_names_lookup.argtypes = [_P, _P, _P, _P, i64, _P, _P, _P, i64, i64, _P]
+    lib.ls_step_block.restype = i64
+    lib.ls_step_block.argtypes = [i64] + [_P] * 12
+    lib.ls_records.restype = i64
+    lib.ls_records.argtypes = [i64] + [_P] * 10 + [i64, _P]
+    lib.ls_deliver.restype = i64
+    lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64] + [_P] * 9
     return lib
 
 
@@ -84,6 +99,8 @@ AVAILABLE = _LIB is not None
 
 
 def _ptr(a: np.ndarray) -> int:
+    if a.nbytes and a.flags.writeable:  # the fast way (no dict per call)
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))  # type: ignore[arg-type]
     return int(a.__array_interface__["data"][0])
 
 
@@ -204,3 +221,158 @@ def group_fnv(
             i += 1
         out[gi] = h
     return out
+
+
+class NameTable:
+    """The agents' names as a hash table (native): sequence by name in one call per tick."""
+
+    def __init__(self, names_buf: bytes, name_off: I64, name_len: I64) -> None:
+        assert _LIB is not None
+        n = len(name_off)
+        cap = 16
+        while cap < 2 * n:
+            cap *= 2
+        self.names = np.frombuffer(names_buf or b"\0", dtype=np.uint8)
+        self.off = np.array(name_off, dtype=np.int64)
+        self.len = np.array(name_len, dtype=np.int64)
+        self.slots = np.empty(cap, dtype=np.int64)
+        _LIB.ls_names_build(
+            _ptr(self.names), _ptr(self.off), _ptr(self.len), n, _ptr(self.slots), cap
+        )
+
+    def lookup(self, buf: npt.NDArray[np.uint8], off: I64, length: I64, max_len: int) -> I64:
+        m = len(off)
+        out = np.empty(m, dtype=np.int64)
+        if m:
+            off = np.ascontiguousarray(off, dtype=np.int64)
+            length = np.ascontiguousarray(length, dtype=np.int64)
+            assert _LIB is not None
+            _LIB.ls_names_lookup(
+                _ptr(self.names),
+                _ptr(self.off),
+                _ptr(self.len),
+                _ptr(self.slots),
+                len(self.slots),
+                _ptr(buf),
+                _ptr(off),
+                _ptr(length),
+                m,
+                max_len,
+                _ptr(out),
+            )
+        return out
+
+
+def step_block(
+    rows: np.ndarray,
+    which: npt.NDArray[np.int32],
+    bufs: Sequence[bytes],
+    cnt: I64,
+    blen: I64,
+    records: bytes,
+    rec_off: I64,
+    xbuf: bytes,
+    xlen: I64,
+) -> tuple[bytes, I64, I64]:
+    """The step block of the digest input (native only; the kernel keeps the numpy form):
+    the bytes, and where each agent's inbox part (first n) and result part (next n) are."""
+    assert _LIB is not None
+    n = len(rows)
+    rows = np.ascontiguousarray(rows)
+    src = Sources(bufs)
+    which = np.ascontiguousarray(which, dtype=np.int32)
+    cnt = np.ascontiguousarray(cnt, dtype=np.int64)
+    blen = np.ascontiguousarray(blen, dtype=np.int64)
+    rec = _as_u8(records or b"\0")
+    rec_off = np.ascontiguousarray(rec_off, dtype=np.int64)
+    xb = _as_u8(xbuf or b"\0")
+    xlen = np.ascontiguousarray(xlen, dtype=np.int64)
+    args = [n, _ptr(rows), _ptr(which), _ptr(src.ptrs), _ptr(cnt), _ptr(blen), _ptr(rec)]
+    args += [_ptr(rec_off), _ptr(xb), _ptr(xlen)]
+    size = _LIB.ls_step_block(*args, None, None, None)
+    out = np.empty(size, dtype=np.uint8)
+    starts = np.empty(2 * n, dtype=np.int64)
+    lens = np.empty(2 * n, dtype=np.int64)
+    wrote = _LIB.ls_step_block(*args, _ptr(out), _ptr(starts), _ptr(lens))
+    assert wrote == size
+    return out.tobytes(), starts, lens
+
+
+def records(
+    pick: I64,
+    sender: I64,
+    doff: I64,
+    dlen: I64,
+    poff: I64,
+    plen: I64,
+    big: npt.NDArray[np.uint8],
+    names_buf: bytes,
+    name_off: I64,
+    name_len: I64,
+    tick: int,
+    total: int,
+) -> bytes:
+    """The message records of the sends `pick` (native only; `total` bytes in all)."""
+    assert _LIB is not None
+    if not total:
+        return b""
+    out = np.empty(total, dtype=np.uint8)
+    cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (pick, sender, doff, dlen, poff, plen)]
+    names = _as_u8(names_buf or b"\0")
+    noff = np.ascontiguousarray(name_off, dtype=np.int64)
+    nlen = np.ascontiguousarray(name_len, dtype=np.int64)
+    wrote = _LIB.ls_records(
+        len(pick),
+        *[_ptr(c) for c in cols],
+        _ptr(big),
+        _ptr(names),
+        _ptr(noff),
+        _ptr(nlen),
+        tick,
+        _ptr(out),
+    )
+    assert wrote == total
+    return out.tobytes()
+
+
+def deliver(
+    order: I64 | None,
+    target: I64,
+    off: I64,
+    length: I64,
+    buf: bytes,
+    pos: I64,
+    n: int,
+    max_bytes: int,
+) -> tuple[I64, I64, I64, bytes, I64]:
+    """The mail delivered to the `n` stepped agents (native only; see ls_deliver): per step
+    position the count and bytes, the delivered rows in delivery order, their records, and
+    the rows left waiting."""
+    assert _LIB is not None
+    m = len(target)
+    cnt = np.empty(n, dtype=np.int64)
+    blen = np.empty(n, dtype=np.int64)
+    scratch = np.empty(2 * n + 1, dtype=np.int64)
+    tmp = np.empty(max(m, 1), dtype=np.int64)
+    rows = np.empty(max(m, 1), dtype=np.int64)
+    records = np.empty(max(len(buf), 1), dtype=np.uint8)
+    delivered = np.empty(max(m, 1), dtype=np.uint8)
+    rest = np.empty(max(m, 1), dtype=np.int64)
+    n_rest = np.zeros(1, dtype=np.int64)
+    cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (target, off, length, pos)]
+    ordered = None if order is None else np.ascontiguousarray(order, dtype=np.int64)
+    src = _as_u8(buf or b"\0")
+    d = _LIB.ls_deliver(
+        m,
+        None if ordered is None else _ptr(ordered),
+        _ptr(cols[0]),
+        _ptr(cols[1]),
+        _ptr(cols[2]),
+        _ptr(src),
+        _ptr(cols[3]),
+        n,
+        max_bytes,
+        *[_ptr(a) for a in (cnt, blen, scratch, tmp, rows, records, delivered, rest, n_rest)],
+    )
+    total = int(blen.sum())
+    return cnt, blen, rows[:d], records[:total].tobytes(), rest[: int(n_rest[0])]

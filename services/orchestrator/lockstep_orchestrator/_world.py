@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep_orchestrator import _native
 
 S = opb.AgentState
 RUNNING = int(S.AGENT_STATE_RUNNING)
@@ -44,6 +45,7 @@ COLUMNS: dict[str, type] = {
     "name_len": np.int64,
 }
 NONE = -1  # ready_since / restart_at "not set"
+MAX_LOOKUP = 64  # longest destination name the columnar path looks up
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class World:
         self.mail = Mail.empty()
         self.arrival = 0  # the next message's arrival number
         self._name_index: dict[int, tuple[np.ndarray, I64]] = {}
+        self._name_table: _native.NameTable | None = None
         self._own_metas = True
         self._own_names = True
 
@@ -183,6 +186,7 @@ class World:
         w.mail = self.mail
         w.arrival = self.arrival
         w._name_index = self._name_index
+        w._name_table = self._name_table
         w._own_metas = False
         w._own_names = False
         return w
@@ -226,6 +230,7 @@ class World:
             self.by_name[meta.name] = lo + i + 1
         self.n += k
         self._name_index = {}
+        self._name_table = None
 
     # ---- queries ---------------------------------------------------------------------
     def live_mask(self) -> npt.NDArray[np.bool_]:
@@ -251,10 +256,21 @@ class World:
         return got
 
     def lookup(self, buf: npt.NDArray[np.uint8], off: I64, length: I64) -> I64:
-        """Sequence of the agent named by each buf[off:off+length] (0 when none)."""
+        """Sequence of the agent named by each buf[off:off+length] (0 when none; names of
+        more than MAX_LOOKUP bytes are left to the general routing path)."""
+        if _native.AVAILABLE:
+            if not self.n:
+                return np.zeros(len(off), dtype=np.int64)
+            if self._name_table is None:
+                self._name_table = _native.NameTable(self.names_buf, self.name_off, self.name_len)
+            return self._name_table.lookup(buf, off, length, MAX_LOOKUP)
+        return self.lookup_numpy(buf, off, length)
+
+    def lookup_numpy(self, buf: npt.NDArray[np.uint8], off: I64, length: I64) -> I64:
+        """`lookup` without the native helpers: sorted fixed-width keys and searchsorted."""
         m = len(off)
         out = np.zeros(m, dtype=np.int64)
-        ok = (length > 0) & (length <= 64)
+        ok = (length > 0) & (length <= MAX_LOOKUP)
         if not m or not ok.any() or not self.n:
             return out
         width = int(length[ok].max())

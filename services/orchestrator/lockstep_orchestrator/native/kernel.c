@@ -64,3 +64,209 @@ void ls_group_fnv(const uint8_t *const *srcs, const int32_t *which, const int64_
         out[g] = h;
     }
 }
+
+/* ------------------------------------------------------------------ agent names */
+static uint64_t fnv1a(const uint8_t *p, int64_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int64_t j = 0; j < n; j++) { h ^= p[j]; h *= 0x100000001b3ULL; }
+    return h;
+}
+
+/* An open-addressing table of the agents' names: slots[cap] (cap a power of two, at least
+ * twice the agents) hold the sequence (row + 1) of the name that hashes there, 0 = empty.
+ * Names are unique (the orchestrator refuses a duplicate at spawn). */
+void ls_names_build(const uint8_t *names, const int64_t *off, const int64_t *len, int64_t n,
+                    int64_t *slots, int64_t cap) {
+    memset(slots, 0, (size_t)cap * sizeof(int64_t));
+    uint64_t mask = (uint64_t)cap - 1;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t h = fnv1a(names + off[i], len[i]) & mask;
+        while (slots[h]) h = (h + 1) & mask;
+        slots[h] = i + 1;
+    }
+}
+
+/* out[k] = sequence of the agent named buf[doff[k] : doff[k]+dlen[k]], 0 when none. Names
+ * of 0 or more than max_len bytes are never looked up (0), as the numpy fallback. */
+void ls_names_lookup(const uint8_t *names, const int64_t *off, const int64_t *len,
+                     const int64_t *slots, int64_t cap, const uint8_t *buf, const int64_t *doff,
+                     const int64_t *dlen, int64_t m, int64_t max_len, int64_t *out) {
+    uint64_t mask = (uint64_t)cap - 1;
+    for (int64_t k = 0; k < m; k++) {
+        int64_t dl = dlen[k];
+        out[k] = 0;
+        if (dl <= 0 || dl > max_len) continue;
+        const uint8_t *d = buf + doff[k];
+        uint64_t h = fnv1a(d, dl) & mask;
+        int64_t s;
+        while ((s = slots[h]) != 0) {
+            if (len[s - 1] == dl && memcmp(names + off[s - 1], d, (size_t)dl) == 0) {
+                out[k] = s;
+                break;
+            }
+            h = (h + 1) & mask;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the step block */
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* Result rows as the pools write them (lockstep.batch.RESULT_ROW, 64 bytes). */
+typedef struct {
+    uint64_t handle; int32_t code; uint32_t fault_kind; uint64_t fuel; uint32_t send_count;
+    uint32_t refused; uint64_t off; uint32_t sends_len, logs_len, infers_len, fault_len;
+    uint16_t log_count, infer_count; uint32_t reserved;
+} ls_result_row;
+_Static_assert(sizeof(ls_result_row) == 64, "RESULT_ROW is 64 bytes");
+
+/* The tick's step block of the digest input (docs/determinism.md, "Ticks"): "STEP" u32 n;
+ * per agent in step order u64 seq, lp(inbox batch) (u32 0 when it got no mail); then per
+ * agent its result: "step" u64 seq i64 code u64 fuel u32 send_count, lp(sends), u32
+ * refused, then its extra event bytes (xbuf, xlen[i] each, rows in order).
+ * rows[i] is agent i's result row, living in bufs[which[i]] (its sends at rows[i].off);
+ * its inbox records are records[rec_off[i] : +blen[i]], cnt[i] of them.
+ * With out == NULL only the size is returned. Otherwise writes the block and, per agent,
+ * where its inbox part (seg_start/seg_len[i]) and result part ([n + i]) lie in it. */
+int64_t ls_step_block(int64_t n, const ls_result_row *rows, const int32_t *which,
+                      const uint8_t *const *bufs, const int64_t *cnt, const int64_t *blen,
+                      const uint8_t *records, const int64_t *rec_off, const uint8_t *xbuf,
+                      const int64_t *xlen, uint8_t *out, int64_t *seg_start,
+                      int64_t *seg_len) {
+    int64_t size = 8;
+    for (int64_t i = 0; i < n; i++)
+        size += (cnt[i] > 0 ? 20 + blen[i] : 12) + 40 + (int64_t)rows[i].sends_len + xlen[i];
+    if (out == NULL) return size;
+    memcpy(out, "STEP", 4);
+    put_u32(out + 4, (uint32_t)n);
+    uint8_t *o = out + 8;
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *start = o;
+        put_u64(o, rows[i].handle);
+        if (cnt[i] > 0) {
+            put_u32(o + 8, (uint32_t)(blen[i] + 8));
+            put_u32(o + 12, (uint32_t)(blen[i] + 8));
+            put_u32(o + 16, (uint32_t)cnt[i]);
+            memcpy(o + 20, records + rec_off[i], (size_t)blen[i]);
+            o += 20 + blen[i];
+        } else {
+            put_u32(o + 8, 0);
+            o += 12;
+        }
+        seg_start[i] = start - out;
+        seg_len[i] = o - start;
+    }
+    const uint8_t *x = xbuf;
+    for (int64_t i = 0; i < n; i++) {
+        const ls_result_row *r = &rows[i];
+        uint8_t *start = o;
+        memcpy(o, "step", 4);
+        put_u64(o + 4, r->handle);
+        put_u64(o + 12, (uint64_t)(int64_t)r->code);
+        put_u64(o + 20, r->fuel);
+        put_u32(o + 28, r->send_count);
+        put_u32(o + 32, r->sends_len);
+        memcpy(o + 36, bufs[which[i]] + r->off, r->sends_len);
+        o += 36 + r->sends_len;
+        put_u32(o, r->refused);
+        o += 4;
+        if (xlen[i] > 0) {
+            memcpy(o, x, (size_t)xlen[i]);
+            x += xlen[i];
+            o += xlen[i];
+        }
+        seg_start[n + i] = start - out;
+        seg_len[n + i] = o - start;
+    }
+    return o - out;
+}
+
+/* ------------------------------------------------------------------ message records */
+/* The message records (docs/abi.md, "Message record") of k agent sends to deliver: send
+ * j = pick[i] came from agent sender[j] (its name in names at name_off/name_len[seq-1]),
+ * its destination and payload are big[doff[j]:+dlen[j]] and big[poff[j]:+plen[j]], sent at
+ * `tick`. Writes the records back to back into out; returns the bytes written. */
+int64_t ls_records(int64_t k, const int64_t *pick, const int64_t *sender, const int64_t *doff,
+                   const int64_t *dlen, const int64_t *poff, const int64_t *plen,
+                   const uint8_t *big, const uint8_t *names, const int64_t *name_off,
+                   const int64_t *name_len, int64_t tick, uint8_t *out) {
+    uint8_t *o = out;
+    for (int64_t i = 0; i < k; i++) {
+        int64_t j = pick[i], s = sender[j] - 1;
+        int64_t sl = name_len[s], dl = dlen[j], pl = plen[j];
+        put_u32(o, (uint32_t)(32 + sl + dl + pl));
+        o[4] = 0; /* kind: agent */
+        o[5] = 0;
+        o[6] = (uint8_t)(sl & 0xff);
+        o[7] = (uint8_t)(sl >> 8);
+        put_u64(o + 8, (uint64_t)tick);
+        put_u64(o + 16, 0); /* correlation */
+        put_u32(o + 24, (uint32_t)pl);
+        o[28] = (uint8_t)(dl & 0xff);
+        o[29] = (uint8_t)(dl >> 8);
+        o[30] = 0;
+        o[31] = 0;
+        memcpy(o + 32, names + name_off[s], (size_t)sl);
+        memcpy(o + 32 + sl, big + doff[j], (size_t)dl);
+        memcpy(o + 32 + sl + dl, big + poff[j], (size_t)pl);
+        o += 32 + sl + dl + pl;
+    }
+    return o - out;
+}
+
+/* ------------------------------------------------------------------ delivery */
+/* Delivery of the waiting mail to the agents stepped this tick (docs/determinism.md,
+ * "Delivery"): m rows, visited in canonical order (order[k], or row k when order is NULL);
+ * row r waits for agent target[r] (a sequence), its record is buf[off[r]:+length[r]].
+ * pos[seq-1] is the agent's position in the step order (-1: not stepped); n agents step.
+ * Each stepped agent gets its rows in canonical order while they fit in max_bytes together
+ * with the 8-byte batch header (always at least one). Writes per position the count and the
+ * bytes delivered, the delivered rows in delivery order (rows_out, returns how many), their
+ * records back to back (records), and the rows left waiting in row order (rest, *n_rest).
+ * scratch holds 2n + 1 int64 and tmp m. */
+int64_t ls_deliver(int64_t m, const int64_t *order, const int64_t *target, const int64_t *off,
+                   const int64_t *length, const uint8_t *buf, const int64_t *pos, int64_t n,
+                   int64_t max_bytes, int64_t *cnt, int64_t *blen, int64_t *scratch,
+                   int64_t *tmp, int64_t *rows_out, uint8_t *records, uint8_t *delivered,
+                   int64_t *rest, int64_t *n_rest) {
+    int64_t *start = scratch, *cursor = scratch + n + 1;
+    memset(cnt, 0, (size_t)n * sizeof(int64_t));
+    memset(blen, 0, (size_t)n * sizeof(int64_t));
+    memset(delivered, 0, (size_t)m);
+    for (int64_t k = 0; k < m; k++) {
+        int64_t r = order ? order[k] : k, p = pos[target[r] - 1];
+        if (p >= 0) cnt[p]++;
+    }
+    start[0] = 0;
+    for (int64_t p = 0; p < n; p++) {
+        start[p + 1] = start[p] + cnt[p];
+        cursor[p] = start[p];
+    }
+    for (int64_t k = 0; k < m; k++) {
+        int64_t r = order ? order[k] : k, p = pos[target[r] - 1];
+        if (p >= 0) tmp[cursor[p]++] = r;
+    }
+    int64_t d = 0;
+    uint8_t *o = records;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t bytes = 0, got = 0;
+        for (int64_t k = start[p]; k < start[p + 1]; k++) {
+            int64_t r = tmp[k];
+            if (got > 0 && bytes + length[r] + 8 > max_bytes) break;
+            bytes += length[r];
+            got++;
+            delivered[r] = 1;
+            rows_out[d++] = r;
+            memcpy(o, buf + off[r], (size_t)length[r]);
+            o += length[r];
+        }
+        cnt[p] = got;
+        blen[p] = bytes;
+    }
+    int64_t q = 0;
+    for (int64_t r = 0; r < m; r++)
+        if (!delivered[r]) rest[q++] = r;
+    *n_rest = q;
+    return d;
+}

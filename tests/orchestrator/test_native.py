@@ -1,0 +1,92 @@
+"""The orchestrator's native helpers (native/kernel.c) against their numpy fallbacks, on
+random input: the same bytes and the same numbers, so a machine without a C compiler gets
+the same digests (only slower)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lockstep.pb.common.v1 import common_pb2 as cpb
+from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep_orchestrator import _native
+from lockstep_orchestrator._world import MAX_LOOKUP, AgentMeta, World
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_native_helpers_are_built_here() -> None:
+    assert _native.AVAILABLE, "zig cc should build native/kernel.c on this machine"
+
+
+def world_of(names: list[bytes]) -> World:
+    w = World()
+    metas = [AgentMeta(n.decode(), "m", cpb.Limits(), b"", opb.RestartPolicy()) for n in names]
+    w.add_agents(metas, [0] * len(names), [0] * len(names), 1)
+    return w
+
+
+def random_names(rng: np.random.Generator, k: int) -> list[bytes]:
+    out: set[bytes] = set()
+    while len(out) < k:
+        size = int(rng.choice([1, 2, 5, 12, 64, 65, 100]))
+        out.add(bytes(rng.integers(97, 100, size=size, dtype=np.uint8)))
+    return sorted(out)
+
+
+def test_name_lookup_matches_the_numpy_fallback() -> None:
+    rng = np.random.default_rng(5)
+    names = random_names(rng, 300)
+    w = world_of(names)
+    # Destinations: every name, prefixes and extensions of names, unknown names, empty.
+    dests = [*names, *(n[:-1] for n in names), *(n + b"a" for n in names[:50]), b"", b"zz"]
+    buf = np.frombuffer(b"".join(dests), dtype=np.uint8)
+    lens = np.array([len(d) for d in dests], dtype=np.int64)
+    offs = np.cumsum(lens) - lens
+    native = w.lookup(buf, offs, lens)
+    numpy = w.lookup_numpy(buf, offs, lens)
+    assert native.tolist() == numpy.tolist()
+    by_name = {n: i + 1 for i, n in enumerate(names)}
+    want = [by_name.get(d, 0) if 0 < len(d) <= MAX_LOOKUP else 0 for d in dests]
+    assert native.tolist() == want
+    # A fork shares the table; new agents rebuild it.
+    f = w.fork()
+    f.add_agents([AgentMeta("late", "m", cpb.Limits(), b"", opb.RestartPolicy())], [0], [0], 2)
+    late = np.frombuffer(b"late", dtype=np.uint8)
+    one = np.array([0], dtype=np.int64)
+    four = np.array([4], dtype=np.int64)
+    assert f.lookup(late, one, four).tolist() == [len(names) + 1]
+    assert w.lookup(late, one, four).tolist() == [0]
+
+
+def test_gather_parse_and_checks_match_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    bufs = [bytes(rng.integers(0, 256, size=int(s), dtype=np.uint8)) for s in (50, 1, 300)]
+    which = rng.integers(0, 3, size=40).astype(np.int32)
+    sizes = np.array([len(bufs[i]) for i in which], dtype=np.int64)
+    starts = (rng.random(40) * sizes).astype(np.int64)
+    lens = ((sizes - starts) * rng.random(40)).astype(np.int64)
+    group_end = np.array([3, 3, 10, 25, 40], dtype=np.int64)
+    sends = b"".join(
+        len(p).to_bytes(4, "little") + len(d).to_bytes(2, "little") + d + p
+        for d, p in [(b"bob", b"hi"), (b"", b""), (b"alice", b"x" * 70)]
+    )
+    big = np.frombuffer(sends, dtype=np.uint8)
+    plan = (np.array([0, 11], dtype=np.int64), np.array([11, len(sends) - 11], dtype=np.int64))
+    counts = np.array([1, 2], dtype=np.int64)
+
+    def everything() -> tuple[object, ...]:
+        src = _native.Sources(bufs)
+        return (
+            _native.gather(src, which, starts, lens),
+            _native.group_fnv(src, which, starts, lens, group_end).tolist(),
+            [a.tolist() for a in _native.parse_sends(big, plan[0], plan[1], counts)],
+        )
+
+    fast = everything()
+    with pytest.raises(_native.SendsError):
+        _native.parse_sends(big, plan[0], plan[1] - 1, counts)
+    monkeypatch.setattr(_native, "_LIB", None)
+    assert everything() == fast
+    with pytest.raises(_native.SendsError):
+        _native.parse_sends(big, plan[0], plan[1] - 1, counts)
