@@ -7,6 +7,8 @@ python3 dev.py setup    create .venv and install every package (idempotent)
 python3 dev.py proto    regenerate the gRPC stubs from proto/
 python3 dev.py lint     ruff + mypy + stale-stub check
 python3 dev.py bench    run the benchmark suite (add --quick for the CI smoke run)
+python3 dev.py soak     the seeded fault-injection soak: --seed S --cases N (default 0, 30);
+                        rewrites the table in docs/faults.md (docs/faults.md)
 python3 dev.py test-compose  docker-compose.yml for real: engine, base image, build, up,
                         runs and a replay against it vs local digests, down (deploy/README.md)
 """
@@ -79,7 +81,7 @@ def main() -> None:
         print(__doc__)
         return
     task, rest = args[0], args[1:]
-    tasks = {"setup", "demo", "test", "proto", "lint", "bench", "test-compose"}
+    tasks = {"setup", "demo", "test", "proto", "lint", "bench", "soak", "test-compose"}
     if task not in tasks:
         sys.exit(f"unknown task {task!r}; one of: {', '.join(sorted(tasks))}")
     setup()
@@ -107,6 +109,8 @@ def main() -> None:
         )
     elif task == "bench":
         run(BIN / "lockstep", "bench", *rest)
+    elif task == "soak":
+        run(PY, "tests/faults/harness.py", "--table", "docs/faults.md", *rest)
     elif task == "test-compose":
         run(PY, "deploy/compose_test.py", *rest)
 
