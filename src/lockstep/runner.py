@@ -297,8 +297,12 @@ def run_scenario(
             return
         give_up_at = 0.0
         while True:
+            # A progress message every 10 ticks at least: each one acknowledges ticks, so
+            # it costs an fsync of the orchestrator's write-ahead file (docs/faults.md).
             req = opb.RunUntilRequest(
-                until_tick=tick, until_idle=until_idle, progress_every=max(1, scenario.ticks // 200)
+                until_tick=tick,
+                until_idle=until_idle,
+                progress_every=max(10, scenario.ticks // 200),
             )
             try:
                 for update in stub.RunUntil(req):
