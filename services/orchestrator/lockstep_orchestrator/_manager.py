@@ -94,11 +94,15 @@ class AutoCheckpoints:
     `keep`), and a failed pool is rebuilt from the latest one and caught up by replaying
     only the ticks after it. One is taken when the tick after it is asked for (a run that
     stops at a multiple of `every` never pays for it), and skipped (with a warning) while
-    the run's instances are estimated to take more than `max_bytes`."""
+    the run's instances are estimated to take more than `max_bytes`. They cost at most
+    `max_share` of the run's time: after one that took s seconds, the next is taken no
+    sooner than s / max_share seconds later (at 1,000 instances of 128 KiB one takes about a
+    quarter of a second, longer than 100 ticks of the run)."""
 
     every: int = 100
     keep: int = 2
     max_bytes: int = 128 * 1024 * 1024
+    max_share: float = 0.05
 
 
 @dataclass
@@ -140,6 +144,8 @@ class RunManager:
         self._auto: list[_Base] = []  # the current run's automatic checkpoints, oldest first
         self._agent_bytes = _BYTES_PER_AGENT
         self._auto_warned = False
+        self._auto_at = 0.0  # when the last automatic checkpoint was taken (monotonic)
+        self._auto_cost = 0.0  # and how long it took
         self.recoveries = 0  # pool rebuilds that completed (all runs)
         self.replayed_ticks = 0  # ticks re-executed by them
         self.module_bytes = module_bytes
@@ -513,12 +519,17 @@ class RunManager:
                 )
                 self._auto_warned = True
             return
+        began = time.monotonic()
+        if self._auto and (began - self._auto_at) * self.auto.max_share < self._auto_cost:
+            return  # the last one was too recent for what it cost
         try:  # waits for inference results in flight: the next tick needs them anyway
             # (with inference_latency 1; with more it waits earlier than it would)
             state, snapshots = capture(k)
         except ServiceError as exc:  # a pool failed: the tick rebuilds it; the next in K
             log.warning("automatic checkpoint at tick %d failed (%s)", k.tick, exc)
             return
+        self._auto_at = time.monotonic()
+        self._auto_cost = self._auto_at - began
         if snapshots:
             self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
         self._auto.append(_Base(k.tick, state, snapshots, k.digest))
