@@ -623,7 +623,7 @@ class Kernel:
             {p: pack_create(tx.t, self.config.seed, specs) for p, specs in sorted(requests.items())}
         )
         found = self._by_handle(
-            results, {p: [s.sequence for s in specs] for p, specs in requests.items()}
+            results, {p: [s.handle for s in specs] for p, specs in requests.items()}
         )
         for seq in seqs:
             res, row = found[seq]
