@@ -90,3 +90,21 @@ def test_gather_parse_and_checks_match_the_fallback(monkeypatch: pytest.MonkeyPa
     assert everything() == fast
     with pytest.raises(_native.SendsError):
         _native.parse_sends(big, plan[0], plan[1] - 1, counts)
+
+
+def test_checks_of_many_agents_match_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups of 0..5 segments of 0..40 bytes: the four-lane native hash, its tail, and the
+    byte-at-a-time fallback agree."""
+    rng = np.random.default_rng(3)
+    data = bytes(rng.integers(0, 256, size=4000, dtype=np.uint8))
+    per_group = rng.integers(0, 6, size=203)
+    k = int(per_group.sum())
+    starts = rng.integers(0, 3960, size=k).astype(np.int64)
+    lens = rng.integers(0, 41, size=k).astype(np.int64)
+    which = np.zeros(k, dtype=np.int32)
+    group_end = np.cumsum(per_group).astype(np.int64)
+    fast = _native.group_fnv(_native.Sources([data]), which, starts, lens, group_end).tolist()
+    monkeypatch.setattr(_native, "_LIB", None)
+    assert (
+        _native.group_fnv(_native.Sources([data]), which, starts, lens, group_end).tolist() == fast
+    )
