@@ -74,7 +74,8 @@ def make(
         None,
         InferenceBridge(None),
         recovery_s=recovery_s,
-        auto=AutoCheckpoints(every=every, **auto),
+        # Every K ticks whatever they cost (their time budget: test_checkpoint_budget.py).
+        auto=AutoCheckpoints(every=every, max_share=float("inf"), **auto),
     )
     m.start(opb.RunConfig(seed=3))
     m.spawn(

@@ -95,9 +95,10 @@ class AutoCheckpoints:
     only the ticks after it. One is taken when the tick after it is asked for (a run that
     stops at a multiple of `every` never pays for it), and skipped (with a warning) while
     the run's instances are estimated to take more than `max_bytes`. They cost at most
-    `max_share` of the run's time: after one that took s seconds, the next is taken no
-    sooner than s / max_share seconds later (at 1,000 instances of 128 KiB one takes about a
-    quarter of a second, longer than 100 ticks of the run)."""
+    `max_share` of the run's time: one estimated to take s seconds (the instances' size at
+    the speed the last one was taken) waits until s / max_share seconds have passed since the
+    last one or the run's start (at 1,000 instances of 128 KiB one takes about a quarter of a
+    second, longer than 100 ticks of such a run)."""
 
     every: int = 100
     keep: int = 2
@@ -119,6 +120,7 @@ class _Base:
 RUN_FILE = "current-run.json"  # in the data dir: the run to resume after a crash
 WAL_DIR = "wal"  # in the data dir: journal records acknowledged but not yet in telemetry
 _BYTES_PER_AGENT = 128 * 1024  # the size estimate of an instance before one is measured
+_CAPTURE_BYTES_PER_S = 500e6  # snapshot speed before one is measured (here: ~480 MB/s)
 
 
 class RunManager:
@@ -144,8 +146,8 @@ class RunManager:
         self._auto: list[_Base] = []  # the current run's automatic checkpoints, oldest first
         self._agent_bytes = _BYTES_PER_AGENT
         self._auto_warned = False
-        self._auto_at = 0.0  # when the last automatic checkpoint was taken (monotonic)
-        self._auto_cost = 0.0  # and how long it took
+        self._auto_since = 0.0  # the last automatic checkpoint or the run's start (monotonic)
+        self._auto_rate = _CAPTURE_BYTES_PER_S  # instance bytes captured per second, measured
         self.recoveries = 0  # pool rebuilds that completed (all runs)
         self.replayed_ticks = 0  # ticks re-executed by them
         self.module_bytes = module_bytes
@@ -217,6 +219,7 @@ class RunManager:
             self._base = None
             self._auto = []
             self._auto_warned = False
+            self._auto_since = time.monotonic()
             self.kernel = self._new_kernel(config)
             self.kernel.journal.flush()  # run.start is durable before StartRun answers
             self._remember(resumable=True)
@@ -520,16 +523,19 @@ class RunManager:
                 self._auto_warned = True
             return
         began = time.monotonic()
-        if self._auto and (began - self._auto_at) * self.auto.max_share < self._auto_cost:
-            return  # the last one was too recent for what it cost
+        estimate = live * self._agent_bytes / self._auto_rate  # seconds the capture takes
+        if estimate > (began - self._auto_since) * self.auto.max_share:
+            return  # too soon after the last one (or the run's start) for what it costs
         try:  # waits for inference results in flight: the next tick needs them anyway
             # (with inference_latency 1; with more it waits earlier than it would)
             state, snapshots = capture(k)
         except ServiceError as exc:  # a pool failed: the tick rebuilds it; the next in K
             log.warning("automatic checkpoint at tick %d failed (%s)", k.tick, exc)
             return
-        self._auto_at = time.monotonic()
-        self._auto_cost = self._auto_at - began
+        self._auto_since = time.monotonic()
+        if snapshots:
+            size = sum(len(sn.memory) for sn in snapshots)
+            self._auto_rate = size / max(self._auto_since - began, 1e-6)
         if snapshots:
             self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
         self._auto.append(_Base(k.tick, state, snapshots, k.digest))
