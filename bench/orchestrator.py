@@ -208,7 +208,7 @@ def tick_payload(n: int, k: int) -> bytes:
             message_record(KIND_AGENT, b"f%d" % ((i - j) % n), b"f%d" % i, 1, 0, bytes(8))
             for j in range(1, k + 1)
         ]
-        req.steps.add(handle=i + 1, inbox=batch_buffer(recs), inbox_count=k)
+        req.steps.add(sequence=i + 1, inbox=batch_buffer(recs), inbox_count=k)
     return req.SerializeToString()
 
 

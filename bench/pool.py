@@ -141,7 +141,8 @@ def _pool_with(config: WasmPoolConfig, wasm: bytes, n: int) -> WasmPool:
         pb.CreateAgentsRequest(
             seed=1,
             agents=[
-                pb.AgentSpec(handle=i + 1, name=f"agent-{i}", module_hash=digest) for i in range(n)
+                pb.AgentSpec(sequence=i + 1, name=f"agent-{i}", module_hash=digest)
+                for i in range(n)
             ],
         )
     )
@@ -189,7 +190,7 @@ def run(quick: bool) -> list[dict[str, object]]:
         cfg = WasmPoolConfig(fast_path=fast)
         with _pool_with(cfg, bytes(plain), n) as pool:
             empty = pb.StepBatchRequest(
-                tick=1, steps=[pb.AgentStep(handle=i + 1) for i in range(n)]
+                tick=1, steps=[pb.AgentStep(sequence=i + 1) for i in range(n)]
             )
             step_samples = _time_ticks(lambda: pool.step_batch(empty), ticks, n)  # noqa: B023
             metrics.append(
@@ -230,7 +231,9 @@ def run(quick: bool) -> list[dict[str, object]]:
             inbox = _inbox(msgs)
             full = pb.StepBatchRequest(
                 tick=2,
-                steps=[pb.AgentStep(handle=i + 1, inbox=inbox, inbox_count=msgs) for i in range(n)],
+                steps=[
+                    pb.AgentStep(sequence=i + 1, inbox=inbox, inbox_count=msgs) for i in range(n)
+                ],
             )
             msg_samples = _time_ticks(lambda: pool.step_batch(full), ticks, n * msgs)  # noqa: B023
             # Per delivered message: the tick's time minus the empty tick's, per message.
@@ -251,7 +254,7 @@ def run(quick: bool) -> list[dict[str, object]]:
             full = pb.StepBatchRequest(
                 tick=2,
                 steps=[
-                    pb.AgentStep(handle=i + 1, inbox=_inbox(msgs), inbox_count=msgs)
+                    pb.AgentStep(sequence=i + 1, inbox=_inbox(msgs), inbox_count=msgs)
                     for i in range(n)
                 ],
             )
@@ -268,7 +271,9 @@ def run(quick: bool) -> list[dict[str, object]]:
                 )
             )
         with _pool_with(cfg, bytes(sender), n) as pool:
-            req = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1) for i in range(n)])
+            req = pb.StepBatchRequest(
+                tick=1, steps=[pb.AgentStep(sequence=i + 1) for i in range(n)]
+            )
             send_samples = _time_ticks(lambda: pool.step_batch(req), ticks, n)  # noqa: B023
             metrics.append(
                 metric(
@@ -344,10 +349,10 @@ def run_native(
     ticks = 30 if quick else 200
     msgs = 20
     baseline = "bare wasmtime_func_call_unchecked of agent_step from Python (one call)"
-    handles = list(range(1, n + 1))
-    empty = wire.pack_step(1, handles, [b""] * n, [0] * n)
+    seqs = list(range(1, n + 1))
+    empty = wire.pack_step(1, seqs, [b""] * n, [0] * n)
     body = _inbox(msgs)[8:]
-    full = wire.pack_step(2, handles, [body] * n, [msgs] * n)
+    full = wire.pack_step(2, seqs, [body] * n, [msgs] * n)
     with _packed_pool(plain, n) as pool:
         step = _time_ticks(lambda: pool.step_packed(empty), ticks, n)
         out.append(
@@ -415,13 +420,13 @@ def _native_wealth(n: int, ticks: int) -> dict[str, object]:
     samples: list[float] = []
     with _packed_pool(wasm, n, f"n={n} wealth=10".encode(), name="w") as pool:
         inboxes: list[list[bytes]] = [[] for _ in range(n)]
-        handles = list(range(1, n + 1))
+        seqs = list(range(1, n + 1))
         idle = [False] * n
         for tick in range(1, ticks + 1):
             live = [i for i in range(n) if not idle[i] or inboxes[i]]
             buf = wire.pack_step(
                 tick,
-                [handles[i] for i in live],
+                [seqs[i] for i in live],
                 [b"".join(inboxes[i]) for i in live],
                 [len(inboxes[i]) for i in live],
             )
@@ -505,7 +510,7 @@ def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> di
                     seed=1,
                     agents=[
                         pb.AgentSpec(
-                            handle=chunk * 1000 + i + 1,
+                            sequence=chunk * 1000 + i + 1,
                             name=f"a{chunk * 1000 + i}",
                             module_hash=digest,
                         )
@@ -515,7 +520,9 @@ def _many_agents(config: WasmPoolConfig, wasm: bytes, count: int = 10_000) -> di
             )
             samples.append((time.perf_counter_ns() - t0) / 1000 / 1000)
         assert pool.info().agents == count
-        req = pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1) for i in range(count)])
+        req = pb.StepBatchRequest(
+            tick=1, steps=[pb.AgentStep(sequence=i + 1) for i in range(count)]
+        )
         t0 = time.perf_counter_ns()
         pool.step_batch(req)
         step_us = (time.perf_counter_ns() - t0) / 1000 / count

@@ -56,10 +56,10 @@ _LOG_HEAD = struct.Struct("<iI")
 _INFER_HEAD = struct.Struct("<qHHI")
 _SEND_HEAD = struct.Struct("<IH")
 
-STEP_ROW = np.dtype([("handle", "<u8"), ("off", "<u8"), ("len", "<u4"), ("count", "<u4")])
+STEP_ROW = np.dtype([("seq", "<u8"), ("off", "<u8"), ("len", "<u4"), ("count", "<u4")])
 CREATE_ROW = np.dtype(
     [
-        ("handle", "<u8"),
+        ("seq", "<u8"),
         ("fuel", "<u8"),
         ("pages", "<u4"),
         ("sends", "<u4"),
@@ -73,7 +73,7 @@ CREATE_ROW = np.dtype(
 )
 RESULT_ROW = np.dtype(
     [
-        ("handle", "<u8"),
+        ("seq", "<u8"),
         ("code", "<i4"),
         ("fault_kind", "<u4"),
         ("fuel", "<u8"),
@@ -191,14 +191,14 @@ class StepBatch:
 
 def pack_step(
     tick: int,
-    handles: Sequence[int] | npt.NDArray[np.uint64],
+    seqs: Sequence[int] | npt.NDArray[np.uint64],
     inboxes: Sequence[bytes],
     counts: Sequence[int] | npt.NDArray[np.uint32],
 ) -> bytes:
     """A step request; inboxes[i] holds row i's records back to back (b"" for none)."""
-    n = len(handles)
+    n = len(seqs)
     rows = np.zeros(n, dtype=STEP_ROW)
-    rows["handle"] = handles
+    rows["seq"] = seqs
     lens = np.fromiter((len(b) for b in inboxes), dtype=np.uint64, count=n)
     rows["len"] = lens
     rows["count"] = counts
@@ -217,16 +217,16 @@ def parse_step(buf: bytes, max_inbox_bytes: int | None = None) -> StepBatch:
     data_start = head + count * STEP_ROW.itemsize
     lens = rows["len"].astype(np.uint64)
     _check_tiling(rows["off"], lens, data_start, len(buf), STEP_ROW.itemsize, head, "step")
-    handles = rows["handle"]
+    seqs = rows["seq"]
     if count > 1:
-        order = np.argsort(handles, kind="stable")
-        dup = np.flatnonzero(handles[order][1:] == handles[order][:-1])
+        order = np.argsort(seqs, kind="stable")
+        dup = np.flatnonzero(seqs[order][1:] == seqs[order][:-1])
         if dup.size:
             i = int(max(order[dup[0]], order[dup[0] + 1]))
             raise BatchError(
                 "step",
                 head + i * STEP_ROW.itemsize,
-                f"row {i}: handle {int(handles[i])} appears twice",
+                f"row {i}: sequence {int(seqs[i])} appears twice",
             )
     if max_inbox_bytes is not None:
         big = np.flatnonzero(lens + 8 > max_inbox_bytes)
@@ -274,7 +274,7 @@ class CreateBatch:
 class AgentSpec:
     """One agent of a create request (the orchestrator resolves every limit)."""
 
-    handle: int
+    seq: int
     name: str
     module_hash: str
     args: bytes = b""
@@ -296,7 +296,7 @@ def pack_create(tick: int, seed: int, agents: Sequence[AgentSpec]) -> bytes:
         if len(name) > 0xFFFF or len(module) > 0xFFFF:
             raise BatchError("create", 0, f"agent {i}: name or module hash too long")
         rows[i] = (
-            a.handle,
+            a.seq,
             a.fuel,
             a.pages,
             a.sends,
@@ -351,14 +351,14 @@ class DestroyBatch:
 
     tick: int
     call_shutdown: bool
-    handles: npt.NDArray[np.uint64]
+    seqs: npt.NDArray[np.uint64]
 
 
 def pack_destroy(
-    tick: int, handles: Sequence[int] | npt.NDArray[np.uint64], call_shutdown: bool
+    tick: int, seqs: Sequence[int] | npt.NDArray[np.uint64], call_shutdown: bool
 ) -> bytes:
     """A destroy request."""
-    arr = np.asarray(handles, dtype="<u8")
+    arr = np.asarray(seqs, dtype="<u8")
     return (
         _DESTROY_HEAD.pack(MAGIC_DESTROY, VERSION, int(call_shutdown), len(arr), 0, tick)
         + arr.tobytes()
@@ -375,16 +375,16 @@ def parse_destroy(buf: bytes) -> DestroyBatch:
         raise BatchError(
             "destroy",
             min(len(buf), head + 8 * count),
-            f"{count} handles need {head + 8 * count} bytes, buffer has {len(buf)}",
+            f"{count} sequences need {head + 8 * count} bytes, buffer has {len(buf)}",
         )
-    handles = np.frombuffer(buf, dtype="<u8", count=count, offset=head)
+    seqs = np.frombuffer(buf, dtype="<u8", count=count, offset=head)
     if count > 1:
-        order = np.argsort(handles, kind="stable")
-        dup = np.flatnonzero(handles[order][1:] == handles[order][:-1])
+        order = np.argsort(seqs, kind="stable")
+        dup = np.flatnonzero(seqs[order][1:] == seqs[order][:-1])
         if dup.size:
             i = int(max(order[dup[0]], order[dup[0] + 1]))
-            raise BatchError("destroy", head + 8 * i, f"handle {int(handles[i])} appears twice")
-    return DestroyBatch(tick, bool(flags & 1), handles)
+            raise BatchError("destroy", head + 8 * i, f"sequence {int(seqs[i])} appears twice")
+    return DestroyBatch(tick, bool(flags & 1), seqs)
 
 
 # ---------------------------------------------------------------------------- results
@@ -412,7 +412,7 @@ class Fault:
 class Result:
     """One agent's call sequence, as the Python reference engine builds it."""
 
-    handle: int
+    seq: int
     code: int = 0
     fuel: int = 0
     sends: bytes = b""
@@ -442,7 +442,7 @@ def pack_results(results: Sequence[Result]) -> bytes:
             fault = struct.pack("<H", len(entry)) + entry + r.fault.detail.encode()
             kind = r.fault.kind
         rows[i] = (
-            r.handle,
+            r.seq,
             r.code,
             kind,
             r.fuel,
@@ -522,7 +522,7 @@ class Results:
         """Row i as a Python object (the slow, general path)."""
         r = self.rows[i]
         return Result(
-            int(r["handle"]),
+            int(r["seq"]),
             int(r["code"]),
             int(r["fuel"]),
             self.sends(i),

@@ -93,26 +93,26 @@ class FakeEngine:
         batch = parse_create(buf)
         out = []
         for i in range(len(batch.rows)):
-            handle = int(batch.rows[i]["handle"])
+            seq = int(batch.rows[i]["seq"])
             name, _module, args = batch.strings(i)
             if len(self.agents) >= self.max_agents:
                 from lockstep_wasm_pool import LimitReachedError
 
                 raise LimitReachedError(f"pool would hold more than {self.max_agents} agents")
             kv = dict(p.split("=", 1) for p in args.decode().split() if "=" in p)
-            self.agents[handle] = _Agent(name, kv)
-            out.append(Result(handle, code=0, fuel=7))
+            self.agents[seq] = _Agent(name, kv)
+            out.append(Result(seq, code=0, fuel=7))
         return pack_results(out)
 
     def step_packed(self, buf: bytes) -> bytes:
         batch = parse_step(buf, self.max_inbox_bytes)
         tick = batch.tick
-        handles = [int(h) for h in batch.rows["handle"]]
-        for h in handles:
+        seqs = [int(h) for h in batch.rows["seq"]]
+        for h in seqs:
             if h not in self.agents:
                 from lockstep_wasm_pool import NotFoundError
 
-                raise NotFoundError(f"no live agent with handle {h}")
+                raise NotFoundError(f"no live agent with sequence {h}")
         if self.fail_step is not None:
             exc = self.fail_step(tick)
             if exc is not None:
@@ -120,9 +120,9 @@ class FakeEngine:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(30)
-        self.stepped.append((tick, handles))
+        self.stepped.append((tick, seqs))
         out = []
-        for i, h in enumerate(handles):
+        for i, h in enumerate(seqs):
             a = self.agents[h]
             mail = records(batch.inbox(i))
             self.delivered[(tick, a.name)] = mail
@@ -162,24 +162,24 @@ class FakeEngine:
 
     def destroy_packed(self, buf: bytes) -> bytes:
         batch = parse_destroy(buf)
-        handles = [int(h) for h in batch.handles]
-        self.destroyed.append((batch.tick, handles, batch.call_shutdown))
+        seqs = [int(h) for h in batch.seqs]
+        self.destroyed.append((batch.tick, seqs, batch.call_shutdown))
         out = []
-        for h in handles:
+        for h in seqs:
             self.agents.pop(h)
             if batch.call_shutdown:
                 out.append(Result(h, code=0, fuel=3))
         return pack_results(out)
 
-    def snapshot(self, handles: list[int]) -> list[pb.AgentSnapshot]:
+    def snapshot(self, seqs: list[int]) -> list[pb.AgentSnapshot]:
         return [
             pb.AgentSnapshot(
-                spec=pb.AgentSpec(handle=h, name=self.agents[h].name),
+                spec=pb.AgentSpec(sequence=h, name=self.agents[h].name),
                 memory=repr(
                     (self.agents[h].args, self.agents[h].received, self.agents[h].subscribed)
                 ).encode(),
             )
-            for h in handles
+            for h in seqs
         ]
 
     def restore(self, snaps: Any) -> pb.RestoreResponse:
@@ -187,5 +187,5 @@ class FakeEngine:
 
         for s in snaps:
             args, received, sub = ast.literal_eval(s.memory.decode())
-            self.agents[s.spec.handle] = _Agent(s.spec.name, args, received, sub)
+            self.agents[s.spec.sequence] = _Agent(s.spec.name, args, received, sub)
         return pb.RestoreResponse()

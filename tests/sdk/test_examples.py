@@ -257,9 +257,9 @@ def test_gossip_each_hearer_tells_k_distinct_peers_once(built: Built) -> None:
         for sender, dests in told.items():
             assert len(dests) == k and len(set(dests)) == k and sender not in dests
         # Termination reports how often each agent heard it again.
-        handles = [world._live[a].handle for a in world.live()]
+        seqs = [world._live[a].seq for a in world.live()]
         res = world.pool.destroy_agents(
-            pb.DestroyAgentsRequest(tick=world.tick, handles=handles, call_shutdown=True)
+            pb.DestroyAgentsRequest(tick=world.tick, sequences=seqs, call_shutdown=True)
         )
         texts = [log.text for r in res.results for log in r.logs]
         assert len(texts) == n
@@ -275,9 +275,9 @@ def test_market_matches_deterministically_and_conserves_cash_and_shares(built: B
         for i in range(8):
             world.spawn(f"t{i}", ht, b"orders=12 cash=5000 shares=50")
         world.run(200)
-        handles = [world._live[a].handle for a in world.live()]
+        seqs = [world._live[a].seq for a in world.live()]
         res = world.pool.destroy_agents(
-            pb.DestroyAgentsRequest(tick=world.tick, handles=handles, call_shutdown=True)
+            pb.DestroyAgentsRequest(tick=world.tick, sequences=seqs, call_shutdown=True)
         )
         return world, [log.text for r in res.results for log in r.logs]
 

@@ -84,7 +84,7 @@ class Event:
 
 @dataclass
 class _Live:
-    handle: int
+    seq: int
     name: str
     idle: bool = False
     topics: set[str] = field(default_factory=set)
@@ -102,7 +102,7 @@ class World:
         self.tick = 0
         self.events: list[Event] = []
         self._live: dict[str, _Live] = {}  # insertion order = spawn order
-        self._next_handle = 1
+        self._next_seq = 1
         # Records due at the next step, per agent, already in canonical order: senders are
         # routed in spawn order and each sender's sends in call order.
         self._mail: dict[str, list[bytes]] = {}
@@ -123,18 +123,18 @@ class World:
 
     def spawn(self, name: str, module_hash: str, args: bytes = b"") -> Event:
         """Create an agent (runs agent_init) at the current tick."""
-        handle = self._next_handle
-        self._next_handle += 1
+        seq = self._next_seq
+        self._next_seq += 1
         resp = self.pool.create_agents(
             pb.CreateAgentsRequest(
                 tick=self.tick,
                 seed=self.seed,
-                agents=[pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, args=args)],
+                agents=[pb.AgentSpec(sequence=seq, name=name, module_hash=module_hash, args=args)],
             )
         )
         event = self._record(name, resp.results[0])
         if not event.fault and event.code != 2:
-            self._live[name] = _Live(handle, name)
+            self._live[name] = _Live(seq, name)
         return event
 
     def send_external(self, dest: str, payload: bytes) -> None:
@@ -157,7 +157,7 @@ class World:
                 continue
             steps.append(
                 pb.AgentStep(
-                    handle=agent.handle,
+                    sequence=agent.seq,
                     inbox=batch_buffer(records) if records else b"",
                     inbox_count=len(records),
                 )

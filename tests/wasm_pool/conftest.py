@@ -107,8 +107,8 @@ def batch(*records: bytes) -> bytes:
     return struct.pack("<II", 8 + len(body), len(records)) + body
 
 
-def spec(handle: int, name: str, module_hash: str, **kw: object) -> pb.AgentSpec:
-    return pb.AgentSpec(handle=handle, name=name, module_hash=module_hash, **kw)  # type: ignore[arg-type]
+def spec(seq: int, name: str, module_hash: str, **kw: object) -> pb.AgentSpec:
+    return pb.AgentSpec(sequence=seq, name=name, module_hash=module_hash, **kw)  # type: ignore[arg-type]
 
 
 def native_available() -> bool:
@@ -144,22 +144,22 @@ def pool(request: pytest.FixtureRequest) -> Iterator[WasmPool]:
 def create(
     pool: WasmPool, *agents: tuple[int, str, bytes], seed: int = 7, tick: int = 0
 ) -> pb.CreateAgentsResponse:
-    """Load each module and create the agents (handle, name, wasm)."""
+    """Load each module and create the agents (seq, name, wasm)."""
     specs = []
-    for handle, name, wasm in agents:
+    for seq, name, wasm in agents:
         digest = pool.load_module(wasm).module_hash
-        specs.append(spec(handle, name, digest))
+        specs.append(spec(seq, name, digest))
     return pool.create_agents(pb.CreateAgentsRequest(tick=tick, seed=seed, agents=specs))
 
 
 def step(
-    pool: WasmPool, tick: int, *handles: int, inboxes: dict[int, tuple[bytes, int]] | None = None
+    pool: WasmPool, tick: int, *seqs: int, inboxes: dict[int, tuple[bytes, int]] | None = None
 ) -> list[pb.AgentStepResult]:
     inboxes = inboxes or {}
     steps = [
         pb.AgentStep(
-            handle=h, inbox=inboxes.get(h, (b"", 0))[0], inbox_count=inboxes.get(h, (b"", 0))[1]
+            sequence=h, inbox=inboxes.get(h, (b"", 0))[0], inbox_count=inboxes.get(h, (b"", 0))[1]
         )
-        for h in handles
+        for h in seqs
     ]
     return list(pool.step_batch(pb.StepBatchRequest(tick=tick, steps=steps)).results)

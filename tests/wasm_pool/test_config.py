@@ -64,7 +64,7 @@ def test_thousands_of_agents_in_one_pool() -> None:
             pb.CreateAgentsRequest(agents=[spec(i + 1, f"a{i}", digest) for i in range(n)])
         )
         results = pool.step_batch(
-            pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=i + 1) for i in range(n)])
+            pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(sequence=i + 1) for i in range(n)])
         ).results
         assert len(results) == n and not any(r.HasField("fault") for r in results)
         assert pool.reset().dropped == n

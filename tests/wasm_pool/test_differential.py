@@ -74,7 +74,8 @@ def test_protobuf_methods_identical() -> None:
                     seed=3,
                     tick=0,
                     agents=[
-                        pb.AgentSpec(handle=h, name=f"n{h}", module_hash=digest) for h in (1, 2, 3)
+                        pb.AgentSpec(sequence=h, name=f"n{h}", module_hash=digest)
+                        for h in (1, 2, 3)
                     ],
                 )
             )
@@ -87,20 +88,20 @@ def test_protobuf_methods_identical() -> None:
                         pb.StepBatchRequest(
                             tick=tick,
                             steps=[
-                                pb.AgentStep(handle=h, inbox=inbox, inbox_count=1)
+                                pb.AgentStep(sequence=h, inbox=inbox, inbox_count=1)
                                 for h in (3, 1, 2)
                             ],
                         )
                     )
                 )
             destroyed = pool.destroy_agents(
-                pb.DestroyAgentsRequest(tick=4, handles=[2], call_shutdown=True)
+                pb.DestroyAgentsRequest(tick=4, sequences=[2], call_shutdown=True)
             )
             out.append(
                 [m.SerializeToString(deterministic=True) for m in (created, *steps, destroyed)]
             )
             out.append([s.SerializeToString(deterministic=True) for s in pool.snapshot([])])
-            out.append(pool.handles())
+            out.append(pool.seqs())
         assert out[0:3] == out[3:6]
 
 
@@ -121,7 +122,7 @@ def test_snapshot_restore_identical_across_engines() -> None:
                 )
             )
             for tick in (1, 2):
-                live = pool.handles()
+                live = pool.seqs()
                 boxes = [inbox_for(h, tick) for h in live]
                 pool.step_packed(
                     wire.pack_step(tick, live, [x for x, _ in boxes], [n for _, n in boxes])
@@ -133,8 +134,8 @@ def test_snapshot_restore_identical_across_engines() -> None:
                 for w in wasms:
                     pool.load_module(w)
                 pool.restore(snaps)
-            live = a.handles()
-            assert a2.handles() == b2.handles() == live
+            live = a.seqs()
+            assert a2.seqs() == b2.seqs() == live
             outs = []
             for pool in (a, b, a2, b2):
                 boxes = [inbox_for(h, 3) for h in live]
@@ -184,8 +185,8 @@ def test_native_refuses_like_python() -> None:
             b.step_packed(wire.pack_step(1, [1, 1], [b"", b""], [0, 0]))
         with pytest.raises(wire.BatchError, match="appears twice"):
             b.step_packed(wire.pack_step(1, [9, 9], [b"", b""], [0, 0]))
-        with pytest.raises(NotFoundError, match=r"steps\[1\]: no live agent with handle 9"):
+        with pytest.raises(NotFoundError, match=r"steps\[1\]: no live agent with sequence 9"):
             b.step_packed(wire.pack_step(1, [1, 9], [b"", b""], [0, 0]))
         with pytest.raises(NotFoundError):
             b.destroy_packed(wire.pack_destroy(1, [1, 9], True))
-        assert b.handles() == [1, 2]
+        assert b.seqs() == [1, 2]

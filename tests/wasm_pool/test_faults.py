@@ -26,7 +26,7 @@ def run_with_good(
     assert [r.HasField("fault") for r in created.results] == [False, False, False]
     inboxes = {h: inbox for h in (1, 2, 3)} if inbox else None
     results = step(pool, 1, 1, 2, 3, inboxes=inboxes)
-    assert [r.handle for r in results] == [1, 2, 3]
+    assert [r.sequence for r in results] == [1, 2, 3]
     for good in (results[0], results[2]):
         assert not good.HasField("fault")
         assert unpack_sends(good.sends) == [(b"peer", b"ok")]
@@ -35,7 +35,7 @@ def run_with_good(
     # Sends and infers of a faulted tick are dropped.
     assert bad_result.sends == b"" and bad_result.send_count == 0 and not bad_result.infers
     # The faulted instance is gone; the others go on.
-    assert pool.handles() == [1, 3]
+    assert pool.seqs() == [1, 3]
     again = step(pool, 2, 1, 3)
     assert all(not r.HasField("fault") for r in again)
     return bad_result.fault, results
@@ -98,7 +98,7 @@ def test_memory_limit_at_instantiation(pool: WasmPool) -> None:
     assert fault.entry_point == "instantiate"
     assert not created.results[0].HasField("fault")
     assert not created.results[2].HasField("fault")
-    assert pool.handles() == [1, 3]
+    assert pool.seqs() == [1, 3]
 
 
 def test_bad_pointer_in_host_call(pool: WasmPool) -> None:
@@ -159,7 +159,7 @@ def test_negative_init_code(pool: WasmPool) -> None:
     created = create(pool, (1, "g1", GOOD), (2, "bad", agent_wat(init="(i32.const -1)")))
     assert created.results[1].fault.kind == cpb.FAULT_KIND_ERROR_CODE
     assert created.results[1].fault.entry_point == "agent_init"
-    assert pool.handles() == [1]
+    assert pool.seqs() == [1]
 
 
 def test_trap_in_start_function(pool: WasmPool) -> None:
@@ -167,16 +167,16 @@ def test_trap_in_start_function(pool: WasmPool) -> None:
     created = create(pool, (1, "g1", GOOD), (2, "bad", bad))
     assert created.results[1].fault.kind == cpb.FAULT_KIND_TRAP
     assert created.results[1].fault.entry_point == "instantiate"
-    assert pool.handles() == [1]
+    assert pool.seqs() == [1]
 
 
-def test_faulted_agent_logs_are_kept_and_handle_reusable(pool: WasmPool) -> None:
+def test_faulted_agent_logs_are_kept_and_sequence_reusable(pool: WasmPool) -> None:
     bad = agent_wat(
         step="(drop (call $log (i32.const 3) (i32.const 16) (i32.const 5))) unreachable"
     )
     _fault, results = run_with_good(pool, bad)
     assert [log.text for log in results[1].logs] == ["hello"]
-    # The orchestrator restarts by re-creating the same handle.
+    # The orchestrator restarts by re-creating the same sequence.
     again = create(pool, (2, "bad", GOOD))
     assert not again.results[0].HasField("fault")
 
@@ -198,7 +198,7 @@ def test_fuel_exhausted_in_start_function(pool: WasmPool) -> None:
     assert created.results[1].fault.kind == cpb.FAULT_KIND_FUEL_EXHAUSTED
     assert created.results[1].fault.entry_point == "instantiate"
     assert created.results[1].fuel_used == 10_000_000
-    assert pool.handles() == [1]
+    assert pool.seqs() == [1]
 
 
 def test_start_function_sends_belong_to_init(pool: WasmPool) -> None:

@@ -33,8 +33,8 @@ def calls_agent(*calls: str, **kw: str) -> bytes:
     return agent_wat(step=copy + body + "(i32.const 0)", **kw)
 
 
-def results_of(pool: WasmPool, handle: int, n: int) -> list[int]:
-    mem = pool.snapshot([handle])[0].memory
+def results_of(pool: WasmPool, seq: int, n: int) -> list[int]:
+    mem = pool.snapshot([seq])[0].memory
     return list(struct.unpack_from(f"<{n}i", mem, RESULTS))
 
 
@@ -329,11 +329,13 @@ def test_shutdown(pool: WasmPool) -> None:
         ),
         (2, "b", agent_wat(shutdown="(i32.const -9)")),
     )
-    resp = pool.destroy_agents(pb.DestroyAgentsRequest(tick=9, handles=[1, 2], call_shutdown=True))
+    resp = pool.destroy_agents(
+        pb.DestroyAgentsRequest(tick=9, sequences=[1, 2], call_shutdown=True)
+    )
     assert unpack_sends(resp.results[0].sends) == [(b"peer", b"hello")]
     assert resp.results[1].fault.kind == cpb.FAULT_KIND_ERROR_CODE
     assert resp.results[1].fault.entry_point == "agent_shutdown"
-    assert pool.handles() == []
+    assert pool.seqs() == []
 
 
 def test_fuel_is_one_budget_per_tick_across_calls() -> None:

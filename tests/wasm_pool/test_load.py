@@ -161,7 +161,7 @@ def test_rejected_module_faults_agents_at_create(pool: WasmPool) -> None:
     assert [r.HasField("fault") for r in resp.results] == [False, True, False]
     assert resp.results[1].fault.kind == cpb.FAULT_KIND_ABI_VIOLATION
     assert "wasi_snapshot_preview1.random_get" in resp.results[1].fault.detail
-    assert pool.handles() == [1, 3]
+    assert pool.seqs() == [1, 3]
 
 
 def test_create_request_validation(pool: WasmPool) -> None:
@@ -174,9 +174,9 @@ def test_create_request_validation(pool: WasmPool) -> None:
         pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good, args=bytes(65537))]))
     from lockstep_wasm_pool import AlreadyExistsError
 
-    with pytest.raises(AlreadyExistsError, match="handle is already live"):
+    with pytest.raises(AlreadyExistsError, match="sequence is already live"):
         pool.create_agents(pb.CreateAgentsRequest(agents=[spec(1, "a", good), spec(1, "b", good)]))
-    assert pool.handles() == []  # nothing half-created
+    assert pool.seqs() == []  # nothing half-created
 
 
 def test_module_size_bound() -> None:

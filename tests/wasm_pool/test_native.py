@@ -135,7 +135,7 @@ def test_fast_and_public_paths_agree_byte_for_byte() -> None:
             out = [created.SerializeToString(deterministic=True)]
             inbox = (batch(record(b"m1"), record(b"m2")), 2)
             for tick in (1, 2):
-                live = pool.handles()
+                live = pool.seqs()
                 out += [
                     r.SerializeToString(deterministic=True)
                     for r in step(pool, tick, *live, inboxes={h: inbox for h in live})

@@ -27,7 +27,7 @@ def _result(r: pb.AgentStepResult) -> wire.Result:
     if r.HasField("fault"):
         fault = wire.Fault(r.fault.kind, r.fault.detail, r.fault.entry_point)
     return wire.Result(
-        r.handle,
+        r.sequence,
         r.code,
         r.fuel_used,
         r.sends,
@@ -57,7 +57,7 @@ def proto_runner(pool: WasmPool):  # type: ignore[no-untyped-def]
                 )
                 specs.append(
                     pb.AgentSpec(
-                        handle=int(row["handle"]),
+                        sequence=int(row["seq"]),
                         name=name,
                         module_hash=module_hash,
                         args=args,
@@ -74,13 +74,13 @@ def proto_runner(pool: WasmPool):  # type: ignore[no-untyped-def]
                 recs = s.inbox(i)
                 n = int(row["count"])
                 inbox = struct.pack("<II", 8 + len(recs), n) + recs if n else b""
-                steps.append(pb.AgentStep(handle=int(row["handle"]), inbox=inbox, inbox_count=n))
+                steps.append(pb.AgentStep(sequence=int(row["seq"]), inbox=inbox, inbox_count=n))
             results = pool.step_batch(pb.StepBatchRequest(tick=s.tick, steps=steps)).results
         else:
             d = wire.parse_destroy(buf)
             results = pool.destroy_agents(
                 pb.DestroyAgentsRequest(
-                    tick=d.tick, handles=[int(h) for h in d.handles], call_shutdown=d.call_shutdown
+                    tick=d.tick, sequences=[int(h) for h in d.seqs], call_shutdown=d.call_shutdown
                 )
             ).results
         return wire.pack_results([_result(r) for r in results])
@@ -128,7 +128,7 @@ def test_packed_log_text_is_replaced_utf8() -> None:
     with WasmPool(WasmPoolConfig(engine="python")) as pool:
         log = play(Scenario(packed_runner(pool)), load(pool), ticks=1)
         res = wire.parse_results(log[1])
-        busy = next(i for i in range(len(res)) if res.rows[i]["handle"] == 2)
+        busy = next(i for i in range(len(res)) if res.rows[i]["seq"] == 2)
         texts = [x.text for x in res.logs(busy)]
         assert texts[:2] == [b"hello", b"\xff\xfeA\xc3".decode("utf-8", "replace").encode()]
 
@@ -147,7 +147,7 @@ def test_packed_request_validated_before_anything_runs() -> None:
         assert pool.snapshot([]) == before
         small = record(b"x" * 4)  # 40 + 8 = 48: at the limit, accepted
         out = wire.parse_results(pool.step_packed(wire.pack_step(1, [2], [small], [1])))
-        assert out.fault(0) is None and int(out.rows[0]["handle"]) == 2
+        assert out.fault(0) is None and int(out.rows[0]["seq"]) == 2
 
 
 def test_packed_zero_limits_take_pool_defaults() -> None:
@@ -273,4 +273,4 @@ def test_fuzz_pool_packed_methods_never_crash(fuzz_pool: WasmPool, case: tuple[s
         buf = _valid_buffers()["step"][: len(buf)] if len(buf) < 100 else buf
     with contextlib.suppress(wire.BatchError, NotFoundError):
         fuzz_pool.step_packed(buf)
-    assert fuzz_pool.handles() == [1, 2, 5]
+    assert fuzz_pool.seqs() == [1, 2, 5]

@@ -78,7 +78,7 @@ def test_status_codes(server: str, auth: Auth) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "above the pool limit" in (info.value.details() or "")
     with pytest.raises(grpc.RpcError) as info:
-        s.StepBatch(pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(handle=9)]))
+        s.StepBatch(pb.StepBatchRequest(tick=1, steps=[pb.AgentStep(sequence=9)]))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     digest = s.LoadModule(pb.LoadModuleRequest(wasm=GOOD)).module_hash
     s.CreateAgents(pb.CreateAgentsRequest(agents=[spec(1, "a", digest)]))
@@ -86,10 +86,12 @@ def test_status_codes(server: str, auth: Auth) -> None:
         s.CreateAgents(pb.CreateAgentsRequest(agents=[spec(1, "a", digest)]))
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
     with pytest.raises(grpc.RpcError) as info:
-        s.StepBatch(pb.StepBatchRequest(steps=[pb.AgentStep(handle=1, inbox=b"xx", inbox_count=1)]))
+        s.StepBatch(
+            pb.StepBatchRequest(steps=[pb.AgentStep(sequence=1, inbox=b"xx", inbox_count=1)])
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as info:
-        list(s.Snapshot(pb.SnapshotRequest(handles=[5])))
+        list(s.Snapshot(pb.SnapshotRequest(sequences=[5])))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert s.GetPoolInfo(pb.GetPoolInfoRequest()).agents == 1
     assert s.Reset(pb.ResetRequest()).dropped == 1
@@ -100,7 +102,7 @@ def ticks(s: pb_grpc.WasmPoolServiceStub, first: int, last: int) -> list[bytes]:
     out = []
     for tick in range(first, last):
         inbox = batch(record(tick.to_bytes(4, "little")))
-        steps = [pb.AgentStep(handle=h, inbox=inbox, inbox_count=1) for h in (1, 2)]
+        steps = [pb.AgentStep(sequence=h, inbox=inbox, inbox_count=1) for h in (1, 2)]
         out.append(
             s.StepBatch(pb.StepBatchRequest(tick=tick, steps=steps)).SerializeToString(
                 deterministic=True
@@ -119,14 +121,14 @@ def test_snapshot_restore_into_fresh_process(
     )
     ticks(a, 1, 4)
     snaps = list(a.Snapshot(pb.SnapshotRequest()))
-    assert [s.spec.handle for s in snaps] == [1, 2]
+    assert [s.spec.sequence for s in snaps] == [1, 2]
     want = ticks(a, 4, 7)
     want_hashes = [s.state_hash for s in a.Snapshot(pb.SnapshotRequest())]
 
     proc = service_factory("lockstep_wasm_pool", auth[0])
     b = stub(proc.address, auth[1])
     assert b.LoadModule(pb.LoadModuleRequest(wasm=CHATTY)).module_hash == digest
-    assert list(b.Restore(iter(snaps)).handles) == [1, 2]
+    assert list(b.Restore(iter(snaps)).sequences) == [1, 2]
     assert ticks(b, 4, 7) == want
     assert [s.state_hash for s in b.Snapshot(pb.SnapshotRequest())] == want_hashes
 
@@ -164,7 +166,7 @@ def test_packed_wire_over_grpc(server: str, auth: Auth) -> None:
             )
         )
     ).batch
-    assert list(wire.parse_results(out).rows["handle"]) == [1, 2]
+    assert list(wire.parse_results(out).rows["seq"]) == [1, 2]
     step = wire.pack_step(1, [1, 2], [record(b"hi"), b""], [1, 0])
     res = wire.parse_results(s.StepBatch(pb.StepBatchRequest(batch=step)).batch)
     assert [res.fault(i) for i in range(2)] == [None, None]

@@ -38,7 +38,7 @@ def run_ticks(pool: WasmPool, first: int, last: int) -> list[pb.StepBatchRespons
     out = []
     for tick in range(first, last):
         inbox = batch(record(struct.pack("<I", tick)))
-        steps = [pb.AgentStep(handle=h, inbox=inbox, inbox_count=1) for h in (1, 2)]
+        steps = [pb.AgentStep(sequence=h, inbox=inbox, inbox_count=1) for h in (1, 2)]
         out.append(pool.step_batch(pb.StepBatchRequest(tick=tick, steps=steps)))
     return out
 
@@ -92,7 +92,7 @@ def test_restore_then_step_matches_uninterrupted_run() -> None:
         want_hashes = [s.state_hash for s in straight.snapshot([])]
     with WasmPool() as restored:
         restored.load_module(CHATTY)
-        assert list(restored.restore(snaps).handles) == [1, 2]
+        assert list(restored.restore(snaps).sequences) == [1, 2]
         assert [s.state_hash for s in restored.snapshot([])] == [s.state_hash for s in snaps]
         got = [r.SerializeToString(deterministic=True) for r in run_ticks(restored, 4, 8)]
         assert got == want
@@ -108,7 +108,7 @@ def test_restore_nan_bits_exactly(pool: WasmPool) -> None:
     step(pool, 1, 1)
     snap = pool.snapshot([1])[0]
     assert snap.globals[2].bits == struct.pack("<Q", 0x7FF4000000000123)
-    pool.destroy_agents(pb.DestroyAgentsRequest(handles=[1]))
+    pool.destroy_agents(pb.DestroyAgentsRequest(sequences=[1]))
     pool.restore([snap])
     assert pool.snapshot([1])[0].globals[2].bits == snap.globals[2].bits
 
@@ -148,15 +148,15 @@ def test_restore_validation(pool: WasmPool) -> None:
     # All or nothing: a good snapshot followed by a bad one restores neither.
     other = pb.AgentSnapshot()
     other.CopyFrom(snap)
-    other.spec.handle = 2
+    other.spec.sequence = 2
     other.spec.name = "b"
     with pytest.raises(InvalidRequestError):
         pool.restore([other, tampered])
-    assert pool.handles() == []
+    assert pool.seqs() == []
     with WasmPool() as fresh, pytest.raises(NotFoundError, match="not loaded"):
         fresh.restore([snap])
 
 
-def test_snapshot_unknown_handle(pool: WasmPool) -> None:
+def test_snapshot_unknown_sequence(pool: WasmPool) -> None:
     with pytest.raises(NotFoundError):
         pool.snapshot([42])

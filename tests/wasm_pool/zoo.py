@@ -141,12 +141,12 @@ CREATE_FAULTING: list[tuple[str, bytes]] = [
 ALL = LIVING + FAULTING + CREATE_FAULTING
 
 
-def inbox_for(handle: int, tick: int) -> tuple[bytes, int]:
+def inbox_for(seq: int, tick: int) -> tuple[bytes, int]:
     """Records (no batch header) for one agent at one tick: 0-3 messages of every kind."""
-    n = (handle + tick) % 4
+    n = (seq + tick) % 4
     recs = [
         record(
-            struct.pack("<IQ", tick, handle) + bytes([i]) * i,
+            struct.pack("<IQ", tick, seq) + bytes([i]) * i,
             sender=b"s%d" % i,
             dest=b"#t" if i == 2 else b"a",
             kind=i % 5,
@@ -171,7 +171,7 @@ class Scenario:
     def create(self, tick: int, hashes: dict[str, str]) -> None:
         specs = [
             wire.AgentSpec(
-                handle=h,
+                seq=h,
                 name=name,
                 module_hash=hashes[name],
                 args=b"args-%d" % h,
@@ -190,16 +190,16 @@ class Scenario:
         )
         self._note(out)
 
-    def destroy(self, tick: int, handles: list[int], shutdown: bool) -> None:
-        out = self.run("destroy", wire.pack_destroy(tick, handles, shutdown))
+    def destroy(self, tick: int, seqs: list[int], shutdown: bool) -> None:
+        out = self.run("destroy", wire.pack_destroy(tick, seqs, shutdown))
         self.log.append(out)
-        self.live = [h for h in self.live if h not in handles]
+        self.live = [h for h in self.live if h not in seqs]
 
     def _note(self, out: bytes) -> None:
         self.log.append(out)
         res = wire.parse_results(out)
-        gone = {int(r["handle"]) for r in res.rows if r["fault_kind"] or r["code"] == 2}
-        seen = [int(r["handle"]) for r in res.rows]
+        gone = {int(r["seq"]) for r in res.rows if r["fault_kind"] or r["code"] == 2}
+        seen = [int(r["seq"]) for r in res.rows]
         live = set(self.live) | {h for h in seen if h not in gone}
         self.live = sorted(h for h in live if h not in gone)
 

@@ -101,9 +101,7 @@ def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
     for i in np.flatnonzero((w.state != TERMINATED) & (w.state != FAULTED)).tolist():
         by_pool.setdefault(int(w.pool[i]), []).append(i + 1)
     snapshots = [
-        snap
-        for pool, handles in sorted(by_pool.items())
-        for snap in kernel.pools.snapshot(pool, handles)
+        snap for pool, seqs in sorted(by_pool.items()) for snap in kernel.pools.snapshot(pool, seqs)
     ]
     return state, snapshots
 
@@ -231,7 +229,7 @@ def restore_into(kernel: Kernel, state: dict[str, Any], snapshots: list[ppb.Agen
         ]
     by_pool: dict[int, list[ppb.AgentSnapshot]] = {}
     for snap in snapshots:
-        seq = snap.spec.handle
+        seq = snap.spec.sequence
         pool = int(w.pool[seq - 1])
         module = w.metas[seq - 1].module
         kernel.pools.ensure_module(pool, module, kernel.module_bytes(module))

@@ -592,7 +592,7 @@ class Kernel:
             results = self.pools.destroy(
                 {p: pack_destroy(t, hs, True) for p, hs in sorted(requests.items())}
             )
-            found = self._by_handle(results, requests)
+            found = self._by_seq(results, requests)
             for seq in terminated:
                 res, row = found[seq]
                 self._absorb_row(tx, res, row, b"shutdown", b"SHUT")
@@ -622,8 +622,8 @@ class Kernel:
         results = self.pools.create(
             {p: pack_create(tx.t, self.config.seed, specs) for p, specs in sorted(requests.items())}
         )
-        found = self._by_handle(
-            results, {p: [s.handle for s in specs] for p, specs in requests.items()}
+        found = self._by_seq(
+            results, {p: [s.seq for s in specs] for p, specs in requests.items()}
         )
         for seq in seqs:
             res, row = found[seq]
@@ -631,26 +631,26 @@ class Kernel:
             self._absorb_row(tx, res, row, b"init", b"INIT")
 
     @staticmethod
-    def _by_handle(
+    def _by_seq(
         results: dict[int, bytes], requested: dict[int, list[int]]
     ) -> dict[int, tuple[Results, int]]:
         out: dict[int, tuple[Results, int]] = {}
-        for pool, handles in requested.items():
+        for pool, seqs in requested.items():
             res = _parse(results.get(pool), pool)
-            got = res.rows["handle"].astype(np.int64)
-            if len(got) != len(handles) or (got != np.asarray(handles, dtype=np.int64)).any():
+            got = res.rows["seq"].astype(np.int64)
+            if len(got) != len(seqs) or (got != np.asarray(seqs, dtype=np.int64)).any():
                 raise PoolProtocolError(
-                    f"pool {pool} answered for handles {got.tolist()[:8]}, asked for {handles[:8]}"
+                    f"pool {pool} answered for agents {got.tolist()[:8]}, asked for {seqs[:8]}"
                 )
-            for row, handle in enumerate(handles):
-                out[handle] = (res, row)
+            for row, seq in enumerate(seqs):
+                out[seq] = (res, row)
         return out
 
     def _absorb_row(self, tx: _Tx, res: Results, row: int, phase: bytes, marker: bytes) -> None:
         """Fold one (rare-path) result into the world and the tick's events."""
         for event in self._result_events(tx, res, row, phase, marker):
             tx.emit(event)
-        seq = int(res.rows[row]["handle"])
+        seq = int(res.rows[row]["seq"])
         tx.sources.append(
             _Source(np.array([seq], dtype=np.int64), res, np.array([row], dtype=np.int64))
         )
@@ -661,7 +661,7 @@ class Kernel:
         """The events of one result (digest order), with their effect on the world."""
         w = tx.world
         r = res.rows[row]
-        seq = int(r["handle"])
+        seq = int(r["seq"])
         i = seq - 1
         fuel = int(r["fuel"])
         if count_fuel:
@@ -838,7 +838,7 @@ class Kernel:
             idx = np.flatnonzero(pool_of == p)
             members[p] = idx
             rows = np.zeros(len(idx), dtype=STEP_ROW)
-            rows["handle"] = seqs[idx]
+            rows["seq"] = seqs[idx]
             rows["len"] = blen[idx]
             rows["count"] = cnt[idx]
             base = _STEP_HEAD.size + len(idx) * STEP_ROW.itemsize
@@ -862,7 +862,7 @@ class Kernel:
         local = np.zeros(n, dtype=np.int64)
         for b, (p, idx) in enumerate(sorted(members.items())):
             res = _parse(responses.get(p), p)
-            if len(res) != len(idx) or (res.rows["handle"].astype(np.int64) != seqs[idx]).any():
+            if len(res) != len(idx) or (res.rows["seq"].astype(np.int64) != seqs[idx]).any():
                 raise PoolProtocolError(f"pool {p}: step results do not match the request")
             bufs.append(res)
             which[idx] = b
@@ -1250,7 +1250,7 @@ def _step_block_numpy(
 ) -> tuple[bytes, I64, I64]:
     """`_native.step_block` in numpy (where the C helpers cannot be built)."""
     n = len(table)
-    seqs = table["handle"].astype(np.int64)
+    seqs = table["seq"].astype(np.int64)
     code = table["code"].astype(np.int64)
     fuel = table["fuel"].astype(np.int64)
     # Digest block: "STEP" u32 n; per agent u64 seq + lp(inbox batch); per agent result.

@@ -83,7 +83,7 @@ class Pools(Protocol):
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
-    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]: ...
+    def snapshot(self, pool: int, seqs: list[int]) -> list[pb.AgentSnapshot]: ...
     def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None: ...
     def reset(self) -> None: ...
     def forget_modules(self) -> None: ...
@@ -100,7 +100,7 @@ def step_proto(buf: bytes) -> pb.StepBatchRequest:
         records = batch.inbox(i)
         count = int(row["count"])
         inbox = _BATCH.pack(_BATCH.size + len(records), count) + records if count else b""
-        req.steps.add(handle=int(row["handle"]), inbox=inbox, inbox_count=count)
+        req.steps.add(sequence=int(row["seq"]), inbox=inbox, inbox_count=count)
     return req
 
 
@@ -111,7 +111,7 @@ def create_proto(buf: bytes) -> pb.CreateAgentsRequest:
         row = batch.rows[i]
         name, module, args = batch.strings(i)
         req.agents.add(
-            handle=int(row["handle"]),
+            sequence=int(row["seq"]),
             name=name,
             module_hash=module,
             args=args,
@@ -129,7 +129,7 @@ def create_proto(buf: bytes) -> pb.CreateAgentsRequest:
 def destroy_proto(buf: bytes) -> pb.DestroyAgentsRequest:
     batch = parse_destroy(buf)
     return pb.DestroyAgentsRequest(
-        tick=batch.tick, handles=[int(h) for h in batch.handles], call_shutdown=batch.call_shutdown
+        tick=batch.tick, sequences=[int(h) for h in batch.seqs], call_shutdown=batch.call_shutdown
     )
 
 
@@ -137,7 +137,7 @@ def results_packed(results: Sequence[pb.AgentStepResult]) -> bytes:
     return pack_results(
         [
             Result(
-                handle=r.handle,
+                seq=r.sequence,
                 code=r.code,
                 fuel=r.fuel_used,
                 sends=r.sends,
@@ -377,11 +377,11 @@ class GrpcPools:
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._call("DestroyAgents", requests)
 
-    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
+    def snapshot(self, pool: int, seqs: list[int]) -> list[pb.AgentSnapshot]:
         try:
             return list(
                 self._stubs[pool].Snapshot(
-                    pb.SnapshotRequest(handles=handles), timeout=RPC_TIMEOUT_S
+                    pb.SnapshotRequest(sequences=seqs), timeout=RPC_TIMEOUT_S
                 )
             )
         except grpc.RpcError as exc:
@@ -516,9 +516,9 @@ class InProcessPools:
             "DestroyAgents", "destroy_packed", "destroy_agents", destroy_proto, requests
         )
 
-    def snapshot(self, pool: int, handles: list[int]) -> list[pb.AgentSnapshot]:
+    def snapshot(self, pool: int, seqs: list[int]) -> list[pb.AgentSnapshot]:
         snaps: list[pb.AgentSnapshot] = self._guard(
-            pool, "Snapshot", self.engines[pool].snapshot, handles
+            pool, "Snapshot", self.engines[pool].snapshot, seqs
         )
         return snaps
 

@@ -89,7 +89,7 @@ class _Limits:
 class _Agent:
     """One live agent: its Store, instance handles, ABI state, and per-sequence output."""
 
-    handle: int
+    seq: int
     name: str
     name_bytes: bytes
     spec: pb.AgentSpec
@@ -236,13 +236,13 @@ class WasmPool(HostFunctions):
         """Validate a whole request before changing anything."""
         if len(self._agents) + len(specs) > self.config.max_agents:
             raise LimitReachedError(f"pool would hold more than {self.config.max_agents} agents")
-        handles: set[int] = set()
+        seqs: set[int] = set()
         names: set[str] = set()
         plans: list[ModuleInfo | ModuleRejectedError] = []
         for i, spec in enumerate(specs):
-            where = f"agents[{i}] (handle {spec.handle})"
-            if spec.handle in self._agents or spec.handle in handles:
-                raise AlreadyExistsError(f"{where}: handle is already live")
+            where = f"agents[{i}] (sequence {spec.sequence})"
+            if spec.sequence in self._agents or spec.sequence in seqs:
+                raise AlreadyExistsError(f"{where}: sequence is already live")
             if not _abi.is_valid_name(spec.name.encode()):
                 raise InvalidRequestError(
                     f"{where}: bad agent name {spec.name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
@@ -264,7 +264,7 @@ class WasmPool(HostFunctions):
                     ) from None
                 plan = exc
             plans.append(plan)
-            handles.add(spec.handle)
+            seqs.add(spec.sequence)
             names.add(spec.name)
         return plans
 
@@ -316,7 +316,7 @@ class WasmPool(HostFunctions):
         name_bytes = spec.name.encode()
         args = bytes(spec.args)
         return _Agent(
-            handle=spec.handle,
+            seq=spec.sequence,
             name=spec.name,
             name_bytes=name_bytes,
             spec=own_spec,
@@ -353,13 +353,13 @@ class WasmPool(HostFunctions):
         result: pb.AgentStepResult,
     ) -> None:
         if isinstance(plan, ModuleRejectedError):
-            result.handle = spec.handle
+            result.sequence = spec.sequence
             result.fault.CopyFrom(plan.fault)
             return
         try:
             agent = self._new_agent(spec, seed, plan)
         except _Fault as exc:  # nothing ran: no fuel was used
-            result.handle = spec.handle
+            result.sequence = spec.sequence
             result.code = exc.code
             result.fault.kind = exc.kind
             result.fault.detail = exc.detail
@@ -380,8 +380,8 @@ class WasmPool(HostFunctions):
             fault = exc
         self._finish(agent, code, fault, result)
         if fault is None:
-            self._agents[agent.handle] = agent
-            self._names[agent.name] = agent.handle
+            self._agents[agent.seq] = agent
+            self._names[agent.name] = agent.seq
         else:
             agent.close()
 
@@ -393,13 +393,13 @@ class WasmPool(HostFunctions):
             agents = self._agents
             no_records: list[bytes] = []
             for i, step in enumerate(request.steps):
-                handle = step.handle
-                agent = agents.get(handle)
+                seq = step.sequence
+                agent = agents.get(seq)
                 if agent is None:
-                    raise NotFoundError(f"steps[{i}]: no live agent with handle {handle}")
-                if handle in seen:
-                    raise InvalidRequestError(f"steps[{i}]: handle {handle} appears twice")
-                seen.add(handle)
+                    raise NotFoundError(f"steps[{i}]: no live agent with sequence {seq}")
+                if seq in seen:
+                    raise InvalidRequestError(f"steps[{i}]: sequence {seq} appears twice")
+                seen.add(seq)
                 inbox = step.inbox
                 records = no_records
                 if inbox or step.inbox_count:
@@ -412,7 +412,7 @@ class WasmPool(HostFunctions):
                         records = _abi.split_inbox(inbox, step.inbox_count)
                     except ValueError as exc:
                         raise InvalidRequestError(
-                            f"steps[{i}] (handle {handle}): bad inbox: {exc}"
+                            f"steps[{i}] (sequence {seq}): bad inbox: {exc}"
                         ) from None
                 plans.append((agent, inbox, records))
             response = pb.StepBatchResponse()
@@ -457,20 +457,20 @@ class WasmPool(HostFunctions):
             fault = exc
         self._finish(agent, code, fault, result)
         if fault is not None:
-            self._drop(agent.handle)
+            self._drop(agent.seq)
 
     def destroy_agents(self, request: pb.DestroyAgentsRequest) -> pb.DestroyAgentsResponse:
         """Optionally call agent_shutdown, then drop the instances."""
         with _WASM_LOCK:
-            handles = list(request.handles)
-            for i, handle in enumerate(handles):
-                if handle not in self._agents:
-                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
-                if handles.index(handle) != i:
-                    raise InvalidRequestError(f"handles[{i}]: handle {handle} appears twice")
+            seqs = list(request.sequences)
+            for i, seq in enumerate(seqs):
+                if seq not in self._agents:
+                    raise NotFoundError(f"sequences[{i}]: no live agent with sequence {seq}")
+                if seqs.index(seq) != i:
+                    raise InvalidRequestError(f"sequences[{i}]: sequence {seq} appears twice")
             response = pb.DestroyAgentsResponse()
-            for handle in handles:
-                agent = self._agents[handle]
+            for seq in seqs:
+                agent = self._agents[seq]
                 if request.call_shutdown:
                     self._begin(agent, request.tick)
                     code = 0
@@ -480,7 +480,7 @@ class WasmPool(HostFunctions):
                     except _Fault as exc:
                         fault = exc
                     self._finish(agent, code, fault, response.results.add())
-                self._drop(handle)
+                self._drop(seq)
             return response
 
     # ------------------------------------------------------------------ packed wire
@@ -495,7 +495,7 @@ class WasmPool(HostFunctions):
             row = req.rows[i]
             name, module_hash, args = req.strings(i)
             spec = pb.AgentSpec(
-                handle=int(row["handle"]), name=name, module_hash=module_hash, args=args
+                sequence=int(row["seq"]), name=name, module_hash=module_hash, args=args
             )
             limits = (
                 int(row["fuel"]),
@@ -529,10 +529,10 @@ class WasmPool(HostFunctions):
             agents = self._agents
             head = _abi.BATCH_HEADER
             for i in range(len(rows)):
-                handle = int(rows[i]["handle"])
-                agent = agents.get(handle)
+                seq = int(rows[i]["seq"])
+                agent = agents.get(seq)
                 if agent is None:
-                    raise NotFoundError(f"steps[{i}]: no live agent with handle {handle}")
+                    raise NotFoundError(f"steps[{i}]: no live agent with sequence {seq}")
                 count = int(rows[i]["count"])
                 if count:
                     body = req.inbox(i)
@@ -554,7 +554,7 @@ class WasmPool(HostFunctions):
         response = self.destroy_agents(
             pb.DestroyAgentsRequest(
                 tick=req.tick,
-                handles=[int(h) for h in req.handles],
+                sequences=[int(h) for h in req.seqs],
                 call_shutdown=req.call_shutdown,
             )
         )
@@ -564,8 +564,8 @@ class WasmPool(HostFunctions):
         """Drop every agent; modules stay cached."""
         with _WASM_LOCK:
             dropped = len(self._agents)
-            for handle in sorted(self._agents):
-                self._drop(handle)
+            for seq in sorted(self._agents):
+                self._drop(seq)
             return pb.ResetResponse(dropped=dropped)
 
     def info(self) -> pb.GetPoolInfoResponse:
@@ -578,24 +578,24 @@ class WasmPool(HostFunctions):
                 default_limits=self.default_limits,
             )
 
-    def handles(self) -> list[int]:
-        """Live agent handles, ascending."""
+    def seqs(self) -> list[int]:
+        """Live agents' sequences, ascending."""
         with _WASM_LOCK:
             return sorted(self._agents)
 
-    def _drop(self, handle: int) -> None:
-        agent = self._agents.pop(handle)
+    def _drop(self, seq: int) -> None:
+        agent = self._agents.pop(seq)
         del self._names[agent.name]
         agent.close()
 
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self, handles: Sequence[int]) -> list[pb.AgentSnapshot]:
-        """Complete instance state of `handles` (empty = all, in handle order)."""
+    def snapshot(self, seqs: Sequence[int]) -> list[pb.AgentSnapshot]:
+        """Complete instance state of `seqs` (empty = all, in sequence order)."""
         with _WASM_LOCK:
-            chosen = list(handles) or sorted(self._agents)
-            for i, handle in enumerate(chosen):
-                if handle not in self._agents:
-                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
+            chosen = list(seqs) or sorted(self._agents)
+            for i, seq in enumerate(chosen):
+                if seq not in self._agents:
+                    raise NotFoundError(f"sequences[{i}]: no live agent with sequence {seq}")
             return [self._snapshot_one(self._agents[h]) for h in chosen]
 
     def _snapshot_one(self, agent: _Agent) -> pb.AgentSnapshot:
@@ -619,9 +619,9 @@ class WasmPool(HostFunctions):
             idle=agent.idle,
         )
 
-    def state_hash_of(self, handle: int) -> bytes:
+    def state_hash_of(self, seq: int) -> bytes:
         """The state hash of one live agent (same as its snapshot's)."""
-        return self.snapshot([handle])[0].state_hash
+        return self.snapshot([seq])[0].state_hash
 
     def restore(self, snapshots: Iterable[pb.AgentSnapshot]) -> pb.RestoreResponse:
         """Recreate agents from snapshots; all or nothing."""
@@ -634,17 +634,17 @@ class WasmPool(HostFunctions):
                 for i, (snap, plan) in enumerate(zip(snaps, plans, strict=True)):
                     assert isinstance(plan, ModuleInfo)
                     agent = self._restore_one(i, snap, plan)
-                    self._agents[agent.handle] = agent
-                    self._names[agent.name] = agent.handle
-                    created.append(agent.handle)
+                    self._agents[agent.seq] = agent
+                    self._names[agent.name] = agent.seq
+                    created.append(agent.seq)
             except BaseException:
-                for handle in created:
-                    self._drop(handle)
+                for seq in created:
+                    self._drop(seq)
                 raise
-            return pb.RestoreResponse(handles=created)
+            return pb.RestoreResponse(sequences=created)
 
     def _restore_one(self, i: int, snap: pb.AgentSnapshot, info: ModuleInfo) -> _Agent:
-        where = f"snapshot {i} (handle {snap.spec.handle})"
+        where = f"snapshot {i} (sequence {snap.spec.sequence})"
         limits = self._resolve_limits(snap.spec.limits, where)
         values = check_snapshot(where, snap, info, limits.pages)
         # A start function is not rerun: memory and globals come from the snapshot.
@@ -690,7 +690,7 @@ class WasmPool(HostFunctions):
     ) -> None:
         """Fill `result` with what the call sequence did (protobuf fields set only if used)."""
         self._current = None
-        result.handle = agent.handle
+        result.sequence = agent.seq
         result.fuel_used = agent.limits.fuel - agent.fuel.remaining()
         if agent.logs:
             result.logs.extend(agent.logs)
@@ -775,7 +775,7 @@ def result_of(r: pb.AgentStepResult) -> wire.Result:
         else None
     )
     return wire.Result(
-        handle=r.handle,
+        seq=r.sequence,
         code=r.code,
         fuel=r.fuel_used,
         sends=bytes(r.sends),

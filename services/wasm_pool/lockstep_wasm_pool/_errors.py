@@ -5,8 +5,8 @@ LockstepError
 │   └── ModuleRejectedError     a module failed validation; `fault` says why
 └── PoolError              a request the pool cannot honour
     ├── InvalidRequestError     malformed or out-of-bounds input  -> INVALID_ARGUMENT
-    ├── NotFoundError           unknown agent handle / module     -> NOT_FOUND
-    ├── AlreadyExistsError      handle or name already live       -> ALREADY_EXISTS
+    ├── NotFoundError           unknown agent sequence / module    -> NOT_FOUND
+    ├── AlreadyExistsError      sequence or name already live     -> ALREADY_EXISTS
     └── LimitReachedError       pool capacity (agents, modules)   -> RESOURCE_EXHAUSTED
 """
 
@@ -38,11 +38,11 @@ class InvalidRequestError(_shared.InvalidRequestError, PoolError):
 
 
 class NotFoundError(_shared.NotFoundError, PoolError):
-    """An unknown agent handle or module hash."""
+    """An unknown agent sequence or module hash."""
 
 
 class AlreadyExistsError(_shared.AlreadyExistsError, PoolError):
-    """A handle or agent name that is already live in this pool."""
+    """A sequence or agent name that is already live in this pool."""
 
 
 class LimitReachedError(_shared.CapacityError, PoolError):

@@ -96,8 +96,8 @@ class NativePool(WasmPool):
         self._module_ids: dict[str, int] = {}
         self._module_hashes: list[str] = []
         self._module_infos: list[ModuleInfo] = []
-        self._native_names: dict[str, int] = {}  # live agent name -> handle
-        self._name_of: dict[int, str] = {}  # handle -> name
+        self._native_names: dict[str, int] = {}  # live agent name -> seq
+        self._name_of: dict[int, str] = {}  # seq -> name
         self._len = ctypes.c_size_t(0)
         self._row_fuel = _NO_FUEL
         self._bad = ctypes.c_uint32(0)
@@ -185,7 +185,7 @@ class NativePool(WasmPool):
 
     def _fuel_of_row(self, r: wire.Result) -> int:
         """The fuel budget of a row's agent (instantiation faults name it)."""
-        return self._row_fuel.get(r.handle, self.config.fuel_per_step)
+        return self._row_fuel.get(r.seq, self.config.fuel_per_step)
 
     # ------------------------------------------------------------------ create
     def create_packed(self, buf: bytes) -> bytes:
@@ -201,9 +201,9 @@ class NativePool(WasmPool):
         live = int(self._lib.ls_live(self._core))
         if live + n > c.max_agents:
             raise LimitReachedError(f"pool would hold more than {c.max_agents} agents")
-        handles = np.ascontiguousarray(rows["handle"], dtype=np.uint64)
+        seqs = np.ascontiguousarray(rows["seq"], dtype=np.uint64)
         slots = np.empty(n, dtype=np.int64)
-        self._lib.ls_lookup(self._core, handles.ctypes.data, n, slots.ctypes.data)
+        self._lib.ls_lookup(self._core, seqs.ctypes.data, n, slots.ctypes.data)
         pages = np.where(rows["pages"] == 0, c.max_memory_pages, rows["pages"]).astype(np.uint32)
         fuel = np.where(rows["fuel"] == 0, c.fuel_per_step, rows["fuel"]).astype(np.uint64)
         sends = np.where(rows["sends"] == 0, c.max_messages_per_step, rows["sends"]).astype(
@@ -222,10 +222,10 @@ class NativePool(WasmPool):
         seed_bytes = b"lockstep.random.v1" + struct.pack("<Q", req.seed)
         for i in range(n):
             name, module_hash, args = req.strings(i)
-            handle = int(handles[i])
-            where = f"agents[{i}] (handle {handle})"
-            if slots[i] >= 0 or handle in seen:
-                raise AlreadyExistsError(f"{where}: handle is already live")
+            seq = int(seqs[i])
+            where = f"agents[{i}] (sequence {seq})"
+            if slots[i] >= 0 or seq in seen:
+                raise AlreadyExistsError(f"{where}: sequence is already live")
             if not _abi.is_valid_name(name.encode()):
                 raise InvalidRequestError(
                     f"{where}: bad agent name {name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
@@ -252,9 +252,9 @@ class NativePool(WasmPool):
                     raise AssertionError(module_hash)
             modules[i] = mid
             keys[32 * i : 32 * i + 32] = hashlib.sha256(seed_bytes + name.encode()).digest()
-            seen.add(handle)
-            names[name] = handle
-        self._row_fuel = _RowFuel(handles, fuel)
+            seen.add(seq)
+            names[name] = seq
+        self._row_fuel = _RowFuel(seqs, fuel)
         kb = bytes(keys)
         self._lib.ls_create(
             self._core,
@@ -273,7 +273,7 @@ class NativePool(WasmPool):
         all_names = list(names)
         for i in map(int, np.flatnonzero(res["fault_kind"] == 0)):
             name = all_names[i]
-            h = int(handles[i])
+            h = int(seqs[i])
             live_names[name] = h
             self._name_of[h] = name
         return out
@@ -281,7 +281,7 @@ class NativePool(WasmPool):
     def create_agents(self, request: pb.CreateAgentsRequest) -> pb.CreateAgentsResponse:
         specs = [
             wire.AgentSpec(
-                handle=s.handle,
+                seq=s.sequence,
                 name=s.name,
                 module_hash=s.module_hash,
                 args=s.args,
@@ -296,7 +296,7 @@ class NativePool(WasmPool):
         for i, s in enumerate(specs):  # what pack_create cannot carry
             if len(s.name.encode()) > 0xFFFF or len(s.module_hash.encode()) > 0xFFFF:
                 raise InvalidRequestError(
-                    f"agents[{i}] (handle {s.handle}): bad agent name or module hash"
+                    f"agents[{i}] (sequence {s.seq}): bad agent name or module hash"
                 )
             if s.fuel >= 1 << 64 or s.pages >= 1 << 32:
                 raise InvalidRequestError(f"agents[{i}]: limit out of range")
@@ -312,8 +312,8 @@ class NativePool(WasmPool):
                 wire.parse_step(buf, self.config.max_inbox_bytes)  # raises the BatchError
                 if st == 2:
                     row = self._bad.value
-                    handle = struct.unpack_from("<Q", buf, 24 + 24 * row)[0]
-                    raise NotFoundError(f"steps[{row}]: no live agent with handle {handle}")
+                    seq = struct.unpack_from("<Q", buf, 24 + 24 * row)[0]
+                    raise NotFoundError(f"steps[{row}]: no live agent with sequence {seq}")
                 raise wire.BatchError("step", 0, f"refused by the native core (status {st})")
             self._row_fuel = _NO_FUEL
             out = self._take_out()
@@ -327,7 +327,7 @@ class NativePool(WasmPool):
         res = np.frombuffer(out, dtype=wire.RESULT_ROW, count=n, offset=16)
         bad = np.flatnonzero(res["fault_kind"] != 0)
         for i in bad:
-            h = int(res["handle"][i])
+            h = int(res["seq"][i])
             name = self._name_of.pop(h, None)
             if name is not None:
                 self._native_names.pop(name, None)
@@ -335,17 +335,17 @@ class NativePool(WasmPool):
     def step_batch(self, request: pb.StepBatchRequest) -> pb.StepBatchResponse:
         with _WASM_LOCK:
             seen: set[int] = set()
-            handles, inboxes, counts = [], [], []
+            seqs, inboxes, counts = [], [], []
             found = np.empty(len(request.steps), dtype=np.int64)
-            hs = np.array([s.handle for s in request.steps], dtype=np.uint64)
+            hs = np.array([s.sequence for s in request.steps], dtype=np.uint64)
             self._lib.ls_lookup(self._core, hs.ctypes.data, len(hs), found.ctypes.data)
             for i, step in enumerate(request.steps):
-                handle = step.handle
+                seq = step.sequence
                 if found[i] < 0:
-                    raise NotFoundError(f"steps[{i}]: no live agent with handle {handle}")
-                if handle in seen:
-                    raise InvalidRequestError(f"steps[{i}]: handle {handle} appears twice")
-                seen.add(handle)
+                    raise NotFoundError(f"steps[{i}]: no live agent with sequence {seq}")
+                if seq in seen:
+                    raise InvalidRequestError(f"steps[{i}]: sequence {seq} appears twice")
+                seen.add(seq)
                 inbox = step.inbox
                 body = b""
                 if inbox or step.inbox_count:
@@ -358,13 +358,13 @@ class NativePool(WasmPool):
                         _abi.split_inbox(inbox, step.inbox_count)
                     except ValueError as exc:
                         raise InvalidRequestError(
-                            f"steps[{i}] (handle {handle}): bad inbox: {exc}"
+                            f"steps[{i}] (sequence {seq}): bad inbox: {exc}"
                         ) from None
                     body = inbox[8:]
-                handles.append(handle)
+                seqs.append(seq)
                 inboxes.append(body)
                 counts.append(step.inbox_count)
-            out = self.step_packed(wire.pack_step(request.tick, handles, inboxes, counts))
+            out = self.step_packed(wire.pack_step(request.tick, seqs, inboxes, counts))
         return pb.StepBatchResponse(results=_proto_results(out))
 
     # ------------------------------------------------------------------ destroy
@@ -372,37 +372,37 @@ class NativePool(WasmPool):
         req = wire.parse_destroy(bytes(buf))
         with _WASM_LOCK:
             return self._destroy(
-                np.ascontiguousarray(req.handles, dtype=np.uint64), req.tick, req.call_shutdown
+                np.ascontiguousarray(req.seqs, dtype=np.uint64), req.tick, req.call_shutdown
             )
 
-    def _destroy(self, handles: np.ndarray, tick: int, shutdown: bool) -> bytes:
-        n = len(handles)
+    def _destroy(self, seqs: np.ndarray, tick: int, shutdown: bool) -> bytes:
+        n = len(seqs)
         found = np.empty(n, dtype=np.int64)
-        self._lib.ls_lookup(self._core, handles.ctypes.data, n, found.ctypes.data)
+        self._lib.ls_lookup(self._core, seqs.ctypes.data, n, found.ctypes.data)
         missing = np.flatnonzero(found < 0)
         if missing.size:
             i = int(missing[0])
-            raise NotFoundError(f"handles[{i}]: no live agent with handle {int(handles[i])}")
+            raise NotFoundError(f"sequences[{i}]: no live agent with sequence {int(seqs[i])}")
         self._row_fuel = _NO_FUEL
-        self._lib.ls_destroy(self._core, handles.ctypes.data, n, int(shutdown), tick)
+        self._lib.ls_destroy(self._core, seqs.ctypes.data, n, int(shutdown), tick)
         out = self._take_out()
-        for h in handles:
+        for h in seqs:
             name = self._name_of.pop(int(h), None)
             if name is not None:
                 self._native_names.pop(name, None)
         return out
 
     def destroy_agents(self, request: pb.DestroyAgentsRequest) -> pb.DestroyAgentsResponse:
-        handles = list(request.handles)
+        seqs = list(request.sequences)
         with _WASM_LOCK:
-            found = np.empty(len(handles), dtype=np.int64)
-            arr = np.array(handles, dtype=np.uint64)
+            found = np.empty(len(seqs), dtype=np.int64)
+            arr = np.array(seqs, dtype=np.uint64)
             self._lib.ls_lookup(self._core, arr.ctypes.data, len(arr), found.ctypes.data)
-            for i, handle in enumerate(handles):
+            for i, seq in enumerate(seqs):
                 if found[i] < 0:
-                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
-                if handles.index(handle) != i:
-                    raise InvalidRequestError(f"handles[{i}]: handle {handle} appears twice")
+                    raise NotFoundError(f"sequences[{i}]: no live agent with sequence {seq}")
+                if seqs.index(seq) != i:
+                    raise InvalidRequestError(f"sequences[{i}]: sequence {seq} appears twice")
             out = self._destroy(arr, request.tick, request.call_shutdown)
         return pb.DestroyAgentsResponse(results=_proto_results(out))
 
@@ -424,7 +424,7 @@ class NativePool(WasmPool):
                 default_limits=self.default_limits,
             )
 
-    def handles(self) -> list[int]:
+    def seqs(self) -> list[int]:
         with _WASM_LOCK:
             n = int(self._lib.ls_live(self._core))
             out = np.empty(max(n, 1), dtype=np.uint64)
@@ -432,25 +432,25 @@ class NativePool(WasmPool):
             return sorted(int(h) for h in out[:k])
 
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self, handles: Sequence[int]) -> list[pb.AgentSnapshot]:
+    def snapshot(self, seqs: Sequence[int]) -> list[pb.AgentSnapshot]:
         with _WASM_LOCK:
-            chosen = list(handles) or self.handles()
+            chosen = list(seqs) or self.seqs()
             arr = np.array(chosen, dtype=np.uint64)
             found = np.empty(len(arr), dtype=np.int64)
             self._lib.ls_lookup(self._core, arr.ctypes.data, len(arr), found.ctypes.data)
-            for i, handle in enumerate(chosen):
+            for i, seq in enumerate(chosen):
                 if found[i] < 0:
-                    raise NotFoundError(f"handles[{i}]: no live agent with handle {handle}")
+                    raise NotFoundError(f"sequences[{i}]: no live agent with sequence {seq}")
             return [self._snapshot_native(h) for h in chosen]
 
-    def _snapshot_native(self, handle: int) -> pb.AgentSnapshot:
+    def _snapshot_native(self, seq: int) -> pb.AgentSnapshot:
         info = _core.Info()
         gbits = (ctypes.c_uint8 * (8 * 64))()
-        self._lib.ls_agent_info(self._core, handle, ctypes.byref(info), None)
+        self._lib.ls_agent_info(self._core, seq, ctypes.byref(info), None)
         module = self._module_infos[info.module]
         if info.n_globals > 64:
             gbits = (ctypes.c_uint8 * (8 * info.n_globals))()
-        self._lib.ls_agent_info(self._core, handle, ctypes.byref(info), gbits)
+        self._lib.ls_agent_info(self._core, seq, ctypes.byref(info), gbits)
         strings = ctypes.string_at(info.strings, info.name_len + info.args_len)
         memory = ctypes.string_at(info.mem, info.mem_size)
         raw = bytes(gbits)
@@ -459,7 +459,7 @@ class NativePool(WasmPool):
             for g, (index, t) in enumerate(module.mutable_globals)
         ]
         spec = pb.AgentSpec(
-            handle=handle,
+            sequence=seq,
             name=strings[: info.name_len].decode(),
             module_hash=self._module_hashes[info.module],
             args=strings[info.name_len :],
@@ -495,12 +495,12 @@ class NativePool(WasmPool):
             try:
                 for i, snap in enumerate(snaps):
                     self._restore_native(i, snap)
-                    created.append(snap.spec.handle)
+                    created.append(snap.spec.sequence)
             except BaseException:
                 if created:
                     self._destroy(np.array(created, dtype=np.uint64), 0, False)
                 raise
-            return pb.RestoreResponse(handles=created)
+            return pb.RestoreResponse(sequences=created)
 
     def _check_native_new(
         self, specs: Sequence[pb.AgentSpec], snaps: Sequence[pb.AgentSnapshot]
@@ -508,15 +508,15 @@ class NativePool(WasmPool):
         c = self.config
         if int(self._lib.ls_live(self._core)) + len(specs) > c.max_agents:
             raise LimitReachedError(f"pool would hold more than {c.max_agents} agents")
-        arr = np.array([s.handle for s in specs], dtype=np.uint64)
+        arr = np.array([s.sequence for s in specs], dtype=np.uint64)
         found = np.empty(len(arr), dtype=np.int64)
         self._lib.ls_lookup(self._core, arr.ctypes.data, len(arr), found.ctypes.data)
-        handles: set[int] = set()
+        seqs: set[int] = set()
         names: set[str] = set()
         for i, spec in enumerate(specs):
-            where = f"agents[{i}] (handle {spec.handle})"
-            if found[i] >= 0 or spec.handle in handles:
-                raise AlreadyExistsError(f"{where}: handle is already live")
+            where = f"agents[{i}] (sequence {spec.sequence})"
+            if found[i] >= 0 or spec.sequence in seqs:
+                raise AlreadyExistsError(f"{where}: sequence is already live")
             if not _abi.is_valid_name(spec.name.encode()):
                 raise InvalidRequestError(
                     f"{where}: bad agent name {spec.name!r} (1-64 bytes of [A-Za-z0-9_.:/-])"
@@ -535,13 +535,13 @@ class NativePool(WasmPool):
                 raise InvalidRequestError(
                     f"{where}: module {spec.module_hash} was rejected: {exc.detail}"
                 ) from None
-            handles.add(spec.handle)
+            seqs.add(spec.sequence)
             names.add(spec.name)
         _ = snaps
 
     def _restore_native(self, i: int, snap: pb.AgentSnapshot) -> None:
         info = self.module(snap.spec.module_hash)
-        where = f"snapshot {i} (handle {snap.spec.handle})"
+        where = f"snapshot {i} (sequence {snap.spec.sequence})"
         spec = snap.spec
         limits = self._resolve_limits(spec.limits, spec.name)
         values = check_snapshot(where, snap, info, limits.pages)
@@ -560,11 +560,11 @@ class NativePool(WasmPool):
         )
         size = ctypes.c_uint64(0)
         self._row_fuel = _RowFuel(
-            np.array([spec.handle], dtype=np.uint64), np.array([limits.fuel], dtype=np.uint64)
+            np.array([spec.sequence], dtype=np.uint64), np.array([limits.fuel], dtype=np.uint64)
         )
         st = self._lib.ls_restore(
             self._core,
-            spec.handle,
+            spec.sequence,
             self._module_ids[spec.module_hash],
             limits.fuel,
             limits.pages,
@@ -597,21 +597,21 @@ class NativePool(WasmPool):
             )
         if st:
             raise InvalidRequestError(f"{where}: cannot restore memory or globals (status {st})")
-        self._native_names[spec.name] = spec.handle
-        self._name_of[spec.handle] = spec.name
+        self._native_names[spec.name] = spec.sequence
+        self._name_of[spec.sequence] = spec.name
 
-    def state_hash_of(self, handle: int) -> bytes:
-        return self.snapshot([handle])[0].state_hash
+    def state_hash_of(self, seq: int) -> bytes:
+        return self.snapshot([seq])[0].state_hash
 
 
 class _RowFuel:
-    """handle -> fuel budget of the last request, for the (rare) fixup path."""
+    """seq -> fuel budget of the last request, for the (rare) fixup path."""
 
-    def __init__(self, handles: np.ndarray, fuel: np.ndarray) -> None:
-        self.handles, self.fuel = handles, fuel
+    def __init__(self, seqs: np.ndarray, fuel: np.ndarray) -> None:
+        self.seqs, self.fuel = seqs, fuel
 
-    def get(self, handle: int, default: int) -> int:
-        hit = np.flatnonzero(self.handles == handle)
+    def get(self, seq: int, default: int) -> int:
+        hit = np.flatnonzero(self.seqs == seq)
         return int(self.fuel[hit[0]]) if hit.size else default
 
 
@@ -630,7 +630,7 @@ def _proto_results(out: bytes) -> list[pb.AgentStepResult]:
     results = []
     for i in range(len(res)):
         r = res.result(i)
-        p = pb.AgentStepResult(handle=r.handle, code=r.code, fuel_used=r.fuel)
+        p = pb.AgentStepResult(sequence=r.seq, code=r.code, fuel_used=r.fuel)
         if r.sends:
             p.sends = r.sends
         if r.send_count:

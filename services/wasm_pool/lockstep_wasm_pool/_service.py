@@ -205,7 +205,7 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[pb.AgentSnapshot]:
         """Stream the complete state of the requested agents."""
-        snaps = _guard(context, lambda: self.pool.snapshot(list(request.handles)))
+        snaps = _guard(context, lambda: self.pool.snapshot(list(request.sequences)))
         yield from snaps
 
     def Restore(

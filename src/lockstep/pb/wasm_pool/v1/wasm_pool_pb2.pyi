@@ -26,18 +26,18 @@ class LoadModuleResponse(_message.Message):
     def __init__(self, module_hash: _Optional[str] = ..., imports: _Optional[_Iterable[str]] = ..., exports: _Optional[_Iterable[str]] = ..., has_receive_batch: _Optional[bool] = ...) -> None: ...
 
 class AgentSpec(_message.Message):
-    __slots__ = ("handle", "name", "module_hash", "limits", "args")
-    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("sequence", "name", "module_hash", "limits", "args")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODULE_HASH_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
-    handle: int
+    sequence: int
     name: str
     module_hash: str
     limits: _common_pb2.Limits
     args: bytes
-    def __init__(self, handle: _Optional[int] = ..., name: _Optional[str] = ..., module_hash: _Optional[str] = ..., limits: _Optional[_Union[_common_pb2.Limits, _Mapping]] = ..., args: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., name: _Optional[str] = ..., module_hash: _Optional[str] = ..., limits: _Optional[_Union[_common_pb2.Limits, _Mapping]] = ..., args: _Optional[bytes] = ...) -> None: ...
 
 class CreateAgentsRequest(_message.Message):
     __slots__ = ("tick", "seed", "agents", "batch")
@@ -60,14 +60,14 @@ class CreateAgentsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class AgentStep(_message.Message):
-    __slots__ = ("handle", "inbox", "inbox_count")
-    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("sequence", "inbox", "inbox_count")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INBOX_FIELD_NUMBER: _ClassVar[int]
     INBOX_COUNT_FIELD_NUMBER: _ClassVar[int]
-    handle: int
+    sequence: int
     inbox: bytes
     inbox_count: int
-    def __init__(self, handle: _Optional[int] = ..., inbox: _Optional[bytes] = ..., inbox_count: _Optional[int] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., inbox: _Optional[bytes] = ..., inbox_count: _Optional[int] = ...) -> None: ...
 
 class StepBatchRequest(_message.Message):
     __slots__ = ("tick", "steps", "batch")
@@ -80,8 +80,8 @@ class StepBatchRequest(_message.Message):
     def __init__(self, tick: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[AgentStep, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class AgentStepResult(_message.Message):
-    __slots__ = ("handle", "code", "fault", "fuel_used", "sends", "send_count", "logs", "infers", "refused_calls")
-    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("sequence", "code", "fault", "fuel_used", "sends", "send_count", "logs", "infers", "refused_calls")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
     FUEL_USED_FIELD_NUMBER: _ClassVar[int]
@@ -90,7 +90,7 @@ class AgentStepResult(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     INFERS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_CALLS_FIELD_NUMBER: _ClassVar[int]
-    handle: int
+    sequence: int
     code: int
     fault: _common_pb2.Fault
     fuel_used: int
@@ -99,7 +99,7 @@ class AgentStepResult(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[_common_pb2.LogRecord]
     infers: _containers.RepeatedCompositeFieldContainer[_common_pb2.InferCall]
     refused_calls: int
-    def __init__(self, handle: _Optional[int] = ..., code: _Optional[int] = ..., fault: _Optional[_Union[_common_pb2.Fault, _Mapping]] = ..., fuel_used: _Optional[int] = ..., sends: _Optional[bytes] = ..., send_count: _Optional[int] = ..., logs: _Optional[_Iterable[_Union[_common_pb2.LogRecord, _Mapping]]] = ..., infers: _Optional[_Iterable[_Union[_common_pb2.InferCall, _Mapping]]] = ..., refused_calls: _Optional[int] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., code: _Optional[int] = ..., fault: _Optional[_Union[_common_pb2.Fault, _Mapping]] = ..., fuel_used: _Optional[int] = ..., sends: _Optional[bytes] = ..., send_count: _Optional[int] = ..., logs: _Optional[_Iterable[_Union[_common_pb2.LogRecord, _Mapping]]] = ..., infers: _Optional[_Iterable[_Union[_common_pb2.InferCall, _Mapping]]] = ..., refused_calls: _Optional[int] = ...) -> None: ...
 
 class StepBatchResponse(_message.Message):
     __slots__ = ("results", "batch")
@@ -110,16 +110,16 @@ class StepBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class DestroyAgentsRequest(_message.Message):
-    __slots__ = ("tick", "handles", "call_shutdown", "batch")
+    __slots__ = ("tick", "sequences", "call_shutdown", "batch")
     TICK_FIELD_NUMBER: _ClassVar[int]
-    HANDLES_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     CALL_SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     tick: int
-    handles: _containers.RepeatedScalarFieldContainer[int]
+    sequences: _containers.RepeatedScalarFieldContainer[int]
     call_shutdown: bool
     batch: bytes
-    def __init__(self, tick: _Optional[int] = ..., handles: _Optional[_Iterable[int]] = ..., call_shutdown: _Optional[bool] = ..., batch: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, tick: _Optional[int] = ..., sequences: _Optional[_Iterable[int]] = ..., call_shutdown: _Optional[bool] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class DestroyAgentsResponse(_message.Message):
     __slots__ = ("results", "batch")
@@ -130,10 +130,10 @@ class DestroyAgentsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AgentStepResult, _Mapping]]] = ..., batch: _Optional[bytes] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
-    __slots__ = ("handles",)
-    HANDLES_FIELD_NUMBER: _ClassVar[int]
-    handles: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
+    __slots__ = ("sequences",)
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequences: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GlobalValue(_message.Message):
     __slots__ = ("index", "type", "bits")
@@ -166,10 +166,10 @@ class AgentSnapshot(_message.Message):
     def __init__(self, spec: _Optional[_Union[AgentSpec, _Mapping]] = ..., seed: _Optional[int] = ..., memory: _Optional[bytes] = ..., globals: _Optional[_Iterable[_Union[GlobalValue, _Mapping]]] = ..., random_position: _Optional[int] = ..., next_request_id: _Optional[int] = ..., state_hash: _Optional[bytes] = ..., idle: _Optional[bool] = ...) -> None: ...
 
 class RestoreResponse(_message.Message):
-    __slots__ = ("handles",)
-    HANDLES_FIELD_NUMBER: _ClassVar[int]
-    handles: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, handles: _Optional[_Iterable[int]] = ...) -> None: ...
+    __slots__ = ("sequences",)
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequences: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ResetRequest(_message.Message):
     __slots__ = ()
