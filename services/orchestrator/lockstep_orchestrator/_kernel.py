@@ -622,9 +622,7 @@ class Kernel:
         results = self.pools.create(
             {p: pack_create(tx.t, self.config.seed, specs) for p, specs in sorted(requests.items())}
         )
-        found = self._by_seq(
-            results, {p: [s.seq for s in specs] for p, specs in requests.items()}
-        )
+        found = self._by_seq(results, {p: [s.seq for s in specs] for p, specs in requests.items()})
         for seq in seqs:
             res, row = found[seq]
             w.state[seq - 1] = RUNNING
