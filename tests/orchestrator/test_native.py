@@ -108,3 +108,45 @@ def test_checks_of_many_agents_match_the_fallback(monkeypatch: pytest.MonkeyPatc
     assert (
         _native.group_fnv(_native.Sources([data]), which, starts, lens, group_end).tolist() == fast
     )
+
+
+def test_step_requests_are_the_packed_layout() -> None:
+    """ls_pack_steps against lockstep.batch.pack_step (the reference packer), per pool; the
+    rows then come back in step order through ls_take_results, or the mismatch is named."""
+    from lockstep.batch import RESULT_ROW, pack_step
+
+    rng = np.random.default_rng(11)
+    n, npools = 50, 3
+    seqs = rng.permutation(200)[:n].astype(np.int64) + 1
+    pool_of = rng.integers(0, npools, size=n).astype(np.int32)
+    pool_of[pool_of == 1] = 2  # pool 1 has no agent to step
+    cnt = rng.integers(0, 3, size=n).astype(np.int64)
+    blen = np.where(cnt > 0, rng.integers(1, 80, size=n), 0).astype(np.int64)
+    records = bytes(rng.integers(0, 256, size=int(blen.sum()), dtype=np.uint8))
+    off = np.cumsum(blen) - blen
+    requests, groups = _native.pack_steps(seqs, pool_of, npools, cnt, blen, records, 42)
+    assert sorted(requests) == [0, 2]
+    for p, idx in groups.items():
+        assert idx.tolist() == np.flatnonzero(pool_of == p).tolist()
+        inboxes = [records[int(off[i]) : int(off[i] + blen[i])] for i in idx]
+        assert requests[p] == pack_step(42, seqs[idx].astype(np.uint64), inboxes, cnt[idx].tolist())
+    tables = []
+    for p in sorted(groups):
+        rows = np.zeros(len(groups[p]), dtype=RESULT_ROW)
+        rows["seq"] = seqs[groups[p]]
+        rows["fuel"] = seqs[groups[p]] * 10
+        tables.append(rows)
+    table = np.zeros(n, dtype=RESULT_ROW)
+    bad, which, local = _native.take_results(
+        tables, [groups[p] for p in sorted(groups)], seqs, table
+    )
+    assert bad == -1
+    assert table["fuel"].tolist() == (seqs * 10).tolist()
+    assert which.tolist() == [0 if p == 0 else 1 for p in pool_of.tolist()]
+    assert all(groups[sorted(groups)[b]][j] == i for i, (b, j) in enumerate(zip(which, local)))
+    tables[1]["seq"][0] += 1  # a pool answering for another agent
+    assert _native.take_results(tables, [groups[p] for p in sorted(groups)], seqs, table)[0] == 1
+    assert (
+        _native.take_results(tables[:1] + [tables[1][1:]], [groups[0], groups[2]], seqs, table)[0]
+        == 1
+    )

@@ -829,43 +829,27 @@ class Kernel:
         # One packed step request per pool, agents in step order.
         pool_of = w.pool[sel]
         rec_off = np.cumsum(blen) - blen
-        requests: dict[int, bytes] = {}
-        members: dict[int, I64] = {}
-        rsrc = _native.Sources([records])
-        for p in np.unique(pool_of).tolist():
-            idx = np.flatnonzero(pool_of == p)
-            members[p] = idx
-            rows = np.zeros(len(idx), dtype=STEP_ROW)
-            rows["seq"] = seqs[idx]
-            rows["len"] = blen[idx]
-            rows["count"] = cnt[idx]
-            base = _STEP_HEAD.size + len(idx) * STEP_ROW.itemsize
-            lens = blen[idx]
-            rows["off"] = base + np.cumsum(lens) - lens
-            data = (
-                records
-                if len(idx) == n
-                else _native.gather(rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
+        if _native.AVAILABLE:
+            requests, members = _native.pack_steps(
+                seqs, pool_of, len(self.pools), cnt, blen, records, t
             )
-            requests[p] = b"".join(
-                (_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t), rows.tobytes(), data)
-            )
+        else:
+            requests, members = _pack_steps_numpy(seqs, pool_of, cnt, blen, records, rec_off, t)
         tx.step_at = time.perf_counter()
         responses = self.pools.step(requests)
         tx.pools_s = dict(self.pools.last_seconds)
         # Results back in step order (columns), with the buffer each row lives in.
-        bufs: list[Results] = []
-        which = np.zeros(n, dtype=np.int32)
+        asked = sorted(members)
+        bufs = [_parse(responses.get(p), p) for p in asked]
         table = np.zeros(n, dtype=RESULT_ROW)
-        local = np.zeros(n, dtype=np.int64)
-        for b, (p, idx) in enumerate(sorted(members.items())):
-            res = _parse(responses.get(p), p)
-            if len(res) != len(idx) or (res.rows["seq"].astype(np.int64) != seqs[idx]).any():
-                raise PoolProtocolError(f"pool {p}: step results do not match the request")
-            bufs.append(res)
-            which[idx] = b
-            local[idx] = np.arange(len(idx), dtype=np.int64)
-            table[idx] = res.rows
+        if _native.AVAILABLE:
+            bad, which, local = _native.take_results(
+                [r.rows for r in bufs], [members[p] for p in asked], seqs, table
+            )
+        else:
+            bad, which, local = _take_results_numpy(bufs, [members[p] for p in asked], seqs, table)
+        if bad >= 0:
+            raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
         self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
 
     @staticmethod
@@ -1233,6 +1217,57 @@ class Kernel:
             pools=addresses,
             idle=self.idle(),
         )
+
+
+def _pack_steps_numpy(
+    seqs: I64,
+    pool_of: npt.NDArray[np.int32],
+    cnt: I64,
+    blen: I64,
+    records: bytes,
+    rec_off: I64,
+    t: int,
+) -> tuple[dict[int, bytes], dict[int, I64]]:
+    """`_native.pack_steps` in numpy."""
+    n = len(seqs)
+    requests: dict[int, bytes] = {}
+    members: dict[int, I64] = {}
+    rsrc = _native.Sources([records])
+    for p in np.unique(pool_of).tolist():
+        idx = np.flatnonzero(pool_of == p)
+        members[p] = idx
+        rows = np.zeros(len(idx), dtype=STEP_ROW)
+        rows["seq"] = seqs[idx]
+        rows["len"] = blen[idx]
+        rows["count"] = cnt[idx]
+        base = _STEP_HEAD.size + len(idx) * STEP_ROW.itemsize
+        lens = blen[idx]
+        rows["off"] = base + np.cumsum(lens) - lens
+        data = (
+            records
+            if len(idx) == n
+            else _native.gather(rsrc, np.zeros(len(idx), dtype=np.int32), rec_off[idx], lens)
+        )
+        requests[p] = b"".join(
+            (_STEP_HEAD.pack(b"LSSQ", 1, 0, len(idx), 0, t), rows.tobytes(), data)
+        )
+    return requests, members
+
+
+def _take_results_numpy(
+    bufs: list[Results], groups: list[I64], seqs: I64, table: np.ndarray
+) -> tuple[int, npt.NDArray[np.int32], I64]:
+    """`_native.take_results` in numpy."""
+    n = len(table)
+    which = np.zeros(n, dtype=np.int32)
+    local = np.zeros(n, dtype=np.int64)
+    for b, (res, idx) in enumerate(zip(bufs, groups, strict=True)):
+        if len(res) != len(idx) or (res.rows["seq"].astype(np.int64) != seqs[idx]).any():
+            return b, which, local
+        which[idx] = b
+        local[idx] = np.arange(len(idx), dtype=np.int64)
+        table[idx] = res.rows
+    return -1, which, local
 
 
 def _step_block_numpy(

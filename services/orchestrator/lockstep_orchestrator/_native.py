@@ -89,8 +89,12 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_step_block.argtypes = [i64] + [_P] * 12
     lib.ls_records.restype = i64
     lib.ls_records.argtypes = [i64] + [_P] * 10 + [i64, _P]
+    lib.ls_pack_steps.restype = i64
+    lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
+    lib.ls_take_results.restype = i64
+    lib.ls_take_results.argtypes = [i64] + [_P] * 9
     lib.ls_deliver.restype = i64
-    lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64] + [_P] * 9
+    lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64, *[_P] * 9]
     return lib
 
 
@@ -376,3 +380,72 @@ def deliver(
     )
     total = int(blen.sum())
     return cnt, blen, rows[:d], records[:total].tobytes(), rest[: int(n_rest[0])]
+
+
+def pack_steps(
+    seqs: I64,
+    pool_of: npt.NDArray[np.int32],
+    npools: int,
+    cnt: I64,
+    blen: I64,
+    records: bytes,
+    tick: int,
+) -> tuple[dict[int, bytes], dict[int, I64]]:
+    """The step request of each pool with agents to step (native only; see ls_pack_steps),
+    and the step positions of its agents."""
+    assert _LIB is not None
+    n = len(seqs)
+    seqs = np.ascontiguousarray(seqs, dtype=np.int64)
+    pool_of = np.ascontiguousarray(pool_of, dtype=np.int32)
+    cnt = np.ascontiguousarray(cnt, dtype=np.int64)
+    blen = np.ascontiguousarray(blen, dtype=np.int64)
+    rec_off = np.cumsum(blen) - blen
+    rec = _as_u8(records or b"\0")
+    out = np.empty(24 * npools + 24 * n + len(records), dtype=np.uint8)
+    req_off = np.empty(npools, dtype=np.int64)
+    req_len = np.empty(npools, dtype=np.int64)
+    members = np.empty(max(n, 1), dtype=np.int64)
+    start = np.empty(npools + 1, dtype=np.int64)
+    scratch = np.empty(npools, dtype=np.int64)
+    _LIB.ls_pack_steps(
+        n,
+        npools,
+        *[_ptr(a) for a in (seqs, pool_of, cnt, blen, rec_off, rec)],
+        tick,
+        *[_ptr(a) for a in (out, req_off, req_len, members, start, scratch)],
+    )
+    raw = out.data
+    requests: dict[int, bytes] = {}
+    groups: dict[int, I64] = {}
+    for p in np.flatnonzero(req_len).tolist():
+        o, ln = int(req_off[p]), int(req_len[p])
+        requests[p] = bytes(raw[o : o + ln])
+        groups[p] = members[start[p] : start[p + 1]]
+    return requests, groups
+
+
+def take_results(
+    tables: Sequence[np.ndarray], groups: Sequence[I64], seqs: I64, table: np.ndarray
+) -> tuple[int, npt.NDArray[np.int32], I64]:
+    """Result rows of the pools asked (in order) into `table` in step order (native only):
+    (-1 or the first pool whose rows do not match its request, which, local)."""
+    assert _LIB is not None
+    n = len(table)
+    arrays = [np.ascontiguousarray(t) for t in tables]
+    ptrs = np.array([_ptr(a) if len(a) else 0 for a in arrays], dtype=np.uint64)
+    count = np.array([len(a) for a in arrays], dtype=np.int64)
+    members = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64)
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    hi = np.cumsum(sizes)
+    lo = hi - sizes
+    seqs = np.ascontiguousarray(seqs, dtype=np.int64)
+    which = np.zeros(n, dtype=np.int32)
+    local = np.zeros(n, dtype=np.int64)
+    bad = _LIB.ls_take_results(
+        len(arrays),
+        *[_ptr(a) if a.nbytes else None for a in (ptrs, count, members, lo, hi, seqs)],
+        _ptr(table),
+        _ptr(which),
+        _ptr(local),
+    )
+    return int(bad), which, local

@@ -325,3 +325,81 @@ int64_t ls_deliver(int64_t m, const int64_t *order, const int64_t *target, const
     *n_rest = q;
     return d;
 }
+
+/* ------------------------------------------------------------------ step requests */
+/* The tick's step requests (docs/wire.md, "Step batch"), one per pool that has agents to
+ * step, agents in step order: header "LSSQ" u16 1 u16 0 u32 k u32 0 i64 tick, k rows
+ * {u64 seq, u64 offset of its records in the request, u32 bytes, u32 count}, the records.
+ * Agent i of the step order (sequence seqs[i]) lives in pool pool_of[i] (< npools); its
+ * records are records[rec_off[i] : +blen[i]], cnt[i] of them. Writes the requests back to
+ * back into out (pool p's at req_off[p], req_len[p] bytes, 0 when it has none), and the step
+ * positions of each pool's agents in step order: members[member_start[p] : member_start[p+1]].
+ * scratch holds npools int64. Returns the bytes written. */
+int64_t ls_pack_steps(int64_t n, int64_t npools, const int64_t *seqs, const int32_t *pool_of,
+                      const int64_t *cnt, const int64_t *blen, const int64_t *rec_off,
+                      const uint8_t *records, int64_t tick, uint8_t *out, int64_t *req_off,
+                      int64_t *req_len, int64_t *members, int64_t *member_start,
+                      int64_t *scratch) {
+    int64_t *bytes = scratch;
+    for (int64_t p = 0; p <= npools; p++) member_start[p] = 0;
+    for (int64_t p = 0; p < npools; p++) bytes[p] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        member_start[pool_of[i] + 1]++;
+        bytes[pool_of[i]] += blen[i];
+    }
+    for (int64_t p = 0; p < npools; p++) member_start[p + 1] += member_start[p];
+    int64_t pos = 0;
+    for (int64_t p = 0; p < npools; p++) {
+        int64_t k = member_start[p + 1] - member_start[p];
+        req_off[p] = pos;
+        req_len[p] = k ? 24 + 24 * k + bytes[p] : 0;
+        pos += req_len[p];
+        bytes[p] = member_start[p]; /* from here: the next member slot of pool p */
+    }
+    for (int64_t i = 0; i < n; i++) members[bytes[pool_of[i]]++] = i;
+    for (int64_t p = 0; p < npools; p++) {
+        int64_t k = member_start[p + 1] - member_start[p];
+        if (!k) continue;
+        uint8_t *h = out + req_off[p];
+        memcpy(h, "LSSQ", 4);
+        h[4] = 1; h[5] = 0; h[6] = 0; h[7] = 0;
+        put_u32(h + 8, (uint32_t)k);
+        put_u32(h + 12, 0);
+        put_u64(h + 16, (uint64_t)tick);
+        uint8_t *row = h + 24, *data = h + 24 + 24 * k;
+        for (int64_t j = member_start[p]; j < member_start[p + 1]; j++) {
+            int64_t i = members[j];
+            put_u64(row, (uint64_t)seqs[i]);
+            put_u64(row + 8, (uint64_t)(data - h));
+            put_u32(row + 16, (uint32_t)blen[i]);
+            put_u32(row + 20, (uint32_t)cnt[i]);
+            memcpy(data, records + rec_off[i], (size_t)blen[i]);
+            data += blen[i];
+            row += 24;
+        }
+    }
+    return pos;
+}
+
+/* The pools' result rows back in step order: pool b (b-th of the pools asked) answered
+ * rows[b] (count[b] of them) for the step positions members[lo[b] : hi[b]]. Copies each row
+ * to table[position], and sets which[position] = b and local[position] = its row in b.
+ * Returns -1 when all match the request, else the first b whose row count or sequences
+ * differ. */
+int64_t ls_take_results(int64_t nbufs, const ls_result_row *const *rows, const int64_t *count,
+                        const int64_t *members, const int64_t *lo, const int64_t *hi,
+                        const int64_t *seqs, ls_result_row *table, int32_t *which,
+                        int64_t *local) {
+    for (int64_t b = 0; b < nbufs; b++) {
+        int64_t k = hi[b] - lo[b];
+        if (count[b] != k) return b;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t i = members[lo[b] + j];
+            if ((int64_t)rows[b][j].handle != seqs[i]) return b;
+            table[i] = rows[b][j];
+            which[i] = (int32_t)b;
+            local[i] = j;
+        }
+    }
+    return -1;
+}
