@@ -199,6 +199,8 @@ typedef struct ls_agent {
   uint16_t name_len; uint32_t args_len;
   uint8_t has_mem, idle, has_start;
   uint8_t key[32];
+  uint8_t rblock[64];    /* the last ChaCha20 block of its random stream ... */
+  uint64_t rblock_ctr;   /* ... and that block's counter + 1 (0: none yet) */
   uint64_t raw_fuel; uint32_t raw_pages, raw_sends, raw_mb, raw_logs;  /* as requested */
   uint8_t *strings;  /* name || args */
   /* per sequence */
@@ -481,6 +483,22 @@ static wasm_trap_t *h_tick(void *env, wasmtime_caller_t *caller, wasmtime_val_ra
 }
 
 #define RANDOM_STREAM_BYTES (64ULL << 32)
+/* chacha_stream over an agent's key, keeping its last block: agents ask for a few bytes at a
+ * time, so most requests are served from the block the previous one computed. */
+static void agent_random(ls_agent *a, uint64_t pos, uint8_t *dst, size_t n) {
+  while (n) {
+    uint64_t counter = pos >> 6;
+    size_t skip = pos & 63, take = 64 - skip;
+    if (take > n) take = n;
+    if (a->rblock_ctr != counter + 1) {
+      chacha_block(a->key, (uint32_t)counter, a->rblock);
+      a->rblock_ctr = counter + 1;
+    }
+    memcpy(dst, a->rblock + skip, take);
+    dst += take; pos += take; n -= take;
+  }
+}
+
 static wasm_trap_t *h_random(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *args,
                              size_t n) {
   (void)env; (void)n;
@@ -496,7 +514,7 @@ static wasm_trap_t *h_random(void *env, wasmtime_caller_t *caller, wasmtime_val_
   if (!host_mem(a, caller, ctx, &base, &size)) return no_memory(a);
   if ((uint64_t)ptr + (uint64_t)len > size) return host_fault(a, "random", "buffer", ptr, len, size);
   if (len) {
-    chacha_stream(a->key, a->rand_pos, base + ptr, (size_t)len);
+    agent_random(a, a->rand_pos, base + ptr, (size_t)len);
     a->rand_pos += (uint64_t)len;
   }
   args[0].i32 = 0;
