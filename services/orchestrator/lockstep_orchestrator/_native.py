@@ -103,8 +103,13 @@ AVAILABLE = _LIB is not None
 
 
 def _ptr(a: np.ndarray) -> int:
-    if a.nbytes and a.flags.writeable:  # the fast way (no dict per call)
-        return ctypes.addressof(ctypes.c_char.from_buffer(a))  # type: ignore[arg-type]
+    """The address of an array's data (ctypes' ways are cheaper than numpy's dict)."""
+    if a.nbytes:
+        if a.flags.writeable:
+            return ctypes.addressof(ctypes.c_char.from_buffer(a))  # type: ignore[arg-type]
+        base = a.base
+        if type(base) is bytes and a.nbytes == len(base):  # np.frombuffer of a whole bytes
+            return int(ctypes.cast(base, ctypes.c_void_p).value or 0)
     return int(a.__array_interface__["data"][0])
 
 
