@@ -374,3 +374,15 @@ def test_tick_stats_add_up_to_the_run_counters_and_stay_out_of_the_digest() -> N
         1, "tick.stats", dict((t, p) for t, k, p in records(m) if k == "tick.stats")[1]
     )
     assert ev.journal() == stats[0][1]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_digest_record_is_encoded_directly_as_canonical_json(version: int) -> None:
+    from lockstep_orchestrator._events import TickDigest, canonical_json
+
+    ev = TickDigest(bytes(range(32)), bytes(range(7, 43)), version)
+    assert ev.journal_json() == canonical_json(ev.journal())
+    assert Journal.payload(ev) == canonical_json(ev.journal())
+    j = Journal(None)
+    j.append(3, ev)
+    assert (j.records[-1].kind, j.records[-1].payload) == ("tick.digest", ev.journal_json())

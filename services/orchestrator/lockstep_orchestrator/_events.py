@@ -478,6 +478,22 @@ class TickDigest(Event):
             body["agents_v"] = self.agents_version
         return body
 
+    def journal_json(self) -> bytes:
+        """canonical_json(self.journal()) without the JSON encoder scanning the checks (12
+        bytes per agent, hex) character by character: the same bytes."""
+        version = b"" if self.agents_version == 1 else b',"agents_v":%d' % self.agents_version
+        return b"".join(
+            (
+                b'{"agents":"',
+                self.agents.hex().encode(),
+                b'"',
+                version,
+                b',"digest":"',
+                self.digest_bytes.hex().encode(),
+                b'"}',
+            )
+        )
+
     @classmethod
     def from_journal(cls, tick: int, body: dict[str, Any]) -> TickDigest:
         return cls(

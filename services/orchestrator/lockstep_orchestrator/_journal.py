@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.errors import ServiceError
-from lockstep_orchestrator._events import Event, canonical_json, journal_kind
+from lockstep_orchestrator._events import Event, TickDigest, canonical_json, journal_kind
 
 log = logging.getLogger("lockstep.orchestrator.journal")
 
@@ -107,10 +107,15 @@ class Journal:
     @staticmethod
     def payload(event: Event) -> bytes:
         """An event's journal payload (canonical JSON)."""
+        if type(event) is TickDigest:  # one per tick, the biggest: encoded directly
+            return event.journal_json()
         return canonical_json(event.journal())
 
     def append(self, tick: int, event: Event) -> None:
         """Journal one event with its tick."""
+        if type(event) is TickDigest:
+            self._add(JournalRecord(self.run_id, tick, journal_kind(event), event.journal_json()))
+            return
         self.record(journal_kind(event), tick, event.journal())
 
     def _add(self, rec: JournalRecord) -> None:

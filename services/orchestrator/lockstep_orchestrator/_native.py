@@ -107,9 +107,9 @@ def _ptr(a: np.ndarray) -> int:
     if a.nbytes:
         if a.flags.writeable:
             return ctypes.addressof(ctypes.c_char.from_buffer(a))  # type: ignore[arg-type]
-        base = a.base
+        base: object = a.base
         if type(base) is bytes and a.nbytes == len(base):  # np.frombuffer of a whole bytes
-            return int(ctypes.cast(base, ctypes.c_void_p).value or 0)
+            return int(ctypes.cast(base, ctypes.c_void_p).value or 0)  # type: ignore[arg-type]
     return int(a.__array_interface__["data"][0])
 
 
