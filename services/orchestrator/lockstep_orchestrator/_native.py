@@ -113,6 +113,21 @@ def _ptr(a: np.ndarray) -> int:
     return int(a.__array_interface__["data"][0])
 
 
+def _int64s(*sizes: int) -> tuple[list[I64], list[int]]:
+    """Output arrays of these sizes carved from one allocation, with their addresses (one
+    pointer conversion instead of one each)."""
+    block = np.empty(max(sum(sizes), 1), dtype=np.int64)
+    base = _ptr(block)
+    views: list[I64] = []
+    ptrs: list[int] = []
+    o = 0
+    for size in sizes:
+        views.append(block[o : o + size])
+        ptrs.append(base + 8 * o)
+        o += size
+    return views, ptrs
+
+
 def _as_u8(buf: bytes | np.ndarray) -> npt.NDArray[np.uint8]:
     if isinstance(buf, np.ndarray):
         return buf.view(np.uint8) if buf.dtype != np.uint8 else buf
@@ -169,16 +184,14 @@ def parse_sends(
     order then send order."""
     n = len(offs)
     m = int(counts.sum()) if n else 0
-    outs = [np.empty(m, dtype=np.int64) for _ in range(6)]
+    outs, out_ptrs = _int64s(m, m, m, m, m, m)
     if m == 0:
         return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
     offs = np.ascontiguousarray(offs, dtype=np.int64)
     lens = np.ascontiguousarray(lens, dtype=np.int64)
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     if _LIB is not None:
-        got = _LIB.ls_parse_sends(
-            _ptr(buf), n, _ptr(offs), _ptr(lens), _ptr(counts), *[_ptr(o) for o in outs]
-        )
+        got = _LIB.ls_parse_sends(_ptr(buf), n, _ptr(offs), _ptr(lens), _ptr(counts), *out_ptrs)
         if got < 0:
             raise SendsError(-got - 1)
         return outs[0], outs[1], outs[2], outs[3], outs[4], outs[5]
@@ -245,9 +258,8 @@ class NameTable:
         self.off = np.array(name_off, dtype=np.int64)
         self.len = np.array(name_len, dtype=np.int64)
         self.slots = np.empty(cap, dtype=np.int64)
-        _LIB.ls_names_build(
-            _ptr(self.names), _ptr(self.off), _ptr(self.len), n, _ptr(self.slots), cap
-        )
+        self.ptrs = [_ptr(self.names), _ptr(self.off), _ptr(self.len), _ptr(self.slots)]
+        _LIB.ls_names_build(*self.ptrs[:3], n, self.ptrs[3], cap)
 
     def lookup(self, buf: npt.NDArray[np.uint8], off: I64, length: I64, max_len: int) -> I64:
         m = len(off)
@@ -257,10 +269,7 @@ class NameTable:
             length = np.ascontiguousarray(length, dtype=np.int64)
             assert _LIB is not None
             _LIB.ls_names_lookup(
-                _ptr(self.names),
-                _ptr(self.off),
-                _ptr(self.len),
-                _ptr(self.slots),
+                *self.ptrs,
                 len(self.slots),
                 _ptr(buf),
                 _ptr(off),
@@ -292,19 +301,16 @@ def step_block(
     which = np.ascontiguousarray(which, dtype=np.int32)
     cnt = np.ascontiguousarray(cnt, dtype=np.int64)
     blen = np.ascontiguousarray(blen, dtype=np.int64)
-    rec = _as_u8(records or b"\0")
     rec_off = np.ascontiguousarray(rec_off, dtype=np.int64)
-    xb = _as_u8(xbuf or b"\0")
     xlen = np.ascontiguousarray(xlen, dtype=np.int64)
-    args = [n, _ptr(rows), _ptr(which), _ptr(src.ptrs), _ptr(cnt), _ptr(blen), _ptr(rec)]
-    args += [_ptr(rec_off), _ptr(xb), _ptr(xlen)]
+    args = [n, _ptr(rows), _ptr(which), _ptr(src.ptrs), _ptr(cnt), _ptr(blen), records or b"\0"]
+    args += [_ptr(rec_off), xbuf or b"\0", _ptr(xlen)]
     size = _LIB.ls_step_block(*args, None, None, None)
-    out = np.empty(size, dtype=np.uint8)
-    starts = np.empty(2 * n, dtype=np.int64)
-    lens = np.empty(2 * n, dtype=np.int64)
-    wrote = _LIB.ls_step_block(*args, _ptr(out), _ptr(starts), _ptr(lens))
+    out = bytearray(size)
+    (starts, lens), ptrs = _int64s(2 * n, 2 * n)
+    wrote = _LIB.ls_step_block(*args, ctypes.addressof(ctypes.c_char.from_buffer(out)), *ptrs)
     assert wrote == size
-    return out.tobytes(), starts, lens
+    return bytes(out), starts, lens
 
 
 def records(
@@ -325,23 +331,22 @@ def records(
     assert _LIB is not None
     if not total:
         return b""
-    out = np.empty(total, dtype=np.uint8)
+    out = bytearray(total)
     cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (pick, sender, doff, dlen, poff, plen)]
-    names = _as_u8(names_buf or b"\0")
     noff = np.ascontiguousarray(name_off, dtype=np.int64)
     nlen = np.ascontiguousarray(name_len, dtype=np.int64)
     wrote = _LIB.ls_records(
         len(pick),
         *[_ptr(c) for c in cols],
         _ptr(big),
-        _ptr(names),
+        names_buf or b"\0",
         _ptr(noff),
         _ptr(nlen),
         tick,
-        _ptr(out),
+        ctypes.addressof(ctypes.c_char.from_buffer(out)),
     )
     assert wrote == total
-    return out.tobytes()
+    return bytes(out)
 
 
 def deliver(
@@ -359,32 +364,29 @@ def deliver(
     the rows left waiting."""
     assert _LIB is not None
     m = len(target)
-    cnt = np.empty(n, dtype=np.int64)
-    blen = np.empty(n, dtype=np.int64)
-    scratch = np.empty(2 * n + 1, dtype=np.int64)
-    tmp = np.empty(max(m, 1), dtype=np.int64)
-    rows = np.empty(max(m, 1), dtype=np.int64)
-    records = np.empty(max(len(buf), 1), dtype=np.uint8)
-    delivered = np.empty(max(m, 1), dtype=np.uint8)
-    rest = np.empty(max(m, 1), dtype=np.int64)
-    n_rest = np.zeros(1, dtype=np.int64)
+    mm = max(m, 1)
+    (cnt, blen, _scratch, _tmp, rows, rest, n_rest), ptrs = _int64s(n, n, 2 * n + 1, mm, mm, mm, 1)
+    records = bytearray(max(len(buf), 1))
+    delivered = bytearray(mm)
     cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (target, off, length, pos)]
     ordered = None if order is None else np.ascontiguousarray(order, dtype=np.int64)
-    src = _as_u8(buf or b"\0")
     d = _LIB.ls_deliver(
         m,
         None if ordered is None else _ptr(ordered),
         _ptr(cols[0]),
         _ptr(cols[1]),
         _ptr(cols[2]),
-        _ptr(src),
+        buf or b"\0",
         _ptr(cols[3]),
         n,
         max_bytes,
-        *[_ptr(a) for a in (cnt, blen, scratch, tmp, rows, records, delivered, rest, n_rest)],
+        *ptrs[:5],
+        ctypes.addressof(ctypes.c_char.from_buffer(records)),
+        ctypes.addressof(ctypes.c_char.from_buffer(delivered)),
+        *ptrs[5:],
     )
     total = int(blen.sum())
-    return cnt, blen, rows[:d], records[:total].tobytes(), rest[: int(n_rest[0])]
+    return cnt, blen, rows[:d], bytes(records[:total]), rest[: int(n_rest[0])]
 
 
 def pack_steps(
@@ -405,19 +407,18 @@ def pack_steps(
     cnt = np.ascontiguousarray(cnt, dtype=np.int64)
     blen = np.ascontiguousarray(blen, dtype=np.int64)
     rec_off = np.cumsum(blen) - blen
-    rec = _as_u8(records or b"\0")
     out = np.empty(24 * npools + 24 * n + len(records), dtype=np.uint8)
-    req_off = np.empty(npools, dtype=np.int64)
-    req_len = np.empty(npools, dtype=np.int64)
-    members = np.empty(max(n, 1), dtype=np.int64)
-    start = np.empty(npools + 1, dtype=np.int64)
-    scratch = np.empty(npools, dtype=np.int64)
+    (req_off, req_len, members, start, _scratch), ptrs = _int64s(
+        npools, npools, max(n, 1), npools + 1, npools
+    )
     _LIB.ls_pack_steps(
         n,
         npools,
-        *[_ptr(a) for a in (seqs, pool_of, cnt, blen, rec_off, rec)],
+        *[_ptr(a) for a in (seqs, pool_of, cnt, blen, rec_off)],
+        records or b"\0",
         tick,
-        *[_ptr(a) for a in (out, req_off, req_len, members, start, scratch)],
+        _ptr(out),
+        *ptrs,
     )
     raw = out.data
     requests: dict[int, bytes] = {}
@@ -439,18 +440,18 @@ def take_results(
     arrays = [np.ascontiguousarray(t) for t in tables]
     ptrs = np.array([_ptr(a) if len(a) else 0 for a in arrays], dtype=np.uint64)
     count = np.array([len(a) for a in arrays], dtype=np.int64)
-    members = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64)
+    members = np.concatenate(groups).astype(np.int64) if len(groups) > 1 else groups[0]
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
     hi = np.cumsum(sizes)
     lo = hi - sizes
     seqs = np.ascontiguousarray(seqs, dtype=np.int64)
     which = np.zeros(n, dtype=np.int32)
-    local = np.zeros(n, dtype=np.int64)
+    (local,), (local_ptr,) = _int64s(n)
     bad = _LIB.ls_take_results(
         len(arrays),
-        *[_ptr(a) if a.nbytes else None for a in (ptrs, count, members, lo, hi, seqs)],
+        *[_ptr(a) for a in (ptrs, count, np.ascontiguousarray(members), lo, hi, seqs)],
         _ptr(table),
         _ptr(which),
-        _ptr(local),
+        local_ptr,
     )
     return int(bad), which, local
