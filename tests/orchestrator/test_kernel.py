@@ -36,6 +36,18 @@ S = opb.AgentState
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
+@pytest.fixture(params=["native", "numpy"])
+def helpers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the kernel's C helpers and again with their numpy fallback: the same
+    digests and journal either way."""
+    from lockstep_orchestrator import _native
+
+    if request.param == "numpy":
+        monkeypatch.setattr(_native, "_LIB", None)
+        monkeypatch.setattr(_native, "AVAILABLE", False)
+    return str(request.param)
+
+
 def make(
     n_pools: int = 1,
     engines: list[FakeEngine] | None = None,
@@ -67,6 +79,7 @@ def records(m: RunManager) -> list[tuple[int, str, bytes]]:
     return [(r.tick, r.kind, r.payload) for r in m.kernel.journal.records]
 
 
+@pytest.mark.usefixtures("helpers")
 def test_step_order_priority_and_fifo_fairness() -> None:
     m, (e,) = make(max_steps_per_tick=2)
     spawn(m, *[(f"p{i}", "") for i in range(5)])
@@ -80,6 +93,7 @@ def test_step_order_priority_and_fifo_fairness() -> None:
     assert [h for _t, h in e2.stepped] == [[1, 2], [3, 4], [5, 1]]
 
 
+@pytest.mark.usefixtures("helpers")
 def test_routing_direct_broadcast_topics_and_undeliverable() -> None:
     m, engines = make(2)
     spawn(
@@ -105,6 +119,7 @@ def test_routing_direct_broadcast_topics_and_undeliverable() -> None:
     assert m.agent("b").state == S.AGENT_STATE_IDLE
 
 
+@pytest.mark.usefixtures("helpers")
 def test_digest_encoding_matches_docs() -> None:
     m, _ = make()
     spawn(m, ("x", ""))
@@ -163,6 +178,7 @@ def scenario(m: RunManager) -> None:
     m.step(4)
 
 
+@pytest.mark.usefixtures("helpers")
 def test_journal_round_trip_replay_and_named_divergence() -> None:
     m, engines = make(2)
     scenario(m)
@@ -325,6 +341,7 @@ def test_reads_answer_from_the_last_committed_tick_while_a_tick_runs() -> None:
     assert m.status().tick == 2 and m.agent("b").steps == 2
 
 
+@pytest.mark.usefixtures("helpers")
 def test_the_golden_journal_replays_on_the_in_process_engine() -> None:
     from lockstep_wasm_pool import WasmPool
 

@@ -971,7 +971,7 @@ class Kernel:
 
     def _route(self, tx: _Tx) -> None:
         """Deliver the tick's sends at t+1 in (sender sequence, send sequence) order."""
-        w, _t = tx.world, tx.t
+        w = tx.world
         parts: list[Mail] = [w.mail]
         srcs = [s for s in tx.sources if len(s.seq)]
         if srcs:
@@ -984,37 +984,19 @@ class Kernel:
             bufs = [srcs[g[0]].res.buf for g in members]
             bases = np.cumsum([0] + [len(b) for b in bufs[:-1]]).astype(np.int64)
             big = np.frombuffer(b"".join(bufs), dtype=np.uint8)
-            seq = np.concatenate([srcs[i].seq for g in members for i in g])
-            # Canonical order: sender sequence, then the order the results were produced.
-            pos = np.concatenate(
-                [np.full(len(srcs[i].seq), i, dtype=np.int64) for g in members for i in g]
-            )
-            sub = np.concatenate(
-                [np.arange(len(srcs[i].seq), dtype=np.int64) for g in members for i in g]
-            )
-            picks = [np.concatenate([srcs[i].rows for i in g]) for g in members]
-            tables = [srcs[g[0]].res.rows for g in members]
-
-            def column(name: str) -> I64:
-                # Field first, then the rows: indexing a structured array copies whole rows.
-                return np.concatenate(
-                    [t[name][k] for t, k in zip(tables, picks, strict=True)]
-                ).astype(np.int64)
-
-            fk = column("fault_kind")
-            count = column("send_count")
-            off = column("off") + np.repeat(bases, [len(k) for k in picks])
-            slen = column("sends_len")
-            order = np.lexsort((sub, pos, seq))
-            order = order[(fk[order] == 0) & (count[order] > 0)]
-            if len(order):
-                np.add.at(w.sent, seq[order] - 1, count[order])
-                repeated = bool((np.diff(seq[order]) == 0).any())
-                parts.append(
-                    self._route_sends(
-                        tx, big, seq[order], off[order], slen[order], count[order], repeated
-                    )
+            if _native.AVAILABLE:
+                base_of = {id(srcs[g[0]].res): int(b) for g, b in zip(members, bases, strict=True)}
+                sender, off, slen, count, repeated = _native.send_rows(
+                    [src.seq for src in srcs],
+                    [src.res.rows for src in srcs],
+                    [src.rows for src in srcs],
+                    [base_of[id(src.res)] for src in srcs],
+                    w.sent,
                 )
+            else:
+                sender, off, slen, count, repeated = _send_rows_numpy(w, srcs, members, bases)
+            if len(sender):
+                parts.append(self._route_sends(tx, big, sender, off, slen, count, repeated))
         tx.flush_host()
         w.mail = Mail.concat(parts + tx.host_parts)
 
@@ -1217,6 +1199,34 @@ class Kernel:
             pools=addresses,
             idle=self.idle(),
         )
+
+
+def _send_rows_numpy(
+    w: World, srcs: list[_Source], members: list[list[int]], bases: I64
+) -> tuple[I64, I64, I64, I64, bool]:
+    """`_native.send_rows` in numpy: the routed rows in canonical order (sender sequence,
+    then the order the results were produced)."""
+    seq = np.concatenate([srcs[i].seq for g in members for i in g])
+    pos = np.concatenate([np.full(len(srcs[i].seq), i, dtype=np.int64) for g in members for i in g])
+    sub = np.concatenate([np.arange(len(srcs[i].seq), dtype=np.int64) for g in members for i in g])
+    picks = [np.concatenate([srcs[i].rows for i in g]) for g in members]
+    tables = [srcs[g[0]].res.rows for g in members]
+
+    def column(name: str) -> I64:
+        # Field first, then the rows: indexing a structured array copies whole rows.
+        return np.concatenate([t[name][k] for t, k in zip(tables, picks, strict=True)]).astype(
+            np.int64
+        )
+
+    fk = column("fault_kind")
+    count = column("send_count")
+    off = column("off") + np.repeat(bases, [len(k) for k in picks])
+    slen = column("sends_len")
+    order = np.lexsort((sub, pos, seq))
+    order = order[(fk[order] == 0) & (count[order] > 0)]
+    np.add.at(w.sent, seq[order] - 1, count[order])
+    repeated = bool((np.diff(seq[order]) == 0).any())
+    return seq[order], off[order], slen[order], count[order], repeated
 
 
 def _pack_steps_numpy(

@@ -93,6 +93,8 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
     lib.ls_take_results.restype = i64
     lib.ls_take_results.argtypes = [i64] + [_P] * 9
+    lib.ls_send_rows.restype = i64
+    lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
     lib.ls_deliver.restype = i64
     lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64, *[_P] * 9]
     return lib
@@ -455,3 +457,44 @@ def take_results(
         local_ptr,
     )
     return int(bad), which, local
+
+
+def send_rows(
+    seqs: Sequence[I64],
+    tables: Sequence[np.ndarray],
+    rows: Sequence[I64],
+    bases: Sequence[int],
+    sent: I64,
+) -> tuple[I64, I64, I64, I64, bool]:
+    """The rows whose sends are routed, in canonical order (native only; see ls_send_rows):
+    sender, sends offset (into the concatenated buffers), length and count; adds the counts
+    to `sent`. Also whether a sender has more than one row."""
+    assert _LIB is not None
+    nseq = len(sent)
+    keep = [np.ascontiguousarray(a, dtype=np.int64) for a in seqs]
+    keep += [np.ascontiguousarray(a, dtype=np.int64) for a in rows]
+    tabs = [np.ascontiguousarray(t) for t in tables]
+    nsrc = len(tabs)
+    ptrs = np.array(
+        [_ptr(a) if a.nbytes else 0 for a in keep] + [_ptr(t) if t.nbytes else 0 for t in tabs],
+        dtype=np.uint64,
+    )
+    base = _ptr(ptrs)
+    k = np.array([len(a) for a in keep[:nsrc]], dtype=np.int64)
+    m = int(k.sum())
+    (sender, off, slen, count, _scratch, repeated), out = _int64s(m, m, m, m, nseq + 1, 1)
+    b = np.asarray(bases, dtype=np.int64)
+    got = _LIB.ls_send_rows(
+        nsrc,
+        base,
+        base + 16 * nsrc,
+        base + 8 * nsrc,
+        _ptr(k),
+        _ptr(b),
+        nseq,
+        out[4],
+        *out[:4],
+        _ptr(sent),
+        out[5],
+    )
+    return sender[:got], off[:got], slen[:got], count[:got], bool(repeated[0])

@@ -403,3 +403,49 @@ int64_t ls_take_results(int64_t nbufs, const ls_result_row *const *rows, const i
     }
     return -1;
 }
+
+/* ------------------------------------------------------------------ sends to route */
+/* The result rows whose sends are routed this tick, in canonical order (sender sequence,
+ * then source, then row within the source; docs/determinism.md, "Routing"). Source s has
+ * k[s] rows: row j is tables[s][rows[s][j]], from agent seqs[s][j] (1..nseq), its sends at
+ * base[s] + row.off in the concatenated result buffers. Rows that faulted or sent nothing
+ * are left out. Writes per routed row the sender, the sends' offset, length and count, adds
+ * the counts to sent[seq - 1], and returns the number of rows; *repeated is set when a
+ * sender has more than one row. scratch holds nseq + 1 int64. */
+int64_t ls_send_rows(int64_t nsrc, const int64_t *const *seqs,
+                     const ls_result_row *const *tables, const int64_t *const *rows,
+                     const int64_t *k, const int64_t *base, int64_t nseq, int64_t *scratch,
+                     int64_t *sender, int64_t *off, int64_t *slen, int64_t *count,
+                     int64_t *sent, int64_t *repeated) {
+    int64_t *start = scratch;
+    memset(start, 0, (size_t)(nseq + 1) * sizeof(int64_t));
+    int64_t m = 0;
+    for (int64_t s = 0; s < nsrc; s++)
+        for (int64_t j = 0; j < k[s]; j++) {
+            const ls_result_row *r = &tables[s][rows[s][j]];
+            if (r->fault_kind == 0 && r->send_count > 0) {
+                start[seqs[s][j]]++; /* counts in start[seq], seq >= 1 */
+                m++;
+            }
+        }
+    *repeated = 0;
+    int64_t acc = 0;
+    for (int64_t q = 1; q <= nseq; q++) {
+        int64_t c = start[q];
+        if (c > 1) *repeated = 1;
+        start[q] = acc; /* first output slot of sender q */
+        acc += c;
+    }
+    for (int64_t s = 0; s < nsrc; s++)
+        for (int64_t j = 0; j < k[s]; j++) {
+            const ls_result_row *r = &tables[s][rows[s][j]];
+            if (r->fault_kind != 0 || r->send_count == 0) continue;
+            int64_t q = seqs[s][j], o = start[q]++;
+            sender[o] = q;
+            off[o] = base[s] + (int64_t)r->off;
+            slen[o] = r->sends_len;
+            count[o] = r->send_count;
+            sent[q - 1] += r->send_count;
+        }
+    return m;
+}
