@@ -92,7 +92,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     import onnxruntime as ort
 
     from lockstep.auth import Role, write_token_file
-    from lockstep.client import AuthedChannel, wait_serving
+    from lockstep.dial import AuthedChannel, wait_serving
     from lockstep.errors import ConfigError
     from lockstep.pb.inference.v1 import inference_pb2 as pb
     from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc

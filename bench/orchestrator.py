@@ -69,7 +69,7 @@ class Cluster:
     def __init__(
         self, n_pools: int, pool_args: tuple[str, ...] = (), transport: str = "auto"
     ) -> None:
-        from lockstep.client import AuthedChannel
+        from lockstep.dial import AuthedChannel
         from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
         from lockstep_orchestrator import OrchestratorConfig, create_server
 

@@ -287,7 +287,7 @@ def main() -> int:
             run([*compose, *project, "build"], env=env)
         run([*compose, *project, "up", "-d"], env=env)
         sys.path.insert(0, str(ROOT / "src"))
-        from lockstep.client import health_status, wait_serving
+        from lockstep.dial import health_status, wait_serving
         from lockstep.tls import TLSConfig
 
         tls = None

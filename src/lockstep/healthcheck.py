@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from lockstep.client import health_status
+from lockstep.dial import health_status
 
 
 def main(argv: list[str]) -> int:

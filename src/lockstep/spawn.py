@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel, wait_serving
+from lockstep.dial import AuthedChannel, wait_serving
 
 __all__ = ["ServiceProcess", "start_service"]
 

@@ -20,7 +20,7 @@ down blocks progress, never loses records):
 
 Example::
 
-    channel = lockstep.client.AuthedChannel(address, service_token)
+    channel = lockstep.dial.AuthedChannel(address, service_token)
     client = TelemetryClient(channel)
     head = client.append("run-1", [make_record(0, "run.config", b"{...}", "application/json")])
 """
@@ -107,7 +107,7 @@ def make_record(tick: int, kind: str, payload: bytes, content_type: str = "") ->
 class TelemetryClient:
     """Idempotent, blocking appends and the read calls of ``TelemetryService``.
 
-    `channel` must carry a credential (``lockstep.client.AuthedChannel``): the service role
+    `channel` must carry a credential (``lockstep.dial.AuthedChannel``): the service role
     for appends, viewer or above for reads. The client does not own the channel.
 
     `client_id` names this writer inside batch ids. It must be unique among writers of

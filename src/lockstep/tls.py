@@ -7,7 +7,7 @@ A process is configured once, from flags or the environment (``LOCKSTEP_TLS_CERT
 * ``lockstep.server.build_server`` listens with TLS only when a certificate is configured
   (plaintext connections are refused) and, with a CA, requires a client certificate
   signed by it (mTLS) unless ``client_auth`` says otherwise;
-* ``lockstep.client.open_channel`` (so every channel a service or the CLI opens) connects
+* ``lockstep.dial.open_channel`` (so every channel a service or the CLI opens) connects
   with TLS when a CA is configured, presenting the certificate as its client identity.
 
 ``make_ca`` / ``issue`` create a private CA and per-service certificates (``lockstep certs``):

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ConfigError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc

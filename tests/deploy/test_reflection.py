@@ -13,7 +13,7 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from lockstep.auth import TokenStore
-from lockstep.client import open_channel
+from lockstep.dial import open_channel
 from lockstep.reflection import V1_SERVICE_NAME, commented_files
 from lockstep_wasm_pool import create_server
 

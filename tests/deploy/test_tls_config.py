@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from lockstep.client import health_status
+from lockstep.dial import health_status
 from lockstep.errors import ConfigError
 from lockstep.server import build_server
 from lockstep.tls import TLSConfig, issue, make_ca

@@ -219,7 +219,7 @@ def cluster(
 PROBE = """
 import json, sys
 import grpc
-from lockstep.client import health_status
+from lockstep.dial import health_status
 from lockstep.tls import TLSConfig
 address, mode, ca, cert, key = sys.argv[1:6]
 if mode == "plaintext":

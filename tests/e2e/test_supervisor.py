@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.client import wait_serving
+from lockstep.dial import wait_serving
 from lockstep.supervisor import SupervisorState, pid_alive
 from tests.foundation.test_service_process import grpcurl
 

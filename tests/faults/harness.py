@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:  # `python tests/faults/harness.py`
 
 from lockstep import faults  # noqa: E402
 from lockstep.auth import Role, TokenStore  # noqa: E402
-from lockstep.client import AuthedChannel  # noqa: E402
+from lockstep.dial import AuthedChannel  # noqa: E402
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb  # noqa: E402
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc  # noqa: E402
 from lockstep.supervisor import SupervisorState  # noqa: E402

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from lockstep.auth import VIEWER, Role, TokenStore, write_token_file
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ConfigError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc

@@ -141,7 +141,7 @@ SURFACE = {
         "sends_of",
     ],
     "lockstep.checkout": ["checkout_root", "require_checkout"],
-    "lockstep.client": ["AuthedChannel", "health_status", "open_channel", "wait_serving"],
+    "lockstep.dial": ["AuthedChannel", "health_status", "open_channel", "wait_serving"],
     "lockstep.errors": [
         "AbortedError",
         "AlreadyExistsError",

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from lockstep.agents import build_agent  # noqa: E402
 from lockstep.auth import Role, write_token_file  # noqa: E402
-from lockstep.client import AuthedChannel  # noqa: E402
+from lockstep.dial import AuthedChannel  # noqa: E402
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc  # noqa: E402
 from lockstep.runner import prepare_module  # noqa: E402
 from lockstep.telemetry_client import TelemetryClient  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel, wait_serving
+from lockstep.dial import AuthedChannel, wait_serving
 from lockstep.pb.inference.v1 import inference_pb2_grpc as pb_grpc
 from lockstep.server import BoundServer
 from lockstep_inference import InferenceConfig, create_server, prepare_models

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from lockstep.auth import Role
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2 as kpb
 from lockstep.pb.kserve.v2 import grpc_predict_v2_pb2_grpc as kpb_grpc
 from tests.inference.conftest import Server

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep.runner import prepare_module
 from lockstep_orchestrator import OrchestratorConfig, create_server

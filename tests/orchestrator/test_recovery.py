@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc
 from lockstep_orchestrator import OrchestratorConfig, create_server

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.telemetry_client import TelemetryClient
 from tests.orchestrator.conftest import OrchestratorFactory

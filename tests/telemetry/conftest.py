@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel, wait_serving
+from lockstep.dial import AuthedChannel, wait_serving
 from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.pb.telemetry.v1 import telemetry_pb2_grpc as pb_grpc
 from lockstep.server import BoundServer

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.pb.telemetry.v1 import telemetry_pb2 as pb
 from lockstep.telemetry_client import (
     ChainHead,

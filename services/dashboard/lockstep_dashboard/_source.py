@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from lockstep.api._records import JournalRecord
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ServiceError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2_grpc as opb_grpc

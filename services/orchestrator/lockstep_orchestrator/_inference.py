@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ServiceError
 from lockstep.pb.inference.v1 import inference_pb2 as ipb
 from lockstep.pb.inference.v1 import inference_pb2_grpc as ipb_grpc

@@ -30,7 +30,7 @@ from lockstep.batch import (
     parse_destroy,
     parse_step,
 )
-from lockstep.client import AuthedChannel, wait_serving
+from lockstep.dial import AuthedChannel, wait_serving
 from lockstep.errors import ConfigError, ServiceError
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb

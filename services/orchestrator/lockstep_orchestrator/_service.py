@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.auth import ADMIN_ONLY, OPERATOR, VIEWER, Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ConfigError, InvalidRequestError, LockstepError, NotFoundError
 from lockstep.metrics import service_registry
 from lockstep.modules import Policy, load_trusted_keys

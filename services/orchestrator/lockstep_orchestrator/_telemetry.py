@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.telemetry_client import TelemetryClient, make_record
 from lockstep_orchestrator._journal import JournalRecord, Sink
 

@@ -36,7 +36,7 @@ from lockstep.api._records import (
 )
 from lockstep.api._trace import chrome_trace
 from lockstep.auth import Role, TokenStore
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ConfigError, DeterminismError, ServiceError
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb

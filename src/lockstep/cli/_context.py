@@ -34,7 +34,7 @@ import typer
 
 from lockstep.auth import Role, TokenStore
 from lockstep.cli._app import app
-from lockstep.client import AuthedChannel
+from lockstep.dial import AuthedChannel
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.supervisor import SupervisorState, default_state_dir
 from lockstep.tls import TLSConfig

@@ -25,7 +25,7 @@ from lockstep.cli._context import (
     remote_selected,
     state_dir,
 )
-from lockstep.client import health_status
+from lockstep.dial import health_status
 from lockstep.errors import ConfigError, LockstepError
 from lockstep.server import parse_address
 from lockstep.supervisor import SupervisorState, pid_alive

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lockstep.auth import write_token_file
-from lockstep.client import wait_serving
+from lockstep.dial import wait_serving
 from lockstep.errors import ConfigError, ServiceError
 from lockstep.modules import keygen
 from lockstep.supervisor._dashboard import VIEWER_TOKEN_FILE, wait_http, write_viewer_token
