@@ -815,10 +815,13 @@ class Kernel:
         # Delivery: the selected agents' mail in (step position, canonical key) order,
         # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step).
         if _native.AVAILABLE:
-            cnt, blen, records, rest = self._deliver_native(mail, pos, n)
-            w.mail = mail.take(rest) if len(rest) else Mail.empty()
+            order = None if mail.canonical else mail.canonical_order()
+            cnt, blen, _rows, records, rest = _native.deliver(
+                order, mail.target, mail.off, mail.length, mail.buf, pos, n, MAX_DELIVERY_BYTES
+            )
         else:
-            cnt, blen, records = self._deliver_numpy(w, mail, pos, n)
+            cnt, blen, records, rest = _deliver_numpy(mail, pos, n)
+        w.mail = mail.take(rest) if len(rest) else Mail.empty()
         w.inbox_n[sel] -= cnt
         w.inbox_bytes[sel] -= blen
         w.received[sel] += cnt
@@ -851,38 +854,6 @@ class Kernel:
         if bad >= 0:
             raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
         self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
-
-    @staticmethod
-    def _deliver_native(mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes, I64]:
-        order = None if mail.canonical else mail.canonical_order()
-        cnt, blen, _rows, records, rest = _native.deliver(
-            order, mail.target, mail.off, mail.length, mail.buf, pos, n, MAX_DELIVERY_BYTES
-        )
-        return cnt, blen, records, rest
-
-    @staticmethod
-    def _deliver_numpy(w: World, mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes]:
-        """`_deliver_native` in numpy (sets the world's waiting mail itself)."""
-        mpos = pos[mail.target - 1] if len(mail) else np.zeros(0, dtype=np.int64)
-        order = mail.canonical_order(mpos)
-        order = order[mpos[order] >= 0]
-        dpos = mpos[order]
-        dlen = mail.length[order]
-        if len(order):
-            start_of = np.searchsorted(dpos, dpos)  # first row of each agent's run
-            cum = np.cumsum(dlen)
-            within = cum - (cum[start_of] - dlen[start_of])
-            keep = (within + 8 <= MAX_DELIVERY_BYTES) | (order == order[start_of])
-            if not keep.all():
-                order, dpos, dlen = order[keep], dpos[keep], dlen[keep]
-        delivered = np.zeros(len(mail), dtype=bool)
-        delivered[order] = True
-        cnt = np.bincount(dpos, minlength=n).astype(np.int64)
-        blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
-        src = _native.Sources([mail.buf])
-        records = _native.gather(src, np.zeros(len(order), dtype=np.int32), mail.off[order], dlen)
-        w.mail = mail.take(np.flatnonzero(~delivered)) if len(order) < len(mail) else Mail.empty()
-        return cnt, blen, records
 
     def _absorb_steps(
         self,
@@ -1199,6 +1170,30 @@ class Kernel:
             pools=addresses,
             idle=self.idle(),
         )
+
+
+def _deliver_numpy(mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes, I64]:
+    """`_native.deliver` in numpy: per step position the count and bytes delivered, their
+    records, and the rows left waiting."""
+    mpos = pos[mail.target - 1] if len(mail) else np.zeros(0, dtype=np.int64)
+    order = mail.canonical_order(mpos)
+    order = order[mpos[order] >= 0]
+    dpos = mpos[order]
+    dlen = mail.length[order]
+    if len(order):
+        start_of = np.searchsorted(dpos, dpos)  # first row of each agent's run
+        cum = np.cumsum(dlen)
+        within = cum - (cum[start_of] - dlen[start_of])
+        keep = (within + 8 <= MAX_DELIVERY_BYTES) | (order == order[start_of])
+        if not keep.all():
+            order, dpos, dlen = order[keep], dpos[keep], dlen[keep]
+    delivered = np.zeros(len(mail), dtype=bool)
+    delivered[order] = True
+    cnt = np.bincount(dpos, minlength=n).astype(np.int64)
+    blen = np.bincount(dpos, weights=dlen, minlength=n).astype(np.int64)
+    src = _native.Sources([mail.buf])
+    records = _native.gather(src, np.zeros(len(order), dtype=np.int32), mail.off[order], dlen)
+    return cnt, blen, records, np.flatnonzero(~delivered)
 
 
 def _send_rows_numpy(
