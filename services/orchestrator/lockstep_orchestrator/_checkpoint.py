@@ -7,19 +7,24 @@ live instance the pool snapshot (linear memory and every mutable global). Restor
 into the same or a different number of pools, and continuing gives the same digests as a
 run that never stopped.
 
-Files: `<data_dir>/checkpoints/<id>.json` (run state, format 2) and `<id>.snap` (pool
-snapshots as length-prefixed `AgentSnapshot` messages).
+Files: `<data_dir>/checkpoints/<id>.json` (run state, format 2, with the SHA-256 and size
+of the snapshot file) and `<id>.snap` (pool snapshots as length-prefixed `AgentSnapshot`
+messages). Both are written atomically (a temporary file, fsync, rename; the `.snap` first,
+so a checkpoint exists once its `.json` does), mode 0600 in a 0700 directory; a damaged
+pair is refused on load (`CheckpointDamagedError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from lockstep.errors import InvalidRequestError, NotFoundError, PreconditionError, quote
 from lockstep.pb.common.v1 import common_pb2 as cpb
@@ -39,6 +44,10 @@ _MAIL = ("target", "tick", "sseq", "nseq", "arrival", "off", "length")
 
 class CheckpointNotFoundError(NotFoundError):
     """No checkpoint with that id."""
+
+
+class CheckpointDamagedError(PreconditionError):
+    """A checkpoint's files are unreadable, truncated or do not match each other."""
 
 
 def _hex(msg: Any) -> str:
@@ -109,26 +118,57 @@ def capture(kernel: Kernel) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
 def save(
     directory: Path, checkpoint_id: str, state: dict[str, Any], snapshots: list[ppb.AgentSnapshot]
 ) -> int:
-    """Write the two files; returns their total size."""
+    """Write the two files atomically (see the module); returns their total size."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # every agent's memory
-    data = json.dumps(state, sort_keys=True).encode()
-    with _private(directory / f"{checkpoint_id}.json") as fh:
-        fh.write(data)
-    with _private(directory / f"{checkpoint_id}.snap") as fh:
-        size = 0
+    digest = hashlib.sha256()
+    size = 0
+    with _Atomic(directory / f"{checkpoint_id}.snap") as fh:
         for snap in snapshots:
             blob = snap.SerializeToString(deterministic=True)
-            fh.write(_LEN.pack(len(blob)) + blob)
+            for part in (_LEN.pack(len(blob)), blob):
+                fh.write(part)
+                digest.update(part)
             size += _LEN.size + len(blob)
+    data = json.dumps(
+        {**state, "snap_sha256": digest.hexdigest(), "snap_bytes": size}, sort_keys=True
+    ).encode()
+    with _Atomic(directory / f"{checkpoint_id}.json") as fh:
+        fh.write(data)
+    fd = os.open(directory, os.O_RDONLY)
+    try:  # the renames are durable too
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return len(data) + size
 
 
-def _private(path: Path) -> BinaryIO:
-    """A file only the owner can read (mode 0600), truncated."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+class _Atomic:
+    """A file only the owner can read (mode 0600), written to `<path>.tmp`, fsynced and
+    renamed over `path` when the block succeeds (removed when it fails)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+
+    def __enter__(self) -> Any:
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.fh = os.fdopen(fd, "wb")
+        return self.fh
+
+    def __exit__(self, kind: object, *_exc: object) -> None:
+        try:
+            if kind is None:
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+        finally:
+            self.fh.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
-def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
+def _check_id(checkpoint_id: str) -> None:
     if (
         not checkpoint_id
         or len(checkpoint_id) > 128
@@ -136,22 +176,63 @@ def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.
         or checkpoint_id.startswith(".")
     ):
         raise InvalidRequestError(f"bad checkpoint id {quote(checkpoint_id)}")
+
+
+def load_state(directory: Path, checkpoint_id: str) -> dict[str, Any]:
+    """A checkpoint's run state (its `.json`), without reading the snapshots."""
+    _check_id(checkpoint_id)
     try:
-        state = json.loads((directory / f"{checkpoint_id}.json").read_bytes())
-        blob = (directory / f"{checkpoint_id}.snap").read_bytes()
+        raw = (directory / f"{checkpoint_id}.json").read_bytes()
     except FileNotFoundError:
         raise CheckpointNotFoundError(f"no checkpoint {quote(checkpoint_id)}") from None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        raise CheckpointDamagedError(f"checkpoint {checkpoint_id}: its .json is not JSON") from None
+    if not isinstance(state, dict):
+        raise CheckpointDamagedError(f"checkpoint {checkpoint_id}: its .json is not an object")
     if state.get("format") != FORMAT:
         raise PreconditionError(
             f"checkpoint {checkpoint_id} has format {state.get('format')}, "
             f"this orchestrator reads {FORMAT}"
         )
+    return state
+
+
+def load_snapshots(
+    directory: Path, checkpoint_id: str, state: dict[str, Any]
+) -> list[ppb.AgentSnapshot]:
+    """The instances' snapshots of a checkpoint whose state is `state`, checked against the
+    size and SHA-256 the state names (checkpoints written before those were kept: unchecked)."""
+    try:
+        blob = (directory / f"{checkpoint_id}.snap").read_bytes()
+    except FileNotFoundError:
+        raise CheckpointDamagedError(f"checkpoint {checkpoint_id}: its .snap is missing") from None
+    want = state.get("snap_sha256")
+    if want is not None and (
+        len(blob) != state.get("snap_bytes") or hashlib.sha256(blob).hexdigest() != want
+    ):
+        raise CheckpointDamagedError(
+            f"checkpoint {checkpoint_id}: its .snap does not match its .json "
+            f"({len(blob)} bytes, {state.get('snap_bytes')} expected)"
+        )
     snapshots, off = [], 0
-    while off < len(blob):
-        (n,) = _LEN.unpack_from(blob, off)
-        snapshots.append(ppb.AgentSnapshot.FromString(blob[off + _LEN.size : off + _LEN.size + n]))
-        off += _LEN.size + n
-    return state, snapshots
+    try:
+        while off < len(blob):
+            (n,) = _LEN.unpack_from(blob, off)
+            end = off + _LEN.size + n
+            if end > len(blob):
+                raise CheckpointDamagedError(f"checkpoint {checkpoint_id}: its .snap is truncated")
+            snapshots.append(ppb.AgentSnapshot.FromString(blob[off + _LEN.size : end]))
+            off = end
+    except (struct.error, DecodeError):
+        raise CheckpointDamagedError(f"checkpoint {checkpoint_id}: its .snap is garbled") from None
+    return snapshots
+
+
+def load(directory: Path, checkpoint_id: str) -> tuple[dict[str, Any], list[ppb.AgentSnapshot]]:
+    state = load_state(directory, checkpoint_id)
+    return state, load_snapshots(directory, checkpoint_id, state)
 
 
 def modules_of(state: dict[str, Any]) -> set[str]:
