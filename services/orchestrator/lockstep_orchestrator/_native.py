@@ -112,6 +112,7 @@ def _ptr(a: np.ndarray) -> int:
         base: object = a.base
         if type(base) is bytes and a.nbytes == len(base):  # np.frombuffer of a whole bytes
             return int(ctypes.cast(base, ctypes.c_void_p).value or 0)  # type: ignore[arg-type]
+        return int(a.ctypes.data)  # 1 us; __array_interface__ of a structured array: 13 us
     return int(a.__array_interface__["data"][0])
 
 
