@@ -1,7 +1,8 @@
 """The orchestrator SIGKILLed mid-run under `lockstep up` (issue 11): the supervisor
-restarts it on the same data dir, it finds the interrupted run and resumes it from its
-durable journal in telemetry (shipped at the end of every call and at least once a second)
-under the same run id; the run then completes with the undisturbed digest chain and a
+restarts it on the same data dir, it finds the interrupted run and resumes it under the same
+run id from its latest automatic checkpoint on disk (every 100 ticks here), replaying only
+the later ticks of its durable journal in telemetry (shipped at the end of every call and at
+least once a second); the run then completes with the undisturbed digest chain and a
 complete journal (every tick once) that verifies and replays."""
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ WEALTH = ROOT / "examples" / "scenarios" / "wealth.toml"  # 1,000 agents
 TICKS = 400
 
 
-def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_path: Path) -> None:
+def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = str(tmp_path / "state")
+    # A checkpoint every 100 ticks whatever it costs (the supervisor passes these on; by
+    # default they take at most 5% of the run's time: one per ~20 s of this run).
+    monkeypatch.setenv("LOCKSTEP_CHECKPOINT_EVERY", "100")
+    monkeypatch.setenv("LOCKSTEP_CHECKPOINT_MAX_SHARE", "100")
     assert lockstep("up", "--state-dir", state, "--pools", "2").returncode == 0
+    checkpoints = Path(state) / "data" / "orchestrator" / "checkpoints"
     until = None
     try:
         calm = lockstep("run", "--state-dir", state, str(WEALTH), "--ticks", str(TICKS), "--json")
@@ -54,16 +62,25 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_
         )
         with Deployment.connect(state) as dep:
             wait_until(lambda: dep.status().tick >= 200, timeout=120)
+            wait_until(lambda: (checkpoints / f"{run_id}-auto-t100.json").exists(), timeout=60)
             killed_at = dep.status().tick
         assert killed_at < TICKS, "the run ended before the orchestrator could be killed"
         kill_and_wait_restart(state, "orchestrator", timeout=120)
         until.communicate(timeout=60)
         assert until.returncode != 0  # its stream was cut; a later call finishes the run
-        log = (Path(state) / "logs" / "orchestrator.log").read_text()
-        assert f"resumed interrupted run {run_id}" in log, log[-3000:]
         with Deployment.connect(state) as dep:
             resumed = dep.status()
         assert resumed.run_id == run_id and 150 <= resumed.tick <= killed_at + 10
+        # From the checkpoint of tick 100 or a later one, not from tick 1.
+        (note,) = [json.loads(r["payload"]) for r in journal(state, run_id, "run.resume")]
+        assert note["tick"] == resumed.tick and note["from_tick"] in (100, 200, 300), note
+        assert note["replayed_ticks"] == resumed.tick - note["from_tick"], note
+        assert note["checkpoint"] == f"{run_id}-auto-t{note['from_tick']}", note
+        log = (Path(state) / "logs" / "orchestrator.log").read_text()
+        assert (
+            f"resumed interrupted run {run_id} at tick {resumed.tick} (from tick "
+            f"{note['from_tick']}, {note['replayed_ticks']} ticks replayed)" in log
+        ), log[-3000:]
         done = lockstep("until", "--tick", str(TICKS), "--state-dir", state)
         assert done.returncode == 0, done.stderr
 
@@ -78,6 +95,8 @@ def test_the_orchestrator_killed_mid_run_resumes_with_the_undisturbed_chain(tmp_
         assert verify.returncode == 0, verify.stdout + verify.stderr
         replay = lockstep("replay", run_id, "--state-dir", state)
         assert replay.returncode == 0, replay.stdout + replay.stderr
+        # The replay's run replaced the resumed one: its automatic checkpoints are gone.
+        assert not list(checkpoints.glob("*-auto-*"))
     finally:
         if until is not None and until.poll() is None:
             until.kill()

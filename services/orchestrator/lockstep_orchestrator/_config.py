@@ -84,15 +84,22 @@ class OrchestratorConfig:
     )
     checkpoint_every: int = setting(
         AutoCheckpoints.every,
-        help="An automatic in-memory checkpoint every K ticks (outside the journal), from "
-        "which a failed pool is rebuilt; 0: off (rebuild by replay from tick 1).",
+        help="An automatic checkpoint every K ticks (outside the journal; also written to the "
+        "data dir), from which a failed pool is rebuilt and a crashed run resumed; 0: off "
+        "(both replay from tick 1).",
     )
     checkpoint_keep: int = setting(
-        AutoCheckpoints.keep, help="How many automatic checkpoints to keep."
+        AutoCheckpoints.keep,
+        help="How many automatic checkpoints to keep (in memory, and per run on disk).",
     )
     checkpoint_max_bytes: int = setting(
         AutoCheckpoints.max_bytes,
         help="No automatic checkpoint while the run's instances would exceed this size.",
+    )
+    checkpoint_max_share: float = setting(
+        AutoCheckpoints.max_share,
+        help="The most of the run's time automatic checkpoints may take (capture and write, "
+        "estimated from the last one); one due sooner is put off.",
     )
     resume: bool = setting(
         True,

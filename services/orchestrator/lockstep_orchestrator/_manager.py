@@ -28,6 +28,7 @@ from lockstep.errors import (
     CapacityError,
     DeterminismError,
     InvalidRequestError,
+    LockstepError,
     NotFoundError,
     PreconditionError,
     ServiceError,
@@ -36,7 +37,16 @@ from lockstep.errors import (
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as ppb
-from lockstep_orchestrator._checkpoint import capture, load, modules_of, restore_into, save
+from lockstep_orchestrator._autosave import CHECKPOINT_DIR, CheckpointWriter, persisted
+from lockstep_orchestrator._checkpoint import (
+    capture,
+    load,
+    load_snapshots,
+    load_state,
+    modules_of,
+    restore_into,
+    save,
+)
 from lockstep_orchestrator._events import (
     ExternalMessage,
     Note,
@@ -89,16 +99,19 @@ class Caps:
 
 @dataclass(frozen=True)
 class AutoCheckpoints:
-    """Automatic checkpoints that bound pool recovery: every `every` ticks (0 = off) the
+    """Automatic checkpoints that bound recovery: every `every` ticks (0 = off) the
     committed state and every live instance's snapshot are kept in memory (the last
     `keep`), and a failed pool is rebuilt from the latest one and caught up by replaying
-    only the ticks after it. One is taken when the tick after it is asked for (a run that
-    stops at a multiple of `every` never pays for it), and skipped (with a warning) while
-    the run's instances are estimated to take more than `max_bytes`. They cost at most
-    `max_share` of the run's time: one estimated to take s seconds (the instances' size at
-    the speed the last one was taken) waits until s / max_share seconds have passed since the
-    last one or the run's start (at 1,000 instances of 128 KiB one takes about a quarter of a
-    second, longer than 100 ticks of such a run)."""
+    only the ticks after it. With a data dir they are also written there (the last `keep`
+    of the run, on a background thread: `_autosave`), and an orchestrator restarted after a
+    crash resumes the run from the latest one (`RunManager.resume`). One is taken when the
+    tick after it is asked for (a run that stops at a multiple of `every` never pays for
+    it), and skipped (with a warning) while the run's instances are estimated to take more
+    than `max_bytes`. They cost at most `max_share` of the run's time: one estimated to take
+    s seconds (the instances' size at the speeds the last one was captured and written)
+    waits until s / max_share seconds have passed since the last one or the run's start (at
+    1,000 instances of 128 KiB one takes about half a second, longer than 100 ticks of such
+    a run)."""
 
     every: int = 100
     keep: int = 2
@@ -148,6 +161,9 @@ class RunManager:
         self._auto_warned = False
         self._auto_since = 0.0  # the last automatic checkpoint or the run's start (monotonic)
         self._auto_rate = _CAPTURE_BYTES_PER_S  # instance bytes captured per second, measured
+        self.writer = CheckpointWriter()  # automatic checkpoints to the data dir (_autosave)
+        self._resumable = False  # the current run is named resumable in the data dir
+        self.resumed: dict[str, Any] = {}  # the last resume's `run.resume` record
         self.recoveries = 0  # pool rebuilds that completed (all runs)
         self.replayed_ticks = 0  # ticks re-executed by them
         self.module_bytes = module_bytes
@@ -181,6 +197,9 @@ class RunManager:
             self.kernel.journal.close(spill_dir, timeout)
             if not _supervisor_gone():
                 self.forget()
+                self._resumable = False
+                self._purge_auto()  # nothing is left to resume
+            self.writer.close()
 
     def _check_pools(self) -> None:
         for i, lim in enumerate(self.pools.limits()):
@@ -223,6 +242,7 @@ class RunManager:
             self.kernel = self._new_kernel(config)
             self.kernel.journal.flush()  # run.start is durable before StartRun answers
             self._remember(resumable=True)
+            self._purge_auto()
             return self.status()
 
     def _remember(self, resumable: bool) -> None:
@@ -239,6 +259,24 @@ class RunManager:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        self._resumable = resumable
+
+    def _auto_dir(self) -> Path | None:
+        """Where the current run's automatic checkpoints are written (None: in memory only,
+        without a data dir or for a run that is not resumable)."""
+        if self.data_dir is None or not self._resumable:
+            return None
+        return self.data_dir / CHECKPOINT_DIR
+
+    def _purge_auto(self) -> None:
+        """The current run replaced another: remove the others' automatic checkpoints."""
+        if self.data_dir is not None:
+            keep = self.kernel.run_id if self._resumable else None
+            self.writer.purge(self.data_dir / CHECKPOINT_DIR, keep)
+
+    def wait_checkpoints(self) -> None:
+        """Until the automatic checkpoints taken so far are on disk (tests, shutdown)."""
+        self.writer.wait()
 
     def interrupted_run(self) -> str:
         """The run an orchestrator that died was running ("" if none, or not resumable)."""
@@ -256,10 +294,13 @@ class RunManager:
 
     def resume(self, entries: list[tuple[int, str, bytes]]) -> opb.RunStatus:
         """Make a journalled run the current run again, under its own id, after the
-        orchestrator died: re-execute its ticks into fresh instances, checking every
-        digest, and continue its journal (records already durable are not sent again).
-        In-flight inference requests are submitted again (results are keyed and seeded);
-        control actions queued but not yet applied when it died are lost."""
+        orchestrator died: restore the latest checkpoint of the run in the data dir whose
+        tick and digest chain match the journal (automatic or explicit; a damaged one, or
+        one that does not restore or replay, is skipped for the one before), or start from
+        tick 1 when there is none; re-execute the ticks after it into fresh instances,
+        checking every digest, and continue its journal (records already durable are not
+        sent again). In-flight inference requests are submitted again (results are keyed and
+        seeded); control actions queued but not yet applied when it died are lost."""
         entries, unsent = self._drain_wal(entries)
         parsed = parse_journal(entries)
         missing = sorted(parsed.modules() - self.known_modules())
@@ -271,35 +312,34 @@ class RunManager:
                 "restore its checkpoint instead"
             )
         with self._tick_lock:
+            began = time.monotonic()
             self.pools.wait_all_serving(self.recovery_s or 10.0)
-            self.pools.forget_modules()
-            self.pools.reset()
-            self._check_pools()
-            k = Kernel(
-                parsed.config,
-                self.pools,
-                self.module_bytes,
-                Journal(None),
-                JournalInference(parsed.inference),
-                run_id=parsed.run_id,
-                record_start=False,
-            )
             last = parsed.last_tick
-            for t in range(1, last + 1):
+            k: Kernel | None = None
+            base: _Base | None = None
+            checkpoint_id = ""
+            for checkpoint_id, base in self._resume_bases(parsed):
                 try:
-                    reexecute_tick(k, parsed, t)
-                except TickFailedError as exc:
-                    raise _status(exc) from None
-                recorded = parsed.digests.get(t)
-                if recorded is None or k.digest != recorded.digest_bytes:
-                    raise DeterminismError(f"resume: replay diverged at tick {t}")
+                    k = self._reexecute(parsed, base)
+                    break
+                except Exception as exc:  # whatever it is, an older one or tick 1 may do
+                    log.warning(
+                        "resume: checkpoint %s (tick %d) not usable (%s); trying an older one "
+                        "or tick 1",
+                        checkpoint_id,
+                        base.tick,
+                        exc,
+                    )
+            if k is None:
+                checkpoint_id, base = "", None
+                k = self._reexecute(parsed, None)
+            first = base.tick if base is not None else 0
             journal = self._journal()
             journal.run_id = parsed.run_id
             journal.adopt(
                 [JournalRecord(parsed.run_id, t, kind, payload) for t, kind, payload in entries],
                 unsent,
             )
-            journal.flush()  # what the write-ahead file held goes to telemetry now
             k.journal = journal
             k.inference = self.inference
             for items in k.infer_due.values():
@@ -308,12 +348,86 @@ class RunManager:
                         k._infer_key(d.seq, d.request_id), d.model, d.input
                     )
             self.inference.flush()
-            k.journal.append(last + 1, Note("run.resume", {"tick": last}))
+            self.resumed = {
+                "tick": last,
+                "from_tick": first,
+                "replayed_ticks": last - first,
+                "checkpoint": checkpoint_id,
+            }
+            k.journal.append(last + 1, Note("run.resume", self.resumed))
+            k.journal.flush()  # with what the write-ahead file held
+            log.info(
+                "resume: run %s from %s: %d ticks replayed (%d..%d) in %.2f s",
+                parsed.run_id,
+                f"checkpoint {checkpoint_id} (tick {first})" if base else "tick 1",
+                last - first,
+                first + 1,
+                last,
+                time.monotonic() - began,
+            )
             self._base = None
-            self._auto = []
+            self._auto = [base] if base is not None else []
+            self._auto_since = began  # the time budget counts the resume as run time
             self.kernel = k
             self._remember(resumable=True)
+            self._purge_auto()
             return self.status()
+
+    def _resume_bases(self, parsed: ParsedJournal) -> Iterator[tuple[str, _Base]]:
+        """The checkpoints in the data dir that a resume of `parsed` may start from, latest
+        first: of that run, at a journalled tick, with the journal's digest chain up to it,
+        files intact (loaded one at a time, as they are asked for)."""
+        if self.data_dir is None:
+            return
+        directory = self.data_dir / CHECKPOINT_DIR
+        for tick, checkpoint_id in persisted(directory, parsed.run_id):
+            if tick > parsed.last_tick:  # taken after the journal's last durable tick
+                continue
+            try:
+                state = load_state(directory, checkpoint_id)
+                want = [parsed.digests[t].digest_bytes.hex() for t in range(1, tick + 1)]
+                if state.get("run_id") != parsed.run_id or state.get("tick") != tick:
+                    raise PreconditionError("it is of another run or tick")
+                if state.get("digests") != want:
+                    raise PreconditionError("its digest chain differs from the journal's")
+                snapshots = load_snapshots(directory, checkpoint_id, state)
+            except (LockstepError, OSError, KeyError, TypeError, ValueError) as exc:
+                log.warning("resume: checkpoint %s skipped: %s", checkpoint_id, exc)
+                continue
+            digest = bytes.fromhex(want[-1]) if want else b""
+            yield checkpoint_id, _Base(tick, state, snapshots, digest)
+
+    def _reexecute(self, parsed: ParsedJournal, base: _Base | None) -> Kernel:
+        """A kernel holding `parsed`'s run at its last journalled tick, on freshly reset
+        pools: `base` restored (or tick 1), then the journal's later ticks re-executed, each
+        digest checked."""
+        self.pools.forget_modules()
+        self.pools.reset()
+        self._check_pools()
+        k = Kernel(
+            parsed.config,
+            self.pools,
+            self.module_bytes,
+            Journal(None),
+            JournalInference(parsed.inference),
+            run_id=parsed.run_id,
+            record_start=False,
+        )
+        first = 1
+        if base is not None:
+            restore_into(k, base.state, base.snapshots)
+            with k._queue:  # the journal's actions are enqueued tick by tick below
+                k.pending.clear()
+            first = base.tick + 1
+        for t in range(first, parsed.last_tick + 1):
+            try:
+                reexecute_tick(k, parsed, t)
+            except TickFailedError as exc:
+                raise _status(exc) from None
+            recorded = parsed.digests.get(t)
+            if recorded is None or k.digest != recorded.digest_bytes:
+                raise DeterminismError(f"resume: replay diverged at tick {t}")
+        return k
 
     def _drain_wal(
         self, entries: list[tuple[int, str, bytes]]
@@ -523,7 +637,10 @@ class RunManager:
                 self._auto_warned = True
             return
         began = time.monotonic()
-        estimate = live * self._agent_bytes / self._auto_rate  # seconds the capture takes
+        directory = self._auto_dir()
+        # Seconds it takes: the capture, and the write (on the writer's thread) if any.
+        speed = 1 / self._auto_rate + (1 / self.writer.bytes_per_s if directory else 0.0)
+        estimate = live * self._agent_bytes * speed
         if estimate > (began - self._auto_since) * self.auto.max_share:
             return  # too soon after the last one (or the run's start) for what it costs
         try:  # waits for inference results in flight: the next tick needs them anyway
@@ -536,10 +653,18 @@ class RunManager:
         if snapshots:
             size = sum(len(sn.memory) for sn in snapshots)
             self._auto_rate = size / max(self._auto_since - began, 1e-6)
-        if snapshots:
-            self._agent_bytes = max(1, sum(len(sn.memory) for sn in snapshots) // len(snapshots))
+            self._agent_bytes = max(1, size // len(snapshots))
+            log.debug(
+                "automatic checkpoint of tick %d captured: %d instances, %d bytes in %.3f s",
+                k.tick,
+                len(snapshots),
+                size,
+                self._auto_since - began,
+            )
         self._auto.append(_Base(k.tick, state, snapshots, k.digest))
         del self._auto[: -max(1, self.auto.keep)]
+        if directory is not None:  # in the background (a tick never waits for the disk)
+            self.writer.save(directory, k.run_id, k.tick, state, snapshots, self.auto.keep)
 
     def _rebuild(self, k: Kernel, wait_s: float = 10.0, failures: int = 0) -> None:
         """Put the pools back into the committed state of `k`: wait for them, reset, restore
@@ -630,6 +755,7 @@ class RunManager:
             self._auto = []
             self.kernel = self._new_kernel(parsed.config, bridge)
             self._remember(resumable=False)
+            self._purge_auto()
         total = parsed.last_tick
         for t in range(1, total + 1):
             with self._tick_lock:
@@ -699,7 +825,7 @@ class RunManager:
     def _checkpoint_dir(self) -> Path:
         if self.data_dir is None:
             raise PreconditionError("checkpoints need a data directory (--data-dir)")
-        return self.data_dir / "checkpoints"
+        return self.data_dir / CHECKPOINT_DIR
 
     def checkpoint(self, label: str) -> opb.CheckpointInfo:
         if len(label.encode()) > self.caps.max_label_bytes:
@@ -753,6 +879,7 @@ class RunManager:
             self._auto = []
             self.kernel = k
             self._remember(resumable=False)
+            self._purge_auto()
             return self.status()
 
     # ---- reads (no lock: the last committed tick) -------------------------------------

@@ -103,6 +103,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                 every=config.checkpoint_every,
                 keep=config.checkpoint_keep,
                 max_bytes=config.checkpoint_max_bytes,
+                max_share=config.checkpoint_max_share,
             ),
         )
 
@@ -129,7 +130,14 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             log.error("interrupted run %s not resumed: %s", run_id, exc)
             self.manager.forget()
             return
-        log.info("resumed interrupted run %s at tick %d", run_id, status.tick)
+        r = self.manager.resumed
+        log.info(
+            "resumed interrupted run %s at tick %d (from tick %d, %d ticks replayed)",
+            run_id,
+            status.tick,
+            r["from_tick"],
+            r["replayed_ticks"],
+        )
 
     def close(self) -> None:
         self.manager.close(self.config.data_dir or Path.cwd(), self.config.shutdown_flush_s)
