@@ -143,10 +143,12 @@ def test_step_requests_are_the_packed_layout() -> None:
     assert bad == -1
     assert table["fuel"].tolist() == (seqs * 10).tolist()
     assert which.tolist() == [0 if p == 0 else 1 for p in pool_of.tolist()]
-    assert all(groups[sorted(groups)[b]][j] == i for i, (b, j) in enumerate(zip(which, local)))
+    assert all(
+        groups[sorted(groups)[b]][j] == i for i, (b, j) in enumerate(zip(which, local, strict=True))
+    )
     tables[1]["seq"][0] += 1  # a pool answering for another agent
     assert _native.take_results(tables, [groups[p] for p in sorted(groups)], seqs, table)[0] == 1
     assert (
-        _native.take_results(tables[:1] + [tables[1][1:]], [groups[0], groups[2]], seqs, table)[0]
+        _native.take_results([tables[0], tables[1][1:]], [groups[0], groups[2]], seqs, table)[0]
         == 1
     )
