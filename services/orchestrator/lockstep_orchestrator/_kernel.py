@@ -9,8 +9,10 @@ committed, the actions stay queued, and the pools are marked as needing a rebuil
 manager rebuilds them by replay before the next tick).
 
 The hot path (selection, ordering, delivery, routing of direct sends to live agents, the
-digest input) is numpy over the packed pool buffers; only rare events (control actions,
-faults, logs, inference, broadcast, topics, undeliverable sends) take Python paths.
+digest input) is numpy columns plus one C call per phase over the packed pool buffers
+(`_native`; each has its numpy form here, `_*_numpy`, used where the C cannot be built);
+only rare events (control actions, faults, logs, inference, broadcast, topics,
+undeliverable sends) take Python paths.
 """
 
 from __future__ import annotations

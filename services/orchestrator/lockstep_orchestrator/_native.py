@@ -1,8 +1,11 @@
-"""The orchestrator's small C helpers (native/kernel.c), built at first use with zig cc.
+"""The orchestrator's C helpers (native/kernel.c), built at first use with zig cc.
 
-Three functions on the tick path: gather byte segments from several buffers into one, walk
-the pools' packed sends, and the per-agent checks journalled with each tick. Where the C
-cannot be built, a numpy/Python fallback computes the same bytes (loudly: it is slow).
+One call per phase of the tick over the packed buffers: delivery of the waiting mail, the
+per-pool step requests, the results back in step order, the STEP block of the digest
+input, the rows whose sends are routed, walking the packed sends, name look-up, the message
+records, gathering segments, and the per-agent checks. Where the C cannot be built (or
+LOCKSTEP_ORCHESTRATOR_NATIVE=0), the kernel's numpy forms compute the same bytes (loudly:
+they are slow); `gather`, `parse_sends` and `group_fnv` carry their fallback here.
 """
 
 from __future__ import annotations

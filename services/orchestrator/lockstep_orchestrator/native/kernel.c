@@ -1,5 +1,7 @@
-/* Small helpers for the orchestrator's columnar tick path (lockstep_orchestrator._native).
- * Built at first use with `python -m ziglang cc`; a numpy fallback computes the same. */
+/* The orchestrator's tick phases over packed buffers (lockstep_orchestrator._native), one
+ * call each. Built at first use with `python -m ziglang cc`; the kernel's numpy forms
+ * compute the same bytes (tests/orchestrator/test_kernel.py and tests/determinism run
+ * both). Little-endian hosts only, as the packed wire (docs/wire.md). */
 #include <stdint.h>
 #include <string.h>
 
