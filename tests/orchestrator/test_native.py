@@ -124,7 +124,7 @@ def test_step_requests_are_the_packed_layout() -> None:
     blen = np.where(cnt > 0, rng.integers(1, 80, size=n), 0).astype(np.int64)
     records = bytes(rng.integers(0, 256, size=int(blen.sum()), dtype=np.uint8))
     off = np.cumsum(blen) - blen
-    requests, groups = _native.pack_steps(seqs, pool_of, npools, cnt, blen, records, 42)
+    requests, groups = _native.pack_steps(seqs, pool_of, npools, cnt, blen, records, off, 42)
     assert sorted(requests) == [0, 2]
     for p, idx in groups.items():
         assert idx.tolist() == np.flatnonzero(pool_of == p).tolist()

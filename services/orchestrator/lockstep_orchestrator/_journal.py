@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.errors import ServiceError
-from lockstep_orchestrator._events import Event, TickDigest, canonical_json, journal_kind
+from lockstep_orchestrator._events import (
+    Event,
+    RunStart,
+    TickDigest,
+    canonical_json,
+    journal_kind,
+)
 
 log = logging.getLogger("lockstep.orchestrator.journal")
 
@@ -113,10 +119,9 @@ class Journal:
 
     def append(self, tick: int, event: Event) -> None:
         """Journal one event with its tick."""
-        if type(event) is TickDigest:
-            self._add(JournalRecord(self.run_id, tick, journal_kind(event), event.journal_json()))
-            return
-        self.record(journal_kind(event), tick, event.journal())
+        if isinstance(event, RunStart):
+            self.run_id = event.run_id
+        self._add(JournalRecord(self.run_id, tick, journal_kind(event), self.payload(event)))
 
     def _add(self, rec: JournalRecord) -> None:
         self.records.append(rec)

@@ -876,7 +876,7 @@ class Kernel:
         rec_off = np.cumsum(blen) - blen
         if _native.AVAILABLE:
             requests, members = _native.pack_steps(
-                seqs, pool_of, len(self.pools), cnt, blen, records, t
+                seqs, pool_of, len(self.pools), cnt, blen, records, rec_off, t
             )
         else:
             requests, members = _pack_steps_numpy(seqs, pool_of, cnt, blen, records, rec_off, t)

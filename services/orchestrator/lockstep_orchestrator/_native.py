@@ -402,17 +402,18 @@ def pack_steps(
     cnt: I64,
     blen: I64,
     records: bytes,
+    rec_off: I64,
     tick: int,
 ) -> tuple[dict[int, bytes], dict[int, I64]]:
     """The step request of each pool with agents to step (native only; see ls_pack_steps),
-    and the step positions of its agents."""
+    and the step positions of its agents; agent i's records are records[rec_off[i]:+blen[i]]."""
     assert _LIB is not None
     n = len(seqs)
     seqs = np.ascontiguousarray(seqs, dtype=np.int64)
     pool_of = np.ascontiguousarray(pool_of, dtype=np.int32)
     cnt = np.ascontiguousarray(cnt, dtype=np.int64)
     blen = np.ascontiguousarray(blen, dtype=np.int64)
-    rec_off = np.cumsum(blen) - blen
+    rec_off = np.ascontiguousarray(rec_off, dtype=np.int64)
     out = np.empty(24 * npools + 24 * n + len(records), dtype=np.uint8)
     (req_off, req_len, members, start, _scratch), ptrs = _int64s(
         npools, npools, max(n, 1), npools + 1, npools

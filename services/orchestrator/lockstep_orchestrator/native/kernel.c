@@ -123,12 +123,6 @@ void ls_group_fnv(const uint8_t *const *srcs, const int32_t *which, const int64_
 }
 
 /* ------------------------------------------------------------------ agent names */
-static uint64_t fnv1a(const uint8_t *p, int64_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (int64_t j = 0; j < n; j++) { h ^= p[j]; h *= 0x100000001b3ULL; }
-    return h;
-}
-
 /* An open-addressing table of the agents' names: slots[cap] (cap a power of two, at least
  * twice the agents) hold the sequence (row + 1) of the name that hashes there, 0 = empty.
  * Names are unique (the orchestrator refuses a duplicate at spawn). */
@@ -137,7 +131,7 @@ void ls_names_build(const uint8_t *names, const int64_t *off, const int64_t *len
     memset(slots, 0, (size_t)cap * sizeof(int64_t));
     uint64_t mask = (uint64_t)cap - 1;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t h = fnv1a(names + off[i], len[i]) & mask;
+        uint64_t h = fnv_more(FNV_OFF, names + off[i], len[i]) & mask;
         while (slots[h]) h = (h + 1) & mask;
         slots[h] = i + 1;
     }
@@ -154,7 +148,7 @@ void ls_names_lookup(const uint8_t *names, const int64_t *off, const int64_t *le
         out[k] = 0;
         if (dl <= 0 || dl > max_len) continue;
         const uint8_t *d = buf + doff[k];
-        uint64_t h = fnv1a(d, dl) & mask;
+        uint64_t h = fnv_more(FNV_OFF, d, dl) & mask;
         int64_t s;
         while ((s = slots[h]) != 0) {
             if (len[s - 1] == dl && memcmp(names + off[s - 1], d, (size_t)dl) == 0) {
@@ -167,7 +161,8 @@ void ls_names_lookup(const uint8_t *names, const int64_t *off, const int64_t *le
 }
 
 /* ------------------------------------------------------------------ the step block */
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
+static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); } /* little-endian hosts */
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 /* Result rows as the pools write them (lockstep.batch.RESULT_ROW, 64 bytes). */
@@ -255,15 +250,12 @@ int64_t ls_records(int64_t k, const int64_t *pick, const int64_t *sender, const 
         put_u32(o, (uint32_t)(32 + sl + dl + pl));
         o[4] = 0; /* kind: agent */
         o[5] = 0;
-        o[6] = (uint8_t)(sl & 0xff);
-        o[7] = (uint8_t)(sl >> 8);
+        put_u16(o + 6, (uint16_t)sl);
         put_u64(o + 8, (uint64_t)tick);
         put_u64(o + 16, 0); /* correlation */
         put_u32(o + 24, (uint32_t)pl);
-        o[28] = (uint8_t)(dl & 0xff);
-        o[29] = (uint8_t)(dl >> 8);
-        o[30] = 0;
-        o[31] = 0;
+        put_u16(o + 28, (uint16_t)dl);
+        put_u16(o + 30, 0);
         memcpy(o + 32, names + name_off[s], (size_t)sl);
         memcpy(o + 32 + sl, big + doff[j], (size_t)dl);
         memcpy(o + 32 + sl + dl, big + poff[j], (size_t)pl);
@@ -364,7 +356,8 @@ int64_t ls_pack_steps(int64_t n, int64_t npools, const int64_t *seqs, const int3
         if (!k) continue;
         uint8_t *h = out + req_off[p];
         memcpy(h, "LSSQ", 4);
-        h[4] = 1; h[5] = 0; h[6] = 0; h[7] = 0;
+        put_u16(h + 4, 1); /* version */
+        put_u16(h + 6, 0);
         put_u32(h + 8, (uint32_t)k);
         put_u32(h + 12, 0);
         put_u64(h + 16, (uint64_t)tick);
