@@ -403,18 +403,3 @@ def test_the_digest_record_is_encoded_directly_as_canonical_json(version: int) -
     j = Journal(None)
     j.append(3, ev)
     assert (j.records[-1].kind, j.records[-1].payload) == ("tick.digest", ev.journal_json())
-
-
-def test_hashing_on_the_worker_thread_gives_the_same_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The digest input hashed as it grows, on the hash worker (every STEP block handed over),
-    or inline at the end: the same chain."""
-    from lockstep_orchestrator import _kernel
-
-    def chain(background_bytes: int) -> list[bytes]:
-        monkeypatch.setattr(_kernel, "BACKGROUND_BYTES", background_bytes)
-        m, _ = make(2)
-        spawn(m, ("a", "to=b"), ("b", "to=a"), ("c", "bcast=1 say=hi"))
-        m.step(8)
-        return m.kernel.digests
-
-    assert chain(1) == chain(1 << 40)

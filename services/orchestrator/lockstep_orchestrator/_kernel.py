@@ -23,7 +23,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -177,36 +176,15 @@ class _Due:
     handle: Any
 
 
-# A tick's digest input is hashed on this thread while the tick goes on, from the first
-# chunk of at least BACKGROUND_BYTES (the STEP block of a big world): SHA-256 of 15 MB takes
-# ~10 ms here, and routing the tick's sends overlaps it (hashlib releases the GIL; one
-# worker, so every digest's chunks are hashed in order).
-BACKGROUND_BYTES = 256 * 1024
-_hasher: ThreadPoolExecutor | None = None
-_hasher_lock = threading.Lock()
-
-
-def _hash_worker() -> ThreadPoolExecutor:
-    global _hasher
-    with _hasher_lock:
-        if _hasher is None:
-            _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockstep-digest")
-        return _hasher
-
-
 class _Digest:
-    """The tick's digest input (hashed as it grows), and which byte ranges belong to which
-    agent."""
+    """The tick's digest input, and which byte ranges belong to which agent."""
 
-    def __init__(self, tick: int, previous: bytes) -> None:
+    def __init__(self, tick: int) -> None:
         self.chunks: list[bytes] = [b"LSTK" + i64(tick)]
         self.pos = 12
         self.seg_seq: list[I64] = []
         self.seg_start: list[I64] = []
         self.seg_len: list[I64] = []
-        self._h = hashlib.sha256(previous)
-        self._fed = 0  # chunks handed to the hash worker so far
-        self._job: Future[None] | None = None
 
     def add(self, data: bytes, seq: int = 0) -> None:
         if seq and data:
@@ -223,36 +201,18 @@ class _Digest:
         self.seg_len.append(lens)
         self.chunks.append(data)
         self.pos += len(data)
-        if len(data) >= BACKGROUND_BYTES:
-            self._feed()
 
-    def _feed(self) -> None:
-        """Hand the chunks not yet hashed to the worker (it takes them in order)."""
-        chunks = self.chunks[self._fed :]
-        self._fed = len(self.chunks)
-        h = self._h
-
-        def update() -> None:
-            for chunk in chunks:
-                h.update(chunk)
-
-        self._job = _hash_worker().submit(update)
-
-    def finish(self) -> tuple[bytes, bytes, I64, I64, I64]:
-        """SHA-256(previous digest || the whole input), the input, and its agent segments."""
+    def finish(self, previous: bytes) -> tuple[bytes, bytes, I64, I64, I64]:
         data = b"".join(self.chunks)
-        if self._job is None:
-            self._h.update(data)
-        else:
-            self._feed()
-            self._job.result()
+        h = hashlib.sha256(previous)
+        h.update(data)
         if self.seg_seq:
             seqs = np.concatenate(self.seg_seq)
             starts = np.concatenate(self.seg_start)
             lens = np.concatenate(self.seg_len)
         else:
             seqs = starts = lens = np.zeros(0, dtype=np.int64)
-        return self._h.digest(), data, seqs, starts, lens
+        return h.digest(), data, seqs, starts, lens
 
 
 def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, version: int) -> bytes:
@@ -491,7 +451,7 @@ class Kernel:
                 t,
                 self.state.world.fork(),
                 _copy_counters(self.state.counters),
-                _Digest(t, self.state.digest),
+                _Digest(t),
                 started=time.perf_counter(),
                 started_unix=time.time(),
             )
@@ -515,7 +475,7 @@ class Kernel:
 
     def _commit(self, tx: _Tx, n_actions: int, due: list[_Due]) -> None:
         t = tx.t
-        digest, data, seqs, starts, lens = tx.digest.finish()
+        digest, data, seqs, starts, lens = tx.digest.finish(self.state.digest)
         checks = agent_checks(data, seqs, starts, lens, self.checks_version)
         self._last = (data, seqs, starts, lens)
         records: list[Event] = [*tx.journal, TickDigest(digest, checks, self.checks_version)]
