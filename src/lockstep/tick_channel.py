@@ -28,6 +28,7 @@ the orchestrator uses gRPC.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import logging
 import mmap
@@ -38,6 +39,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -182,9 +184,59 @@ class _Reader:
             self.map = None
 
 
-def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
-    msg, fds, _flags, _addr = socket.recv_fds(sock, _MAX_PACKET, 1)
-    return msg, fds
+_FD_SPACE = socket.CMSG_LEN(array.array("i").itemsize)
+
+
+def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
+    """One message and the file descriptor riding along, if any. (socket.recv_fds does
+    the same but drops `flags` before Python 3.12, so it cannot poll.)"""
+    msg, ancdata, _flags, _addr = sock.recvmsg(_MAX_PACKET, _FD_SPACE, flags)
+    fds = array.array("i")
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
+
+
+# Waking a thread blocked in another process costs tens of microseconds on a virtual
+# machine (two processes ping-ponging one byte over a blocking socket: ~80 us a round
+# trip on the 2-vCPU guest of docs/performance.md, ~6 us when both poll), more than a
+# small tick's own work. So each end first polls its socket for up to SPIN_S, but only
+# while its waits stay short: a wait longer than SPIN_WINDOW_S turns polling off until a
+# wait is short again, so a long tick (or an idle pool) never keeps a core busy.
+SPIN_S = 100e-6
+SPIN_WINDOW_S = 2 * SPIN_S
+
+
+class _Waiter:
+    """Receive the next message, polling briefly before blocking (see SPIN_S)."""
+
+    def __init__(self, spin_s: float = SPIN_S) -> None:
+        self.spin_s = spin_s
+        self.polling = spin_s > 0
+
+    def recv(
+        self, sock: socket.socket, timeout: float | None = None
+    ) -> tuple[bytes, list[int]] | None:
+        """The next message, or None when `timeout` passed without one."""
+        started = time.perf_counter()
+        if self.polling:
+            deadline = started + self.spin_s
+            while True:
+                try:
+                    return _recv(sock, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+                if time.perf_counter() >= deadline:
+                    break
+        if timeout is not None:
+            ready, _, _ = select.select([sock], [], [], timeout)
+            if not ready:
+                self.polling = False
+                return None
+        got = _recv(sock)
+        self.polling = self.spin_s > 0 and time.perf_counter() - started <= SPIN_WINDOW_S
+        return got
 
 
 def _send(sock: socket.socket, packet: bytes, fd: int | None) -> None:
@@ -206,6 +258,7 @@ class ChannelClient:
         self._reader = _Reader()
         self._seq = 0
         self._pending: int | None = None
+        self._waiter = _Waiter()
 
     @classmethod
     def connect(cls, name: str, secret: bytes, timeout: float = 10.0) -> ChannelClient:
@@ -253,10 +306,10 @@ class ChannelClient:
         if self._pending is None:
             raise ChannelClosedError(f"tick channel {self.name}: nothing was sent")
         try:
-            ready, _, _ = select.select([self.sock], [], [], timeout)
-            if not ready:
+            got = self._waiter.recv(self.sock, timeout)
+            if got is None:
                 raise ChannelClosedError(f"tick channel {self.name}: no answer in {timeout}s")
-            msg, fds = _recv(self.sock)
+            msg, fds = got
         except OSError as exc:
             raise ChannelClosedError(f"tick channel {self.name}: {exc}") from None
         if not msg:
@@ -392,7 +445,7 @@ class ChannelServer:
             return self._handler(method, data)
 
     def _serve(self, conn: socket.socket) -> None:
-        reader, writer = _Reader(), _Writer()
+        reader, writer, waiter = _Reader(), _Writer(), _Waiter()
         names = {v: k for k, v in METHODS.items()}
         with self._lock:
             self._conns.add(conn)
@@ -400,7 +453,9 @@ class ChannelServer:
             if not self._admit(conn):
                 return
             while True:
-                msg, fds = _recv(conn)
+                got = waiter.recv(conn)
+                assert got is not None  # no timeout
+                msg, fds = got
                 if not msg:
                     return  # the orchestrator closed the channel
                 magic, method, flags, seq, length = _MSG.unpack_from(msg)

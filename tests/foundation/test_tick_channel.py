@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +137,46 @@ def test_a_peer_killed_mid_batch_is_detected_at_once_and_leaves_nothing() -> Non
     assert abstract_sockets(name) == 0  # the socket went with the process
     assert sorted(os.listdir("/dev/shm")) == shm_before  # no named segments, ever
     assert memfds() == 0
+
+
+def test_polling_takes_queued_messages_with_their_descriptors_and_stops_after_long_waits() -> None:
+    from lockstep.tick_channel import SPIN_WINDOW_S, _recv, _Waiter
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    r, w = os.pipe()
+    try:
+        # Polling really polls: an empty socket answers at once (socket.recv_fds of
+        # Python 3.11 drops its flags argument and would block here).
+        with pytest.raises(BlockingIOError):
+            _recv(a, socket.MSG_DONTWAIT)
+        waiter = _Waiter(spin_s=0.05)
+        assert waiter.polling
+        socket.send_fds(b, [b"first"], [w])
+        msg, fds = _recv_checked(waiter, a)
+        assert msg == b"first" and len(fds) == 1  # the descriptor rode along
+        os.write(fds[0], b"!")
+        os.close(fds[0])
+        assert os.read(r, 1) == b"!"
+        assert waiter.polling  # taken while polling: stays on
+        # A wait longer than the window turns polling off until a wait is short again.
+        late = threading.Timer(SPIN_WINDOW_S + 0.3, b.send, args=(b"late",))
+        late.start()
+        assert _recv_checked(waiter, a) == (b"late", [])
+        assert not waiter.polling
+        b.send(b"soon")
+        assert _recv_checked(waiter, a) == (b"soon", [])
+        assert waiter.polling
+        assert waiter.recv(a, timeout=0.01) is None  # nothing came: None, polling off
+        assert not waiter.polling
+        assert _Waiter(spin_s=0).polling is False
+    finally:
+        for s in (a, b):
+            s.close()
+        os.close(r)
+        os.close(w)
+
+
+def _recv_checked(waiter: Any, sock: socket.socket) -> tuple[bytes, list[int]]:
+    got = waiter.recv(sock, timeout=30)
+    assert got is not None
+    return got
