@@ -132,6 +132,23 @@ class Cluster:
             ticks -= chunk
         return status
 
+    def run_until(self, now: int, tick: int, every: int) -> list[float]:
+        """Run from tick `now` to `tick` as `lockstep run` does (one RunUntil stream, a
+        progress message every `every` ticks); the ticks per second between messages."""
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+
+        rates: list[float] = []
+        last_t, last_tick = time.perf_counter(), now
+        req = opb.RunUntilRequest(until_tick=tick, progress_every=every)
+        for update in self.stub.RunUntil(req, timeout=3600):
+            t = time.perf_counter()
+            if update.status.tick > last_tick:
+                rates.append((update.status.tick - last_tick) / (t - last_t))
+            last_t, last_tick = t, update.status.tick
+            if update.done:
+                break
+        return rates
+
     def agents(self) -> list[Any]:
         from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
@@ -251,14 +268,19 @@ def pool_round_trips(transport: str, samples: int) -> list[float]:
     try:
         pools = GrpcPools([proc.address], None, transport)
         try:
-            empty = struct.pack("<4sHHIIq", b"LSSQ", 1, 0, 0, 0, 1)
-            for _ in range(20):
-                pools.step({0: empty})
+            # Tick after tick, as the kernel sends them (the same batch twice would be a
+            # duplicate delivery, which the pool answers from its cache with a warning).
+            def empty(tick: int) -> bytes:
+                return struct.pack("<4sHHIIq", b"LSSQ", 1, 0, 0, 0, tick)
+
+            for tick in range(1, 21):
+                pools.step({0: empty(tick)})
             assert pools.transports() == ["shm" if transport == "auto" else "grpc"]
             out = []
-            for _ in range(samples):
+            for tick in range(21, 21 + samples):
+                batch = empty(tick)
                 t0 = time.perf_counter()
-                pools.step({0: empty})
+                pools.step({0: batch})
                 out.append(time.perf_counter() - t0)
             return out
         finally:

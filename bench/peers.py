@@ -15,6 +15,11 @@ agents activated in random order; Lockstep: wealth agents, the unit travels as a
 and arrives next tick). Ticks/s side by side at 100, 1,000 and 10,000 agents and the Gini
 coefficient after 100 ticks; plus a compute-heavy variant (2,000 xorshift64* rounds per
 step before deciding: examples/agents/wealth_heavy vs the same arithmetic in Python).
+Mesa's ticks/s are `model.step()` calls timed one by one in its own process; Lockstep's are
+the run as `lockstep run` drives it: one RunUntil stream to the orchestrator, timed between
+its progress messages (one every RUN_PROGRESS ticks). The `.step_rpc` row at 100 agents
+times one Step RPC per tick instead, as an interactive client steps, a client round trip
+in every tick.
 
 AutoGen: a host, a receiver worker and a sender worker, three processes on the gRPC
 runtime (`GrpcWorkerAgentRuntimeHost` / `GrpcWorkerAgentRuntime`). The sender publishes
@@ -46,6 +51,9 @@ PEERS_DIR = Path(
 )
 PEER_PACKAGES = {"mesa": ["mesa"], "autogen": ["autogen-core", "autogen-ext[grpc]"]}
 HEAVY_WORK = 2000
+# Lockstep's runs are timed between the progress messages of one RunUntil stream, one every
+# RUN_PROGRESS ticks, as `lockstep run` asks for them (runner.py: every max(10, ticks/200)).
+RUN_PROGRESS = 10
 MASK = (1 << 64) - 1
 
 
@@ -291,23 +299,35 @@ def _mesa(
 
 
 def _lockstep_wealth(
-    n: int, ticks: int, heavy: bool, seed: int, pools: int = 1, transport: str = "auto"
+    n: int,
+    ticks: int,
+    heavy: bool,
+    seed: int,
+    pools: int = 1,
+    transport: str = "auto",
+    step_rpc: bool = False,
 ) -> dict[str, Any]:
+    """The run as `lockstep run` drives it (one RunUntil stream, a progress message every
+    RUN_PROGRESS ticks: the ticks per second between messages), or with `step_rpc` one
+    Step RPC per tick (an interactive client's way, a client round trip in every tick)."""
     from bench.orchestrator import WEALTH, WEALTH_HEAVY, Cluster
 
     with Cluster(pools, transport=transport) as cluster:
         source = WEALTH_HEAVY if heavy else WEALTH
         cluster.start(source, source.stem, "w", n, "wealth=1", seed=seed)  # runs tick 1
-        secs = []
-        for _ in range(ticks - 1):
-            t0 = time.perf_counter()
-            cluster.step(1)
-            secs.append(time.perf_counter() - t0)
+        if step_rpc:
+            rates = []
+            for _ in range(ticks - 1):
+                t0 = time.perf_counter()
+                cluster.step(1)
+                rates.append(1 / (time.perf_counter() - t0))
+        else:
+            rates = cluster.run_until(1, ticks, RUN_PROGRESS)
         # Wealth held = start + received - sent, plus units in flight to it (its inbox).
         wealth = [1 + a.messages_received + a.inbox - a.messages_sent for a in cluster.agents()]
     if sum(wealth) != n:
         raise RuntimeError(f"wealth not conserved: {sum(wealth)} != {n}")
-    return {"tick_s": secs, "gini": gini(wealth)}
+    return {"rates": rates, "gini": gini(wealth)}
 
 
 def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
@@ -331,7 +351,7 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
             out.append(_error(f"peers.{kind}.{n}", exc))
             continue
         base = f"Mesa {mesa['version']} (Python), same model"
-        ours_rate = [1 / s for s in ours["tick_s"]]
+        ours_rate = ours["rates"]
         mesa_rate = [1 / s for s in mesa["tick_s"]]
         out.append(
             metric(
@@ -347,13 +367,13 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
                 transport="shared memory",
             )
         )
-        if n == 100 and not work:  # the same on gRPC, for the transport's share
+        if n == 100 and not work:  # the same on gRPC, and one Step RPC per tick
             grpc_run = _lockstep_wealth(n, ticks, False, seed=42, transport="grpc")
             out.append(
                 metric(
                     f"peers.{kind}.ticks_per_s.{n}.grpc",
                     "tick/s",
-                    [1 / s for s in grpc_run["tick_s"]],
+                    grpc_run["rates"],
                     base,
                     mesa_rate,
                     "-",
@@ -363,13 +383,29 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
                     transport="gRPC",
                 )
             )
+            stepped = _lockstep_wealth(n, ticks, False, seed=42, step_rpc=True)
+            out.append(
+                metric(
+                    f"peers.{kind}.ticks_per_s.{n}.step_rpc",
+                    "tick/s",
+                    stepped["rates"],
+                    base,
+                    mesa_rate,
+                    "-",
+                    "-",
+                    agents=n,
+                    ticks=ticks,
+                    transport="shared memory",
+                    note="one Step RPC per tick: a client round trip in every tick",
+                )
+            )
         if n >= 10_000 and not work:  # one pool per core of this machine
             two = _lockstep_wealth(n, ticks, False, seed=42, pools=2)
             out.append(
                 metric(
                     f"peers.{kind}.ticks_per_s.{n}_2_pools",
                     "tick/s",
-                    [1 / s for s in two["tick_s"]],
+                    two["rates"],
                     base,
                     mesa_rate,
                     "-",
