@@ -52,7 +52,8 @@ PEERS_DIR = Path(
 PEER_PACKAGES = {"mesa": ["mesa"], "autogen": ["autogen-core", "autogen-ext[grpc]"]}
 HEAVY_WORK = 2000
 # Lockstep's runs are timed between the progress messages of one RunUntil stream, one every
-# RUN_PROGRESS ticks, as `lockstep run` asks for them (runner.py: every max(10, ticks/200)).
+# RUN_PROGRESS ticks, as `lockstep run` asks for them (runner.py: every max(10, ticks/200));
+# runs shorter than 41 ticks report more often.
 RUN_PROGRESS = 10
 MASK = (1 << 64) - 1
 
@@ -322,7 +323,10 @@ def _lockstep_wealth(
                 cluster.step(1)
                 rates.append(1 / (time.perf_counter() - t0))
         else:
-            rates = cluster.run_until(1, ticks, RUN_PROGRESS)
+            # Short runs (the heavy variant's 5 and 20 ticks) report more often, so that
+            # they still give several samples.
+            every = min(RUN_PROGRESS, max(1, (ticks - 1) // 4))
+            rates = cluster.run_until(1, ticks, every)
         # Wealth held = start + received - sent, plus units in flight to it (its inbox).
         wealth = [1 + a.messages_received + a.inbox - a.messages_sent for a in cluster.agents()]
     if sum(wealth) != n:
