@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # `python bench/suite.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import METRIC_KEYS, REPO_ROOT, set_reporter
+from bench.goals import shortfalls, verdict
 
 __all__ = ["MODULES", "machine", "render", "run_suite", "select", "write_json"]
 
@@ -163,6 +164,7 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
         ("ratio", "right"),
         ("spec", "left"),
         ("goal", "left"),
+        ("vs goal", "left"),
     ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     notes: list[str] = []
@@ -170,7 +172,15 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
     for m in doc["metrics"]:
         if m.get("error") or m.get("skipped"):
             table.add_row(
-                m["name"], "-", "-", "-", "-", "-", "-", "ERROR" if m.get("error") else "skipped"
+                m["name"],
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "ERROR" if m.get("error") else "skipped",
+                "-",
             )
             notes.append(f"{m['name']}: {m.get('error') or m.get('skipped')}")
             continue
@@ -184,6 +194,7 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
             _fmt(m["ratio"]),
             str(m["spec_target"]),
             str(m["goal"]),
+            verdict(m),
         )
         extra = {k: v for k, v in m.items() if k not in METRIC_KEYS and k != "limited"}
         if extra:
@@ -213,6 +224,11 @@ def render(doc: dict[str, Any], width: int | None = None) -> str:
             console.print(f"  {d}")
     for n in notes:
         console.print(f"note: {n}")
+    met, short = shortfalls(doc["metrics"], _fmt)
+    if met or short:
+        console.print(f"goals (bench/goals.py): {met} met, {len(short)} short")
+        for line in short:
+            console.print(f"  short: {line}")
     console.print(
         "seconds per module: " + ", ".join(f"{k} {v}" for k, v in doc["module_seconds"].items())
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import METRIC_KEYS, metric
+from bench.goals import GOALS, shortfalls, verdict
 from bench.peers import gini
 from bench.suite import MODULES, render, run_suite, select, write_json
 
@@ -83,6 +84,38 @@ def test_render_and_write(tmp_path: Path) -> None:
         check=True,
     )
     assert again.stdout == text + "\n"
+
+
+@pytest.mark.unit
+def test_goals_say_met_or_by_how_much_a_figure_falls_short() -> None:
+    rtt = metric("orchestrator.pool_round_trip", "us", [40.0], "rtt", [500.0], "-", "-")
+    assert verdict(rtt) == "met"
+    slow = metric("orchestrator.pool_round_trip", "us", [120.0], "rtt", [500.0], "-", "-")
+    assert verdict(slow) == "2.4x short"  # <= 50 us: 120 / 50
+    mesa = metric("peers.wealth.ticks_per_s.10000", "tick/s", [85.0], "Mesa", [100.0], "-", "-")
+    assert verdict(mesa) == "1.2x short"  # ratio 0.85 against >= 1x: 1 / 0.85
+    both = metric("orchestrator.tick_overhead_50_agents", "ms", [0.2], "rtt", [0.5], "-", "-")
+    assert verdict(both) == "kernel: met; shm: 2x short"  # <= 0.3 ms and <= 0.1 ms
+    assert verdict(metric("x.no_goal", "ms", [1.0], "-", [], "-", "-")) == ""
+    assert all(
+        g.op in (">=", "<=") and g.of in ("median", "ratio") for gs in GOALS.values() for g in gs
+    )
+    met, short = shortfalls([rtt, slow, mesa, {"name": "telemetry", "error": "boom"}])
+    assert met == 1
+    assert short == [
+        "orchestrator.pool_round_trip: 120.0 us, goal <= 50 us: 2.4x short",
+        "peers.wealth.ticks_per_s.10000: 0.85x, goal >= 1x: 1.2x short",
+    ]
+    text = render(
+        {
+            "quick": False,
+            "module_seconds": {},
+            "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "python": "3.11"},
+            "metrics": [rtt, slow],
+        }
+    )
+    assert "vs goal" in text and "goals (bench/goals.py): 1 met, 1 short" in text
+    assert "short: orchestrator.pool_round_trip: 120 us, goal <= 50 us: 2.4x short" in text
 
 
 @pytest.mark.unit
