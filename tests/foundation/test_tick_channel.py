@@ -180,3 +180,20 @@ def _recv_checked(waiter: Any, sock: socket.socket) -> tuple[bytes, list[int]]:
     got = waiter.recv(sock, timeout=30)
     assert got is not None
     return got
+
+
+def test_an_idle_channel_polls_no_longer_than_its_window(server: ChannelServer) -> None:
+    """Both ends poll only right after a message: an idle channel uses no CPU."""
+    name, secret = server.open()
+    client = ChannelClient.connect(name, secret)
+    try:
+        for i in range(20):  # back to back: both ends are polling now
+            client.send("StepBatch", bytes([i]))
+            assert client.receive(10) == b"StepBatch:" + bytes([i])
+        cpu = time.process_time()
+        threading.Event().wait(0.5)  # idle: the property under test
+        assert time.process_time() - cpu < 0.1  # a polling loop would burn ~0.5 s
+        client.send("StepBatch", b"again")  # and the channel still answers after it
+        assert client.receive(10) == b"StepBatch:niaga"
+    finally:
+        client.close()
