@@ -201,19 +201,22 @@ def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
 # Waking a thread blocked in another process costs tens of microseconds on a virtual
 # machine (two processes ping-ponging one byte over a blocking socket: ~80 us a round
 # trip on the 2-vCPU guest of docs/performance.md, ~6 us when both poll), more than a
-# small tick's own work. So each end first polls its socket for up to SPIN_S, but only
-# while its waits stay short: a wait longer than SPIN_WINDOW_S turns polling off until a
-# wait is short again, so a long tick (or an idle pool) never keeps a core busy.
-SPIN_S = 100e-6
-SPIN_WINDOW_S = 2 * SPIN_S
+# small tick's own work. So each end first polls its socket for up to POLL_S, but only
+# while its waits stay short: a wait longer than twice that turns polling off until a
+# wait is short again, so a long tick (or an idle pool) never keeps a core busy. The
+# services set it with `--tick-channel-poll-us` (0: never poll).
+POLL_S = 100e-6
 
 
 class _Waiter:
-    """Receive the next message, polling briefly before blocking (see SPIN_S)."""
+    """Receive the next message, polling briefly before blocking (see POLL_S)."""
 
-    def __init__(self, spin_s: float = SPIN_S) -> None:
-        self.spin_s = spin_s
-        self.polling = spin_s > 0
+    def __init__(self, poll_s: float = POLL_S) -> None:
+        if poll_s < 0:
+            raise ValueError(f"poll time must be >= 0, got {poll_s}")
+        self.poll_s = poll_s
+        self.window_s = 2 * poll_s
+        self.polling = poll_s > 0
 
     def recv(
         self, sock: socket.socket, timeout: float | None = None
@@ -221,7 +224,7 @@ class _Waiter:
         """The next message, or None when `timeout` passed without one."""
         started = time.perf_counter()
         if self.polling:
-            deadline = started + self.spin_s
+            deadline = started + self.poll_s
             while True:
                 try:
                     return _recv(sock, socket.MSG_DONTWAIT)
@@ -235,7 +238,7 @@ class _Waiter:
                 self.polling = False
                 return None
         got = _recv(sock)
-        self.polling = self.spin_s > 0 and time.perf_counter() - started <= SPIN_WINDOW_S
+        self.polling = self.poll_s > 0 and time.perf_counter() - started <= self.window_s
         return got
 
 
@@ -251,18 +254,21 @@ class ChannelClient:
     """The orchestrator's end: send a batch, then wait for its result (split so that
     every pool of a tick computes at once)."""
 
-    def __init__(self, sock: socket.socket, name: str) -> None:
+    def __init__(self, sock: socket.socket, name: str, poll_s: float = POLL_S) -> None:
         self.sock = sock
         self.name = name
         self._writer = _Writer()
         self._reader = _Reader()
         self._seq = 0
         self._pending: int | None = None
-        self._waiter = _Waiter()
+        self._waiter = _Waiter(poll_s)
 
     @classmethod
-    def connect(cls, name: str, secret: bytes, timeout: float = 10.0) -> ChannelClient:
-        """Connect to the pool's abstract socket `name` and present `secret`."""
+    def connect(
+        cls, name: str, secret: bytes, timeout: float = 10.0, poll_s: float = POLL_S
+    ) -> ChannelClient:
+        """Connect to the pool's abstract socket `name` and present `secret`; `poll_s`:
+        how long to poll for a result before blocking (POLL_S)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(timeout)
@@ -278,7 +284,7 @@ class ChannelClient:
         except BaseException:
             sock.close()
             raise
-        return cls(sock, name)
+        return cls(sock, name, poll_s)
 
     def send(self, method: str, data: bytes) -> None:
         self._seq += 1
@@ -356,11 +362,14 @@ class _Listener:
 
 class ChannelServer:
     """The pool's end: one listening abstract socket, a thread per connection; every
-    batch goes to `handler(method, data) -> result`."""
+    batch goes to `handler(method, data) -> result`. `poll_s`: how long a connection
+    polls for the next batch before blocking (POLL_S)."""
 
-    def __init__(self, handler: Handler, refusal: Refusal) -> None:
+    def __init__(self, handler: Handler, refusal: Refusal, poll_s: float = POLL_S) -> None:
+        _Waiter(poll_s)  # the same check, at construction
         self._handler = handler
         self._refusal = refusal
+        self._poll_s = poll_s
         self._secrets: set[bytes] = set()
         self._lock = threading.Lock()
         self._listener: _Listener | None = None
@@ -445,7 +454,7 @@ class ChannelServer:
             return self._handler(method, data)
 
     def _serve(self, conn: socket.socket) -> None:
-        reader, writer, waiter = _Reader(), _Writer(), _Waiter()
+        reader, writer, waiter = _Reader(), _Writer(), _Waiter(self._poll_s)
         names = {v: k for k, v in METHODS.items()}
         with self._lock:
             self._conns.add(conn)

@@ -140,7 +140,7 @@ def test_a_peer_killed_mid_batch_is_detected_at_once_and_leaves_nothing() -> Non
 
 
 def test_polling_takes_queued_messages_with_their_descriptors_and_stops_after_long_waits() -> None:
-    from lockstep.tick_channel import SPIN_WINDOW_S, _recv, _Waiter
+    from lockstep.tick_channel import _recv, _Waiter
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     r, w = os.pipe()
@@ -149,7 +149,7 @@ def test_polling_takes_queued_messages_with_their_descriptors_and_stops_after_lo
         # Python 3.11 drops its flags argument and would block here).
         with pytest.raises(BlockingIOError):
             _recv(a, socket.MSG_DONTWAIT)
-        waiter = _Waiter(spin_s=0.05)
+        waiter = _Waiter(poll_s=0.05)
         assert waiter.polling
         socket.send_fds(b, [b"first"], [w])
         msg, fds = _recv_checked(waiter, a)
@@ -159,7 +159,7 @@ def test_polling_takes_queued_messages_with_their_descriptors_and_stops_after_lo
         assert os.read(r, 1) == b"!"
         assert waiter.polling  # taken while polling: stays on
         # A wait longer than the window turns polling off until a wait is short again.
-        late = threading.Timer(SPIN_WINDOW_S + 0.3, b.send, args=(b"late",))
+        late = threading.Timer(waiter.window_s + 0.3, b.send, args=(b"late",))
         late.start()
         assert _recv_checked(waiter, a) == (b"late", [])
         assert not waiter.polling
@@ -168,7 +168,9 @@ def test_polling_takes_queued_messages_with_their_descriptors_and_stops_after_lo
         assert waiter.polling
         assert waiter.recv(a, timeout=0.01) is None  # nothing came: None, polling off
         assert not waiter.polling
-        assert _Waiter(spin_s=0).polling is False
+        assert _Waiter(poll_s=0).polling is False
+        with pytest.raises(ValueError, match="poll time"):
+            _Waiter(poll_s=-1)
     finally:
         for s in (a, b):
             s.close()

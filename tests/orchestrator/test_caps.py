@@ -179,3 +179,15 @@ def test_a_scenario_of_too_many_agents_is_refused_before_it_is_expanded() -> Non
     with pytest.raises(ConfigError, match="1000001 agents in all"):
         scenario_from_dict({**tables, "agents": [group], "actions": [spawned]})
     assert len(scenario_from_dict({**tables, "agents": [group]}).agents) == 1
+
+
+def test_a_negative_tick_channel_poll_is_refused_at_start_up() -> None:
+    from lockstep.config import from_sources
+    from lockstep.errors import ConfigError
+    from lockstep_orchestrator import OrchestratorConfig
+
+    env = {"LOCKSTEP_POOL_ADDRESSES": "127.0.0.1:1", "LOCKSTEP_TICK_CHANNEL_POLL_US": "-1"}
+    with pytest.raises(ConfigError, match="tick_channel_poll_us must be >= 0"):
+        from_sources(OrchestratorConfig, None, env)
+    env["LOCKSTEP_TICK_CHANNEL_POLL_US"] = "0"
+    assert from_sources(OrchestratorConfig, None, env).tick_channel_poll_us == 0

@@ -49,6 +49,7 @@ def test_config_from_flags_and_environment() -> None:
         ({"LOCKSTEP_POOL_MAX_MEMORY_PAGES": "600"}, "max_memory_pages must be <="),
         ({"LOCKSTEP_POOL_FAST_PATH": "yes"}, "bad value 'yes' for fast_path"),
         ({"LOCKSTEP_POOL_ENGINE": "fast"}, "engine must be one of auto, native, python"),
+        ({"LOCKSTEP_POOL_TICK_CHANNEL_POLL_US": "-5"}, "tick_channel_poll_us must be >= 0"),
     ],
 )
 def test_bad_config_values(env: dict[str, str], message: str) -> None:

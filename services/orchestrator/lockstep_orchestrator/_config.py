@@ -69,6 +69,12 @@ class OrchestratorConfig:
         "channel (Linux; docs/adr/004), `grpc` never; or one of the two per pool, "
         "comma-separated.",
     )
+    tick_channel_poll_us: int = setting(
+        100,
+        help="How long to poll the tick channel for a pool's results before blocking, in "
+        "microseconds (only while results keep coming that fast; 0: always block). See "
+        "docs/adr/004.",
+    )
     max_fuel_per_step: int = setting(
         Caps.max_fuel_per_step,
         help="The most fuel per agent step a run's default limits or a spawn may ask for "
@@ -110,3 +116,5 @@ class OrchestratorConfig:
     def __post_init__(self) -> None:
         if not self.pools:
             raise ConfigError("at least one wasm_pool address is required (--pools)")
+        if self.tick_channel_poll_us < 0:
+            raise ConfigError(f"tick_channel_poll_us must be >= 0, got {self.tick_channel_poll_us}")

@@ -168,10 +168,15 @@ class GrpcPools:
     """Pool processes over gRPC, packed `batch` fields both ways."""
 
     def __init__(
-        self, addresses: Sequence[str], token: str | None, transport: str = "auto"
+        self,
+        addresses: Sequence[str],
+        token: str | None,
+        transport: str = "auto",
+        poll_s: float = tick_channel.POLL_S,
     ) -> None:
         """`transport`: "auto" (the shared-memory tick channel for pools on this host,
-        gRPC for the others), "grpc", or one of those per pool, comma-separated."""
+        gRPC for the others), "grpc", or one of those per pool, comma-separated; `poll_s`:
+        how long a tick channel polls for results before blocking."""
         if not addresses:
             raise ServiceError("no wasm_pool addresses configured")
         self.addresses = list(addresses)
@@ -185,6 +190,7 @@ class GrpcPools:
         if not tick_channel.supported():
             choices = ["grpc"] * len(choices)
         self._transport = choices
+        self._poll_s = poll_s
         self._channels_shm: list[ChannelClient | None] = [None] * len(self.addresses)
         self._shm_tried = [False] * len(self.addresses)
         self.last_seconds: dict[int, float] = {}
@@ -347,7 +353,7 @@ class GrpcPools:
             log.info("pool %s is on another host or network namespace; using gRPC", address)
             return None
         try:
-            chan = ChannelClient.connect(resp.socket, resp.secret)
+            chan = ChannelClient.connect(resp.socket, resp.secret, poll_s=self._poll_s)
         except ChannelClosedError as exc:
             log.warning("pool %s: %s; using gRPC", address, exc)
             return None

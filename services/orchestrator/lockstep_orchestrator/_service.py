@@ -76,7 +76,12 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             if config.telemetry
             else None
         )
-        self.pools = GrpcPools(config.pools, service_token, config.pool_transport)
+        self.pools = GrpcPools(
+            config.pools,
+            service_token,
+            config.pool_transport,
+            poll_s=config.tick_channel_poll_us / 1e6,
+        )
         policy = Policy(
             allowed_capabilities=config.capabilities,
             trusted_keys_dir=config.trusted_keys,

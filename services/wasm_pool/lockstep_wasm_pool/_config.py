@@ -128,6 +128,13 @@ class WasmPoolConfig:
         "when it loads, otherwise python with a WARNING). See docs/pool.md.",
     )
 
+    tick_channel_poll_us: int = setting(
+        100,
+        help="How long a tick channel connection polls for the next batch before blocking, "
+        "in microseconds (only while batches keep coming that fast; 0: always block). See "
+        "docs/adr/004.",
+    )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

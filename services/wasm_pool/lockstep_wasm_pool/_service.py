@@ -83,7 +83,9 @@ class WasmPoolServicer(pb_grpc.WasmPoolServiceServicer):
         self.pool = pool
         self.metrics = metrics or PoolMetrics(service_registry(), lambda: pool.info().agents)
         self.channels = (
-            ChannelServer(self.run_packed, _refusal) if tick_channel.supported() else None
+            ChannelServer(self.run_packed, _refusal, pool.config.tick_channel_poll_us / 1e6)
+            if tick_channel.supported()
+            else None
         )
         # The last step batch run (its header and table, its results): a batch delivered
         # twice is answered again, never run twice (docs/faults.md, pool.duplicate).
