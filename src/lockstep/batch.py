@@ -38,6 +38,7 @@ __all__ = [
     "parse_destroy",
     "parse_results",
     "parse_step",
+    "result_rows",
     "sends_of",
 ]
 
@@ -102,7 +103,9 @@ class BatchError(ValueError):
         self.offset = offset
 
 
-def _header(buf: bytes, head: struct.Struct, magic: bytes, what: str) -> tuple[int, ...]:
+def _header(
+    buf: bytes | bytearray | memoryview, head: struct.Struct, magic: bytes, what: str
+) -> tuple[int, ...]:
     if len(buf) < head.size:
         raise BatchError(
             what,
@@ -117,7 +120,13 @@ def _header(buf: bytes, head: struct.Struct, magic: bytes, what: str) -> tuple[i
     return fields
 
 
-def _table(buf: bytes, start: int, count: int, dtype: np.dtype[np.void], what: str) -> Table:
+def _table(
+    buf: bytes | bytearray | memoryview,
+    start: int,
+    count: int,
+    dtype: np.dtype[np.void],
+    what: str,
+) -> Table:
     end = start + count * dtype.itemsize
     if end > len(buf):
         raise BatchError(
@@ -534,12 +543,20 @@ class Results:
         )
 
 
+def result_rows(buf: bytes | bytearray | memoryview) -> Table:
+    """The row table of a results buffer, read in place: header and table bounds checked,
+    not the tiling of the variable parts (for a buffer this side wrote; a buffer from
+    another process goes through parse_results)."""
+    _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
+    return _table(buf, _RESULTS_HEAD.size, count, RESULT_ROW, "results")
+
+
 def parse_results(buf: bytes) -> Results:
     """Parse and validate a results buffer (the table and the tiling; variable parts are
     checked when read)."""
-    _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
     head = _RESULTS_HEAD.size
-    rows = _table(buf, head, count, RESULT_ROW, "results")
+    rows = result_rows(buf)
+    count = len(rows)
     lens = (
         rows["sends_len"].astype(np.uint64)
         + rows["logs_len"]

@@ -138,6 +138,7 @@ SURFACE = {
         "parse_destroy",
         "parse_results",
         "parse_step",
+        "result_rows",
         "sends_of",
     ],
     "lockstep.checkout": ["checkout_root", "require_checkout"],
