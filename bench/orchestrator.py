@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -262,6 +261,7 @@ def time_ticks(cluster: Cluster, samples: int, per_sample: int) -> tuple[list[fl
 def pool_round_trips(transport: str, samples: int) -> list[float]:
     """Seconds per orchestrator-pool round trip of an empty step batch (the pools port
     the kernel uses, to a pool process), on `transport` ("auto" = the tick channel)."""
+    from lockstep import batch as wire
     from lockstep_orchestrator._ports import GrpcPools
 
     proc = start_service("lockstep_wasm_pool")
@@ -271,7 +271,7 @@ def pool_round_trips(transport: str, samples: int) -> list[float]:
             # Tick after tick, as the kernel sends them (the same batch twice would be a
             # duplicate delivery, which the pool answers from its cache with a warning).
             def empty(tick: int) -> bytes:
-                return struct.pack("<4sHHIIq", b"LSSQ", 1, 0, 0, 0, tick)
+                return wire.pack_step(tick, [], [], [])
 
             for tick in range(1, 21):
                 pools.step({0: empty(tick)})

@@ -372,37 +372,33 @@ def _wealth_metrics(quick: bool) -> list[dict[str, object]]:
             )
         )
         if n == 100 and not work:  # the same on gRPC, and one Step RPC per tick
-            grpc_run = _lockstep_wealth(n, ticks, False, seed=42, transport="grpc")
-            out.append(
-                metric(
-                    f"peers.{kind}.ticks_per_s.{n}.grpc",
-                    "tick/s",
-                    grpc_run["rates"],
-                    base,
-                    mesa_rate,
-                    "-",
-                    "-",
-                    agents=n,
-                    ticks=ticks,
-                    transport="gRPC",
+            variants: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+                ("grpc", {"transport": "grpc"}, {"transport": "gRPC"}),
+                (
+                    "step_rpc",
+                    {"step_rpc": True},
+                    {
+                        "transport": "shared memory",
+                        "note": "one Step RPC per tick: a client round trip in every tick",
+                    },
+                ),
+            ]
+            for suffix, how, details in variants:
+                run = _lockstep_wealth(n, ticks, False, seed=42, **how)
+                out.append(
+                    metric(
+                        f"peers.{kind}.ticks_per_s.{n}.{suffix}",
+                        "tick/s",
+                        run["rates"],
+                        base,
+                        mesa_rate,
+                        "-",
+                        "-",
+                        agents=n,
+                        ticks=ticks,
+                        **details,
+                    )
                 )
-            )
-            stepped = _lockstep_wealth(n, ticks, False, seed=42, step_rpc=True)
-            out.append(
-                metric(
-                    f"peers.{kind}.ticks_per_s.{n}.step_rpc",
-                    "tick/s",
-                    stepped["rates"],
-                    base,
-                    mesa_rate,
-                    "-",
-                    "-",
-                    agents=n,
-                    ticks=ticks,
-                    transport="shared memory",
-                    note="one Step RPC per tick: a client round trip in every tick",
-                )
-            )
         if n >= 10_000 and not work:  # one pool per core of this machine
             two = _lockstep_wealth(n, ticks, False, seed=42, pools=2)
             out.append(

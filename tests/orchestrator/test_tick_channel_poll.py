@@ -3,10 +3,9 @@ orchestrator's pools port and a pool process started with the flag."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
+from lockstep import batch as wire
 from lockstep import tick_channel
 from lockstep.spawn import start_service
 from lockstep_orchestrator._ports import GrpcPools
@@ -18,10 +17,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not tick_channel.supported(), reason="the tick channel needs Linux"),
 ]
-
-
-def _empty(tick: int) -> bytes:
-    return struct.pack("<4sHHIIq", b"LSSQ", 1, 0, 0, 0, tick)
 
 
 def test_the_poll_setting_reaches_the_pools_port_and_the_pool() -> None:
@@ -37,7 +32,7 @@ def test_the_poll_setting_reaches_the_pools_port_and_the_pool() -> None:
             pools = GrpcPools([proc.address], None, "auto", poll_s=poll_s)
             try:
                 for tick in (1, 2):  # every batch answered over the channel either way
-                    pools.step({0: _empty(tick)})
+                    pools.step({0: wire.pack_step(tick, [], [], [])})
                 assert pools.transports() == ["shm"]
                 chan = pools._channels_shm[0]
                 assert chan is not None and chan._waiter.poll_s == poll_s
