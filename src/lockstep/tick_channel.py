@@ -208,13 +208,17 @@ def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
 POLL_S = 100e-6
 
 
+def _checked_poll(poll_s: float) -> float:
+    if poll_s < 0:
+        raise ValueError(f"poll time must be >= 0, got {poll_s}")
+    return poll_s
+
+
 class _Waiter:
     """Receive the next message, polling briefly before blocking (see POLL_S)."""
 
     def __init__(self, poll_s: float = POLL_S) -> None:
-        if poll_s < 0:
-            raise ValueError(f"poll time must be >= 0, got {poll_s}")
-        self.poll_s = poll_s
+        self.poll_s = _checked_poll(poll_s)
         self.window_s = 2 * poll_s
         self.polling = poll_s > 0
 
@@ -366,10 +370,9 @@ class ChannelServer:
     polls for the next batch before blocking (POLL_S)."""
 
     def __init__(self, handler: Handler, refusal: Refusal, poll_s: float = POLL_S) -> None:
-        _Waiter(poll_s)  # the same check, at construction
         self._handler = handler
         self._refusal = refusal
-        self._poll_s = poll_s
+        self._poll_s = _checked_poll(poll_s)
         self._secrets: set[bytes] = set()
         self._lock = threading.Lock()
         self._listener: _Listener | None = None
