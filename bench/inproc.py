@@ -14,6 +14,7 @@ path can be checked not to change it. `--profile` prints cProfile's top function
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from bench.orchestrator import FLOOD, WEALTH, agent_wasm
@@ -66,7 +67,9 @@ def run_once(
             import pstats
 
             prof.disable()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(
+                int(os.environ.get("TOP", "30"))
+            )
         return seconds, m.kernel.digest.hex()
     finally:
         for engine in engines:

@@ -9,8 +9,8 @@ OTEL_RESOURCE_ATTRIBUTES, ...). Every gRPC server and client call gets a span fr
 OpenTelemetry gRPC instrumentation, with the trace context carried in the call's metadata,
 so one tick's trace spans the orchestrator, the pools and the inference service.
 
-Without those variables nothing is configured: the API's no-op tracer and meter cost a
-few microseconds per tick.
+Without those variables nothing is configured, and the tick path makes no spans at all
+(`tracing_on()`: the API's no-op spans cost ~10 us a tick, 1-3% of a small one).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["configure_otel", "otel_requested", "shutdown_otel"]
+from opentelemetry import trace as _trace
+
+__all__ = ["configure_otel", "otel_requested", "shutdown_otel", "tracing_on"]
 
 log = logging.getLogger("lockstep.otel")
 
@@ -29,6 +31,14 @@ _ENDPOINT_VARS = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
 )
 _providers: list[Any] = []
+_NO_PROVIDER = (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
+
+
+def tracing_on() -> bool:
+    """Whether a tracer provider is installed in this process (by `configure_otel` or by the
+    embedding program): until one is, the API hands out non-recording spans, which the tick
+    path skips making."""
+    return not isinstance(_trace.get_tracer_provider(), _NO_PROVIDER)
 
 
 def otel_requested() -> bool:

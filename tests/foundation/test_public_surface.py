@@ -160,7 +160,7 @@ SURFACE = {
         "quote",
     ],
     "lockstep.metrics": ["LATENCY_BUCKETS", "MetricsEndpoint", "RpcMetrics", "service_registry"],
-    "lockstep.otel": ["configure_otel", "otel_requested", "shutdown_otel"],
+    "lockstep.otel": ["configure_otel", "otel_requested", "shutdown_otel", "tracing_on"],
     "lockstep.config": [
         "Option",
         "add_flags",

@@ -152,3 +152,27 @@ def test_step_requests_are_the_packed_layout() -> None:
         _native.take_results([tables[0], tables[1][1:]], [groups[0], groups[2]], seqs, table)[0]
         == 1
     )
+
+
+def test_per_agent_checks_in_one_call_match_the_sorted_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ls_agent_checks (counting sort by sequence, then the hash) against the kernel's
+    argsort form: segments of agents in any order, several per agent, empty ones; an
+    out-of-range sequence is refused."""
+    from lockstep_orchestrator import _kernel
+
+    rng = np.random.default_rng(21)
+    data = bytes(rng.integers(0, 256, size=5000, dtype=np.uint8))
+    for k, maxseq in ((1, 1), (7, 3), (500, 60), (3000, 2500)):
+        seqs = rng.integers(1, maxseq + 1, size=k).astype(np.int64)
+        starts = rng.integers(0, 4950, size=k).astype(np.int64)
+        lens = rng.integers(0, 50, size=k).astype(np.int64)
+        fast = _kernel.agent_checks(data, seqs, starts, lens, 2)
+        assert len(fast) == 12 * len(set(seqs.tolist()))
+        with monkeypatch.context() as m:
+            m.setattr(_native, "AVAILABLE", False)
+            assert _kernel.agent_checks(data, seqs, starts, lens, 2) == fast
+    assert _kernel.agent_checks(data, seqs[:0], starts[:0], lens[:0], 2) == b""
+    with pytest.raises(ValueError, match="out of range"):
+        _native.agent_checks(data, np.array([0], dtype=np.int64), starts[:1], lens[:1], 5)

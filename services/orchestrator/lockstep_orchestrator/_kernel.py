@@ -41,6 +41,7 @@ from lockstep.batch import (
     parse_results,
 )
 from lockstep.errors import ServiceError
+from lockstep.otel import tracing_on
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator import _native
@@ -221,6 +222,8 @@ def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, version: int) -
     the first 8 bytes of SHA-256; version 2: FNV-1a 64, little-endian)."""
     if not len(seqs):
         return b""
+    if version == 2 and _native.AVAILABLE:
+        return _native.agent_checks(data, seqs, starts, lens, int(seqs.max()))
     order = np.argsort(seqs, kind="stable")
     s, st, ln = seqs[order], starts[order], lens[order]
     bounds = np.flatnonzero(np.diff(s)) + 1
@@ -419,7 +422,10 @@ class Kernel:
     def step_tick(self) -> None:
         """Compute tick `tick + 1` completely, then commit it; on failure commit nothing.
         With OpenTelemetry on, the tick is a span (its pool and inference batches child
-        spans)."""
+        spans); with it off, no span is made."""
+        if not tracing_on():
+            self._step_tick()
+            return
         with _tracer.start_as_current_span(
             "tick",
             attributes={"lockstep.run_id": self.run_id, "lockstep.tick": self.state.tick + 1},

@@ -98,6 +98,8 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_take_results.argtypes = [i64] + [_P] * 9
     lib.ls_send_rows.restype = i64
     lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
+    lib.ls_agent_checks.restype = i64
+    lib.ls_agent_checks.argtypes = [_P, i64, _P, _P, _P, i64, _P, _P]
     lib.ls_deliver.restype = i64
     lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64, *[_P] * 9]
     return lib
@@ -249,6 +251,29 @@ def group_fnv(
             i += 1
         out[gi] = h
     return out
+
+
+def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, maxseq: int) -> bytes:
+    """The per-agent checks, version 2 (native only; see ls_agent_checks): u32 sequence +
+    FNV-1a 64 of the agent's segments in digest order, per agent in sequence order."""
+    assert _LIB is not None
+    nseg = len(seqs)
+    if not nseg:
+        return b""
+    cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (seqs, starts, lens)]
+    (_scratch,), (sp,) = _int64s(maxseq + 2 + 7 * nseg)
+    out = bytearray(12 * nseg)
+    got = _LIB.ls_agent_checks(
+        data or b"\0",
+        nseg,
+        *[_ptr(c) for c in cols],
+        maxseq,
+        sp,
+        ctypes.addressof(ctypes.c_char.from_buffer(out)),
+    )
+    if got < 0:
+        raise ValueError("a digest segment's agent sequence is out of range")
+    return bytes(out[: 12 * got])
 
 
 class NameTable:

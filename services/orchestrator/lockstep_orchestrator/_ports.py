@@ -9,10 +9,12 @@ the same bytes by converting at the edge.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ from lockstep.batch import (
 )
 from lockstep.dial import AuthedChannel, wait_serving
 from lockstep.errors import ConfigError, ServiceError
+from lockstep.otel import tracing_on
 from lockstep.pb.common.v1 import common_pb2 as cpb
 from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2 as pb
 from lockstep.pb.wasm_pool.v1 import wasm_pool_pb2_grpc as pb_grpc
@@ -66,6 +69,15 @@ class PoolFailureError(ServiceError):
 
 
 _tracer = trace.get_tracer("lockstep.orchestrator")
+
+
+def _using(span: trace.Span, end_on_exit: bool = False) -> AbstractContextManager[Any]:
+    """The span as the current one; nothing to do for the no-op span of tracing off."""
+    if span is trace.INVALID_SPAN:
+        return contextlib.nullcontext()
+    return trace.use_span(span, end_on_exit=end_on_exit)
+
+
 log = logging.getLogger("lockstep.orchestrator.pools")
 
 
@@ -265,20 +277,25 @@ class GrpcPools:
 
             return done
 
+        tracing = tracing_on()
         for i, buf in sorted(requests.items()):
-            spans[i] = _tracer.start_span(
-                f"pool {method}",
-                attributes={
-                    "lockstep.pool": i,
-                    "lockstep.pool.address": self.addresses[i],
-                    "lockstep.batch_bytes": len(buf),
-                },
+            spans[i] = (
+                _tracer.start_span(
+                    f"pool {method}",
+                    attributes={
+                        "lockstep.pool": i,
+                        "lockstep.pool.address": self.addresses[i],
+                        "lockstep.batch_bytes": len(buf),
+                    },
+                )
+                if tracing
+                else trace.INVALID_SPAN
             )
             chan = self._tick_channel(i)
             if chan is not None:
                 spans[i].set_attribute("lockstep.transport", "shm")
                 try:
-                    with trace.use_span(spans[i]):  # the pool's span becomes its child
+                    with _using(spans[i]):  # the pool's span becomes its child
                         chan.send(method, buf)
                     futures[i] = (None, chan)
                 except ChannelClosedError as exc:
@@ -290,7 +307,7 @@ class GrpcPools:
             if len(requests) == 1:
                 futures[i] = (req, None)
             else:
-                with trace.use_span(spans[i]):
+                with _using(spans[i]):
                     fut = stub.future(req, timeout=RPC_TIMEOUT_S)
                 fut.add_done_callback(done_at(i))
                 futures[i] = (req, fut)
@@ -314,7 +331,7 @@ class GrpcPools:
                 if fut is not None:
                     resp = fut.result()
                 else:
-                    with trace.use_span(spans[i], end_on_exit=True):
+                    with _using(spans[i], end_on_exit=True):
                         resp = stub(req, timeout=RPC_TIMEOUT_S)
                     seconds[i] = time.perf_counter() - started
                 if self._packed[i] is None:

@@ -165,6 +165,50 @@ static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); } /* little-endi
 static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
+/* ------------------------------------------------------------------ per-agent checks */
+/* The per-agent checks of a tick (version 2, docs/determinism.md): the nseg segments
+ * data[starts[i]:+lens[i]] of agents seqs[i] (1..maxseq), grouped by sequence (a stable
+ * counting sort: an agent's parts in digest order), each group's FNV-1a 64 written as a
+ * packed row u32 seq + u64 check, in sequence order. scratch holds maxseq + 2 + 7 * nseg
+ * int64. Returns the number of rows, or -1 if a sequence is out of range. */
+int64_t ls_agent_checks(const uint8_t *data, int64_t nseg, const int64_t *seqs,
+                        const int64_t *starts, const int64_t *lens, int64_t maxseq,
+                        int64_t *scratch, uint8_t *out) {
+    int64_t *first = scratch;          /* maxseq + 2: where each sequence's run starts */
+    int64_t *ost = first + maxseq + 2; /* nseg: starts in group order */
+    int64_t *oln = ost + nseg;         /* nseg: lengths in group order */
+    int64_t *gend = oln + nseg;        /* per group: the end of its segments */
+    int64_t *gseq = gend + nseg;       /* per group: its sequence */
+    uint64_t *check = (uint64_t *)(gseq + nseg);
+    int32_t *which = (int32_t *)(check + nseg); /* nseg int32: one source */
+    memset(first, 0, (size_t)(maxseq + 2) * sizeof(int64_t));
+    memset(which, 0, (size_t)nseg * sizeof(int32_t));
+    for (int64_t i = 0; i < nseg; i++) {
+        int64_t q = seqs[i];
+        if (q < 1 || q > maxseq) return -1;
+        first[q + 1]++;
+    }
+    int64_t ng = 0;
+    for (int64_t q = 1; q <= maxseq; q++) {
+        if (first[q + 1]) gseq[ng++] = q;
+        first[q + 1] += first[q];
+    }
+    for (int64_t i = 0; i < nseg; i++) {
+        int64_t at = first[seqs[i]]++;
+        ost[at] = starts[i];
+        oln[at] = lens[i];
+    }
+    for (int64_t g = 0; g < ng; g++) gend[g] = first[gseq[g]]; /* now each run's end */
+    const uint8_t *srcs[1] = {data};
+    ls_group_fnv(srcs, which, ost, oln, gend, ng, check);
+    for (int64_t g = 0; g < ng; g++) {
+        put_u32(out + 12 * g, (uint32_t)gseq[g]);
+        put_u64(out + 12 * g + 4, check[g]);
+    }
+    return ng;
+}
+
+
 /* Result rows as the pools write them (lockstep.batch.RESULT_ROW, 64 bytes). */
 typedef struct {
     uint64_t handle; int32_t code; uint32_t fault_kind; uint64_t fuel; uint32_t send_count;
