@@ -34,6 +34,7 @@ from tests.orchestrator.fakepool import MODULE, FakeEngine
 
 S = opb.AgentState
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+FULL_INBOX_DIGEST = "6604570958765b3ab836965995ca915f9a0d6a418000522dcbf8dd059686dd4e"
 
 
 @pytest.fixture(params=["native", "numpy"])
@@ -117,6 +118,37 @@ def test_routing_direct_broadcast_topics_and_undeliverable() -> None:
     c = m.status().counters
     assert c.undeliverable == 2 and c.messages == 1 + 3 + 2 + 1  # a, b, d, e at tick 2
     assert m.agent("b").state == S.AGENT_STATE_IDLE
+
+
+def test_a_full_inbox_routes_the_tick_one_send_at_a_time(
+    helpers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When an inbox could fill up this tick, every send is routed in order, one at a time:
+    the sends past the bound are reported undeliverable, the rest delivered in order (the
+    same digests with the C helpers and with numpy)."""
+    from lockstep_orchestrator import _kernel
+
+    monkeypatch.setattr(_kernel, "MAX_INBOX", 4)
+    m, (e,) = make()
+    spawn(m, ("a", "to=b burst=3"), ("b", ""), ("c", "to=b"))
+    m.step(1)  # 3 + 1 sends to b: the bound is reached, all delivered in order
+    m.lifecycle("pause", ["b"])
+    m.step(1)  # b does not take them: its inbox is full, the next 4 are refused
+    c = m.status().counters
+    assert (c.undeliverable, m.agent("b").inbox) == (4, 4)
+    m.lifecycle("resume", ["b"])
+    m.step(1)
+    assert [(s, p) for _k, s, _d, p, _t in e.delivered[(3, "b")]] == [
+        (b"a", b"t=1"),
+        (b"a", b"t=1"),
+        (b"a", b"t=1"),
+        (b"c", b"t=1"),
+    ]
+    for name, refused in (("a", 3), ("c", 1)):
+        notices = [(k, p) for k, _s, _d, p, _t in e.delivered[(3, name)]]
+        assert notices == [(4, b"inbox of b full")] * refused
+    # The same with the C helpers and with numpy (and before ls_route, one C call a phase).
+    assert m.kernel.digest.hex() == FULL_INBOX_DIGEST
 
 
 @pytest.mark.usefixtures("helpers")

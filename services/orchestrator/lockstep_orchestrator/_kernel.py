@@ -76,6 +76,7 @@ from lockstep_orchestrator._ports import PoolFailureError, Pools
 from lockstep_orchestrator._world import (
     FAULTED,
     IDLE,
+    MAX_LOOKUP,
     NONE,
     PAUSED,
     RUNNING,
@@ -990,6 +991,57 @@ class Kernel:
         repeated: bool,
     ) -> Mail:
         w, t = tx.world, tx.t
+        if not _native.AVAILABLE:
+            return self._route_sends_numpy(tx, big, sender_of_row, off, slen, count, repeated)
+        r = _native.route(
+            big,
+            sender_of_row,
+            off,
+            slen,
+            count,
+            w.name_table(),
+            w.name_len,
+            w.state,
+            w.restart_at,
+            w.inbox_n,
+            w.inbox_bytes,
+            w.arrival,
+            t,
+            (MAX_INBOX, MAX_LOOKUP, TERMINATED, FAULTED),
+        )
+        m = len(r.sender)
+        tx.sent += m
+        tx.sent_bytes += r.payload_bytes
+        w.arrival += m
+        k = len(r.to)
+        fast_mail = Mail(
+            r.to,
+            np.full(k, t, dtype=np.int64),
+            r.sseq,
+            r.nseq,
+            r.arrive,
+            r.off,
+            r.length,
+            r.records,
+            canonical=not repeated,
+        )
+        slow = self._route_general(
+            tx, big, r.general, r.sender, r.idx, r.doff, r.dlen, r.poff, r.plen, r.arrival
+        )
+        return fast_mail if slow is None else Mail.concat([fast_mail, slow])
+
+    def _route_sends_numpy(
+        self,
+        tx: _Tx,
+        big: npt.NDArray[np.uint8],
+        sender_of_row: I64,
+        off: I64,
+        slen: I64,
+        count: I64,
+        repeated: bool,
+    ) -> Mail:
+        """`_native.route` in numpy (and the C helpers it can still use)."""
+        w, t = tx.world, tx.t
         row, idx, doff, dlen, poff, plen = _native.parse_sends(big, off, slen, count)
         m = len(row)
         tx.sent += m
@@ -1014,38 +1066,20 @@ class Kernel:
         fi = np.flatnonzero(fast)
         k = len(fi)
         lens = rec_len[fi]
-        if _native.AVAILABLE:
-            buf = _native.records(
-                fi,
-                sender,
-                doff,
-                dlen,
-                poff,
-                plen,
-                big,
-                w.names_buf,
-                w.name_off,
-                w.name_len,
-                t,
-                int(lens.sum()),
-            )
-        else:
-            hdr = np.zeros(k, dtype=_RECORD)
-            hdr["total"] = lens
-            hdr["slen"] = w.name_len[sender[fi] - 1]
-            hdr["tick"] = t
-            hdr["plen"] = plen[fi]
-            hdr["dlen"] = dlen[fi]
-            srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
-            ar = np.arange(k, dtype=np.int64)
-            seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
-            seg_s = np.stack(
-                [ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]], axis=1
-            ).ravel()
-            seg_l = np.stack(
-                [np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi], plen[fi]], axis=1
-            ).ravel()
-            buf = _native.gather(srcs, seg_w, seg_s, seg_l)
+        hdr = np.zeros(k, dtype=_RECORD)
+        hdr["total"] = lens
+        hdr["slen"] = w.name_len[sender[fi] - 1]
+        hdr["tick"] = t
+        hdr["plen"] = plen[fi]
+        hdr["dlen"] = dlen[fi]
+        srcs = _native.Sources([hdr.tobytes(), w.names_buf, big])
+        ar = np.arange(k, dtype=np.int64)
+        seg_w = np.tile(np.array([0, 1, 2, 2], dtype=np.int32), k)
+        seg_s = np.stack([ar * 32, w.name_off[sender[fi] - 1], doff[fi], poff[fi]], axis=1).ravel()
+        seg_l = np.stack(
+            [np.full(k, 32, np.int64), w.name_len[sender[fi] - 1], dlen[fi], plen[fi]], axis=1
+        ).ravel()
+        buf = _native.gather(srcs, seg_w, seg_s, seg_l)
         np.add.at(w.inbox_n, target[fi] - 1, 1)
         np.add.at(w.inbox_bytes, target[fi] - 1, lens)
         fast_mail = Mail(
@@ -1059,11 +1093,28 @@ class Kernel:
             buf,
             canonical=not repeated,
         )
+        slow = self._route_general(tx, big, general, sender, idx, doff, dlen, poff, plen, arrival)
+        return fast_mail if slow is None else Mail.concat([fast_mail, slow])
+
+    def _route_general(
+        self,
+        tx: _Tx,
+        big: npt.NDArray[np.uint8],
+        general: I64,
+        sender: I64,
+        idx: I64,
+        doff: I64,
+        dlen: I64,
+        poff: I64,
+        plen: I64,
+        arrival: I64,
+    ) -> Mail | None:
+        """The sends `general` routed one at a time, in order: broadcast, topics,
+        subscriptions, unknown or gone agents, full inboxes. Their mail, if any."""
         if not len(general):
-            return fast_mail
-        # The general path: broadcast, topics, subscriptions, unknown or gone agents, full
-        # inboxes; in canonical order, one send at a time.
-        raw = big.tobytes() if len(general) else b""
+            return None
+        t = tx.t
+        raw = big.tobytes()
         out: list[tuple[int, int, int, int, bytes]] = []
         for j in general.tolist():
             s = int(sender[j])
@@ -1072,7 +1123,7 @@ class Kernel:
                 tx, s, int(idx[j]), raw[d0 : d0 + dl], raw[p0 : p0 + pl], int(arrival[j]), out
             )
         if not out:
-            return fast_mail
+            return None
         q = len(out)
         recs = [o[4] for o in out]
         ql = np.fromiter((len(r) for r in recs), dtype=np.int64, count=q)
@@ -1087,7 +1138,7 @@ class Kernel:
             b"".join(recs),
             canonical=False,
         )
-        return Mail.concat([fast_mail, slow])
+        return slow
 
     def _route_one(
         self,

@@ -2,8 +2,9 @@
 
 One call per phase of the tick over the packed buffers: delivery of the waiting mail, the
 per-pool step requests, the results back in step order, the STEP block of the digest
-input, the rows whose sends are routed, walking the packed sends, name look-up, the message
-records, gathering segments, and the per-agent checks. Where the C cannot be built (or
+input, the rows whose sends are routed, the routing of their sends (walking them, looking up
+the names, the message records of the mail delivered), gathering segments, and the
+per-agent checks. Where the C cannot be built (or
 LOCKSTEP_ORCHESTRATOR_NATIVE=0), the kernel's numpy forms compute the same bytes (loudly:
 they are slow); `gather`, `parse_sends` and `group_fnv` carry their fallback here.
 """
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +92,15 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_names_lookup.argtypes = [_P, _P, _P, _P, i64, _P, _P, _P, i64, i64, _P]
     lib.ls_step_block.restype = i64
     lib.ls_step_block.argtypes = [i64] + [_P] * 12
-    lib.ls_records.restype = i64
-    lib.ls_records.argtypes = [i64] + [_P] * 10 + [i64, _P]
     lib.ls_pack_steps.restype = i64
     lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
     lib.ls_take_results.restype = i64
     lib.ls_take_results.argtypes = [i64] + [_P] * 9
     lib.ls_send_rows.restype = i64
     lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
+    lib.ls_route.restype = i64
+    lib.ls_route.argtypes = [_P, i64, *[_P] * 8, i64, i64, _P, _P, i64, i64, i64, _P, _P]
+    lib.ls_route.argtypes += [i64, i64, i64] + [_P] * 18
     lib.ls_agent_checks.restype = i64
     lib.ls_agent_checks.argtypes = [_P, i64, _P, _P, _P, i64, _P, _P]
     lib.ls_deliver.restype = i64
@@ -276,6 +279,109 @@ def agent_checks(data: bytes, seqs: I64, starts: I64, lens: I64, maxseq: int) ->
     return bytes(out[: 12 * got])
 
 
+@dataclass
+class Routed:
+    """What ls_route made of a tick's sends: per send (m) its sender, index, destination and
+    payload offset/length, target and arrival number; the delivered mail's columns (k) and
+    records; the general sends' indices (g); whether the inbox bound made every send
+    general; the payload bytes of all sends."""
+
+    sender: I64
+    idx: I64
+    doff: I64
+    dlen: I64
+    poff: I64
+    plen: I64
+    target: I64  # the live agent named (0: general)
+    arrival: I64
+    to: I64  # the delivered mail: target, sender, send index, arrival, record offset, length
+    sseq: I64
+    nseq: I64
+    arrive: I64
+    off: I64
+    length: I64
+    records: bytes
+    general: I64
+    exact: bool
+    payload_bytes: int
+
+
+def route(
+    big: npt.NDArray[np.uint8],
+    sender_of_row: I64,
+    offs: I64,
+    lens: I64,
+    counts: I64,
+    names: NameTable,
+    name_len: I64,
+    state: npt.NDArray[np.int8],
+    restart_at: I64,
+    inbox_n: I64,
+    inbox_bytes: I64,
+    arrival0: int,
+    tick: int,
+    limits: tuple[int, int, int, int],
+) -> Routed:
+    """Route the sends of the rows in one call (native only; see ls_route): updates inbox_n
+    and inbox_bytes for the mail it delivers. limits: (max_inbox, max name length looked
+    up, TERMINATED, FAULTED)."""
+    assert _LIB is not None
+    nrows, n = len(offs), len(state)
+    rows = [np.ascontiguousarray(c, dtype=np.int64) for c in (sender_of_row, offs, lens, counts)]
+    m = int(rows[3].sum()) if nrows else 0
+    bound = 32 * m + (int(rows[2].sum()) if nrows else 0) + m * names.longest
+    cols, ptrs = _int64s(*[m] * 15, n + 1, 5)
+    rec = bytearray(max(bound, 1))
+    max_inbox, max_len, terminated, faulted = limits
+    got = _LIB.ls_route(
+        _ptr(big),
+        nrows,
+        *[_ptr(c) for c in rows],
+        *names.ptrs,
+        len(names.slots),
+        max_len,
+        _ptr(state),
+        _ptr(restart_at),
+        terminated,
+        faulted,
+        n,
+        _ptr(inbox_n),
+        _ptr(inbox_bytes),
+        arrival0,
+        tick,
+        max_inbox,
+        ptrs[15],
+        *ptrs[:15],
+        ctypes.addressof(ctypes.c_char.from_buffer(rec)),
+        ptrs[16],
+    )
+    if got < 0:
+        raise SendsError(-got - 1)
+    k, g, exact, payload, size = cols[16].tolist()
+    sender, idx, doff, dlen, poff, plen, target, arrival = cols[:8]
+    to, sseq, nseq, arrive, off, length = (c[:k] for c in cols[8:14])
+    return Routed(
+        sender,
+        idx,
+        doff,
+        dlen,
+        poff,
+        plen,
+        target,
+        arrival,
+        to,
+        sseq,
+        nseq,
+        arrive,
+        off,
+        length,
+        bytes(rec[:size]),
+        cols[14][:g],
+        bool(exact),
+        payload,
+    )
+
+
 class NameTable:
     """The agents' names as a hash table (native): sequence by name in one call per tick."""
 
@@ -290,6 +396,7 @@ class NameTable:
         self.len = np.array(name_len, dtype=np.int64)
         self.slots = np.empty(cap, dtype=np.int64)
         self.ptrs = [_ptr(self.names), _ptr(self.off), _ptr(self.len), _ptr(self.slots)]
+        self.longest = int(self.len.max()) if n else 0
         _LIB.ls_names_build(*self.ptrs[:3], n, self.ptrs[3], cap)
 
     def lookup(self, buf: npt.NDArray[np.uint8], off: I64, length: I64, max_len: int) -> I64:
@@ -342,42 +449,6 @@ def step_block(
     wrote = _LIB.ls_step_block(*args, ctypes.addressof(ctypes.c_char.from_buffer(out)), *ptrs)
     assert wrote == size
     return bytes(out), starts, lens
-
-
-def records(
-    pick: I64,
-    sender: I64,
-    doff: I64,
-    dlen: I64,
-    poff: I64,
-    plen: I64,
-    big: npt.NDArray[np.uint8],
-    names_buf: bytes,
-    name_off: I64,
-    name_len: I64,
-    tick: int,
-    total: int,
-) -> bytes:
-    """The message records of the sends `pick` (native only; `total` bytes in all)."""
-    assert _LIB is not None
-    if not total:
-        return b""
-    out = bytearray(total)
-    cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (pick, sender, doff, dlen, poff, plen)]
-    noff = np.ascontiguousarray(name_off, dtype=np.int64)
-    nlen = np.ascontiguousarray(name_len, dtype=np.int64)
-    wrote = _LIB.ls_records(
-        len(pick),
-        *[_ptr(c) for c in cols],
-        _ptr(big),
-        names_buf or b"\0",
-        _ptr(noff),
-        _ptr(nlen),
-        tick,
-        ctypes.addressof(ctypes.c_char.from_buffer(out)),
-    )
-    assert wrote == total
-    return bytes(out)
 
 
 def deliver(

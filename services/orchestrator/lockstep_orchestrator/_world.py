@@ -261,10 +261,14 @@ class World:
         if _native.AVAILABLE:
             if not self.n:
                 return np.zeros(len(off), dtype=np.int64)
-            if self._name_table is None:
-                self._name_table = _native.NameTable(self.names_buf, self.name_off, self.name_len)
-            return self._name_table.lookup(buf, off, length, MAX_LOOKUP)
+            return self.name_table().lookup(buf, off, length, MAX_LOOKUP)
         return self.lookup_numpy(buf, off, length)
+
+    def name_table(self) -> _native.NameTable:
+        """The agents' names as the native hash table (built at first use after a spawn)."""
+        if self._name_table is None:
+            self._name_table = _native.NameTable(self.names_buf, self.name_off, self.name_len)
+        return self._name_table
 
     def lookup_numpy(self, buf: npt.NDArray[np.uint8], off: I64, length: I64) -> I64:
         """`lookup` without the native helpers: sorted fixed-width keys and searchsorted."""

@@ -278,20 +278,78 @@ int64_t ls_step_block(int64_t n, const ls_result_row *rows, const int32_t *which
     return o - out;
 }
 
-/* ------------------------------------------------------------------ message records */
-/* The message records (docs/abi.md, "Message record") of k agent sends to deliver: send
- * j = pick[i] came from agent sender[j] (its name in names at name_off/name_len[seq-1]),
- * its destination and payload are big[doff[j]:+dlen[j]] and big[poff[j]:+plen[j]], sent at
- * `tick`. Writes the records back to back into out; returns the bytes written. */
-int64_t ls_records(int64_t k, const int64_t *pick, const int64_t *sender, const int64_t *doff,
-                   const int64_t *dlen, const int64_t *poff, const int64_t *plen,
-                   const uint8_t *big, const uint8_t *names, const int64_t *name_off,
-                   const int64_t *name_len, int64_t tick, uint8_t *out) {
-    uint8_t *o = out;
-    for (int64_t i = 0; i < k; i++) {
-        int64_t j = pick[i], s = sender[j] - 1;
-        int64_t sl = name_len[s], dl = dlen[j], pl = plen[j];
-        put_u32(o, (uint32_t)(32 + sl + dl + pl));
+/* ------------------------------------------------------------------ routing */
+/* The tick's sends routed in one pass (docs/determinism.md, "Routing"), the common case
+ * here and the rest left to the kernel's general path. nrows result rows in canonical
+ * order; row r is from agent sender_of_row[r], its counts[r] packed sends tile
+ * big[offs[r] : +lens[r]]. For each send k (m in all, in order) writes its sender, index
+ * (1-based), destination and payload offset/length, the live agent it names (target; 0
+ * when the destination is not the name, of 1..max_len bytes, of a live agent: broadcast,
+ * topic, subscription, unknown or gone) and its arrival number, arrival0 + k.
+ * If no inbox can fill up this tick (each agent's waiting count plus the direct sends to it
+ * plus twice the number of general sends stays under max_inbox), the direct sends to live
+ * agents are delivered: their message records (docs/abi.md, "Message record": kind 0, the
+ * sender's name, this tick) back to back in rec, in send order, their count and bytes
+ * added to inbox_n / inbox_bytes, and their mail columns written compacted (ftarget,
+ * fsender, fidx, farrival, foff, flen); the other sends' indices go to general. Otherwise
+ * every send is general and nothing is delivered (the kernel then routes them one at a
+ * time, in order).
+ * Names: the table of ls_names_build (slots, cap). Live: state not terminated, and not
+ * faulted unless a restart is pending (restart_at >= 0). scratch holds n + 1 int64.
+ * Returns m, or -(r + 1) for the first row whose sends do not tile. out[0] = delivered
+ * count, out[1] = general count, out[2] = 1 when exact, out[3] = payload bytes, out[4] =
+ * record bytes. */
+int64_t ls_route(const uint8_t *big, int64_t nrows, const int64_t *sender_of_row,
+                 const int64_t *offs, const int64_t *lens, const int64_t *counts,
+                 const uint8_t *names, const int64_t *name_off, const int64_t *name_len,
+                 const int64_t *slots, int64_t cap, int64_t max_len, const int8_t *state,
+                 const int64_t *restart_at, int64_t terminated, int64_t faulted, int64_t n,
+                 int64_t *inbox_n, int64_t *inbox_bytes, int64_t arrival0, int64_t tick,
+                 int64_t max_inbox, int64_t *scratch, int64_t *sender, int64_t *idx,
+                 int64_t *doff, int64_t *dlen, int64_t *poff, int64_t *plen, int64_t *target,
+                 int64_t *arrival, int64_t *ftarget, int64_t *fsender, int64_t *fidx,
+                 int64_t *farrival, int64_t *foff, int64_t *flen, int64_t *general,
+                 uint8_t *rec, int64_t *out) {
+    int64_t m = ls_parse_sends(big, nrows, offs, lens, counts, sender, idx, doff, dlen, poff,
+                               plen);
+    if (m < 0) return m;
+    for (int64_t k = 0; k < m; k++) sender[k] = sender_of_row[sender[k]]; /* row -> agent */
+    int64_t payload = 0;
+    for (int64_t k = 0; k < m; k++) payload += plen[k];
+    ls_names_lookup(names, name_off, name_len, slots, cap, big, doff, dlen, m, max_len, target);
+    int64_t *fast_n = scratch; /* direct sends per target sequence */
+    memset(fast_n, 0, (size_t)(n + 1) * sizeof(int64_t));
+    int64_t g = 0;
+    for (int64_t k = 0; k < m; k++) {
+        arrival[k] = arrival0 + k;
+        int64_t q = target[k];
+        if (q > 0) {
+            int64_t st = state[q - 1];
+            if (st == terminated || (st == faulted && restart_at[q - 1] < 0)) q = target[k] = 0;
+        }
+        if (q > 0) fast_n[q]++;
+        else g++;
+    }
+    int64_t most = 0;
+    for (int64_t q = 1; q <= n; q++)
+        if (inbox_n[q - 1] + fast_n[q] > most) most = inbox_n[q - 1] + fast_n[q];
+    out[3] = payload;
+    if (n > 0 && most + 2 * g >= max_inbox) {
+        for (int64_t k = 0; k < m; k++) general[k] = k;
+        out[0] = 0; out[1] = m; out[2] = 1; out[4] = 0;
+        return m;
+    }
+    int64_t f = 0, gi = 0;
+    uint8_t *o = rec;
+    for (int64_t k = 0; k < m; k++) {
+        int64_t q = target[k];
+        if (q == 0) {
+            general[gi++] = k;
+            continue;
+        }
+        int64_t s = sender[k] - 1, sl = name_len[s], dl = dlen[k], pl = plen[k];
+        int64_t total = 32 + sl + dl + pl;
+        put_u32(o, (uint32_t)total);
         o[4] = 0; /* kind: agent */
         o[5] = 0;
         put_u16(o + 6, (uint16_t)sl);
@@ -301,11 +359,17 @@ int64_t ls_records(int64_t k, const int64_t *pick, const int64_t *sender, const 
         put_u16(o + 28, (uint16_t)dl);
         put_u16(o + 30, 0);
         memcpy(o + 32, names + name_off[s], (size_t)sl);
-        memcpy(o + 32 + sl, big + doff[j], (size_t)dl);
-        memcpy(o + 32 + sl + dl, big + poff[j], (size_t)pl);
-        o += 32 + sl + dl + pl;
+        memcpy(o + 32 + sl, big + doff[k], (size_t)dl);
+        memcpy(o + 32 + sl + dl, big + poff[k], (size_t)pl);
+        ftarget[f] = q; fsender[f] = sender[k]; fidx[f] = idx[k]; farrival[f] = arrival[k];
+        foff[f] = o - rec; flen[f] = total;
+        inbox_n[q - 1] += 1;
+        inbox_bytes[q - 1] += total;
+        o += total;
+        f++;
     }
-    return o - out;
+    out[0] = f; out[1] = gi; out[2] = 0; out[4] = o - rec;
+    return m;
 }
 
 /* ------------------------------------------------------------------ delivery */
