@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lockstep.errors import CapacityError, InvalidRequestError
@@ -149,6 +150,40 @@ def test_a_full_inbox_routes_the_tick_one_send_at_a_time(
         assert notices == [(4, b"inbox of b full")] * refused
     # The same with the C helpers and with numpy (and before ls_route, one C call a phase).
     assert m.kernel.digest.hex() == FULL_INBOX_DIGEST
+
+
+@pytest.mark.usefixtures("helpers")
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("offset", "row 1 data offset"),
+        ("tail", "data area ends at"),
+        ("seq", "step results do not match the request"),
+    ],
+)
+def test_step_results_that_do_not_tile_fail_the_tick_saying_where(damage: str, says: str) -> None:
+    """A pool's step results whose rows' data do not tile the buffer (an offset off by one,
+    a byte too many) or answer for another agent: the tick fails, nothing is committed."""
+    from lockstep.batch import RESULT_ROW
+
+    class Damaging(FakeEngine):
+        def step_packed(self, buf: bytes) -> bytes:
+            out = bytearray(super().step_packed(buf))
+            if damage == "tail":
+                return bytes(out + b"x")
+            rows = np.frombuffer(out, dtype=RESULT_ROW, count=2, offset=16).copy()
+            if damage == "offset":
+                rows[1]["off"] += 1
+            else:
+                rows[1]["seq"] += 7
+            out[16 : 16 + rows.nbytes] = rows.tobytes()
+            return bytes(out)
+
+    m, _ = make(engines=[Damaging()], recovery_s=0)
+    spawn(m, ("a", "to=b"), ("b", "to=a"))
+    with pytest.raises(TickFailedError, match=says):
+        m.step(1)
+    assert m.status().tick == 0
 
 
 @pytest.mark.usefixtures("helpers")

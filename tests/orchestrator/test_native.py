@@ -176,3 +176,35 @@ def test_per_agent_checks_in_one_call_match_the_sorted_form(
     assert _kernel.agent_checks(data, seqs[:0], starts[:0], lens[:0], 2) == b""
     with pytest.raises(ValueError, match="out of range"):
         _native.agent_checks(data, np.array([0], dtype=np.int64), starts[:1], lens[:1], 5)
+
+
+def test_absorbing_step_results_matches_the_fallback() -> None:
+    """ls_absorb against the numpy form: fuel, steps, the plain rows' state moves and the
+    special rows (faulted, done, logged, inference), on random rows and states."""
+    from lockstep.batch import RESULT_ROW
+    from lockstep_orchestrator import _kernel
+    from lockstep_orchestrator._world import IDLE, PAUSED, RUNNING
+
+    rng = np.random.default_rng(17)
+    names = [f"a{i}".encode() for i in range(300)]
+    n = 120
+    sel = rng.permutation(300)[:n].astype(np.int64)
+    table = np.zeros(n, dtype=RESULT_ROW)
+    table["code"] = rng.choice([0, 1, 2, 5], size=n, p=[0.4, 0.4, 0.1, 0.1])
+    table["fuel"] = rng.integers(0, 10**9, size=n)
+    table["fault_kind"] = rng.choice([0, 0, 0, 3], size=n)
+    table["log_count"] = rng.choice([0, 0, 0, 2], size=n)
+    table["infer_count"] = rng.choice([0, 0, 0, 0, 1], size=n)
+    worlds = [world_of(names), world_of(names)]
+    states = rng.choice([RUNNING, IDLE, PAUSED], size=300).astype(np.int8)
+    for w in worlds:
+        w.state[:] = states
+        w.fuel[:] = 5
+    special, fuel = _native.absorb(
+        table, sel, worlds[0].state, worlds[0].fuel, worlds[0].steps, RUNNING, IDLE
+    )
+    special2, fuel2 = _kernel._absorb_numpy(worlds[1], sel, table)
+    assert special.tolist() == special2.tolist() and fuel == fuel2
+    assert 0 < len(special) < n
+    for col in ("state", "fuel", "steps"):
+        assert getattr(worlds[0], col).tolist() == getattr(worlds[1], col).tolist(), col

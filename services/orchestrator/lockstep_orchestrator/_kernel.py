@@ -39,6 +39,7 @@ from lockstep.batch import (
     pack_create,
     pack_destroy,
     parse_results,
+    result_rows,
 )
 from lockstep.errors import ServiceError
 from lockstep.otel import tracing_on
@@ -852,17 +853,23 @@ class Kernel:
         tx.pools_s = dict(self.pools.last_seconds)
         # Results back in step order (columns), with the buffer each row lives in.
         asked = sorted(members)
-        bufs = [_parse(responses.get(p), p) for p in asked]
+        groups = [members[p] for p in asked]
         table = np.zeros(n, dtype=RESULT_ROW)
-        if _native.AVAILABLE:
+        if _native.AVAILABLE:  # the C checks the tiling of the rows' data as it copies them
+            bufs = [_rows_of(responses.get(p), p) for p in asked]
             bad, which, local = _native.take_results(
-                [r.rows for r in bufs], [members[p] for p in asked], seqs, table
+                [r.rows for r in bufs], groups, seqs, table, [len(r.buf) for r in bufs]
             )
+            if bad >= len(bufs):
+                bad -= len(bufs)
+                _parse(bufs[bad].buf, asked[bad])  # raises, saying where
+                raise PoolProtocolError(f"pool {asked[bad]}: results do not tile")
         else:
-            bad, which, local = _take_results_numpy(bufs, [members[p] for p in asked], seqs, table)
+            bufs = [_parse(responses.get(p), p) for p in asked]
+            bad, which, local = _take_results_numpy(bufs, groups, seqs, table)
         if bad >= 0:
             raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
-        self._absorb_steps(tx, sel, table, which, local, bufs, cnt, blen, records, rec_off)
+        self._absorb_steps(tx, sel, table, which, local, bufs, groups, cnt, blen, records, rec_off)
 
     def _absorb_steps(
         self,
@@ -872,6 +879,7 @@ class Kernel:
         which: npt.NDArray[np.int32],
         local: I64,
         bufs: list[Results],
+        groups: list[I64],
         cnt: I64,
         blen: I64,
         records: bytes,
@@ -880,25 +888,14 @@ class Kernel:
         w = tx.world
         n = len(sel)
         seqs = sel + 1
-        code = table["code"].astype(np.int64)
-        fuel = table["fuel"].astype(np.int64)
-        w.fuel[sel] += fuel
-        w.steps[sel] += 1
-        tx.counters.fuel_used += int(fuel.sum())
+        if _native.AVAILABLE:
+            special, fuel_used = _native.absorb(table, sel, w.state, w.fuel, w.steps, RUNNING, IDLE)
+        else:
+            special, fuel_used = _absorb_numpy(w, sel, table)
+        tx.counters.fuel_used += fuel_used
         tx.counters.steps += n
-        fault_kind = table["fault_kind"]
-        special = (
-            (fault_kind != 0)
-            | (code == 2)
-            | (table["log_count"] != 0)
-            | (table["infer_count"] != 0)
-        )
-        st = w.state[sel]
-        normal = ~special
-        w.state[sel[normal & (code == 1) & (st == RUNNING)]] = IDLE
-        w.state[sel[normal & (code != 1) & (st == IDLE)]] = RUNNING
         extras: dict[int, bytes] = {}  # row -> its extra digest bytes (special rows only)
-        for j in np.flatnonzero(special).tolist():
+        for j in special.tolist():
             events = self._result_events(
                 tx, bufs[which[j]], int(local[j]), b"step", b"", count_fuel=False
             )
@@ -918,13 +915,8 @@ class Kernel:
                 table, which, raw, cnt, blen, records, rec_off, xbuf, xlens
             )
         tx.digest.add_block(block, np.concatenate([seqs, seqs]), starts, lens)
-        for b, res in enumerate(bufs):
-            idx = np.flatnonzero(which == b)
-            tx.sources.append(_Source(seqs[idx], res, self._rows_in(res, len(idx))))
-
-    @staticmethod
-    def _rows_in(res: Results, n: int) -> I64:
-        return np.arange(n, dtype=np.int64)
+        for res, idx in zip(bufs, groups, strict=True):  # row j of a pool: position idx[j]
+            tx.sources.append(_Source(seqs[idx], res, np.arange(len(idx), dtype=np.int64)))
 
     def _destroy_done(self, tx: _Tx) -> None:
         """Agents that returned done are destroyed in one batch per pool."""
@@ -1255,6 +1247,25 @@ def _deliver_numpy(mail: Mail, pos: I64, n: int) -> tuple[I64, I64, bytes, I64]:
     return cnt, blen, records, np.flatnonzero(~delivered)
 
 
+def _absorb_numpy(w: World, sel: I64, table: np.ndarray) -> tuple[I64, int]:
+    """`_native.absorb` in numpy."""
+    code = table["code"].astype(np.int64)
+    fuel = table["fuel"].astype(np.int64)
+    w.fuel[sel] += fuel
+    w.steps[sel] += 1
+    special = (
+        (table["fault_kind"] != 0)
+        | (code == 2)
+        | (table["log_count"] != 0)
+        | (table["infer_count"] != 0)
+    )
+    st = w.state[sel]
+    normal = ~special
+    w.state[sel[normal & (code == 1) & (st == RUNNING)]] = IDLE
+    w.state[sel[normal & (code != 1) & (st == IDLE)]] = RUNNING
+    return np.flatnonzero(special), int(fuel.sum())
+
+
 def _send_rows_numpy(
     w: World, srcs: list[_Source], members: list[list[int]], bases: I64
 ) -> tuple[I64, I64, I64, I64, bool]:
@@ -1404,6 +1415,17 @@ def _step_block_numpy(
         np.concatenate([in_start, res_start]),
         np.concatenate([in_len, res_len]),
     )
+
+
+def _rows_of(buf: bytes | None, pool: int) -> Results:
+    """A results buffer's header and row table, checked; not the tiling of its data (the
+    caller checks that: ls_take_results)."""
+    if buf is None:
+        raise PoolProtocolError(f"pool {pool} sent no results")
+    try:
+        return Results(result_rows(buf), buf)
+    except ValueError as exc:
+        raise PoolProtocolError(f"pool {pool}: {exc}") from None
 
 
 def _parse(buf: bytes | None, pool: int) -> Results:

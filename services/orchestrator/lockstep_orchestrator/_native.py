@@ -29,6 +29,7 @@ log = logging.getLogger("lockstep.orchestrator.native")
 
 SOURCE = Path(__file__).parent / "native" / "kernel.c"
 I64 = npt.NDArray[np.int64]
+RESULTS_HEAD = 16  # bytes of a results buffer's header (lockstep.batch, docs/wire.md)
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 _P = ctypes.c_void_p
@@ -95,12 +96,14 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_pack_steps.restype = i64
     lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
     lib.ls_take_results.restype = i64
-    lib.ls_take_results.argtypes = [i64] + [_P] * 9
+    lib.ls_take_results.argtypes = [i64] + [_P] * 10 + [i64]
     lib.ls_send_rows.restype = i64
     lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
     lib.ls_route.restype = i64
     lib.ls_route.argtypes = [_P, i64, *[_P] * 8, i64, i64, _P, _P, i64, i64, i64, _P, _P]
     lib.ls_route.argtypes += [i64, i64, i64] + [_P] * 18
+    lib.ls_absorb.restype = i64
+    lib.ls_absorb.argtypes = [i64] + [_P] * 5 + [i64, i64, _P, _P]
     lib.ls_agent_checks.restype = i64
     lib.ls_agent_checks.argtypes = [_P, i64, _P, _P, _P, i64, _P, _P]
     lib.ls_deliver.restype = i64
@@ -534,10 +537,16 @@ def pack_steps(
 
 
 def take_results(
-    tables: Sequence[np.ndarray], groups: Sequence[I64], seqs: I64, table: np.ndarray
+    tables: Sequence[np.ndarray],
+    groups: Sequence[I64],
+    seqs: I64,
+    table: np.ndarray,
+    buf_sizes: Sequence[int] | None = None,
 ) -> tuple[int, npt.NDArray[np.int32], I64]:
     """Result rows of the pools asked (in order) into `table` in step order (native only):
-    (-1 or the first pool whose rows do not match its request, which, local)."""
+    (-1 or the first pool whose rows do not match its request, which, local). With the
+    sizes of the results buffers the tables came from (each 16 bytes into its buffer), the
+    rows' data must tile them too: len(tables) + b names the first pool b whose does not."""
     assert _LIB is not None
     n = len(table)
     arrays = [np.ascontiguousarray(t) for t in tables]
@@ -550,14 +559,45 @@ def take_results(
     seqs = np.ascontiguousarray(seqs, dtype=np.int64)
     which = np.zeros(n, dtype=np.int32)
     (local,), (local_ptr,) = _int64s(n)
+    size = None if buf_sizes is None else np.array(buf_sizes, dtype=np.int64)
     bad = _LIB.ls_take_results(
         len(arrays),
         *[_ptr(a) for a in (ptrs, count, np.ascontiguousarray(members), lo, hi, seqs)],
         _ptr(table),
         _ptr(which),
         local_ptr,
+        None if size is None else _ptr(size),
+        RESULTS_HEAD,
     )
     return int(bad), which, local
+
+
+def absorb(
+    table: np.ndarray,
+    sel: I64,
+    state: npt.NDArray[np.int8],
+    fuel: I64,
+    steps: I64,
+    running: int,
+    idle: int,
+) -> tuple[I64, int]:
+    """Fold the step results (in step order) into the world's columns (native only; see
+    ls_absorb): the indices of the special rows, left to the kernel, and the fuel used."""
+    assert _LIB is not None
+    n = len(table)
+    (special, total), ptrs = _int64s(n, 1)
+    k = _LIB.ls_absorb(
+        n,
+        _ptr(table),
+        _ptr(sel),
+        _ptr(state),
+        _ptr(fuel),
+        _ptr(steps),
+        running,
+        idle,
+        *ptrs,
+    )
+    return special[:k], int(total[0])
 
 
 def send_rows(

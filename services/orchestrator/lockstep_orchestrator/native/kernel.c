@@ -488,23 +488,62 @@ int64_t ls_pack_steps(int64_t n, int64_t npools, const int64_t *seqs, const int3
  * rows[b] (count[b] of them) for the step positions members[lo[b] : hi[b]]. Copies each row
  * to table[position], and sets which[position] = b and local[position] = its row in b.
  * Returns -1 when all match the request, else the first b whose row count or sequences
- * differ. */
+ * differ. With size != NULL the rows' data must also tile each buffer (docs/wire.md): row
+ * data back to back from the end of the table (rows[b] is head bytes into a buffer of
+ * size[b] bytes) to the end of the buffer; else nbufs + b is returned for the first b
+ * whose data does not (lockstep.batch.parse_results then says where). */
 int64_t ls_take_results(int64_t nbufs, const ls_result_row *const *rows, const int64_t *count,
                         const int64_t *members, const int64_t *lo, const int64_t *hi,
                         const int64_t *seqs, ls_result_row *table, int32_t *which,
-                        int64_t *local) {
+                        int64_t *local, const int64_t *size, int64_t head) {
     for (int64_t b = 0; b < nbufs; b++) {
         int64_t k = hi[b] - lo[b];
         if (count[b] != k) return b;
+        uint64_t expect = (uint64_t)(head + k * (int64_t)sizeof(ls_result_row));
         for (int64_t j = 0; j < k; j++) {
+            const ls_result_row *r = &rows[b][j];
             int64_t i = members[lo[b] + j];
-            if ((int64_t)rows[b][j].handle != seqs[i]) return b;
-            table[i] = rows[b][j];
+            if ((int64_t)r->handle != seqs[i]) return b;
+            if (size != NULL) {
+                if (r->off != expect) return nbufs + b;
+                expect += (uint64_t)r->sends_len + r->logs_len + r->infers_len + r->fault_len;
+            }
+            table[i] = *r;
             which[i] = (int32_t)b;
             local[i] = j;
         }
+        if (size != NULL && expect != (uint64_t)size[b]) return nbufs + b;
     }
     return -1;
+}
+
+/* ------------------------------------------------------------------ step results */
+/* Fold n step results (rows in step order; agent i is row sel[i] of the world's columns)
+ * into the world: fuel and steps added, and the plain rows' state moved (to idle after
+ * code 1 while running, back to running after another code while idle). A row is special
+ * when its events need the kernel's Python path (it faulted, is done: code 2, logged, or
+ * called inference): its index goes to special[] and its state is left to that path.
+ * Returns the number of special rows; *fuel_sum gets the fuel of all. */
+int64_t ls_absorb(int64_t n, const ls_result_row *rows, const int64_t *sel, int8_t *state,
+                  int64_t *fuel, int64_t *steps, int64_t running, int64_t idle,
+                  int64_t *special, int64_t *fuel_sum) {
+    int64_t k = 0, total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const ls_result_row *r = &rows[i];
+        int64_t a = sel[i], f = (int64_t)r->fuel;
+        fuel[a] += f;
+        steps[a] += 1;
+        total += f;
+        if (r->fault_kind != 0 || r->code == 2 || r->log_count != 0 || r->infer_count != 0) {
+            special[k++] = i;
+        } else if (r->code == 1) {
+            if (state[a] == running) state[a] = (int8_t)idle;
+        } else if (state[a] == idle) {
+            state[a] = (int8_t)running;
+        }
+    }
+    *fuel_sum = total;
+    return k;
 }
 
 /* ------------------------------------------------------------------ sends to route */
