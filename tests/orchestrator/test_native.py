@@ -113,7 +113,8 @@ def test_checks_of_many_agents_match_the_fallback(monkeypatch: pytest.MonkeyPatc
 def test_step_requests_are_the_packed_layout() -> None:
     """ls_pack_steps against lockstep.batch.pack_step (the reference packer), per pool; the
     rows then come back in step order through ls_take_results, or the mismatch is named."""
-    from lockstep.batch import RESULT_ROW, pack_step
+    from lockstep.batch import RESULT_ROW, Result, pack_results, pack_step, result_rows
+    from lockstep_orchestrator._world import IDLE, RUNNING
 
     rng = np.random.default_rng(11)
     n, npools = 50, 3
@@ -130,28 +131,44 @@ def test_step_requests_are_the_packed_layout() -> None:
         assert idx.tolist() == np.flatnonzero(pool_of == p).tolist()
         inboxes = [records[int(off[i]) : int(off[i] + blen[i])] for i in idx]
         assert requests[p] == pack_step(42, seqs[idx].astype(np.uint64), inboxes, cnt[idx].tolist())
-    tables = []
-    for p in sorted(groups):
-        rows = np.zeros(len(groups[p]), dtype=RESULT_ROW)
-        rows["seq"] = seqs[groups[p]]
-        rows["fuel"] = seqs[groups[p]] * 10
-        tables.append(rows)
-    table = np.zeros(n, dtype=RESULT_ROW)
-    bad, which, local = _native.take_results(
-        tables, [groups[p] for p in sorted(groups)], seqs, table
-    )
-    assert bad == -1
+    # The pools' answers (packed by the reference packer), taken back in step order and
+    # folded into the world in one call; a mismatch is named and nothing is folded.
+    bufs = [
+        pack_results([Result(seq=int(q), fuel=int(q) * 10) for q in seqs[groups[p]]])
+        for p in sorted(groups)
+    ]
+    order = [groups[p] for p in sorted(groups)]
+    world = world_of([f"a{i}".encode() for i in range(200)])
+
+    def take(tables: list[np.ndarray], sizes: list[int]) -> tuple[int, object, np.ndarray, World]:
+        table = np.zeros(n, dtype=RESULT_ROW)
+        w = world.fork()
+        bad, taken = _native.take_absorb(
+            tables, order, seqs, table, sizes, seqs - 1, w.state, w.fuel, w.steps, RUNNING, IDLE
+        )
+        return bad, taken, table, w
+
+    tables = [result_rows(b) for b in bufs]
+    sizes = [len(b) for b in bufs]
+    bad, taken, table, w = take(tables, sizes)
+    assert bad == -1 and isinstance(taken, _native.Taken)
     assert table["fuel"].tolist() == (seqs * 10).tolist()
-    assert which.tolist() == [0 if p == 0 else 1 for p in pool_of.tolist()]
+    assert taken.which.tolist() == [0 if p == 0 else 1 for p in pool_of.tolist()]
     assert all(
-        groups[sorted(groups)[b]][j] == i for i, (b, j) in enumerate(zip(which, local, strict=True))
+        order[b][j] == i for i, (b, j) in enumerate(zip(taken.which, taken.local, strict=True))
     )
-    tables[1]["seq"][0] += 1  # a pool answering for another agent
-    assert _native.take_results(tables, [groups[p] for p in sorted(groups)], seqs, table)[0] == 1
-    assert (
-        _native.take_results([tables[0], tables[1][1:]], [groups[0], groups[2]], seqs, table)[0]
-        == 1
-    )
+    assert taken.fuel == int((seqs * 10).sum()) and (taken.sends, taken.sends_bytes) == (0, 0)
+    assert w.fuel[seqs - 1].tolist() == (seqs * 10).tolist()
+    assert set(w.steps[seqs - 1].tolist()) == {1} and int(w.steps.sum()) == n
+    other = tables[1].copy()
+    other["seq"][0] += 1  # a pool answering for another agent
+    for bad_tables, bad_sizes, want in (
+        ([tables[0], other], sizes, 1),
+        ([tables[0], tables[1][1:]], sizes, 1),  # a row short
+        (tables, [sizes[0], sizes[1] + 1], 2 + 1),  # data not tiling its buffer
+    ):
+        bad, _taken, _table, w = take(bad_tables, bad_sizes)
+        assert bad == want and not w.steps.any()
 
 
 def test_per_agent_checks_in_one_call_match_the_sorted_form(
@@ -179,8 +196,9 @@ def test_per_agent_checks_in_one_call_match_the_sorted_form(
 
 
 def test_absorbing_step_results_matches_the_fallback() -> None:
-    """ls_absorb against the numpy form: fuel, steps, the plain rows' state moves and the
-    special rows (faulted, done, logged, inference), on random rows and states."""
+    """ls_take_absorb's folding against the numpy form: fuel, steps, the plain rows' state
+    moves and the special rows (faulted, done, logged, inference), on random rows and
+    states."""
     from lockstep.batch import RESULT_ROW
     from lockstep_orchestrator import _kernel
     from lockstep_orchestrator._world import IDLE, PAUSED, RUNNING
@@ -189,22 +207,36 @@ def test_absorbing_step_results_matches_the_fallback() -> None:
     names = [f"a{i}".encode() for i in range(300)]
     n = 120
     sel = rng.permutation(300)[:n].astype(np.int64)
-    table = np.zeros(n, dtype=RESULT_ROW)
-    table["code"] = rng.choice([0, 1, 2, 5], size=n, p=[0.4, 0.4, 0.1, 0.1])
-    table["fuel"] = rng.integers(0, 10**9, size=n)
-    table["fault_kind"] = rng.choice([0, 0, 0, 3], size=n)
-    table["log_count"] = rng.choice([0, 0, 0, 2], size=n)
-    table["infer_count"] = rng.choice([0, 0, 0, 0, 1], size=n)
+    rows = np.zeros(n, dtype=RESULT_ROW)
+    rows["seq"] = sel + 1
+    rows["code"] = rng.choice([0, 1, 2, 5], size=n, p=[0.4, 0.4, 0.1, 0.1])
+    rows["fuel"] = rng.integers(0, 10**9, size=n)
+    rows["fault_kind"] = rng.choice([0, 0, 0, 3], size=n)
+    rows["log_count"] = rng.choice([0, 0, 0, 2], size=n)
+    rows["infer_count"] = rng.choice([0, 0, 0, 0, 1], size=n)
     worlds = [world_of(names), world_of(names)]
     states = rng.choice([RUNNING, IDLE, PAUSED], size=300).astype(np.int8)
     for w in worlds:
         w.state[:] = states
         w.fuel[:] = 5
-    special, fuel = _native.absorb(
-        table, sel, worlds[0].state, worlds[0].fuel, worlds[0].steps, RUNNING, IDLE
+    table = np.zeros(n, dtype=RESULT_ROW)
+    w = worlds[0]
+    bad, taken = _native.take_absorb(
+        [rows],
+        [np.arange(n, dtype=np.int64)],
+        sel + 1,
+        table,
+        None,
+        sel,
+        w.state,
+        w.fuel,
+        w.steps,
+        RUNNING,
+        IDLE,
     )
-    special2, fuel2 = _kernel._absorb_numpy(worlds[1], sel, table)
-    assert special.tolist() == special2.tolist() and fuel == fuel2
-    assert 0 < len(special) < n
+    special2, fuel2 = _kernel._absorb_numpy(worlds[1], sel, rows)
+    assert bad == -1
+    assert taken.special.tolist() == special2.tolist() and taken.fuel == fuel2
+    assert 0 < len(taken.special) < n
     for col in ("state", "fuel", "steps"):
         assert getattr(worlds[0], col).tolist() == getattr(worlds[1], col).tolist(), col

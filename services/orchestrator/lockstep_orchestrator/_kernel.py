@@ -282,6 +282,8 @@ class _Tx:
     sources: list[_Source] = field(default_factory=list)
     infer_new: list[tuple[int, cpb.InferCall]] = field(default_factory=list)
     done: dict[int, list[int]] = field(default_factory=dict)
+    # The step results' sends when routed with the step block: (buffer, routing).
+    routed: tuple[npt.NDArray[np.uint8], _native.Routed] | None = None
     # Statistics only (tick.stats): never read by the tick's computation.
     started: float = 0.0  # perf_counter at the start
     started_unix: float = 0.0
@@ -855,68 +857,89 @@ class Kernel:
         asked = sorted(members)
         groups = [members[p] for p in asked]
         table = np.zeros(n, dtype=RESULT_ROW)
-        if _native.AVAILABLE:  # the C checks the tiling of the rows' data as it copies them
+        if not _native.AVAILABLE:
+            bufs = [_parse(responses.get(p), p) for p in asked]
+            bad, which, local = _take_results_numpy(bufs, groups, seqs, table)
+            if bad >= 0:
+                raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
+            special, fuel = _absorb_numpy(w, sel, table)
+            taken = _native.Taken(which, local, special, fuel, 0, 0)
+        else:  # the C checks the tiling of the rows' data as it copies them
             bufs = [_rows_of(responses.get(p), p) for p in asked]
-            bad, which, local = _native.take_results(
-                [r.rows for r in bufs], groups, seqs, table, [len(r.buf) for r in bufs]
+            bad, taken = _native.take_absorb(
+                [r.rows for r in bufs],
+                groups,
+                seqs,
+                table,
+                [len(r.buf) for r in bufs],
+                sel,
+                w.state,
+                w.fuel,
+                w.steps,
+                RUNNING,
+                IDLE,
             )
             if bad >= len(bufs):
                 bad -= len(bufs)
                 _parse(bufs[bad].buf, asked[bad])  # raises, saying where
                 raise PoolProtocolError(f"pool {asked[bad]}: results do not tile")
-        else:
-            bufs = [_parse(responses.get(p), p) for p in asked]
-            bad, which, local = _take_results_numpy(bufs, groups, seqs, table)
-        if bad >= 0:
-            raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
-        self._absorb_steps(tx, sel, table, which, local, bufs, groups, cnt, blen, records, rec_off)
-
-    def _absorb_steps(
-        self,
-        tx: _Tx,
-        sel: I64,
-        table: np.ndarray,
-        which: npt.NDArray[np.int32],
-        local: I64,
-        bufs: list[Results],
-        groups: list[I64],
-        cnt: I64,
-        blen: I64,
-        records: bytes,
-        rec_off: I64,
-    ) -> None:
-        w = tx.world
-        n = len(sel)
-        seqs = sel + 1
-        if _native.AVAILABLE:
-            special, fuel_used = _native.absorb(table, sel, w.state, w.fuel, w.steps, RUNNING, IDLE)
-        else:
-            special, fuel_used = _absorb_numpy(w, sel, table)
-        tx.counters.fuel_used += fuel_used
+            if bad >= 0:
+                raise PoolProtocolError(f"pool {asked[bad]}: step results do not match the request")
+        tx.counters.fuel_used += taken.fuel
         tx.counters.steps += n
-        extras: dict[int, bytes] = {}  # row -> its extra digest bytes (special rows only)
-        for j in special.tolist():
-            events = self._result_events(
-                tx, bufs[which[j]], int(local[j]), b"step", b"", count_fuel=False
-            )
-            extras[j] = b"".join(e.digest() for e in events[1:])
-            tx.journal.extend(e for e in events if e.KIND is not None)
-        xlens = np.zeros(n, dtype=np.int64)
-        for j, x in extras.items():
-            xlens[j] = len(x)
-        xbuf = b"".join(extras[j] for j in sorted(extras))  # rows in order; others are empty
+        xbuf, xlens = self._special_rows(tx, taken, bufs)
         raw = [r.buf for r in bufs]
+        seqs2 = np.concatenate([seqs, seqs])
+        if _native.AVAILABLE and not tx.sources and len(raw) <= 64:
+            # The step results are the tick's only routed rows: block and routing in one call.
+            block, starts, lens, big, routed = _native.block_route(
+                table,
+                taken.which,
+                raw,
+                cnt,
+                blen,
+                records,
+                rec_off,
+                xbuf,
+                xlens,
+                taken,
+                w.name_table(),
+                (w.state, w.restart_at, w.inbox_n, w.inbox_bytes, w.sent),
+                w.arrival,
+                t,
+                (MAX_INBOX, MAX_LOOKUP, TERMINATED, FAULTED),
+            )
+            tx.digest.add_block(block, seqs2, starts, lens)
+            tx.routed = (big, routed)
+            return
         if _native.AVAILABLE:
             block, starts, lens = _native.step_block(
-                table, which, raw, cnt, blen, records, rec_off, xbuf, xlens
+                table, taken.which, raw, cnt, blen, records, rec_off, xbuf, xlens
             )
         else:
             block, starts, lens = _step_block_numpy(
-                table, which, raw, cnt, blen, records, rec_off, xbuf, xlens
+                table, taken.which, raw, cnt, blen, records, rec_off, xbuf, xlens
             )
-        tx.digest.add_block(block, np.concatenate([seqs, seqs]), starts, lens)
+        tx.digest.add_block(block, seqs2, starts, lens)
         for res, idx in zip(bufs, groups, strict=True):  # row j of a pool: position idx[j]
             tx.sources.append(_Source(seqs[idx], res, np.arange(len(idx), dtype=np.int64)))
+
+    def _special_rows(
+        self, tx: _Tx, taken: _native.Taken, bufs: list[Results]
+    ) -> tuple[bytes, I64]:
+        """The events of the special step results (faults, done, logs, inference), in step
+        order: their extra digest bytes back to back, and each row's share (0 for others)."""
+        xlens = np.zeros(len(taken.which), dtype=np.int64)
+        parts = []
+        for j in taken.special.tolist():
+            events = self._result_events(
+                tx, bufs[taken.which[j]], int(taken.local[j]), b"step", b"", count_fuel=False
+            )
+            x = b"".join(e.digest() for e in events[1:])
+            xlens[j] = len(x)
+            parts.append(x)
+            tx.journal.extend(e for e in events if e.KIND is not None)
+        return b"".join(parts), xlens
 
     def _destroy_done(self, tx: _Tx) -> None:
         """Agents that returned done are destroyed in one batch per pool."""
@@ -945,6 +968,9 @@ class Kernel:
         """Deliver the tick's sends at t+1 in (sender sequence, send sequence) order."""
         w = tx.world
         parts: list[Mail] = [w.mail]
+        if tx.routed is not None:  # routed with the step block (ls_block_route)
+            big, routed = tx.routed
+            parts.append(self._mail_of(tx, big, routed, repeated=False))
         srcs = [s for s in tx.sources if len(s.seq)]
         if srcs:
             # Sources that share a results buffer (every init of a spawn tick shares its
@@ -1001,6 +1027,13 @@ class Kernel:
             t,
             (MAX_INBOX, MAX_LOOKUP, TERMINATED, FAULTED),
         )
+        return self._mail_of(tx, big, r, repeated)
+
+    def _mail_of(
+        self, tx: _Tx, big: npt.NDArray[np.uint8], r: _native.Routed, repeated: bool
+    ) -> Mail:
+        """The mail of routed sends: what the C delivered, then the general path's."""
+        w, t = tx.world, tx.t
         m = len(r.sender)
         tx.sent += m
         tx.sent_bytes += r.payload_bytes

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,15 +96,16 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_step_block.argtypes = [i64] + [_P] * 12
     lib.ls_pack_steps.restype = i64
     lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
-    lib.ls_take_results.restype = i64
-    lib.ls_take_results.argtypes = [i64] + [_P] * 10 + [i64]
     lib.ls_send_rows.restype = i64
     lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
     lib.ls_route.restype = i64
     lib.ls_route.argtypes = [_P, i64, *[_P] * 8, i64, i64, _P, _P, i64, i64, i64, _P, _P]
     lib.ls_route.argtypes += [i64, i64, i64] + [_P] * 18
-    lib.ls_absorb.restype = i64
-    lib.ls_absorb.argtypes = [i64] + [_P] * 5 + [i64, i64, _P, _P]
+    lib.ls_take_absorb.restype = None
+    lib.ls_take_absorb.argtypes = [i64] + [_P] * 10 + [i64] + [_P] * 4 + [i64, i64, _P, _P]
+    lib.ls_block_route.restype = i64
+    block_route: list[Any] = [i64, _P, _P, i64] + [_P] * 16 + [i64, i64, _P, _P]
+    lib.ls_block_route.argtypes = block_route + [i64] * 3 + [_P] * 3 + [i64] * 3 + [_P] * 4
     lib.ls_agent_checks.restype = i64
     lib.ls_agent_checks.argtypes = [_P, i64, _P, _P, _P, i64, _P, _P]
     lib.ls_deliver.restype = i64
@@ -360,7 +362,12 @@ def route(
     )
     if got < 0:
         raise SendsError(-got - 1)
-    k, g, exact, payload, size = cols[16].tolist()
+    return _routed(cols[:15], cols[16], rec)
+
+
+def _routed(cols: Sequence[I64], out: I64, rec: bytearray) -> Routed:
+    """ls_route's 15 output columns and its out[5] as a Routed."""
+    k, g, exact, payload, size = out.tolist()
     sender, idx, doff, dlen, poff, plen, target, arrival = cols[:8]
     to, sseq, nseq, arrive, off, length = (c[:k] for c in cols[8:14])
     return Routed(
@@ -536,68 +543,155 @@ def pack_steps(
     return requests, groups
 
 
-def take_results(
+@dataclass
+class Taken:
+    """The step results in step order (ls_take_absorb) and what folding them found."""
+
+    which: npt.NDArray[np.int32]
+    local: I64
+    special: I64
+    fuel: int
+    sends: int  # sends of the rows that did not fault
+    sends_bytes: int  # the sends' bytes of all rows
+
+
+def take_absorb(
     tables: Sequence[np.ndarray],
     groups: Sequence[I64],
     seqs: I64,
     table: np.ndarray,
-    buf_sizes: Sequence[int] | None = None,
-) -> tuple[int, npt.NDArray[np.int32], I64]:
-    """Result rows of the pools asked (in order) into `table` in step order (native only):
-    (-1 or the first pool whose rows do not match its request, which, local). With the
-    sizes of the results buffers the tables came from (each 16 bytes into its buffer), the
-    rows' data must tile them too: len(tables) + b names the first pool b whose does not."""
-    assert _LIB is not None
-    n = len(table)
-    arrays = [np.ascontiguousarray(t) for t in tables]
-    ptrs = np.array([_ptr(a) if len(a) else 0 for a in arrays], dtype=np.uint64)
-    count = np.array([len(a) for a in arrays], dtype=np.int64)
-    members = np.concatenate(groups).astype(np.int64) if len(groups) > 1 else groups[0]
-    sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    hi = np.cumsum(sizes)
-    lo = hi - sizes
-    seqs = np.ascontiguousarray(seqs, dtype=np.int64)
-    which = np.zeros(n, dtype=np.int32)
-    (local,), (local_ptr,) = _int64s(n)
-    size = None if buf_sizes is None else np.array(buf_sizes, dtype=np.int64)
-    bad = _LIB.ls_take_results(
-        len(arrays),
-        *[_ptr(a) for a in (ptrs, count, np.ascontiguousarray(members), lo, hi, seqs)],
-        _ptr(table),
-        _ptr(which),
-        local_ptr,
-        None if size is None else _ptr(size),
-        RESULTS_HEAD,
-    )
-    return int(bad), which, local
-
-
-def absorb(
-    table: np.ndarray,
+    buf_sizes: Sequence[int] | None,
     sel: I64,
     state: npt.NDArray[np.int8],
     fuel: I64,
     steps: I64,
     running: int,
     idle: int,
-) -> tuple[I64, int]:
-    """Fold the step results (in step order) into the world's columns (native only; see
-    ls_absorb): the indices of the special rows, left to the kernel, and the fuel used."""
+) -> tuple[int, Taken]:
+    """The pools' step results (the row tables of their buffers, of buf_sizes bytes) in step
+    order into `table`, checked against the request and the tiling of their data (not the
+    tiling with buf_sizes None), then folded into the world's columns, in one call (native
+    only; see ls_take_absorb): (-1, or the first pool b whose rows do not match, or the
+    number of pools + b for the first whose data do not tile; the rows taken and folded,
+    nothing folded on a mismatch)."""
     assert _LIB is not None
     n = len(table)
-    (special, total), ptrs = _int64s(n, 1)
-    k = _LIB.ls_absorb(
-        n,
+    ptrs = np.array([_ptr(t) if len(t) else 0 for t in tables], dtype=np.uint64)
+    sizes = [len(g) for g in groups]
+    hi = np.cumsum(sizes, dtype=np.int64)
+    members = np.concatenate(groups).astype(np.int64) if len(groups) > 1 else groups[0]
+    ints = np.array([*sizes, *(hi - sizes).tolist(), *(buf_sizes or ())], dtype=np.int64)
+    b = len(tables)
+    which = np.zeros(n, dtype=np.int32)
+    (local, special, out), (local_p, special_p, out_p) = _int64s(n, n, 5)
+    base = _ptr(ints)
+    _LIB.ls_take_absorb(
+        b,
+        _ptr(ptrs),
+        base,
+        _ptr(np.ascontiguousarray(members, dtype=np.int64)),
+        base + 8 * b,
+        _ptr(hi),
+        _ptr(seqs),
         _ptr(table),
+        _ptr(which),
+        local_p,
+        None if buf_sizes is None else base + 16 * b,
+        RESULTS_HEAD,
         _ptr(sel),
         _ptr(state),
         _ptr(fuel),
         _ptr(steps),
         running,
         idle,
-        *ptrs,
+        special_p,
+        out_p,
     )
-    return special[:k], int(total[0])
+    bad, k, used, sends, sends_bytes = out.tolist()
+    return bad, Taken(which, local, special[:k], used, sends, sends_bytes)
+
+
+def block_route(
+    table: np.ndarray,
+    which: npt.NDArray[np.int32],
+    bufs: Sequence[bytes],
+    cnt: I64,
+    blen: I64,
+    records: bytes,
+    rec_off: I64,
+    xbuf: bytes,
+    xlen: I64,
+    taken: Taken,
+    names: NameTable,
+    world: tuple[npt.NDArray[np.int8], I64, I64, I64, I64],
+    arrival0: int,
+    tick: int,
+    limits: tuple[int, int, int, int],
+) -> tuple[bytes, I64, I64, npt.NDArray[np.uint8], Routed]:
+    """The step block of the digest input and the routing of the step results' sends, for
+    a tick whose only routed rows are its step results (native only; see ls_block_route).
+    world: (state, restart_at, inbox_n, inbox_bytes, sent), the last three updated. Returns
+    the block, its segments (starts, lengths: each agent's inbox part, then its result
+    part), the buffer the sends' offsets refer to, and the routing."""
+    assert _LIB is not None
+    n = len(table)
+    state, restart_at, inbox_n, inbox_bytes, sent = world
+    nseq = len(state)
+    src = Sources(bufs)
+    sizes = np.array([len(x) for x in bufs], dtype=np.int64)
+    size = 8 + 52 * n + 8 * int(np.count_nonzero(cnt)) + len(records) + taken.sends_bytes
+    size += len(xbuf)
+    m = taken.sends
+    bound = 32 * m + taken.sends_bytes + m * names.longest
+    cols, ptrs = _int64s(4 * n, *[m] * 15, nseq + 1 + 4 * n, 5)
+    block = bytearray(size)
+    big = np.empty(int(sizes.sum()) if len(bufs) > 1 else 1, dtype=np.uint8)
+    bigout = ctypes.c_void_p()
+    rec = bytearray(max(bound, 1))
+    route_cols = np.array(ptrs[1:16], dtype=np.uint64)
+    max_inbox, max_len, terminated, faulted = limits
+    got = _LIB.ls_block_route(
+        n,
+        _ptr(table),
+        _ptr(which),
+        len(bufs),
+        _ptr(src.ptrs),
+        _ptr(sizes),
+        _ptr(cnt),
+        _ptr(blen),
+        records or b"\0",
+        _ptr(rec_off),
+        xbuf or b"\0",
+        _ptr(xlen),
+        ctypes.addressof(ctypes.c_char.from_buffer(block)),
+        ptrs[0],
+        _ptr(big),
+        ctypes.addressof(bigout),
+        *names.ptrs,
+        len(names.slots),
+        max_len,
+        _ptr(state),
+        _ptr(restart_at),
+        terminated,
+        faulted,
+        nseq,
+        _ptr(inbox_n),
+        _ptr(inbox_bytes),
+        _ptr(sent),
+        arrival0,
+        tick,
+        max_inbox,
+        ptrs[16],
+        _ptr(route_cols),
+        ctypes.addressof(ctypes.c_char.from_buffer(rec)),
+        ptrs[17],
+    )
+    if got < 0:
+        raise SendsError(-got - 1)
+    seg = cols[0]
+    routed = _routed(cols[1:16], cols[17], rec)
+    which_buf = big if len(bufs) > 1 else src.arrays[0]
+    return bytes(block), seg[: 2 * n], seg[2 * n :], which_buf, routed
 
 
 def send_rows(

@@ -546,6 +546,97 @@ int64_t ls_absorb(int64_t n, const ls_result_row *rows, const int64_t *sel, int8
     return k;
 }
 
+/* ------------------------------------------------------------------ after the step */
+/* The pools' step results taken and folded in one call: ls_take_results (with the tiling
+ * check) then ls_absorb over the table in step order. out[0] = -1 or what take_results
+ * returned (nothing was folded then), out[1] = the special rows, out[2] = the fuel, out[3]
+ * = the sends of rows that did not fault, out[4] = the sends' bytes of all rows. */
+void ls_take_absorb(int64_t nbufs, const ls_result_row *const *rows, const int64_t *count,
+                    const int64_t *members, const int64_t *lo, const int64_t *hi,
+                    const int64_t *seqs, ls_result_row *table, int32_t *which, int64_t *local,
+                    const int64_t *size, int64_t head, const int64_t *sel, int8_t *state,
+                    int64_t *fuel, int64_t *steps, int64_t running, int64_t idle,
+                    int64_t *special, int64_t *out) {
+    int64_t n = hi[nbufs - 1];
+    out[0] = ls_take_results(nbufs, rows, count, members, lo, hi, seqs, table, which, local,
+                             size, head);
+    out[1] = out[2] = out[3] = out[4] = 0;
+    if (out[0] >= 0) return;
+    out[1] = ls_absorb(n, table, sel, state, fuel, steps, running, idle, special, &out[2]);
+    for (int64_t i = 0; i < n; i++) {
+        if (table[i].fault_kind == 0) out[3] += table[i].send_count;
+        out[4] += table[i].sends_len;
+    }
+}
+
+/* The rest of a tick whose only routed rows are its step results (one per agent stepped):
+ * the step block (ls_step_block into block, its segments into seg), then the rows' sends
+ * routed (ls_route) in canonical order, which is sequence order here; the counts of sends
+ * are added to sent[seq - 1]. The pools' buffers are copied back to back into big (their
+ * total size) when there are several, and routed from there; bigout gets the buffer the
+ * sends' offsets refer to (at most 64 buffers: INT64_MIN otherwise). scratch holds nseq + 1
+ * + 4n int64; route_cols are ls_route's 15 output columns and out its out. Returns what
+ * ls_route returned. */
+int64_t ls_block_route(int64_t n, const ls_result_row *table, const int32_t *which,
+                       int64_t nbufs, const uint8_t *const *bufs, const int64_t *size,
+                       const int64_t *cnt, const int64_t *blen, const uint8_t *records,
+                       const int64_t *rec_off, const uint8_t *xbuf, const int64_t *xlen,
+                       uint8_t *block, int64_t *seg, uint8_t *big, const uint8_t **bigout,
+                       const uint8_t *names, const int64_t *name_off, const int64_t *name_len,
+                       const int64_t *slots, int64_t cap, int64_t max_len, const int8_t *state,
+                       const int64_t *restart_at, int64_t terminated, int64_t faulted,
+                       int64_t nseq, int64_t *inbox_n, int64_t *inbox_bytes, int64_t *sent,
+                       int64_t arrival0, int64_t tick, int64_t max_inbox, int64_t *scratch,
+                       int64_t *const *route_cols, uint8_t *rec, int64_t *out) {
+    ls_step_block(n, table, which, bufs, cnt, blen, records, rec_off, xbuf, xlen, block, seg,
+                  seg + 2 * n);
+    int64_t base[64];
+    const uint8_t *src = bufs[0];
+    base[0] = 0;
+    if (nbufs > 1) {
+        if (nbufs > 64) return INT64_MIN;
+        int64_t at = 0;
+        for (int64_t b = 0; b < nbufs; b++) {
+            base[b] = at;
+            memcpy(big + at, bufs[b], (size_t)size[b]);
+            at += size[b];
+        }
+        src = big;
+    }
+    *bigout = src;
+    /* the routed rows in sequence order: a counting sort of the step positions */
+    int64_t *first = scratch, *sender = first + nseq + 1, *off = sender + n;
+    int64_t *slen = off + n, *counts = slen + n;
+    memset(first, 0, (size_t)(nseq + 1) * sizeof(int64_t));
+    int64_t nrows = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (table[i].fault_kind == 0 && table[i].send_count > 0) {
+            first[table[i].handle]++;
+            nrows++;
+        }
+    int64_t acc = 0;
+    for (int64_t q = 1; q <= nseq; q++) {
+        int64_t c = first[q];
+        first[q] = acc;
+        acc += c;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const ls_result_row *r = &table[i];
+        if (r->fault_kind != 0 || r->send_count == 0) continue;
+        int64_t q = (int64_t)r->handle, o = first[q]++;
+        sender[o] = q;
+        off[o] = base[which[i]] + (int64_t)r->off;
+        slen[o] = r->sends_len;
+        counts[o] = r->send_count;
+        sent[q - 1] += r->send_count;
+    }
+    int64_t *const *c = route_cols;
+    return ls_route(src, nrows, sender, off, slen, counts, names, name_off, name_len, slots, cap,
+                    max_len, state, restart_at, terminated, faulted, nseq, inbox_n, inbox_bytes,
+                    arrival0, tick, max_inbox, first, c[0], c[1], c[2], c[3], c[4], c[5], c[6],
+                    c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14], rec, out);
+}
+
 /* ------------------------------------------------------------------ sends to route */
 /* The result rows whose sends are routed this tick, in canonical order (sender sequence,
  * then source, then row within the source; docs/determinism.md, "Routing"). Source s has
