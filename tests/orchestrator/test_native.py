@@ -111,26 +111,65 @@ def test_checks_of_many_agents_match_the_fallback(monkeypatch: pytest.MonkeyPatc
 
 
 def test_step_requests_are_the_packed_layout() -> None:
-    """ls_pack_steps against lockstep.batch.pack_step (the reference packer), per pool; the
-    rows then come back in step order through ls_take_results, or the mismatch is named."""
+    """ls_deliver_pack against lockstep.batch.pack_step (the reference packer), per pool:
+    each stepped agent's waiting mail in row order, the rest left waiting, the inbox
+    columns moved; the rows then come back in step order through ls_take_absorb, or the
+    mismatch is named."""
     from lockstep.batch import RESULT_ROW, Result, pack_results, pack_step, result_rows
     from lockstep_orchestrator._world import IDLE, RUNNING
 
     rng = np.random.default_rng(11)
-    n, npools = 50, 3
-    seqs = rng.permutation(200)[:n].astype(np.int64) + 1
-    pool_of = rng.integers(0, npools, size=n).astype(np.int32)
-    pool_of[pool_of == 1] = 2  # pool 1 has no agent to step
-    cnt = rng.integers(0, 3, size=n).astype(np.int64)
-    blen = np.where(cnt > 0, rng.integers(1, 80, size=n), 0).astype(np.int64)
-    records = bytes(rng.integers(0, 256, size=int(blen.sum()), dtype=np.uint8))
-    off = np.cumsum(blen) - blen
-    requests, groups = _native.pack_steps(seqs, pool_of, npools, cnt, blen, records, off, 42)
-    assert sorted(requests) == [0, 2]
-    for p, idx in groups.items():
+    n, npools, nseq = 50, 3, 200
+    seqs = rng.permutation(nseq)[:n].astype(np.int64) + 1
+    pool = rng.integers(0, npools, size=nseq).astype(np.int32)
+    pool[pool == 1] = 2  # pool 1 has no agent to step
+    pool_of = pool[seqs - 1]
+    stepped = set(seqs.tolist())
+    # The mail: 0-2 rows for each stepped agent and for some others, in random order.
+    targets = [int(q) for q in seqs for _ in range(int(rng.integers(0, 3)))]
+    targets += [int(q) for q in rng.integers(1, nseq + 1, size=30) if int(q) not in stepped]
+    rng.shuffle(targets)
+    target = np.array(targets, dtype=np.int64)
+    length = rng.integers(1, 80, size=len(target)).astype(np.int64)
+    off = np.cumsum(length) - length
+    buf = bytes(rng.integers(0, 256, size=int(length.sum()), dtype=np.uint8))
+    inbox_n = np.bincount(target, minlength=nseq + 1)[1:].astype(np.int64)
+    inbox_bytes = np.bincount(target, weights=length, minlength=nseq + 1)[1:].astype(np.int64)
+    received = np.zeros(nseq, dtype=np.int64)
+    before = inbox_n.copy()
+    d = _native.deliver_pack(
+        None,
+        target,
+        off,
+        length,
+        buf,
+        seqs - 1,
+        pool,
+        npools,
+        (inbox_n, inbox_bytes, received),
+        1 << 20,
+        42,
+    )
+    assert sorted(d.requests) == [0, 2]
+    mine = {int(q): [r for r in range(len(target)) if target[r] == q] for q in seqs}
+    for p, idx in d.members.items():
         assert idx.tolist() == np.flatnonzero(pool_of == p).tolist()
-        inboxes = [records[int(off[i]) : int(off[i] + blen[i])] for i in idx]
-        assert requests[p] == pack_step(42, seqs[idx].astype(np.uint64), inboxes, cnt[idx].tolist())
+        inboxes = [
+            b"".join(buf[off[r] : off[r] + length[r]] for r in mine[int(seqs[i])]) for i in idx
+        ]
+        counts = [len(mine[int(seqs[i])]) for i in idx]
+        assert d.requests[p] == pack_step(42, seqs[idx].astype(np.uint64), inboxes, counts)
+    assert d.cnt.tolist() == [len(mine[int(q)]) for q in seqs] and d.messages == sum(d.cnt)
+    assert d.records == b"".join(
+        buf[off[r] : off[r] + length[r]] for q in seqs for r in mine[int(q)]
+    )
+    assert d.rest.tolist() == [r for r in range(len(target)) if int(target[r]) not in stepped]
+    assert (
+        inbox_n[seqs - 1].tolist() == [0] * n
+        and received[seqs - 1].tolist() == before[seqs - 1].tolist()
+    )
+    assert inbox_n.sum() == len(d.rest) and inbox_bytes.sum() == length[d.rest].sum()
+    groups = d.members
     # The pools' answers (packed by the reference packer), taken back in step order and
     # folded into the world in one call; a mismatch is named and nothing is folded.
     bufs = [

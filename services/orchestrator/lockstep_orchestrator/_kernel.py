@@ -822,34 +822,42 @@ class Kernel:
             w.mail = mail
             tx.digest.add(b"STEP" + u32(0))
             return
-        pos = np.full(w.n, -1, dtype=np.int64)
-        pos[sel] = np.arange(n, dtype=np.int64)
         # Delivery: the selected agents' mail in (step position, canonical key) order,
-        # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step).
-        if _native.AVAILABLE:
-            order = None if mail.canonical else mail.canonical_order()
-            cnt, blen, _rows, records, rest = _native.deliver(
-                order, mail.target, mail.off, mail.length, mail.buf, pos, n, MAX_DELIVERY_BYTES
-            )
-        else:
-            cnt, blen, records, rest = _deliver_numpy(mail, pos, n)
-        w.mail = mail.take(rest) if len(rest) else Mail.empty()
-        w.inbox_n[sel] -= cnt
-        w.inbox_bytes[sel] -= blen
-        w.received[sel] += cnt
-        tx.counters.messages += int(cnt.sum())
+        # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step); then one
+        # packed step request per pool, agents in step order.
         seqs = sel + 1
+        if _native.AVAILABLE:
+            d = _native.deliver_pack(
+                None if mail.canonical else mail.canonical_order(),
+                mail.target,
+                mail.off,
+                mail.length,
+                mail.buf,
+                sel,
+                w.pool,
+                len(self.pools),
+                (w.inbox_n, w.inbox_bytes, w.received),
+                MAX_DELIVERY_BYTES,
+                t,
+            )
+            cnt, blen, records, rest = d.cnt, d.blen, d.records, d.rest
+            requests, members, messages = d.requests, d.members, d.messages
+        else:
+            pos = np.full(w.n, -1, dtype=np.int64)
+            pos[sel] = np.arange(n, dtype=np.int64)
+            cnt, blen, records, rest = _deliver_numpy(mail, pos, n)
+            w.inbox_n[sel] -= cnt
+            w.inbox_bytes[sel] -= blen
+            w.received[sel] += cnt
+            messages = int(cnt.sum())
+            requests, members = _pack_steps_numpy(
+                seqs, w.pool[sel], cnt, blen, records, np.cumsum(blen) - blen, t
+            )
+        w.mail = mail.take(rest) if len(rest) else Mail.empty()
+        tx.counters.messages += messages
         if self.trace is not None and len(records):
             self.trace.append((t, seqs, cnt, records))
-        # One packed step request per pool, agents in step order.
-        pool_of = w.pool[sel]
         rec_off = np.cumsum(blen) - blen
-        if _native.AVAILABLE:
-            requests, members = _native.pack_steps(
-                seqs, pool_of, len(self.pools), cnt, blen, records, rec_off, t
-            )
-        else:
-            requests, members = _pack_steps_numpy(seqs, pool_of, cnt, blen, records, rec_off, t)
         tx.step_at = time.perf_counter()
         responses = self.pools.step(requests)
         tx.pools_s = dict(self.pools.last_seconds)

@@ -94,13 +94,13 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_names_lookup.argtypes = [_P, _P, _P, _P, i64, _P, _P, _P, i64, i64, _P]
     lib.ls_step_block.restype = i64
     lib.ls_step_block.argtypes = [i64] + [_P] * 12
-    lib.ls_pack_steps.restype = i64
-    lib.ls_pack_steps.argtypes = [i64, i64, *[_P] * 6, i64, *[_P] * 6]
     lib.ls_send_rows.restype = i64
     lib.ls_send_rows.argtypes = [i64] + [_P] * 5 + [i64] + [_P] * 7
     lib.ls_route.restype = i64
     lib.ls_route.argtypes = [_P, i64, *[_P] * 8, i64, i64, _P, _P, i64, i64, i64, _P, _P]
     lib.ls_route.argtypes += [i64, i64, i64] + [_P] * 18
+    lib.ls_deliver_pack.restype = i64
+    lib.ls_deliver_pack.argtypes = [i64] + [_P] * 5 + [i64, _P, i64, _P] + [i64] * 3 + [_P] * 15
     lib.ls_take_absorb.restype = None
     lib.ls_take_absorb.argtypes = [i64] + [_P] * 10 + [i64] + [_P] * 4 + [i64, i64, _P, _P]
     lib.ls_block_route.restype = i64
@@ -108,8 +108,6 @@ def _build() -> ctypes.CDLL | None:
     lib.ls_block_route.argtypes = block_route + [i64] * 3 + [_P] * 3 + [i64] * 3 + [_P] * 4
     lib.ls_agent_checks.restype = i64
     lib.ls_agent_checks.argtypes = [_P, i64, _P, _P, _P, i64, _P, _P]
-    lib.ls_deliver.restype = i64
-    lib.ls_deliver.argtypes = [i64, _P, _P, _P, _P, _P, _P, i64, i64, *[_P] * 9]
     return lib
 
 
@@ -461,86 +459,80 @@ def step_block(
     return bytes(out), starts, lens
 
 
-def deliver(
+@dataclass
+class Delivered:
+    """What ls_deliver_pack did: per step position the messages and bytes delivered, their
+    records in step order, the mail rows left waiting, and the step request of each pool
+    with agents to step with the step positions of its agents."""
+
+    cnt: I64
+    blen: I64
+    records: bytes
+    rest: I64
+    requests: dict[int, bytes]
+    members: dict[int, I64]
+    messages: int
+
+
+def deliver_pack(
     order: I64 | None,
     target: I64,
     off: I64,
     length: I64,
     buf: bytes,
-    pos: I64,
-    n: int,
+    sel: I64,
+    pool: npt.NDArray[np.int32],
+    npools: int,
+    inbox: tuple[I64, I64, I64],
     max_bytes: int,
-) -> tuple[I64, I64, I64, bytes, I64]:
-    """The mail delivered to the `n` stepped agents (native only; see ls_deliver): per step
-    position the count and bytes, the delivered rows in delivery order, their records, and
-    the rows left waiting."""
+    tick: int,
+) -> Delivered:
+    """Deliver the waiting mail to the agents `sel` (rows, in step order) and pack the
+    step requests, in one call (native only; see ls_deliver_pack). inbox: the world's
+    inbox_n, inbox_bytes and received columns, updated."""
     assert _LIB is not None
-    m = len(target)
+    m, n, nseq = len(target), len(sel), len(pool)
     mm = max(m, 1)
-    (cnt, blen, _scratch, _tmp, rows, rest, n_rest), ptrs = _int64s(n, n, 2 * n + 1, mm, mm, mm, 1)
+    (cnt, blen, rest, req_off, req_len, members, start, info, _scratch), ptrs = _int64s(
+        n, n, mm, npools, npools, max(n, 1), npools + 1, 3, nseq + 5 * n + 1 + 2 * m + npools
+    )
     records = bytearray(max(len(buf), 1))
     delivered = bytearray(mm)
-    cols = [np.ascontiguousarray(c, dtype=np.int64) for c in (target, off, length, pos)]
-    ordered = None if order is None else np.ascontiguousarray(order, dtype=np.int64)
-    d = _LIB.ls_deliver(
+    out = np.empty(24 * npools + 24 * n + len(buf), dtype=np.uint8)
+    inbox_n, inbox_bytes, received = inbox
+    _LIB.ls_deliver_pack(
         m,
-        None if ordered is None else _ptr(ordered),
-        _ptr(cols[0]),
-        _ptr(cols[1]),
-        _ptr(cols[2]),
+        None if order is None else _ptr(np.ascontiguousarray(order, dtype=np.int64)),
+        *[_ptr(np.ascontiguousarray(c, dtype=np.int64)) for c in (target, off, length)],
         buf or b"\0",
-        _ptr(cols[3]),
         n,
+        _ptr(np.ascontiguousarray(sel, dtype=np.int64)),
+        nseq,
+        _ptr(pool),
+        npools,
         max_bytes,
-        *ptrs[:5],
+        tick,
+        _ptr(inbox_n),
+        _ptr(inbox_bytes),
+        _ptr(received),
+        ptrs[8],
+        ptrs[0],
+        ptrs[1],
+        ptrs[2],
         ctypes.addressof(ctypes.c_char.from_buffer(records)),
         ctypes.addressof(ctypes.c_char.from_buffer(delivered)),
-        *ptrs[5:],
-    )
-    total = int(blen.sum())
-    return cnt, blen, rows[:d], bytes(records[:total]), rest[: int(n_rest[0])]
-
-
-def pack_steps(
-    seqs: I64,
-    pool_of: npt.NDArray[np.int32],
-    npools: int,
-    cnt: I64,
-    blen: I64,
-    records: bytes,
-    rec_off: I64,
-    tick: int,
-) -> tuple[dict[int, bytes], dict[int, I64]]:
-    """The step request of each pool with agents to step (native only; see ls_pack_steps),
-    and the step positions of its agents; agent i's records are records[rec_off[i]:+blen[i]]."""
-    assert _LIB is not None
-    n = len(seqs)
-    seqs = np.ascontiguousarray(seqs, dtype=np.int64)
-    pool_of = np.ascontiguousarray(pool_of, dtype=np.int32)
-    cnt = np.ascontiguousarray(cnt, dtype=np.int64)
-    blen = np.ascontiguousarray(blen, dtype=np.int64)
-    rec_off = np.ascontiguousarray(rec_off, dtype=np.int64)
-    out = np.empty(24 * npools + 24 * n + len(records), dtype=np.uint8)
-    (req_off, req_len, members, start, _scratch), ptrs = _int64s(
-        npools, npools, max(n, 1), npools + 1, npools
-    )
-    _LIB.ls_pack_steps(
-        n,
-        npools,
-        *[_ptr(a) for a in (seqs, pool_of, cnt, blen, rec_off)],
-        records or b"\0",
-        tick,
         _ptr(out),
-        *ptrs,
+        *ptrs[3:8],
     )
+    messages, size, n_rest = info.tolist()
     raw = out.data
     requests: dict[int, bytes] = {}
     groups: dict[int, I64] = {}
-    for p in np.flatnonzero(req_len).tolist():
+    for p in req_len.nonzero()[0].tolist():
         o, ln = int(req_off[p]), int(req_len[p])
         requests[p] = bytes(raw[o : o + ln])
         groups[p] = members[start[p] : start[p + 1]]
-    return requests, groups
+    return Delivered(cnt, blen, bytes(records[:size]), rest[:n_rest], requests, groups, messages)
 
 
 @dataclass

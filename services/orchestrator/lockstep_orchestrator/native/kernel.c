@@ -484,6 +484,55 @@ int64_t ls_pack_steps(int64_t n, int64_t npools, const int64_t *seqs, const int3
     return pos;
 }
 
+/* Delivery and the step requests in one call: the n agents stepped this tick (sel[i] is
+ * the row of the i-th in step order, of nseq agents in all) get their waiting mail
+ * (ls_deliver over the m rows, order as there), their inbox counts and bytes go down and
+ * their received counts up by what they got, and the per-pool requests are packed
+ * (ls_pack_steps; agent row a lives in pool[a] < npools). records receives the delivered
+ * records (at most the mail's bytes), delivered m bytes of scratch, out the requests (at
+ * most 24 npools + 24 n + the mail's bytes). scratch holds nseq + 5n + 1 + 2m + npools
+ * int64. Writes cnt and blen per step position, the rows left waiting (rest), the requests'
+ * places (req_off, req_len, members, member_start as ls_pack_steps), and info[0] = the
+ * messages delivered, info[1] = their bytes, info[2] = the rows left. Returns the bytes of
+ * the requests. */
+int64_t ls_deliver_pack(int64_t m, const int64_t *order, const int64_t *target,
+                        const int64_t *off, const int64_t *length, const uint8_t *buf,
+                        int64_t n, const int64_t *sel, int64_t nseq, const int32_t *pool,
+                        int64_t npools, int64_t max_bytes, int64_t tick, int64_t *inbox_n,
+                        int64_t *inbox_bytes, int64_t *received, int64_t *scratch, int64_t *cnt,
+                        int64_t *blen, int64_t *rest, uint8_t *records, uint8_t *delivered,
+                        uint8_t *out, int64_t *req_off, int64_t *req_len, int64_t *members,
+                        int64_t *member_start, int64_t *info) {
+    int64_t *pos = scratch;              /* nseq: step position of each agent row, or -1 */
+    int64_t *dscratch = pos + nseq;      /* 2n + 1: ls_deliver's */
+    int64_t *tmp = dscratch + 2 * n + 1; /* m */
+    int64_t *rows_out = tmp + m;         /* m */
+    int64_t *seqs = rows_out + m;        /* n */
+    int64_t *rec_off = seqs + n;         /* n */
+    int32_t *pool_of = (int32_t *)(rec_off + n); /* n int32, in n int64 */
+    int64_t *pscratch = rec_off + 2 * n; /* npools: ls_pack_steps' */
+    for (int64_t q = 0; q < nseq; q++) pos[q] = -1;
+    for (int64_t i = 0; i < n; i++) pos[sel[i]] = i;
+    ls_deliver(m, order, target, off, length, buf, pos, n, max_bytes, cnt, blen, dscratch, tmp,
+               rows_out, records, delivered, rest, &info[2]);
+    int64_t messages = 0, bytes = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t a = sel[i];
+        inbox_n[a] -= cnt[i];
+        inbox_bytes[a] -= blen[i];
+        received[a] += cnt[i];
+        messages += cnt[i];
+        seqs[i] = a + 1;
+        pool_of[i] = pool[a];
+        rec_off[i] = bytes;
+        bytes += blen[i];
+    }
+    info[0] = messages;
+    info[1] = bytes;
+    return ls_pack_steps(n, npools, seqs, pool_of, cnt, blen, rec_off, records, tick, out,
+                         req_off, req_len, members, member_start, pscratch);
+}
+
 /* The pools' result rows back in step order: pool b (b-th of the pools asked) answered
  * rows[b] (count[b] of them) for the step positions members[lo[b] : hi[b]]. Copies each row
  * to table[position], and sets which[position] = b and local[position] = its row in b.
