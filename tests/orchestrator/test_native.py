@@ -160,6 +160,7 @@ def test_step_requests_are_the_packed_layout() -> None:
         counts = [len(mine[int(seqs[i])]) for i in idx]
         assert d.requests[p] == pack_step(42, seqs[idx].astype(np.uint64), inboxes, counts)
     assert d.cnt.tolist() == [len(mine[int(q)]) for q in seqs] and d.messages == sum(d.cnt)
+    assert d.rec_off.tolist() == (np.cumsum(d.blen) - d.blen).tolist()
     assert d.records == b"".join(
         buf[off[r] : off[r] + length[r]] for q in seqs for r in mine[int(q)]
     )

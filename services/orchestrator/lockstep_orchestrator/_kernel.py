@@ -840,7 +840,7 @@ class Kernel:
                 MAX_DELIVERY_BYTES,
                 t,
             )
-            cnt, blen, records, rest = d.cnt, d.blen, d.records, d.rest
+            cnt, blen, rec_off, records, rest = d.cnt, d.blen, d.rec_off, d.records, d.rest
             requests, members, messages = d.requests, d.members, d.messages
         else:
             pos = np.full(w.n, -1, dtype=np.int64)
@@ -850,14 +850,12 @@ class Kernel:
             w.inbox_bytes[sel] -= blen
             w.received[sel] += cnt
             messages = int(cnt.sum())
-            requests, members = _pack_steps_numpy(
-                seqs, w.pool[sel], cnt, blen, records, np.cumsum(blen) - blen, t
-            )
+            rec_off = np.cumsum(blen) - blen
+            requests, members = _pack_steps_numpy(seqs, w.pool[sel], cnt, blen, records, rec_off, t)
         w.mail = mail.take(rest) if len(rest) else Mail.empty()
         tx.counters.messages += messages
         if self.trace is not None and len(records):
             self.trace.append((t, seqs, cnt, records))
-        rec_off = np.cumsum(blen) - blen
         tx.step_at = time.perf_counter()
         responses = self.pools.step(requests)
         tx.pools_s = dict(self.pools.last_seconds)

@@ -467,6 +467,7 @@ class Delivered:
 
     cnt: I64
     blen: I64
+    rec_off: I64  # where each position's records start in `records`
     records: bytes
     rest: I64
     requests: dict[int, bytes]
@@ -493,7 +494,7 @@ def deliver_pack(
     assert _LIB is not None
     m, n, nseq = len(target), len(sel), len(pool)
     mm = max(m, 1)
-    (cnt, blen, rest, req_off, req_len, members, start, info, _scratch), ptrs = _int64s(
+    (cnt, blen, rest, req_off, req_len, members, start, info, scratch), ptrs = _int64s(
         n, n, mm, npools, npools, max(n, 1), npools + 1, 3, nseq + 5 * n + 1 + 2 * m + npools
     )
     records = bytearray(max(len(buf), 1))
@@ -525,6 +526,8 @@ def deliver_pack(
         *ptrs[3:8],
     )
     messages, size, n_rest = info.tolist()
+    at = nseq + 2 * n + 1 + 2 * m + n  # ls_deliver_pack's rec_off in its scratch
+    rec_off = scratch[at : at + n]
     raw = out.data
     requests: dict[int, bytes] = {}
     groups: dict[int, I64] = {}
@@ -532,7 +535,9 @@ def deliver_pack(
         o, ln = int(req_off[p]), int(req_len[p])
         requests[p] = bytes(raw[o : o + ln])
         groups[p] = members[start[p] : start[p + 1]]
-    return Delivered(cnt, blen, bytes(records[:size]), rest[:n_rest], requests, groups, messages)
+    return Delivered(
+        cnt, blen, rec_off, bytes(records[:size]), rest[:n_rest], requests, groups, messages
+    )
 
 
 @dataclass
