@@ -38,6 +38,7 @@ __all__ = [
     "parse_destroy",
     "parse_results",
     "parse_step",
+    "result_faults",
     "result_rows",
     "sends_of",
 ]
@@ -549,6 +550,28 @@ def result_rows(buf: bytes | bytearray | memoryview) -> Table:
     another process goes through parse_results)."""
     _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
     return _table(buf, _RESULTS_HEAD.size, count, RESULT_ROW, "results")
+
+
+_FAULT_KIND_AT = RESULT_ROW.fields["fault_kind"][1] if RESULT_ROW.fields else 0
+
+
+def result_faults(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32]:
+    """The fault kind of every row of a results buffer (0: none), read in place as one
+    strided column: result_rows without building the structured table (for the pool's
+    per-batch bookkeeping, where that view cost more than the rest of it)."""
+    _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
+    start = _RESULTS_HEAD.size
+    size = RESULT_ROW.itemsize
+    if start + count * size > len(buf):
+        raise BatchError(
+            "results",
+            len(buf),
+            f"table of {count} rows needs {start + count * size} bytes, buffer has {len(buf)}",
+        )
+    if not count:
+        return np.zeros(0, dtype=np.uint32)
+    at = start + _FAULT_KIND_AT
+    return np.ndarray((count,), "<u4", buf, at, (size,))
 
 
 def parse_results(buf: bytes) -> Results:

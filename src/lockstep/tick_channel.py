@@ -198,14 +198,19 @@ def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
     return msg, list(fds)
 
 
-# Waking a thread blocked in another process costs tens of microseconds on a virtual
-# machine (two processes ping-ponging one byte over a blocking socket: ~80 us a round
-# trip on the 2-vCPU guest of docs/performance.md, ~6 us when both poll), more than a
-# small tick's own work. So each end first polls its socket for up to POLL_S, but only
-# while its waits stay short: a wait longer than twice that turns polling off until a
-# wait is short again, so a long tick (or an idle pool) never keeps a core busy. The
-# services set it with `--tick-channel-poll-us` (0: never poll).
-POLL_S = 100e-6
+# Waking a thread blocked in another process costs tens to hundreds of microseconds on a
+# virtual machine (two processes ping-ponging one byte over a blocking socket: ~80 us a
+# round trip on the 2-vCPU guest of docs/performance.md, ~6 us when both poll), more than
+# a small tick's own work. So each end first polls its socket, but only while its waits
+# stay short: a wait longer than twice its poll turns polling off until a wait is short
+# again, so a long tick (or an idle pool) never keeps a core busy. The two ends wait for
+# different things. A pool waits for the next batch while the kernel computes the rest of
+# the tick (~0.5 ms at 100 agents), so it polls longer (BATCH_POLL_S); the orchestrator
+# waits for results, which a small tick's pool sends within ~150 us (RESULT_POLL_S). The
+# services set them with `--tick-channel-poll-us` (0: never poll). A polling end yields
+# its core between receives, so a runnable thread on that core is not held up.
+RESULT_POLL_S = 500e-6
+BATCH_POLL_S = 2e-3
 
 
 def _checked_poll(poll_s: float) -> float:
@@ -215,9 +220,9 @@ def _checked_poll(poll_s: float) -> float:
 
 
 class _Waiter:
-    """Receive the next message, polling briefly before blocking (see POLL_S)."""
+    """Receive the next message, polling briefly before blocking (see RESULT_POLL_S)."""
 
-    def __init__(self, poll_s: float = POLL_S) -> None:
+    def __init__(self, poll_s: float) -> None:
         self.poll_s = _checked_poll(poll_s)
         self.window_s = 2 * poll_s
         self.polling = poll_s > 0
@@ -236,6 +241,7 @@ class _Waiter:
                     pass
                 if time.perf_counter() >= deadline:
                     break
+                os.sched_yield()
         if timeout is not None:
             ready, _, _ = select.select([sock], [], [], timeout)
             if not ready:
@@ -258,7 +264,7 @@ class ChannelClient:
     """The orchestrator's end: send a batch, then wait for its result (split so that
     every pool of a tick computes at once)."""
 
-    def __init__(self, sock: socket.socket, name: str, poll_s: float = POLL_S) -> None:
+    def __init__(self, sock: socket.socket, name: str, poll_s: float = RESULT_POLL_S) -> None:
         self.sock = sock
         self.name = name
         self._writer = _Writer()
@@ -269,10 +275,10 @@ class ChannelClient:
 
     @classmethod
     def connect(
-        cls, name: str, secret: bytes, timeout: float = 10.0, poll_s: float = POLL_S
+        cls, name: str, secret: bytes, timeout: float = 10.0, poll_s: float = RESULT_POLL_S
     ) -> ChannelClient:
         """Connect to the pool's abstract socket `name` and present `secret`; `poll_s`:
-        how long to poll for a result before blocking (POLL_S)."""
+        how long to poll for a result before blocking (RESULT_POLL_S)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(timeout)
@@ -367,9 +373,9 @@ class _Listener:
 class ChannelServer:
     """The pool's end: one listening abstract socket, a thread per connection; every
     batch goes to `handler(method, data) -> result`. `poll_s`: how long a connection
-    polls for the next batch before blocking (POLL_S)."""
+    polls for the next batch before blocking (BATCH_POLL_S)."""
 
-    def __init__(self, handler: Handler, refusal: Refusal, poll_s: float = POLL_S) -> None:
+    def __init__(self, handler: Handler, refusal: Refusal, poll_s: float = BATCH_POLL_S) -> None:
         self._handler = handler
         self._refusal = refusal
         self._poll_s = _checked_poll(poll_s)

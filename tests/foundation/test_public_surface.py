@@ -138,6 +138,7 @@ SURFACE = {
         "parse_destroy",
         "parse_results",
         "parse_step",
+        "result_faults",
         "result_rows",
         "sends_of",
     ],

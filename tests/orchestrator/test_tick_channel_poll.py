@@ -28,7 +28,7 @@ def test_the_poll_setting_reaches_the_pools_port_and_the_pool() -> None:
             servicer.close()
     proc = start_service("lockstep_wasm_pool", None, "--tick-channel-poll-us", "0")
     try:
-        for poll_s in (0.0, tick_channel.POLL_S):
+        for poll_s in (0.0, tick_channel.RESULT_POLL_S):
             pools = GrpcPools([proc.address], None, "auto", poll_s=poll_s)
             try:
                 for tick in (1, 2):  # every batch answered over the channel either way

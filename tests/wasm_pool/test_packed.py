@@ -274,3 +274,21 @@ def test_fuzz_pool_packed_methods_never_crash(fuzz_pool: WasmPool, case: tuple[s
     with contextlib.suppress(wire.BatchError, NotFoundError):
         fuzz_pool.step_packed(buf)
     assert fuzz_pool.seqs() == [1, 2, 5]
+
+
+def test_result_faults_reads_the_fault_column_in_place() -> None:
+    results = [
+        wire.Result(seq=1),
+        wire.Result(seq=2, fault=wire.Fault(3, "trap", "agent_step")),
+        wire.Result(seq=3, sends=b"x" * 5, send_count=0),
+        wire.Result(seq=4, fault=wire.Fault(1, "fuel", "agent_step")),
+    ]
+    buf = wire.pack_results(results)
+    kinds = wire.result_faults(buf)
+    assert kinds.tolist() == [0, 3, 0, 1]
+    assert kinds.tolist() == wire.result_rows(buf)["fault_kind"].tolist()
+    assert wire.result_faults(wire.pack_results([])).tolist() == []
+    with pytest.raises(wire.BatchError, match="table of 4 rows"):
+        wire.result_faults(buf[:40])
+    with pytest.raises(wire.BatchError, match="magic"):
+        wire.result_faults(b"\0" * 16)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from lockstep import tick_channel
 from lockstep.config import setting
 from lockstep.errors import ConfigError
 from lockstep_orchestrator._manager import AutoCheckpoints, Caps
@@ -70,7 +71,7 @@ class OrchestratorConfig:
         "comma-separated.",
     )
     tick_channel_poll_us: int = setting(
-        100,
+        round(tick_channel.RESULT_POLL_S * 1e6),
         help="How long to poll the tick channel for a pool's results before blocking, in "
         "microseconds (only while results keep coming that fast; 0: always block). See "
         "docs/adr/004.",

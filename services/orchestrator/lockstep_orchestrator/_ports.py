@@ -184,7 +184,7 @@ class GrpcPools:
         addresses: Sequence[str],
         token: str | None,
         transport: str = "auto",
-        poll_s: float = tick_channel.POLL_S,
+        poll_s: float = tick_channel.RESULT_POLL_S,
     ) -> None:
         """`transport`: "auto" (the shared-memory tick channel for pools on this host,
         gRPC for the others), "grpc", or one of those per pool, comma-separated; `poll_s`:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
+from lockstep import tick_channel
 from lockstep.config import setting
 from lockstep.errors import ConfigError
 
@@ -129,7 +130,7 @@ class WasmPoolConfig:
     )
 
     tick_channel_poll_us: int = setting(
-        100,
+        round(tick_channel.BATCH_POLL_S * 1e6),
         help="How long a tick channel connection polls for the next batch before blocking, "
         "in microseconds (only while batches keep coming that fast; 0: always block). See "
         "docs/adr/004.",

@@ -321,12 +321,11 @@ class NativePool(WasmPool):
             return out
 
     def _forget_faulted(self, out: bytes) -> None:
-        (n,) = struct.unpack_from("<I", out, 8)
-        if not n:
+        kinds = wire.result_faults(out)
+        if not kinds.any():
             return
-        res = np.frombuffer(out, dtype=wire.RESULT_ROW, count=n, offset=16)
-        bad = np.flatnonzero(res["fault_kind"] != 0)
-        for i in bad:
+        res = wire.result_rows(out)
+        for i in np.flatnonzero(kinds):
             h = int(res["seq"][i])
             name = self._name_of.pop(h, None)
             if name is not None:
