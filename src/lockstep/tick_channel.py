@@ -207,8 +207,9 @@ def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
 # different things. A pool waits for the next batch while the kernel computes the rest of
 # the tick (~0.5 ms at 100 agents), so it polls longer (BATCH_POLL_S); the orchestrator
 # waits for results, which a small tick's pool sends within ~150 us (RESULT_POLL_S). The
-# services set them with `--tick-channel-poll-us` (0: never poll). A polling end yields
-# its core between receives, so a runnable thread on that core is not held up.
+# services set them with `--tick-channel-poll-us` (0: never poll). (Yielding the core
+# between receives made the round trip slower on the 2-vCPU AMD guest of 2026-12-04:
+# 47-64 -> 91 us.)
 RESULT_POLL_S = 500e-6
 BATCH_POLL_S = 2e-3
 
@@ -241,7 +242,6 @@ class _Waiter:
                     pass
                 if time.perf_counter() >= deadline:
                     break
-                os.sched_yield()
         if timeout is not None:
             ready, _, _ = select.select([sock], [], [], timeout)
             if not ready:
