@@ -81,7 +81,14 @@ def start_service(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        # The child stops by itself when this process dies (server.run_service), as under
+        # `lockstep up`: a killed test or benchmark leaves no service running.
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "LOCKSTEP_SUPERVISOR_PID": str(os.getpid()),
+            **(env or {}),
+        },
     )
     svc = ServiceProcess(proc)
     found = threading.Event()

@@ -65,3 +65,28 @@ def test_bad_configuration_fails_with_one_line(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+_ORPHAN = """
+import os
+from lockstep.spawn import start_service
+svc = start_service("lockstep_wasm_pool", None)
+print(svc.pid, flush=True)
+os._exit(0)  # dies without stopping its service
+"""
+
+
+@pytest.mark.integration
+def test_a_service_started_by_a_process_that_dies_stops_by_itself() -> None:
+    import time
+
+    from lockstep.supervisor._state import pid_alive
+
+    out = subprocess.run(
+        [sys.executable, "-c", _ORPHAN], capture_output=True, text=True, timeout=120, check=True
+    )
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 30
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting on the process itself: it checks its parent twice a second
+    assert not pid_alive(pid), f"service pid {pid} outlived the process that started it"
