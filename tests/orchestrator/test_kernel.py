@@ -470,3 +470,35 @@ def test_the_digest_record_is_encoded_directly_as_canonical_json(version: int) -
     j = Journal(None)
     j.append(3, ev)
     assert (j.records[-1].kind, j.records[-1].payload) == ("tick.digest", ev.journal_json())
+
+
+def test_a_big_ticks_digest_is_hashed_beside_its_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick whose digest input passes PARALLEL_HASH_MIN is hashed on a second thread
+    while its per-agent checks are computed: the same digest chain and checks as hashing
+    every tick inline."""
+    from lockstep_orchestrator import _kernel
+
+    def run() -> tuple[list[bytes], bytes]:
+        m, _ = make()
+        spawn(m, *[(f"a{i}", f"to=a{(i + 1) % 40} burst=2") for i in range(40)])
+        m.step(4)
+        return list(m.kernel.state.digests), m.kernel.state.agent_checks
+
+    monkeypatch.setattr(_kernel, "PARALLEL_HASH_MIN", 1 << 62)
+    inline = run()
+    monkeypatch.setattr(_kernel, "PARALLEL_HASH_MIN", 0)
+    threaded: list[bool] = []
+    submit = _kernel.ThreadPoolExecutor.submit
+
+    def counted(self: Any, *args: Any) -> Any:
+        threaded.append(True)
+        return submit(self, *args)
+
+    monkeypatch.setattr(_kernel.ThreadPoolExecutor, "submit", counted)
+    assert run() == inline
+    assert len(threaded) >= 4  # every tick went through the second thread
+    data = bytes(range(256)) * 2000
+    seqs, starts, lens = (np.array(v, dtype=np.int64) for v in ([2, 1], [0, 9], [9, 500]))
+    digest, checks = _kernel.digest_and_checks(b"p" * 32, data, seqs, starts, lens, 2)
+    assert digest == hashlib.sha256(b"p" * 32 + data).digest()
+    assert checks == _kernel.agent_checks(data, seqs, starts, lens, 2)
