@@ -138,24 +138,51 @@ void ls_names_build(const uint8_t *names, const int64_t *off, const int64_t *len
 }
 
 /* out[k] = sequence of the agent named buf[doff[k] : doff[k]+dlen[k]], 0 when none. Names
- * of 0 or more than max_len bytes are never looked up (0), as the numpy fallback. */
+ * of 0 or more than max_len bytes are never looked up (0), as the numpy fallback.
+ * The probes land anywhere in tables of megabytes (100,000 agents: slots 2 MiB, name
+ * offsets and lengths 0.8 MiB each), which the pools' stepping has pushed out of the
+ * caches, so a lookup waits for memory three times (slot, length and offset, name). The
+ * hashes are computed first (out[k] holds the slot index meanwhile); then lookup k
+ * prefetches the first slot of lookup k + LOOKAHEAD, from its slot (fetched by then) the
+ * length and offset of lookup k + LOOKAHEAD / 2, and from its offset the name of lookup
+ * k + LOOKAHEAD / 4 (100,000 lookups with cold caches: 6.9-10.9 -> 2.9-4.0 ms). Prefetches
+ * are hints: the result is the same without them. */
+#define LOOKAHEAD 16
 void ls_names_lookup(const uint8_t *names, const int64_t *off, const int64_t *len,
                      const int64_t *slots, int64_t cap, const uint8_t *buf, const int64_t *doff,
                      const int64_t *dlen, int64_t m, int64_t max_len, int64_t *out) {
     uint64_t mask = (uint64_t)cap - 1;
     for (int64_t k = 0; k < m; k++) {
         int64_t dl = dlen[k];
+        out[k] = dl <= 0 || dl > max_len ? -1
+                                         : (int64_t)(fnv_more(FNV_OFF, buf + doff[k], dl) & mask);
+    }
+    for (int64_t k = 0; k < m; k++) {
+        if (k + LOOKAHEAD < m && out[k + LOOKAHEAD] >= 0)
+            __builtin_prefetch(slots + out[k + LOOKAHEAD], 0, 1);
+        if (k + LOOKAHEAD / 2 < m && out[k + LOOKAHEAD / 2] >= 0) {
+            int64_t s = slots[out[k + LOOKAHEAD / 2]];
+            if (s) {
+                __builtin_prefetch(len + s - 1, 0, 1);
+                __builtin_prefetch(off + s - 1, 0, 1);
+            }
+        }
+        if (k + LOOKAHEAD / 4 < m && out[k + LOOKAHEAD / 4] >= 0) {
+            int64_t s = slots[out[k + LOOKAHEAD / 4]];
+            if (s) __builtin_prefetch(names + off[s - 1], 0, 1);
+        }
+        int64_t h = out[k];
         out[k] = 0;
-        if (dl <= 0 || dl > max_len) continue;
+        if (h < 0) continue;
+        int64_t dl = dlen[k];
         const uint8_t *d = buf + doff[k];
-        uint64_t h = fnv_more(FNV_OFF, d, dl) & mask;
         int64_t s;
         while ((s = slots[h]) != 0) {
             if (len[s - 1] == dl && memcmp(names + off[s - 1], d, (size_t)dl) == 0) {
                 out[k] = s;
                 break;
             }
-            h = (h + 1) & mask;
+            h = (int64_t)(((uint64_t)h + 1) & mask);
         }
     }
 }
@@ -322,6 +349,10 @@ int64_t ls_route(const uint8_t *big, int64_t nrows, const int64_t *sender_of_row
     int64_t g = 0;
     for (int64_t k = 0; k < m; k++) {
         arrival[k] = arrival0 + k;
+        if (k + LOOKAHEAD < m && target[k + LOOKAHEAD] > 0) { /* random rows: see above */
+            __builtin_prefetch(state + target[k + LOOKAHEAD] - 1, 0, 1);
+            __builtin_prefetch(fast_n + target[k + LOOKAHEAD], 1, 1);
+        }
         int64_t q = target[k];
         if (q > 0) {
             int64_t st = state[q - 1];
@@ -342,6 +373,10 @@ int64_t ls_route(const uint8_t *big, int64_t nrows, const int64_t *sender_of_row
     int64_t f = 0, gi = 0;
     uint8_t *o = rec;
     for (int64_t k = 0; k < m; k++) {
+        if (k + LOOKAHEAD < m && target[k + LOOKAHEAD] > 0) {
+            __builtin_prefetch(inbox_n + target[k + LOOKAHEAD] - 1, 1, 1);
+            __builtin_prefetch(inbox_bytes + target[k + LOOKAHEAD] - 1, 1, 1);
+        }
         int64_t q = target[k];
         if (q == 0) {
             general[gi++] = k;
@@ -391,7 +426,10 @@ int64_t ls_deliver(int64_t m, const int64_t *order, const int64_t *target, const
     memset(cnt, 0, (size_t)n * sizeof(int64_t));
     memset(blen, 0, (size_t)n * sizeof(int64_t));
     memset(delivered, 0, (size_t)m);
+    /* Rows name their targets in any order: prefetch the rows ahead (as ls_names_lookup). */
+#define ROW_AHEAD(k) (order ? order[(k) + LOOKAHEAD] : (k) + LOOKAHEAD)
     for (int64_t k = 0; k < m; k++) {
+        if (k + LOOKAHEAD < m) __builtin_prefetch(pos + target[ROW_AHEAD(k)] - 1, 0, 1);
         int64_t r = order ? order[k] : k, p = pos[target[r] - 1];
         if (p >= 0) cnt[p]++;
     }
@@ -401,14 +439,21 @@ int64_t ls_deliver(int64_t m, const int64_t *order, const int64_t *target, const
         cursor[p] = start[p];
     }
     for (int64_t k = 0; k < m; k++) {
+        if (k + LOOKAHEAD < m) __builtin_prefetch(pos + target[ROW_AHEAD(k)] - 1, 0, 1);
         int64_t r = order ? order[k] : k, p = pos[target[r] - 1];
         if (p >= 0) tmp[cursor[p]++] = r;
     }
+#undef ROW_AHEAD
     int64_t d = 0;
     uint8_t *o = records;
     for (int64_t p = 0; p < n; p++) {
         int64_t bytes = 0, got = 0;
         for (int64_t k = start[p]; k < start[p + 1]; k++) {
+            if (k + LOOKAHEAD < start[n]) { /* tmp holds start[n] rows */
+                int64_t ahead = tmp[k + LOOKAHEAD];
+                __builtin_prefetch(buf + off[ahead], 0, 1);
+                __builtin_prefetch(length + ahead, 0, 1);
+            }
             int64_t r = tmp[k];
             if (got > 0 && bytes + length[r] + 8 > max_bytes) break;
             bytes += length[r];
