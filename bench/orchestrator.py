@@ -394,8 +394,14 @@ def _messages(quick: bool, echo: Any) -> list[dict[str, object]]:
     return out
 
 
+SCALE_WARMUP_TICKS = 3
+
+
 def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
-    """n wealth agents (wealth=10 each, so most step every tick) over `pools` pools."""
+    """n wealth agents (wealth=10 each, so most step every tick) over `pools` pools; the
+    rate of `ticks` ticks after SCALE_WARMUP_TICKS ticks (the processes' heaps are still
+    growing in the first ticks after a big spawn: a fresh page costs ~14 us of system time
+    on the 2-vCPU guest of docs/performance.md, ~10,000 of them in the first tick)."""
     with Cluster(pools) as cluster:
         rss0 = [rss_bytes(p.pid) for p in cluster.pools]
         note(f"scale: spawning {n:,} wealth agents over {pools} pool(s)")
@@ -405,7 +411,7 @@ def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
         rss1 = [rss_bytes(p.pid) for p in cluster.pools]
         note(f"scale: {n:,} agents up in {spawn_s:.1f} s; running {ticks} ticks")
         per_tick, rates = [], []
-        status = cluster.step(1)
+        status = cluster.step(SCALE_WARMUP_TICKS)
         for _ in range(ticks):
             m0 = status.counters.messages
             t1 = time.perf_counter()
@@ -473,7 +479,7 @@ def _scale() -> list[dict[str, object]]:
     budget = 0.6 * _mem_available()
     while target > 10_000 and target * per_agent > budget:
         target -= 10_000
-    big = scale_run(target, 2, 5)
+    big = scale_run(target, 2, 8)
     label = f"{target // 1000}k_2_pools"
     reason = (
         ""
