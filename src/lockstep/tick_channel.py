@@ -206,11 +206,12 @@ def _recv(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
 # again, so a long tick (or an idle pool) never keeps a core busy. The two ends wait for
 # different things. A pool waits for the next batch while the kernel computes the rest of
 # the tick (~0.5 ms at 100 agents), so it polls longer (BATCH_POLL_S); the orchestrator
-# waits for results, which a small tick's pool sends within ~150 us (RESULT_POLL_S). The
-# services set them with `--tick-channel-poll-us` (0: never poll). (Yielding the core
-# between receives made the round trip slower on the 2-vCPU AMD guest of 2026-12-04:
-# 47-64 -> 91 us.)
-RESULT_POLL_S = 500e-6
+# waits for results, which a small tick's pool sends within ~150 us at 100 agents and
+# ~0.5-1 ms at 1,000 (RESULT_POLL_S; 500 us gave 2.5-3.1 ms a tick at 1,000 wealth agents
+# on a slow hour of the host, 1 ms 1.9-2.4). The services set them with
+# `--tick-channel-poll-us` (0: never poll). (Yielding the core between receives made the
+# round trip slower on the 2-vCPU AMD guest of 2026-12-04: 47-64 -> 91 us.)
+RESULT_POLL_S = 1e-3
 BATCH_POLL_S = 2e-3
 
 
