@@ -21,13 +21,13 @@ from bench.orchestrator import FLOOD, WEALTH, agent_wasm
 
 MODELS = {
     # model: (agent source, name prefix, spawn arguments for n agents)
-    "wealth": (WEALTH, "w", "n={n} prefix=w wealth=1"),
+    "wealth": (WEALTH, "w", "n={n} prefix=w wealth={w}"),
     "flood": (FLOOD, "f", "n={n} k={k}"),
 }
 
 
 def run_once(
-    model: str, n: int, ticks: int, pools: int, k: int, profile: bool
+    model: str, n: int, ticks: int, pools: int, k: int, profile: bool, wealth: int = 1
 ) -> tuple[float, str]:
     """Seconds of CPU time per tick after 3 warm-up ticks, and the final digest (hex)."""
     from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
@@ -46,7 +46,7 @@ def run_once(
     )
     try:
         m.start(opb.RunConfig(seed=1))
-        spawn_args = args.format(n=n, k=k).encode()
+        spawn_args = args.format(n=n, k=k, w=wealth).encode()
         m.spawn(
             [
                 (opb.AgentSpawn(name=f"{prefix}{i}", module=module, args=spawn_args), module)
@@ -83,13 +83,22 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--pools", type=int, default=1)
     parser.add_argument("--k", type=int, default=1, help="flood: messages per agent per tick")
+    parser.add_argument(
+        "--wealth",
+        type=int,
+        default=1,
+        help="wealth: each agent's starting wealth (1, as in the rows against Mesa: many "
+        "agents are soon broke and send nothing; the scale rows start at 10, so most send "
+        "every tick)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
     parser.add_argument("--profile", action="store_true")
     a = parser.parse_args()
-    if a.agents < 2 or a.ticks < 1 or a.pools < 1 or a.repeat < 1:
-        parser.error("need --agents >= 2, --ticks >= 1, --pools >= 1, --repeat >= 1")
+    if a.agents < 2 or a.ticks < 1 or a.pools < 1 or a.repeat < 1 or a.wealth < 0:
+        parser.error("need --agents >= 2, --ticks >= 1, --pools >= 1, --repeat >= 1, --wealth >= 0")
     best, digest = min(
-        run_once(a.model, a.agents, a.ticks, a.pools, a.k, a.profile) for _ in range(a.repeat)
+        run_once(a.model, a.agents, a.ticks, a.pools, a.k, a.profile, a.wealth)
+        for _ in range(a.repeat)
     )
     print(
         f"{a.model} {a.agents} agents, {a.pools} pool(s), {a.ticks} ticks: "

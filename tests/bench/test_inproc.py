@@ -37,9 +37,17 @@ def test_it_reports_cpu_per_tick_and_the_same_digest_either_way() -> None:
     assert m.group(2) in inproc(*args, native="0")
 
 
-def test_bad_sizes_are_refused() -> None:
+def test_the_starting_wealth_is_a_different_run() -> None:
+    args = ("--model", "wealth", "--agents", "40", "--ticks", "20")
+    digest = re.compile(r"digest ([0-9a-f]{16})")
+    poor, rich = (digest.search(inproc(*args, "--wealth", w)) for w in ("1", "10"))
+    assert poor and rich and poor.group(1) != rich.group(1)
+
+
+@pytest.mark.parametrize("bad", [("--agents", "1"), ("--wealth", "-1")])
+def test_bad_sizes_are_refused(bad: tuple[str, str]) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.inproc", "--agents", "1"],
+        [sys.executable, "-m", "bench.inproc", *bad],
         cwd=REPO,
         capture_output=True,
         text=True,
