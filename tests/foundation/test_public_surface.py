@@ -211,6 +211,7 @@ SURFACE = {
         "ChannelServer",
         "METHODS",
         "host_identity",
+        "polls_fit",
         "supported",
     ],
     "lockstep.tls": [

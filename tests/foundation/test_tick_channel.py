@@ -199,3 +199,47 @@ def test_an_idle_channel_polls_no_longer_than_its_window(server: ChannelServer) 
         assert client.receive(10) == b"StepBatch:niaga"
     finally:
         client.close()
+
+
+def test_the_pool_polls_for_the_next_batch_only_when_the_batch_says_a_core_is_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch sent with poll=False (the orchestrator and its local pools have no core to
+    spare) makes the pool block for the next one at once, and the orchestrator block for
+    its result; with poll=True both ends poll first (non-blocking receives)."""
+    seen: list[tuple[str, int]] = []
+    real = tick_channel._recv
+
+    def observed(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
+        seen.append((threading.current_thread().name, flags))
+        return real(sock, flags)
+
+    monkeypatch.setattr(tick_channel, "_recv", observed)
+    # Polls of 5 s: whoever polls is still polling when the next message comes.
+    server = ChannelServer(handler, refusal, poll_s=5.0)
+    name, secret = server.open()
+    client = ChannelClient.connect(name, secret, poll_s=5.0)
+    try:
+        for poll in (True, False):
+            for i in range(3):  # the pool waits polled (or not) after each answer
+                client.send("StepBatch", bytes([i]), poll=poll)
+                assert client.receive(10) == b"StepBatch:" + bytes([i])
+            seen.clear()
+            client.send("StepBatch", b"x", poll=poll)
+            assert client.receive(10) == b"StepBatch:x"
+            pool = {f for who, f in seen if who == "tick-channel-conn"}
+            mine = {f for who, f in seen if who != "tick-channel-conn"}
+            if poll:
+                assert socket.MSG_DONTWAIT in pool and socket.MSG_DONTWAIT in mine
+            else:
+                assert pool <= {0} and mine == {0}  # blocking receives only
+    finally:
+        client.close()
+        server.close()
+
+
+def test_polling_pays_only_with_a_core_for_each_process() -> None:
+    assert tick_channel.polls_fit(1, cpus=2)  # one pool and the orchestrator on 2 cores
+    assert not tick_channel.polls_fit(2, cpus=2)  # two pools would take the kernel's core
+    assert tick_channel.polls_fit(3, cpus=16)
+    assert tick_channel.polls_fit(0, cpus=1)

@@ -42,3 +42,33 @@ def test_the_poll_setting_reaches_the_pools_port_and_the_pool() -> None:
                 pools.close()
     finally:
         proc.stop()
+
+
+def test_the_pools_port_polls_only_with_a_core_for_each_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a core for the orchestrator and each local pool, batches ask the pool to poll
+    for the next one; with fewer (here: one core pretended), both ends block at once."""
+    sent: list[bool] = []
+    send = tick_channel.ChannelClient.send
+
+    def observed(
+        self: tick_channel.ChannelClient, method: str, data: bytes, poll: bool = True
+    ) -> None:
+        sent.append(poll)
+        send(self, method, data, poll)
+
+    monkeypatch.setattr(tick_channel.ChannelClient, "send", observed)
+    proc = start_service("lockstep_wasm_pool", None)
+    try:
+        pools = GrpcPools([proc.address], None, "auto")
+        try:
+            for cpus, tick in ((8, 1), (8, 2), (1, 3), (1, 4)):
+                monkeypatch.setattr(tick_channel, "_cores", lambda cpus=cpus: cpus)
+                pools.step({0: wire.pack_step(tick, [], [], [])})
+            assert pools.transports() == ["shm"]
+            assert sent == [True, True, False, False]
+        finally:
+            pools.close()
+    finally:
+        proc.stop()

@@ -73,7 +73,8 @@ class OrchestratorConfig:
     tick_channel_poll_us: int = setting(
         round(tick_channel.RESULT_POLL_S * 1e6),
         help="How long to poll the tick channel for a pool's results before blocking, in "
-        "microseconds (only while results keep coming that fast; 0: always block). See "
+        "microseconds (only while results keep coming that fast and this process and its "
+        "local pools each have a core; 0: always block). See "
         "docs/adr/004.",
     )
     max_fuel_per_step: int = setting(

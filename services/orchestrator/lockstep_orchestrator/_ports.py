@@ -278,6 +278,7 @@ class GrpcPools:
             return done
 
         tracing = tracing_on()
+        poll = tick_channel.polls_fit(sum(c is not None for c in self._channels_shm))
         for i, buf in sorted(requests.items()):
             spans[i] = (
                 _tracer.start_span(
@@ -296,7 +297,7 @@ class GrpcPools:
                 spans[i].set_attribute("lockstep.transport", "shm")
                 try:
                     with _using(spans[i]):  # the pool's span becomes its child
-                        chan.send(method, buf)
+                        chan.send(method, buf, poll)
                     futures[i] = (None, chan)
                 except ChannelClosedError as exc:
                     error = error or self._lost(i, method, exc)

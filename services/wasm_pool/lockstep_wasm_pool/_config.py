@@ -132,7 +132,8 @@ class WasmPoolConfig:
     tick_channel_poll_us: int = setting(
         round(tick_channel.BATCH_POLL_S * 1e6),
         help="How long a tick channel connection polls for the next batch before blocking, "
-        "in microseconds (only while batches keep coming that fast; 0: always block). See "
+        "in microseconds (only while batches keep coming that fast and the orchestrator "
+        "says a core is free for it; 0: always block). See "
         "docs/adr/004.",
     )
 
