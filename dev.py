@@ -40,15 +40,23 @@ def run(*cmd: str | Path, **kw: object) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)  # type: ignore[call-overload]
 
 
+def _has_pip() -> bool:
+    return (
+        PY.exists()
+        and subprocess.run([str(PY), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    )
+
+
 def setup() -> None:
-    if not PY.exists():
-        print(f"creating {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
     digest = hashlib.sha256(
         b"".join((ROOT / p).read_bytes() for p in INSTALL_INPUTS if (ROOT / p).exists())
     ).hexdigest()
     stamp = VENV / ".lockstep-installed"
-    if not (stamp.exists() and stamp.read_text() == digest):
+    installed = PY.exists() and stamp.exists() and stamp.read_text() == digest
+    if not installed and not _has_pip():  # missing, or left half made by an interrupted setup
+        print(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if not installed:
         run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         editables = [arg for s in SERVICES for arg in ("-e", f"services/{s}")]
         run(
