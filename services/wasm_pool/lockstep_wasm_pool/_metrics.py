@@ -78,7 +78,7 @@ class PoolMetrics:
             kinds = result_faults(packed)
             n = len(kinds)
             by_kind = {}
-            if kinds.any():
+            if np.count_nonzero(kinds):
                 found = np.bincount(kinds[kinds != 0].astype(np.int64))
                 by_kind = {k: int(c) for k, c in enumerate(found.tolist()) if c}
         else:
