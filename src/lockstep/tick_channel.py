@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from opentelemetry import propagate, trace
 
 from lockstep.errors import ServiceError
+from lockstep.otel import tracing_on
 
 __all__ = [
     "METHODS",
@@ -327,7 +328,8 @@ class ChannelClient:
         self._poll = poll
         fd = self._writer.put(data)
         carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # empty unless a span is being recorded
+        if tracing_on():  # (without a tracer provider there is no span to carry)
+            propagate.inject(carrier)  # empty unless a span is being recorded
         flags = (_NEW_REGION if fd is not None else 0) | (_POLL if poll else 0)
         packet = (
             _MSG.pack(b"LSTQ", METHODS[method], flags, self._seq, len(data))
