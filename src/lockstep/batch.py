@@ -121,6 +121,16 @@ def _header(
     return fields
 
 
+def _check_table(
+    buf: bytes | bytearray | memoryview, start: int, count: int, row: int, what: str
+) -> None:
+    end = start + count * row
+    if end > len(buf):
+        raise BatchError(
+            what, len(buf), f"table of {count} rows needs {end} bytes, buffer has {len(buf)}"
+        )
+
+
 def _table(
     buf: bytes | bytearray | memoryview,
     start: int,
@@ -128,11 +138,7 @@ def _table(
     dtype: np.dtype[np.void],
     what: str,
 ) -> Table:
-    end = start + count * dtype.itemsize
-    if end > len(buf):
-        raise BatchError(
-            what, len(buf), f"table of {count} rows needs {end} bytes, buffer has {len(buf)}"
-        )
+    _check_table(buf, start, count, dtype.itemsize, what)
     return np.frombuffer(buf, dtype=dtype, count=count, offset=start)
 
 
@@ -552,7 +558,8 @@ def result_rows(buf: bytes | bytearray | memoryview) -> Table:
     return _table(buf, _RESULTS_HEAD.size, count, RESULT_ROW, "results")
 
 
-_FAULT_KIND_AT = RESULT_ROW.fields["fault_kind"][1] if RESULT_ROW.fields else 0
+assert RESULT_ROW.fields is not None
+_FAULT_KIND_AT: int = RESULT_ROW.fields["fault_kind"][1]
 
 
 def result_faults(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32]:
@@ -560,18 +567,11 @@ def result_faults(buf: bytes | bytearray | memoryview) -> npt.NDArray[np.uint32]
     strided column: result_rows without building the structured table (for the pool's
     per-batch bookkeeping, where that view cost more than the rest of it)."""
     _m, _v, _r, count, _r2 = _header(buf, _RESULTS_HEAD, MAGIC_RESULTS, "results")
-    start = _RESULTS_HEAD.size
     size = RESULT_ROW.itemsize
-    if start + count * size > len(buf):
-        raise BatchError(
-            "results",
-            len(buf),
-            f"table of {count} rows needs {start + count * size} bytes, buffer has {len(buf)}",
-        )
+    _check_table(buf, _RESULTS_HEAD.size, count, size, "results")
     if not count:
         return np.zeros(0, dtype=np.uint32)
-    at = start + _FAULT_KIND_AT
-    return np.ndarray((count,), "<u4", buf, at, (size,))
+    return np.ndarray((count,), "<u4", buf, _RESULTS_HEAD.size + _FAULT_KIND_AT, (size,))
 
 
 def parse_results(buf: bytes) -> Results:

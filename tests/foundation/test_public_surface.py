@@ -160,7 +160,13 @@ SURFACE = {
         "ServiceError",
         "quote",
     ],
-    "lockstep.metrics": ["LATENCY_BUCKETS", "MetricsEndpoint", "RpcMetrics", "service_registry"],
+    "lockstep.metrics": [
+        "Children",
+        "LATENCY_BUCKETS",
+        "MetricsEndpoint",
+        "RpcMetrics",
+        "service_registry",
+    ],
     "lockstep.otel": ["configure_otel", "otel_requested", "shutdown_otel", "tracing_on"],
     "lockstep.config": [
         "Option",

@@ -4,13 +4,11 @@ otherwise). Updated once per committed tick from the tick's `tick.stats`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from opentelemetry import metrics as otel_metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from lockstep.metrics import LATENCY_BUCKETS
+from lockstep.metrics import LATENCY_BUCKETS, Children
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep_orchestrator._kernel import Kernel
 
@@ -70,14 +68,9 @@ class OrchestratorMetrics:
             "Agent inference requests sent and not yet delivered",
             registry=registry,
         )
-        # Label children looked up once (labels() validates and locks on every call: the
-        # per-state gauges alone cost ~15 us a tick).
-        self._by_state = [
-            (i, self.agents.labels(state=state))
-            for i, state in enumerate(_STATES)
-            if state != "unspecified"
-        ]
-        self._pool_seconds: dict[int, Any] = {}
+        by_state = Children(self.agents, "state")
+        self._by_state = [(i, by_state[s]) for i, s in enumerate(_STATES) if s != "unspecified"]
+        self._pool_seconds = Children(self.pool_step_seconds, "pool")
         meter = otel_metrics.get_meter("lockstep.orchestrator")
         self.o_ticks = meter.create_counter(
             "lockstep.orchestrator.ticks", unit="{tick}", description="Ticks committed"
@@ -109,10 +102,7 @@ class OrchestratorMetrics:
                 self.o_counted[key].add(value)
         for p, ms in enumerate(st.pools_ms):
             if ms:
-                child = self._pool_seconds.get(p)
-                if child is None:
-                    child = self._pool_seconds[p] = self.pool_step_seconds.labels(pool=str(p))
-                child.observe(ms / 1e3)
+                self._pool_seconds[str(p)].observe(ms / 1e3)
         self.tick.set(kernel.tick)
         self.inference_in_flight.set(st.inference_in_flight)
         self.set_agents(kernel)

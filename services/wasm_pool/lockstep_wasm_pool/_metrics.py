@@ -11,7 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lockstep.batch import result_faults
-from lockstep.metrics import LATENCY_BUCKETS
+from lockstep.metrics import LATENCY_BUCKETS, Children
 from lockstep.pb.common.v1 import common_pb2 as cpb
 
 __all__ = ["PoolMetrics"]
@@ -51,18 +51,14 @@ class PoolMetrics:
         )
         for kind in _KINDS.values():
             self.faults.labels(kind=kind)  # every kind shows, at 0 until it happens
-        # The children by label, looked up once (labels() validates and locks each call).
-        self._seconds: dict[str, Any] = {}
-        self._calls: dict[str, Any] = {}
+        self._seconds = Children(self.batch_seconds, "method")
+        self._calls = Children(self.calls, "phase")
 
     def timed(self, method: str, phase: str, fn: Callable[[], T]) -> T:
         """Run one batch call, then count its rows and faults from what it returns."""
         started = time.perf_counter()
         out = fn()
-        seconds = self._seconds.get(method)
-        if seconds is None:
-            seconds = self._seconds[method] = self.batch_seconds.labels(method=method)
-        seconds.observe(time.perf_counter() - started)
+        self._seconds[method].observe(time.perf_counter() - started)
         self._count(phase, out)
         return out
 
@@ -89,9 +85,6 @@ class PoolMetrics:
                 if r.fault.kind:
                     by_kind[r.fault.kind] = by_kind.get(r.fault.kind, 0) + 1
         if n:
-            calls = self._calls.get(phase)
-            if calls is None:
-                calls = self._calls[phase] = self.calls.labels(phase=phase)
-            calls.inc(n)
+            self._calls[phase].inc(n)
         for kind, count in by_kind.items():
             self.faults.labels(kind=_KINDS.get(kind, str(kind))).inc(count)
