@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -39,31 +40,46 @@ class FaultyPools:
         return len(self._inner)
 
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
+        return self.step_begin(requests)()
+
+    def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
+        """`before` as the batches go out, `during` beside them, the response faults and
+        `after` in the wait (so a tick started before the previous one commits meets the
+        same logical points)."""
         tick = _tick_of(requests)
         inj = self.faults
         inj.at("before", tick)
         during = threading.Thread(target=inj.at, args=("during", tick), daemon=True)
         during.start()  # concurrently with the batch's calls
         try:
-            out = self._inner.step(requests)
-        finally:
+            wait = self._inner.step_begin(requests)
+        except BaseException:
             during.join()
-        for pool in sorted(requests):
-            fault = inj.response(tick, pool)
-            if fault is None:
-                continue
-            address = self._inner.addresses[pool]
-            if fault.kind == "pool.drop":
-                raise PoolFailureError(
-                    pool,
-                    address,
-                    "StepBatch",
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"response lost (fault injection {fault.id})",
-                )
-            if fault.kind == "pool.duplicate":  # the same batch again: the pool must not
-                out[pool] = self._inner.step({pool: requests[pool]})[pool]  # run it twice
-            elif fault.kind == "pool.delay":
-                time.sleep(fault.ms / 1000)
-        inj.at("after", tick)
-        return out
+            raise
+
+        def finish() -> dict[int, bytes]:
+            try:
+                out = wait()
+            finally:
+                during.join()
+            for pool in sorted(requests):
+                fault = inj.response(tick, pool)
+                if fault is None:
+                    continue
+                address = self._inner.addresses[pool]
+                if fault.kind == "pool.drop":
+                    raise PoolFailureError(
+                        pool,
+                        address,
+                        "StepBatch",
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"response lost (fault injection {fault.id})",
+                    )
+                if fault.kind == "pool.duplicate":  # the same batch again: the pool must not
+                    out[pool] = self._inner.step({pool: requests[pool]})[pool]  # run it twice
+                elif fault.kind == "pool.delay":
+                    time.sleep(fault.ms / 1000)
+            inj.at("after", tick)
+            return out
+
+        return finish

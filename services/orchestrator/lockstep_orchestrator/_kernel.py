@@ -17,6 +17,7 @@ undeliverable sends) take Python paths.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import struct
@@ -372,6 +373,30 @@ class _Tx:
         self.host = []
 
 
+@dataclass
+class _Batch:
+    """A tick's step batches in flight, with what the rest of its step needs."""
+
+    sel: I64  # agent indices in step order
+    seqs: I64
+    cnt: I64  # messages delivered to each
+    blen: I64  # their record bytes
+    rec_off: I64
+    records: bytes  # the records delivered, back to back
+    members: dict[int, I64]  # pool: the step positions of its rows
+    wait: Callable[[], dict[int, bytes]]
+
+
+@dataclass
+class _Ahead:
+    """The next tick, started before the last one committed: its transaction so far and
+    its batches in flight (None: starting them failed with `error`)."""
+
+    tx: _Tx
+    batch: _Batch | None
+    error: BaseException | None = None
+
+
 class Kernel:
     """One run: its committed state, its queue of control actions, its tick."""
 
@@ -397,7 +422,10 @@ class Kernel:
         self.infer_due: dict[int, list[_Due]] = {}
         self.checks_version = AGENT_CHECKS_VERSION
         self.pools_dirty = False
-        self.in_flight = False
+        # tick: how many of the queued actions it applies, fixed when it is first computed
+        # (a retry applies the same; a tick started ahead applies none).
+        self._fixed: dict[int, int] = {}
+        self._ahead: _Ahead | None = None  # the next tick, started before this one committed
         self._queue = threading.Lock()
         self._last: tuple[bytes, I64, I64, I64] | None = None  # last tick's digest input
         self.last_records: list[tuple[str, bytes]] = []  # last tick's compared records
@@ -428,10 +456,21 @@ class Kernel:
 
     # ---- control plane ---------------------------------------------------------------
     def enqueue(self, actions: list[Action]) -> int:
-        """Queue actions for the next tick boundary; returns the tick they take effect at."""
+        """Queue actions for the next tick boundary; returns the tick they take effect at:
+        the first whose actions are not fixed yet (a tick being computed, or started ahead,
+        has its own)."""
         with self._queue:
             self.pending.extend(actions)
-            return self.state.tick + (2 if self.in_flight else 1)
+            t = self.state.tick + 1
+            while t in self._fixed:
+                t += 1
+            return t
+
+    @property
+    def ahead(self) -> bool:
+        """The next tick's step batches are out (`step_tick(ahead=True)` started them);
+        the next `step_tick` finishes that tick."""
+        return self._ahead is not None
 
     def pending_spawn_names(self) -> set[str]:
         with self._queue:
@@ -455,18 +494,21 @@ class Kernel:
         )
 
     # ---- the tick ------------------------------------------------------------------------
-    def step_tick(self) -> None:
+    def step_tick(self, ahead: bool = False) -> None:
         """Compute tick `tick + 1` completely, then commit it; on failure commit nothing.
-        With OpenTelemetry on, the tick is a span (its pool and inference batches child
-        spans); with it off, no span is made."""
+        With `ahead` (the caller will ask for the tick after next), the next tick's step
+        batches go out before this tick commits, where nothing but this tick decides them
+        (`_start_ahead`), so the pools step while this process commits; the next call
+        finishes that tick. With OpenTelemetry on, the tick is a span (its pool and
+        inference batches child spans), and ticks never start ahead."""
         if not tracing_on():
-            self._step_tick()
+            self._step_tick(ahead)
             return
         with _tracer.start_as_current_span(
             "tick",
             attributes={"lockstep.run_id": self.run_id, "lockstep.tick": self.state.tick + 1},
         ) as span:
-            self._step_tick()
+            self._step_tick(False)
             st = self.last_stats
             if st is not None and span.is_recording():
                 span.set_attributes(
@@ -478,42 +520,106 @@ class Kernel:
                     }
                 )
 
-    def _step_tick(self) -> None:
+    def _step_tick(self, ahead: bool) -> None:
+        started = self._ahead
+        self._ahead = None
         if self.pools_dirty:
             raise TickFailedError(
                 self.tick + 1,
                 ServiceError("the pools no longer hold the committed state; rebuild them first"),
             )
-        with self._queue:
-            actions = list(self.pending)
-            self.in_flight = True
         t = self.state.tick + 1
+        with self._queue:
+            n = self._fixed.setdefault(t, len(self.pending))
+            actions = self.pending[:n]
+        due: list[_Due] = []
+        following: _Ahead | None = None
         try:
-            tx = _Tx(
-                t,
-                self.state.world.fork(),
-                _copy_counters(self.state.counters),
-                _Digest(t),
-                started=time.perf_counter(),
-                started_unix=time.time(),
-            )
-            self._apply_actions(tx, actions)
-            due = self._deliver_inference(tx)
-            self._restart_due(tx)
-            self._step(tx)
+            if started is not None:  # its inputs were this state's; its batches are out
+                tx = started.tx
+                if started.error is not None:
+                    raise started.error
+                if started.batch is not None:
+                    self._step_end(tx, started.batch)
+            else:
+                tx = _Tx(
+                    t,
+                    self.state.world.fork(),
+                    _copy_counters(self.state.counters),
+                    _Digest(t),
+                    started=time.perf_counter(),
+                    started_unix=time.time(),
+                )
+                self._apply_actions(tx, actions)
+                due = self._deliver_inference(tx)
+                self._restart_due(tx)
+                self._step(tx)
             self._route(tx)
             self._destroy_done(tx)
+            if ahead:
+                following = self._start_ahead(tx, n)
         except (PoolFailureError, PoolProtocolError, _native.SendsError) as exc:
-            self.pools_dirty = True
-            with self._queue:
-                self.in_flight = False
+            self._failed()
             raise TickFailedError(t, exc) from exc
         except BaseException:
-            self.pools_dirty = True
-            with self._queue:
-                self.in_flight = False
+            self._failed()
             raise
-        self._commit(tx, len(actions), due)
+        try:
+            self._commit(tx, n, due)
+        except BaseException:
+            if following is not None:
+                self._ahead = following
+                self.abandon_ahead()
+            raise
+        self._ahead = following
+
+    def _failed(self) -> None:
+        self.pools_dirty = True
+
+    def _start_ahead(self, tx: _Tx, n_actions: int) -> _Ahead | None:
+        """Start tick t+1 on the world tick t leaves, before t commits, when only that world
+        decides it: no action queued beyond tick t's, no inference result or restart due at
+        t+1 (nor a call of tick t due then), and somebody to step. Its actions are fixed at
+        none: those queued from now on take effect at t+2, as `enqueue` says. Determinism:
+        the batches are the bytes the serial order would send (the same world, inputs and
+        order), so digests never depend on it."""
+        t = tx.t + 1
+        w = tx.world
+        if t in self.infer_due or (tx.infer_new and self.latency == 1):
+            return None
+        st = w.state
+        if not ((st == RUNNING) | ((st == IDLE) & (w.inbox_n > 0))).any():
+            return None  # nothing to overlap; an idle run must not hold its next tick
+        if ((w.restart_at >= 0) & (w.restart_at <= t)).any():
+            return None
+        with self._queue:
+            if len(self.pending) != n_actions:
+                return None
+            self._fixed[t] = 0
+        nxt = _Tx(
+            t,
+            w.fork(),
+            _copy_counters(tx.counters),
+            _Digest(t),
+            started=time.perf_counter(),
+            started_unix=time.time(),
+        )
+        try:
+            return _Ahead(nxt, self._step_begin(nxt))
+        except BaseException as exc:  # tick t is sound: t+1 fails when it is finished
+            return _Ahead(nxt, None, exc)
+
+    def abandon_ahead(self) -> None:
+        """Drop a tick started ahead (the run is being replaced, or its previous tick did
+        not commit): wait out its batches, and mark the pools for a rebuild, since they
+        stepped a tick that is never committed."""
+        started, self._ahead = self._ahead, None
+        if started is None:
+            return
+        self.pools_dirty = True
+        if started.batch is not None:
+            with contextlib.suppress(Exception):
+                started.batch.wait()
 
     def _commit(self, tx: _Tx, n_actions: int, due: list[_Due]) -> None:
         t = tx.t
@@ -547,7 +653,7 @@ class Kernel:
         self.state = Committed(t, digest, chain, tx.world, tx.counters, checks)
         with self._queue:
             del self.pending[:n_actions]
-            self.in_flight = False
+            self._fixed.pop(t, None)
         for event in records:
             self.journal.append(t, event)
         self.journal.tick_done()
@@ -846,6 +952,12 @@ class Kernel:
         return sel.astype(np.int64)
 
     def _step(self, tx: _Tx) -> None:
+        batch = self._step_begin(tx)
+        if batch is not None:
+            self._step_end(tx, batch)
+
+    def _step_begin(self, tx: _Tx) -> _Batch | None:
+        """Select, deliver and send the tick's step batches (None: nobody steps)."""
         w, t = tx.world, tx.t
         tx.flush_host()
         mail = Mail.concat([w.mail, *tx.host_parts])
@@ -855,7 +967,7 @@ class Kernel:
         if not n:
             w.mail = mail
             tx.digest.add(b"STEP" + u32(0))
-            return
+            return None
         # Delivery: the selected agents' mail in (step position, canonical key) order,
         # at most MAX_DELIVERY_BYTES per agent (the rest waits for its next step); then one
         # packed step request per pool, agents in step order.
@@ -891,7 +1003,23 @@ class Kernel:
         if self.trace is not None and len(records):
             self.trace.append((t, seqs, cnt, records))
         tx.step_at = time.perf_counter()
-        responses = self.pools.step(requests)
+        wait = self.pools.step_begin(requests)
+        return _Batch(sel, seqs, cnt, blen, rec_off, records, members, wait)
+
+    def _step_end(self, tx: _Tx, b: _Batch) -> None:
+        """The step results: absorbed into the world, the STEP block, the sends routed."""
+        w, t = tx.world, tx.t
+        sel, seqs, cnt, blen, rec_off, records, members = (
+            b.sel,
+            b.seqs,
+            b.cnt,
+            b.blen,
+            b.rec_off,
+            b.records,
+            b.members,
+        )
+        n = len(sel)
+        responses = b.wait()
         tx.pools_s = dict(self.pools.last_seconds)
         # Results back in step order (columns), with the buffer each row lives in.
         asked = sorted(members)

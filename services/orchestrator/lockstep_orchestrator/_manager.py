@@ -194,6 +194,7 @@ class RunManager:
         shutdown is the supervisor's death (services stop when it dies, docs/architecture.md):
         then the run stays resumable by the next `lockstep up`."""
         with self._tick_lock:
+            self.kernel.abandon_ahead()  # never committed: not in the journal either
             self.kernel.journal.close(spill_dir, timeout)
             if not _supervisor_gone():
                 self.forget()
@@ -232,6 +233,7 @@ class RunManager:
     def start(self, config: opb.RunConfig) -> opb.RunStatus:
         self.check_config(config)
         with self._tick_lock:
+            self.kernel.abandon_ahead()
             self.kernel.journal.flush()
             self.pools.reset()
             self._check_pools()
@@ -312,6 +314,7 @@ class RunManager:
                 "restore its checkpoint instead"
             )
         with self._tick_lock:
+            self.kernel.abandon_ahead()
             began = time.monotonic()
             self.pools.wait_all_serving(self.recovery_s or 10.0)
             last = parsed.last_tick
@@ -550,17 +553,22 @@ class RunManager:
             return self.kernel.enqueue([ExternalMessage(m.to, bytes(m.payload)) for m in messages])
 
     # ---- ticks -------------------------------------------------------------------------
-    def tick_once(self) -> None:
+    def tick_once(self, ahead: bool = False) -> None:
         """Run the next tick. When a pool fails (gone, timed out, restarted), rebuild the
         pools and retry the tick, with bounded backoff, until `recovery_s` after the first
         failure; a failure during the rebuild itself (the pool dies again) is retried the
         same way. Past the deadline the tick fails UNAVAILABLE with what went wrong last,
         and the run stays as it was after its last committed tick: a later call rebuilds
-        the pools and goes on."""
+        the pools and goes on. `ahead`: the caller asks for the next tick right after this
+        one, so the kernel may start it before this one commits (`Kernel.step_tick`); not
+        where an automatic checkpoint is due after this tick, since it captures the pools.
+        A loop that stops early calls `settle`."""
         with self._tick_lock:
             k = self.kernel
-            if not k.pools_dirty:  # before the tick, so a run that stops here never pays
-                self._auto_checkpoint(k)
+            if not k.pools_dirty and not k.ahead:  # before the tick, so a run that stops
+                self._auto_checkpoint(k)  # here never pays
+            every = self.auto.every
+            ahead = ahead and not (every and (k.tick + 1) % every == 0)
             deadline: float | None = None
             attempts = 0
             delay = 0.05
@@ -573,7 +581,7 @@ class RunManager:
                         )
                         self._rebuild(k, max(remaining, 1.0) if self.recovery_s else 10.0, attempts)
                     rebuilding = False
-                    k.step_tick()
+                    k.step_tick(ahead)
                     break
                 except (TickFailedError, PoolFailureError, ServiceError) as exc:
                     if (
@@ -724,9 +732,16 @@ class RunManager:
             ),
         )
 
+    def settle(self) -> None:
+        """Finish the tick started ahead, if any: a loop that stopped early (its client
+        went away), or an operation that needs the pools at the committed tick."""
+        with self._tick_lock:
+            if self.kernel.ahead:
+                self.tick_once()
+
     def step(self, ticks: int) -> opb.RunStatus:
-        for _ in range(ticks):
-            self.tick_once()
+        for i in range(ticks):
+            self.tick_once(ahead=i + 1 < ticks)
         self.kernel.journal.flush()
         return self.status()
 
@@ -748,6 +763,7 @@ class RunManager:
                 f"register these modules before replaying: {', '.join(missing)}"
             )
         with self._tick_lock:
+            self.kernel.abandon_ahead()
             self.kernel.journal.flush()
             self.pools.reset()
             bridge = self.inference if verify_inference else JournalInference(parsed.inference)
@@ -834,6 +850,7 @@ class RunManager:
             )
         with self._tick_lock:
             directory = self._checkpoint_dir()
+            self.settle()  # the tick a running loop started ahead, as if it waited for it
             k = self.kernel
             if k.pools_dirty:
                 self._rebuild(k)
@@ -854,6 +871,7 @@ class RunManager:
     def restore(self, checkpoint_id: str) -> opb.RunStatus:
         with self._tick_lock:
             state, snapshots = load(self._checkpoint_dir(), checkpoint_id)
+            self.kernel.abandon_ahead()
             missing = sorted(modules_of(state) - self.known_modules())
             if missing:
                 raise PreconditionError(

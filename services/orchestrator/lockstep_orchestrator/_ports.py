@@ -94,6 +94,12 @@ class Pools(Protocol):
     def check_module(self, wasm: bytes) -> pb.LoadModuleResponse: ...
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
+    def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
+        """Send the step batches and return the wait for their results, which raises as
+        `step` would (`step(r)` is `step_begin(r)()`); in between the pools work while the
+        caller does its own (the kernel commits the tick before: docs/architecture.md)."""
+        ...
+
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def snapshot(self, pool: int, seqs: list[int]) -> list[pb.AgentSnapshot]: ...
     def restore(self, pool: int, snapshots: list[pb.AgentSnapshot]) -> None: ...
@@ -262,6 +268,13 @@ class GrpcPools:
     def _call(self, method: str, requests: dict[int, bytes]) -> dict[int, bytes]:
         """One batch per pool, all in flight at once: through a pool's shared-memory tick
         channel when it has one, else gRPC."""
+        return self._begin(method, requests)()
+
+    def _begin(
+        self, method: str, requests: dict[int, bytes], in_flight: bool = False
+    ) -> Callable[[], dict[int, bytes]]:
+        """Send `_call`'s batches; returns the wait for the results. A single gRPC batch
+        is sent by the wait itself (cheaper than a future) unless `in_flight`."""
         to_proto, request_type = _PROTO[method]
         futures: dict[int, Any] = {}
         started = time.perf_counter()
@@ -305,13 +318,26 @@ class GrpcPools:
                 continue
             stub = getattr(self._stubs[i], method)
             req = request_type(batch=buf) if self._packed[i] is not False else to_proto(buf)
-            if len(requests) == 1:
+            if len(requests) == 1 and not in_flight:
                 futures[i] = (req, None)
             else:
                 with _using(spans[i]):
                     fut = stub.future(req, timeout=RPC_TIMEOUT_S)
                 fut.add_done_callback(done_at(i))
                 futures[i] = (req, fut)
+        return lambda: self._collect(method, requests, futures, started, seconds, spans, error)
+
+    def _collect(
+        self,
+        method: str,
+        requests: dict[int, bytes],
+        futures: dict[int, Any],
+        started: float,
+        seconds: dict[int, float],
+        spans: dict[int, trace.Span],
+        error: PoolFailureError | None,
+    ) -> dict[int, bytes]:
+        to_proto = _PROTO[method][0]
         out: dict[int, bytes] = {}
         for i, (req, fut) in futures.items():
             if isinstance(fut, ChannelClient):
@@ -397,6 +423,9 @@ class GrpcPools:
 
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._call("StepBatch", requests)
+
+    def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
+        return self._begin("StepBatch", requests, in_flight=True)
 
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._call("DestroyAgents", requests)
@@ -534,6 +563,20 @@ class InProcessPools:
 
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._each("StepBatch", "step_packed", "step_batch", step_proto, requests)
+
+    def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
+        """In one process the engines step now; the wait gives their results (or raises
+        what they raised), so the kernel's order of work is the same as with processes."""
+        try:
+            out = self.step(requests)
+        except Exception as exc:
+            error = exc
+
+            def fail() -> dict[int, bytes]:
+                raise error
+
+            return fail
+        return lambda: out
 
     def destroy(self, requests: dict[int, bytes]) -> dict[int, bytes]:
         return self._each(

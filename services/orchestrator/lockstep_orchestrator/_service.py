@@ -247,6 +247,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             every = max(1, request.progress_every)
             done_ticks = 0
             m = self.manager
+            first, start_tick = m.kernel, m.kernel.tick
             while True:
                 k = m.kernel
                 reason = ""
@@ -261,9 +262,17 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
                     yield opb.RunProgress(status=m.status(), done=True, reason=reason)
                     return
                 if not context.is_active():
+                    m.settle()  # the tick started ahead: finished, as a tick in progress is
                     return
-                m.tick_once()
-                done_ticks += 1
+                # Another tick follows this one unless a bound says so (an idle run is
+                # never started ahead by the kernel), so the kernel may start it early.
+                more = (not request.until_tick or k.tick + 1 < request.until_tick) and (
+                    not request.max_ticks or done_ticks + 1 < request.max_ticks
+                )
+                m.tick_once(ahead=more)
+                # Counted by ticks: a checkpoint between two may have finished one started
+                # ahead (Manager.settle).
+                done_ticks = m.kernel.tick - start_tick if m.kernel is first else done_ticks + 1
                 if done_ticks % every == 0:
                     # Durable before acknowledged: the ticks a progress message reports are
                     # in the write-ahead file (one fsync per message); telemetry gets them
