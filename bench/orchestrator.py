@@ -148,6 +148,29 @@ class Cluster:
                 break
         return rates
 
+    def timed_run(self, now: int, tick: int) -> tuple[list[float], list[float]]:
+        """Run from tick `now` to `tick` as `lockstep run` does (one RunUntil stream, so
+        each tick's batches may go out before the tick before commits), with a progress
+        message every tick: (seconds, messages delivered per second) of each tick after
+        the first (whose interval holds the stream's start)."""
+        from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+
+        secs: list[float] = []
+        rates: list[float] = []
+        last_t, last_m = time.perf_counter(), -1
+        req = opb.RunUntilRequest(until_tick=tick, progress_every=1)
+        for update in self.stub.RunUntil(req, timeout=3600):
+            t, m = time.perf_counter(), update.status.counters.messages
+            if update.done:
+                break
+            if last_m >= 0:
+                secs.append(t - last_t)
+                rates.append((m - last_m) / (t - last_t))
+            last_t, last_m = t, m
+        if len(secs) < tick - now - 1:
+            raise RuntimeError(f"RunUntil to tick {tick} gave {len(secs)} intervals")
+        return secs, rates
+
     def agents(self) -> list[Any]:
         from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 
@@ -410,15 +433,8 @@ def scale_run(n: int, pools: int, ticks: int) -> dict[str, object]:
         spawn_s = time.perf_counter() - t0
         rss1 = [rss_bytes(p.pid) for p in cluster.pools]
         note(f"scale: {n:,} agents up in {spawn_s:.1f} s; running {ticks} ticks")
-        per_tick, rates = [], []
         status = cluster.step(SCALE_WARMUP_TICKS)
-        for _ in range(ticks):
-            m0 = status.counters.messages
-            t1 = time.perf_counter()
-            status = cluster.step(1)
-            dt = time.perf_counter() - t1
-            per_tick.append(dt)
-            rates.append((status.counters.messages - m0) / dt)
+        per_tick, rates = cluster.timed_run(status.tick, status.tick + ticks + 1)
         rss2 = [rss_bytes(p.pid) for p in cluster.pools]
     return {
         "agents": n,

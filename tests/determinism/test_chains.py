@@ -2,7 +2,8 @@
 (tests/golden/chains.json), must come out identical: on 3 pool processes (it was recorded on
 2) with their batches through the shared-memory tick channel, on the forced Python pool
 engine, with a mixed deployment (pools 0 and 2 over gRPC, pool 1 on shared memory), and
-with the orchestrator's numpy fallback instead of its C helpers. A deliberate change of encoding regenerates the
+with the orchestrator's numpy fallback instead of its C helpers, with ticks started ahead
+always and never. A deliberate change of encoding regenerates the
 file with tests/golden/record_chains.py in the same commit (docs/determinism.md)."""
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ def test_every_example_scenario_has_a_recorded_chain() -> None:
     assert sorted(CHAINS) == sorted(PATHS)
 
 
-SETTINGS = {  # pool engine, pool transport, orchestrator's native helpers
-    "default": ("auto", "auto", "1"),
-    "python": ("python", "auto", "1"),
-    "mixed": ("auto", "grpc,auto,grpc", "1"),
-    "numpy": ("auto", "auto", "0"),  # the orchestrator's numpy fallback, no C helpers
+SETTINGS = {  # pool engine, pool transport, orchestrator's native helpers, ticks ahead
+    "default": ("auto", "auto", "1", "on"),  # on: 3 pools on 2 cores would not (auto)
+    "python": ("python", "auto", "1", "off"),
+    "mixed": ("auto", "grpc,auto,grpc", "1", "auto"),
+    "numpy": ("auto", "auto", "0", "auto"),  # the orchestrator's numpy fallback, no C helpers
 }
 
 
@@ -47,11 +48,12 @@ def deployment(
 ) -> Iterator[tuple[str, str]]:
     state = str(tmp_path_factory.mktemp("chains") / "state")
     # The supervisor passes its environment to the services it starts.
-    engine, transport, native = SETTINGS[request.param]
+    engine, transport, native, ahead = SETTINGS[request.param]
     env = {
         "LOCKSTEP_POOL_ENGINE": engine,
         "LOCKSTEP_POOL_TRANSPORT": transport,
         "LOCKSTEP_ORCHESTRATOR_NATIVE": native,
+        "LOCKSTEP_TICKS_AHEAD": ahead,
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

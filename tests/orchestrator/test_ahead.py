@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from lockstep.errors import ConfigError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
+from lockstep.tick_channel import polls_fit
 from lockstep_orchestrator._events import NOT_COMPARED
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._kernel import TickFailedError
 from lockstep_orchestrator._manager import AutoCheckpoints, RunManager
-from lockstep_orchestrator._ports import InProcessPools
+from lockstep_orchestrator._ports import GrpcPools, InProcessPools
 from lockstep_orchestrator._replay import parse_journal
 from tests.orchestrator.fakepool import MODULE, FakeEngine
 from tests.orchestrator.test_kernel import helpers, make, records, scenario, spawn
@@ -138,3 +140,14 @@ def test_a_checkpoint_between_ticks_finishes_the_tick_started_ahead(tmp_path: Pa
     m.tick_once(ahead=True)
     m.start(opb.RunConfig(seed=8))  # a new run drops the tick started ahead
     assert m.kernel.tick == 0 and not m.kernel.ahead
+
+
+def test_the_ticks_ahead_setting_is_checked_and_obeyed() -> None:
+    with pytest.raises(ConfigError, match="auto, on or off"):
+        GrpcPools(["127.0.0.1:1"], None, ahead="sometimes")
+    for ahead, overlaps in (("on", True), ("off", False), ("auto", polls_fit(0))):
+        pools = GrpcPools(["127.0.0.1:1"], None, ahead=ahead)
+        try:
+            assert pools.overlaps() is overlaps
+        finally:
+            pools.close()

@@ -70,6 +70,13 @@ class OrchestratorConfig:
         "channel (Linux; docs/adr/004), `grpc` never; or one of the two per pool, "
         "comma-separated.",
     )
+    ticks_ahead: str = setting(
+        "auto",
+        help="`auto` sends a tick's step batches before the tick before it commits (in "
+        "`Step` and `RunUntil`, where nothing else decides that tick) when this process and "
+        "its local pools each have a core, `on` always, `off` never; digests are the same "
+        "either way (docs/architecture.md, \"Ticks in flight\").",
+    )
     tick_channel_poll_us: int = setting(
         round(tick_channel.RESULT_POLL_S * 1e6),
         help="How long to poll the tick channel for a pool's results before blocking, in "

@@ -579,13 +579,16 @@ class Kernel:
     def _start_ahead(self, tx: _Tx, n_actions: int) -> _Ahead | None:
         """Start tick t+1 on the world tick t leaves, before t commits, when only that world
         decides it: no action queued beyond tick t's, no inference result or restart due at
-        t+1 (nor a call of tick t due then), and somebody to step. Its actions are fixed at
+        t+1 (nor a call of tick t due then), and somebody to step; and where the pools have
+        cores of their own (`Pools.overlaps`). Its actions are fixed at
         none: those queued from now on take effect at t+2, as `enqueue` says. Determinism:
         the batches are the bytes the serial order would send (the same world, inputs and
         order), so digests never depend on it."""
         t = tx.t + 1
         w = tx.world
         if t in self.infer_due or (tx.infer_new and self.latency == 1):
+            return None
+        if not self.pools.overlaps():
             return None
         st = w.state
         if not ((st == RUNNING) | ((st == IDLE) & (w.inbox_n > 0))).any():

@@ -81,6 +81,7 @@ class OrchestratorServicer(opb_grpc.OrchestratorServiceServicer):
             service_token,
             config.pool_transport,
             poll_s=config.tick_channel_poll_us / 1e6,
+            ahead=config.ticks_ahead,
         )
         policy = Policy(
             allowed_capabilities=config.capabilities,
