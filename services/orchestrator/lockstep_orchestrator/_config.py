@@ -75,7 +75,7 @@ class OrchestratorConfig:
         help="`auto` sends a tick's step batches before the tick before it commits (in "
         "`Step` and `RunUntil`, where nothing else decides that tick) when this process and "
         "its local pools each have a core, `on` always, `off` never; digests are the same "
-        "either way (docs/architecture.md, \"Ticks in flight\").",
+        'either way (docs/architecture.md, "Ticks in flight").',
     )
     tick_channel_poll_us: int = setting(
         round(tick_channel.RESULT_POLL_S * 1e6),
