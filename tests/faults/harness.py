@@ -214,6 +214,9 @@ def run_case(seed: int, workdir: Path, ref: Reference) -> Case:
         **os.environ,
         faults.ENV: str(plan_file),
         "LOCKSTEP_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
+        # Ticks started ahead wherever they can be (the reference runs as `auto` decides):
+        # the faults meet ticks in flight, and the chain must still be the reference's.
+        "LOCKSTEP_TICKS_AHEAD": "on",
     }
     started = time.monotonic()
     scenario = str(scenario_file(workdir))
