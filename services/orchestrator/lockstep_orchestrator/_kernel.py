@@ -521,13 +521,13 @@ class Kernel:
                 )
 
     def _step_tick(self, ahead: bool) -> None:
-        started = self._ahead
-        self._ahead = None
         if self.pools_dirty:
+            self.abandon_ahead()
             raise TickFailedError(
                 self.tick + 1,
                 ServiceError("the pools no longer hold the committed state; rebuild them first"),
             )
+        started, self._ahead = self._ahead, None
         t = self.state.tick + 1
         with self._queue:
             n = self._fixed.setdefault(t, len(self.pending))
@@ -559,10 +559,10 @@ class Kernel:
             if ahead:
                 following = self._start_ahead(tx, n)
         except (PoolFailureError, PoolProtocolError, _native.SendsError) as exc:
-            self._failed()
+            self.pools_dirty = True
             raise TickFailedError(t, exc) from exc
         except BaseException:
-            self._failed()
+            self.pools_dirty = True
             raise
         try:
             self._commit(tx, n, due)
@@ -572,9 +572,6 @@ class Kernel:
                 self.abandon_ahead()
             raise
         self._ahead = following
-
-    def _failed(self) -> None:
-        self.pools_dirty = True
 
     def _start_ahead(self, tx: _Tx, n_actions: int) -> _Ahead | None:
         """Start tick t+1 on the world tick t leaves, before t commits, when only that world

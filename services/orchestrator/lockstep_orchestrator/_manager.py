@@ -850,7 +850,10 @@ class RunManager:
             )
         with self._tick_lock:
             directory = self._checkpoint_dir()
-            self.settle()  # the tick a running loop started ahead, as if it waited for it
+            try:  # the tick a running loop started ahead, as if it waited for it
+                self.settle()
+            except ServiceError as exc:  # the run stays at its last commit: captured below
+                log.warning("the tick in flight before checkpoint %r failed: %s", label, exc)
             k = self.kernel
             if k.pools_dirty:
                 self._rebuild(k)
