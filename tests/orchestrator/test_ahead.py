@@ -151,3 +151,39 @@ def test_the_ticks_ahead_setting_is_checked_and_obeyed() -> None:
             assert pools.overlaps() is overlaps
         finally:
             pools.close()
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_an_action_queued_during_a_failed_tick_waits_for_the_tick_it_was_promised(
+    ahead: bool,
+) -> None:
+    """A tick's actions are fixed when it is first computed: its retry does not take the
+    actions queued meanwhile (they were answered with the tick after), whether it was
+    computed in turn or started ahead."""
+    answered: list[int] = []
+    fail = {"on": True}
+
+    def refuse(tick: int) -> Exception | None:
+        from lockstep_wasm_pool import InvalidRequestError as PoolRefusal
+
+        if tick == 3 and fail["on"]:
+            answered.append(m.lifecycle("pause", ["d"])[0])  # while tick 3 is computed
+            return PoolRefusal("refused for the test")
+        return None
+
+    m, _ = make(engines=[FakeEngine(), FakeEngine(fail_step=refuse)])
+    spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    m.tick_once(ahead)
+    m.tick_once(ahead)
+    with pytest.raises(TickFailedError):
+        m.tick_once(ahead)
+    assert answered == [4] and m.kernel.tick == 2
+    fail["on"] = False
+    m.step(3)  # rebuilt by replay; tick 3 again, still without the pause
+    assert [t for t, kind, _p in records(m) if kind == "control.pause"] == [4]
+    want, _ = make(2)
+    spawn(want, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    want.step(3)
+    want.lifecycle("pause", ["d"])
+    want.step(2)
+    assert m.kernel.digests == want.kernel.digests
