@@ -487,11 +487,7 @@ class Kernel:
         w = self.state.world
         if not w.n:
             return True
-        return not bool(
-            (
-                (w.state == RUNNING) | (w.restart_at >= 0) | ((w.state == IDLE) & (w.inbox_n > 0))
-            ).any()
-        )
+        return not bool((w.ready_mask() | (w.restart_at >= 0)).any())
 
     # ---- the tick ------------------------------------------------------------------------
     def step_tick(self, ahead: bool = False) -> None:
@@ -587,10 +583,9 @@ class Kernel:
             return None
         if not self.pools.overlaps():
             return None
-        st = w.state
-        if not ((st == RUNNING) | ((st == IDLE) & (w.inbox_n > 0))).any():
+        if not w.ready_mask().any():
             return None  # nothing to overlap; an idle run must not hold its next tick
-        if ((w.restart_at >= 0) & (w.restart_at <= t)).any():
+        if len(w.restarts_due(t)):
             return None
         with self._queue:
             if len(self.pending) != n_actions:
@@ -921,7 +916,7 @@ class Kernel:
 
     def _restart_due(self, tx: _Tx) -> None:
         w = tx.world
-        due = np.flatnonzero((w.restart_at >= 0) & (w.restart_at <= tx.t))
+        due = w.restarts_due(tx.t)
         if not len(due):
             return
         seqs = (due + 1).tolist()
@@ -936,8 +931,7 @@ class Kernel:
     # ---- selection, delivery, steps -------------------------------------------------------
     def _select(self, tx: _Tx) -> I64:
         w, t = tx.world, tx.t
-        st = w.state
-        cand = np.flatnonzero((st == RUNNING) | ((st == IDLE) & (w.inbox_n > 0)))
+        cand = np.flatnonzero(w.ready_mask())
         if not len(cand):
             return cand.astype(np.int64)
         rs = w.ready_since[cand]

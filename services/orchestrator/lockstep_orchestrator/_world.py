@@ -239,6 +239,16 @@ class World:
         out: npt.NDArray[np.bool_] = (st != TERMINATED) & ((st != FAULTED) | (self.restart_at >= 0))
         return out
 
+    def ready_mask(self) -> npt.NDArray[np.bool_]:
+        """Would step at the next tick if selected: running, or idle with mail waiting."""
+        st = self.state
+        out: npt.NDArray[np.bool_] = (st == RUNNING) | ((st == IDLE) & (self.inbox_n > 0))
+        return out
+
+    def restarts_due(self, tick: int) -> I64:
+        """The rows of the faulted agents whose restart backoff ends by `tick`."""
+        return np.flatnonzero((self.restart_at >= 0) & (self.restart_at <= tick))
+
     def is_live(self, seq: int) -> bool:
         st = int(self.state[seq - 1])
         return st != TERMINATED and (st != FAULTED or int(self.restart_at[seq - 1]) >= 0)
