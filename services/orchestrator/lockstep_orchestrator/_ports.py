@@ -95,9 +95,10 @@ class Pools(Protocol):
     def create(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def step(self, requests: dict[int, bytes]) -> dict[int, bytes]: ...
     def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
-        """Send the step batches and return the wait for their results, which raises as
-        `step` would (`step(r)` is `step_begin(r)()`); in between the pools work while the
-        caller does its own (the kernel commits the tick before: docs/architecture.md)."""
+        """Send the step batches and return the wait for their results; a failure
+        raises as `step` would, from either (`step(r)` is `step_begin(r)()`). In between the
+        pools work while the caller does its own (the kernel commits the tick before:
+        docs/architecture.md)."""
         ...
 
     def overlaps(self) -> bool:
@@ -586,17 +587,9 @@ class InProcessPools:
         return self._each("StepBatch", "step_packed", "step_batch", step_proto, requests)
 
     def step_begin(self, requests: dict[int, bytes]) -> Callable[[], dict[int, bytes]]:
-        """In one process the engines step now; the wait gives their results (or raises
-        what they raised), so the kernel's order of work is the same as with processes."""
-        try:
-            out = self.step(requests)
-        except Exception as exc:
-            error = exc
-
-            def fail() -> dict[int, bytes]:
-                raise error
-
-            return fail
+        """In one process the engines step now (a refusal raises now); the wait gives
+        their results."""
+        out = self.step(requests)
         return lambda: out
 
     def overlaps(self) -> bool:
