@@ -13,12 +13,11 @@ from lockstep.errors import ConfigError
 from lockstep.pb.orchestrator.v1 import orchestrator_pb2 as opb
 from lockstep.tick_channel import polls_fit
 from lockstep_orchestrator._events import NOT_COMPARED
-from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._kernel import TickFailedError
 from lockstep_orchestrator._manager import AutoCheckpoints, RunManager
-from lockstep_orchestrator._ports import GrpcPools, InProcessPools
+from lockstep_orchestrator._ports import GrpcPools
 from lockstep_orchestrator._replay import parse_journal
-from tests.orchestrator.fakepool import MODULE, FakeEngine
+from tests.orchestrator.fakepool import FakeEngine
 from tests.orchestrator.test_kernel import helpers, make, records, scenario, spawn
 
 __all__ = ["helpers"]  # the fixture: C helpers and their numpy forms
@@ -61,15 +60,7 @@ def test_a_tick_is_started_ahead_only_where_nothing_else_decides_it() -> None:
     spawn(idle, ("s", "idle=1"))
     idle.tick_once(ahead=True)  # s goes idle with an empty inbox: nobody to step at 2
     assert idle.kernel.tick == 1 and not idle.kernel.ahead
-    every = RunManager(
-        InProcessPools([FakeEngine()]),
-        lambda h: b"",
-        lambda: {MODULE},
-        None,
-        InferenceBridge(None),
-        auto=AutoCheckpoints(every=2),
-    )
-    every.start(opb.RunConfig(seed=7))
+    every, _ = make(1, auto=AutoCheckpoints(every=2))
     spawn(every, ("a", "to=a"))
     every.tick_once(ahead=True)
     assert every.kernel.ahead  # tick 2 started: the checkpoint comes after it
@@ -92,6 +83,19 @@ def test_an_action_queued_while_a_tick_is_ahead_takes_effect_after_it() -> None:
     assert [h for t, h in e.stepped if t >= 2] == [[1, 2], [2]]
 
 
+MIXED = [("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a")]
+
+
+def paused_at_4() -> list[bytes]:
+    """The digests of MIXED on 2 pools over 5 ticks, d paused from tick 4, undisturbed."""
+    want, _ = make(2)
+    spawn(want, *MIXED)
+    want.step(3)
+    want.lifecycle("pause", ["d"])
+    want.step(2)
+    return want.kernel.digests
+
+
 def test_a_tick_started_ahead_that_fails_leaves_the_tick_before_committed() -> None:
     fail = {"on": True}
 
@@ -101,7 +105,7 @@ def test_a_tick_started_ahead_that_fails_leaves_the_tick_before_committed() -> N
         return PoolRefusal("refused for the test") if tick == 3 and fail["on"] else None
 
     m, _ = make(engines=[FakeEngine(), FakeEngine(fail_step=refuse)], recovery_s=0)
-    spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    spawn(m, *MIXED)
     m.tick_once()
     m.tick_once(ahead=True)  # tick 2 commits; tick 3's batches fail as they go out
     assert m.kernel.tick == 2 and m.kernel.ahead
@@ -115,12 +119,7 @@ def test_a_tick_started_ahead_that_fails_leaves_the_tick_before_committed() -> N
     fail["on"] = False
     m.step(3)  # rebuilt by replay; tick 3 again without the pause, which comes at 4
     assert [t for t, kind, _p in records(m) if kind == "control.pause"] == [4]
-    want, _ = make(2)
-    spawn(want, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
-    want.step(3)
-    want.lifecycle("pause", ["d"])
-    want.step(2)
-    assert m.kernel.digests == want.kernel.digests
+    assert m.kernel.digests == paused_at_4()
     r, _ = make(1)
     *_, last = r.replay(parse_journal(records(m)), False, 100)
     assert last.ok, last
@@ -172,7 +171,7 @@ def test_an_action_queued_during_a_failed_tick_waits_for_the_tick_it_was_promise
         return None
 
     m, _ = make(engines=[FakeEngine(), FakeEngine(fail_step=refuse)])
-    spawn(m, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
+    spawn(m, *MIXED)
     m.tick_once(ahead)
     m.tick_once(ahead)
     with pytest.raises(TickFailedError):
@@ -181,9 +180,4 @@ def test_an_action_queued_during_a_failed_tick_waits_for_the_tick_it_was_promise
     fail["on"] = False
     m.step(3)  # rebuilt by replay; tick 3 again, still without the pause
     assert [t for t, kind, _p in records(m) if kind == "control.pause"] == [4]
-    want, _ = make(2)
-    spawn(want, ("a", "to=b"), ("b", "to=c,a"), ("c", "bcast=1"), ("d", "to=a"))
-    want.step(3)
-    want.lifecycle("pause", ["d"])
-    want.step(2)
-    assert m.kernel.digests == want.kernel.digests
+    assert m.kernel.digests == paused_at_4()

@@ -28,7 +28,7 @@ from lockstep_orchestrator._events import (
 from lockstep_orchestrator._inference import InferenceBridge
 from lockstep_orchestrator._journal import Journal
 from lockstep_orchestrator._kernel import DEFAULT_LIMITS, TickFailedError
-from lockstep_orchestrator._manager import RunManager
+from lockstep_orchestrator._manager import AutoCheckpoints, RunManager
 from lockstep_orchestrator._ports import InProcessPools, PoolFailureError
 from lockstep_orchestrator._replay import parse_journal
 from tests.orchestrator.fakepool import MODULE, FakeEngine
@@ -55,6 +55,7 @@ def make(
     engines: list[FakeEngine] | None = None,
     recovery_s: float = 5,
     data_dir: Path | None = None,
+    auto: AutoCheckpoints | None = None,
     **config: Any,
 ) -> tuple[RunManager, list[FakeEngine]]:
     engines = engines or [FakeEngine() for _ in range(n_pools)]
@@ -66,6 +67,7 @@ def make(
         InferenceBridge(None),
         recovery_s=recovery_s,
         data_dir=data_dir,
+        auto=auto,
     )
     m.start(opb.RunConfig(seed=7, **config))
     return m, engines
