@@ -326,6 +326,18 @@ class _Tx:
     sent_bytes: int = 0
     pools_s: dict[int, float] = field(default_factory=dict)
 
+    @classmethod
+    def after(cls, t: int, world: World, counters: opb.RunCounters) -> _Tx:
+        """Tick t, on a fork of the world and a copy of the counters tick t-1 left."""
+        return cls(
+            t,
+            world.fork(),
+            _copy_counters(counters),
+            _Digest(t),
+            started=time.perf_counter(),
+            started_unix=time.time(),
+        )
+
     def emit(self, event: Event) -> None:
         self.digest.add(event.digest(), event.agent)
         if event.KIND is not None:
@@ -538,14 +550,7 @@ class Kernel:
                 if started.batch is not None:
                     self._step_end(tx, started.batch)
             else:
-                tx = _Tx(
-                    t,
-                    self.state.world.fork(),
-                    _copy_counters(self.state.counters),
-                    _Digest(t),
-                    started=time.perf_counter(),
-                    started_unix=time.time(),
-                )
+                tx = _Tx.after(t, self.state.world, self.state.counters)
                 self._apply_actions(tx, actions)
                 due = self._deliver_inference(tx)
                 self._restart_due(tx)
@@ -591,14 +596,7 @@ class Kernel:
             if len(self.pending) != n_actions:
                 return None
             self._fixed[t] = 0
-        nxt = _Tx(
-            t,
-            w.fork(),
-            _copy_counters(tx.counters),
-            _Digest(t),
-            started=time.perf_counter(),
-            started_unix=time.time(),
-        )
+        nxt = _Tx.after(t, w, tx.counters)
         try:
             return _Ahead(nxt, self._step_begin(nxt))
         except BaseException as exc:  # tick t is sound: t+1 fails when it is finished
